@@ -1,0 +1,320 @@
+"""The result backend contract and the key-value base class that carries its logic.
+
+A result is stored as Celery stores it: a mapping with ``status``, ``result``,
+``traceback``, ``children``, ``date_done`` and ``task_id`` under the key
+``celery-task-meta-<id>``, so Celery and taskq read each other's results. A failed task's
+``result`` is the exception as ``{"exc_type", "exc_message", "exc_module"}``.
+
+A backend for a new key-value store subclasses :class:`KeyValueBackend` and writes only
+the storage primitives (``get``, ``mget``, ``set``, ``delete``, ``incr``), plus
+``wait_for_keys`` where the store can push a change to a waiting client.
+"""
+
+from __future__ import annotations
+
+import datetime
+import importlib
+import sys
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from taskq import states
+from taskq.errors import BackendUnavailableError, TaskError, TimeoutError
+from taskq.serialization import Serializer
+
+# Polling a store that cannot push: first interval and ceiling, in seconds.
+POLL_INTERVAL_START = 0.005
+POLL_INTERVAL_MAX = 0.5
+
+Meta = dict[str, object]
+
+
+@dataclass(frozen=True, slots=True)
+class BackendCapabilities:
+    """What a result backend does natively; ``taskq plugins`` shows these."""
+
+    push_wait: bool = False  # a waiting client is told of a new result (no polling)
+    native_join: bool = False  # many results fetched in one round trip
+    chord_counter: bool = False  # an atomic counter for chord completion
+    expiry: bool = False  # results expire on their own (result_expires)
+
+
+def exception_to_meta(exc: BaseException) -> dict[str, object]:
+    """Describe an exception the way Celery stores it."""
+    cls = type(exc)
+    return {
+        "exc_type": cls.__qualname__,
+        "exc_message": list(_safe_args(exc)),
+        "exc_module": cls.__module__,
+    }
+
+
+def _safe_args(exc: BaseException) -> list[object]:
+    args: list[object] = []
+    for arg in exc.args:
+        args.append(arg if isinstance(arg, (str, int, float, bool, type(None))) else repr(arg))
+    return args
+
+
+def meta_to_exception(value: object) -> BaseException:
+    """Rebuild a stored exception: its own type when importable, else :class:`TaskError`."""
+    if isinstance(value, BaseException):
+        return value
+    if not isinstance(value, Mapping) or "exc_type" not in value:
+        return TaskError("Exception", "", repr(value))
+    type_name = str(value["exc_type"])
+    module_name = str(value.get("exc_module") or "builtins")
+    raw_args = value.get("exc_message", [])
+    args = tuple(raw_args) if isinstance(raw_args, (list, tuple)) else (raw_args,)
+    cls = _find_exception_class(module_name, type_name)
+    if cls is not None:
+        try:
+            return cls(*args)
+        except Exception:  # noqa: BLE001 - a constructor with another signature
+            pass
+    message = ", ".join(str(a) for a in args)
+    return TaskError(type_name, module_name, message)
+
+
+def _find_exception_class(module_name: str, type_name: str) -> type[BaseException] | None:
+    module = sys.modules.get(module_name)
+    if module is None:
+        try:
+            module = importlib.import_module(module_name)
+        except Exception:  # noqa: BLE001 - any import failure means "not importable here"
+            return None
+    obj: object = module
+    for part in type_name.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    if isinstance(obj, type) and issubclass(obj, BaseException):
+        return obj
+    return None
+
+
+def utc_now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat()
+
+
+class ResultBackend(ABC):
+    """Base class of every result backend."""
+
+    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities()
+
+    def __init__(
+        self,
+        url: str,
+        options: Mapping[str, object] | None = None,
+        *,
+        serializer: Serializer | None = None,
+        expires: float | None = None,
+    ) -> None:
+        if serializer is None:
+            from taskq.builtins.json import JSON
+
+            serializer = JSON
+        self.url = url
+        self.options: dict[str, object] = dict(options or {})
+        self.serializer = serializer
+        #: Seconds results are kept; ``None`` keeps them until forgotten.
+        self.expires = expires
+
+    # ---- Encoding ---------------------------------------------------------------
+
+    def encode(self, meta: Mapping[str, object]) -> bytes:
+        return self.serializer.dumps(dict(meta))
+
+    def decode(self, data: bytes) -> Meta:
+        value = self.serializer.loads(data)
+        if not isinstance(value, dict):
+            raise TaskError("ValueError", "builtins", f"malformed result record: {value!r}")
+        return value
+
+    @staticmethod
+    def make_meta(
+        task_id: str,
+        result: object,
+        state: str,
+        traceback: str | None = None,
+        request_info: Mapping[str, object] | None = None,
+    ) -> Meta:
+        if isinstance(result, BaseException):
+            result = exception_to_meta(result)
+        meta: Meta = {
+            "status": state,
+            "result": result,
+            "traceback": traceback,
+            "children": [],
+            "date_done": utc_now_iso() if state in states.READY_STATES else None,
+            "task_id": task_id,
+        }
+        if request_info:
+            meta.update(request_info)
+        return meta
+
+    # ---- The contract -----------------------------------------------------------
+
+    @abstractmethod
+    def store_result(
+        self,
+        task_id: str,
+        result: object,
+        state: str,
+        traceback: str | None = None,
+        request_info: Mapping[str, object] | None = None,
+    ) -> None:
+        """Record ``state`` (and ``result``) for ``task_id``; a ready state wakes waiters."""
+
+    @abstractmethod
+    def get_task_meta(self, task_id: str) -> Meta:
+        """The stored record, or a PENDING one when nothing is stored."""
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, Meta]:
+        return {task_id: self.get_task_meta(task_id) for task_id in task_ids}
+
+    @abstractmethod
+    def forget(self, task_id: str) -> None:
+        """Delete what is stored for ``task_id``."""
+
+    def wait_for(self, task_id: str, timeout: float | None = None) -> Meta:
+        """Block until ``task_id`` is ready; raise :class:`TimeoutError` after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = POLL_INTERVAL_START
+        while True:
+            meta = self.get_task_meta(task_id)
+            if meta["status"] in states.READY_STATES:
+                return meta
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(
+                    f"task {task_id} is still {meta['status']} after {timeout}s; "
+                    f"is a worker consuming its queue? (taskq worker -A yourapp)"
+                )
+            self.wait_for_change([task_id], interval if remaining is None else min(interval, remaining))
+            interval = min(interval * 2, POLL_INTERVAL_MAX)
+
+    def wait_for_change(self, task_ids: Sequence[str], timeout: float) -> None:
+        """Sleep until a result for ``task_ids`` may have changed, at most ``timeout`` s.
+
+        Backends that can push override this; the default sleeps.
+        """
+        time.sleep(timeout)
+
+    def save_group(self, group_id: str, task_ids: Sequence[str]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot store groups")
+
+    def restore_group(self, group_id: str) -> list[str] | None:
+        raise NotImplementedError(f"{type(self).__name__} cannot store groups")
+
+    def delete_group(self, group_id: str) -> None:
+        raise NotImplementedError(f"{type(self).__name__} cannot store groups")
+
+    def incr_chord_counter(self, group_id: str) -> int:
+        raise NotImplementedError(
+            f"{type(self).__name__} has no atomic counter for chords; use a backend "
+            f"that has one (redis, sqlite, database)"
+        )
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections. Safe to call twice."""
+
+
+class KeyValueBackend(ResultBackend):
+    """A result backend on any key-value store: subclasses write the storage primitives."""
+
+    task_keyprefix = "celery-task-meta-"
+    group_keyprefix = "celery-taskset-meta-"
+    chord_keyprefix = "chord-unlock-"
+
+    # ---- Storage primitives -----------------------------------------------------
+
+    @abstractmethod
+    def get(self, key: str) -> bytes | None: ...
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self.get(key) for key in keys]
+
+    @abstractmethod
+    def set(self, key: str, value: bytes, *, expires: float | None = None) -> None: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None: ...
+
+    @abstractmethod
+    def incr(self, key: str, *, expires: float | None = None) -> int:
+        """Atomically add one to the integer at ``key`` (0 when missing); return it."""
+
+    # ---- The contract, on top of the primitives -----------------------------------
+
+    def task_key(self, task_id: str) -> str:
+        return self.task_keyprefix + task_id
+
+    def store_result(
+        self,
+        task_id: str,
+        result: object,
+        state: str,
+        traceback: str | None = None,
+        request_info: Mapping[str, object] | None = None,
+    ) -> None:
+        meta = self.make_meta(task_id, result, state, traceback, request_info)
+        try:
+            self.set(self.task_key(task_id), self.encode(meta), expires=self.expires)
+        except BackendUnavailableError:
+            raise
+        self.on_stored(task_id, state)
+
+    def on_stored(self, task_id: str, state: str) -> None:  # noqa: B027 - optional hook
+        """Called after a result was written; push-capable stores notify waiters here."""
+
+    def get_task_meta(self, task_id: str) -> Meta:
+        data = self.get(self.task_key(task_id))
+        if data is None:
+            return {"status": states.PENDING, "result": None, "traceback": None, "task_id": task_id}
+        return self.decode(data)
+
+    def get_many(self, task_ids: Sequence[str]) -> dict[str, Meta]:
+        values = self.mget([self.task_key(t) for t in task_ids])
+        out: dict[str, Meta] = {}
+        for task_id, data in zip(task_ids, values, strict=True):
+            if data is None:
+                out[task_id] = {"status": states.PENDING, "result": None, "task_id": task_id}
+            else:
+                out[task_id] = self.decode(data)
+        return out
+
+    def forget(self, task_id: str) -> None:
+        self.delete(self.task_key(task_id))
+
+    def save_group(self, group_id: str, task_ids: Sequence[str]) -> None:
+        meta = {"result": [[[tid, None], None] for tid in task_ids], "task_id": group_id}
+        self.set(self.group_keyprefix + group_id, self.encode(meta), expires=self.expires)
+
+    def restore_group(self, group_id: str) -> list[str] | None:
+        data = self.get(self.group_keyprefix + group_id)
+        if data is None:
+            return None
+        meta = self.decode(data)
+        entries = meta.get("result") or []
+        assert isinstance(entries, list)
+        return [str(entry[0][0]) for entry in entries]
+
+    def delete_group(self, group_id: str) -> None:
+        self.delete(self.group_keyprefix + group_id)
+
+    def incr_chord_counter(self, group_id: str) -> int:
+        return self.incr(self.chord_keyprefix + group_id, expires=self.expires)
+
+
+__all__ = [
+    "BackendCapabilities",
+    "KeyValueBackend",
+    "Meta",
+    "ResultBackend",
+    "exception_to_meta",
+    "meta_to_exception",
+]

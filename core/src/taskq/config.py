@@ -1,0 +1,252 @@
+"""Settings: Celery's names, read from defaults < config file < environment < arguments.
+
+The config file is ``taskq.toml`` (top-level keys) or the ``[tool.taskq]`` table of
+``pyproject.toml``, found in the working directory unless a path is given. Its
+``[plugins]`` table selects plugins (``enable``, ``disable``). Environment variables
+are the upper-case names with a ``TASKQ_`` prefix (``TASKQ_BROKER_URL``); values are
+parsed to the setting's type (lists are comma-separated, tables are JSON).
+
+An unknown name anywhere is an error that suggests the nearest valid one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+from taskq.errors import ConfigError
+
+ENV_PREFIX = "TASKQ_"
+CONFIG_FILE_NAME = "taskq.toml"
+#: Environment variables read by the CLI, not settings.
+RESERVED_ENV = frozenset({"TASKQ_APP", "TASKQ_CONFIG"})
+
+DEFAULTS: dict[str, object] = {
+    # broker and results
+    "broker_url": "sqlite:///taskq.db",
+    "broker_transport_options": {},
+    "broker_connection_timeout": 4.0,
+    "result_backend": None,  # None: the broker's store when it has a backend; "disabled": none
+    "result_backend_transport_options": {},
+    "result_serializer": "json",
+    "result_accept_content": None,  # None: same as accept_content
+    "result_expires": 86400.0,  # seconds; 0 or None keeps results until forgotten
+    "result_extended": False,
+    # serialization
+    "task_serializer": "json",
+    "accept_content": ["json"],
+    # routing
+    "task_default_queue": "taskq",
+    "task_routes": {},
+    "task_default_priority": None,
+    "task_queue_max_priority": None,
+    # task behaviour
+    "task_acks_late": False,
+    "task_acks_on_failure_or_timeout": True,
+    "task_reject_on_worker_lost": False,
+    "task_ignore_result": False,
+    "task_store_errors_even_if_ignored": False,
+    "task_track_started": False,
+    "task_time_limit": None,  # seconds
+    "task_soft_time_limit": None,  # seconds
+    "task_default_retry_delay": 180.0,  # seconds
+    "task_max_retries": 3,
+    "task_default_rate_limit": None,
+    "task_always_eager": False,
+    "task_eager_propagates": False,
+    "task_max_deliveries": 10,  # handed out this often without an ack: dead-lettered
+    "task_annotations": {},
+    # worker
+    "worker_concurrency": None,  # None: the number of CPUs
+    "worker_pool": None,  # None: prefork if installed, else the only pool installed
+    "worker_prefetch_multiplier": 4,
+    "worker_lease_seconds": 30.0,  # a claimed message returns this long after its worker died
+    "worker_eta_horizon": 60.0,  # seconds: ETAs further away wait in the broker
+    "worker_hijack_root_logger": True,
+    "worker_log_format": "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
+    "worker_state_db": None,
+    "worker_max_tasks_per_child": None,
+    "worker_send_task_events": False,
+    # app
+    "imports": [],
+    "include": [],
+    "timezone": "UTC",
+    "enable_utc": True,
+    "beat_schedule": {},
+    "plugins": {},
+}
+
+PLUGIN_KEYS = frozenset({"enable", "disable"})
+
+
+def suggest(name: str, choices: Mapping[str, object] | frozenset[str] | list[str]) -> str:
+    """``"; did you mean 'x'?"`` for the nearest valid name, or an empty string."""
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def _check_names(values: Mapping[str, object], where: str) -> None:
+    for name in values:
+        if name not in DEFAULTS:
+            raise ConfigError(f"unknown setting {name!r} in {where}{suggest(name, DEFAULTS)}")
+    plugins = values.get("plugins")
+    if plugins is not None:
+        if not isinstance(plugins, Mapping):
+            raise ConfigError(f"'plugins' in {where} must be a table with 'enable' and/or 'disable'")
+        for key, value in plugins.items():
+            if key not in PLUGIN_KEYS:
+                raise ConfigError(f"unknown key {key!r} in [plugins] of {where}{suggest(key, PLUGIN_KEYS)}")
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"[plugins] {key} in {where} must be a list of plugin names")
+
+
+def _parse_env(name: str, raw: str) -> object:
+    default = DEFAULTS[name]
+    if isinstance(default, bool):
+        lowered = raw.strip().lower()
+        if lowered in {"1", "true", "yes", "on"}:
+            return True
+        if lowered in {"0", "false", "no", "off", ""}:
+            return False
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a boolean; use true or false")
+    if isinstance(default, int) or (name.endswith(("_limit", "_retries")) and default is None):
+        try:
+            return int(raw) if raw.strip().lstrip("-").isdigit() else float(raw)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
+    if isinstance(default, float):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
+    if isinstance(default, list):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    if isinstance(default, dict):
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a JSON object: {exc}") from exc
+        if not isinstance(value, dict):
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a JSON object")
+        return value
+    return raw
+
+
+def find_config_file(directory: Path | None = None) -> Path | None:
+    """``taskq.toml``, else a ``pyproject.toml`` with ``[tool.taskq]``, in ``directory``."""
+    folder = directory or Path.cwd()
+    candidate = folder / CONFIG_FILE_NAME
+    if candidate.is_file():
+        return candidate
+    pyproject = folder / "pyproject.toml"
+    if pyproject.is_file():
+        try:
+            data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError):
+            return None
+        if "taskq" in data.get("tool", {}):
+            return pyproject
+    return None
+
+
+def read_config_file(path: Path) -> dict[str, object]:
+    """The settings in a config file, checked for unknown names."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    if path.name == "pyproject.toml":
+        data = data.get("tool", {}).get("taskq", {})
+    _check_names(data, str(path))
+    return data
+
+
+def read_environment(environ: Mapping[str, str]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX) or key in RESERVED_ENV:
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name not in DEFAULTS:
+            hint = suggest(name, DEFAULTS)
+            hint = f"; did you mean {ENV_PREFIX}{hint[15:-2].upper()}?" if hint else ""
+            raise ConfigError(f"unknown setting in the environment: {key}{hint}")
+        values[name] = _parse_env(name, raw)
+    return values
+
+
+class Settings(Mapping[str, object]):
+    """The merged settings; read with ``settings.broker_url`` or ``settings["broker_url"]``."""
+
+    def __init__(self, values: Mapping[str, object], source: Path | None = None) -> None:
+        self._values = dict(values)
+        #: The config file the settings came from, if any.
+        self.source = source
+
+    def __getitem__(self, name: str) -> object:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getattr__(self, name: str) -> object:
+        try:
+            return self._values[name]
+        except KeyError:
+            raise AttributeError(f"unknown setting {name!r}{suggest(name, self._values)}") from None
+
+    def update(self, **values: object) -> None:
+        """Change settings at run time (before the app is first used)."""
+        _check_names(values, "App settings")
+        self._values.update(values)
+
+    @property
+    def plugin_enable(self) -> list[str] | None:
+        plugins = self._values.get("plugins") or {}
+        assert isinstance(plugins, Mapping)
+        enable = plugins.get("enable")
+        return None if enable is None else list(enable)
+
+    @property
+    def plugin_disable(self) -> list[str]:
+        plugins = self._values.get("plugins") or {}
+        assert isinstance(plugins, Mapping)
+        return list(plugins.get("disable") or [])
+
+
+def load_settings(
+    overrides: Mapping[str, object] | None = None,
+    *,
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    search_dir: Path | None = None,
+    read_files: bool = True,
+) -> Settings:
+    """Merge defaults < config file < environment < ``overrides``."""
+    env = os.environ if environ is None else environ
+    values = {key: (value.copy() if isinstance(value, (dict, list)) else value) for key, value in DEFAULTS.items()}
+    source: Path | None = None
+    path_text = config_file or env.get("TASKQ_CONFIG")
+    if path_text:
+        source = Path(path_text)
+    elif read_files:
+        source = find_config_file(search_dir)
+    if source is not None:
+        values.update(read_config_file(source))
+    values.update(read_environment(env))
+    if overrides:
+        _check_names(overrides, "App(...) arguments")
+        values.update(overrides)
+    return Settings(values, source)
+
+
+__all__ = ["DEFAULTS", "Settings", "find_config_file", "load_settings", "read_config_file"]

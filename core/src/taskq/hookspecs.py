@@ -1,0 +1,225 @@
+"""The plugin contract: every hook a taskq plugin can implement, in the order they fire.
+
+A plugin is a module named by an entry point in the group ``taskq.plugins``; its
+functions decorated with :data:`hookimpl` implement the hooks below. Driver hooks
+(``taskq_register_*``) return *import strings* (``"package.module:Class"``): taskq
+imports only the driver that is selected, so a plugin module stays cheap to import.
+
+An implementation takes only the arguments it uses; specs gain arguments over time
+without breaking plugins. Hooks on the per-message path are skipped entirely when no
+plugin implements them, and an exception raised in an event hook is logged with the
+plugin's name: it never loses a message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from taskq.app import App
+    from taskq.serialization import Serializer
+    from taskq.task import Task
+    from taskq.worker.request import Request
+    from taskq.worker.worker import Worker
+
+PROJECT = "taskq"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+# ---- Drivers: what a plugin provides ---------------------------------------------
+
+
+@hookspec
+def taskq_register_transports() -> Mapping[str, str]:
+    """Offer broker transports by URL scheme. Added in 0.1.
+
+    Return ``{scheme: "package.module:Class"}`` where the class subclasses
+    :class:`taskq.transport.Transport`; ``broker_url = "sqlite:///taskq.db"`` selects the
+    ``sqlite`` scheme. Called once per process when the broker is first used; only the
+    selected class is imported. All answers are collected; two plugins offering the same
+    scheme is a configuration error that names both.
+    """
+
+
+@hookspec
+def taskq_register_result_backends() -> Mapping[str, str]:
+    """Offer result backends by URL scheme. Added in 0.1.
+
+    Return ``{scheme: "package.module:Class"}`` where the class subclasses
+    :class:`taskq.backends.base.ResultBackend` (usually through ``KeyValueBackend``).
+    Called once per process when results are first used; answers are collected.
+    """
+
+
+@hookspec
+def taskq_register_pools() -> Mapping[str, str]:
+    """Offer concurrency pools by the name given to ``--pool``. Added in 0.1.
+
+    Return ``{name: "package.module:Class"}`` where the class subclasses
+    :class:`taskq.pool.Pool`. Called once, when the worker resolves its pool; only the
+    selected class is ever imported. Answers are collected.
+    """
+
+
+@hookspec
+def taskq_register_schedulers() -> Mapping[str, str]:
+    """Offer beat schedulers by the name given to ``--scheduler``. Added in 0.1.
+
+    Return ``{name: "package.module:Class"}``. Called once, when beat starts; answers
+    are collected.
+    """
+
+
+@hookspec
+def taskq_register_serializers() -> Mapping[str, Serializer | str]:
+    """Offer serializers by name (``task_serializer = "msgpack"``). Added in 0.1.
+
+    Return ``{name: Serializer}`` or ``{name: "package.module:attr"}`` naming a
+    :class:`taskq.serialization.Serializer`. Called once per process when the app first
+    encodes or decodes; answers are collected. Whether a worker *accepts* a content type
+    is decided by ``accept_content``, not by being registered.
+    """
+
+
+@hookspec
+def taskq_register_bootsteps() -> Mapping[str, Sequence[str]]:
+    """Add steps to the worker's blueprint. Added in 0.1.
+
+    Return ``{"worker": ["package.module:Step", ...]}``; each class subclasses
+    :class:`taskq.worker.bootsteps.Step` and states what it ``requires``. Called once,
+    in the worker's main process, as the blueprint is built.
+    """
+
+
+@hookspec
+def taskq_register_commands() -> Mapping[str, str]:
+    """Add subcommands to the ``taskq`` command line. Added in 0.1.
+
+    Return ``{name: "package.module:command"}`` naming a :class:`click.Command`. The
+    command is imported only when it is run (or when ``taskq --help`` lists it). Called
+    once per CLI invocation.
+    """
+
+
+# ---- Start-up ----------------------------------------------------------------------
+
+
+@hookspec
+def taskq_early_init(pool: str | None, argv: Sequence[str]) -> None:
+    """Run before the user's app module is imported. Added in 0.1.
+
+    ``pool`` is the pool the command line or the config file selected (``None`` when
+    none was chosen); ``argv`` the command's arguments. This is where a green-thread pool
+    monkey-patches the standard library. Called once per ``taskq`` command, in the main
+    process; keep it quick and do nothing unless your driver is the one selected.
+    """
+
+
+@hookspec
+def taskq_app_configured(app: App) -> None:
+    """The app's settings are final (file, environment and flags merged). Added in 0.1.
+
+    Called once per app and process, the first time its plugins are needed.
+    """
+
+
+# ---- Worker lifecycle --------------------------------------------------------------
+
+
+@hookspec
+def taskq_worker_init(worker: Worker) -> None:
+    """The worker is built but not started; plugins may adjust it. Added in 0.1.
+
+    Called once, in the worker's main process.
+    """
+
+
+@hookspec
+def taskq_worker_ready(worker: Worker) -> None:
+    """The worker is consuming. Added in 0.1. Called once, in the main process."""
+
+
+@hookspec
+def taskq_worker_shutdown(worker: Worker) -> None:
+    """The worker is stopping; its pool and connections are still open. Added in 0.1.
+
+    Called once, in the main process, after consuming has stopped.
+    """
+
+
+# ---- Publishing --------------------------------------------------------------------
+
+
+@hookspec
+def taskq_before_publish(
+    app: App, name: str, task_id: str, headers: dict[str, object], queue: str
+) -> None:
+    """A task message is about to be sent; ``headers`` may be changed. Added in 0.1.
+
+    Called per message on the client, in the publishing thread: keep it quick. It is
+    skipped when no plugin implements it.
+    """
+
+
+@hookspec
+def taskq_after_publish(app: App, name: str, task_id: str, queue: str) -> None:
+    """A task message was handed to the broker. Added in 0.1.
+
+    Called per message on the client; skipped when no plugin implements it.
+    """
+
+
+# ---- Task execution ----------------------------------------------------------------
+
+
+@hookspec
+def taskq_task_prerun(task: Task[..., object], request: Request) -> None:
+    """A task is about to run. Added in 0.1.
+
+    Called per task, in the process (or thread) that runs it, just before the task's
+    function. Exceptions are logged and the task runs anyway.
+    """
+
+
+@hookspec
+def taskq_task_postrun(task: Task[..., object], request: Request, state: str, retval: object) -> None:
+    """A task has run, whatever its outcome (``state`` says it). Added in 0.1.
+
+    Called per task, where the task ran, after its result was stored.
+    """
+
+
+@hookspec
+def taskq_task_success(task: Task[..., object], request: Request, retval: object) -> None:
+    """A task returned normally. Added in 0.1. Called per task, where it ran."""
+
+
+@hookspec
+def taskq_task_failure(
+    task: Task[..., object], request: Request, exc: BaseException, traceback: str
+) -> None:
+    """A task raised (and will not be retried). Added in 0.1. Called where it ran."""
+
+
+@hookspec
+def taskq_task_retry(task: Task[..., object], request: Request, reason: BaseException) -> None:
+    """A task asked to be retried. Added in 0.1. Called per retry, where it ran."""
+
+
+@hookspec
+def taskq_task_rejected(request: Request | None, reason: str) -> None:
+    """The worker set a message aside (dead-lettered it) instead of running it. Added in 0.1.
+
+    ``request`` is ``None`` when the message could not even be decoded. Called in the
+    worker's main process.
+    """
+
+
+__all__ = ["PROJECT", "hookimpl", "hookspec"]

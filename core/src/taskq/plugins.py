@@ -1,0 +1,366 @@
+"""Plugin discovery, selection and driver lookup.
+
+Plugins are found through the entry-point group ``taskq.plugins`` with stevedore and
+registered with a pluggy manager; the config file's ``[plugins]`` table chooses which
+load (``enable`` lists the only third-party plugins to load, ``disable`` removes any,
+core's built-ins included). Core's own drivers arrive through the same entry points.
+
+:class:`Plugins` is built by :func:`load_plugins` from the configuration and handed
+down (app, worker, CLI); nothing is discovered at import time. Each hook is called
+through one typed method here, so searching for the method finds every call site.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, cast
+
+import pluggy
+
+from taskq import hookspecs
+from taskq.errors import DriverNotFoundError, PluginError
+
+if TYPE_CHECKING:
+    from taskq.app import App
+    from taskq.serialization import Serializer
+    from taskq.task import Task
+    from taskq.worker.request import Request
+    from taskq.worker.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "taskq.plugins"
+CORE_DISTRIBUTION = "taskq-core"
+
+#: Driver kinds, the hook that offers each, and how users name one.
+DRIVER_KINDS: dict[str, tuple[str, str]] = {
+    "transports": ("taskq_register_transports", "broker URL scheme"),
+    "result_backends": ("taskq_register_result_backends", "result backend URL scheme"),
+    "pools": ("taskq_register_pools", "pool"),
+    "schedulers": ("taskq_register_schedulers", "scheduler"),
+    "serializers": ("taskq_register_serializers", "serializer"),
+    "commands": ("taskq_register_commands", "command"),
+}
+
+#: Distribution to suggest when a well-known driver is missing.
+KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
+    ("transports", "sqlite"): "taskq-sqlite",
+    ("result_backends", "sqlite"): "taskq-sqlite",
+    ("transports", "redis"): "taskq-redis",
+    ("transports", "rediss"): "taskq-redis",
+    ("result_backends", "redis"): "taskq-redis",
+    ("result_backends", "rediss"): "taskq-redis",
+    ("transports", "amqp"): "taskq-amqp",
+    ("transports", "amqps"): "taskq-amqp",
+    ("transports", "pyamqp"): "taskq-amqp",
+    ("result_backends", "rpc"): "taskq-amqp",
+    ("transports", "sqs"): "taskq-sqs",
+    ("pools", "threads"): "taskq-thread",
+    ("pools", "thread"): "taskq-thread",
+    ("result_backends", "db+postgresql"): "taskq-sqlalchemy",
+    ("result_backends", "db+mysql"): "taskq-sqlalchemy",
+    ("result_backends", "db+sqlite"): "taskq-sqlalchemy",
+    ("result_backends", "mongodb"): "taskq-mongo",
+    ("result_backends", "dynamodb"): "taskq-dynamodb",
+    ("result_backends", "s3"): "taskq-s3",
+    ("result_backends", "cache+memcached"): "taskq-memcached",
+    ("result_backends", "file"): "taskq-filesystem",
+    ("transports", "file"): "taskq-filesystem",
+}
+
+@dataclass
+class PluginInfo:
+    """One plugin as ``taskq plugins`` shows it."""
+
+    name: str
+    distribution: str
+    version: str
+    module: str
+    enabled: bool = True
+    error: str | None = None
+    drivers: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def is_builtin(self) -> bool:
+        return self.distribution == CORE_DISTRIBUTION
+
+
+@dataclass(frozen=True)
+class DriverEntry:
+    """A driver offered by a plugin: its import string (or object) and who offers it."""
+
+    target: object
+    plugin: str
+
+
+def _distribution_of(entry_point: object) -> tuple[str, str]:
+    dist = getattr(entry_point, "dist", None)
+    if dist is None:
+        return "?", "?"
+    return str(dist.metadata["Name"]), str(dist.version)
+
+
+def import_string(target: str) -> object:
+    """Import ``"package.module:attr"`` (or ``"package.module.attr"``)."""
+    module_name, _, attr = target.partition(":")
+    if not attr:
+        module_name, _, attr = target.rpartition(".")
+    module = importlib.import_module(module_name)
+    obj: object = module
+    for part in attr.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+class Plugins:
+    """The loaded plugins, the drivers they offer, and typed calls into their hooks."""
+
+    def __init__(self) -> None:
+        self.manager = pluggy.PluginManager(hookspecs.PROJECT)
+        self.manager.add_hookspecs(hookspecs)
+        self.infos: dict[str, PluginInfo] = {}
+        self._drivers: dict[str, dict[str, DriverEntry]] = {}
+        self._has_impl_cache: dict[str, bool] = {}
+
+    # ---- Registration -----------------------------------------------------------
+
+    def register(
+        self,
+        plugin: object,
+        name: str | None = None,
+        *,
+        distribution: str = "?",
+        version: str = "?",
+    ) -> None:
+        """Register a plugin module or object (tests and embedding use this directly)."""
+        plugin_name = name or getattr(plugin, "__name__", None) or repr(plugin)
+        module = getattr(plugin, "__name__", type(plugin).__name__)
+        try:
+            self.manager.register(plugin, name=plugin_name)
+            self.manager.check_pending()
+        except pluggy.PluginValidationError as exc:
+            self.manager.unregister(name=plugin_name)
+            raise PluginError(
+                f"plugin {plugin_name!r} ({distribution}) does not fit the taskq plugin "
+                f"contract: {exc}. Check its hook names against taskq.hookspecs."
+            ) from exc
+        self.infos[plugin_name] = PluginInfo(plugin_name, distribution, version, module)
+        self._drivers.clear()
+        self._has_impl_cache.clear()
+
+    def record_failure(self, name: str, distribution: str, version: str, module: str, error: str) -> None:
+        self.infos[name] = PluginInfo(name, distribution, version, module, enabled=False, error=error)
+
+    # ---- Drivers ----------------------------------------------------------------
+
+    def drivers(self, kind: str) -> dict[str, DriverEntry]:
+        """Every driver of ``kind`` offered by a loaded plugin, by name."""
+        if kind in self._drivers:
+            return self._drivers[kind]
+        hook_name, label = DRIVER_KINDS[kind]
+        found: dict[str, DriverEntry] = {}
+        for impl in self.manager.hook.__dict__[hook_name].get_hookimpls():
+            plugin_name = self.manager.get_name(impl.plugin) or "?"
+            try:
+                offered = cast(Mapping[str, object], impl.function()) or {}
+            except Exception as exc:
+                logger.exception("plugin %s failed in %s", plugin_name, hook_name)
+                raise PluginError(f"plugin {plugin_name!r} failed in {hook_name}: {exc}") from exc
+            for name, target in offered.items():
+                if name in found and found[name].plugin != plugin_name:
+                    other = found[name].plugin
+                    raise PluginError(
+                        f"two plugins offer the {label} {name!r}: {self._describe(other)} and "
+                        f"{self._describe(plugin_name)}; disable one in taskq.toml:\n"
+                        f'  [plugins]\n  disable = ["{plugin_name}"]'
+                    )
+                found[name] = DriverEntry(target, plugin_name)
+        self._drivers[kind] = found
+        return found
+
+    def _describe(self, plugin_name: str) -> str:
+        info = self.infos.get(plugin_name)
+        if info is None:
+            return plugin_name
+        return f"{info.distribution} {info.version} (plugin {plugin_name!r})"
+
+    def resolve_driver(self, kind: str, name: str) -> object:
+        """Import and return the driver ``name`` of ``kind``, or say how to install it."""
+        drivers = self.drivers(kind)
+        entry = drivers.get(name)
+        _, label = DRIVER_KINDS[kind]
+        if entry is None:
+            installed = ", ".join(sorted(drivers)) or "none"
+            dist = KNOWN_DISTRIBUTIONS.get((kind, name), f"taskq-{name.split('+')[-1]}")
+            raise DriverNotFoundError(
+                f"no {label} named {name!r}; installed: {installed}.\n"
+                f"Install it with: pip install {dist}"
+            )
+        target = entry.target
+        if not isinstance(target, str):
+            return target
+        try:
+            return import_string(target)
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {self._describe(entry.plugin)} offers the {label} {name!r} as "
+                f"{target!r}, which fails to import: {type(exc).__name__}: {exc}. "
+                f"Reinstall the plugin, or install what it needs."
+            ) from exc
+
+    def serializers(self) -> list[Serializer]:
+        from taskq.serialization import Serializer
+
+        out: list[Serializer] = []
+        for name in self.drivers("serializers"):
+            obj = self.resolve_driver("serializers", name)
+            if not isinstance(obj, Serializer):
+                raise PluginError(f"serializer {name!r} is not a taskq.serialization.Serializer")
+            out.append(obj)
+        return out
+
+    def bootsteps(self) -> list[str]:
+        """Import strings of worker steps contributed by plugins."""
+        steps: list[str] = []
+        for answer in self.manager.hook.taskq_register_bootsteps():
+            steps.extend(answer.get("worker", ()))
+        return steps
+
+    # ---- Calling hooks ------------------------------------------------------------
+
+    def has_impl(self, hook_name: str) -> bool:
+        """Whether any loaded plugin implements ``hook_name`` (cached; per-message hooks)."""
+        cached = self._has_impl_cache.get(hook_name)
+        if cached is None:
+            cached = bool(getattr(self.manager.hook, hook_name).get_hookimpls())
+            self._has_impl_cache[hook_name] = cached
+        return cached
+
+    def _notify(self, hook_name: str, **kwargs: object) -> None:
+        """Call every implementation; log (with the plugin's name) and carry on if one raises."""
+        impls = getattr(self.manager.hook, hook_name).get_hookimpls()
+        for impl in reversed(impls):
+            try:
+                impl.function(*[kwargs[arg] for arg in impl.argnames])
+            except Exception:
+                logger.exception(
+                    "plugin %s raised in %s; carrying on", self.manager.get_name(impl.plugin), hook_name
+                )
+
+    def early_init(self, pool: str | None, argv: Sequence[str]) -> None:
+        self._notify("taskq_early_init", pool=pool, argv=list(argv))
+
+    def app_configured(self, app: App) -> None:
+        self._notify("taskq_app_configured", app=app)
+
+    def worker_init(self, worker: Worker) -> None:
+        self._notify("taskq_worker_init", worker=worker)
+
+    def worker_ready(self, worker: Worker) -> None:
+        self._notify("taskq_worker_ready", worker=worker)
+
+    def worker_shutdown(self, worker: Worker) -> None:
+        self._notify("taskq_worker_shutdown", worker=worker)
+
+    def before_publish(self, app: App, name: str, task_id: str, headers: dict[str, object], queue: str) -> None:
+        self._notify("taskq_before_publish", app=app, name=name, task_id=task_id, headers=headers, queue=queue)
+
+    def after_publish(self, app: App, name: str, task_id: str, queue: str) -> None:
+        self._notify("taskq_after_publish", app=app, name=name, task_id=task_id, queue=queue)
+
+    def task_prerun(self, task: Task[..., object], request: Request) -> None:
+        self._notify("taskq_task_prerun", task=task, request=request)
+
+    def task_postrun(self, task: Task[..., object], request: Request, state: str, retval: object) -> None:
+        self._notify("taskq_task_postrun", task=task, request=request, state=state, retval=retval)
+
+    def task_success(self, task: Task[..., object], request: Request, retval: object) -> None:
+        self._notify("taskq_task_success", task=task, request=request, retval=retval)
+
+    def task_failure(self, task: Task[..., object], request: Request, exc: BaseException, traceback: str) -> None:
+        self._notify("taskq_task_failure", task=task, request=request, exc=exc, traceback=traceback)
+
+    def task_retry(self, task: Task[..., object], request: Request, reason: BaseException) -> None:
+        self._notify("taskq_task_retry", task=task, request=request, reason=reason)
+
+    def task_rejected(self, request: Request | None, reason: str) -> None:
+        self._notify("taskq_task_rejected", request=request, reason=reason)
+
+    # ---- Introspection ------------------------------------------------------------
+
+    def describe(self) -> list[PluginInfo]:
+        """Every plugin seen, loaded or not, with the drivers each offers."""
+        for info in self.infos.values():
+            info.drivers = {}
+        for kind in DRIVER_KINDS:
+            try:
+                drivers = self.drivers(kind)
+            except PluginError:
+                continue
+            for driver, entry in drivers.items():
+                if entry.plugin in self.infos:
+                    self.infos[entry.plugin].drivers.setdefault(kind, []).append(driver)
+        return sorted(self.infos.values(), key=lambda i: (not i.is_builtin, i.distribution, i.name))
+
+
+def load_plugins(
+    enable: Iterable[str] | None = None,
+    disable: Iterable[str] = (),
+    *,
+    extra: Iterable[object] = (),
+) -> Plugins:
+    """Discover entry-point plugins, keep the selected ones, and register them.
+
+    ``enable``, when given, lists the only third-party plugins to load (core's built-ins
+    always load unless disabled); ``disable`` removes plugins by entry-point name.
+    ``extra`` registers plugin objects directly (used by tests and embedding). Plugins
+    that are not selected are listed but never imported.
+    """
+    from importlib.metadata import entry_points
+
+    from stevedore import NamedExtensionManager
+
+    enabled = None if enable is None else set(enable)
+    disabled = set(disable)
+    plugins = Plugins()
+    available = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    selected: list[str] = []
+    for name, entry_point in sorted(available.items()):
+        dist, version = _distribution_of(entry_point)
+        is_core = dist == CORE_DISTRIBUTION
+        if name in disabled or not (is_core or enabled is None or name in enabled):
+            plugins.infos[name] = PluginInfo(name, dist, version, entry_point.value, enabled=False)
+        else:
+            selected.append(name)
+
+    failures: list[tuple[str, Exception]] = []
+
+    def on_failure(_manager: object, entry_point: object, exc: Exception) -> None:
+        failures.append((str(getattr(entry_point, "name", "?")), exc))
+
+    manager: NamedExtensionManager[object] = NamedExtensionManager(
+        namespace=ENTRY_POINT_GROUP,
+        names=selected,
+        name_order=True,
+        on_load_failure_callback=on_failure,
+        on_missing_entrypoints_callback=lambda names: None,
+    )
+    for ext in manager.extensions:
+        dist, version = _distribution_of(ext.entry_point)
+        plugins.register(ext.plugin, ext.name, distribution=dist, version=version)
+    for name, exc in failures:
+        entry_point = available[name]
+        dist, version = _distribution_of(entry_point)
+        logger.error("plugin %s (%s %s) failed to load: %s: %s", name, dist, version, type(exc).__name__, exc)
+        plugins.record_failure(name, dist, version, entry_point.value, f"{type(exc).__name__}: {exc}")
+    for unknown in sorted((enabled or set()) - set(available)):
+        plugins.record_failure(unknown, "?", "?", "?", "enabled in the configuration but not installed")
+    for obj in extra:
+        plugins.register(obj)
+    return plugins
+
+
+__all__ = ["DRIVER_KINDS", "ENTRY_POINT_GROUP", "PluginInfo", "Plugins", "import_string", "load_plugins"]

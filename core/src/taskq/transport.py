@@ -1,0 +1,184 @@
+"""The broker transport contract: what the worker and the client ask of a broker.
+
+A transport moves :class:`Message` envelopes between clients and workers. Delivery is
+*at least once*, through leases: :meth:`Transport.claim` hands out a batch of messages
+under a lease that the claiming worker renews while it is alive (:meth:`renew`); a lease
+that lapses (the worker died) puts the message back in its queue. Acknowledging
+(:meth:`ack`) removes a message for good; :meth:`requeue` gives it back early;
+:meth:`dead_letter` sets it aside with a reason so that nothing is ever dropped silently.
+
+A transport for a new broker subclasses :class:`Transport`, writes the abstract methods
+and states in :attr:`Transport.capabilities` what it does natively. The conformance kit
+(:mod:`taskq.testing.conformance`) checks every one of them.
+
+One transport instance is used by one thread at a time; a worker opens one per thread
+that needs it (:meth:`Transport.clone`).
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+# Default lease: seconds a claimed message stays with its worker without a renewal.
+DEFAULT_LEASE_SECONDS = 30.0
+
+
+@dataclass(slots=True)
+class Message:
+    """One message as it travels: headers, serialized body and delivery properties.
+
+    ``properties`` holds AMQP-style delivery properties (``correlation_id``,
+    ``reply_to``, ``priority``, ``delivery_mode``); ``headers`` holds protocol 2's task
+    headers.
+    """
+
+    body: bytes
+    headers: dict[str, object]
+    content_type: str = "application/json"
+    content_encoding: str = "utf-8"
+    properties: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Delivery:
+    """A message handed to a worker, with what the transport needs to ack or requeue it.
+
+    ``tag`` is the transport's own handle (a row id, a delivery tag); ``deliveries``
+    counts how many times this message has been handed out, this time included, so the
+    worker can spot a poison message that keeps killing its workers.
+    """
+
+    message: Message
+    queue: str
+    tag: object
+    deliveries: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a transport does natively; the worker fills the gaps or says what's missing."""
+
+    delayed_delivery: bool = False  # publish(delay=...) keeps the message until due
+    leases: bool = False  # claim/renew; False means the broker redelivers on disconnect
+    dead_letter: bool = False  # dead_letter() keeps the message and its reason
+    priority: bool = False  # higher priority messages are claimed first
+    wakeup: bool = False  # wait() returns as soon as a message arrives (no polling)
+    shared_between_processes: bool = True  # several processes may use one broker
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    """A message set aside by :meth:`Transport.dead_letter`, with why and when."""
+
+    message: Message
+    queue: str
+    reason: str
+    timestamp: float
+
+
+class Transport(ABC):
+    """Base class of every broker transport. See the module docstring for the contract."""
+
+    #: What this transport does natively. Subclasses override.
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
+        self.url = url
+        self.options: dict[str, object] = dict(options or {})
+        #: Identifies this instance's leases; unique per instance.
+        self.owner = uuid.uuid4().hex
+
+    # ---- Life cycle -------------------------------------------------------------
+
+    def connect(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Open connections now rather than on first use; raise BrokerUnavailableError."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Release connections. Safe to call twice."""
+
+    def clone(self) -> Transport:
+        """A new instance on the same broker and options, for another thread."""
+        return type(self)(self.url, self.options)
+
+    # ---- Client side ------------------------------------------------------------
+
+    @abstractmethod
+    def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
+        """Enqueue ``message`` on ``queue``; with ``delay`` (seconds), hold it until due."""
+
+    def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
+        """Enqueue several ``(queue, message, delay)`` at once; one round trip if possible."""
+        for queue, message, delay in items:
+            self.publish(queue, message, delay=delay)
+
+    # ---- Worker side ------------------------------------------------------------
+
+    @abstractmethod
+    def claim(
+        self, queues: Sequence[str], limit: int, *, lease: float = DEFAULT_LEASE_SECONDS
+    ) -> list[Delivery]:
+        """Take up to ``limit`` due messages from ``queues`` under a lease of ``lease`` s.
+
+        Never blocks: returns an empty list when nothing is due. Queues are served in
+        order of due time; a message is handed to one claimer at a time.
+        """
+
+    @abstractmethod
+    def wait(self, queues: Sequence[str], timeout: float) -> None:
+        """Block until a message may be due on ``queues``, or ``timeout`` seconds pass.
+
+        Returning early is allowed (the caller claims again); :meth:`interrupt` from
+        another thread ends the wait at once.
+        """
+
+    def interrupt(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Wake a :meth:`wait` blocked in another thread (used at shutdown)."""
+
+    @abstractmethod
+    def renew(self, deliveries: Sequence[Delivery], *, lease: float = DEFAULT_LEASE_SECONDS) -> int:
+        """Extend the lease of messages this instance holds; return how many it renewed."""
+
+    @abstractmethod
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        """Remove handled messages for good. Acking an unknown message is not an error."""
+
+    @abstractmethod
+    def requeue(self, deliveries: Sequence[Delivery], *, delay: float = 0.0) -> None:
+        """Give messages back to their queues now (or after ``delay`` seconds)."""
+
+    @abstractmethod
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        """Take a message out of its queue and keep it, with ``reason``, for inspection."""
+
+    # ---- Administration ---------------------------------------------------------
+
+    @abstractmethod
+    def purge(self, queue: str) -> int:
+        """Delete every waiting message of ``queue``; return how many were deleted."""
+
+    @abstractmethod
+    def depth(self, queue: str) -> int:
+        """How many messages ``queue`` holds, due or not, claimed or not."""
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """The most recent dead-lettered messages (of ``queue``, when given)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot list dead letters")
+
+    @staticmethod
+    def new_owner() -> str:
+        """A fresh lease-owner id."""
+        return uuid.uuid4().hex
+
+
+__all__ = [
+    "DEFAULT_LEASE_SECONDS",
+    "Capabilities",
+    "DeadLetter",
+    "Delivery",
+    "Message",
+    "Transport",
+]
