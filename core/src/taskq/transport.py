@@ -12,7 +12,7 @@ and states in :attr:`Transport.capabilities` what it does natively. The conforma
 (:mod:`taskq.testing.conformance`) checks every one of them.
 
 One transport instance is used by one thread at a time; a worker opens one per thread
-that needs it (:meth:`Transport.clone`).
+that needs it (:meth:`Transport.clone` shares the lease owner; a new instance does not).
 """
 
 from __future__ import annotations
@@ -101,8 +101,15 @@ class Transport(ABC):
         """Release connections. Safe to call twice."""
 
     def clone(self) -> Transport:
-        """A new instance on the same broker and options, for another thread."""
-        return type(self)(self.url, self.options)
+        """Another connection acting for the same lease owner, for another thread.
+
+        The worker renews leases from a helper thread through a clone: the clone may
+        renew, ack and requeue what this instance claimed. For an independent consumer,
+        create a new instance instead.
+        """
+        twin = type(self)(self.url, self.options)
+        twin.owner = self.owner
+        return twin
 
     # ---- Client side ------------------------------------------------------------
 
@@ -167,11 +174,6 @@ class Transport(ABC):
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """The most recent dead-lettered messages (of ``queue``, when given)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list dead letters")
-
-    @staticmethod
-    def new_owner() -> str:
-        """A fresh lease-owner id."""
-        return uuid.uuid4().hex
 
 
 __all__ = [

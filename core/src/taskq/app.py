@@ -1,0 +1,531 @@
+"""The application: settings, plugins, the task registry, and sending tasks.
+
+``App`` is what a project creates once (``app = App("proj")``) and what ``-A`` points
+at. It loads its settings when created and its plugins, broker connection and result
+backend the first time they are needed, one connection per thread and process.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import importlib
+import logging
+import os
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast, overload
+
+from taskq import protocol
+from taskq.config import Settings, load_settings
+from taskq.errors import ConfigError, ResultNotEnabledError
+from taskq.plugins import Plugins, load_plugins
+from taskq.result import AsyncResult
+from taskq.serialization import SerializerRegistry
+from taskq.task import Context, Task
+
+if TYPE_CHECKING:
+    from taskq.backends.base import ResultBackend
+    from taskq.canvas import Signature
+    from taskq.transport import Transport
+    from taskq.worker.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: Sending options Celery accepts that mean nothing on taskq's transports.
+IGNORED_SEND_OPTIONS = frozenset(
+    {
+        "exchange",
+        "exchange_type",
+        "mandatory",
+        "immediate",
+        "retry",
+        "retry_policy",
+        "compression",
+        "add_to_parent",
+        "publisher",
+        "producer",
+        "connection",
+        "delivery_mode",
+        "declare",
+        "stamped_headers",
+        "subtask_type",
+    }
+)
+
+_apps: weakref.WeakSet[App] = weakref.WeakSet()
+_default_app: App | None = None
+_shared_tasks: list[tuple[Callable[..., object], dict[str, object]]] = []
+_running = threading.local()  # the request of the task running in this thread, if any
+
+
+def current_app() -> App:
+    """The app most recently created (or made current); a default one if none exists."""
+    global _default_app
+    if _default_app is None:
+        _default_app = App("default")
+    return _default_app
+
+
+def set_running_context(context: Context | None) -> None:
+    """Record the task running in this thread (the worker's tracer calls this)."""
+    _running.context = context
+
+
+def _scheme(url: str) -> str:
+    scheme, sep, _ = url.partition("://")
+    if not sep:
+        raise ConfigError(
+            f"{url!r} is not a URL; write it as scheme://..., for example sqlite:///taskq.db "
+            f"or redis://127.0.0.1:6379/0"
+        )
+    return scheme
+
+
+class _Connections(threading.local):
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self.transport: Transport | None = None
+        self.backend: ResultBackend | None = None
+
+
+class App:
+    """A taskq application. See the module docstring."""
+
+    def __init__(
+        self,
+        main: str | None = None,
+        *,
+        broker: str | None = None,
+        backend: str | None = None,
+        config_file: str | Path | None = None,
+        read_config: bool = True,
+        plugins: Plugins | None = None,
+        extra_plugins: Iterable[object] = (),
+        set_as_current: bool = True,
+        **settings: object,
+    ) -> None:
+        global _default_app
+        if broker is not None:
+            settings["broker_url"] = broker
+        if backend is not None:
+            settings["result_backend"] = backend
+        self.main = main
+        self.conf: Settings = load_settings(settings, config_file=config_file, read_files=read_config)
+        self.tasks: dict[str, Task[..., object]] = {}
+        self._plugins = plugins
+        self._extra_plugins = list(extra_plugins)
+        self._serializers: SerializerRegistry | None = None
+        self._connections = _Connections()
+        self._routes: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self._configured = False
+        _apps.add(self)
+        if set_as_current:
+            _default_app = self
+        for fn, options in _shared_tasks:
+            self._register(fn, dict(options))
+
+    def set_current(self) -> None:
+        global _default_app
+        _default_app = self
+
+    def config_from_object(self, obj: object | str) -> None:
+        """Take settings from a mapping, an object or a module path (lower-case names)."""
+        if isinstance(obj, str):
+            obj = importlib.import_module(obj)
+        if isinstance(obj, Mapping):
+            values = dict(obj)
+        else:
+            values = {k: getattr(obj, k) for k in dir(obj) if k.islower() and not k.startswith("_")}
+            values = {k: v for k, v in values.items() if not callable(v) and not isinstance(v, type(os))}
+        self.conf.update(**values)
+
+    # ---- Plugins and drivers ----------------------------------------------------------
+
+    @property
+    def plugins(self) -> Plugins:
+        if self._plugins is None:
+            with self._lock:
+                if self._plugins is None:
+                    self._plugins = load_plugins(
+                        self.conf.plugin_enable, self.conf.plugin_disable, extra=self._extra_plugins
+                    )
+        if not self._configured:
+            self._configured = True
+            for task in self.tasks.values():
+                task.resolve_defaults()
+            self._plugins.app_configured(self)
+        return self._plugins
+
+    @property
+    def serializers(self) -> SerializerRegistry:
+        if self._serializers is None:
+            self._serializers = SerializerRegistry(
+                self.plugins.serializers(), cast("list[str]", self.conf["accept_content"])
+            )
+        return self._serializers
+
+    def _connections_here(self) -> _Connections:
+        conns = self._connections
+        if conns.pid != os.getpid():
+            # A forked child must not share its parent's sockets or database handles.
+            conns.pid = os.getpid()
+            conns.transport = None
+            conns.backend = None
+        return conns
+
+    @property
+    def transport(self) -> Transport:
+        """This thread's broker connection."""
+        conns = self._connections_here()
+        if conns.transport is None:
+            conns.transport = self.new_transport()
+        return conns.transport
+
+    def new_transport(self) -> Transport:
+        """A new broker connection (each thread that consumes needs its own)."""
+        from taskq.transport import Transport
+
+        url = str(self.conf["broker_url"])
+        cls = self.plugins.resolve_driver("transports", _scheme(url))
+        if not (isinstance(cls, type) and issubclass(cls, Transport)):
+            raise ConfigError(f"the transport for {_scheme(url)!r} is not a taskq.transport.Transport")
+        options = cast("Mapping[str, object]", self.conf["broker_transport_options"])
+        return cls(url, options)
+
+    @property
+    def backend_url(self) -> str | None:
+        """The result backend's URL, or None when results are disabled."""
+        url = self.conf["result_backend"]
+        if url in ("disabled", "", False):
+            return None
+        if url is None:
+            broker = str(self.conf["broker_url"])
+            if _scheme(broker) in self.plugins.drivers("result_backends"):
+                return broker
+            return None
+        return str(url)
+
+    @property
+    def has_backend(self) -> bool:
+        return self.backend_url is not None
+
+    @property
+    def backend(self) -> ResultBackend:
+        """This thread's result backend."""
+        conns = self._connections_here()
+        if conns.backend is None:
+            conns.backend = self.new_backend()
+        return conns.backend
+
+    def new_backend(self) -> ResultBackend:
+        from taskq.backends.base import ResultBackend
+
+        url = self.backend_url
+        if url is None:
+            raise ResultNotEnabledError(
+                "no result backend is configured, so results cannot be stored or read. "
+                'Set result_backend in taskq.toml (for example result_backend = "sqlite:///taskq.db")'
+            )
+        cls = self.plugins.resolve_driver("result_backends", _scheme(url))
+        if not (isinstance(cls, type) and issubclass(cls, ResultBackend)):
+            raise ConfigError(f"the result backend for {_scheme(url)!r} is not a ResultBackend")
+        expires = cast("float | None", self.conf["result_expires"]) or None
+        return cls(
+            url,
+            cast("Mapping[str, object]", self.conf["result_backend_transport_options"]),
+            serializer=self.serializers.get(str(self.conf["result_serializer"])),
+            expires=expires,
+        )
+
+    def close(self) -> None:
+        """Close this thread's connections."""
+        conns = self._connections_here()
+        if conns.transport is not None:
+            conns.transport.close()
+            conns.transport = None
+        if conns.backend is not None:
+            conns.backend.close()
+            conns.backend = None
+
+    # ---- Tasks --------------------------------------------------------------------------
+
+    @overload
+    def task(self, fn: Callable[P, R], /) -> Task[P, R]: ...
+
+    @overload
+    def task(
+        self, fn: None = None, /, *, name: str | None = None, **options: object
+    ) -> Callable[[Callable[P, R]], Task[P, R]]: ...
+
+    def task(
+        self, fn: Callable[P, R] | None = None, /, *, name: str | None = None, **options: object
+    ) -> Task[P, R] | Callable[[Callable[P, R]], Task[P, R]]:
+        """Register a function as a task: ``@app.task`` or ``@app.task(bind=True, ...)``."""
+        if fn is not None:
+            return self._register(fn, {"name": name, **options} if name else options)
+
+        def decorate(func: Callable[P, R]) -> Task[P, R]:
+            return self._register(func, {"name": name, **options} if name else options)
+
+        return decorate
+
+    def _register(self, fn: Callable[P, R], options: dict[str, object]) -> Task[P, R]:
+        name = cast("str | None", options.pop("name", None)) or self.gen_task_name(fn)
+        task: Task[P, R] = Task(self, fn, name, options)
+        if self._configured:
+            task.resolve_defaults()
+        self.tasks[name] = cast("Task[..., object]", task)
+        return task
+
+    def gen_task_name(self, fn: Callable[..., object]) -> str:
+        module = getattr(fn, "__module__", None) or "__main__"
+        if module == "__main__" and self.main:
+            module = self.main
+        return f"{module}.{getattr(fn, '__name__', repr(fn))}"
+
+    def autodiscover_tasks(self, packages: Iterable[str], related_name: str = "tasks") -> list[str]:
+        """Import ``<package>.<related_name>`` for each package; return what was imported."""
+        imported = []
+        for package in packages:
+            module_name = f"{package}.{related_name}" if related_name else package
+            try:
+                importlib.import_module(module_name)
+            except ModuleNotFoundError as exc:
+                if exc.name != module_name:
+                    raise
+                continue
+            imported.append(module_name)
+        return imported
+
+    def import_task_modules(self) -> None:
+        """Import the modules listed in ``imports`` and ``include`` (the worker does this)."""
+        for name in [*cast("list[str]", self.conf["imports"]), *cast("list[str]", self.conf["include"])]:
+            try:
+                importlib.import_module(name)
+            except ImportError as exc:
+                raise ConfigError(f"cannot import task module {name!r} listed in imports/include: {exc}") from exc
+
+    # ---- Sending ------------------------------------------------------------------------
+
+    def route(self, name: str) -> str:
+        """The queue a task goes to when the caller names none (``task_routes``)."""
+        queue = self._routes.get(name)
+        if queue is None:
+            queue = str(self.conf["task_default_queue"])
+            routes = cast("Mapping[str, object]", self.conf["task_routes"])
+            for pattern, target in routes.items():
+                if pattern == name or fnmatch.fnmatchcase(name, pattern):
+                    if isinstance(target, Mapping):
+                        queue = str(target.get("queue", queue))
+                    else:
+                        queue = str(target)
+                    break
+            self._routes[name] = queue
+        return queue
+
+    def send_task(
+        self,
+        name: str,
+        args: Sequence[object] | None = None,
+        kwargs: Mapping[str, object] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: object = None,
+        expires: object = None,
+        queue: str | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        headers: Mapping[str, object] | None = None,
+        task_id: str | None = None,
+        link: Signature | Sequence[Signature] | None = None,
+        link_error: Signature | Sequence[Signature] | None = None,
+        serializer: str | None = None,
+        ignore_result: bool = False,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        retries: int = 0,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        group_id: str | None = None,
+        group_index: int | None = None,
+        callbacks: Sequence[Mapping[str, object]] | None = None,
+        errbacks: Sequence[Mapping[str, object]] | None = None,
+        chain: Sequence[Mapping[str, object]] | None = None,
+        chord: Mapping[str, object] | None = None,
+        reply_to: str | None = None,
+        argsrepr: str | None = None,
+        kwargsrepr: str | None = None,
+        shadow: str | None = None,
+        **options: object,
+    ) -> AsyncResult[object]:
+        """Send a task by name (it need not be registered here); see ``Task.apply_async``.
+
+        ``countdown`` (seconds) or ``eta`` (datetime or POSIX time) delay it; ``expires``
+        (seconds from now, or a datetime) makes workers skip it once past.
+        """
+        unknown = set(options) - IGNORED_SEND_OPTIONS
+        if unknown:
+            raise TypeError(f"send_task() got unknown option(s): {', '.join(sorted(unknown))}")
+        task_id = task_id or str(uuid.uuid4())
+        args = args if args is not None else ()
+        kwargs = kwargs if kwargs is not None else {}
+        now = time.time()
+        delay = 0.0
+        eta_iso: str | None = None
+        if countdown is not None:
+            delay = float(countdown)
+            eta_iso = protocol.to_iso(now + delay)
+        elif eta is not None:
+            eta_ts = _timestamp(eta)
+            delay = eta_ts - now
+            eta_iso = protocol.to_iso(eta_ts)
+        expires_iso = None
+        if expires is not None:
+            expires_iso = protocol.to_iso(
+                now + float(expires) if isinstance(expires, (int, float)) else _timestamp(expires)
+            )
+        if queue is None:
+            queue = routing_key or self.route(name)
+        plugins = self.plugins
+        limit = cast("tuple[float | None, float | None]", (time_limit, soft_time_limit))
+        message_headers = protocol.build_headers(
+            name,
+            task_id,
+            args=args,
+            kwargs=kwargs,
+            eta=eta_iso,
+            expires=expires_iso,
+            retries=retries,
+            group_id=group_id,
+            group_index=group_index,
+            root_id=root_id,
+            parent_id=parent_id,
+            time_limit=limit[0],
+            soft_time_limit=limit[1],
+            ignore_result=ignore_result,
+            argsrepr=argsrepr,
+            kwargsrepr=kwargsrepr,
+            shadow=shadow,
+            extra=headers,
+        )
+        if plugins.has_impl("taskq_before_publish"):
+            plugins.before_publish(self, name, task_id, message_headers, queue)
+        message = protocol.encode(
+            self.serializers,
+            serializer or cast(str, self.conf["task_serializer"]),
+            message_headers,
+            args,
+            kwargs,
+            callbacks=_signatures(link, callbacks),
+            errbacks=_signatures(link_error, errbacks),
+            chain=list(chain) if chain else None,
+            chord=dict(chord) if chord else None,
+            reply_to=reply_to,
+            priority=priority if priority is not None else cast("int | None", self.conf["task_default_priority"]),
+        )
+        self.transport.publish(queue, message, delay=delay if delay > 0 else 0.0)
+        if plugins.has_impl("taskq_after_publish"):
+            plugins.after_publish(self, name, task_id, queue)
+        return AsyncResult(task_id, app=self, task_name=name)
+
+    def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult[object]:  # noqa: N802
+        return AsyncResult(task_id, app=self, task_name=task_name)
+
+    def current_worker_task_context(self) -> Context | None:
+        """The request of the task running in this thread, if a worker is running one."""
+        return cast("Context | None", getattr(_running, "context", None))
+
+    # ---- Worker -------------------------------------------------------------------------
+
+    def Worker(self, **options: object) -> Worker:  # noqa: N802 - Celery's name
+        from taskq.worker.worker import Worker
+
+        return Worker(self, **options)  # type: ignore[arg-type]  # options are checked by Worker
+
+    def __repr__(self) -> str:
+        return f"<App {self.main or '__main__'} broker={self.conf['broker_url']}>"
+
+
+def _timestamp(value: object) -> float:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return value.timestamp()
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        ts = protocol.from_iso(value)
+        assert ts is not None
+        return ts
+    raise TypeError(f"expected a datetime or a POSIX time, got {type(value).__name__}")
+
+
+def _signatures(
+    link: Signature | Sequence[Signature] | None, extra: Sequence[Mapping[str, object]] | None
+) -> list[dict[str, object]] | None:
+    items: list[dict[str, object]] = []
+    if link is not None:
+        if isinstance(link, dict):
+            items.append(dict(link))
+        else:
+            items.extend(dict(s) for s in link)
+    if extra:
+        items.extend(dict(s) for s in extra)
+    return items or None
+
+
+def shared_task(fn: Callable[P, R] | None = None, /, **options: object) -> object:
+    """Declare a task for every app, present and future (for reusable libraries)."""
+
+    def decorate(func: Callable[P, R]) -> Task[P, R]:
+        _shared_tasks.append((func, dict(options)))
+        task: Task[P, R] | None = None
+        for app in list(_apps):
+            task = app._register(func, dict(options))
+        if task is None:
+            task = current_app()._register(func, dict(options))
+        return _SharedTask(task.name, func)  # type: ignore[return-value]  # a proxy that acts as the Task
+
+    if fn is not None:
+        return decorate(fn)
+    return decorate
+
+
+class _SharedTask:
+    """Stands for a shared task: resolves to the current app's task of that name."""
+
+    def __init__(self, name: str, fn: Callable[..., object]) -> None:
+        self.name = name
+        self.__wrapped__ = fn
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__doc__ = fn.__doc__
+
+    def _task(self) -> Task[..., object]:
+        app = current_app()
+        task = app.tasks.get(self.name)
+        if task is None:
+            fn = self.__wrapped__
+            options = next((o for f, o in _shared_tasks if f is fn), {})
+            task = app._register(fn, dict(options))
+        return task
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        return self._task()(*args, **kwargs)
+
+    def __getattr__(self, attr: str) -> object:
+        return getattr(self._task(), attr)
+
+    def __repr__(self) -> str:
+        return f"<@shared_task: {self.name}>"
+
+
+__all__ = ["App", "current_app", "shared_task"]

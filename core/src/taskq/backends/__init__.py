@@ -1,0 +1,1 @@
+"""Result backend base classes; concrete backends live in plugins."""

@@ -1,0 +1,409 @@
+"""Tasks: the :class:`Task` wrapper made by ``@app.task``, and its request context.
+
+A task keeps its function's signature (``Task[P, R]``), so ``add.delay(1, "x")`` is a
+type error when ``add`` takes two ints. Calling the task runs the function here;
+``delay``/``apply_async`` send it to a worker; ``apply`` runs it eagerly with the same
+retry and error handling a worker applies.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast
+
+from taskq.errors import MaxRetriesExceededError, Retry
+
+if TYPE_CHECKING:
+    from taskq.app import App
+    from taskq.canvas import Signature
+    from taskq.result import AsyncResult, EagerResult
+
+P = ParamSpec("P")
+R = TypeVar("R", covariant=True)
+
+#: Options a task can be declared with, and their defaults (None: from the settings).
+TASK_OPTIONS: dict[str, object] = {
+    "bind": False,
+    "max_retries": None,
+    "default_retry_delay": None,
+    "acks_late": None,
+    "acks_on_failure_or_timeout": None,
+    "reject_on_worker_lost": None,
+    "ignore_result": None,
+    "store_errors_even_if_ignored": None,
+    "track_started": None,
+    "rate_limit": None,
+    "time_limit": None,
+    "soft_time_limit": None,
+    "serializer": None,
+    "queue": None,
+    "priority": None,
+    "expires": None,
+    "autoretry_for": (),
+    "dont_autoretry_for": (),
+    "retry_kwargs": {},
+    "retry_backoff": False,
+    "retry_backoff_max": 600,
+    "retry_jitter": True,
+    "throws": (),
+    "typing": True,
+}
+
+
+@dataclass
+class Context:
+    """What a running task knows about the message that started it (``self.request``)."""
+
+    id: str | None = None
+    args: Sequence[object] = ()
+    kwargs: Mapping[str, object] = field(default_factory=dict)
+    retries: int = 0
+    eta: str | None = None
+    expires: str | None = None
+    is_eager: bool = False
+    headers: Mapping[str, object] = field(default_factory=dict)
+    delivery_info: Mapping[str, object] = field(default_factory=dict)
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    group_index: int | None = None
+    chord: Mapping[str, object] | None = None
+    chain: Sequence[Mapping[str, object]] | None = None
+    callbacks: Sequence[Mapping[str, object]] | None = None
+    errbacks: Sequence[Mapping[str, object]] | None = None
+    reply_to: str | None = None
+    correlation_id: str | None = None
+    origin: str | None = None
+    hostname: str | None = None
+    timelimit: Sequence[float | None] = (None, None)
+    ignore_result: bool = False
+    called_directly: bool = True
+    deliveries: int = 1
+
+
+class _RequestStack(threading.local):
+    def __init__(self) -> None:
+        self.stack: list[Context] = []
+
+
+def backoff_delay(
+    retries: int, factor: float, maximum: float, jitter: bool, rng: random.Random | None = None
+) -> float:
+    """Seconds before retry number ``retries + 1``: exponential, capped, full jitter."""
+    countdown = min(maximum, factor * (2**retries))
+    if jitter:
+        countdown = (rng or random).uniform(0, countdown)
+    return max(0.0, countdown)
+
+
+class Task(Generic[P, R]):
+    """A registered task. Made by ``@app.task``; see the module docstring."""
+
+    name: str
+    app: App
+
+    def __init__(self, app: App, fn: Callable[..., R], name: str, options: Mapping[str, object]) -> None:
+        unknown = set(options) - set(TASK_OPTIONS)
+        if unknown:
+            from taskq.config import suggest
+            from taskq.errors import ConfigError
+
+            bad = sorted(unknown)[0]
+            raise ConfigError(f"unknown task option {bad!r} for {name}{suggest(bad, TASK_OPTIONS)}")
+        self.app = app
+        self.fn = fn
+        self.name = name
+        self.__name__ = getattr(fn, "__name__", name)
+        self.__qualname__ = getattr(fn, "__qualname__", name)
+        self.__doc__ = fn.__doc__
+        self.__module__ = getattr(fn, "__module__", __name__)
+        self.__wrapped__ = fn
+        merged = {**TASK_OPTIONS, **options}
+        self.bind = bool(merged["bind"])
+        self.max_retries = cast("int | None", merged["max_retries"])
+        self.default_retry_delay = cast("float | None", merged["default_retry_delay"])
+        self.acks_late = cast("bool | None", merged["acks_late"])
+        self.acks_on_failure_or_timeout = cast("bool | None", merged["acks_on_failure_or_timeout"])
+        self.reject_on_worker_lost = cast("bool | None", merged["reject_on_worker_lost"])
+        self.ignore_result = cast("bool | None", merged["ignore_result"])
+        self.store_errors_even_if_ignored = cast("bool | None", merged["store_errors_even_if_ignored"])
+        self.track_started = cast("bool | None", merged["track_started"])
+        self.rate_limit = cast("str | None", merged["rate_limit"])
+        self.time_limit = cast("float | None", merged["time_limit"])
+        self.soft_time_limit = cast("float | None", merged["soft_time_limit"])
+        self.serializer = cast("str | None", merged["serializer"])
+        self.queue = cast("str | None", merged["queue"])
+        self.priority = cast("int | None", merged["priority"])
+        self.expires = cast("float | None", merged["expires"])
+        self.autoretry_for = tuple(cast("Sequence[type[BaseException]]", merged["autoretry_for"]))
+        self.dont_autoretry_for = tuple(cast("Sequence[type[BaseException]]", merged["dont_autoretry_for"]))
+        self.retry_kwargs = dict(cast("Mapping[str, object]", merged["retry_kwargs"]))
+        self.retry_backoff = cast("bool | float", merged["retry_backoff"])
+        self.retry_backoff_max = float(cast(float, merged["retry_backoff_max"]))
+        self.retry_jitter = bool(merged["retry_jitter"])
+        self.throws = tuple(cast("Sequence[type[BaseException]]", merged["throws"]))
+        self._requests = _RequestStack()
+
+    def resolve_defaults(self) -> None:
+        """Fill options left unset from the app's settings (once the settings are final)."""
+        conf = self.app.conf
+        if self.max_retries is None and "max_retries" not in self.retry_kwargs:
+            self.max_retries = cast(int, conf["task_max_retries"])
+        if self.default_retry_delay is None:
+            self.default_retry_delay = float(cast(float, conf["task_default_retry_delay"]))
+        if self.acks_late is None:
+            self.acks_late = bool(conf["task_acks_late"])
+        if self.acks_on_failure_or_timeout is None:
+            self.acks_on_failure_or_timeout = bool(conf["task_acks_on_failure_or_timeout"])
+        if self.reject_on_worker_lost is None:
+            self.reject_on_worker_lost = bool(conf["task_reject_on_worker_lost"])
+        if self.ignore_result is None:
+            self.ignore_result = bool(conf["task_ignore_result"])
+        if self.store_errors_even_if_ignored is None:
+            self.store_errors_even_if_ignored = bool(conf["task_store_errors_even_if_ignored"])
+        if self.track_started is None:
+            self.track_started = bool(conf["task_track_started"])
+        if self.time_limit is None:
+            self.time_limit = cast("float | None", conf["task_time_limit"])
+        if self.soft_time_limit is None:
+            self.soft_time_limit = cast("float | None", conf["task_soft_time_limit"])
+        if self.rate_limit is None:
+            self.rate_limit = cast("str | None", conf["task_default_rate_limit"])
+
+    # ---- Running here -------------------------------------------------------------
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run the function in this process, as a plain call."""
+        if not self._requests.stack:
+            # A direct call: give the task a context so self.request works.
+            self.push_request(Context(args=args, kwargs=kwargs, called_directly=True))
+            try:
+                return self.run(*args, **kwargs)
+            finally:
+                self.pop_request()
+        return self.run(*args, **kwargs)
+
+    def run(self, *args: object, **kwargs: object) -> R:
+        if self.bind:
+            return self.fn(self, *args, **kwargs)
+        return self.fn(*args, **kwargs)
+
+    @property
+    def request(self) -> Context:
+        """The context of the task running now in this thread."""
+        stack = self._requests.stack
+        return stack[-1] if stack else Context()
+
+    def push_request(self, context: Context) -> None:
+        self._requests.stack.append(context)
+
+    def pop_request(self) -> None:
+        self._requests.stack.pop()
+
+    # ---- Sending --------------------------------------------------------------------
+
+    def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """Send the task to a worker with these arguments."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(
+        self,
+        args: Sequence[object] | None = None,
+        kwargs: Mapping[str, object] | None = None,
+        *,
+        countdown: float | None = None,
+        eta: object = None,
+        expires: object = None,
+        queue: str | None = None,
+        routing_key: str | None = None,
+        priority: int | None = None,
+        headers: Mapping[str, object] | None = None,
+        task_id: str | None = None,
+        link: Signature | Sequence[Signature] | None = None,
+        link_error: Signature | Sequence[Signature] | None = None,
+        serializer: str | None = None,
+        ignore_result: bool | None = None,
+        time_limit: float | None = None,
+        soft_time_limit: float | None = None,
+        retries: int = 0,
+        root_id: str | None = None,
+        parent_id: str | None = None,
+        group_id: str | None = None,
+        **options: object,
+    ) -> AsyncResult[R]:
+        """Send the task with every option protocol 2 carries; see ``App.send_task``."""
+        if self.app.conf["task_always_eager"]:
+            return cast("AsyncResult[R]", self.apply(args, kwargs, task_id=task_id, link=link, link_error=link_error))
+        parent = self.app.current_worker_task_context()
+        return cast(
+            "AsyncResult[R]",
+            self.app.send_task(
+                self.name,
+                args,
+                kwargs,
+                countdown=countdown,
+                eta=eta,
+                expires=expires if expires is not None else self.expires,
+                queue=queue or self.queue,
+                routing_key=routing_key,
+                priority=priority if priority is not None else self.priority,
+                headers=headers,
+                task_id=task_id,
+                link=link,
+                link_error=link_error,
+                serializer=serializer or self.serializer,
+                ignore_result=self.ignore_result if ignore_result is None else ignore_result,
+                time_limit=time_limit if time_limit is not None else self.time_limit,
+                soft_time_limit=soft_time_limit if soft_time_limit is not None else self.soft_time_limit,
+                retries=retries,
+                root_id=root_id or (parent.root_id if parent else None),
+                parent_id=parent_id or (parent.id if parent else None),
+                group_id=group_id,
+                **options,
+            ),
+        )
+
+    def apply(
+        self,
+        args: Sequence[object] | None = None,
+        kwargs: Mapping[str, object] | None = None,
+        *,
+        task_id: str | None = None,
+        retries: int = 0,
+        throw: bool | None = None,
+        link: Signature | Sequence[Signature] | None = None,
+        link_error: Signature | Sequence[Signature] | None = None,
+        **options: object,
+    ) -> EagerResult[R]:
+        """Run the task here and now, with retries and errors handled as a worker would."""
+        from taskq.worker.trace import trace_eager
+
+        return cast(
+            "EagerResult[R]",
+            trace_eager(
+                self,
+                list(args or ()),
+                dict(kwargs or {}),
+                task_id=task_id or str(uuid.uuid4()),
+                retries=retries,
+                throw=self.app.conf["task_eager_propagates"] if throw is None else throw,
+                link=link,
+                link_error=link_error,
+            ),
+        )
+
+    # ---- Signatures and results --------------------------------------------------------
+
+    def signature(
+        self,
+        args: Sequence[object] | None = None,
+        kwargs: Mapping[str, object] | None = None,
+        **options: object,
+    ) -> Signature:
+        from taskq.canvas import Signature
+
+        return Signature(self.name, args, kwargs, options, app=self.app)
+
+    def s(self, *args: object, **kwargs: object) -> Signature:
+        """A signature with these arguments (a result passed in is prepended)."""
+        return self.signature(args, kwargs)
+
+    def si(self, *args: object, **kwargs: object) -> Signature:
+        """An immutable signature: the parent's result is not passed in."""
+        return self.signature(args, kwargs, immutable=True)
+
+    def AsyncResult(self, task_id: str) -> AsyncResult[R]:  # noqa: N802 - Celery's name
+        from taskq.result import AsyncResult
+
+        return AsyncResult(task_id, app=self.app, task_name=self.name)
+
+    # ---- Retrying ------------------------------------------------------------------------
+
+    def retry(
+        self,
+        args: Sequence[object] | None = None,
+        kwargs: Mapping[str, object] | None = None,
+        exc: BaseException | None = None,
+        throw: bool = True,
+        eta: object = None,
+        countdown: float | None = None,
+        max_retries: int | None = None,
+        **options: object,
+    ) -> Retry:
+        """Send this task again, later; raises :class:`Retry` to end this run.
+
+        With ``throw=False`` the :class:`Retry` signal is returned instead of raised.
+
+        When the task has used up its retries, re-raises ``exc`` (or raises
+        :class:`MaxRetriesExceededError` when no ``exc`` is given).
+        """
+        request = self.request
+        if request.called_directly:
+            if exc is not None:
+                raise exc
+            raise RuntimeError(f"{self.name}.retry() called outside a worker or apply()")
+        limit = max_retries
+        if limit is None:
+            limit = cast("int | None", self.retry_kwargs.get("max_retries", self.max_retries))
+        if limit is not None and request.retries >= limit:
+            if exc is not None:
+                raise exc
+            raise MaxRetriesExceededError(
+                f"{self.name}[{request.id}] used all {limit} retries (args={request.args!r})"
+            )
+        if countdown is None and eta is None:
+            countdown = self.default_retry_delay if self.default_retry_delay is not None else 180.0
+        call_args = request.args if args is None else args
+        call_kwargs = request.kwargs if kwargs is None else kwargs
+        when = countdown if countdown is not None else None
+        if request.is_eager:
+            # Eager mode has no broker: the tracer re-runs the task after this signal.
+            raise Retry(exc=exc, when=when)
+        self.app.send_task(
+            self.name,
+            call_args,
+            call_kwargs,
+            task_id=request.id,
+            countdown=countdown,
+            eta=eta,
+            expires=request.expires,
+            retries=request.retries + 1,
+            root_id=request.root_id,
+            parent_id=request.parent_id,
+            group_id=request.group,
+            group_index=request.group_index,
+            queue=cast("str | None", options.pop("queue", None)) or cast(
+                "str | None", request.delivery_info.get("queue")
+            ),
+            time_limit=request.timelimit[0] if request.timelimit else None,
+            soft_time_limit=request.timelimit[1] if request.timelimit else None,
+            ignore_result=request.ignore_result,
+            callbacks=request.callbacks,
+            errbacks=request.errbacks,
+            chain=request.chain,
+            chord=request.chord,
+            **options,
+        )
+        signal = Retry(exc=exc, when=when)
+        if throw:
+            raise signal
+        return signal
+
+    def backoff_for(self, retries: int) -> float:
+        """Countdown for an automatic retry after ``retries`` earlier ones."""
+        if not self.retry_backoff:
+            return float(
+                cast(float, self.retry_kwargs.get("countdown", self.default_retry_delay or 180.0))
+            )
+        factor = 1.0 if self.retry_backoff is True else float(self.retry_backoff)
+        return backoff_delay(retries, factor, self.retry_backoff_max, self.retry_jitter)
+
+    def __repr__(self) -> str:
+        return f"<@task: {self.name} of {self.app.main}>"
+
+
+__all__ = ["TASK_OPTIONS", "Context", "Task", "backoff_delay"]

@@ -1,0 +1,1 @@
+"""Testing helpers for taskq and its plugins (the conformance kit lives in ``conformance``)."""

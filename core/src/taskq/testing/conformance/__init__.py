@@ -1,0 +1,25 @@
+"""The conformance kit: test suites every transport and result backend must pass.
+
+A plugin's tests subclass a contract and provide its fixtures::
+
+    from taskq.testing.conformance import TransportContract
+
+
+    class TestSqliteTransport(TransportContract):
+        @pytest.fixture
+        def transport(self, tmp_path: Path) -> Iterator[SqliteTransport]:
+            transport = SqliteTransport(f"sqlite:///{tmp_path}/broker.db")
+            yield transport
+            transport.close()
+
+See :class:`TransportContract` and :class:`ResultBackendContract` for the fixtures each
+one needs. The classes carry no ``Test`` prefix, so pytest collects them only through a
+subclass.
+"""
+
+from __future__ import annotations
+
+from taskq.testing.conformance.backend import ResultBackendContract
+from taskq.testing.conformance.transport import TransportContract
+
+__all__ = ["ResultBackendContract", "TransportContract"]

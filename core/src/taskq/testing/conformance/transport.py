@@ -1,0 +1,451 @@
+"""The transport conformance kit: one test per behaviour of :class:`taskq.transport.Transport`.
+
+Subclass :class:`TransportContract` in a plugin's tests and provide a ``transport``
+fixture (a connected instance); the kit calls :meth:`Transport.clone` for a second
+consumer and closes the clones it makes. The ``queue`` fixture gives every test its own
+queue name; override it when the broker needs names of a particular shape.
+
+Tests for an optional feature (delays, leases, dead letters, wake-up) are skipped only
+when the transport's :attr:`Transport.capabilities` say it does not have the feature.
+Timing is checked with deadlines and generous bounds, never with bare sleeps: a test
+waits for a condition, and fails only when the condition has not come after a long
+while.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from taskq.transport import Delivery, Message, Transport
+
+# A short lease, in seconds, for the tests where a lease must lapse.
+SHORT_LEASE = 0.3
+# How long to wait, in seconds, for something that should happen soon.
+DEADLINE = 10.0
+# Upper bound, in seconds, for a wait() that should return promptly; far above the
+# expected few milliseconds, so that a busy CI machine does not fail the test.
+PROMPT = 5.0
+# Pause between two checks of a condition, in seconds.
+POLL = 0.02
+
+
+def make_message(name: str = "tests.add", **headers: object) -> Message:
+    """A message with every field set to something a broker could mangle."""
+    task_id = uuid.uuid4().hex
+    return Message(
+        body=b'[[2, 2], {}, {"callbacks": null}]\x00\xff binary tail',
+        headers={
+            "lang": "py",
+            "task": name,
+            "id": task_id,
+            "root_id": task_id,
+            "parent_id": None,
+            "retries": 0,
+            "timelimit": [None, 30],
+            "argsrepr": "(2, 2)",
+            "nested": {"unicode": "gr\u00fc\u00df \u2713", "numbers": [1, 2.5, -3]},
+            **headers,
+        },
+        content_type="application/x-taskq-test",
+        content_encoding="binary",
+        properties={"correlation_id": task_id, "reply_to": "replies", "delivery_mode": 2},
+    )
+
+
+def wait_until(condition: Callable[[], bool], what: str, deadline: float = DEADLINE) -> None:
+    """Check ``condition`` until it holds; fail naming ``what`` after ``deadline`` seconds."""
+    end = time.monotonic() + deadline
+    while not condition():
+        if time.monotonic() > end:
+            pytest.fail(f"{what}: still not true after {deadline}s")
+        time.sleep(POLL)
+
+
+def claim_until(transport: Transport, queue: str, what: str, **kwargs: float) -> list[Delivery]:
+    """Claim from ``queue`` until something comes; fail after :data:`DEADLINE` seconds."""
+    found: list[Delivery] = []
+
+    def claimed() -> bool:
+        found.extend(transport.claim([queue], 10, **kwargs))
+        return bool(found)
+
+    wait_until(claimed, what)
+    return found
+
+
+def task_id(delivery: Delivery) -> object:
+    return delivery.message.headers["id"]
+
+
+class TransportContract:
+    """Every behaviour a transport promises. Subclass it and provide ``transport``."""
+
+    @pytest.fixture
+    def transport(self) -> Transport:
+        raise NotImplementedError("provide a 'transport' fixture that returns a connected Transport")
+
+    @pytest.fixture
+    def queue(self) -> str:
+        """A queue name no other test uses."""
+        return f"taskq-test-{uuid.uuid4().hex[:12]}"
+
+    @pytest.fixture
+    def other(self, transport: Transport) -> Iterator[Transport]:
+        """A second instance on the same broker: another consumer."""
+        clone = transport.clone()
+        yield clone
+        clone.close()
+
+    # ---- Skips, only for what the transport says it does not do ---------------------
+
+    @staticmethod
+    def require(transport: Transport, feature: str) -> None:
+        if not getattr(transport.capabilities, feature):
+            pytest.skip(f"{type(transport).__name__} declares {feature}=False")
+
+    # ---- Publish and claim ------------------------------------------------------------
+
+    def test_published_message_is_claimed_intact(self, transport: Transport, queue: str) -> None:
+        sent = make_message()
+        transport.publish(queue, sent)
+        [delivery] = transport.claim([queue], 10)
+        got = delivery.message
+        assert got.body == sent.body
+        assert got.headers == sent.headers
+        assert got.content_type == sent.content_type
+        assert got.content_encoding == sent.content_encoding
+        assert got.properties == sent.properties
+        assert delivery.queue == queue
+        assert delivery.deliveries == 1
+
+    def test_message_with_empty_headers_and_properties_is_claimed_intact(
+        self, transport: Transport, queue: str
+    ) -> None:
+        transport.publish(queue, Message(body=b"", headers={}))
+        [delivery] = transport.claim([queue], 10)
+        assert delivery.message == Message(body=b"", headers={})
+
+    def test_claim_returns_at_most_limit_messages(self, transport: Transport, queue: str) -> None:
+        for _ in range(5):
+            transport.publish(queue, make_message())
+        assert len(transport.claim([queue], 3)) == 3
+        assert len(transport.claim([queue], 3)) == 2
+        assert transport.claim([queue], 3) == []
+
+    def test_claim_on_an_empty_queue_returns_nothing_without_blocking(
+        self, transport: Transport, queue: str
+    ) -> None:
+        started = time.monotonic()
+        assert transport.claim([queue], 10) == []
+        assert time.monotonic() - started < PROMPT
+
+    def test_messages_are_claimed_first_in_first_out(self, transport: Transport, queue: str) -> None:
+        sent = [make_message() for _ in range(6)]
+        for message in sent:
+            transport.publish(queue, message)
+        first = transport.claim([queue], 2)
+        rest = transport.claim([queue], 10)
+        assert [task_id(d) for d in first + rest] == [m.headers["id"] for m in sent]
+
+    def test_messages_are_claimed_in_order_of_due_time(self, transport: Transport, queue: str) -> None:
+        self.require(transport, "delayed_delivery")
+        late, early, now = make_message(), make_message(), make_message()
+        transport.publish(queue, late, delay=0.6)
+        transport.publish(queue, early, delay=0.3)
+        transport.publish(queue, now)
+        assert [task_id(d) for d in transport.claim([queue], 10)] == [now.headers["id"]]
+        order: list[object] = []
+
+        def both_claimed() -> bool:
+            order.extend(task_id(d) for d in transport.claim([queue], 10))
+            return len(order) >= 2
+
+        wait_until(both_claimed, "the two delayed messages are claimable")
+        assert order == [early.headers["id"], late.headers["id"]]
+
+    def test_claim_serves_several_queues(self, transport: Transport, queue: str) -> None:
+        second = queue + "-second"
+        transport.publish(queue, make_message())
+        transport.publish(second, make_message())
+        claimed = transport.claim([queue, second], 10)
+        assert sorted(d.queue for d in claimed) == sorted([queue, second])
+        transport.purge(second)
+
+    def test_queues_are_isolated(self, transport: Transport, queue: str) -> None:
+        second = queue + "-second"
+        sent = make_message()
+        transport.publish(second, sent)
+        assert transport.claim([queue], 10) == []
+        assert transport.depth(queue) == 0
+        assert transport.depth(second) == 1
+        [delivery] = transport.claim([second], 10)
+        assert task_id(delivery) == sent.headers["id"]
+        transport.ack([delivery])
+
+    def test_publish_many_enqueues_every_message(self, transport: Transport, queue: str) -> None:
+        second = queue + "-second"
+        sent = [make_message() for _ in range(3)]
+        transport.publish_many([(queue, sent[0], 0.0), (queue, sent[1], 0.0), (second, sent[2], 0.0)])
+        assert [task_id(d) for d in transport.claim([queue], 10)] == [m.headers["id"] for m in sent[:2]]
+        assert [task_id(d) for d in transport.claim([second], 10)] == [sent[2].headers["id"]]
+
+    def test_publish_many_honours_each_delay(self, transport: Transport, queue: str) -> None:
+        self.require(transport, "delayed_delivery")
+        held, ready = make_message(), make_message()
+        transport.publish_many([(queue, held, 60.0), (queue, ready, 0.0)])
+        assert [task_id(d) for d in transport.claim([queue], 10)] == [ready.headers["id"]]
+        assert transport.depth(queue) == 2
+
+    # ---- Delays -----------------------------------------------------------------------
+
+    def test_delayed_message_is_not_claimable_before_due_and_is_after(
+        self, transport: Transport, queue: str
+    ) -> None:
+        self.require(transport, "delayed_delivery")
+        delay = 0.5
+        published = time.monotonic()
+        transport.publish(queue, make_message(), delay=delay)
+        early = transport.claim([queue], 10)
+        if time.monotonic() - published < delay:  # only meaningful if we really were early
+            assert early == []
+        [delivery] = early or claim_until(transport, queue, "the delayed message is claimable")
+        assert time.monotonic() - published >= delay - 0.05  # a little slack for clock grain
+
+    def test_message_delayed_far_ahead_stays_put(self, transport: Transport, queue: str) -> None:
+        self.require(transport, "delayed_delivery")
+        transport.publish(queue, make_message(), delay=3600)
+        assert transport.claim([queue], 10) == []
+        assert transport.depth(queue) == 1
+
+    # ---- Leases -----------------------------------------------------------------------
+
+    def test_claimed_message_is_not_handed_to_a_second_claimer_while_leased(
+        self, transport: Transport, other: Transport, queue: str
+    ) -> None:
+        self.require(transport, "leases")
+        transport.publish(queue, make_message())
+        assert len(transport.claim([queue], 10)) == 1
+        assert other.claim([queue], 10) == []
+        assert transport.claim([queue], 10) == []
+
+    def test_renewed_lease_keeps_the_message_held_past_its_original_lease(
+        self, transport: Transport, other: Transport, queue: str
+    ) -> None:
+        self.require(transport, "leases")
+        transport.publish(queue, make_message())
+        deliveries = transport.claim([queue], 10, lease=SHORT_LEASE * 2)
+        held_until = time.monotonic() + SHORT_LEASE * 8  # four lease periods
+        while time.monotonic() < held_until:
+            assert transport.renew(deliveries, lease=SHORT_LEASE * 2) == 1
+            assert other.claim([queue], 10) == []
+            time.sleep(SHORT_LEASE / 3)
+
+    def test_renew_extends_only_leases_this_instance_holds(
+        self, transport: Transport, other: Transport, queue: str
+    ) -> None:
+        self.require(transport, "leases")
+        transport.publish(queue, make_message())
+        deliveries = transport.claim([queue], 10)
+        assert other.renew(deliveries) == 0
+        assert transport.renew(deliveries) == 1
+
+    def test_expired_lease_makes_the_message_claimable_again_with_deliveries_incremented(
+        self, transport: Transport, other: Transport, queue: str
+    ) -> None:
+        self.require(transport, "leases")
+        sent = make_message()
+        transport.publish(queue, sent)
+        [first] = transport.claim([queue], 10, lease=SHORT_LEASE)
+        [again] = claim_until(other, queue, "the message whose lease lapsed is claimable again")
+        assert task_id(again) == sent.headers["id"]
+        assert again.message.body == sent.body
+        assert again.deliveries == first.deliveries + 1
+
+    def test_renew_after_another_claimer_took_the_message_renews_nothing(
+        self, transport: Transport, other: Transport, queue: str
+    ) -> None:
+        self.require(transport, "leases")
+        transport.publish(queue, make_message())
+        deliveries = transport.claim([queue], 10, lease=SHORT_LEASE)
+        claim_until(other, queue, "the message whose lease lapsed is claimable again")
+        assert transport.renew(deliveries) == 0
+
+    # ---- Ack, requeue, dead letters -----------------------------------------------
+
+    def test_acked_message_is_gone_for_good(self, transport: Transport, queue: str) -> None:
+        transport.publish(queue, make_message())
+        deliveries = transport.claim([queue], 10, lease=SHORT_LEASE)
+        transport.ack(deliveries)
+        assert transport.depth(queue) == 0
+        after_lease = time.monotonic() + SHORT_LEASE * 2
+        while time.monotonic() < after_lease:  # not even once its lease would have lapsed
+            assert transport.claim([queue], 10) == []
+            time.sleep(POLL)
+
+    def test_ack_removes_a_whole_batch(self, transport: Transport, queue: str) -> None:
+        for _ in range(5):
+            transport.publish(queue, make_message())
+        deliveries = transport.claim([queue], 10)
+        transport.ack(deliveries[:1])
+        transport.ack(deliveries[1:])
+        assert transport.depth(queue) == 0
+
+    def test_ack_of_a_message_already_acked_is_not_an_error(self, transport: Transport, queue: str) -> None:
+        transport.publish(queue, make_message())
+        deliveries = transport.claim([queue], 10)
+        transport.ack(deliveries)
+        transport.ack(deliveries)
+        transport.ack([])
+        assert transport.depth(queue) == 0
+
+    def test_requeued_message_is_claimable_again(
+        self, transport: Transport, other: Transport, queue: str
+    ) -> None:
+        sent = make_message()
+        transport.publish(queue, sent)
+        transport.requeue(transport.claim([queue], 10))
+        [again] = claim_until(other, queue, "the requeued message is claimable")
+        assert task_id(again) == sent.headers["id"]
+        assert again.deliveries == 2
+
+    def test_requeue_with_delay_holds_the_message_until_due(self, transport: Transport, queue: str) -> None:
+        self.require(transport, "delayed_delivery")
+        transport.publish(queue, make_message())
+        delay = 0.4
+        requeued = time.monotonic()
+        transport.requeue(transport.claim([queue], 10), delay=delay)
+        early = transport.claim([queue], 10)
+        if time.monotonic() - requeued < delay:
+            assert early == []
+        early or claim_until(transport, queue, "the message requeued with a delay is claimable")
+        assert time.monotonic() - requeued >= delay - 0.05
+
+    def test_dead_lettered_message_leaves_the_queue_and_is_kept_with_its_reason(
+        self, transport: Transport, queue: str
+    ) -> None:
+        self.require(transport, "dead_letter")
+        sent = make_message()
+        transport.publish(queue, sent)
+        [delivery] = transport.claim([queue], 10, lease=SHORT_LEASE)
+        before = time.time()
+        transport.dead_letter(delivery, "unknown task 'tests.add'")
+        assert transport.depth(queue) == 0
+        [dead] = transport.dead_letters(queue)
+        assert dead.queue == queue
+        assert dead.reason == "unknown task 'tests.add'"
+        assert dead.message.body == sent.body
+        assert dead.message.headers == sent.headers
+        assert dead.message.properties == sent.properties
+        assert before - 5 <= dead.timestamp <= time.time() + 5
+        after_lease = time.monotonic() + SHORT_LEASE * 2
+        while time.monotonic() < after_lease:  # gone from the queue, not merely leased
+            assert transport.claim([queue], 10) == []
+            time.sleep(POLL)
+
+    def test_dead_letters_lists_the_most_recent_first(self, transport: Transport, queue: str) -> None:
+        self.require(transport, "dead_letter")
+        for _ in range(3):
+            transport.publish(queue, make_message())
+        for number, delivery in enumerate(transport.claim([queue], 10)):
+            transport.dead_letter(delivery, f"reason {number}")
+        assert [d.reason for d in transport.dead_letters(queue, limit=2)] == ["reason 2", "reason 1"]
+
+    # ---- Administration -----------------------------------------------------------
+
+    def test_depth_counts_waiting_delayed_and_claimed_messages(self, transport: Transport, queue: str) -> None:
+        assert transport.depth(queue) == 0
+        transport.publish(queue, make_message())
+        transport.publish(queue, make_message())
+        if transport.capabilities.delayed_delivery:
+            transport.publish(queue, make_message(), delay=3600)
+        expected = 3 if transport.capabilities.delayed_delivery else 2
+        assert transport.depth(queue) == expected
+        transport.claim([queue], 1)
+        assert transport.depth(queue) == expected
+
+    def test_purge_deletes_waiting_messages_and_says_how_many(self, transport: Transport, queue: str) -> None:
+        second = queue + "-second"
+        for _ in range(3):
+            transport.publish(queue, make_message())
+        transport.publish(second, make_message())
+        assert transport.purge(queue) == 3
+        assert transport.depth(queue) == 0
+        assert transport.claim([queue], 10) == []
+        assert transport.depth(second) == 1
+        assert transport.purge(second) == 1
+        assert transport.purge(queue) == 0
+
+    # ---- Waiting ----------------------------------------------------------------------
+
+    def test_wait_returns_soon_after_a_publish_from_another_thread(
+        self, transport: Transport, other: Transport, queue: str
+    ) -> None:
+        self.require(transport, "wakeup")
+        transport.wait([queue], 0.01)  # let the waiter set itself up first, if it must
+        publisher = threading.Timer(0.2, lambda: other.publish(queue, make_message()))
+        started = time.monotonic()
+        publisher.start()
+        try:
+            transport.wait([queue], timeout=PROMPT * 2)
+        finally:
+            publisher.join()
+        assert time.monotonic() - started < PROMPT
+        assert len(transport.claim([queue], 10)) == 1
+
+    def test_wait_returns_at_once_when_a_message_is_already_due(
+        self, transport: Transport, queue: str
+    ) -> None:
+        transport.publish(queue, make_message())
+        started = time.monotonic()
+        transport.wait([queue], timeout=PROMPT * 2)
+        assert time.monotonic() - started < PROMPT
+
+    def test_wait_returns_when_a_delayed_message_becomes_due(self, transport: Transport, queue: str) -> None:
+        self.require(transport, "wakeup")
+        self.require(transport, "delayed_delivery")
+        transport.publish(queue, make_message(), delay=0.3)
+        started = time.monotonic()
+        claimed: list[Delivery] = []
+        while not claimed and time.monotonic() - started < PROMPT:
+            transport.wait([queue], timeout=PROMPT * 2)
+            claimed = transport.claim([queue], 10)
+        assert len(claimed) == 1
+        assert time.monotonic() - started < PROMPT
+
+    def test_wait_honours_its_timeout(self, transport: Transport, queue: str) -> None:
+        started = time.monotonic()
+        transport.wait([queue], timeout=0.2)
+        assert time.monotonic() - started < PROMPT
+
+    def test_interrupt_ends_a_wait_from_another_thread(self, transport: Transport, queue: str) -> None:
+        interrupter = threading.Timer(0.2, transport.interrupt)
+        started = time.monotonic()
+        interrupter.start()
+        try:
+            transport.wait([queue], timeout=PROMPT * 6)
+        finally:
+            interrupter.join()
+        assert time.monotonic() - started < PROMPT
+
+    # ---- Life cycle -----------------------------------------------------------------
+
+    def test_clone_works_on_the_same_broker(self, transport: Transport, other: Transport, queue: str) -> None:
+        sent = make_message()
+        other.publish(queue, sent)
+        [delivery] = transport.claim([queue], 10)
+        assert task_id(delivery) == sent.headers["id"]
+        assert other.owner != transport.owner
+
+    def test_close_is_safe_twice(self, transport: Transport) -> None:
+        clone = transport.clone()
+        clone.connect()
+        clone.close()
+        clone.close()
+
+
+__all__ = ["TransportContract", "make_message"]

@@ -1,0 +1,8 @@
+"""The worker: bootsteps, the consumer loop, task tracing and requests."""
+
+from __future__ import annotations
+
+from taskq.worker.bootsteps import Blueprint, Step
+from taskq.worker.worker import Worker
+
+__all__ = ["Blueprint", "Step", "Worker"]

@@ -1,0 +1,408 @@
+"""The consumer: claims messages, decides what each one needs, and hands tasks to the pool.
+
+The loop, in the worker's main thread:
+
+1. settle finished tasks (ack late, requeue or dead-letter what they asked for);
+2. move ETA tasks that came due from the timer to the ready queue;
+3. start ready tasks while the pool has room (acking first unless the task acks late);
+4. claim up to the prefetch window under a lease, and sort what came: undecodable,
+   unknown or poison messages are dead-lettered, expired ones recorded as REVOKED, ETAs
+   beyond the horizon go back to the broker, near ones wait in the timer;
+5. with nothing to do, block in the transport's ``wait`` (a wake-up, not a poll).
+
+Everything claimed and not yet acknowledged is *held*: the lease keeper renews it from
+its own thread, and shutdown gives it back to the broker.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from collections import deque
+from functools import partial
+from typing import TYPE_CHECKING
+
+from taskq import protocol, states
+from taskq.errors import NotRegisteredError, TaskqError, TaskRevokedError, WorkerLostError
+from taskq.worker.bootsteps import Step
+from taskq.worker.request import Request
+from taskq.worker.trace import TraceOutcome, trace_task
+
+if TYPE_CHECKING:
+    from taskq.transport import Delivery, Transport
+    from taskq.worker.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+# Longest sleep in wait() when idle, in seconds; a wake-up or a due ETA ends it sooner.
+IDLE_WAIT = 5.0
+# An ETA closer than this (seconds) counts as due now.
+ETA_SLACK = 0.0005
+# Longest repr of a return value in the log line, in characters.
+RESULT_REPR_MAX = 200
+
+
+class Consumer:
+    """Claims, sorts and dispatches messages; see the module docstring."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.app = worker.app
+        self.transport: Transport = self.app.new_transport()
+        self.queues = list(worker.queues)
+        self.pool = worker.pool
+        self.inline = worker.pool.capabilities.runs_inline
+        self.lease = worker.lease_seconds
+        self.prefetch = worker.prefetch_count
+        self.hostname = worker.hostname
+        conf = self.app.conf
+        self.max_deliveries = int(conf["task_max_deliveries"])  # type: ignore[call-overload]  # an int setting
+        self.eta_horizon = float(conf["worker_eta_horizon"])  # type: ignore[arg-type]  # a float setting
+        self.registry = self.app.serializers
+        self.held: dict[object, Delivery] = {}
+        self.held_lock = threading.Lock()
+        self.reserved: deque[Request] = deque()
+        self.timer: list[tuple[float, int, Request]] = []
+        self._sequence = itertools.count()
+        self.completions: deque[tuple[Request, TraceOutcome | BaseException]] = deque()
+        self._completed = threading.Event()
+        self.running = 0
+        self.should_stop = False
+        self.processed = 0
+        self.last_loop = time.monotonic()
+        self._log_info = logger.isEnabledFor(logging.INFO)
+        self._log_debug = logger.isEnabledFor(logging.DEBUG)
+
+    # ---- The loop -----------------------------------------------------------------
+
+    def run(self) -> None:
+        """Consume until :meth:`stop`; give back whatever is held on the way out."""
+        transport = self.transport
+        queues = self.queues
+        try:
+            while not self.should_stop:
+                self.last_loop = time.monotonic()
+                if self.completions:
+                    self._settle()
+                if self.timer:
+                    self._release_due()
+                if self.reserved:
+                    self._dispatch()
+                    if self.reserved or self.completions:
+                        continue
+                if self.should_stop:
+                    break
+                room = self.prefetch - (len(self.reserved) + len(self.timer) + self.running)
+                if room > 0:
+                    claimed = transport.claim(queues, room, lease=self.lease)
+                    if claimed:
+                        for delivery in claimed:
+                            self._on_delivery(delivery)
+                        continue
+                    timeout = IDLE_WAIT
+                    if self.timer:
+                        timeout = max(0.0, min(timeout, self.timer[0][0] - time.time()))
+                    transport.wait(queues, timeout)
+                else:
+                    # The window is full: wait for a task to finish, not for new messages.
+                    self._completed.wait(IDLE_WAIT)
+                    self._completed.clear()
+        finally:
+            self._give_back()
+
+    def stop(self) -> None:
+        """Stop after the current step; safe from any thread or a signal handler."""
+        self.should_stop = True
+        self._completed.set()
+        self.transport.interrupt()
+
+    # ---- Incoming messages ----------------------------------------------------------
+
+    def _on_delivery(self, delivery: Delivery) -> None:
+        with self.held_lock:
+            self.held[delivery.tag] = delivery
+        try:
+            message = protocol.decode(self.registry, delivery.message)
+        except TaskqError as exc:
+            self._reject(delivery, None, f"cannot decode the message: {exc}")
+            return
+        except Exception as exc:
+            self._reject(delivery, None, f"cannot decode the message: {type(exc).__name__}: {exc}")
+            return
+        if delivery.deliveries > self.max_deliveries:
+            self._reject(
+                delivery,
+                message.id,
+                f"task {message.name}[{message.id}] was handed out {delivery.deliveries} times without "
+                f"being acknowledged (task_max_deliveries={self.max_deliveries}): it may be killing its "
+                f"worker",
+            )
+            return
+        task = self.app.tasks.get(message.name)
+        if task is None:
+            known = ", ".join(sorted(n for n in self.app.tasks if not n.startswith("taskq."))) or "none"
+            self._reject(
+                delivery,
+                message.id,
+                f"unknown task {message.name!r}: it is not registered on this worker (registered: "
+                f"{known}). Is the module that defines it imported by -A or listed in imports?",
+                NotRegisteredError(f"task {message.name!r} is not registered on worker {self.hostname}"),
+            )
+            return
+        request = Request(delivery, message, task, self.hostname)
+        if self._log_debug:
+            logger.debug("Task %s[%s] received", message.name, message.id)
+        now = time.time()
+        if request.expires is not None and request.expires < now:
+            self._expire(request)
+            return
+        eta = request.eta
+        if eta is not None and eta > now + ETA_SLACK:
+            if eta - now > self.eta_horizon:
+                # Far-off tasks wait in the broker, not in this worker's memory.
+                self.transport.publish(delivery.queue, delivery.message, delay=eta - now)
+                self._ack([delivery])
+            else:
+                heapq.heappush(self.timer, (eta, next(self._sequence), request))
+            return
+        self.reserved.append(request)
+
+    def _release_due(self) -> None:
+        now = time.time() + ETA_SLACK
+        while self.timer and self.timer[0][0] <= now:
+            _, _, request = heapq.heappop(self.timer)
+            if request.expires is not None and request.expires < time.time():
+                self._expire(request)
+            else:
+                self.reserved.append(request)
+
+    def _expire(self, request: Request) -> None:
+        logger.warning("Task %s[%s] expired before it ran; not running it", request.name, request.id)
+        if self.app.has_backend:
+            error = TaskRevokedError(f"task {request.name}[{request.id}] expired")
+            try:
+                self.app.backend.store_result(request.id, error, states.REVOKED)
+            except Exception:
+                logger.exception("could not record the expiry of %s[%s]", request.name, request.id)
+        self._ack([request.delivery])
+
+    def _reject(
+        self,
+        delivery: Delivery,
+        task_id: str | None,
+        reason: str,
+        error: BaseException | None = None,
+        request: Request | None = None,
+    ) -> None:
+        logger.error("dead-lettering a message from queue %r: %s", delivery.queue, reason)
+        try:
+            self.transport.dead_letter(delivery, reason)
+        except Exception:
+            logger.exception("could not dead-letter the message; it stays in the queue")
+            return
+        finally:
+            with self.held_lock:
+                self.held.pop(delivery.tag, None)
+        if task_id is not None and self.app.has_backend:
+            try:
+                self.app.backend.store_result(task_id, error or TaskqError(reason), states.FAILURE)
+            except Exception:
+                logger.exception("could not record the rejection of %s", task_id)
+        plugins = self.app.plugins
+        if plugins.has_impl("taskq_task_rejected"):
+            plugins.task_rejected(request, reason)
+
+    # ---- Running ----------------------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        pool = self.pool
+        while self.reserved and not self.should_stop and pool.free_slots > 0:
+            request = self.reserved.popleft()
+            if not request.acks_late:
+                # Early ack: the message is gone before the task starts (at most once).
+                self._ack([request.delivery])
+                request.acknowledged = True
+            request.time_start = time.monotonic()
+            self.running += 1
+            pool.apply(
+                trace_task,
+                (self.app, request),
+                callback=partial(self._on_done, request),
+                error_callback=partial(self._on_done, request),
+            )
+            if self.inline:
+                self._settle()
+
+    def _on_done(self, request: Request, outcome: object) -> None:
+        self.completions.append((request, outcome))  # type: ignore[arg-type]  # a TraceOutcome or the pool's error
+        if not self.inline:
+            self._completed.set()
+            self.transport.interrupt()
+
+    def _settle(self) -> None:
+        to_ack: list[Delivery] = []
+        while self.completions:
+            request, outcome = self.completions.popleft()
+            self.running -= 1
+            self.processed += 1
+            if isinstance(outcome, BaseException):
+                self._on_pool_error(request, outcome)
+                continue
+            self._log_outcome(request, outcome)
+            delivery = request.delivery
+            if request.acknowledged:
+                if outcome.requeue:
+                    # The message was acked early: send a copy back instead.
+                    self.transport.publish(delivery.queue, delivery.message)
+                continue
+            if outcome.reject_reason is not None:
+                self._reject(delivery, None, outcome.reject_reason, request=request)
+            elif outcome.requeue:
+                self._requeue([delivery])
+            elif outcome.state == states.FAILURE and not request.task.acks_on_failure_or_timeout:
+                self._reject(
+                    delivery, None, "task failed and acks_on_failure_or_timeout is off", request=request
+                )
+            else:
+                to_ack.append(delivery)
+        if to_ack:
+            self._ack(to_ack)
+
+    def _on_pool_error(self, request: Request, error: BaseException) -> None:
+        logger.error("Task %s[%s] was lost by the pool: %r", request.name, request.id, error)
+        if request.acknowledged:
+            return
+        if request.task.reject_on_worker_lost:
+            self._requeue([request.delivery])
+            return
+        if self.app.has_backend:
+            lost = error if isinstance(error, WorkerLostError) else WorkerLostError(repr(error))
+            try:
+                self.app.backend.store_result(request.id, lost, states.FAILURE)
+            except Exception:
+                logger.exception("could not record the loss of %s[%s]", request.name, request.id)
+        self._ack([request.delivery])
+
+    def _log_outcome(self, request: Request, outcome: TraceOutcome) -> None:
+        state = outcome.state
+        if state == states.SUCCESS:
+            if self._log_info:
+                text = repr(outcome.retval)
+                if len(text) > RESULT_REPR_MAX:
+                    text = text[: RESULT_REPR_MAX - 3] + "..."
+                logger.info("Task %s[%s] succeeded in %.6fs: %s", request.name, request.id, outcome.runtime, text)
+        elif state == states.FAILURE:
+            if outcome.traceback:
+                logger.error(
+                    "Task %s[%s] raised %r after %.6fs\n%s",
+                    request.name,
+                    request.id,
+                    outcome.retval,
+                    outcome.runtime,
+                    outcome.traceback,
+                )
+            else:
+                logger.info("Task %s[%s] raised an expected %r", request.name, request.id, outcome.retval)
+        elif state == states.RETRY:
+            logger.info("Task %s[%s] will be retried: %r", request.name, request.id, outcome.retval)
+        elif state == states.REJECTED:
+            logger.warning("Task %s[%s] rejected its message", request.name, request.id)
+
+    # ---- Acknowledging ------------------------------------------------------------------
+
+    def _ack(self, deliveries: list[Delivery]) -> None:
+        self.transport.ack(deliveries)
+        with self.held_lock:
+            for delivery in deliveries:
+                self.held.pop(delivery.tag, None)
+
+    def _requeue(self, deliveries: list[Delivery]) -> None:
+        self.transport.requeue(deliveries)
+        with self.held_lock:
+            for delivery in deliveries:
+                self.held.pop(delivery.tag, None)
+
+    def held_deliveries(self) -> list[Delivery]:
+        with self.held_lock:
+            return list(self.held.values())
+
+    def _give_back(self) -> None:
+        """Requeue everything held: prefetched, waiting on an ETA, or interrupted mid-run."""
+        self.reserved.clear()
+        self.timer.clear()
+        held = self.held_deliveries()
+        if held:
+            logger.info("giving %d unstarted task(s) back to the broker", len(held))
+            try:
+                self._requeue(held)
+            except Exception:
+                logger.exception(
+                    "could not give %d task(s) back; they return when their lease lapses", len(held)
+                )
+        self.transport.close()
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews the lease of everything the consumer holds, from its own connection."""
+
+    def __init__(self, consumer: Consumer) -> None:
+        super().__init__(name="taskq-leases", daemon=True)
+        self.consumer = consumer
+        self.transport = consumer.transport.clone()
+        self.interval = max(0.05, consumer.lease / 3)
+        self._stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopped.wait(self.interval):
+            held = self.consumer.held_deliveries()
+            if not held:
+                continue
+            try:
+                self.transport.renew(held, lease=self.consumer.lease)
+            except Exception:
+                logger.exception("could not renew %d lease(s); retrying in %.1fs", len(held), self.interval)
+        self.transport.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+
+
+class ConsumerStep(Step):
+    """Creates the consumer (the worker runs its loop once every step has started)."""
+
+    name = "consumer"
+    requires = ("pool",)
+
+    def start(self) -> None:
+        self.worker.consumer = Consumer(self.worker)
+
+    def stop(self) -> None:
+        consumer = self.worker.consumer
+        if consumer is not None:
+            consumer.stop()
+
+
+class LeaseStep(Step):
+    """Starts the lease keeper when the transport leases its messages."""
+
+    name = "leases"
+    requires = ("consumer",)
+
+    def start(self) -> None:
+        consumer = self.worker.consumer
+        assert consumer is not None
+        self.keeper: LeaseKeeper | None = None
+        if consumer.transport.capabilities.leases:
+            self.keeper = LeaseKeeper(consumer)
+            self.keeper.start()
+
+    def stop(self) -> None:
+        if self.keeper is not None:
+            self.keeper.stop()
+            self.keeper.join(timeout=5)
+
+
+__all__ = ["Consumer", "ConsumerStep", "LeaseKeeper", "LeaseStep"]

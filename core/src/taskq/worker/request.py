@@ -1,0 +1,105 @@
+"""A task request: one decoded message in the worker, bound to its registered task."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from taskq.task import Context
+
+if TYPE_CHECKING:
+    from taskq.protocol import TaskMessage
+    from taskq.task import Task
+    from taskq.transport import Delivery
+
+
+class Request:
+    """What the worker knows about one task it holds: the message, the task and timings."""
+
+    __slots__ = ("acknowledged", "delivery", "eta", "expires", "hostname", "message", "task", "time_start")
+
+    def __init__(
+        self,
+        delivery: Delivery,
+        message: TaskMessage,
+        task: Task[..., object],
+        hostname: str,
+    ) -> None:
+        self.delivery = delivery
+        self.message = message
+        self.task = task
+        self.hostname = hostname
+        self.eta = message.eta
+        self.expires = message.expires
+        self.time_start: float | None = None
+        self.acknowledged = False
+
+    @property
+    def id(self) -> str:
+        return self.message.id
+
+    @property
+    def name(self) -> str:
+        return self.message.name
+
+    @property
+    def args(self) -> list[object]:
+        return self.message.args
+
+    @property
+    def kwargs(self) -> dict[str, object]:
+        return self.message.kwargs
+
+    @property
+    def retries(self) -> int:
+        return self.message.retries
+
+    @property
+    def acks_late(self) -> bool:
+        return bool(self.task.acks_late)
+
+    @property
+    def argsrepr(self) -> str:
+        return str(self.message.headers.get("argsrepr") or "")
+
+    @property
+    def ignore_result(self) -> bool:
+        return bool(self.message.headers.get("ignore_result")) or bool(self.task.ignore_result)
+
+    def context(self) -> Context:
+        """The ``self.request`` a bound task sees while it runs."""
+        headers = self.message.headers
+        properties = self.message.properties
+        timelimit = headers.get("timelimit") or (None, None)
+        return Context(
+            id=self.message.id,
+            args=self.message.args,
+            kwargs=self.message.kwargs,
+            retries=self.message.retries,
+            eta=cast("str | None", headers.get("eta")),
+            expires=cast("str | None", headers.get("expires")),
+            is_eager=False,
+            headers=headers,
+            delivery_info={"queue": self.delivery.queue, "deliveries": self.delivery.deliveries},
+            root_id=cast("str | None", headers.get("root_id")),
+            parent_id=cast("str | None", headers.get("parent_id")),
+            group=cast("str | None", headers.get("group")),
+            group_index=cast("int | None", headers.get("group_index")),
+            chord=self.message.chord,
+            chain=self.message.chain,
+            callbacks=self.message.callbacks,
+            errbacks=self.message.errbacks,
+            reply_to=cast("str | None", properties.get("reply_to")),
+            correlation_id=cast("str | None", properties.get("correlation_id")),
+            origin=cast("str | None", headers.get("origin")),
+            hostname=self.hostname,
+            timelimit=cast("tuple[float | None, float | None]", tuple(timelimit)),
+            ignore_result=bool(headers.get("ignore_result")),
+            called_directly=False,
+            deliveries=self.delivery.deliveries,
+        )
+
+    def __repr__(self) -> str:
+        return f"<Request {self.name}[{self.id}]>"
+
+
+__all__ = ["Request"]

@@ -1,0 +1,172 @@
+"""The worker: picks its pool, starts its bootsteps, runs the consumer, shuts down cleanly.
+
+``Worker.start`` blocks until :meth:`Worker.stop` (or a signal the CLI turns into it).
+A warm stop lets the running task finish and gives every unstarted task back to the
+broker; a cold stop (``cold=True``, the CLI's second signal) interrupts the running task,
+whose message goes back too unless it was acknowledged early.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast
+
+from taskq.errors import ConfigError, DriverNotFoundError, PluginError
+from taskq.plugins import KNOWN_DISTRIBUTIONS, import_string
+from taskq.pool import Pool
+from taskq.worker.bootsteps import Blueprint, Step
+from taskq.worker.consumer import ConsumerStep, LeaseStep
+
+if TYPE_CHECKING:
+    from taskq.app import App
+    from taskq.plugins import Plugins
+    from taskq.worker.consumer import Consumer
+
+logger = logging.getLogger(__name__)
+
+
+def select_pool(plugins: Plugins, name: str | None) -> tuple[str, type[Pool]]:
+    """The pool named, or prefork if installed, or the only one installed."""
+    pools = plugins.drivers("pools")
+    if name is None:
+        if "prefork" in pools:
+            name = "prefork"
+        elif len(pools) == 1:
+            name = next(iter(pools))
+        elif not pools:
+            raise DriverNotFoundError(
+                "no pool is installed; a worker needs one.\n"
+                "Install one with: pip install taskq-solo (or taskq-prefork, taskq-thread, ...)"
+            )
+        else:
+            raise ConfigError(
+                f"several pools are installed ({', '.join(sorted(pools))}) and none is chosen; "
+                f"choose one with --pool=NAME or pool = \"NAME\" under worker_pool in taskq.toml"
+            )
+    cls = plugins.resolve_driver("pools", name)
+    if not (isinstance(cls, type) and issubclass(cls, Pool)):
+        raise PluginError(f"the pool {name!r} is not a taskq.pool.Pool subclass")
+    return name, cls
+
+
+class PoolStep(Step):
+    """Starts and stops the worker's pool."""
+
+    name = "pool"
+
+    def start(self) -> None:
+        self.worker.pool.start()
+
+    def stop(self) -> None:
+        self.worker.pool.stop(wait=not self.worker.cold)
+
+
+CORE_STEPS: tuple[type[Step], ...] = (PoolStep, ConsumerStep, LeaseStep)
+
+
+class Worker:
+    """A worker process's main object. See the module docstring."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        queues: Sequence[str] | None = None,
+        concurrency: int | None = None,
+        pool: str | None = None,
+        hostname: str | None = None,
+        prefetch_multiplier: int | None = None,
+        lease_seconds: float | None = None,
+    ) -> None:
+        self.app = app
+        conf = app.conf
+        self.queues = list(queues or [str(conf["task_default_queue"])])
+        self.hostname = hostname or f"taskq@{socket.gethostname()}"
+        plugins = app.plugins
+        self.pool_name, pool_cls = select_pool(plugins, pool or cast("str | None", conf["worker_pool"]))
+        wanted = concurrency or cast("int | None", conf["worker_concurrency"])
+        if wanted is None:
+            wanted = 1 if pool_cls.capabilities.runs_inline else (os.cpu_count() or 1)
+        self.pool: Pool = pool_cls(wanted)
+        self.concurrency = self.pool.concurrency
+        multiplier = prefetch_multiplier
+        if multiplier is None:
+            multiplier = int(cast(int, conf["worker_prefetch_multiplier"]))
+        # A multiplier of 0 takes only what can run now (no hoarding by a busy worker).
+        self.prefetch_count = max(1, self.concurrency * max(1, multiplier))
+        if multiplier == 0:
+            self.prefetch_count = self.concurrency
+        self.lease_seconds = float(lease_seconds or cast(float, conf["worker_lease_seconds"]))
+        self.consumer: Consumer | None = None
+        self.cold = False
+        self.ready = threading.Event()
+        self.stopped = threading.Event()
+        self._stop_requested = False
+        extra = [cast("type[Step]", import_string(path)) for path in plugins.bootsteps()]
+        self.blueprint = Blueprint([*CORE_STEPS, *extra])
+        self._warn_unsupported_limits()
+        plugins.worker_init(self)
+
+    def _warn_unsupported_limits(self) -> None:
+        caps = self.pool.capabilities
+        for task in self.app.tasks.values():
+            if task.time_limit and not caps.hard_time_limit:
+                logger.warning(
+                    "task %s has a hard time limit (%ss) that the %s pool cannot enforce; "
+                    "use a pool that can (prefork)",
+                    task.name,
+                    task.time_limit,
+                    self.pool_name,
+                )
+            if task.soft_time_limit and not caps.soft_time_limit:
+                logger.warning(
+                    "task %s has a soft time limit (%ss) that the %s pool cannot enforce",
+                    task.name,
+                    task.soft_time_limit,
+                    self.pool_name,
+                )
+
+    @property
+    def broker_url(self) -> str:
+        return str(self.app.conf["broker_url"])
+
+    def start(self) -> None:
+        """Start every step and consume until stopped. Blocks."""
+        self.app.import_task_modules()
+        plugins = self.app.plugins
+        try:
+            self.blueprint.start(self)
+            consumer = self.consumer
+            assert consumer is not None, "the consumer step did not run"
+            if self._stop_requested:
+                consumer.stop()
+            logger.info(
+                "worker %s ready (pool=%s, concurrency=%d, queues=%s)",
+                self.hostname,
+                self.pool_name,
+                self.concurrency,
+                ",".join(self.queues),
+            )
+            self.ready.set()
+            plugins.worker_ready(self)
+            consumer.run()
+        finally:
+            plugins.worker_shutdown(self)
+            self.blueprint.stop()
+            self.app.close()
+            self.stopped.set()
+            logger.info("worker %s stopped", self.hostname)
+
+    def stop(self, *, cold: bool = False) -> None:
+        """Ask the worker to stop (warm: finish the running task first). Thread-safe."""
+        self._stop_requested = True
+        self.cold = self.cold or cold
+        if self.consumer is not None:
+            self.consumer.stop()
+
+
+__all__ = ["KNOWN_DISTRIBUTIONS", "Worker", "select_pool"]

@@ -1,0 +1,1 @@
+"""taskq-solo: the inline pool."""
