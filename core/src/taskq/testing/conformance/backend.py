@@ -18,9 +18,8 @@ from collections.abc import Callable
 
 import pytest
 
-from taskq import states
+from taskq import errors, states
 from taskq.backends.base import ResultBackend, meta_to_exception
-from taskq.errors import TimeoutError
 
 # How long to wait, in seconds, for something that should happen soon.
 DEADLINE = 10.0
@@ -199,12 +198,12 @@ class ResultBackendContract:
     def test_wait_for_ignores_states_that_are_not_ready(self, backend: ResultBackend) -> None:
         task_id = new_id()
         backend.store_result(task_id, None, states.STARTED)
-        with pytest.raises(TimeoutError):
+        with pytest.raises(errors.TimeoutError):
             backend.wait_for(task_id, timeout=0.2)
 
     def test_wait_for_raises_timeout_error_on_timeout(self, backend: ResultBackend) -> None:
         started = time.monotonic()
-        with pytest.raises(TimeoutError):
+        with pytest.raises(errors.TimeoutError):
             backend.wait_for(new_id(), timeout=0.2)
         assert time.monotonic() - started < PROMPT
 

@@ -1,8 +1,11 @@
 """The transport conformance kit: one test per behaviour of :class:`taskq.transport.Transport`.
 
 Subclass :class:`TransportContract` in a plugin's tests and provide a ``transport``
-fixture (a connected instance); the kit calls :meth:`Transport.clone` for a second
-consumer and closes the clones it makes. The ``queue`` fixture gives every test its own
+fixture (a connected instance). For a second, independent consumer the kit makes a new
+instance on the same URL and options (``type(transport)(transport.url,
+transport.options)``; override the ``other`` fixture if yours needs more), and it calls
+:meth:`Transport.clone` for a twin acting for the same lease owner. It closes every
+instance it makes. The ``queue`` fixture gives every test its own
 queue name; override it when the broker needs names of a particular shape.
 
 Tests for an optional feature (delays, leases, dead letters, wake-up) are skipped only
@@ -96,7 +99,14 @@ class TransportContract:
 
     @pytest.fixture
     def other(self, transport: Transport) -> Iterator[Transport]:
-        """A second instance on the same broker: another consumer."""
+        """A second, independent instance on the same broker: another consumer."""
+        second = type(transport)(transport.url, transport.options)
+        yield second
+        second.close()
+
+    @pytest.fixture
+    def twin(self, transport: Transport) -> Iterator[Transport]:
+        """A clone of ``transport``: another connection for the same lease owner."""
         clone = transport.clone()
         yield clone
         clone.close()
@@ -213,7 +223,7 @@ class TransportContract:
         early = transport.claim([queue], 10)
         if time.monotonic() - published < delay:  # only meaningful if we really were early
             assert early == []
-        [delivery] = early or claim_until(transport, queue, "the delayed message is claimable")
+        assert len(early or claim_until(transport, queue, "the delayed message is claimable")) == 1
         assert time.monotonic() - published >= delay - 0.05  # a little slack for clock grain
 
     def test_message_delayed_far_ahead_stays_put(self, transport: Transport, queue: str) -> None:
@@ -357,7 +367,9 @@ class TransportContract:
 
     # ---- Administration -----------------------------------------------------------
 
-    def test_depth_counts_waiting_delayed_and_claimed_messages(self, transport: Transport, queue: str) -> None:
+    def test_depth_counts_waiting_delayed_and_claimed_messages(
+        self, transport: Transport, queue: str
+    ) -> None:
         assert transport.depth(queue) == 0
         transport.publish(queue, make_message())
         transport.publish(queue, make_message())
@@ -434,12 +446,29 @@ class TransportContract:
 
     # ---- Life cycle -----------------------------------------------------------------
 
-    def test_clone_works_on_the_same_broker(self, transport: Transport, other: Transport, queue: str) -> None:
+    def test_a_new_instance_is_another_consumer_on_the_same_broker(
+        self, transport: Transport, other: Transport, queue: str
+    ) -> None:
         sent = make_message()
         other.publish(queue, sent)
         [delivery] = transport.claim([queue], 10)
         assert task_id(delivery) == sent.headers["id"]
         assert other.owner != transport.owner
+
+    def test_clone_renews_and_acks_what_the_original_claimed(
+        self, transport: Transport, twin: Transport, other: Transport, queue: str
+    ) -> None:
+        self.require(transport, "leases")
+        transport.publish(queue, make_message())
+        deliveries = transport.claim([queue], 10, lease=SHORT_LEASE * 2)
+        assert twin.owner == transport.owner
+        held_until = time.monotonic() + SHORT_LEASE * 4
+        while time.monotonic() < held_until:
+            assert twin.renew(deliveries, lease=SHORT_LEASE * 2) == 1
+            assert other.claim([queue], 10) == []
+            time.sleep(SHORT_LEASE / 3)
+        twin.ack(deliveries)
+        assert transport.depth(queue) == 0
 
     def test_close_is_safe_twice(self, transport: Transport) -> None:
         clone = transport.clone()
