@@ -349,7 +349,7 @@ def load_plugins(
         on_missing_entrypoints_callback=lambda names: None,
     )
     for ext in manager.extensions:
-        dist, version = _distribution_of(ext.entry_point)
+        dist, version = _distribution_of(available[ext.name])
         plugins.register(ext.plugin, ext.name, distribution=dist, version=version)
     for name, exc in failures:
         entry_point = available[name]

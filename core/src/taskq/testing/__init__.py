@@ -1,1 +1,12 @@
-"""Testing helpers for taskq and its plugins (the conformance kit lives in ``conformance``)."""
+"""Testing helpers for taskq and its plugins: an in-process worker, and the conformance kit.
+
+``start_worker`` runs a real worker in a thread of the test process; the pytest plugin
+(:mod:`taskq.testing.pytest_plugin`) wraps it in fixtures. The conformance kit lives in
+:mod:`taskq.testing.conformance`.
+"""
+
+from __future__ import annotations
+
+from taskq.testing.worker import start_worker
+
+__all__ = ["start_worker"]
