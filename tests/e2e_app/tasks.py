@@ -1,0 +1,47 @@
+"""Tasks for the end-to-end tests. Each appends a line to $E2E_LOG when it starts and ends,
+so a test can count how often a task really ran, across processes."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from taskq import App
+
+app = App("e2e")
+
+
+def _record(event: str, key: object) -> None:
+    line = f"{event} {key} {os.getpid()}\n"
+    with open(os.environ["E2E_LOG"], "a", encoding="utf-8") as log:
+        log.write(line)
+
+
+@app.task
+def record(key: int) -> int:
+    _record("ran", key)
+    return key
+
+
+@app.task(acks_late=True)
+def slow(key: str, seconds: float) -> str:
+    _record("start", key)
+    time.sleep(seconds)
+    _record("end", key)
+    return key
+
+
+@app.task
+def slow_early(key: str, seconds: float) -> str:
+    _record("start", key)
+    time.sleep(seconds)
+    _record("end", key)
+    return key
+
+
+@app.task(bind=True, max_retries=3, default_retry_delay=0.05)
+def flaky(self, key: str) -> str:  # type: ignore[no-untyped-def]
+    _record("try", key)
+    if self.request.retries < 2:
+        raise self.retry(exc=ConnectionError("not yet"))
+    return key
