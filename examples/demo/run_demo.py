@@ -79,12 +79,20 @@ def main() -> int:
 
         backend = app.backend
         ids = [r.id for r in results]
+        interactive = sys.stdout.isatty()
+        last_line = ""
         while True:
             metas = backend.get_many(ids)
             counts = Counter(str(m["status"]) for m in metas.values())
             done = sum(counts[s] for s in states.READY_STATES)
-            line = ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
-            print(f"\r  {done}/{len(ids)} finished ({line})".ljust(78), end="", flush=True)
+            line = f"  {done}/{len(ids)} finished (" + ", ".join(
+                f"{k.lower()} {v}" for k, v in sorted(counts.items())
+            ) + ")"
+            if interactive:
+                print(f"\r{line}".ljust(78), end="", flush=True)
+            elif line != last_line:
+                print(line, flush=True)
+            last_line = line
             if done == len(ids):
                 break
             if time.monotonic() - started > DEADLINE:
@@ -94,7 +102,7 @@ def main() -> int:
                 print(f"\nthe worker exited early (code {worker.returncode}); see {log_path}")
                 return 1
             time.sleep(0.1)
-        print(f"\nall {len(ids)} tasks finished in {time.monotonic() - started:.2f}s\n")
+        print(f"{chr(10) if interactive else ''}all {len(ids)} tasks finished in {time.monotonic() - started:.2f}s\n")
 
         print("a few results:")
         print(f"  add(7, 7)          -> {results[7].get(timeout=5)}")
