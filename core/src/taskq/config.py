@@ -11,6 +11,7 @@ An unknown name anywhere is an error that suggests the nearest valid one.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import json
 import os
@@ -82,6 +83,17 @@ DEFAULTS: dict[str, object] = {
 
 PLUGIN_KEYS = frozenset({"enable", "disable"})
 
+#: Types of the settings whose default is None, for reading them from the environment.
+OPTIONAL_TYPES: dict[str, type] = {
+    "result_accept_content": list,
+    "task_default_priority": int,
+    "task_queue_max_priority": int,
+    "task_time_limit": float,
+    "task_soft_time_limit": float,
+    "worker_concurrency": int,
+    "worker_max_tasks_per_child": int,
+}
+
 
 def suggest(name: str, choices: Mapping[str, object] | frozenset[str] | list[str]) -> str:
     """``"; did you mean 'x'?"`` for the nearest valid name, or an empty string."""
@@ -106,6 +118,8 @@ def _check_names(values: Mapping[str, object], where: str) -> None:
 
 def _parse_env(name: str, raw: str) -> object:
     default = DEFAULTS[name]
+    if default is None and name in OPTIONAL_TYPES:
+        default = OPTIONAL_TYPES[name]()
     if isinstance(default, bool):
         lowered = raw.strip().lower()
         if lowered in {"1", "true", "yes", "on"}:
@@ -113,7 +127,7 @@ def _parse_env(name: str, raw: str) -> object:
         if lowered in {"0", "false", "no", "off", ""}:
             return False
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a boolean; use true or false")
-    if isinstance(default, int) or (name.endswith(("_limit", "_retries")) and default is None):
+    if isinstance(default, int):
         try:
             return int(raw) if raw.strip().lstrip("-").isdigit() else float(raw)
         except ValueError:
@@ -174,10 +188,11 @@ def read_environment(environ: Mapping[str, str]) -> dict[str, object]:
             continue
         name = key[len(ENV_PREFIX) :].lower()
         if name not in DEFAULTS:
-            hint = suggest(name, DEFAULTS)
-            hint = f"; did you mean {ENV_PREFIX}{hint[15:-2].upper()}?" if hint else ""
+            close = difflib.get_close_matches(name, list(DEFAULTS), n=1, cutoff=0.6)
+            hint = f"; did you mean {ENV_PREFIX}{close[0].upper()}?" if close else ""
             raise ConfigError(f"unknown setting in the environment: {key}{hint}")
         values[name] = _parse_env(name, raw)
+    _check_names(values, "the environment")
     return values
 
 
@@ -233,7 +248,7 @@ def load_settings(
 ) -> Settings:
     """Merge defaults < config file < environment < ``overrides``."""
     env = os.environ if environ is None else environ
-    values = {key: (value.copy() if isinstance(value, (dict, list)) else value) for key, value in DEFAULTS.items()}
+    values = {key: copy.copy(value) for key, value in DEFAULTS.items()}
     source: Path | None = None
     path_text = config_file or env.get("TASKQ_CONFIG")
     if path_text:
