@@ -83,8 +83,19 @@ def spawn_worker(tmp_path: Path, e2e_env: dict[str, str]) -> Iterator[Callable[.
         log_path = tmp_path / f"worker{index}.log"
         with log_path.open("wb") as log:
             popen = subprocess.Popen(
-                [sys.executable, "-m", "taskq", "worker", "-A", "e2e_app.tasks", "-l", "info",
-                 "-n", f"w{index}@test", *extra],
+                [
+                    sys.executable,
+                    "-m",
+                    "taskq",
+                    "worker",
+                    "-A",
+                    "e2e_app.tasks",
+                    "-l",
+                    "info",
+                    "-n",
+                    f"w{index}@test",
+                    *extra,
+                ],
                 env={**os.environ, **e2e_env, **(env or {})},
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -85,9 +85,11 @@ def main() -> int:
             metas = backend.get_many(ids)
             counts = Counter(str(m["status"]) for m in metas.values())
             done = sum(counts[s] for s in states.READY_STATES)
-            line = f"  {done}/{len(ids)} finished (" + ", ".join(
-                f"{k.lower()} {v}" for k, v in sorted(counts.items())
-            ) + ")"
+            line = (
+                f"  {done}/{len(ids)} finished ("
+                + ", ".join(f"{k.lower()} {v}" for k, v in sorted(counts.items()))
+                + ")"
+            )
             if interactive:
                 print(f"\r{line}".ljust(78), end="", flush=True)
             elif line != last_line:
@@ -102,7 +104,9 @@ def main() -> int:
                 print(f"\nthe worker exited early (code {worker.returncode}); see {log_path}")
                 return 1
             time.sleep(0.1)
-        print(f"{chr(10) if interactive else ''}all {len(ids)} tasks finished in {time.monotonic() - started:.2f}s\n")
+        print(
+            f"{chr(10) if interactive else ''}all {len(ids)} tasks finished in {time.monotonic() - started:.2f}s\n"
+        )
 
         print("a few results:")
         print(f"  add(7, 7)          -> {results[7].get(timeout=5)}")
@@ -112,7 +116,9 @@ def main() -> int:
             if r.state != states.SUCCESS:
                 error = r.result
                 print(f"  {r.id[:8]}  {r.state:<8} {type(error).__name__}: {error}")
-        wrong = [(rid, expected[rid], metas[rid]["status"]) for rid in ids if metas[rid]["status"] != expected[rid]]
+        wrong = [
+            (rid, expected[rid], metas[rid]["status"]) for rid in ids if metas[rid]["status"] != expected[rid]
+        ]
         dead = app.transport.dead_letters()
         print(f"\ndead-lettered messages: {len(dead)}")
         for letter in dead:

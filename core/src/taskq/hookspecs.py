@@ -1,3 +1,4 @@
+# mypy: disable-error-code="empty-body"
 """The plugin contract: every hook a taskq plugin can implement, in the order they fire.
 
 A plugin is a module named by an entry point in the group ``taskq.plugins``; its
@@ -19,7 +20,6 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    import click
 
     from taskq.app import App
     from taskq.serialization import Serializer
@@ -158,9 +158,7 @@ def taskq_worker_shutdown(worker: Worker) -> None:
 
 
 @hookspec
-def taskq_before_publish(
-    app: App, name: str, task_id: str, headers: dict[str, object], queue: str
-) -> None:
+def taskq_before_publish(app: App, name: str, task_id: str, headers: dict[str, object], queue: str) -> None:
     """A task message is about to be sent; ``headers`` may be changed. Added in 0.1.
 
     Called per message on the client, in the publishing thread: keep it quick. It is
@@ -202,9 +200,7 @@ def taskq_task_success(task: Task[..., object], request: Request, retval: object
 
 
 @hookspec
-def taskq_task_failure(
-    task: Task[..., object], request: Request, exc: BaseException, traceback: str
-) -> None:
+def taskq_task_failure(task: Task[..., object], request: Request, exc: BaseException, traceback: str) -> None:
     """A task raised (and will not be retried). Added in 0.1. Called where it ran."""
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -43,7 +43,7 @@ def taskq_app(taskq_config: dict[str, object]) -> Iterator[App]:
     """A taskq app for one test."""
     from taskq.app import App
 
-    app = App("tests", read_config=False, **taskq_config)
+    app = App("tests", read_config=False, **cast("dict[str, Any]", taskq_config))
     yield app
     app.close()
 

@@ -43,7 +43,7 @@ def start_worker(
     def run() -> None:
         try:
             worker.start()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread below
+        except BaseException as exc:  # handed to the test thread below
             failure.append(exc)
             worker.ready.set()
 

@@ -30,10 +30,10 @@ class Step:
     def __init__(self, worker: Worker) -> None:
         self.worker = worker
 
-    def start(self) -> None:  # noqa: B027 - optional hook
+    def start(self) -> None:
         """Start; called in the worker's main thread, in blueprint order."""
 
-    def stop(self) -> None:  # noqa: B027 - optional hook
+    def stop(self) -> None:
         """Stop; called in reverse order. Must not raise."""
 
 

@@ -293,7 +293,9 @@ class Consumer:
                 text = repr(outcome.retval)
                 if len(text) > RESULT_REPR_MAX:
                     text = text[: RESULT_REPR_MAX - 3] + "..."
-                logger.info("Task %s[%s] succeeded in %.6fs: %s", request.name, request.id, outcome.runtime, text)
+                logger.info(
+                    "Task %s[%s] succeeded in %.6fs: %s", request.name, request.id, outcome.runtime, text
+                )
         elif state == states.FAILURE:
             if outcome.traceback:
                 logger.error(
