@@ -20,7 +20,7 @@ WAIT_TIMEOUT = 10.0
 POLL_INTERVAL = 0.005
 
 
-def wait_until(condition: Callable[[], object], what: str, timeout: float = WAIT_TIMEOUT) -> None:
+def _wait_until(condition: Callable[[], object], what: str, timeout: float = WAIT_TIMEOUT) -> None:
     """Return once ``condition()`` is true; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while not condition():
@@ -29,7 +29,7 @@ def wait_until(condition: Callable[[], object], what: str, timeout: float = WAIT
         time.sleep(POLL_INTERVAL)
 
 
-def make_plugin(name: str, **hooks: Callable[..., object]) -> types.ModuleType:
+def _make_plugin(name: str, **hooks: Callable[..., object]) -> types.ModuleType:
     """A plugin module called ``name`` whose functions ``hooks`` are marked as hookimpls."""
     module = types.ModuleType(name)
     for hook_name, function in hooks.items():
@@ -71,6 +71,18 @@ class WorkerThread:
         consumer = self.worker.consumer
         assert consumer is not None
         return consumer
+
+
+@pytest.fixture
+def wait_until() -> Callable[..., None]:
+    """``wait_until(condition, what, timeout=10.0)``: poll until true, fail at the deadline."""
+    return _wait_until
+
+
+@pytest.fixture
+def make_plugin() -> Callable[..., types.ModuleType]:
+    """``make_plugin(name, hook_name=function, ...)``: a plugin module built in the test."""
+    return _make_plugin
 
 
 @pytest.fixture
