@@ -15,7 +15,7 @@ import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from taskq.errors import MessageDecodeError
+from taskq.errors import MessageDecodeError, TaskqError
 from taskq.serialization import SerializerRegistry
 from taskq.transport import Message
 
@@ -176,7 +176,14 @@ def decode(registry: SerializerRegistry, message: Message) -> TaskMessage:
                 "(protocol 1 messages from Celery 3 are not supported; set task_protocol = 2)"
             )
         raise MessageDecodeError(f"message headers lack a task name or id: {sorted(headers)}")
-    body = registry.loads(message.body, message.content_type)
+    try:
+        body = registry.loads(message.body, message.content_type)
+    except TaskqError:
+        raise
+    except Exception as exc:  # a serializer raises whatever its library raises on bad bytes
+        raise MessageDecodeError(
+            f"task {name}[{task_id}]: cannot read the body as {message.content_type}: {type(exc).__name__}: {exc}"
+        ) from exc
     if not isinstance(body, (list, tuple)) or len(body) != 3:
         raise MessageDecodeError(
             f"task {name}[{task_id}]: body is not [args, kwargs, embed] (got {type(body).__name__})"
