@@ -1,0 +1,197 @@
+"""The SQLite result backend: results, groups and chord counters in one local file.
+
+``result_backend = "sqlite:///taskq.db"``; it may be the broker's file. The store is one
+key-value table (``key`` primary key, ``value`` blob, ``expires_at``); the result logic
+is core's :class:`~taskq.backends.base.KeyValueBackend`. Expired rows are invisible to
+reads at once and deleted in bulk at most every :data:`CLEANUP_INTERVAL` seconds by
+whichever instance writes next (a partial index over ``expires_at`` keeps that cheap).
+
+A chord counter is one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` statement:
+atomic across processes without a transaction of our own. A stored result wakes
+waiters in every process through the wake-up sockets of :mod:`._wakeup`, so
+``AsyncResult.get()`` returns within a millisecond or so of the worker's commit.
+
+One instance may be shared by the threads of a process (an App holds one backend): a
+lock serializes its connection, and each waiting thread gets its own wake-up socket.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+from taskq.backends.base import BackendCapabilities, KeyValueBackend
+from taskq.errors import BackendUnavailableError
+from taskq.serialization import Serializer
+from taskq_sqlite import _database, _wakeup
+
+# Seconds between two sweeps of expired rows (per instance; reads never see them anyway).
+CLEANUP_INTERVAL = 60.0
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS taskq_results (
+    key TEXT PRIMARY KEY,
+    value BLOB NOT NULL,
+    expires_at REAL              -- NULL: kept until forgotten
+);
+CREATE INDEX IF NOT EXISTS taskq_results_expiry ON taskq_results (expires_at)
+    WHERE expires_at IS NOT NULL;
+"""
+
+_GET = "SELECT value FROM taskq_results WHERE key = ? AND (expires_at IS NULL OR expires_at > ?)"
+_MGET = (
+    "SELECT key, value FROM taskq_results WHERE key IN (SELECT value FROM json_each(?))"
+    " AND (expires_at IS NULL OR expires_at > ?)"
+)
+_SET = (
+    "INSERT INTO taskq_results (key, value, expires_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at"
+)
+# an expired counter starts again from 1, as a missing one would
+_INCR = (
+    "INSERT INTO taskq_results (key, value, expires_at) VALUES (?1, 1, ?2)"
+    " ON CONFLICT (key) DO UPDATE SET"
+    " value = CASE WHEN expires_at IS NOT NULL AND expires_at <= ?3 THEN 1"
+    " ELSE CAST(value AS INTEGER) + 1 END, expires_at = excluded.expires_at"
+    " RETURNING value"
+)
+
+
+class SqliteBackend(KeyValueBackend):
+    """Result backend on one SQLite file, with push wake-ups across processes."""
+
+    capabilities = BackendCapabilities(push_wait=True, native_join=True, chord_counter=True, expiry=True)
+
+    def __init__(
+        self,
+        url: str,
+        options: Mapping[str, object] | None = None,
+        *,
+        serializer: Serializer | None = None,
+        expires: float | None = None,
+    ) -> None:
+        super().__init__(url, options, serializer=serializer, expires=expires)
+        self.path = _database.path_from_url(url)
+        self._directory = _wakeup.signal_directory(self.path)
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._notifier = _wakeup.Notifier(self._directory, _wakeup.RESULT_KIND)
+        self._local = threading.local()  # .waiter: this thread's Waiter
+        self._waiters: list[_wakeup.Waiter] = []
+        self._next_cleanup = 0.0
+
+    # ---- Connection -------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        """The open connection; call with the lock held."""
+        if self._pid != os.getpid():  # first use, or a forked child
+            self._conn = None  # never close a connection inherited across fork
+            self._notifier = _wakeup.Notifier(self._directory, _wakeup.RESULT_KIND)
+            for waiter in self._waiters:
+                waiter.close()  # our copies of the parent's sockets; its files stay
+            self._waiters = []
+            self._local = threading.local()
+            self._conn = _database.connect(self.path, SCHEMA, BackendUnavailableError)
+            self._pid = os.getpid()
+        assert self._conn is not None
+        return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            for waiter in self._waiters:
+                waiter.close()
+            self._waiters = []
+            self._local = threading.local()
+            self._notifier.close()
+            if self._conn is not None and self._pid == os.getpid():
+                self._conn.close()
+            self._conn = None
+            self._pid = 0
+
+    def _fail(self, exc: sqlite3.Error) -> BackendUnavailableError:
+        return BackendUnavailableError(_database.advice(self.path, exc))
+
+    # ---- Storage primitives -----------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        with self._lock:
+            try:
+                row = self._connection().execute(_GET, (key, time.time())).fetchone()
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
+        return None if row is None else _as_bytes(row[0])
+
+    def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        if not keys:
+            return []
+        with self._lock:
+            try:
+                rows = self._connection().execute(_MGET, (_json_strings(keys), time.time())).fetchall()
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
+        found = {key: _as_bytes(value) for key, value in rows}
+        return [found.get(key) for key in keys]
+
+    def set(self, key: str, value: bytes, *, expires: float | None = None) -> None:
+        now = time.time()
+        with self._lock:
+            try:
+                conn = self._connection()
+                conn.execute(_SET, (key, value, now + expires if expires else None))
+                if now >= self._next_cleanup:
+                    self._next_cleanup = now + CLEANUP_INTERVAL
+                    conn.execute("DELETE FROM taskq_results WHERE expires_at <= ?", (now,))
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
+
+    def delete(self, key: str) -> None:
+        with self._lock:
+            try:
+                self._connection().execute("DELETE FROM taskq_results WHERE key = ?", (key,))
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
+
+    def incr(self, key: str, *, expires: float | None = None) -> int:
+        now = time.time()
+        with self._lock:
+            try:
+                (value,) = self._connection().execute(_INCR, (key, now + expires if expires else None, now)).fetchone()
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
+        return int(value)
+
+    # ---- Push wake-ups ----------------------------------------------------------
+
+    def on_stored(self, task_id: str, state: str) -> None:
+        with self._lock:
+            self._notifier.notify()
+
+    def wait_for_change(self, task_ids: Sequence[str], timeout: float) -> None:
+        waiter: _wakeup.Waiter | None = getattr(self._local, "waiter", None)
+        if waiter is None or waiter.pid != os.getpid():
+            with self._lock:
+                self._connection()  # resets per-process state after a fork
+                waiter = self._local.waiter = _wakeup.Waiter(self._directory, _wakeup.RESULT_KIND)
+                self._waiters.append(waiter)
+            # a result stored before the socket existed sent us nothing: let the caller look
+            return
+        # no drain first: a wake-up that came after the caller's read must end this wait
+        waiter.block(timeout)
+
+
+def _as_bytes(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return str(value).encode()  # a counter stored as an INTEGER by incr
+
+
+def _json_strings(keys: Sequence[str]) -> str:
+    return json.dumps(list(keys))
+
+
+__all__ = ["SqliteBackend"]

@@ -1,0 +1,423 @@
+"""The SQLite broker transport: queues, leases and dead letters in one local file.
+
+``broker_url = "sqlite:///taskq.db"`` (relative to the current directory) or
+``"sqlite:////var/lib/taskq/taskq.db"`` (absolute). Several worker processes may share
+the file; messages survive restarts.
+
+Schema and the one idea behind it. A message row has a ``visible_at`` column: the time
+from which it may be claimed. For a waiting message that is its due time (publish time
+plus delay); claiming sets it to the *lease expiry* and records the ``owner``. So:
+
+* a claim is one statement, ``UPDATE ... WHERE id IN (SELECT id ... WHERE queue = ? AND
+  visible_at <= now ORDER BY visible_at LIMIT ?) RETURNING ...``: a range scan of the
+  index ``(queue, visible_at)`` that touches only due rows. Delayed messages and
+  messages under a live lease sit past ``now`` in the index and are never read, however
+  many there are;
+* a lapsed lease needs no reaper: once ``visible_at`` passes, the next claim takes the
+  message again (``deliveries`` counts the hand-outs); ``renew`` moves ``visible_at``
+  forward for rows whose ``owner`` is this instance's;
+* :meth:`SqliteTransport.wait` sleeps until ``min(visible_at)`` of its queues (one index
+  probe per queue), so a delayed message or a dead worker's lease wakes a waiter exactly
+  when it becomes claimable, with no polling.
+
+``due`` keeps the time the message first became due, to return a batch in due order.
+Headers and properties are stored as JSON (the core's JSON serializer, so dates and
+UUIDs survive); the body as a blob. Dead letters live in their own table with queue,
+reason, time and the whole message. Priority is not supported (``priority=False``): an
+index that ordered by priority would have to scan delayed rows.
+
+Wake-ups between processes go through Unix datagram sockets, see :mod:`._wakeup`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from taskq.builtins.json import dumps, loads
+from taskq.errors import BrokerUnavailableError, SerializationError
+from taskq.transport import (
+    DEFAULT_LEASE_SECONDS,
+    Capabilities,
+    DeadLetter,
+    Delivery,
+    Message,
+    Transport,
+)
+from taskq_sqlite import _database, _wakeup
+
+logger = logging.getLogger(__name__)
+
+# Added to a computed sleep, in seconds, so a waiter wakes just after a message is due.
+WAKE_MARGIN = 0.001
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS taskq_messages (
+    id INTEGER PRIMARY KEY,
+    queue TEXT NOT NULL,
+    visible_at REAL NOT NULL,     -- claimable from: due time, or lease expiry when owned
+    due REAL NOT NULL,            -- when it became due, for ordering a claimed batch
+    owner TEXT,                   -- lease holder while claimed
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    body BLOB NOT NULL,
+    headers BLOB NOT NULL,
+    properties BLOB,              -- NULL when empty
+    content_type TEXT NOT NULL,
+    content_encoding TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS taskq_messages_claim ON taskq_messages (queue, visible_at);
+CREATE TABLE IF NOT EXISTS taskq_dead_letters (
+    id INTEGER PRIMARY KEY,
+    queue TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    dead_at REAL NOT NULL,
+    deliveries INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    headers BLOB NOT NULL,
+    properties BLOB,
+    content_type TEXT NOT NULL,
+    content_encoding TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS taskq_dead_letters_queue ON taskq_dead_letters (queue);
+"""
+
+_INSERT = (
+    "INSERT INTO taskq_messages (queue, visible_at, due, body, headers, properties,"
+    " content_type, content_encoding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_CLAIM_ONE_QUEUE = (
+    "UPDATE taskq_messages SET owner = ?, visible_at = ?, deliveries = deliveries + 1"
+    " WHERE id IN (SELECT id FROM taskq_messages WHERE queue = ? AND visible_at <= ?"
+    " ORDER BY visible_at LIMIT ?)"
+    " RETURNING id, queue, due, deliveries, body, headers, properties, content_type, content_encoding"
+)
+# a batch of row ids travels as one bound JSON array, so one prepared statement fits all sizes
+_RENEW_ONE = "UPDATE taskq_messages SET visible_at = ? WHERE id = ? AND owner = ?"
+_RENEW_MANY = "UPDATE taskq_messages SET visible_at = ? WHERE id IN (SELECT value FROM json_each(?)) AND owner = ?"
+_ACK_ONE = "DELETE FROM taskq_messages WHERE id = ?"
+_ACK_MANY = "DELETE FROM taskq_messages WHERE id IN (SELECT value FROM json_each(?))"
+_REQUEUE = (
+    "UPDATE taskq_messages SET owner = NULL, visible_at = ?1, due = ?1 WHERE id IN (SELECT value FROM json_each(?2))"
+)
+_BURY = (
+    "INSERT INTO taskq_dead_letters (queue, reason, dead_at, deliveries, body, headers,"
+    " properties, content_type, content_encoding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_DEAD_LETTERS = (
+    "SELECT queue, reason, dead_at, body, headers, properties, content_type, content_encoding"
+    " FROM taskq_dead_letters ORDER BY id DESC LIMIT ?"
+)
+_DEAD_LETTERS_OF_QUEUE = (
+    "SELECT queue, reason, dead_at, body, headers, properties, content_type, content_encoding"
+    " FROM taskq_dead_letters WHERE queue = ? ORDER BY id DESC LIMIT ?"
+)
+_PURGE = "DELETE FROM taskq_messages WHERE queue = ? AND (owner IS NULL OR visible_at <= ?)"
+_DEPTH = "SELECT count(*) FROM taskq_messages WHERE queue = ?"
+
+
+@functools.lru_cache(maxsize=64)
+def _claim_sql(queue_count: int) -> str:
+    """The claim statement for several queues: the first ``limit`` due rows of each, merged.
+
+    Parameters: ?1 now, ?2 limit, ?3 owner, ?4 lease expiry, ?5... the queues.
+    """
+    # only numbered placeholders are interpolated into these statements: no injection
+    arms = " UNION ALL ".join(
+        "SELECT * FROM (SELECT id, visible_at FROM taskq_messages"  # noqa: S608
+        f" WHERE queue = ?{5 + number} AND visible_at <= ?1 ORDER BY visible_at LIMIT ?2)"
+        for number in range(queue_count)
+    )
+    return (
+        "UPDATE taskq_messages SET owner = ?3, visible_at = ?4, deliveries = deliveries + 1"  # noqa: S608
+        f" WHERE id IN (SELECT id FROM ({arms}) ORDER BY visible_at LIMIT ?2)"
+        " RETURNING id, queue, due, deliveries, body, headers, properties, content_type, content_encoding"
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _next_visible_sql(queue_count: int) -> str:
+    """When the first message of any of ``queue_count`` queues becomes claimable: one probe each."""
+    arm = "SELECT min(visible_at) AS v FROM taskq_messages WHERE queue = ?"
+    return "SELECT min(v) FROM (" + " UNION ALL ".join([arm] * queue_count) + ")"  # noqa: S608
+
+
+class SqliteTransport(Transport):
+    """Broker transport on one SQLite file, shared by every process that opens it."""
+
+    capabilities = Capabilities(
+        delayed_delivery=True,
+        leases=True,
+        dead_letter=True,
+        priority=False,
+        wakeup=True,
+        shared_between_processes=True,
+    )
+
+    def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
+        super().__init__(url, options)
+        self.path = _database.path_from_url(url)
+        self._directory = _wakeup.signal_directory(self.path)
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._notifier = _wakeup.Notifier(self._directory, _wakeup.QUEUE_KIND)
+        self._waiter: _wakeup.Waiter | None = None
+        self._interrupted = False
+
+    def clone(self) -> SqliteTransport:
+        twin = SqliteTransport(self.url, self.options)
+        twin.owner = self.owner
+        return twin
+
+    # ---- Life cycle -------------------------------------------------------------
+
+    def connect(self) -> None:
+        self._connection()
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():  # first use, or we are a forked child
+            self._reset_after_fork()
+            self._conn = _database.connect(self.path, SCHEMA, BrokerUnavailableError)
+            self._pid = os.getpid()
+        assert self._conn is not None
+        return self._conn
+
+    def _reset_after_fork(self) -> None:
+        """Drop what the parent process opened; its sockets and connection stay its own."""
+        if self._conn is not None:
+            self._conn = None  # never close a connection inherited across fork
+        if self._waiter is not None:
+            self._waiter.close()  # closes our copy of the fd; the parent keeps its file
+            self._waiter = None
+        self._notifier.close()
+        self._notifier = _wakeup.Notifier(self._directory, _wakeup.QUEUE_KIND)
+
+    def close(self) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
+        self._notifier.close()
+        if self._conn is not None and self._pid == os.getpid():
+            self._conn.close()
+        self._conn = None
+        self._pid = 0
+
+    def _fail(self, exc: sqlite3.Error) -> BrokerUnavailableError:
+        return BrokerUnavailableError(_database.advice(self.path, exc))
+
+    # ---- Client side ------------------------------------------------------------
+
+    def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
+        conn = self._conn if self._pid == os.getpid() else self._connection()
+        assert conn is not None
+        due = time.time() + delay if delay > 0 else time.time()
+        try:
+            conn.execute(_INSERT, (queue, due, due, *_encode(message)))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        self._notifier.notify()
+
+    def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
+        now = time.time()
+        rows = []
+        for queue, message, delay in items:
+            due = now + delay if delay > 0 else now
+            rows.append((queue, due, due, *_encode(message)))
+        if not rows:
+            return
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT, rows)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        self._notifier.notify()
+
+    # ---- Worker side ------------------------------------------------------------
+
+    def claim(self, queues: Sequence[str], limit: int, *, lease: float = DEFAULT_LEASE_SECONDS) -> list[Delivery]:
+        if limit <= 0 or not queues:
+            return []
+        conn = self._conn if self._pid == os.getpid() else self._connection()
+        assert conn is not None
+        now = time.time()
+        try:
+            if len(queues) == 1:
+                rows = conn.execute(_CLAIM_ONE_QUEUE, (self.owner, now + lease, queues[0], now, limit)).fetchall()
+            else:
+                rows = conn.execute(_claim_sql(len(queues)), (now, limit, self.owner, now + lease, *queues)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        if len(rows) > 1:
+            rows.sort(key=_due_order)
+        return [
+            Delivery(
+                Message(
+                    body,
+                    loads(headers),  # type: ignore[arg-type]  # stored by _encode: always a dict
+                    content_type,
+                    content_encoding,
+                    loads(properties) if properties is not None else {},  # type: ignore[arg-type]  # idem
+                ),
+                row_queue,
+                row_id,
+                deliveries,
+            )
+            for row_id, row_queue, _, deliveries, body, headers, properties, content_type, content_encoding in rows
+        ]
+
+    def wait(self, queues: Sequence[str], timeout: float) -> None:
+        conn = self._connection()  # first: after a fork it drops the parent's socket
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = _wakeup.Waiter(self._directory, _wakeup.QUEUE_KIND)
+        waiter.drain()  # before reading the database: a later commit's wake-up must stay
+        if self._interrupted:
+            self._interrupted = False
+            return
+        if queues:
+            try:
+                (next_visible,) = conn.execute(_next_visible_sql(len(queues)), tuple(queues)).fetchone()
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
+            if next_visible is not None:
+                until_due = next_visible - time.time()
+                if until_due <= 0:
+                    return
+                timeout = min(timeout, until_due + WAKE_MARGIN)
+        waiter.block(timeout)
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.poke()
+
+    def renew(self, deliveries: Sequence[Delivery], *, lease: float = DEFAULT_LEASE_SECONDS) -> int:
+        if not deliveries:
+            return 0
+        until = time.time() + lease
+        conn = self._connection()
+        try:
+            if len(deliveries) == 1:
+                cursor = conn.execute(_RENEW_ONE, (until, deliveries[0].tag, self.owner))
+            else:
+                cursor = conn.execute(_RENEW_MANY, (until, _id_array(deliveries), self.owner))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        return cursor.rowcount
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        conn = self._conn if self._pid == os.getpid() else self._connection()
+        assert conn is not None
+        try:
+            if len(deliveries) == 1:
+                conn.execute(_ACK_ONE, (deliveries[0].tag,))
+            else:
+                conn.execute(_ACK_MANY, (_id_array(deliveries),))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+
+    def requeue(self, deliveries: Sequence[Delivery], *, delay: float = 0.0) -> None:
+        if not deliveries:
+            return
+        conn = self._connection()
+        try:
+            conn.execute(_REQUEUE, (time.time() + max(0.0, delay), _id_array(deliveries)))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        self._notifier.notify()
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        conn = self._connection()
+        row = (delivery.queue, reason, time.time(), delivery.deliveries, *_encode(delivery.message))
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_ACK_ONE, (delivery.tag,))
+                conn.execute(_BURY, row)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        conn = self._connection()
+        try:
+            if queue is None:
+                rows = conn.execute(_DEAD_LETTERS, (limit,)).fetchall()
+            else:
+                rows = conn.execute(_DEAD_LETTERS_OF_QUEUE, (queue, limit)).fetchall()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        return [
+            DeadLetter(
+                Message(
+                    body,
+                    loads(headers),  # type: ignore[arg-type]  # stored by _encode: always a dict
+                    content_type,
+                    content_encoding,
+                    loads(properties) if properties is not None else {},  # type: ignore[arg-type]  # idem
+                ),
+                row_queue,
+                reason,
+                dead_at,
+            )
+            for row_queue, reason, dead_at, body, headers, properties, content_type, content_encoding in rows
+        ]
+
+    # ---- Administration ---------------------------------------------------------
+
+    def purge(self, queue: str) -> int:
+        """Delete the messages of ``queue`` that nobody holds under a live lease."""
+        conn = self._connection()
+        try:
+            return conn.execute(_PURGE, (queue, time.time())).rowcount
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+
+    def depth(self, queue: str) -> int:
+        conn = self._connection()
+        try:
+            (count,) = conn.execute(_DEPTH, (queue,)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        return int(count)
+
+
+def _encode(message: Message) -> tuple[bytes, bytes, bytes | None, str, str]:
+    """The stored columns of ``message``: body, headers, properties, content type and encoding."""
+    try:
+        headers = dumps(message.headers)
+        properties = dumps(message.properties) if message.properties else None
+    except (TypeError, ValueError) as exc:
+        raise SerializationError(
+            f"message headers or properties cannot be stored as JSON ({exc}); keep them to "
+            f"str, int, float, bool, None, lists, dicts, dates and UUIDs"
+        ) from exc
+    return message.body, headers, properties, message.content_type, message.content_encoding
+
+
+def _due_order(row: tuple[object, ...]) -> tuple[float, int]:
+    return row[2], row[0]  # type: ignore[return-value]  # (due REAL, id INTEGER) by the schema
+
+
+def _id_array(deliveries: Sequence[Delivery]) -> str:
+    return "[" + ",".join(str(int(d.tag)) for d in deliveries) + "]"  # type: ignore[call-overload]  # row ids
+
+
+__all__ = ["SqliteTransport"]
