@@ -238,6 +238,7 @@ class Task(Generic[P, R]):
         """Send the task with every option protocol 2 carries; see ``App.send_task``."""
         if self.app.conf["task_always_eager"]:
             return cast("AsyncResult[R]", self.apply(args, kwargs, task_id=task_id, link=link, link_error=link_error))
+        self.app.plugins  # noqa: B018 - settle this task's defaults from the settings before reading them
         parent = self.app.current_worker_task_context()
         return cast(
             "AsyncResult[R]",

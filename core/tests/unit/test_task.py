@@ -1,0 +1,214 @@
+"""Tasks run here: ``apply``, eager mode, retries, autoretry and the backoff formula."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from taskq import App, EagerResult, MaxRetriesExceededError, Retry, Task, states
+from taskq.task import backoff_delay
+
+
+class FlakyError(Exception):
+    """Raised by the tasks below until they have been retried enough."""
+
+
+def test_apply_runs_the_task_here_and_returns_an_eager_result(app: App) -> None:
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    result = add.apply((2, 3))
+    assert isinstance(result, EagerResult)
+    assert result.get() == 5
+    assert result.state == states.SUCCESS
+    assert result.successful()
+
+
+def test_apply_gives_a_bound_task_an_eager_request(app: App) -> None:
+    @app.task(bind=True)
+    def whoami(self: Task[[], object]) -> tuple[object, ...]:
+        return (self.request.id, self.request.is_eager, self.request.called_directly)
+
+    assert whoami.apply(task_id="abc").get() == ("abc", True, False)
+
+
+def test_retry_in_eager_mode_runs_the_task_again(app: App) -> None:
+    attempts: list[int] = []
+
+    @app.task(bind=True, max_retries=5)
+    def flaky(self: Task[[], str]) -> str:
+        attempts.append(self.request.retries)
+        if len(attempts) < 3:
+            raise self.retry(countdown=10)
+        return "done"
+
+    assert flaky.apply().get() == "done"
+    assert attempts == [0, 1, 2]
+
+
+def test_retry_past_max_retries_re_raises_the_exception_given(app: App) -> None:
+    @app.task(bind=True, max_retries=2)
+    def always(self: Task[[], None]) -> None:
+        raise self.retry(exc=FlakyError("still broken"), countdown=0)
+
+    with pytest.raises(FlakyError, match="still broken"):
+        always.apply(throw=True)
+
+
+def test_retry_past_max_retries_without_an_exception_raises_max_retries_exceeded(app: App) -> None:
+    runs: list[int] = []
+
+    @app.task(bind=True, max_retries=1)
+    def always(self: Task[[], None]) -> None:
+        runs.append(self.request.retries)
+        raise self.retry(countdown=0)
+
+    with pytest.raises(MaxRetriesExceededError, match="used all 1 retries"):
+        always.apply(throw=True)
+    assert runs == [0, 1]
+
+
+def test_retry_max_retries_argument_overrides_the_task_option(app: App) -> None:
+    @app.task(bind=True, max_retries=10)
+    def once(self: Task[[], None]) -> None:
+        raise self.retry(countdown=0, max_retries=0)
+
+    with pytest.raises(MaxRetriesExceededError):
+        once.apply(throw=True)
+
+
+def test_retry_outside_a_worker_re_raises_the_exception(app: App) -> None:
+    @app.task(bind=True)
+    def direct(self: Task[[], None]) -> None:
+        raise self.retry(exc=FlakyError("direct"))
+
+    with pytest.raises(FlakyError, match="direct"):
+        direct()
+
+
+def test_autoretry_for_retries_then_gives_the_original_exception(app: App) -> None:
+    runs: list[int] = []
+
+    @app.task(bind=True, autoretry_for=(FlakyError,), max_retries=2)
+    def broken(self: Task[[], None]) -> None:
+        runs.append(self.request.retries)
+        raise FlakyError(f"attempt {len(runs)}")
+
+    result = broken.apply()
+    assert runs == [0, 1, 2]
+    assert result.state == states.FAILURE
+    assert isinstance(result.result, FlakyError)
+    with pytest.raises(FlakyError, match="attempt 3"):
+        result.get()
+
+
+def test_autoretry_for_succeeds_once_the_error_stops(app: App) -> None:
+    runs: list[int] = []
+
+    @app.task(autoretry_for=(FlakyError,), retry_kwargs={"max_retries": 5})
+    def recovers() -> str:
+        runs.append(1)
+        if len(runs) < 3:
+            raise FlakyError
+        return "ok"
+
+    assert recovers.apply().get() == "ok"
+    assert len(runs) == 3
+
+
+def test_autoretry_for_does_not_retry_other_exceptions(app: App) -> None:
+    runs: list[int] = []
+
+    @app.task(autoretry_for=(FlakyError,), max_retries=3)
+    def wrong() -> None:
+        runs.append(1)
+        raise KeyError("nope")
+
+    assert wrong.apply().failed()
+    assert runs == [1]
+
+
+def test_apply_with_throw_raises_the_task_exception(app: App) -> None:
+    @app.task
+    def boom() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        boom.apply(throw=True)
+
+
+def test_eager_propagates_setting_makes_apply_raise(memory_url: str) -> None:
+    app = App("tests", broker=memory_url, read_config=False, task_eager_propagates=True)
+
+    @app.task
+    def boom() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        boom.apply()
+
+
+def test_always_eager_runs_delay_here_without_the_broker(memory_url: str) -> None:
+    app = App("tests", broker=memory_url, read_config=False, task_always_eager=True)
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    result = add.delay(2, 3)
+    assert isinstance(result, EagerResult)
+    assert result.get() == 5
+    assert app.transport.depth("taskq") == 0
+
+
+def test_direct_call_gives_the_task_a_request_marked_called_directly(app: App) -> None:
+    @app.task(bind=True)
+    def probe(self: Task[[int], object], x: int) -> object:
+        return (self.request.called_directly, list(self.request.args))
+
+    assert probe(7) == (True, [7])
+
+
+def test_retry_is_a_signal_not_an_error_name() -> None:
+    signal = Retry(when=5.0)
+    assert str(signal) == "Retry in 5.0s"
+
+
+# ---- Backoff ------------------------------------------------------------------------------
+
+
+def test_backoff_without_jitter_doubles_each_retry() -> None:
+    assert [backoff_delay(n, 2.0, 600, jitter=False) for n in range(4)] == [2.0, 4.0, 8.0, 16.0]
+
+
+def test_backoff_is_capped_at_the_maximum() -> None:
+    assert backoff_delay(20, 1.0, 600, jitter=False) == 600
+
+
+def test_backoff_jitter_draws_from_the_random_source_given() -> None:
+    drawn = backoff_delay(3, 1.0, 600, jitter=True, rng=random.Random(42))
+    assert drawn == random.Random(42).uniform(0, 8.0)
+    assert 0 <= drawn <= 8.0
+
+
+def test_backoff_jitter_stays_under_the_cap() -> None:
+    rng = random.Random(7)
+    assert all(0 <= backoff_delay(30, 1.0, 10.0, jitter=True, rng=rng) <= 10.0 for _ in range(100))
+
+
+def test_task_backoff_uses_the_factor_given_as_retry_backoff(app: App) -> None:
+    @app.task(retry_backoff=3, retry_jitter=False, retry_backoff_max=20)
+    def job() -> None:
+        pass
+
+    assert [job.backoff_for(n) for n in range(4)] == [3.0, 6.0, 12.0, 20.0]
+
+
+def test_task_without_backoff_waits_the_default_retry_delay(app: App) -> None:
+    @app.task(default_retry_delay=7)
+    def job() -> None:
+        pass
+
+    assert job.backoff_for(3) == 7.0
