@@ -58,6 +58,26 @@ def bench_publish(url: str, count: int) -> float:
     return count / elapsed
 
 
+def _idle_worker(url: str, stop: Event) -> None:
+    transport = SqliteTransport(url)
+    while not stop.is_set():
+        transport.wait(["idle"], 0.5)  # woken by every publish, finds nothing of its own
+    transport.close()
+
+
+def bench_publish_with_waiter(url: str, count: int) -> float:
+    """Publishes per second while another process sits in wait(): the notify path included."""
+    stop = multiprocessing.Event()
+    worker = multiprocessing.Process(target=_idle_worker, args=(url, stop))
+    worker.start()
+    time.sleep(0.5)  # let it bind its wake-up socket
+    try:
+        return bench_publish(url, count)
+    finally:
+        stop.set()
+        worker.join(30)
+
+
 def bench_claim_ack(url: str, count: int, batch: int) -> float:
     transport = SqliteTransport(url)
     transport.purge("bench")
@@ -161,6 +181,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         url = f"sqlite:///{folder}/bench.db"
         print(f"publish:              {bench_publish(url, args.messages):>10,.0f} msg/s (one thread)")
+        print(f"publish, 1 waiter:    {bench_publish_with_waiter(url, args.messages):>10,.0f} msg/s")
         for batch in (1, 4, 100):
             rate = bench_claim_ack(url, args.messages, batch)
             print(f"claim+ack batch {batch:<3}:  {rate:>10,.0f} msg/s")

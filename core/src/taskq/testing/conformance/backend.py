@@ -82,9 +82,7 @@ class ResultBackendContract:
         meta = backend.get_task_meta(task_id)
         assert (meta["status"], meta["result"]) == (states.SUCCESS, 42)
 
-    def test_failure_stores_the_exception_and_meta_to_exception_rebuilds_its_type(
-        self, backend: ResultBackend
-    ) -> None:
+    def test_failure_stores_the_exception_and_meta_to_exception_rebuilds_its_type(self, backend: ResultBackend) -> None:
         task_id = new_id()
         backend.store_result(
             task_id, ContractTestError("bad input", 3), states.FAILURE, traceback="Traceback (most...)"
@@ -174,9 +172,7 @@ class ResultBackendContract:
 
     # ---- Waiting ----------------------------------------------------------------------
 
-    def test_wait_for_returns_soon_after_a_result_is_stored_from_another_thread(
-        self, backend: ResultBackend
-    ) -> None:
+    def test_wait_for_returns_soon_after_a_result_is_stored_from_another_thread(self, backend: ResultBackend) -> None:
         task_id = new_id()
         storer = threading.Timer(0.2, backend.store_result, (task_id, 7, states.SUCCESS))
         started = time.monotonic()

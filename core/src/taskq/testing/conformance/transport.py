@@ -147,9 +147,7 @@ class TransportContract:
         assert len(transport.claim([queue], 3)) == 2
         assert transport.claim([queue], 3) == []
 
-    def test_claim_on_an_empty_queue_returns_nothing_without_blocking(
-        self, transport: Transport, queue: str
-    ) -> None:
+    def test_claim_on_an_empty_queue_returns_nothing_without_blocking(self, transport: Transport, queue: str) -> None:
         started = time.monotonic()
         assert transport.claim([queue], 10) == []
         assert time.monotonic() - started < PROMPT
@@ -213,9 +211,7 @@ class TransportContract:
 
     # ---- Delays -----------------------------------------------------------------------
 
-    def test_delayed_message_is_not_claimable_before_due_and_is_after(
-        self, transport: Transport, queue: str
-    ) -> None:
+    def test_delayed_message_is_not_claimable_before_due_and_is_after(self, transport: Transport, queue: str) -> None:
         self.require(transport, "delayed_delivery")
         delay = 0.5
         published = time.monotonic()
@@ -313,9 +309,7 @@ class TransportContract:
         transport.ack([])
         assert transport.depth(queue) == 0
 
-    def test_requeued_message_is_claimable_again(
-        self, transport: Transport, other: Transport, queue: str
-    ) -> None:
+    def test_requeued_message_is_claimable_again(self, transport: Transport, other: Transport, queue: str) -> None:
         sent = make_message()
         transport.publish(queue, sent)
         transport.requeue(transport.claim([queue], 10))
@@ -367,9 +361,7 @@ class TransportContract:
 
     # ---- Administration -----------------------------------------------------------
 
-    def test_depth_counts_waiting_delayed_and_claimed_messages(
-        self, transport: Transport, queue: str
-    ) -> None:
+    def test_depth_counts_waiting_delayed_and_claimed_messages(self, transport: Transport, queue: str) -> None:
         assert transport.depth(queue) == 0
         transport.publish(queue, make_message())
         transport.publish(queue, make_message())
@@ -409,9 +401,7 @@ class TransportContract:
         assert time.monotonic() - started < PROMPT
         assert len(transport.claim([queue], 10)) == 1
 
-    def test_wait_returns_at_once_when_a_message_is_already_due(
-        self, transport: Transport, queue: str
-    ) -> None:
+    def test_wait_returns_at_once_when_a_message_is_already_due(self, transport: Transport, queue: str) -> None:
         transport.publish(queue, make_message())
         started = time.monotonic()
         transport.wait([queue], timeout=PROMPT * 2)
