@@ -53,7 +53,7 @@ class WorkerThread:
 
     def start(self) -> WorkerThread:
         self.thread.start()
-        wait_until(lambda: self.worker.ready.is_set() or not self.thread.is_alive(), "the worker to be ready")
+        _wait_until(lambda: self.worker.ready.is_set() or not self.thread.is_alive(), "the worker to be ready")
         if not self.worker.ready.is_set():
             raise AssertionError(f"the worker failed to start: {self.error!r}") from self.error
         return self

@@ -45,7 +45,7 @@ def select_pool(plugins: Plugins, name: str | None) -> tuple[str, type[Pool]]:
         else:
             raise ConfigError(
                 f"several pools are installed ({', '.join(sorted(pools))}) and none is chosen; "
-                f'choose one with --pool=NAME or pool = "NAME" under worker_pool in taskq.toml'
+                f'choose one with --pool=NAME or worker_pool = "NAME" in taskq.toml'
             )
     cls = plugins.resolve_driver("pools", name)
     if not (isinstance(cls, type) and issubclass(cls, Pool)):
