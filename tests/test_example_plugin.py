@@ -88,9 +88,7 @@ def _run(
     bin_dir: Path, *args: str, cwd: Path, check: bool = True, program: str = "taskq"
 ) -> subprocess.CompletedProcess[str]:
     command = [str(bin_dir / program), *args]
-    done = subprocess.run(
-        command, cwd=cwd, env=_env(cwd), capture_output=True, text=True, timeout=COMMAND_TIMEOUT
-    )
+    done = subprocess.run(command, cwd=cwd, env=_env(cwd), capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
     if check and done.returncode != 0:
         raise AssertionError(
             f"{' '.join(args)} exited {done.returncode}\nstdout:\n{done.stdout}\nstderr:\n{done.stderr}"
@@ -127,6 +125,16 @@ def test_taskq_plugins_lists_the_example_plugin_with_its_drivers(venv_bin: Path,
     assert "jsonz" in block
     assert "example-hello" in block
     assert "disabled" not in block
+
+
+def test_the_plugin_module_imports_no_driver(venv_bin: Path, project: Path) -> None:
+    check = (
+        "import sys, taskq_example_plugin.plugin\n"
+        "loaded = [m for m in ('taskq_example_plugin.serializer', 'taskq_example_plugin.commands', 'click')"
+        " if m in sys.modules]\n"
+        "print(loaded)"
+    )
+    assert _run(venv_bin, "-c", check, cwd=project, program="python").stdout.strip() == "[]"
 
 
 def test_the_plugin_command_runs(venv_bin: Path, project: Path) -> None:
@@ -229,9 +237,7 @@ def _worker(bin_dir: Path, project: Path) -> Iterator[Path]:
     command = [str(bin_dir / "taskq"), "-A", "e2e_tasks", "worker", "-P", "solo", "-c", "1", "-Q", QUEUE]
     command += ["-l", "info"]
     with log.open("w", encoding="utf-8") as out:
-        process = subprocess.Popen(
-            command, cwd=project, env=_env(project), stdout=out, stderr=subprocess.STDOUT
-        )
+        process = subprocess.Popen(command, cwd=project, env=_env(project), stdout=out, stderr=subprocess.STDOUT)
     try:
         yield log
     finally:
@@ -250,9 +256,7 @@ def test_a_jsonz_task_runs_through_a_worker(venv_bin: Path, jsonz_project: Path)
     assert content_type == "application/x-taskq-jsonz"
 
     with _worker(venv_bin, jsonz_project) as log:
-        call = _run(
-            venv_bin, "-A", "e2e_tasks", "call", "e2e_tasks.add", "--args", "[2, 3]", cwd=jsonz_project
-        )
+        call = _run(venv_bin, "-A", "e2e_tasks", "call", "e2e_tasks.add", "--args", "[2, 3]", cwd=jsonz_project)
         add_id = call.stdout.strip().splitlines()[-1]
         timeout = str(RESULT_TIMEOUT)
         for task_id, expected in ((add_id, "5"), (echo_id, "compress me")):
