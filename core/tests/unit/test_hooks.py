@@ -1,0 +1,393 @@
+"""Every hook of taskq.hookspecs fires where its docstring says, with the arguments it names.
+
+One ``test_hook_<name>`` per hook; ``test_hookspecs.py`` checks that none is missing.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import types
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+
+import taskq.plugins
+from taskq import App, Task, states
+from taskq.backends.base import ResultBackend
+from taskq.builtins.memory import MemoryBackend, MemoryTransport
+from taskq.serialization import Serializer
+from taskq.worker.bootsteps import Step
+from taskq.worker.worker import select_pool
+
+MakePlugin = Callable[..., types.ModuleType]
+StartWorker = Callable[..., Any]
+WaitUntil = Callable[..., None]
+TIMEOUT = 10.0  # seconds
+
+
+class FlakyError(Exception):
+    """Raised by the retrying task below."""
+
+
+def hooked_app(memory_url: str, plugin: types.ModuleType, **settings: object) -> App:
+    return App("tests", broker=memory_url, read_config=False, extra_plugins=[plugin], **settings)
+
+
+# ---- Drivers ------------------------------------------------------------------------------
+
+
+def test_hook_taskq_register_transports(make_plugin: MakePlugin) -> None:
+    plugin = make_plugin(
+        "faketransport", taskq_register_transports=lambda: {"fake": "taskq.builtins.memory:MemoryTransport"}
+    )
+    app = App("tests", broker="fake://somewhere", read_config=False, extra_plugins=[plugin])
+    transport = app.new_transport()
+    assert isinstance(transport, MemoryTransport)
+    assert transport.url == "fake://somewhere"
+
+
+def test_hook_taskq_register_result_backends(make_plugin: MakePlugin, memory_url: str) -> None:
+    plugin = make_plugin(
+        "fakebackend", taskq_register_result_backends=lambda: {"fakedb": "taskq.builtins.memory:MemoryBackend"}
+    )
+    app = App("tests", broker=memory_url, backend="fakedb://results", read_config=False, extra_plugins=[plugin])
+    assert isinstance(app.backend, MemoryBackend)
+    assert isinstance(app.backend, ResultBackend)
+    assert app.backend.url == "fakedb://results"
+
+
+class FancyScheduler:
+    """A scheduler class a plugin offers, found by its import string."""
+
+
+def test_hook_taskq_register_pools(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:
+    plugin = make_plugin("inlinepool", taskq_register_pools=lambda: {"inline": "taskq_solo.pool:SoloPool"})
+    app = hooked_app(memory_url, plugin)
+    name, cls = select_pool(app.plugins, "inline")
+    assert (name, cls.__name__) == ("inline", "SoloPool")
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    runner = start_worker(app, pool="inline")
+    assert runner.worker.pool_name == "inline"
+    assert add.delay(1, 2).get(timeout=TIMEOUT) == 3
+
+
+def test_hook_taskq_register_schedulers(make_plugin: MakePlugin) -> None:
+    plugin = make_plugin("sched", taskq_register_schedulers=lambda: {"fancy": f"{__name__}:FancyScheduler"})
+    plugins = taskq.plugins.load_plugins(extra=[plugin])
+    assert plugins.resolve_driver("schedulers", "fancy") is FancyScheduler
+
+
+UPPER = Serializer(
+    "upperjson",
+    "application/x-upper-json",
+    "utf-8",
+    lambda value: __import__("json").dumps(value).encode(),
+    lambda data: __import__("json").loads(data),
+)
+
+
+def test_hook_taskq_register_serializers(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:
+    plugin = make_plugin("upper", taskq_register_serializers=lambda: {"upperjson": UPPER})
+    app = hooked_app(memory_url, plugin, task_serializer="upperjson", accept_content=["json", "upperjson"])
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    add.delay(2, 2)
+    [delivery] = MemoryTransport(memory_url).claim(["taskq"], 1)
+    assert delivery.message.content_type == "application/x-upper-json"
+    MemoryTransport(memory_url).requeue([delivery])
+    start_worker(app)
+    assert add.delay(2, 3).get(timeout=TIMEOUT) == 5
+
+
+class RecordingStep(Step):
+    """A plugin's bootstep: records when the worker starts and stops it."""
+
+    name = "recording"
+    requires = ("consumer",)
+    events: list[str] = []
+
+    def start(self) -> None:
+        RecordingStep.events.append(f"start:{self.worker.hostname}")
+
+    def stop(self) -> None:
+        RecordingStep.events.append("stop")
+
+
+def test_hook_taskq_register_bootsteps(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:
+    RecordingStep.events = []
+    plugin = make_plugin("steps", taskq_register_bootsteps=lambda: {"worker": [f"{__name__}:RecordingStep"]})
+    app = hooked_app(memory_url, plugin)
+    runner = start_worker(app, hostname="steps@test")
+    names = [step.name for step in runner.worker.blueprint.steps]
+    assert names.index("recording") > names.index("consumer")
+    assert RecordingStep.events == ["start:steps@test"]
+    runner.stop()
+    assert RecordingStep.events == ["start:steps@test", "stop"]
+
+
+@click.command("hello")
+def hello_command() -> None:
+    """A plugin's subcommand."""
+    click.echo("hello")
+
+
+def test_hook_taskq_register_commands(make_plugin: MakePlugin) -> None:
+    plugin = make_plugin("cmds", taskq_register_commands=lambda: {"hello": f"{__name__}:hello_command"})
+    plugins = taskq.plugins.load_plugins(extra=[plugin])
+    assert plugins.drivers("commands")["hello"].plugin == "cmds"
+    assert plugins.resolve_driver("commands", "hello") is hello_command
+
+
+# ---- Start-up -------------------------------------------------------------------------------
+
+
+class StopBeforeTheApp(BaseException):
+    """Raised from the early-init hook to end the command before it imports any app."""
+
+
+def test_hook_taskq_early_init(make_plugin: MakePlugin, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[tuple[object, list[str]]] = []
+
+    def early_init(pool: str | None, argv: list[str]) -> None:
+        calls.append((pool, list(argv)))
+        raise StopBeforeTheApp
+
+    plugin = make_plugin("early", taskq_early_init=early_init)
+    if importlib.util.find_spec("taskq.cli.main") is None:
+        plugins = taskq.plugins.load_plugins(extra=[plugin])
+        with pytest.raises(StopBeforeTheApp):
+            plugins.early_init("solo", ["worker", "--pool", "solo"])
+    else:
+        from taskq.cli.main import main
+
+        real_load = taskq.plugins.load_plugins
+        monkeypatch.setattr(
+            taskq.plugins, "load_plugins", lambda *args, **kwargs: real_load(*args, **kwargs, extra=[plugin])
+        )
+        monkeypatch.chdir(tmp_path)
+        monkeypatch.setattr("sys.argv", ["taskq", "worker", "--pool", "solo"])
+        with pytest.raises(StopBeforeTheApp):
+            main(["worker", "--pool", "solo"])
+    assert calls == [("solo", ["worker", "--pool", "solo"])]
+
+
+def test_hook_taskq_app_configured(make_plugin: MakePlugin, memory_url: str) -> None:
+    seen: list[App] = []
+    plugin = make_plugin("configured", taskq_app_configured=lambda app: seen.append(app))
+    app = hooked_app(memory_url, plugin, task_default_queue="q1")
+    assert seen == []  # plugins load lazily
+    _ = app.plugins
+    _ = app.serializers
+    app.send_task("proj.x")
+    assert seen == [app]
+    assert seen[0].conf["task_default_queue"] == "q1"
+
+
+# ---- Worker lifecycle -----------------------------------------------------------------------
+
+
+def test_hook_taskq_worker_init(make_plugin: MakePlugin, memory_url: str) -> None:
+    seen: list[object] = []
+    plugin = make_plugin("init", taskq_worker_init=lambda worker: seen.append(worker))
+    app = hooked_app(memory_url, plugin)
+    worker = app.Worker(pool="solo")
+    assert seen == [worker]
+    assert not worker.ready.is_set()
+
+
+def test_hook_taskq_worker_ready(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:
+    seen: list[tuple[object, bool]] = []
+    plugin = make_plugin("ready", taskq_worker_ready=lambda worker: seen.append((worker, worker.consumer is not None)))
+    app = hooked_app(memory_url, plugin)
+    runner = start_worker(app)
+    assert seen == [(runner.worker, True)]
+
+
+def test_hook_taskq_worker_shutdown(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:
+    events: list[str] = []
+    plugin = make_plugin(
+        "lifecycle",
+        taskq_worker_init=lambda worker: events.append("init"),
+        taskq_worker_ready=lambda worker: events.append("ready"),
+        taskq_worker_shutdown=lambda worker: events.append(f"shutdown:{worker.stopped.is_set()}"),
+    )
+    app = hooked_app(memory_url, plugin)
+    runner = start_worker(app)
+    assert events == ["init", "ready"]
+    runner.stop()
+    assert events == ["init", "ready", "shutdown:False"]
+
+
+# ---- Publishing -------------------------------------------------------------------------------
+
+
+def test_hook_taskq_before_publish(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:
+    seen: list[tuple[str, str, str]] = []
+
+    def before_publish(name: str, task_id: str, headers: dict[str, object], queue: str) -> None:
+        seen.append((name, task_id, queue))
+        headers["x-tenant"] = "acme"
+
+    app = hooked_app(memory_url, make_plugin("tenant", taskq_before_publish=before_publish))
+
+    @app.task(bind=True)
+    def tenant(self: Task[[], object]) -> object:
+        return self.request.headers.get("x-tenant")
+
+    start_worker(app)
+    result = tenant.delay()
+    assert result.get(timeout=TIMEOUT) == "acme"
+    assert seen == [(tenant.name, result.id, "taskq")]
+
+
+def test_hook_taskq_after_publish(make_plugin: MakePlugin, memory_url: str) -> None:
+    seen: list[tuple[str, str, str, int]] = []
+
+    def after_publish(app: App, name: str, task_id: str, queue: str) -> None:
+        seen.append((name, task_id, queue, MemoryTransport(memory_url).depth(queue)))
+
+    app = hooked_app(memory_url, make_plugin("after", taskq_after_publish=after_publish))
+    result = app.send_task("proj.add", (1, 2), queue="math")
+    assert seen == [("proj.add", result.id, "math", 1)]
+
+
+# ---- Task execution ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def task_events(make_plugin: MakePlugin) -> tuple[types.ModuleType, list[tuple[object, ...]]]:
+    events: list[tuple[object, ...]] = []
+    plugin = make_plugin(
+        "tracer",
+        taskq_task_prerun=lambda task, request: events.append(("prerun", task.name, request.id)),
+        taskq_task_postrun=lambda task, request, state, retval: events.append(("postrun", request.id, state, retval)),
+        taskq_task_success=lambda task, request, retval: events.append(("success", request.id, retval)),
+        taskq_task_failure=lambda task, request, exc, traceback: events.append(
+            ("failure", request.id, repr(exc), "ValueError: bad" in traceback)
+        ),
+        taskq_task_retry=lambda task, request, reason: events.append(("retry", request.id, repr(reason))),
+        taskq_task_rejected=lambda request, reason: events.append(("rejected", request, reason)),
+    )
+    return plugin, events
+
+
+def test_hook_taskq_task_prerun(task_events: Any, memory_url: str, start_worker: StartWorker) -> None:
+    plugin, events = task_events
+    app = hooked_app(memory_url, plugin)
+    ran: list[object] = []
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        ran.append(events[-1][0])
+        return x + y
+
+    start_worker(app)
+    result = add.delay(1, 2)
+    result.get(timeout=TIMEOUT)
+    assert events[0] == ("prerun", add.name, result.id)
+    assert ran == ["prerun"]  # before the task's function
+
+
+def test_hook_taskq_task_postrun(task_events: Any, memory_url: str, start_worker: StartWorker) -> None:
+    plugin, events = task_events
+    app = hooked_app(memory_url, plugin)
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    start_worker(app)
+    result = add.delay(1, 2)
+    result.get(timeout=TIMEOUT)
+    assert events[-1] == ("postrun", result.id, states.SUCCESS, 3)
+
+
+def test_hook_taskq_task_success(task_events: Any, memory_url: str, start_worker: StartWorker) -> None:
+    plugin, events = task_events
+    app = hooked_app(memory_url, plugin)
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    start_worker(app)
+    result = add.delay(1, 2)
+    result.get(timeout=TIMEOUT)
+    assert [e[0] for e in events] == ["prerun", "success", "postrun"]
+    assert events[1] == ("success", result.id, 3)
+
+
+def test_hook_taskq_task_failure(task_events: Any, memory_url: str, start_worker: StartWorker) -> None:
+    plugin, events = task_events
+    app = hooked_app(memory_url, plugin)
+
+    @app.task
+    def fails() -> None:
+        raise ValueError("bad")
+
+    start_worker(app)
+    result = fails.delay()
+    with pytest.raises(ValueError, match="bad"):
+        result.get(timeout=TIMEOUT)
+    assert [e[0] for e in events] == ["prerun", "failure", "postrun"]
+    assert events[1] == ("failure", result.id, "ValueError('bad')", True)
+    assert events[2][:3] == ("postrun", result.id, states.FAILURE)
+
+
+def test_hook_taskq_task_retry(task_events: Any, memory_url: str, start_worker: StartWorker) -> None:
+    plugin, events = task_events
+    app = hooked_app(memory_url, plugin)
+
+    @app.task(bind=True, max_retries=3)
+    def flaky(self: Task[[], str]) -> str:
+        if self.request.retries == 0:
+            raise self.retry(exc=FlakyError("once"), countdown=0)
+        return "ok"
+
+    start_worker(app)
+    result = flaky.delay()
+    assert result.get(timeout=TIMEOUT) == "ok"
+    kinds = [e[0] for e in events]
+    assert kinds == ["prerun", "retry", "postrun", "prerun", "success", "postrun"]
+    assert events[1] == ("retry", result.id, "FlakyError('once')")
+    assert events[2][:3] == ("postrun", result.id, states.RETRY)
+
+
+def test_hook_taskq_task_rejected(
+    task_events: Any, memory_url: str, start_worker: StartWorker, wait_until: WaitUntil
+) -> None:
+    plugin, events = task_events
+    app = hooked_app(memory_url, plugin)
+    app.send_task("proj.unknown_task")
+    start_worker(app)
+    wait_until(lambda: events, "the rejection")
+    [(kind, request, reason)] = events
+    assert kind == "rejected"
+    assert request is None
+    assert "unknown task 'proj.unknown_task'" in str(reason)
+
+
+def test_event_hook_that_raises_in_the_worker_loses_no_task(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker
+) -> None:
+    def broken(task: object, request: object) -> None:
+        raise RuntimeError("plugin bug")
+
+    app = hooked_app(memory_url, make_plugin("broken", taskq_task_prerun=broken))
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    start_worker(app)
+    assert add.delay(1, 2).get(timeout=TIMEOUT) == 3
