@@ -312,9 +312,7 @@ class App:
             try:
                 importlib.import_module(name)
             except ImportError as exc:
-                raise ConfigError(
-                    f"cannot import task module {name!r} listed in imports/include: {exc}"
-                ) from exc
+                raise ConfigError(f"cannot import task module {name!r} listed in imports/include: {exc}") from exc
 
     # ---- Sending ------------------------------------------------------------------------
 
@@ -326,10 +324,7 @@ class App:
             routes = cast("Mapping[str, object]", self.conf["task_routes"])
             for pattern, target in routes.items():
                 if pattern == name or fnmatch.fnmatchcase(name, pattern):
-                    if isinstance(target, Mapping):
-                        queue = str(target.get("queue", queue))
-                    else:
-                        queue = str(target)
+                    queue = str(target.get("queue", queue)) if isinstance(target, Mapping) else str(target)
                     break
             self._routes[name] = queue
         return queue
@@ -432,9 +427,7 @@ class App:
             chain=list(chain) if chain else None,
             chord=dict(chord) if chord else None,
             reply_to=reply_to,
-            priority=priority
-            if priority is not None
-            else cast("int | None", self.conf["task_default_priority"]),
+            priority=priority if priority is not None else cast("int | None", self.conf["task_default_priority"]),
         )
         self.transport.publish(queue, message, delay=delay if delay > 0 else 0.0)
         if plugins.has_impl("taskq_after_publish"):

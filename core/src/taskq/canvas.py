@@ -86,7 +86,9 @@ class Signature(dict[str, object]):
             self._app = current_app()
         return self._app
 
-    def clone(self, args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None, **options: object) -> Signature:
+    def clone(
+        self, args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None, **options: object
+    ) -> Signature:
         """A copy with ``args`` prepended (unless immutable) and kwargs/options merged."""
         new_args = self.args if self.immutable else [*args, *self.args]
         return Signature(

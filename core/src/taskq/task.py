@@ -90,9 +90,7 @@ class _RequestStack(threading.local):
         self.stack: list[Context] = []
 
 
-def backoff_delay(
-    retries: int, factor: float, maximum: float, jitter: bool, rng: random.Random | None = None
-) -> float:
+def backoff_delay(retries: int, factor: float, maximum: float, jitter: bool, rng: random.Random | None = None) -> float:
     """Seconds before retry number ``retries + 1``: exponential, capped, full jitter."""
     countdown = min(maximum, factor * (2**retries))
     if jitter:
@@ -353,9 +351,7 @@ class Task(Generic[P, R]):
         if limit is not None and request.retries >= limit:
             if exc is not None:
                 raise exc
-            raise MaxRetriesExceededError(
-                f"{self.name}[{request.id}] used all {limit} retries (args={request.args!r})"
-            )
+            raise MaxRetriesExceededError(f"{self.name}[{request.id}] used all {limit} retries (args={request.args!r})")
         if countdown is None and eta is None:
             countdown = self.default_retry_delay if self.default_retry_delay is not None else 180.0
         call_args = request.args if args is None else args
@@ -377,9 +373,8 @@ class Task(Generic[P, R]):
             parent_id=request.parent_id,
             group_id=request.group,
             group_index=request.group_index,
-            queue=cast("str | None", options.pop("queue", None)) or cast(
-                "str | None", request.delivery_info.get("queue")
-            ),
+            queue=cast("str | None", options.pop("queue", None))
+            or cast("str | None", request.delivery_info.get("queue")),
             time_limit=request.timelimit[0] if request.timelimit else None,
             soft_time_limit=request.timelimit[1] if request.timelimit else None,
             ignore_result=request.ignore_result,
@@ -397,9 +392,7 @@ class Task(Generic[P, R]):
     def backoff_for(self, retries: int) -> float:
         """Countdown for an automatic retry after ``retries`` earlier ones."""
         if not self.retry_backoff:
-            return float(
-                cast(float, self.retry_kwargs.get("countdown", self.default_retry_delay or 180.0))
-            )
+            return float(cast(float, self.retry_kwargs.get("countdown", self.default_retry_delay or 180.0)))
         factor = 1.0 if self.retry_backoff is True else float(self.retry_backoff)
         return backoff_delay(retries, factor, self.retry_backoff_max, self.retry_jitter)
 
