@@ -310,6 +310,17 @@ def test_content_type_not_accepted_is_dead_lettered(app: App, start_worker: Star
     assert ran == []
 
 
+def test_sender_of_a_message_refused_by_the_worker_learns_why(app: App, start_worker: StartWorker) -> None:
+    @app.task
+    def job() -> None:
+        pass
+
+    result = job.apply_async(serializer="pickle")
+    start_worker(app)
+    with pytest.raises(TaskqError, match="not in accept_content"):
+        result.get(timeout=TIMEOUT)
+
+
 def test_poison_message_delivered_too_often_is_dead_lettered(memory_url: str, start_worker: StartWorker) -> None:
     app = App("tests", broker=memory_url, read_config=False, task_max_deliveries=2)
     ran: list[int] = []

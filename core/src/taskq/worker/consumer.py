@@ -127,10 +127,11 @@ class Consumer:
         try:
             message = protocol.decode(self.registry, delivery.message)
         except TaskqError as exc:
-            self._reject(delivery, None, f"cannot decode the message: {exc}")
+            self._reject(delivery, _header_id(delivery), f"cannot decode the message: {exc}")
             return
         except Exception as exc:
-            self._reject(delivery, None, f"cannot decode the message: {type(exc).__name__}: {exc}")
+            reason = f"cannot decode the message: {type(exc).__name__}: {exc}"
+            self._reject(delivery, _header_id(delivery), reason)
             return
         if delivery.deliveries > self.max_deliveries:
             self._reject(
@@ -263,9 +264,7 @@ class Consumer:
             elif outcome.requeue:
                 self._requeue([delivery])
             elif outcome.state == states.FAILURE and not request.task.acks_on_failure_or_timeout:
-                self._reject(
-                    delivery, None, "task failed and acks_on_failure_or_timeout is off", request=request
-                )
+                self._reject(delivery, None, "task failed and acks_on_failure_or_timeout is off", request=request)
             else:
                 to_ack.append(delivery)
         if to_ack:
@@ -293,9 +292,7 @@ class Consumer:
                 text = repr(outcome.retval)
                 if len(text) > RESULT_REPR_MAX:
                     text = text[: RESULT_REPR_MAX - 3] + "..."
-                logger.info(
-                    "Task %s[%s] succeeded in %.6fs: %s", request.name, request.id, outcome.runtime, text
-                )
+                logger.info("Task %s[%s] succeeded in %.6fs: %s", request.name, request.id, outcome.runtime, text)
         elif state == states.FAILURE:
             if outcome.traceback:
                 logger.error(
@@ -341,10 +338,14 @@ class Consumer:
             try:
                 self._requeue(held)
             except Exception:
-                logger.exception(
-                    "could not give %d task(s) back; they return when their lease lapses", len(held)
-                )
+                logger.exception("could not give %d task(s) back; they return when their lease lapses", len(held))
         self.transport.close()
+
+
+def _header_id(delivery: Delivery) -> str | None:
+    """The task id in an undecodable message's headers, so its sender learns why it failed."""
+    task_id = delivery.message.headers.get("id")
+    return task_id if isinstance(task_id, str) else None
 
 
 class LeaseKeeper(threading.Thread):
