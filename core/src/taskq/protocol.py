@@ -14,6 +14,7 @@ import os
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 from taskq.errors import MessageDecodeError, TaskqError
 from taskq.serialization import SerializerRegistry
@@ -78,7 +79,7 @@ class TaskMessage:
 
     @property
     def retries(self) -> int:
-        return int(self.headers.get("retries") or 0)
+        return int(cast("int | str", self.headers.get("retries") or 0))
 
     @property
     def eta(self) -> float | None:
