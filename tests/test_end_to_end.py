@@ -6,7 +6,7 @@ import signal
 from collections import Counter
 
 import pytest
-from conftest import runs, wait_until
+from e2e_helpers import runs, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -51,9 +51,7 @@ def test_unknown_task_is_dead_lettered_and_the_worker_goes_on(spawn_worker, e2e_
     assert "dead-lettering" in worker.log()
 
 
-def test_sigterm_finishes_the_running_task_and_gives_back_the_prefetched_ones(
-    spawn_worker, e2e_tasks, e2e_env
-):
+def test_sigterm_finishes_the_running_task_and_gives_back_the_prefetched_ones(spawn_worker, e2e_tasks, e2e_env):
     worker = spawn_worker("--prefetch-multiplier", "4")
     worker.wait_ready()
     results = [e2e_tasks.slow.delay(f"t{i}", 0.5) for i in range(6)]

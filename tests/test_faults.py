@@ -6,7 +6,7 @@ import signal
 from collections import Counter
 
 import pytest
-from conftest import runs, wait_until
+from e2e_helpers import runs, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -38,9 +38,7 @@ def test_early_acked_task_is_not_run_again_after_its_worker_is_killed(spawn_work
     assert e2e_tasks.app.transport.depth("taskq") == 0
 
 
-def test_long_task_is_never_handed_to_a_second_worker_while_its_worker_lives(
-    spawn_worker, e2e_tasks, e2e_env
-):
+def test_long_task_is_never_handed_to_a_second_worker_while_its_worker_lives(spawn_worker, e2e_tasks, e2e_env):
     env = {"TASKQ_WORKER_LEASE_SECONDS": "0.6"}
     first = spawn_worker(env=env)
     second = spawn_worker(env=env)

@@ -104,9 +104,7 @@ def main() -> int:
                 print(f"\nthe worker exited early (code {worker.returncode}); see {log_path}")
                 return 1
             time.sleep(0.1)
-        print(
-            f"{chr(10) if interactive else ''}all {len(ids)} tasks finished in {time.monotonic() - started:.2f}s\n"
-        )
+        print(f"{chr(10) if interactive else ''}all {len(ids)} tasks finished in {time.monotonic() - started:.2f}s\n")
 
         print("a few results:")
         print(f"  add(7, 7)          -> {results[7].get(timeout=5)}")
@@ -116,9 +114,7 @@ def main() -> int:
             if r.state != states.SUCCESS:
                 error = r.result
                 print(f"  {r.id[:8]}  {r.state:<8} {type(error).__name__}: {error}")
-        wrong = [
-            (rid, expected[rid], metas[rid]["status"]) for rid in ids if metas[rid]["status"] != expected[rid]
-        ]
+        wrong = [(rid, expected[rid], metas[rid]["status"]) for rid in ids if metas[rid]["status"] != expected[rid]]
         dead = app.transport.dead_letters()
         print(f"\ndead-lettered messages: {len(dead)}")
         for letter in dead:

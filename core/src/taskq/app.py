@@ -393,7 +393,6 @@ class App:
         if queue is None:
             queue = routing_key or self.route(name)
         plugins = self.plugins
-        limit = cast("tuple[float | None, float | None]", (time_limit, soft_time_limit))
         message_headers = protocol.build_headers(
             name,
             task_id,
@@ -406,8 +405,8 @@ class App:
             group_index=group_index,
             root_id=root_id,
             parent_id=parent_id,
-            time_limit=limit[0],
-            soft_time_limit=limit[1],
+            time_limit=time_limit,
+            soft_time_limit=soft_time_limit,
             ignore_result=ignore_result,
             argsrepr=argsrepr,
             kwargsrepr=kwargsrepr,
@@ -424,7 +423,7 @@ class App:
             kwargs,
             callbacks=_signatures(link, callbacks),
             errbacks=_signatures(link_error, errbacks),
-            chain=list(chain) if chain else None,
+            chain=[dict(link) for link in chain] if chain else None,
             chord=dict(chord) if chord else None,
             reply_to=reply_to,
             priority=priority if priority is not None else cast("int | None", self.conf["task_default_priority"]),

@@ -9,7 +9,7 @@ primitives (chain, group, chord, map, starmap, chunks) build on it.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from taskq.app import App
@@ -126,7 +126,7 @@ class Signature(dict[str, object]):
     ) -> AsyncResult[object]:
         """Send the call (``args`` prepended unless immutable)."""
         sig = self.clone(args, kwargs, **options) if (args or kwargs or options) else self
-        return sig.app.send_task(sig.task, sig.args, sig.kwargs, **sig.options)
+        return sig.app.send_task(sig.task, sig.args, sig.kwargs, **cast("dict[str, Any]", sig.options))
 
     def delay(self, *args: object, **kwargs: object) -> AsyncResult[object]:
         return self.apply_async(args, kwargs)

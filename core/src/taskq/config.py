@@ -67,6 +67,7 @@ DEFAULTS: dict[str, object] = {
     "worker_prefetch_multiplier": 4,
     "worker_lease_seconds": 30.0,  # a claimed message returns this long after its worker died
     "worker_eta_horizon": 60.0,  # seconds: ETAs further away wait in the broker
+    "worker_shutdown_grace": 600.0,  # seconds a warm shutdown waits for running tasks
     "worker_hijack_root_logger": True,
     "worker_log_format": "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
     "worker_state_db": None,

@@ -7,6 +7,8 @@ in ``Error``.
 
 from __future__ import annotations
 
+import builtins
+
 # CLI exit codes, named so scripts and supervisors can act on them.
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -71,7 +73,7 @@ class NotRegisteredError(TaskqError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
-class TimeoutError(TaskqError, TimeoutError):  # noqa: A001 - mirrors the builtin on purpose
+class TimeoutError(TaskqError, builtins.TimeoutError):  # noqa: A001 - mirrors the builtin on purpose
     """Waiting for a result took longer than the timeout given."""
 
 

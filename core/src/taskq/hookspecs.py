@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-
     from taskq.app import App
     from taskq.serialization import Serializer
     from taskq.task import Task
@@ -213,8 +212,10 @@ def taskq_task_retry(task: Task[..., object], request: Request, reason: BaseExce
 def taskq_task_rejected(request: Request | None, reason: str) -> None:
     """The worker set a message aside (dead-lettered it) instead of running it. Added in 0.1.
 
-    ``request`` is ``None`` when the message could not even be decoded. Called in the
-    worker's main process.
+    ``request`` is the task request when the task itself rejected its message
+    (``Reject``), and ``None`` when the worker refused the message before building one:
+    it could not be decoded, named an unknown task, or was a poison message. ``reason``
+    says which. Called in the worker's main process.
     """
 
 

@@ -71,6 +71,7 @@ KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
     ("transports", "file"): "taskq-filesystem",
 }
 
+
 @dataclass
 class PluginInfo:
     """One plugin as ``taskq plugins`` shows it."""
@@ -196,8 +197,7 @@ class Plugins:
             installed = ", ".join(sorted(drivers)) or "none"
             dist = KNOWN_DISTRIBUTIONS.get((kind, name), f"taskq-{name.split('+')[-1]}")
             raise DriverNotFoundError(
-                f"no {label} named {name!r}; installed: {installed}.\n"
-                f"Install it with: pip install {dist}"
+                f"no {label} named {name!r}; installed: {installed}.\nInstall it with: pip install {dist}"
             )
         target = entry.target
         if not isinstance(target, str):
@@ -246,9 +246,7 @@ class Plugins:
             try:
                 impl.function(*[kwargs[arg] for arg in impl.argnames])
             except Exception:
-                logger.exception(
-                    "plugin %s raised in %s; carrying on", self.manager.get_name(impl.plugin), hook_name
-                )
+                logger.exception("plugin %s raised in %s; carrying on", self.manager.get_name(impl.plugin), hook_name)
 
     def early_init(self, pool: str | None, argv: Sequence[str]) -> None:
         self._notify("taskq_early_init", pool=pool, argv=list(argv))
@@ -336,9 +334,9 @@ def load_plugins(
         else:
             selected.append(name)
 
-    failures: list[tuple[str, Exception]] = []
+    failures: list[tuple[str, BaseException]] = []
 
-    def on_failure(_manager: object, entry_point: object, exc: Exception) -> None:
+    def on_failure(_manager: object, entry_point: object, exc: BaseException) -> None:
         failures.append((str(getattr(entry_point, "name", "?")), exc))
 
     manager: NamedExtensionManager[object] = NamedExtensionManager(
@@ -350,16 +348,21 @@ def load_plugins(
     )
     for ext in manager.extensions:
         dist, version = _distribution_of(available[ext.name])
-        plugins.register(ext.plugin, ext.name, distribution=dist, version=version)
-    for name, exc in failures:
+        try:
+            plugins.register(ext.plugin, ext.name, distribution=dist, version=version)
+        except PluginError as exc:
+            # Listed as FAILED by `taskq plugins`; the other plugins still load.
+            logger.error("%s", exc)
+            plugins.record_failure(ext.name, dist, version, available[ext.name].value, str(exc))
+    for name, error in failures:
         entry_point = available[name]
         dist, version = _distribution_of(entry_point)
-        logger.error("plugin %s (%s %s) failed to load: %s: %s", name, dist, version, type(exc).__name__, exc)
-        plugins.record_failure(name, dist, version, entry_point.value, f"{type(exc).__name__}: {exc}")
+        logger.error("plugin %s (%s %s) failed to load: %s: %s", name, dist, version, type(error).__name__, error)
+        plugins.record_failure(name, dist, version, entry_point.value, f"{type(error).__name__}: {error}")
     for unknown in sorted((enabled or set()) - set(available)):
         plugins.record_failure(unknown, "?", "?", "?", "enabled in the configuration but not installed")
     for obj in extra:
-        plugins.register(obj)
+        plugins.register(obj, distribution="(registered in code)", version="")
     return plugins
 
 

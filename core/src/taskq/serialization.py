@@ -93,8 +93,7 @@ class SerializerRegistry:
         serializer = self._by_type.get(content_type)
         if serializer is None:
             raise SerializationError(
-                f"no installed serializer reads content type {content_type!r}; "
-                f"installed: {', '.join(self.names)}"
+                f"no installed serializer reads content type {content_type!r}; installed: {', '.join(self.names)}"
             )
         return serializer.loads(data)
 

@@ -13,7 +13,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
 from taskq.errors import MaxRetriesExceededError, Retry
 
@@ -92,9 +92,9 @@ class _RequestStack(threading.local):
 
 def backoff_delay(retries: int, factor: float, maximum: float, jitter: bool, rng: random.Random | None = None) -> float:
     """Seconds before retry number ``retries + 1``: exponential, capped, full jitter."""
-    countdown = min(maximum, factor * (2**retries))
+    countdown = min(maximum, factor * (2.0**retries))
     if jitter:
-        countdown = (rng or random).uniform(0, countdown)
+        countdown = rng.uniform(0, countdown) if rng is not None else random.uniform(0, countdown)
     return max(0.0, countdown)
 
 
@@ -255,14 +255,14 @@ class Task(Generic[P, R]):
                 link=link,
                 link_error=link_error,
                 serializer=serializer or self.serializer,
-                ignore_result=self.ignore_result if ignore_result is None else ignore_result,
+                ignore_result=bool(self.ignore_result) if ignore_result is None else ignore_result,
                 time_limit=time_limit if time_limit is not None else self.time_limit,
                 soft_time_limit=soft_time_limit if soft_time_limit is not None else self.soft_time_limit,
                 retries=retries,
                 root_id=root_id or (parent.root_id if parent else None),
                 parent_id=parent_id or (parent.id if parent else None),
                 group_id=group_id,
-                **options,
+                **cast("dict[str, Any]", options),  # send_task checks them
             ),
         )
 
@@ -289,7 +289,7 @@ class Task(Generic[P, R]):
                 dict(kwargs or {}),
                 task_id=task_id or str(uuid.uuid4()),
                 retries=retries,
-                throw=self.app.conf["task_eager_propagates"] if throw is None else throw,
+                throw=bool(self.app.conf["task_eager_propagates"]) if throw is None else throw,
                 link=link,
                 link_error=link_error,
             ),
@@ -358,8 +358,12 @@ class Task(Generic[P, R]):
         call_kwargs = request.kwargs if kwargs is None else kwargs
         when = countdown if countdown is not None else None
         if request.is_eager:
-            # Eager mode has no broker: the tracer re-runs the task after this signal.
-            raise Retry(exc=exc, when=when)
+            # Eager mode has no broker: the tracer re-runs the task after a raised signal;
+            # with throw=False the retry runs here, now, and the signal is returned.
+            if throw:
+                raise Retry(exc=exc, when=when)
+            self.apply(call_args, call_kwargs, task_id=request.id, retries=request.retries + 1)
+            return Retry(exc=exc, when=when)
         self.app.send_task(
             self.name,
             call_args,
@@ -382,7 +386,7 @@ class Task(Generic[P, R]):
             errbacks=request.errbacks,
             chain=request.chain,
             chord=request.chord,
-            **options,
+            **cast("dict[str, Any]", options),  # send_task checks them
         )
         signal = Retry(exc=exc, when=when)
         if throw:

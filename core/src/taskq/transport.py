@@ -125,9 +125,7 @@ class Transport(ABC):
     # ---- Worker side ------------------------------------------------------------
 
     @abstractmethod
-    def claim(
-        self, queues: Sequence[str], limit: int, *, lease: float = DEFAULT_LEASE_SECONDS
-    ) -> list[Delivery]:
+    def claim(self, queues: Sequence[str], limit: int, *, lease: float = DEFAULT_LEASE_SECONDS) -> list[Delivery]:
         """Take up to ``limit`` due messages from ``queues`` under a lease of ``lease`` s.
 
         Never blocks: returns an empty list when nothing is due. Queues are served in
@@ -159,7 +157,11 @@ class Transport(ABC):
 
     @abstractmethod
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        """Take a message out of its queue and keep it, with ``reason``, for inspection."""
+        """Take a message out of its queue and keep it, with ``reason``, for inspection.
+
+        Also works for a message already acknowledged (a task that rejected itself after
+        an early ack): the copy in ``delivery`` is what is kept.
+        """
 
     # ---- Administration ---------------------------------------------------------
 

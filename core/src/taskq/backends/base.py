@@ -12,6 +12,7 @@ the storage primitives (``get``, ``mget``, ``set``, ``delete``, ``incr``), plus
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib
 import sys
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from taskq import states
-from taskq.errors import BackendUnavailableError, TaskError, TimeoutError
+from taskq.errors import TaskError, TimeoutError
 from taskq.serialization import Serializer
 
 # Polling a store that cannot push: first interval and ceiling, in seconds.
@@ -71,10 +72,9 @@ def meta_to_exception(value: object) -> BaseException:
     args = tuple(raw_args) if isinstance(raw_args, (list, tuple)) else (raw_args,)
     cls = _find_exception_class(module_name, type_name)
     if cls is not None:
-        try:
+        # A constructor with another signature falls through to TaskError.
+        with contextlib.suppress(Exception):
             return cls(*args)
-        except Exception:  # noqa: BLE001 - a constructor with another signature
-            pass
     message = ", ".join(str(a) for a in args)
     return TaskError(type_name, module_name, message)
 
@@ -84,7 +84,7 @@ def _find_exception_class(module_name: str, type_name: str) -> type[BaseExceptio
     if module is None:
         try:
             module = importlib.import_module(module_name)
-        except Exception:  # noqa: BLE001 - any import failure means "not importable here"
+        except Exception:  # any import failure means "not importable here"
             return None
     obj: object = module
     for part in type_name.split("."):
@@ -262,13 +262,10 @@ class KeyValueBackend(ResultBackend):
         request_info: Mapping[str, object] | None = None,
     ) -> None:
         meta = self.make_meta(task_id, result, state, traceback, request_info)
-        try:
-            self.set(self.task_key(task_id), self.encode(meta), expires=self.expires)
-        except BackendUnavailableError:
-            raise
+        self.set(self.task_key(task_id), self.encode(meta), expires=self.expires)
         self.on_stored(task_id, state)
 
-    def on_stored(self, task_id: str, state: str) -> None:  # noqa: B027 - optional hook
+    def on_stored(self, task_id: str, state: str) -> None:
         """Called after a result was written; push-capable stores notify waiters here."""
 
     def get_task_meta(self, task_id: str) -> Meta:

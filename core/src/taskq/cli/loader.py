@@ -39,9 +39,7 @@ def find_app(spec: str) -> App:
             try:
                 obj = getattr(obj, part)
             except AttributeError:
-                raise AppNotFoundError(
-                    f"module {module_name!r} has no attribute {attr!r} (from -A {spec})"
-                ) from None
+                raise AppNotFoundError(f"module {module_name!r} has no attribute {attr!r} (from -A {spec})") from None
         if callable(obj) and not isinstance(obj, App):
             obj = obj()
         if not isinstance(obj, App):

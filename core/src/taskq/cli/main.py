@@ -110,9 +110,7 @@ class TaskqGroup(click.Group):
         try:
             command = import_string(target)
         except Exception as exc:
-            raise click.ClickException(
-                f"the plugin command {cmd_name!r} ({target}) failed to import: {exc}"
-            ) from exc
+            raise click.ClickException(f"the plugin command {cmd_name!r} ({target}) failed to import: {exc}") from exc
         if not isinstance(command, click.Command):
             raise click.ClickException(f"the plugin command {cmd_name!r} ({target}) is not a click command")
         return command
@@ -206,9 +204,7 @@ def _banner(app: App, worker: object) -> str:
     "-l", "--loglevel", default="INFO", show_default=True, type=click.Choice(LOG_LEVELS, case_sensitive=False)
 )
 @click.option("-n", "--hostname", help="Worker name (default taskq@HOST).")
-@click.option(
-    "--prefetch-multiplier", type=int, help="Messages held per concurrency slot; 0: only what runs."
-)
+@click.option("--prefetch-multiplier", type=int, help="Messages held per concurrency slot; 0: only what runs.")
 @click.option("--config", "worker_config", type=click.Path(dir_okay=False), help="Config file (TOML).")
 @app_option
 @click.pass_context
@@ -344,11 +340,7 @@ def result(ctx: click.Context, task_id: str, timeout: float | None, show_traceba
 def purge(ctx: click.Context, queues: str | None, force: bool) -> None:
     """Delete every waiting message from the queues."""
     app = _state(ctx).app
-    names = (
-        [q.strip() for q in queues.split(",") if q.strip()]
-        if queues
-        else [str(app.conf["task_default_queue"])]
-    )
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else [str(app.conf["task_default_queue"])]
     if not force:
         click.confirm(f"Delete every waiting message in {', '.join(names)}?", abort=True)
     transport = app.transport

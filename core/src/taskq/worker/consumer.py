@@ -82,6 +82,8 @@ class Consumer:
         """Consume until :meth:`stop`; give back whatever is held on the way out."""
         transport = self.transport
         queues = self.queues
+        # True until the loop ends normally: an exception (a cold stop) skips the wait.
+        interrupted = True
         try:
             while not self.should_stop:
                 self.last_loop = time.monotonic()
@@ -110,7 +112,10 @@ class Consumer:
                     # The window is full: wait for a task to finish, not for new messages.
                     self._completed.wait(IDLE_WAIT)
                     self._completed.clear()
+            interrupted = False
         finally:
+            if not interrupted and not self.worker.cold:
+                self._finish_running()
             self._give_back()
 
     def stop(self) -> None:
@@ -198,7 +203,7 @@ class Consumer:
         error: BaseException | None = None,
         request: Request | None = None,
     ) -> None:
-        logger.error("dead-lettering a message from queue %r: %s", delivery.queue, reason)
+        logger.warning("dead-lettering a message from queue %r: %s", delivery.queue, reason)
         try:
             self.transport.dead_letter(delivery, reason)
         except Exception:
@@ -255,9 +260,11 @@ class Consumer:
             self._log_outcome(request, outcome)
             delivery = request.delivery
             if request.acknowledged:
+                # Acked early: the broker no longer has the message, so act on a copy.
                 if outcome.requeue:
-                    # The message was acked early: send a copy back instead.
                     self.transport.publish(delivery.queue, delivery.message)
+                elif outcome.reject_reason is not None:
+                    self._reject(delivery, None, outcome.reject_reason, request=request)
                 continue
             if outcome.reject_reason is not None:
                 self._reject(delivery, None, outcome.reject_reason, request=request)
@@ -324,6 +331,24 @@ class Consumer:
             for delivery in deliveries:
                 self.held.pop(delivery.tag, None)
 
+    def _finish_running(self) -> None:
+        """On a warm stop, let tasks already in the pool finish and settle them."""
+        deadline = time.monotonic() + self.worker.shutdown_grace
+        while self.running > 0 and time.monotonic() < deadline:
+            if self.completions:
+                self._settle()
+                continue
+            self._completed.wait(min(0.5, max(0.0, deadline - time.monotonic())))
+            self._completed.clear()
+        if self.completions:
+            self._settle()
+        if self.running > 0:
+            logger.warning(
+                "%d task(s) still running after the %.0fs grace period; their messages go back",
+                self.running,
+                self.worker.shutdown_grace,
+            )
+
     def held_deliveries(self) -> list[Delivery]:
         with self.held_lock:
             return list(self.held.values())
@@ -334,11 +359,14 @@ class Consumer:
         self.timer.clear()
         held = self.held_deliveries()
         if held:
-            logger.info("giving %d unstarted task(s) back to the broker", len(held))
+            logger.info("giving %d unfinished task(s) back to the broker", len(held))
             try:
                 self._requeue(held)
             except Exception:
                 logger.exception("could not give %d task(s) back; they return when their lease lapses", len(held))
+
+    def close(self) -> None:
+        """Close the broker connection (after the shutdown hooks have run)."""
         self.transport.close()
 
 
@@ -386,6 +414,7 @@ class ConsumerStep(Step):
         consumer = self.worker.consumer
         if consumer is not None:
             consumer.stop()
+            consumer.close()
 
 
 class LeaseStep(Step):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, cast
 
 from taskq.task import Context
@@ -69,7 +70,7 @@ class Request:
         """The ``self.request`` a bound task sees while it runs."""
         headers = self.message.headers
         properties = self.message.properties
-        timelimit = headers.get("timelimit") or (None, None)
+        timelimit = cast("Sequence[float | None]", headers.get("timelimit") or (None, None))
         return Context(
             id=self.message.id,
             args=self.message.args,

@@ -11,7 +11,7 @@ import logging
 import time
 import traceback as tb
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from taskq import states
 from taskq.app import set_running_context
@@ -92,9 +92,13 @@ def trace_task(app: App, request: Request) -> TraceOutcome:
         except Retry as signal:
             return _on_retry(app, request, signal, started, store_results)
         except Ignore:
+            if plugins.has_impl("taskq_task_postrun"):
+                plugins.task_postrun(task, request, states.IGNORED, None)
             return TraceOutcome(states.IGNORED, runtime=time.perf_counter() - started)
         except Reject as rejection:
             reason = f"rejected by the task: {rejection.reason}" if rejection.reason else "rejected by the task"
+            if plugins.has_impl("taskq_task_postrun"):
+                plugins.task_postrun(task, request, states.REJECTED, rejection)
             return TraceOutcome(
                 states.REJECTED,
                 runtime=time.perf_counter() - started,
@@ -102,8 +106,10 @@ def trace_task(app: App, request: Request) -> TraceOutcome:
                 reject_reason=None if rejection.requeue else reason,
             )
         except Exception as exc:
-            if task.autoretry_for and isinstance(exc, task.autoretry_for) and not (
-                task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for)
+            if (
+                task.autoretry_for
+                and isinstance(exc, task.autoretry_for)
+                and not (task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for))
             ):
                 try:
                     options = {k: v for k, v in task.retry_kwargs.items() if k != "countdown"}
@@ -128,9 +134,7 @@ def trace_task(app: App, request: Request) -> TraceOutcome:
         set_running_context(None)
 
 
-def _on_retry(
-    app: App, request: Request, signal: Retry, started: float, store_results: bool
-) -> TraceOutcome:
+def _on_retry(app: App, request: Request, signal: Retry, started: float, store_results: bool) -> TraceOutcome:
     reason = signal.exc if signal.exc is not None else signal
     if store_results:
         _store(app, request, reason, states.RETRY, _format(reason))
@@ -177,7 +181,7 @@ def _send_callbacks(app: App, request: Request, retval: object) -> None:
         options: dict[str, object] = {"parent_id": request.id, "root_id": root_id}
         if remaining:
             options["chain"] = remaining
-        following.apply_async((retval,), **options)
+        following.apply_async((retval,), **cast("dict[str, Any]", options))
 
 
 def _format(exc: BaseException) -> str:
@@ -201,9 +205,7 @@ def trace_eager(
     app = task.app
     app.plugins  # noqa: B018 - settle the task's defaults from the settings
     while True:
-        context = Context(
-            id=task_id, args=args, kwargs=kwargs, retries=retries, is_eager=True, called_directly=False
-        )
+        context = Context(id=task_id, args=args, kwargs=kwargs, retries=retries, is_eager=True, called_directly=False)
         task.push_request(context)
         set_running_context(context)
         try:

@@ -81,6 +81,7 @@ class Worker:
         hostname: str | None = None,
         prefetch_multiplier: int | None = None,
         lease_seconds: float | None = None,
+        shutdown_grace: float | None = None,
     ) -> None:
         self.app = app
         conf = app.conf
@@ -101,6 +102,8 @@ class Worker:
         if multiplier == 0:
             self.prefetch_count = self.concurrency
         self.lease_seconds = float(lease_seconds or cast(float, conf["worker_lease_seconds"]))
+        #: Seconds a warm shutdown waits for running tasks before giving them back.
+        self.shutdown_grace = float(shutdown_grace or cast(float, conf["worker_shutdown_grace"]))
         self.consumer: Consumer | None = None
         self.cold = False
         self.ready = threading.Event()
