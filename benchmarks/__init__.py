@@ -1,0 +1,1 @@
+"""Reproducible benchmarks: taskq against Celery and huey on local SQLite (``nox -s bench``)."""

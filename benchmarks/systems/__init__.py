@@ -1,0 +1,100 @@
+"""The systems under test, one module each, behind the small :class:`System` interface.
+
+A system instance belongs to one measure and one fresh directory: it builds its client
+(an app bound to that directory's SQLite file), says how to start its worker, and
+closes its connections at the end. The harness (:mod:`benchmarks.measures`) does the
+timing, so every system is measured by the same code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import ClassVar
+
+#: The repository root, put on the worker's PYTHONPATH so ``-A benchmarks.tasks_*`` imports.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+#: Name used on the command line -> "module:Class", imported only when selected.
+SYSTEMS: dict[str, str] = {
+    "taskq": "benchmarks.systems.taskq_sqlite:TaskqSqlite",
+    "celery": "benchmarks.systems.celery_sqla:CelerySqla",
+    "huey": "benchmarks.systems.huey_sqlite:HueySqlite",
+    # Not run by default: huey with taskq-sqlite's durability setting, to tell fsync apart.
+    "huey-normal": "benchmarks.systems.huey_sqlite:HueySqliteNormalSync",
+}
+#: What runs when --systems is not given.
+DEFAULT_SYSTEMS = ("taskq", "celery", "huey")
+
+#: A callable that sends one no-op task; its argument is a mark path or None.
+Sender = Callable[[str | None], object]
+
+
+class System(ABC):
+    """One task queue under test; see the module docstring."""
+
+    #: Short name, as in the table's column header.
+    name: ClassVar[str]
+    #: What exactly runs: broker, backend, pool.
+    description: ClassVar[str]
+    #: Default N for the drain and enqueue measures.
+    default_count: ClassVar[int]
+    #: Default number of timed delay().get() calls.
+    default_roundtrips: ClassVar[int]
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    @abstractmethod
+    def sender(self, store_results: bool) -> Sender:
+        """The client's ``delay`` of the no-op task (results stored or ignored)."""
+
+    @abstractmethod
+    def round_trip(self, timeout: float) -> None:
+        """Send one no-op task and wait for its result, at most ``timeout`` seconds."""
+
+    @abstractmethod
+    def worker_command(self, store_results: bool) -> list[str]:
+        """The command that starts one worker with one execution slot."""
+
+    def worker_env(self) -> dict[str, str]:
+        """The worker process's whole environment."""
+        return base_env(self.directory)
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Close the client's connections."""
+
+    @classmethod
+    def versions(cls) -> str:
+        """The versions of what is measured, for the table's notes."""
+        return ""
+
+
+def load_system(name: str) -> type[System]:
+    """The system class registered under ``name``."""
+    module_name, _, class_name = SYSTEMS[name].partition(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    assert isinstance(cls, type) and issubclass(cls, System)
+    return cls
+
+
+def script(name: str) -> str | None:
+    """The console script ``name`` of this interpreter's environment, else one on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+def base_env(directory: Path) -> dict[str, str]:
+    """The worker's environment: ours, plus the repository on PYTHONPATH and ``BENCH_DIR``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
+    env["BENCH_DIR"] = str(directory)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

@@ -1,0 +1,79 @@
+"""taskq on taskq-sqlite (broker and result backend in one SQLite file), ``--pool=solo``."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from benchmarks import tasks_taskq
+from benchmarks.systems import Sender, System, base_env, script
+
+# Seconds allowed for ``taskq --help`` when checking that the CLI works.
+CLI_CHECK_TIMEOUT = 60.0
+# Used when the ``taskq`` command is missing or broken: the in-process API, same worker.
+FALLBACK_WORKER = (
+    "import logging, sys; logging.basicConfig(level=logging.WARNING); "
+    "from benchmarks.tasks_taskq import app; app.Worker(pool='solo', concurrency=1).start()"
+)
+
+
+@functools.cache
+def taskq_cli() -> str | None:
+    """The ``taskq`` command if ``taskq --help`` works, else None."""
+    command = script("taskq")
+    if command is None:
+        return None
+    try:
+        done = subprocess.run([command, "--help"], capture_output=True, timeout=CLI_CHECK_TIMEOUT, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return command if done.returncode == 0 else None
+
+
+class TaskqSqlite(System):
+    name = "taskq"
+    description = "taskq, broker and backend sqlite:// (taskq-sqlite), --pool=solo"
+    default_count = 5000
+    default_roundtrips = 300
+
+    def __init__(self, directory: Path) -> None:
+        super().__init__(directory)
+        self.url = f"sqlite:///{directory / 'taskq.db'}"
+        self.app = tasks_taskq.make_app(self.url)
+
+    def sender(self, store_results: bool) -> Sender:
+        name = tasks_taskq.NOOP if store_results else tasks_taskq.NOOP_IGNORED
+        return self.app.tasks[name].delay
+
+    def round_trip(self, timeout: float) -> None:
+        self.app.tasks[tasks_taskq.NOOP].delay(None).get(timeout=timeout)
+
+    def worker_command(self, store_results: bool) -> list[str]:
+        cli = taskq_cli()
+        if cli is None:
+            return [sys.executable, "-c", FALLBACK_WORKER]
+        return [cli, "worker", "-A", "benchmarks.tasks_taskq", "--pool=solo", "-c", "1", "-l", "warning"]
+
+    def worker_env(self) -> dict[str, str]:
+        env = base_env(self.directory)
+        env["TASKQ_BROKER_URL"] = self.url
+        env["TASKQ_RESULT_BACKEND"] = self.url
+        return env
+
+    def close(self) -> None:
+        self.app.close()
+
+    @classmethod
+    def versions(cls) -> str:
+        names = ("taskq-core", "taskq-sqlite", "taskq-solo")
+        found = []
+        for name in names:
+            try:
+                found.append(f"{name} {version(name)}")
+            except PackageNotFoundError:
+                found.append(f"{name} (not installed)")
+        worker = "taskq CLI" if taskq_cli() else "python -c (the taskq CLI does not work yet)"
+        return ", ".join(found) + f"; worker started with {worker}"

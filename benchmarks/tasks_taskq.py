@@ -1,0 +1,34 @@
+"""The no-op tasks for taskq: ``taskq worker -A benchmarks.tasks_taskq`` imports ``app``.
+
+The worker's app reads its broker and result backend from ``TASKQ_BROKER_URL`` and
+``TASKQ_RESULT_BACKEND``, set by the harness; the harness builds its own client app per
+measure with :func:`make_app`, pointed at that measure's fresh SQLite file.
+"""
+
+from __future__ import annotations
+
+from benchmarks.marks import write_mark
+from taskq import App
+
+NOOP = "bench.noop"
+NOOP_IGNORED = "bench.noop_ignored"
+
+
+def make_app(broker_url: str | None = None) -> App:
+    """An app with both no-op tasks; ``None`` takes the URL from the environment."""
+    app = App("bench", broker=broker_url, backend=broker_url, read_config=False, set_as_current=False)
+
+    @app.task(name=NOOP)
+    def noop(mark: str | None = None) -> None:
+        if mark is not None:
+            write_mark(mark)
+
+    @app.task(name=NOOP_IGNORED, ignore_result=True)
+    def noop_ignored(mark: str | None = None) -> None:
+        if mark is not None:
+            write_mark(mark)
+
+    return app
+
+
+app = make_app()
