@@ -17,6 +17,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast, overload
 
@@ -63,7 +64,8 @@ IGNORED_SEND_OPTIONS = frozenset(
 _apps: weakref.WeakSet[App] = weakref.WeakSet()
 _default_app: App | None = None
 _shared_tasks: list[tuple[Callable[..., object], dict[str, object]]] = []
-_running = threading.local()  # the request of the task running in this thread, if any
+# The request of the task running in this thread, greenlet or asyncio task, if any.
+_running: ContextVar[Context | None] = ContextVar("taskq.running", default=None)
 
 
 def current_app() -> App:
@@ -76,7 +78,7 @@ def current_app() -> App:
 
 def set_running_context(context: Context | None) -> None:
     """Record the task running in this thread (the worker's tracer calls this)."""
-    _running.context = context
+    _running.set(context)
 
 
 def _scheme(url: str) -> str:
@@ -438,7 +440,7 @@ class App:
 
     def current_worker_task_context(self) -> Context | None:
         """The request of the task running in this thread, if a worker is running one."""
-        return cast("Context | None", getattr(_running, "context", None))
+        return _running.get()
 
     # ---- Worker -------------------------------------------------------------------------
 
@@ -449,6 +451,11 @@ class App:
 
     def __repr__(self) -> str:
         return f"<App {self.main or '__main__'} broker={self.conf['broker_url']}>"
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # An app travels to pool processes by reference: the child has its own copy
+        # (forked, or imported by -A) and the worker made it the current app.
+        return (current_app, ())
 
 
 def _timestamp(value: object) -> float:

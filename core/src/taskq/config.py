@@ -72,6 +72,7 @@ DEFAULTS: dict[str, object] = {
     "worker_log_format": "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
     "worker_state_db": None,
     "worker_max_tasks_per_child": None,
+    "worker_max_memory_per_child": None,  # KiB of resident memory
     "worker_send_task_events": False,
     # app
     "imports": [],
@@ -93,6 +94,7 @@ OPTIONAL_TYPES: dict[str, type] = {
     "task_soft_time_limit": float,
     "worker_concurrency": int,
     "worker_max_tasks_per_child": int,
+    "worker_max_memory_per_child": int,
 }
 
 

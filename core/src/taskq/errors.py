@@ -93,6 +93,24 @@ class WorkerLostError(TaskqError):
     """The process running a task died before the task finished."""
 
 
+class PoolFeatureError(TaskqError):
+    """The chosen pool cannot do what was asked (stop a task, resize, enforce a limit)."""
+
+    exit_code = EXIT_CONFIG
+
+
+class TimeLimitExceeded(TaskqError):  # noqa: N818 - Celery's name, which users catch
+    """The task ran past its hard time limit and was stopped."""
+
+
+class SoftTimeLimitExceeded(TaskqError):  # noqa: N818 - Celery's name, which users catch
+    """Raised inside a task that ran past its soft time limit; it may catch it to clean up."""
+
+
+class Terminated(TaskqError):  # noqa: N818 - Celery's name
+    """The task was stopped while running (revoked with terminate=True)."""
+
+
 class TaskError(TaskqError):
     """A task failed and its exception type could not be rebuilt on this side."""
 
@@ -149,13 +167,17 @@ __all__ = [
     "MessageDecodeError",
     "NotRegisteredError",
     "PluginError",
+    "PoolFeatureError",
     "Reject",
     "ResultNotEnabledError",
     "Retry",
     "SerializationError",
+    "SoftTimeLimitExceeded",
     "TaskError",
     "TaskRevokedError",
     "TaskqError",
+    "Terminated",
+    "TimeLimitExceeded",
     "TimeoutError",
     "WorkerLostError",
 ]

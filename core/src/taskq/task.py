@@ -9,9 +9,9 @@ retry and error handling a worker applies.
 from __future__ import annotations
 
 import random
-import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
@@ -85,11 +85,6 @@ class Context:
     deliveries: int = 1
 
 
-class _RequestStack(threading.local):
-    def __init__(self) -> None:
-        self.stack: list[Context] = []
-
-
 def backoff_delay(retries: int, factor: float, maximum: float, jitter: bool, rng: random.Random | None = None) -> float:
     """Seconds before retry number ``retries + 1``: exponential, capped, full jitter."""
     countdown = min(maximum, factor * (2.0**retries))
@@ -144,7 +139,9 @@ class Task(Generic[P, R]):
         self.retry_backoff_max = float(cast(float, merged["retry_backoff_max"]))
         self.retry_jitter = bool(merged["retry_jitter"])
         self.throws = tuple(cast("Sequence[type[BaseException]]", merged["throws"]))
-        self._requests = _RequestStack()
+        # A context variable, not a thread-local: each thread, greenlet and asyncio task
+        # running this task sees its own request.
+        self._requests: ContextVar[tuple[Context, ...]] = ContextVar(f"taskq.request.{name}", default=())
 
     def resolve_defaults(self) -> None:
         """Fill options left unset from the app's settings (once the settings are final)."""
@@ -176,7 +173,7 @@ class Task(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function in this process, as a plain call."""
-        if not self._requests.stack:
+        if not self._requests.get():
             # A direct call: give the task a context so self.request works.
             self.push_request(Context(args=args, kwargs=kwargs, called_directly=True))
             try:
@@ -193,14 +190,14 @@ class Task(Generic[P, R]):
     @property
     def request(self) -> Context:
         """The context of the task running now in this thread."""
-        stack = self._requests.stack
+        stack = self._requests.get()
         return stack[-1] if stack else Context()
 
     def push_request(self, context: Context) -> None:
-        self._requests.stack.append(context)
+        self._requests.set((*self._requests.get(), context))
 
     def pop_request(self) -> None:
-        self._requests.stack.pop()
+        self._requests.set(self._requests.get()[:-1])
 
     # ---- Sending --------------------------------------------------------------------
 

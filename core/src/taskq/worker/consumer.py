@@ -26,10 +26,17 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from taskq import protocol, states
-from taskq.errors import NotRegisteredError, TaskqError, TaskRevokedError, WorkerLostError
+from taskq.errors import (
+    NotRegisteredError,
+    TaskqError,
+    TaskRevokedError,
+    Terminated,
+    TimeLimitExceeded,
+    WorkerLostError,
+)
 from taskq.worker.bootsteps import Step
 from taskq.worker.request import Request
-from taskq.worker.trace import TraceOutcome, trace_task
+from taskq.worker.trace import TraceOutcome, trace_task, trace_task_async
 
 if TYPE_CHECKING:
     from taskq.transport import Delivery, Transport
@@ -55,6 +62,8 @@ class Consumer:
         self.queues = list(worker.queues)
         self.pool = worker.pool
         self.inline = worker.pool.capabilities.runs_inline
+        # What the pool runs: the coroutine tracer on event-loop pools.
+        self.target = trace_task_async if worker.pool.capabilities.coroutines else trace_task
         self.lease = worker.lease_seconds
         self.prefetch = worker.prefetch_count
         self.hostname = worker.hostname
@@ -233,11 +242,15 @@ class Consumer:
                 request.acknowledged = True
             request.time_start = time.monotonic()
             self.running += 1
+            hard, soft = request.time_limits
             pool.apply(
-                trace_task,
+                self.target,
                 (self.app, request),
                 callback=partial(self._on_done, request),
                 error_callback=partial(self._on_done, request),
+                job_id=request.id,
+                soft_time_limit=soft,
+                hard_time_limit=hard,
             )
             if self.inline:
                 self._settle()
@@ -278,18 +291,39 @@ class Consumer:
             self._ack(to_ack)
 
     def _on_pool_error(self, request: Request, error: BaseException) -> None:
-        logger.error("Task %s[%s] was lost by the pool: %r", request.name, request.id, error)
-        if request.acknowledged:
-            return
-        if request.task.reject_on_worker_lost:
+        """The pool stopped the task (hard time limit, terminate) or lost its process."""
+        lost = isinstance(error, WorkerLostError) or not isinstance(error, (TimeLimitExceeded, Terminated))
+        if isinstance(error, TimeLimitExceeded):
+            logger.error("Task %s[%s] ran past its hard time limit and was stopped", request.name, request.id)
+        elif isinstance(error, Terminated):
+            logger.warning("Task %s[%s] was terminated: %s", request.name, request.id, error)
+        else:
+            logger.error("Task %s[%s] was lost by the pool: %r", request.name, request.id, error)
+        if lost and not request.acknowledged and request.task.reject_on_worker_lost:
             self._requeue([request.delivery])
             return
         if self.app.has_backend:
-            lost = error if isinstance(error, WorkerLostError) else WorkerLostError(repr(error))
+            recorded: BaseException
+            if isinstance(error, Terminated):
+                state, recorded = states.REVOKED, TaskRevokedError(str(error))
+            elif lost and not isinstance(error, WorkerLostError):
+                state, recorded = states.FAILURE, WorkerLostError(repr(error))
+            else:
+                state, recorded = states.FAILURE, error
             try:
-                self.app.backend.store_result(request.id, lost, states.FAILURE)
+                self.app.backend.store_result(request.id, recorded, state)
             except Exception:
-                logger.exception("could not record the loss of %s[%s]", request.name, request.id)
+                logger.exception("could not record the end of %s[%s]", request.name, request.id)
+        plugins = self.app.plugins
+        if plugins.has_impl("taskq_task_failure"):
+            plugins.task_failure(request.task, request, error, repr(error))
+        if request.acknowledged:
+            return
+        if isinstance(error, TimeLimitExceeded) and not request.task.acks_on_failure_or_timeout:
+            self._reject(
+                request.delivery, None, "task timed out and acks_on_failure_or_timeout is off", request=request
+            )
+            return
         self._ack([request.delivery])
 
     def _log_outcome(self, request: Request, outcome: TraceOutcome) -> None:

@@ -55,6 +55,18 @@ class Request:
         return self.message.retries
 
     @property
+    def time_limits(self) -> tuple[float | None, float | None]:
+        """``(hard, soft)`` seconds: the message's limits, else the task's."""
+        limits = self.message.headers.get("timelimit")
+        hard = soft = None
+        if isinstance(limits, (list, tuple)) and len(limits) == 2:
+            hard, soft = limits
+        return (
+            float(hard) if hard is not None else self.task.time_limit,
+            float(soft) if soft is not None else self.task.soft_time_limit,
+        )
+
+    @property
     def acks_late(self) -> bool:
         return bool(self.task.acks_late)
 
@@ -99,8 +111,19 @@ class Request:
             deliveries=self.delivery.deliveries,
         )
 
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        # Sent to pool processes by reference to the task, which the child looks up
+        # in its own app; only the message itself is pickled.
+        return (_rebuild, (self.delivery, self.message, self.task.name, self.hostname))
+
     def __repr__(self) -> str:
         return f"<Request {self.name}[{self.id}]>"
+
+
+def _rebuild(delivery: Delivery, message: TaskMessage, task_name: str, hostname: str) -> Request:
+    from taskq.app import current_app
+
+    return Request(delivery, message, current_app().tasks[task_name], hostname)
 
 
 __all__ = ["Request"]

@@ -7,7 +7,10 @@ a requeue or a dead letter. :func:`trace_eager` does the same for ``Task.apply``
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
+import os
 import time
 import traceback as tb
 from dataclasses import dataclass
@@ -20,7 +23,7 @@ from taskq.errors import Ignore, Reject, Retry
 from taskq.task import Context
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Awaitable, Mapping, Sequence
 
     from taskq.app import App
     from taskq.result import EagerResult
@@ -75,63 +78,109 @@ def _store(app: App, request: Request, result: object, state: str, traceback: st
 
 def trace_task(app: App, request: Request) -> TraceOutcome:
     """Run ``request``'s task and record its outcome. Never raises for task errors."""
+    started, store_results = _begin(app, request)
+    try:
+        try:
+            retval = request.task.run(*request.args, **request.kwargs)
+            if inspect.isawaitable(retval):
+                # An async def task on a pool without an event loop: run it to the end here.
+                retval = asyncio.run(_await(retval))
+        except Exception as exc:
+            return _on_exception(app, request, exc, started, store_results)
+        return _on_success(app, request, retval, started, store_results)
+    finally:
+        _end(request)
+
+
+async def trace_task_async(app: App, request: Request) -> TraceOutcome:
+    """:func:`trace_task` for pools that run an event loop: ``async def`` tasks are awaited.
+
+    Storing the result still blocks the loop briefly (one write to the result backend).
+    """
+    started, store_results = _begin(app, request)
+    try:
+        try:
+            retval = request.task.run(*request.args, **request.kwargs)
+            if inspect.isawaitable(retval):
+                retval = await retval
+        except Exception as exc:
+            return _on_exception(app, request, exc, started, store_results)
+        return _on_success(app, request, retval, started, store_results)
+    finally:
+        _end(request)
+
+
+async def _await(awaitable: Awaitable[object]) -> object:
+    return await awaitable
+
+
+def _begin(app: App, request: Request) -> tuple[float, bool]:
     task = request.task
     plugins = app.plugins
     store_results = app.has_backend and not request.ignore_result
     context = request.context()
     task.push_request(context)
     set_running_context(context)
-    started = time.perf_counter()
-    try:
-        if task.track_started and store_results:
-            _store(app, request, {"pid": None, "hostname": request.hostname}, states.STARTED)
-        if plugins.has_impl("taskq_task_prerun"):
-            plugins.task_prerun(task, request)
+    if task.track_started and store_results:
+        _store(app, request, {"pid": os.getpid(), "hostname": request.hostname}, states.STARTED)
+    if plugins.has_impl("taskq_task_prerun"):
+        plugins.task_prerun(task, request)
+    return time.perf_counter(), store_results
+
+
+def _end(request: Request) -> None:
+    request.task.pop_request()
+    set_running_context(None)
+
+
+def _on_success(app: App, request: Request, retval: object, started: float, store_results: bool) -> TraceOutcome:
+    task = request.task
+    plugins = app.plugins
+    runtime = time.perf_counter() - started
+    if store_results:
+        _store(app, request, retval, states.SUCCESS)
+    if plugins.has_impl("taskq_task_success"):
+        plugins.task_success(task, request, retval)
+    if request.message.callbacks or request.message.chain:
+        _send_callbacks(app, request, retval)
+    if plugins.has_impl("taskq_task_postrun"):
+        plugins.task_postrun(task, request, states.SUCCESS, retval)
+    return TraceOutcome(states.SUCCESS, retval, runtime)
+
+
+def _on_exception(app: App, request: Request, exc: Exception, started: float, store_results: bool) -> TraceOutcome:
+    """Classify what the task raised: a retry, an ignore, a rejection or a failure."""
+    task = request.task
+    plugins = app.plugins
+    if isinstance(exc, Retry):
+        return _on_retry(app, request, exc, started, store_results)
+    if isinstance(exc, Ignore):
+        if plugins.has_impl("taskq_task_postrun"):
+            plugins.task_postrun(task, request, states.IGNORED, None)
+        return TraceOutcome(states.IGNORED, runtime=time.perf_counter() - started)
+    if isinstance(exc, Reject):
+        reason = f"rejected by the task: {exc.reason}" if exc.reason else "rejected by the task"
+        if plugins.has_impl("taskq_task_postrun"):
+            plugins.task_postrun(task, request, states.REJECTED, exc)
+        return TraceOutcome(
+            states.REJECTED,
+            runtime=time.perf_counter() - started,
+            requeue=exc.requeue,
+            reject_reason=None if exc.requeue else reason,
+        )
+    if (
+        task.autoretry_for
+        and isinstance(exc, task.autoretry_for)
+        and not (task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for))
+    ):
         try:
-            retval = task.run(*request.args, **request.kwargs)
+            options = {k: v for k, v in task.retry_kwargs.items() if k != "countdown"}
+            task.retry(exc=exc, countdown=task.backoff_for(request.retries), **options)  # type: ignore[arg-type]  # retry_kwargs are retry()'s options
         except Retry as signal:
             return _on_retry(app, request, signal, started, store_results)
-        except Ignore:
-            if plugins.has_impl("taskq_task_postrun"):
-                plugins.task_postrun(task, request, states.IGNORED, None)
-            return TraceOutcome(states.IGNORED, runtime=time.perf_counter() - started)
-        except Reject as rejection:
-            reason = f"rejected by the task: {rejection.reason}" if rejection.reason else "rejected by the task"
-            if plugins.has_impl("taskq_task_postrun"):
-                plugins.task_postrun(task, request, states.REJECTED, rejection)
-            return TraceOutcome(
-                states.REJECTED,
-                runtime=time.perf_counter() - started,
-                requeue=rejection.requeue,
-                reject_reason=None if rejection.requeue else reason,
-            )
-        except Exception as exc:
-            if (
-                task.autoretry_for
-                and isinstance(exc, task.autoretry_for)
-                and not (task.dont_autoretry_for and isinstance(exc, task.dont_autoretry_for))
-            ):
-                try:
-                    options = {k: v for k, v in task.retry_kwargs.items() if k != "countdown"}
-                    task.retry(exc=exc, countdown=task.backoff_for(request.retries), **options)  # type: ignore[arg-type]  # retry_kwargs are retry()'s options
-                except Retry as signal:
-                    return _on_retry(app, request, signal, started, store_results)
-                except Exception as final:
-                    return _on_failure(app, request, final, started)
-            return _on_failure(app, request, exc, started)
-        runtime = time.perf_counter() - started
-        if store_results:
-            _store(app, request, retval, states.SUCCESS)
-        if plugins.has_impl("taskq_task_success"):
-            plugins.task_success(task, request, retval)
-        if request.message.callbacks or request.message.chain:
-            _send_callbacks(app, request, retval)
-        if plugins.has_impl("taskq_task_postrun"):
-            plugins.task_postrun(task, request, states.SUCCESS, retval)
-        return TraceOutcome(states.SUCCESS, retval, runtime)
-    finally:
-        task.pop_request()
-        set_running_context(None)
+        except Exception as final:
+            return _on_failure(app, request, final, started)
+    return _on_failure(app, request, exc, started)
 
 
 def _on_retry(app: App, request: Request, signal: Retry, started: float, store_results: bool) -> TraceOutcome:
@@ -240,4 +289,4 @@ def _as_list(value: Signature | Sequence[Signature] | Mapping[str, object] | Non
     return list(cast("Sequence[Signature]", value))
 
 
-__all__ = ["TraceOutcome", "trace_eager", "trace_task"]
+__all__ = ["TraceOutcome", "trace_eager", "trace_task", "trace_task_async"]

@@ -88,11 +88,17 @@ class Worker:
         self.queues = list(queues or [str(conf["task_default_queue"])])
         self.hostname = hostname or f"taskq@{socket.gethostname()}"
         plugins = app.plugins
+        # Pool processes find the app by reference (App.__reduce__): make it the current one.
+        app.set_current()
         self.pool_name, pool_cls = select_pool(plugins, pool or cast("str | None", conf["worker_pool"]))
         wanted = concurrency or cast("int | None", conf["worker_concurrency"])
         if wanted is None:
             wanted = 1 if pool_cls.capabilities.runs_inline else (os.cpu_count() or 1)
-        self.pool: Pool = pool_cls(wanted)
+        self.pool: Pool = pool_cls(
+            wanted,
+            max_tasks_per_child=cast("int | None", conf["worker_max_tasks_per_child"]),
+            max_memory_per_child=cast("int | None", conf["worker_max_memory_per_child"]),
+        )
         self.concurrency = self.pool.concurrency
         multiplier = prefetch_multiplier
         if multiplier is None:
@@ -115,6 +121,8 @@ class Worker:
         plugins.worker_init(self)
 
     def _warn_unsupported_limits(self) -> None:
+        for problem in self.pool.unsupported():
+            logger.warning("pool %s: %s", self.pool_name, problem)
         caps = self.pool.capabilities
         for task in self.app.tasks.values():
             if task.time_limit and not caps.hard_time_limit:

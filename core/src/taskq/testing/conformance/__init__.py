@@ -1,4 +1,4 @@
-"""The conformance kit: test suites every transport and result backend must pass.
+"""The conformance kit: test suites every transport, result backend and pool must pass.
 
 A plugin's tests subclass a contract and provide its fixtures::
 
@@ -12,7 +12,8 @@ A plugin's tests subclass a contract and provide its fixtures::
             yield transport
             transport.close()
 
-See :class:`TransportContract` and :class:`ResultBackendContract` for the fixtures each
+See :class:`TransportContract`, :class:`ResultBackendContract` and :class:`PoolContract`
+for the fixtures each
 one needs. The classes carry no ``Test`` prefix, so pytest collects them only through a
 subclass.
 """
@@ -20,6 +21,7 @@ subclass.
 from __future__ import annotations
 
 from taskq.testing.conformance.backend import ResultBackendContract
+from taskq.testing.conformance.pool import PoolContract
 from taskq.testing.conformance.transport import TransportContract
 
-__all__ = ["ResultBackendContract", "TransportContract"]
+__all__ = ["PoolContract", "ResultBackendContract", "TransportContract"]
