@@ -13,6 +13,9 @@ from pathlib import Path
 import pytest
 
 HERE = Path(__file__).resolve().parent
+# Test modules here import e2e_helpers and e2e_app (pytest runs with --import-mode=importlib).
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
 # Seconds a worker process may take to start consuming, and to stop.
 WORKER_READY_TIMEOUT = 30.0
 WORKER_STOP_TIMEOUT = 30.0

@@ -32,6 +32,7 @@ from taskq.task import Context, Task
 if TYPE_CHECKING:
     from taskq.backends.base import ResultBackend
     from taskq.canvas import Signature
+    from taskq.control import Control
     from taskq.transport import Transport
     from taskq.worker.worker import Worker
 
@@ -434,6 +435,13 @@ class App:
         if plugins.has_impl("taskq_after_publish"):
             plugins.after_publish(self, name, task_id, queue)
         return AsyncResult(task_id, app=self, task_name=name)
+
+    @property
+    def control(self) -> Control:
+        """Revoke tasks (and, later, inspect and control workers)."""
+        from taskq.control import Control
+
+        return Control(self)
 
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult[object]:  # noqa: N802
         return AsyncResult(task_id, app=self, task_name=task_name)

@@ -209,6 +209,16 @@ def taskq_task_retry(task: Task[..., object], request: Request, reason: BaseExce
 
 
 @hookspec
+def taskq_task_revoked(request: Request, terminated: bool, expired: bool) -> None:
+    """A task was revoked: skipped before it ran, or stopped while running. Added in 0.1.
+
+    ``terminated`` is true when the task was running and its pool stopped it
+    (``revoke(terminate=True)``); ``expired`` when it was skipped because its ``expires``
+    time had passed. Called in the worker's main process, once per task.
+    """
+
+
+@hookspec
 def taskq_task_rejected(request: Request | None, reason: str) -> None:
     """The worker set a message aside (dead-lettered it) instead of running it. Added in 0.1.
 

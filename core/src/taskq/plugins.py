@@ -284,6 +284,9 @@ class Plugins:
     def task_retry(self, task: Task[..., object], request: Request, reason: BaseException) -> None:
         self._notify("taskq_task_retry", task=task, request=request, reason=reason)
 
+    def task_revoked(self, request: Request, terminated: bool, expired: bool) -> None:
+        self._notify("taskq_task_revoked", request=request, terminated=terminated, expired=expired)
+
     def task_rejected(self, request: Request | None, reason: str) -> None:
         self._notify("taskq_task_rejected", request=request, reason=reason)
 

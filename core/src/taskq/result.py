@@ -115,6 +115,10 @@ class AsyncResult(Generic[R]):
         self._cache = None
         self.backend.forget(self.id)
 
+    def revoke(self, *, terminate: bool = False) -> None:
+        """Make workers skip this task; with ``terminate``, stop it if it is running."""
+        self.backend.revoke([self.id], terminate=terminate)
+
     def __repr__(self) -> str:
         return f"<AsyncResult: {self.id}>"
 

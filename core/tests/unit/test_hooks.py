@@ -391,3 +391,26 @@ def test_event_hook_that_raises_in_the_worker_loses_no_task(
 
     start_worker(app)
     assert add.delay(1, 2).get(timeout=TIMEOUT) == 3
+
+
+def test_hook_taskq_task_revoked(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:
+    events: list[tuple[str, bool, bool]] = []
+    plugin = make_plugin(
+        "revoked",
+        taskq_task_revoked=lambda request, terminated, expired: events.append((request.id, terminated, expired)),
+    )
+    app = hooked_app(memory_url, plugin)
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    skipped = add.delay(1, 1)
+    skipped.revoke()
+    stale = add.apply_async((2, 2), expires=-1)
+    start_worker(app)
+    with pytest.raises(Exception, match="expired"):
+        stale.get(timeout=TIMEOUT)
+    with pytest.raises(Exception, match="revoked"):
+        skipped.get(timeout=TIMEOUT)
+    assert sorted(events) == sorted([(skipped.id, False, False), (stale.id, False, True)])

@@ -219,6 +219,22 @@ class ResultBackend(ABC):
             f"that has one (redis, sqlite, database)"
         )
 
+    # ---- Revocations: how a revoke reaches every worker, online or not --------------
+
+    def revoke(self, task_ids: Sequence[str], *, terminate: bool = False) -> None:
+        """Record that ``task_ids`` must not run (and, with ``terminate``, be stopped)."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot record revocations; use a backend that can (sqlite, redis, memory)"
+        )
+
+    def revocations_since(self, cursor: int) -> tuple[list[tuple[str, bool]], int]:
+        """Revocations recorded after ``cursor``: ``([(task_id, terminate), ...], new_cursor)``.
+
+        A worker starts at cursor 0 (it sees every revocation still kept) and passes back
+        the cursor it was given. Revocations are kept as long as results are.
+        """
+        return [], cursor
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Safe to call twice."""
 
@@ -229,6 +245,10 @@ class KeyValueBackend(ResultBackend):
     task_keyprefix = "celery-task-meta-"
     group_keyprefix = "celery-taskset-meta-"
     chord_keyprefix = "chord-unlock-"
+    revoke_counter_key = "taskq-revoked-count"
+    revoke_keyprefix = "taskq-revoked-"
+    #: Revocations read per round trip by ``revocations_since``.
+    revoke_batch = 500
 
     # ---- Storage primitives -----------------------------------------------------
 
@@ -305,6 +325,35 @@ class KeyValueBackend(ResultBackend):
 
     def incr_chord_counter(self, group_id: str) -> int:
         return self.incr(self.chord_keyprefix + group_id, expires=self.expires)
+
+    def revoke(self, task_ids: Sequence[str], *, terminate: bool = False) -> None:
+        # An append-only numbered log: the counter hands out slots, each slot names one
+        # revocation; any store with incr() can do it, and readers never miss one.
+        for task_id in task_ids:
+            slot = self.incr(self.revoke_counter_key, expires=self.expires)
+            entry = self.encode({"task_id": task_id, "terminate": terminate})
+            self.set(f"{self.revoke_keyprefix}{slot}", entry, expires=self.expires)
+
+    def revocations_since(self, cursor: int) -> tuple[list[tuple[str, bool]], int]:
+        raw = self.get(self.revoke_counter_key)
+        last = int(raw) if raw else 0
+        if last < cursor:
+            cursor = 0  # the log expired and restarted: read it again from the start
+        found: list[tuple[str, bool]] = []
+        upto = min(last, cursor + self.revoke_batch)
+        if upto > cursor:
+            keys = [f"{self.revoke_keyprefix}{slot}" for slot in range(cursor + 1, upto + 1)]
+            values = self.mget(keys)
+            # Missing slots at the end are being written right now: read them next time.
+            # A missing slot before a present one has expired.
+            while values and values[-1] is None:
+                values.pop()
+                upto -= 1
+            for data in values:
+                if data is not None:
+                    entry = self.decode(data)
+                    found.append((str(entry["task_id"]), bool(entry.get("terminate"))))
+        return found, upto
 
 
 __all__ = [

@@ -11,6 +11,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from types import FrameType
 from typing import TYPE_CHECKING, cast
@@ -205,6 +206,12 @@ def _banner(app: App, worker: object) -> str:
 )
 @click.option("-n", "--hostname", help="Worker name (default taskq@HOST).")
 @click.option("--prefetch-multiplier", type=int, help="Messages held per concurrency slot; 0: only what runs.")
+@click.option("--autoscale", metavar="MAX,MIN", help="Grow the pool up to MAX under load, shrink to MIN when idle.")
+@click.option("-S", "--statedb", type=click.Path(dir_okay=False), help="File that keeps revoked ids across restarts.")
+@click.option("--time-limit", type=float, help="Hard time limit for every task, in seconds.")
+@click.option("--soft-time-limit", type=float, help="Soft time limit for every task, in seconds.")
+@click.option("--max-tasks-per-child", type=int, help="Replace a pool process after this many tasks.")
+@click.option("--max-memory-per-child", type=int, help="Replace a pool process above this resident memory (KiB).")
 @click.option("--config", "worker_config", type=click.Path(dir_okay=False), help="Config file (TOML).")
 @app_option
 @click.pass_context
@@ -216,9 +223,20 @@ def worker(
     loglevel: str,
     hostname: str | None,
     prefetch_multiplier: int | None,
+    autoscale: str | None,
+    statedb: str | None,
+    time_limit: float | None,
+    soft_time_limit: float | None,
+    max_tasks_per_child: int | None,
+    max_memory_per_child: int | None,
     worker_config: str | None,
 ) -> None:
-    """Start a worker: consume tasks and run them until SIGTERM or Ctrl-C."""
+    """Start a worker: consume tasks and run them until SIGTERM or Ctrl-C.
+
+    SIGTERM or Ctrl-C: warm shutdown (running tasks finish, the rest go back to the
+    broker); a second one, or SIGQUIT: cold shutdown; SIGHUP: warm shutdown, then the
+    worker starts again with the same arguments.
+    """
     state = _state(ctx)
     if worker_config:
         state.config = worker_config
@@ -230,24 +248,50 @@ def worker(
     if app.conf["worker_hijack_root_logger"]:
         _setup_logging(loglevel.upper(), str(app.conf["worker_log_format"]))
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    overrides = {
+        "task_time_limit": time_limit,
+        "task_soft_time_limit": soft_time_limit,
+        "worker_max_tasks_per_child": max_tasks_per_child,
+        "worker_max_memory_per_child": max_memory_per_child,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        app.conf.update(**overrides)
+        for task in app.tasks.values():
+            task.resolve_defaults()
     w = app.Worker(
         queues=queue_list,
         concurrency=concurrency,
         pool=pool,
         hostname=hostname,
         prefetch_multiplier=prefetch_multiplier,
+        autoscale=autoscale,
+        state_db=statedb,
     )
     if logging.getLogger().isEnabledFor(logging.INFO):
         click.echo(_banner(app, w), err=True)
-    _install_signal_handlers(w)
+    restart = _install_signal_handlers(w)
     w.start()
+    if restart.is_set():
+        logger.warning("restarting: %s", " ".join(sys.argv))
+        os.execv(sys.executable, [sys.executable, "-m", "taskq", *sys.argv[1:]])  # noqa: S606 - our own argv
 
 
-def _install_signal_handlers(worker: object) -> None:
+def _install_signal_handlers(worker: object) -> threading.Event:
+    """Warm stop on the first SIGTERM/SIGINT, cold on the second; SIGHUP restarts.
+
+    Returns an event that is set when the worker should start again after stopping.
+    """
     from taskq.worker.worker import Worker
 
     assert isinstance(worker, Worker)
     signals_seen = 0
+    restart = threading.Event()
+
+    def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+        logger.warning("SIGHUP: warm shutdown, then restart")
+        restart.set()
+        worker.stop()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
         nonlocal signals_seen
@@ -263,6 +307,8 @@ def _install_signal_handlers(worker: object) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
+    return restart
 
 
 # ---- client commands ---------------------------------------------------------------
@@ -351,6 +397,17 @@ def purge(ctx: click.Context, queues: str | None, force: bool) -> None:
         click.echo(f"{name}: {count} message(s) deleted")
     if len(names) > 1:
         click.echo(f"total: {total}")
+
+
+@cli.command()
+@click.argument("task_ids", nargs=-1, required=True)
+@click.option("--terminate", is_flag=True, help="Also stop the tasks if they are running.")
+@app_option
+@click.pass_context
+def revoke(ctx: click.Context, task_ids: tuple[str, ...], terminate: bool) -> None:
+    """Make workers skip the tasks TASK_IDS (kept in the result backend)."""
+    _state(ctx).app.control.revoke(list(task_ids), terminate=terminate)
+    click.echo(f"revoked {len(task_ids)} task(s){' (terminate)' if terminate else ''}")
 
 
 @cli.command("plugins")

@@ -22,12 +22,14 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
 from taskq import protocol, states
 from taskq.errors import (
     NotRegisteredError,
+    PoolFeatureError,
     TaskqError,
     TaskRevokedError,
     Terminated,
@@ -35,7 +37,9 @@ from taskq.errors import (
     WorkerLostError,
 )
 from taskq.worker.bootsteps import Step
+from taskq.worker.ratelimit import TokenBucket, parse_rate
 from taskq.worker.request import Request
+from taskq.worker.revocations import Revocations
 from taskq.worker.trace import TraceOutcome, trace_task, trace_task_async
 
 if TYPE_CHECKING:
@@ -65,7 +69,6 @@ class Consumer:
         # What the pool runs: the coroutine tracer on event-loop pools.
         self.target = trace_task_async if worker.pool.capabilities.coroutines else trace_task
         self.lease = worker.lease_seconds
-        self.prefetch = worker.prefetch_count
         self.hostname = worker.hostname
         conf = self.app.conf
         self.max_deliveries = int(conf["task_max_deliveries"])  # type: ignore[call-overload]  # an int setting
@@ -84,6 +87,20 @@ class Consumer:
         self.last_loop = time.monotonic()
         self._log_info = logger.isEnabledFor(logging.INFO)
         self._log_debug = logger.isEnabledFor(logging.DEBUG)
+        #: Requests running in the pool, by task id.
+        self.active: dict[str, Request] = {}
+        self.revocations = Revocations(worker.state_path)
+        self._terminations: deque[str] = deque()
+        self._buckets: dict[str, TokenBucket | None] = {}
+        #: Called from the loop at most every ``tick_interval`` seconds (autoscale).
+        self.tick: Callable[[], None] | None = None
+        self.tick_interval = 1.0
+        self._next_tick = 0.0
+
+    @property
+    def prefetch(self) -> int:
+        """How many messages this worker may hold: the window follows the pool's size."""
+        return self.worker.prefetch_for(self.pool.concurrency)
 
     # ---- The loop -----------------------------------------------------------------
 
@@ -95,7 +112,12 @@ class Consumer:
         interrupted = True
         try:
             while not self.should_stop:
-                self.last_loop = time.monotonic()
+                self.last_loop = now = time.monotonic()
+                if self.tick is not None and now >= self._next_tick:
+                    self._next_tick = now + self.tick_interval
+                    self.tick()
+                if self._terminations:
+                    self._terminate_requested()
                 if self.completions:
                     self._settle()
                 if self.timer:
@@ -116,10 +138,12 @@ class Consumer:
                     timeout = IDLE_WAIT
                     if self.timer:
                         timeout = max(0.0, min(timeout, self.timer[0][0] - time.time()))
+                    if self.tick is not None:
+                        timeout = max(0.0, min(timeout, self._next_tick - time.monotonic()))
                     transport.wait(queues, timeout)
                 else:
                     # The window is full: wait for a task to finish, not for new messages.
-                    self._completed.wait(IDLE_WAIT)
+                    self._completed.wait(self.tick_interval if self.tick is not None else IDLE_WAIT)
                     self._completed.clear()
             interrupted = False
         finally:
@@ -132,6 +156,25 @@ class Consumer:
         self.should_stop = True
         self._completed.set()
         self.transport.interrupt()
+
+    def request_terminate(self, task_id: str) -> None:
+        """Ask the loop to stop the running task ``task_id``; safe from any thread."""
+        self._terminations.append(task_id)
+        self._completed.set()
+        self.transport.interrupt()
+
+    def _terminate_requested(self) -> None:
+        while self._terminations:
+            task_id = self._terminations.popleft()
+            if task_id not in self.active:
+                continue  # not running here: the revocation list covers it
+            try:
+                stopped = self.pool.terminate_job(task_id)
+            except PoolFeatureError as exc:
+                logger.warning("cannot terminate task %s: %s; it runs to the end", task_id, exc)
+                continue
+            if stopped:
+                logger.warning("terminating task %s (revoked with terminate=True)", task_id)
 
     # ---- Incoming messages ----------------------------------------------------------
 
@@ -168,8 +211,11 @@ class Consumer:
             )
             return
         request = Request(delivery, message, task, self.hostname)
-        if self._log_debug:
-            logger.debug("Task %s[%s] received", message.name, message.id)
+        if self._log_info:
+            logger.info("Task %s[%s] received", message.name, message.id)
+        if message.id in self.revocations:
+            self._discard_revoked(request)
+            return
         now = time.time()
         if request.expires is not None and request.expires < now:
             self._expire(request)
@@ -196,13 +242,23 @@ class Consumer:
 
     def _expire(self, request: Request) -> None:
         logger.warning("Task %s[%s] expired before it ran; not running it", request.name, request.id)
+        self._record_revoked(request, f"task {request.name}[{request.id}] expired", expired=True)
+
+    def _discard_revoked(self, request: Request) -> None:
+        logger.warning("Task %s[%s] was revoked; not running it", request.name, request.id)
+        self._record_revoked(request, f"task {request.name}[{request.id}] was revoked", expired=False)
+
+    def _record_revoked(self, request: Request, why: str, *, expired: bool) -> None:
         if self.app.has_backend:
-            error = TaskRevokedError(f"task {request.name}[{request.id}] expired")
             try:
-                self.app.backend.store_result(request.id, error, states.REVOKED)
+                self.app.backend.store_result(request.id, TaskRevokedError(why), states.REVOKED)
             except Exception:
-                logger.exception("could not record the expiry of %s[%s]", request.name, request.id)
-        self._ack([request.delivery])
+                logger.exception("could not record the revocation of %s[%s]", request.name, request.id)
+        if not request.acknowledged:
+            self._ack([request.delivery])
+        plugins = self.app.plugins
+        if plugins.has_impl("taskq_task_revoked"):
+            plugins.task_revoked(request, terminated=False, expired=expired)
 
     def _reject(
         self,
@@ -236,12 +292,22 @@ class Consumer:
         pool = self.pool
         while self.reserved and not self.should_stop and pool.free_slots > 0:
             request = self.reserved.popleft()
+            if request.id in self.revocations:
+                self._discard_revoked(request)
+                continue
+            if request.task.rate_limit:
+                wait = self._rate_wait(request)
+                if wait > 0:
+                    # Over its rate: it waits in the timer while other tasks go on.
+                    heapq.heappush(self.timer, (time.time() + wait, next(self._sequence), request))
+                    continue
             if not request.acks_late:
                 # Early ack: the message is gone before the task starts (at most once).
                 self._ack([request.delivery])
                 request.acknowledged = True
             request.time_start = time.monotonic()
             self.running += 1
+            self.active[request.id] = request
             hard, soft = request.time_limits
             pool.apply(
                 self.target,
@@ -255,6 +321,14 @@ class Consumer:
             if self.inline:
                 self._settle()
 
+    def _rate_wait(self, request: Request) -> float:
+        name = request.name
+        if name not in self._buckets:
+            rate = parse_rate(request.task.rate_limit)
+            self._buckets[name] = TokenBucket(rate) if rate else None
+        bucket = self._buckets[name]
+        return bucket.take() if bucket is not None else 0.0
+
     def _on_done(self, request: Request, outcome: object) -> None:
         self.completions.append((request, outcome))  # type: ignore[arg-type]  # a TraceOutcome or the pool's error
         if not self.inline:
@@ -266,6 +340,7 @@ class Consumer:
         while self.completions:
             request, outcome = self.completions.popleft()
             self.running -= 1
+            self.active.pop(request.id, None)
             self.processed += 1
             if isinstance(outcome, BaseException):
                 self._on_pool_error(request, outcome)
@@ -315,7 +390,10 @@ class Consumer:
             except Exception:
                 logger.exception("could not record the end of %s[%s]", request.name, request.id)
         plugins = self.app.plugins
-        if plugins.has_impl("taskq_task_failure"):
+        if isinstance(error, Terminated):
+            if plugins.has_impl("taskq_task_revoked"):
+                plugins.task_revoked(request, terminated=True, expired=False)
+        elif plugins.has_impl("taskq_task_failure"):
             plugins.task_failure(request.task, request, error, repr(error))
         if request.acknowledged:
             return

@@ -13,13 +13,16 @@ import os
 import socket
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from taskq.errors import ConfigError, DriverNotFoundError, PluginError
 from taskq.plugins import KNOWN_DISTRIBUTIONS, import_string
 from taskq.pool import Pool
+from taskq.worker.autoscale import AutoscaleStep, parse_autoscale
 from taskq.worker.bootsteps import Blueprint, Step
 from taskq.worker.consumer import ConsumerStep, LeaseStep
+from taskq.worker.revocations import RevocationStep
 
 if TYPE_CHECKING:
     from taskq.app import App
@@ -65,7 +68,7 @@ class PoolStep(Step):
         self.worker.pool.stop(wait=not self.worker.cold)
 
 
-CORE_STEPS: tuple[type[Step], ...] = (PoolStep, ConsumerStep, LeaseStep)
+CORE_STEPS: tuple[type[Step], ...] = (PoolStep, ConsumerStep, LeaseStep, RevocationStep, AutoscaleStep)
 
 
 class Worker:
@@ -82,6 +85,8 @@ class Worker:
         prefetch_multiplier: int | None = None,
         lease_seconds: float | None = None,
         shutdown_grace: float | None = None,
+        autoscale: str | tuple[int, int] | None = None,
+        state_db: str | Path | None = None,
     ) -> None:
         self.app = app
         conf = app.conf
@@ -91,7 +96,11 @@ class Worker:
         # Pool processes find the app by reference (App.__reduce__): make it the current one.
         app.set_current()
         self.pool_name, pool_cls = select_pool(plugins, pool or cast("str | None", conf["worker_pool"]))
+        #: ``(max, min)`` concurrency when autoscaling, else None.
+        self.autoscale = parse_autoscale(autoscale) if isinstance(autoscale, str) else autoscale
         wanted = concurrency or cast("int | None", conf["worker_concurrency"])
+        if self.autoscale is not None:
+            wanted = self.autoscale[1]
         if wanted is None:
             wanted = 1 if pool_cls.capabilities.runs_inline else (os.cpu_count() or 1)
         self.pool: Pool = pool_cls(
@@ -103,10 +112,11 @@ class Worker:
         multiplier = prefetch_multiplier
         if multiplier is None:
             multiplier = int(cast(int, conf["worker_prefetch_multiplier"]))
-        # A multiplier of 0 takes only what can run now (no hoarding by a busy worker).
-        self.prefetch_count = max(1, self.concurrency * max(1, multiplier))
-        if multiplier == 0:
-            self.prefetch_count = self.concurrency
+        self.prefetch_multiplier = multiplier
+        self.prefetch_count = self.prefetch_for(self.concurrency)
+        state = state_db or cast("str | None", conf["worker_state_db"])
+        #: The state file that keeps revoked ids across restarts (``--statedb``).
+        self.state_path = Path(state) if state else None
         self.lease_seconds = float(lease_seconds or cast(float, conf["worker_lease_seconds"]))
         #: Seconds a warm shutdown waits for running tasks before giving them back.
         self.shutdown_grace = float(shutdown_grace or cast(float, conf["worker_shutdown_grace"]))
@@ -140,6 +150,16 @@ class Worker:
                     task.soft_time_limit,
                     self.pool_name,
                 )
+
+    def prefetch_for(self, concurrency: int) -> int:
+        """Messages held for a pool of ``concurrency``.
+
+        A multiplier of 0 takes only what can run now, so a busy worker never hoards
+        tasks an idle one could run.
+        """
+        if self.prefetch_multiplier == 0:
+            return max(1, concurrency)
+        return max(1, concurrency * self.prefetch_multiplier)
 
     @property
     def broker_url(self) -> str:

@@ -234,6 +234,15 @@ class ResultBackendContract:
         backend.store_result(task_id, 1, states.SUCCESS)
         assert backend.get_task_meta(task_id)["status"] == states.SUCCESS
 
+    def test_revocations_are_read_in_order_from_a_cursor(self, backend: ResultBackend) -> None:
+        _, start = backend.revocations_since(0)
+        first, second = new_id(), new_id()
+        backend.revoke([first])
+        backend.revoke([second], terminate=True)
+        found, cursor = backend.revocations_since(start)
+        assert found[-2:] == [(first, False), (second, True)]
+        assert backend.revocations_since(cursor) == ([], cursor)
+
     def test_close_is_safe_twice(self, backend: ResultBackend) -> None:
         backend.get_task_meta(new_id())
         backend.close()

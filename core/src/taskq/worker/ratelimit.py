@@ -1,0 +1,55 @@
+"""Per-task-type rate limits: ``"10/s"``, ``"100/m"``, ``"5/h"``, as token buckets."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from taskq.errors import ConfigError
+
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_rate(rate: str | float | int | None) -> float | None:
+    """Tasks per second for a rate limit; ``None`` or 0 means no limit."""
+    if rate is None:
+        return None
+    if isinstance(rate, (int, float)):
+        return float(rate) or None
+    text = rate.strip()
+    count, _, unit = text.partition("/")
+    try:
+        per = _UNITS[unit.strip() or "s"]
+        value = float(count) / per
+    except (KeyError, ValueError):
+        raise ConfigError(
+            f"rate limit {rate!r} is not understood; write it as N/s, N/m or N/h (for example '10/m')"
+        ) from None
+    return value or None
+
+
+class TokenBucket:
+    """Allows ``rate`` takes per second on average, and bursts of up to ``capacity``."""
+
+    def __init__(self, rate: float, capacity: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.capacity = capacity
+        self._clock = clock
+        self._tokens = capacity
+        self._stamp = clock()
+
+    def _refill(self) -> None:
+        now = self._clock()
+        self._tokens = min(self.capacity, self._tokens + (now - self._stamp) * self.rate)
+        self._stamp = now
+
+    def take(self) -> float:
+        """Take a token; return 0, or the seconds to wait before one is available (nothing taken)."""
+        self._refill()
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return 0.0
+        return (1.0 - self._tokens) / self.rate
+
+
+__all__ = ["TokenBucket", "parse_rate"]

@@ -1,0 +1,156 @@
+"""Revoked task ids a worker honours, from the result backend and its state file.
+
+A revoke (``result.revoke()``, ``app.control.revoke(id)``, ``taskq revoke ID``) is
+written to the result backend's revocation log, so a worker that was offline when it was
+sent still honours it: every worker reads the log from where it left off, and remembers
+its place and the ids in its state file (``--statedb``) across restarts. A revoked task
+is skipped when it arrives or comes due; with ``terminate=True`` a running one is stopped
+by pools that can.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from taskq.worker.bootsteps import Step
+
+if TYPE_CHECKING:
+    from taskq.backends.base import ResultBackend
+    from taskq.worker.worker import Worker
+
+logger = logging.getLogger(__name__)
+
+# How often a worker reads new revocations from the result backend, in seconds.
+POLL_INTERVAL = 1.0
+# Most revoked ids remembered; the oldest are forgotten first.
+MAX_REMEMBERED = 50_000
+
+
+class Revocations:
+    """The set of revoked ids, the log cursor, and the state file that keeps both."""
+
+    def __init__(self, state_path: Path | None = None) -> None:
+        self.state_path = state_path
+        self.cursor = 0
+        self._ids: OrderedDict[str, bool] = OrderedDict()
+        self._lock = threading.Lock()
+        if state_path is not None:
+            self._load(state_path)
+
+    def __contains__(self, task_id: object) -> bool:
+        return task_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, task_id: str, terminate: bool = False) -> None:
+        with self._lock:
+            self._ids[task_id] = terminate
+            self._ids.move_to_end(task_id)
+            while len(self._ids) > MAX_REMEMBERED:
+                self._ids.popitem(last=False)
+
+    def sync(self, backend: ResultBackend) -> list[tuple[str, bool]]:
+        """Read new revocations from ``backend``; return them."""
+        new: list[tuple[str, bool]] = []
+        while True:
+            found, cursor = backend.revocations_since(self.cursor)
+            if cursor == self.cursor and not found:
+                break
+            for task_id, terminate in found:
+                self.add(task_id, terminate)
+            new.extend(found)
+            self.cursor = cursor
+            if not found:
+                break
+        if new:
+            self.save()
+        return new
+
+    def _load(self, path: Path) -> None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            logger.warning("ignoring the unreadable worker state file %s: %s", path, exc)
+            return
+        self.cursor = int(data.get("cursor", 0))
+        for task_id in data.get("revoked", []):
+            self._ids[str(task_id)] = False
+        logger.info("loaded %d revoked task id(s) from %s", len(self._ids), path)
+
+    def save(self) -> None:
+        """Write the state file atomically (when one is configured)."""
+        if self.state_path is None:
+            return
+        with self._lock:
+            data = {"cursor": self.cursor, "revoked": list(self._ids)}
+        tmp = self.state_path.with_name(self.state_path.name + f".{os.getpid()}.tmp")
+        try:
+            tmp.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(tmp, self.state_path)
+        except OSError as exc:
+            logger.error("could not write the worker state file %s: %s", self.state_path, exc)
+
+
+class RevocationStep(Step):
+    """Keeps the consumer's revocations in step with the result backend."""
+
+    name = "revocations"
+    requires = ("consumer",)
+
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(worker)
+        self._stopped = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        worker = self.worker
+        consumer = worker.consumer
+        assert consumer is not None
+        revocations = consumer.revocations
+        if not worker.app.has_backend:
+            logger.info("no result backend: this worker honours only revocations in its state file")
+            return
+        backend = worker.app.new_backend()
+        try:
+            revocations.sync(backend)
+        except Exception:
+            logger.exception("could not read revocations from the result backend; retrying")
+        self._thread = threading.Thread(target=self._run, args=(backend,), name="taskq-revocations", daemon=True)
+        self._thread.start()
+
+    def _run(self, backend: ResultBackend) -> None:
+        consumer = self.worker.consumer
+        assert consumer is not None
+        try:
+            while not self._stopped.wait(POLL_INTERVAL):
+                try:
+                    new = consumer.revocations.sync(backend)
+                except Exception:
+                    logger.exception("could not read revocations; retrying in %.1fs", POLL_INTERVAL)
+                    continue
+                for task_id, terminate in new:
+                    logger.info("task %s revoked%s", task_id, " (terminate)" if terminate else "")
+                    if terminate:
+                        consumer.request_terminate(task_id)
+        finally:
+            backend.close()
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        consumer = self.worker.consumer
+        if consumer is not None:
+            consumer.revocations.save()
+
+
+__all__ = ["RevocationStep", "Revocations"]

@@ -1,0 +1,189 @@
+"""Worker features beyond the basics: revocation, rate limits, prefetch windows, autoscale."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from taskq import App, states
+from taskq.builtins.memory import MemoryBackend
+from taskq.errors import ConfigError, PoolFeatureError, TaskRevokedError
+from taskq.worker.autoscale import parse_autoscale
+from taskq.worker.ratelimit import TokenBucket, parse_rate
+from taskq.worker.revocations import Revocations
+from taskq.worker.worker import Worker
+
+TIMEOUT = 10.0
+
+
+class FakeClock:
+    """A clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_task_revoked_before_it_arrives_is_skipped_and_recorded(
+    app: App, start_worker: Callable[..., object]
+) -> None:
+    ran: list[int] = []
+
+    @app.task
+    def work(n: int) -> int:
+        ran.append(n)
+        return n
+
+    doomed = work.delay(1)
+    app.control.revoke(doomed.id)
+    kept = work.delay(2)
+    start_worker(app)
+    assert kept.get(timeout=TIMEOUT) == 2
+    with pytest.raises(TaskRevokedError, match="revoked"):
+        doomed.get(timeout=TIMEOUT)
+    assert doomed.state == states.REVOKED
+    assert ran == [2]
+
+
+def test_a_task_revoked_while_it_waits_for_its_eta_is_skipped(app: App, start_worker: Callable[..., object]) -> None:
+    ran: list[int] = []
+
+    @app.task
+    def work(n: int) -> int:
+        ran.append(n)
+        return n
+
+    start_worker(app)
+    later = work.apply_async((1,), countdown=1.5)
+    later.revoke()
+    with pytest.raises(TaskRevokedError):
+        later.get(timeout=TIMEOUT)
+    assert ran == []
+
+
+def test_revocations_are_read_from_where_the_worker_left_off(memory_url: str) -> None:
+    backend = MemoryBackend(memory_url)
+    backend.revoke(["a", "b"])
+    found, cursor = backend.revocations_since(0)
+    assert found == [("a", False), ("b", False)]
+    backend.revoke(["c"], terminate=True)
+    found, cursor = backend.revocations_since(cursor)
+    assert found == [("c", True)]
+    assert backend.revocations_since(cursor) == ([], cursor)
+
+
+def test_the_state_file_keeps_revocations_across_restarts(tmp_path: Path, memory_url: str) -> None:
+    state = tmp_path / "worker.state"
+    backend = MemoryBackend(memory_url)
+    backend.revoke(["gone"])
+    first = Revocations(state)
+    first.sync(backend)
+    assert "gone" in first
+    data = json.loads(state.read_text())
+    assert data["revoked"] == ["gone"]
+    # A worker restarted without the backend still honours what it saw.
+    second = Revocations(state)
+    assert "gone" in second
+    assert second.cursor == first.cursor
+
+
+def test_a_worker_with_a_state_file_skips_a_task_revoked_in_an_earlier_run(
+    app: App, start_worker: Callable[..., object], tmp_path: Path
+) -> None:
+    state = tmp_path / "worker.state"
+    state.write_text(json.dumps({"cursor": 0, "revoked": ["known-bad"]}))
+
+    @app.task
+    def work() -> str:
+        return "ran"
+
+    result = work.apply_async(task_id="known-bad")
+    start_worker(app, state_db=state)
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=TIMEOUT)
+
+
+def test_an_unreadable_state_file_is_ignored_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    state = tmp_path / "worker.state"
+    state.write_text("not json")
+    revocations = Revocations(state)
+    assert len(revocations) == 0
+    assert "unreadable worker state file" in caplog.text
+
+
+def test_terminating_on_a_pool_that_cannot_lets_the_task_finish(
+    app: App, start_worker: Callable[..., object], caplog: pytest.LogCaptureFixture
+) -> None:
+    @app.task(bind=True)
+    def slow(self) -> str:  # type: ignore[no-untyped-def]
+        self.app.control.revoke(self.request.id, terminate=True)
+        time.sleep(1.5)  # the worker reads revocations every second
+        return "finished"
+
+    start_worker(app)
+    assert slow.delay().get(timeout=TIMEOUT) == "finished"
+
+
+def test_rate_limit_spaces_out_tasks_of_one_type_only(app: App, start_worker: Callable[..., object]) -> None:
+    stamps: list[float] = []
+    others: list[float] = []
+
+    @app.task(rate_limit="5/s")
+    def limited() -> None:
+        stamps.append(time.monotonic())
+
+    @app.task
+    def free() -> None:
+        others.append(time.monotonic())
+
+    start_worker(app)
+    results = [limited.delay() for _ in range(4)] + [free.delay() for _ in range(4)]
+    for result in results:
+        result.get(timeout=TIMEOUT)
+    # Four takes at 5/s with a burst of one: at least three intervals of 0.2 s.
+    assert stamps[-1] - stamps[0] >= 0.55
+    assert len(others) == 4
+
+
+def test_token_bucket_refills_at_its_rate() -> None:
+    clock = FakeClock()
+    bucket = TokenBucket(2.0, clock=clock)
+    assert bucket.take() == 0.0
+    assert bucket.take() == pytest.approx(0.5)
+    clock.now += 0.5
+    assert bucket.take() == 0.0
+
+
+@pytest.mark.parametrize(("text", "per_second"), [("10/s", 10.0), ("120/m", 2.0), ("36/h", 0.01), ("4", 4.0), (3, 3.0)])
+def test_rate_limits_are_parsed_in_celery_notation(text: str | int, per_second: float) -> None:
+    assert parse_rate(text) == pytest.approx(per_second)
+
+
+def test_a_malformed_rate_limit_says_how_to_write_one() -> None:
+    with pytest.raises(ConfigError, match="N/s, N/m or N/h"):
+        parse_rate("10 per minute")
+
+
+def test_prefetch_multiplier_zero_takes_only_what_can_run_now(app: App) -> None:
+    worker = Worker(app, pool="solo", prefetch_multiplier=0)
+    assert worker.prefetch_count == 1
+    assert Worker(app, pool="solo", prefetch_multiplier=4).prefetch_count == 4
+
+
+def test_autoscale_is_parsed_as_max_then_min() -> None:
+    assert parse_autoscale("10,3") == (10, 3)
+    assert parse_autoscale("4") == (4, 1)
+    with pytest.raises(ConfigError, match="MAX >= MIN"):
+        parse_autoscale("2,5")
+
+
+def test_autoscale_on_a_pool_that_cannot_resize_is_refused_at_start(app: App) -> None:
+    worker = Worker(app, pool="solo", autoscale="4,1")
+    with pytest.raises(PoolFeatureError, match="--autoscale needs a pool that can grow"):
+        worker.start()
