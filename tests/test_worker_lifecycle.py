@@ -1,0 +1,61 @@
+"""Worker life cycle with real processes: SIGHUP restart, revocation from the command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from e2e_helpers import runs, wait_until
+
+pytestmark = pytest.mark.integration
+
+
+def test_sighup_restarts_the_worker_in_place_and_it_keeps_working(spawn_worker, e2e_tasks, e2e_env):
+    worker = spawn_worker()
+    worker.wait_ready()
+    assert e2e_tasks.record.delay(1).get(timeout=30) == 1
+    worker.signal(signal.SIGHUP)
+    wait_until(lambda: worker.log().count(" ready (pool=") >= 2, 30, "the worker to be ready again")
+    assert worker.popen.poll() is None
+    assert e2e_tasks.record.delay(2).get(timeout=30) == 2
+    assert "restarting" in worker.log()
+
+
+def test_taskq_revoke_makes_a_running_worker_skip_the_task(spawn_worker, e2e_tasks, e2e_env):
+    later = e2e_tasks.record.apply_async((7,), countdown=3)
+    subprocess.run(
+        [sys.executable, "-m", "taskq", "-A", "e2e_app.tasks", "revoke", later.id],
+        check=True,
+        timeout=60,
+        env={**os.environ, **e2e_env},
+    )
+    worker = spawn_worker()
+    worker.wait_ready()
+    from taskq.errors import TaskRevokedError
+
+    with pytest.raises(TaskRevokedError):
+        later.get(timeout=30)
+    assert [key for event, key, _ in runs(e2e_env) if event == "ran"] == []
+
+
+def test_a_revoked_id_in_the_state_file_is_honoured_after_a_restart(spawn_worker, e2e_tasks, e2e_env, tmp_path):
+    state = tmp_path / "worker.state"
+    first = spawn_worker("--statedb", str(state))
+    first.wait_ready()
+    doomed = e2e_tasks.record.apply_async((9,), countdown=60)
+    doomed.revoke()
+    wait_until(lambda: state.exists() and doomed.id in state.read_text(), 30, "the state file to record the revoke")
+    first.signal(signal.SIGTERM)
+    assert first.wait() == 0
+    # The revocation log is gone (forgotten by the backend); the state file remembers.
+    e2e_tasks.app.backend.delete(e2e_tasks.app.backend.revoke_counter_key)
+    second = spawn_worker("--statedb", str(state))
+    second.wait_ready()
+    rerun = e2e_tasks.record.apply_async((9,), task_id=doomed.id)
+    from taskq.errors import TaskRevokedError
+
+    with pytest.raises(TaskRevokedError):
+        rerun.get(timeout=30)
