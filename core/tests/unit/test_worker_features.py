@@ -187,3 +187,26 @@ def test_autoscale_on_a_pool_that_cannot_resize_is_refused_at_start(app: App) ->
     worker = Worker(app, pool="solo", autoscale="4,1")
     with pytest.raises(PoolFeatureError, match="--autoscale needs a pool that can grow"):
         worker.start()
+
+
+def test_tasks_due_tomorrow_wait_in_the_broker_not_in_the_worker(
+    app: App, start_worker: Callable[..., object], wait_until: Callable[..., None]
+) -> None:
+    from taskq import protocol
+
+    @app.task
+    def later() -> None: ...
+
+    # As a Celery client sends them: the ETA in the headers only, no broker delay.
+    tomorrow = protocol.to_iso(time.time() + 86400)
+    transport = app.new_transport()
+    for i in range(500):
+        headers = protocol.build_headers(later.name, f"eta-{i}", args=(), kwargs={}, eta=tomorrow)
+        transport.publish("taskq", protocol.encode(app.serializers, "json", headers, (), {}))
+    runner = start_worker(app)
+    consumer = runner.consumer  # type: ignore[attr-defined]
+    probe = app.new_transport()
+    # Every message went back to the broker with a delay: nothing is due, nothing held.
+    wait_until(lambda: not probe.claim(["taskq"], 1, lease=0.01) and not consumer.held, "the ETAs to be deferred")
+    assert consumer.timer == []
+    assert probe.depth("taskq") == 500
