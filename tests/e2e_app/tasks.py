@@ -45,3 +45,30 @@ def flaky(self, key: str) -> str:  # type: ignore[no-untyped-def]
     if self.request.retries < 2:
         raise self.retry(exc=ConnectionError("not yet"))
     return key
+
+
+# ---- Green pools (taskq-gevent, taskq-eventlet): tests/test_pool_green.py --------------
+
+
+@app.task
+def green_nap(key: str, seconds: float) -> str:
+    """Sleeps with time.sleep, which the green pools' monkey-patching makes cooperative."""
+    _record("start", key)
+    time.sleep(seconds)
+    _record("end", key)
+    return key
+
+
+@app.task(soft_time_limit=0.5)
+def green_soft(key: str) -> str:
+    """Catches its soft time limit and finishes cleanly."""
+    from taskq.errors import SoftTimeLimitExceeded
+
+    _record("start", key)
+    try:
+        time.sleep(30)
+    except SoftTimeLimitExceeded:
+        _record("soft", key)
+        return "cleaned up"
+    _record("end", key)
+    return "not interrupted"
