@@ -1,0 +1,1 @@
+"""taskq-thread: the thread pool."""
