@@ -1,0 +1,1 @@
+"""taskq-asyncio: the asyncio pool, for ``async def`` tasks."""
