@@ -1,0 +1,1 @@
+"""taskq-prefork: the process pool (billiard children, time limits, per-child limits)."""

@@ -1,0 +1,665 @@
+"""The prefork pool: each task runs in a child process, forked once and reused.
+
+Design. Every child is a ``billiard.Process`` (fork start method, so it inherits the
+loaded app and task registry) with two private pipes: the parent writes a job to one,
+the child writes the outcome to the other. The parent always knows which child runs
+which job, because it chose the child: a job goes only to an idle child, so
+
+* ``free_slots`` is exact (idle children, bounded by the concurrency), never a guess
+  about a shared queue that some child may or may not have taken a job from;
+* a dead child's job is known without asking anyone: it is reported as
+  :class:`~taskq.errors.WorkerLostError`, the child is replaced, and the pool goes on;
+* ``terminate_job`` and the hard time limit signal exactly the right process.
+
+One supervisor thread in the parent waits (``selectors``, no polling) on the outcome
+pipes, on a pidfd per child (the billiard sentinel where pidfds are missing), and on a
+wake-up pipe; its timeout is the nearest hard deadline. It reads outcomes, calls the
+callbacks, reaps and replaces dead children, kills children past their hard limit, and
+hands queued jobs to children that became idle. ``apply`` writes the job to an idle
+child directly from the caller's thread, so a task costs one pickle and one pipe write
+each way, plus one wake-up of the supervisor. billiard's ``Pool`` is not used: its
+shared job queue hides which child holds which job, which is what the accounting above
+needs, and its result and timeout threads add a hop per task.
+
+Results are stored by the child (``trace_task`` runs there and writes through the
+child's own backend connection); the parent only receives the small
+:class:`~taskq.worker.trace.TraceOutcome`.
+
+Time limits. The soft limit is armed by the child itself (``setitimer``); its ``SIGALRM``
+raises :class:`~taskq.errors.SoftTimeLimitExceeded` inside the task (``SIGUSR1`` does the
+same, as in Celery). The hard limit is kept by the parent: at the deadline the child is
+killed with ``SIGKILL``, replaced, and the job reported as
+:class:`~taskq.errors.TimeLimitExceeded`. ``terminate_job`` sends ``SIGTERM`` and
+``SIGKILL`` after :data:`KILL_GRACE` seconds; the job is reported as
+:class:`~taskq.errors.Terminated`.
+
+Replacement happens before the outcome that freed the slot is reported, so when the
+worker hears a job ended, the pool has room again. Children ignore ``SIGINT`` (Ctrl-C is
+the parent's) and reset every other handler the parent installed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import pickle
+import selectors
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Literal
+
+import billiard
+
+from taskq.errors import TaskqError, Terminated, TimeLimitExceeded, WorkerLostError
+from taskq.pool import Pool, PoolCapabilities
+from taskq_prefork._child import HEADER, ChildConfig, child_main, write_frame
+
+logger = logging.getLogger(__name__)
+
+# Seconds between SIGTERM and SIGKILL when a child is told to stop (terminate, cold stop).
+KILL_GRACE = 1.0
+# Seconds a child that was asked to leave (max tasks, max memory, shrink) may take to exit.
+RETIRE_GRACE = 10.0
+# Longest warm stop, in seconds: running jobs get this long to finish, then are killed.
+STOP_TIMEOUT = 60.0
+# Seconds stop() waits for children to exit before killing them, and for the supervisor.
+JOIN_TIMEOUT = 3.0
+# Longest the supervisor sleeps with nothing due, in seconds (a safety net; it is woken).
+IDLE_WAKE = 5.0
+# Bytes read from an outcome pipe at once.
+READ_SIZE = 256 * 1024
+
+_State = Literal["idle", "busy", "retiring", "dying"]
+_Report = tuple[Callable[..., None], object]
+
+
+class _Job:
+    __slots__ = ("callback", "deadline", "error_callback", "fate", "hard", "job_id", "payload")
+
+    def __init__(
+        self,
+        payload: bytes,
+        callback: Callable[[object], None],
+        error_callback: Callable[[BaseException], None],
+        job_id: str | None,
+        hard: float | None,
+    ) -> None:
+        self.payload = payload
+        self.callback = callback
+        self.error_callback = error_callback
+        self.job_id = job_id
+        self.hard = hard
+        self.deadline: float | None = None
+        #: Why the job is being stopped: "terminated", or None.
+        self.fate: str | None = None
+
+
+class _Child:
+    __slots__ = (
+        "buffer",
+        "job",
+        "job_fd",
+        "kill_at",
+        "name",
+        "outcome_fd",
+        "pid",
+        "process",
+        "sending",
+        "state",
+        "watch_fd",
+        "watch_owned",
+    )
+
+    def __init__(self, process: billiard.Process, name: str, job_fd: int, outcome_fd: int) -> None:
+        self.process = process
+        self.name = name
+        self.pid: int = process.pid
+        self.job_fd = job_fd
+        self.outcome_fd = outcome_fd
+        self.watch_fd: int = -1
+        self.watch_owned = False  # a pidfd this pool opened (else billiard's sentinel)
+        self.state: _State = "idle"
+        self.job: _Job | None = None
+        self.buffer = bytearray()
+        self.kill_at: float | None = None
+        self.sending = False  # a thread is writing a job: job_fd must stay open
+
+    def fds(self) -> list[int]:
+        fds = [self.job_fd, self.outcome_fd, self.watch_fd]
+        sentinel = self.process.sentinel if self.watch_owned else None
+        return [fd for fd in [*fds, sentinel] if fd is not None and fd >= 0]
+
+
+class PreforkPool(Pool):
+    """Tasks run in child processes; see the module docstring."""
+
+    capabilities = PoolCapabilities(
+        soft_time_limit=True,
+        hard_time_limit=True,
+        max_tasks_per_child=True,
+        max_memory_per_child=True,
+        terminate=True,
+        resize=True,
+    )
+
+    def __init__(self, concurrency: int = 1, **options: object) -> None:
+        super().__init__(concurrency, **options)  # type: ignore[arg-type]  # Pool's keyword options
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._children: list[_Child] = []
+        self._idle: deque[_Child] = deque()
+        self._by_job: dict[str, _Child] = {}
+        self._pending: deque[_Job] = deque()
+        self._busy = 0
+        self._counter = 0
+        self._started = False
+        self._stopping = False  # apply refuses new jobs
+        self._closing = False  # the supervisor leaves; no more children are made
+        self._next_wake = float("inf")
+        self._selector: selectors.BaseSelector | None = None
+        self._wake_r = self._wake_w = -1
+        self._supervisor: threading.Thread | None = None
+
+    # ---- Life cycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self._selector = selectors.DefaultSelector()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        for _ in range(self.concurrency):
+            self._add_child(self._spawn())
+        self._supervisor = threading.Thread(target=self._supervise, name="taskq-prefork", daemon=True)
+        self._supervisor.start()
+        logger.info("prefork pool started %d child process(es)", self.concurrency)
+
+    def stop(self, *, wait: bool = True) -> None:
+        if not self._started or self._closing:
+            return
+        with self._lock:
+            self._stopping = True
+        if wait:
+            deadline = time.monotonic() + STOP_TIMEOUT
+            with self._changed:
+                finished = self._changed.wait_for(
+                    lambda: not (self._busy or self._pending), max(0.0, deadline - time.monotonic())
+                )
+            if not finished:
+                logger.warning(
+                    "prefork pool: %d job(s) still running after %.0fs; killing them", self._busy, STOP_TIMEOUT
+                )
+        with self._lock:
+            self._closing = True
+        self._wake()
+        supervisor = self._supervisor
+        if supervisor is not None and supervisor is not threading.current_thread():
+            supervisor.join(JOIN_TIMEOUT)
+            if supervisor.is_alive():
+                logger.error("prefork pool: the supervisor thread is stuck (in a callback?); stopping without it")
+        self._teardown()
+
+    def _teardown(self) -> None:
+        """Close every child: idle ones leave on end of file, busy ones are terminated."""
+        reports: list[_Report] = []
+        with self._lock:
+            children = list(self._children)
+            for child in children:
+                if child.job is not None:
+                    reports.append((child.job.error_callback, self._stop_error(child.job)))
+                    child.job = None
+                if child.state == "busy" or child.state == "dying":
+                    _signal(child.pid, signal.SIGTERM)
+                child.state = "dying"
+                self._close_job_fd(child)
+            while self._pending:
+                job = self._pending.popleft()
+                reports.append((job.error_callback, self._stop_error(job)))
+            self._busy = 0
+            self._idle.clear()
+            self._by_job.clear()
+        _call_all(reports)
+        deadline = time.monotonic() + JOIN_TIMEOUT
+        for child in children:
+            child.process.join(max(0.0, deadline - time.monotonic()))
+        for child in children:
+            if child.process.exitcode is None:
+                logger.warning("prefork pool: child %s (pid %d) did not exit; killing it", child.name, child.pid)
+                _signal(child.pid, signal.SIGKILL)
+                child.process.join(JOIN_TIMEOUT)
+        with self._lock:
+            for child in children:
+                self._forget(child)
+            if self._selector is not None:
+                self._selector.close()
+            for fd in (self._wake_r, self._wake_w):
+                _close(fd)
+            self._wake_r = self._wake_w = -1
+
+    @staticmethod
+    def _stop_error(job: _Job) -> BaseException:
+        if job.fate == "terminated":
+            return Terminated(f"task {job.job_id} was terminated")
+        return WorkerLostError(f"the prefork pool stopped before task {job.job_id} finished")
+
+    # ---- Running jobs ---------------------------------------------------------------
+
+    def apply(
+        self,
+        target: Callable[..., object],
+        args: tuple[object, ...],
+        *,
+        callback: Callable[[object], None],
+        error_callback: Callable[[BaseException], None],
+        job_id: str | None = None,
+        soft_time_limit: float | None = None,
+        hard_time_limit: float | None = None,
+    ) -> None:
+        try:
+            payload = pickle.dumps((target, args, soft_time_limit), pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            error_callback(TaskqError(f"cannot send task {job_id} to a pool process: {type(exc).__name__}: {exc}"))
+            return
+        job = _Job(payload, callback, error_callback, job_id, hard_time_limit)
+        child: _Child | None = None
+        with self._lock:
+            if self._stopping or not self._started:
+                refused = True
+            else:
+                refused = False
+                child = self._claim_idle(job)
+                if child is None:
+                    self._pending.append(job)
+        if refused:
+            error_callback(WorkerLostError(f"the prefork pool is not running; task {job_id} was not run"))
+            return
+        if child is not None:
+            self._send(child, job)
+            if job.deadline is not None and job.deadline < self._next_wake:
+                self._wake()
+
+    def _claim_idle(self, job: _Job) -> _Child | None:
+        """Give ``job`` to an idle child (lock held); None when none may take it."""
+        if not self._idle or self._busy >= self.concurrency:
+            return None
+        child = self._idle.popleft()
+        child.state = "busy"
+        child.job = job
+        child.sending = True
+        self._busy += 1
+        if job.job_id is not None:
+            self._by_job[job.job_id] = child
+        if job.hard:
+            job.deadline = time.monotonic() + job.hard
+        return child
+
+    def _send(self, child: _Child, job: _Job) -> None:
+        try:
+            write_frame(child.job_fd, job.payload)
+        except OSError as exc:
+            # The child died: its exit is seen by the supervisor, which reports the job.
+            logger.debug("could not send a job to %s (pid %d): %s", child.name, child.pid, exc)
+        finally:
+            with self._lock:
+                child.sending = False
+                if child.state == "retiring" or child.state == "dying":
+                    self._close_job_fd(child)
+
+    @property
+    def free_slots(self) -> int:
+        return max(0, min(len(self._idle), self.concurrency - self._busy) - len(self._pending))
+
+    @property
+    def running(self) -> int:
+        return self._busy
+
+    def terminate_job(self, job_id: str) -> bool:
+        reports: list[_Report] = []
+        with self._lock:
+            child = self._by_job.pop(job_id, None)
+            if child is None:
+                for job in self._pending:
+                    if job.job_id == job_id:
+                        self._pending.remove(job)
+                        reports.append((job.error_callback, Terminated(f"task {job_id} was terminated")))
+                        break
+            elif child.job is not None:
+                child.job.fate = "terminated"
+                self._set_dying(child, time.monotonic() + KILL_GRACE)
+                _signal(child.pid, signal.SIGTERM)
+        _call_all(reports)
+        if child is not None:
+            self._wake()
+            return True
+        return bool(reports)
+
+    def grow(self, n: int = 1) -> None:
+        with self._lock:
+            self.concurrency += max(0, int(n))
+        self._wake()
+
+    def shrink(self, n: int = 1) -> None:
+        with self._lock:
+            self.concurrency = max(1, self.concurrency - max(0, int(n)))
+        self._wake()
+
+    def info(self) -> dict[str, object]:
+        info = super().info()
+        with self._lock:
+            info["processes"] = [child.pid for child in self._children if child.state in ("idle", "busy")]
+        info["max_tasks_per_child"] = self.max_tasks_per_child
+        info["max_memory_per_child"] = self.max_memory_per_child
+        return info
+
+    # ---- Children -------------------------------------------------------------------
+
+    def _spawn(self) -> _Child:
+        """Fork a child (outside the lock; only start() and the supervisor do this)."""
+        job_r, job_w = os.pipe()
+        outcome_r, outcome_w = os.pipe()
+        with self._lock:
+            self._counter += 1
+            name = f"ForkPoolWorker-{self._counter}"
+            inherited = [fd for child in self._children for fd in child.fds()]
+        selector_fd = getattr(self._selector, "fileno", lambda: -1)()  # epoll and kqueue have an fd
+        close_fds = tuple(
+            fd for fd in (*inherited, job_w, outcome_r, self._wake_r, self._wake_w, selector_fd) if fd >= 0
+        )
+        config = ChildConfig(
+            name=name,
+            job_fd=job_r,
+            outcome_fd=outcome_w,
+            close_fds=close_fds,
+            max_tasks=self.max_tasks_per_child,
+            max_memory=self.max_memory_per_child,
+        )
+        process = billiard.get_context("fork").Process(target=child_main, args=(config,), name=name, daemon=True)
+        try:
+            process.start()
+        finally:
+            os.close(job_r)
+            os.close(outcome_w)
+        os.set_blocking(outcome_r, False)
+        child = _Child(process, name, job_w, outcome_r)
+        try:
+            child.watch_fd = os.pidfd_open(child.pid)
+            child.watch_owned = True
+        except (AttributeError, OSError):
+            child.watch_fd = process.sentinel
+        logger.debug("prefork pool: started %s (pid %d)", name, child.pid)
+        return child
+
+    def _add_child(self, child: _Child) -> None:
+        assert self._selector is not None
+        self._selector.register(child.outcome_fd, selectors.EVENT_READ, ("outcome", child))
+        self._selector.register(child.watch_fd, selectors.EVENT_READ, ("exit", child))
+        with self._lock:
+            self._children.append(child)
+            self._idle.append(child)
+            self._changed.notify_all()
+
+    def _set_dying(self, child: _Child, kill_at: float | None) -> None:
+        """Take a child out of service (lock held); its replacement is made at once."""
+        if child.state == "busy":
+            self._busy -= 1
+        elif child.state == "idle":
+            self._idle.remove(child)
+        if child.job is not None and child.job.job_id is not None:
+            self._by_job.pop(child.job.job_id, None)
+        child.state = "dying"
+        child.kill_at = kill_at
+        self._changed.notify_all()
+
+    def _retire(self, child: _Child) -> None:
+        """Let an idle child go (lock held): end of file on its job pipe, a kill if it lingers."""
+        child.state = "retiring"
+        child.kill_at = time.monotonic() + RETIRE_GRACE
+        self._close_job_fd(child)
+
+    def _close_job_fd(self, child: _Child) -> None:
+        """Close the job pipe (lock held) unless a thread is still writing to it."""
+        if child.job_fd >= 0 and not child.sending:
+            _close(child.job_fd)
+            child.job_fd = -1
+
+    def _forget(self, child: _Child) -> None:
+        """Drop a child that has exited (lock held): unregister and close its pipes."""
+        if child in self._children:
+            self._children.remove(child)
+        if self._selector is not None:
+            for fd in (child.outcome_fd, child.watch_fd):
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self._selector.unregister(fd)
+        self._close_job_fd(child)
+        _close(child.outcome_fd)
+        child.outcome_fd = -1
+        if child.watch_owned:
+            _close(child.watch_fd)
+        child.watch_fd = -1
+        with contextlib.suppress(ValueError):  # still running (a kill that has not landed): billiard keeps it
+            child.process.close()
+
+    # ---- The supervisor thread ------------------------------------------------------
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):  # the pipe is full (a wake-up is pending anyway) or closed (stopping)
+            os.write(self._wake_w, b"\0")
+
+    def _supervise(self) -> None:
+        selector = self._selector
+        assert selector is not None
+        while not self._closing:
+            try:
+                self._next_wake = due = self._next_due()
+                timeout = max(0.0, min(IDLE_WAKE, due - time.monotonic()))
+                events = selector.select(timeout)
+                self._next_wake = float("inf")
+                if self._closing:
+                    return
+                reports: list[_Report] = []
+                for key, _mask in events:
+                    if key.data is None:
+                        _drain(self._wake_r)
+                        continue
+                    kind, child = key.data
+                    if kind == "outcome":
+                        self._read_outcomes(child, reports)
+                    else:
+                        self._on_exit(child, reports)
+                self._enforce_deadlines(reports)
+                self._maintain()
+                _call_all(reports)
+            except Exception:
+                logger.exception("prefork pool: supervisor error; carrying on")
+                time.sleep(0.1)
+
+    def _next_due(self) -> float:
+        due = float("inf")
+        with self._lock:
+            for child in self._children:
+                job = child.job
+                if job is not None and job.deadline is not None and child.state == "busy":
+                    due = min(due, job.deadline)
+                if child.kill_at is not None:
+                    due = min(due, child.kill_at)
+        return due
+
+    def _read_outcomes(self, child: _Child, reports: list[_Report]) -> bool:
+        """Read what the child wrote; False at end of file (the child has gone)."""
+        while True:
+            try:
+                data = os.read(child.outcome_fd, READ_SIZE)
+            except BlockingIOError:
+                return True
+            except OSError:
+                data = b""
+            if not data:
+                if self._selector is not None:
+                    with contextlib.suppress(KeyError, ValueError, OSError):
+                        self._selector.unregister(child.outcome_fd)
+                return False
+            buffer = child.buffer
+            buffer += data
+            while len(buffer) >= HEADER.size:
+                (size,) = HEADER.unpack_from(buffer)
+                if len(buffer) < HEADER.size + size:
+                    break
+                frame = bytes(buffer[HEADER.size : HEADER.size + size])
+                del buffer[: HEADER.size + size]
+                self._on_outcome(child, frame, reports)
+            if len(data) < READ_SIZE:
+                return True
+
+    def _on_outcome(self, child: _Child, frame: bytes, reports: list[_Report]) -> None:
+        try:
+            ok, value, retire = pickle.loads(frame)  # noqa: S301 - written by this pool's own child
+        except Exception as exc:
+            ok, retire = False, None
+            value = TaskqError(f"could not read a task's outcome from {child.name}: {type(exc).__name__}: {exc}")
+        with self._lock:
+            job = child.job
+            if job is None or child.state != "busy":
+                return  # stopped already (terminated, timed out): reported that way
+            child.job = None
+            self._busy -= 1
+            if job.job_id is not None:
+                self._by_job.pop(job.job_id, None)
+            alive = sum(1 for c in self._children if c.state in ("idle", "busy"))
+            if retire is None and alive > self.concurrency:
+                retire = "the pool shrank"
+            if retire is not None:
+                logger.info("prefork pool: replacing %s (pid %d): %s", child.name, child.pid, retire)
+                self._retire(child)
+            else:
+                child.state = "idle"
+                self._idle.append(child)
+            self._changed.notify_all()
+        reports.append((job.callback, value) if ok else (job.error_callback, value))
+
+    def _on_exit(self, child: _Child, reports: list[_Report]) -> None:
+        if child.outcome_fd >= 0:
+            self._read_outcomes(child, reports)  # what it wrote before it went
+        code = child.process.exitcode  # reaps it: the pidfd said it has exited
+        with self._lock:
+            state, job = child.state, child.job
+            if state in ("idle", "busy"):
+                self._set_dying(child, None)
+            child.job = None
+            self._forget(child)
+            closing = self._closing or self._stopping
+        if job is not None:
+            if job.fate == "terminated":
+                reports.append((job.error_callback, Terminated(f"task {job.job_id} was terminated")))
+            else:
+                reports.append(
+                    (
+                        job.error_callback,
+                        WorkerLostError(
+                            f"the pool process {child.name} (pid {child.pid}) running task {job.job_id} "
+                            f"exited unexpectedly ({_describe_exit(code)})"
+                        ),
+                    )
+                )
+        if state in ("idle", "busy") and not closing:
+            logger.error(
+                "prefork pool: %s (pid %d) exited unexpectedly (%s); replacing it",
+                child.name,
+                child.pid,
+                _describe_exit(code),
+            )
+
+    def _enforce_deadlines(self, reports: list[_Report]) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for child in list(self._children):
+                job = child.job
+                if child.state == "busy" and job is not None and job.deadline is not None and job.deadline <= now:
+                    logger.warning(
+                        "prefork pool: task %s ran past its hard time limit (%ss); killing %s (pid %d)",
+                        job.job_id,
+                        job.hard,
+                        child.name,
+                        child.pid,
+                    )
+                    _signal(child.pid, signal.SIGKILL)
+                    self._set_dying(child, None)
+                    child.job = None
+                    error = TimeLimitExceeded(f"task {job.job_id} ran past its hard time limit ({job.hard}s)")
+                    reports.append((job.error_callback, error))
+                elif child.kill_at is not None and child.kill_at <= now:
+                    logger.warning("prefork pool: %s (pid %d) did not exit in time; killing it", child.name, child.pid)
+                    _signal(child.pid, signal.SIGKILL)
+                    child.kill_at = None
+                    if job is not None:
+                        child.job = None
+                        reports.append((job.error_callback, Terminated(f"task {job.job_id} was terminated")))
+
+    def _maintain(self) -> None:
+        """Replace missing children, retire extra idle ones, and start queued jobs."""
+        with self._lock:
+            if self._closing:
+                return
+            alive = sum(1 for c in self._children if c.state in ("idle", "busy"))
+            missing = self.concurrency - alive
+            while missing < 0 and self._idle:
+                self._retire(self._idle.pop())
+                missing += 1
+        for _ in range(max(0, missing)):
+            self._add_child(self._spawn())
+        sends: list[tuple[_Child, _Job]] = []
+        with self._lock:
+            while self._pending:
+                child = self._claim_idle(self._pending[0])
+                if child is None:
+                    break
+                sends.append((child, self._pending.popleft()))
+        for child, job in sends:
+            self._send(child, job)
+
+
+def _describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            return f"killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def _signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def _close(fd: int) -> None:
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError:
+        pass
+
+
+def _call_all(reports: list[_Report]) -> None:
+    for function, value in reports:
+        try:
+            function(value)
+        except Exception:
+            logger.exception("prefork pool: a job's callback raised")
+
+
+__all__ = ["PreforkPool"]
