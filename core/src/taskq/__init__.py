@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from taskq import states
 from taskq.app import App, current_app, shared_task
-from taskq.canvas import Signature, signature
+from taskq.canvas import Signature, chain, chord, group, signature
 from taskq.errors import (
     ConfigError,
     DriverNotFoundError,
@@ -20,7 +20,7 @@ from taskq.errors import (
     TimeoutError,
 )
 from taskq.hookspecs import hookimpl
-from taskq.result import AsyncResult, EagerResult
+from taskq.result import AsyncResult, EagerResult, GroupResult, ResultSet
 from taskq.task import Context, Task
 
 __version__ = "0.1.0"
@@ -32,9 +32,11 @@ __all__ = [
     "Context",
     "DriverNotFoundError",
     "EagerResult",
+    "GroupResult",
     "Ignore",
     "MaxRetriesExceededError",
     "Reject",
+    "ResultSet",
     "Retry",
     "Signature",
     "Task",
@@ -42,7 +44,10 @@ __all__ = [
     "TaskqError",
     "TimeoutError",
     "__version__",
+    "chain",
+    "chord",
     "current_app",
+    "group",
     "hookimpl",
     "shared_task",
     "signature",

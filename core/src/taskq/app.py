@@ -376,6 +376,9 @@ class App:
         if unknown:
             raise TypeError(f"send_task() got unknown option(s): {', '.join(sorted(unknown))}")
         task_id = task_id or str(uuid.uuid4())
+        running = _running.get()
+        if running is not None and not running.called_directly and running.id != task_id:
+            running.children.append(task_id)
         args = args if args is not None else ()
         kwargs = kwargs if kwargs is not None else {}
         now = time.time()

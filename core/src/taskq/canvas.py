@@ -1,19 +1,32 @@
-"""Signatures: a task call packed as data, to send later or attach as a callback.
+"""The canvas: signatures, and the workflows built from them (chain, group, chord).
 
 A :class:`Signature` is a ``dict`` with Celery's keys (``task``, ``args``, ``kwargs``,
 ``options``, ``subtask_type``, ``immutable``, ``chord_size``), so it travels inside
-protocol 2 messages (``link``, ``link_error``) and Celery reads it. The composite
-primitives (chain, group, chord, map, starmap, chunks) build on it.
+protocol 2 messages (``link``, ``link_error``, ``chain``, ``chord``) and Celery reads it.
+Workflows are signatures too, with Celery's ``subtask_type`` ("chain", "group",
+"chord") and their parts in ``kwargs``, so a worker can rebuild one from a message.
+
+* ``chain(a.s(1), b.s(), c.s())`` runs one after another, each given the previous
+  result; the first message carries the rest in its ``chain`` field (protocol 2's
+  stack, last first), so no coordinator is needed.
+* ``group(a.s(i) for i in range(10))`` runs side by side; its :class:`GroupResult` is
+  saved in the result backend.
+* ``chord(group(...), body.s())`` runs the header group, then ``body`` with the list of
+  their results: each header task counts itself done with the backend's atomic chord
+  counter, and the last one sends the body.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
+
+from taskq.errors import ResultNotEnabledError
 
 if TYPE_CHECKING:
     from taskq.app import App
-    from taskq.result import AsyncResult
+    from taskq.result import AsyncResult, GroupResult
 
 
 class Signature(dict[str, object]):
@@ -45,18 +58,24 @@ class Signature(dict[str, object]):
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object], app: App | None = None) -> Signature:
-        """Rebuild a signature that travelled in a message."""
+        """Rebuild a signature (or a workflow) that travelled in a message."""
         if isinstance(data, Signature):
             return data
-        return cls(
+        kind = data.get("subtask_type")
+        maker = _WORKFLOWS.get(str(kind)) if kind else None
+        if maker is not None:
+            return maker(data, app)
+        sig = cls(
             str(data["task"]),
             cast("Sequence[object]", data.get("args") or ()),
             cast("Mapping[str, object]", data.get("kwargs") or {}),
             cast("Mapping[str, object]", data.get("options") or {}),
             immutable=bool(data.get("immutable", False)),
-            subtask_type=cast("str | None", data.get("subtask_type")),
+            subtask_type=cast("str | None", kind),
             app=app,
         )
+        sig["chord_size"] = data.get("chord_size")
+        return sig
 
     @property
     def task(self) -> str:
@@ -91,7 +110,7 @@ class Signature(dict[str, object]):
     ) -> Signature:
         """A copy with ``args`` prepended (unless immutable) and kwargs/options merged."""
         new_args = self.args if self.immutable else [*args, *self.args]
-        return Signature(
+        copy = Signature(
             self.task,
             new_args,
             {**self.kwargs, **(kwargs or {})},
@@ -100,6 +119,19 @@ class Signature(dict[str, object]):
             subtask_type=cast("str | None", self["subtask_type"]),
             app=self._app,
         )
+        copy["chord_size"] = self.get("chord_size")
+        return copy
+
+    def freeze(self) -> str:
+        """Fix this call's task id now (so results can be known before sending); return it."""
+        task_id = self.options.get("task_id")
+        if not task_id:
+            task_id = str(uuid.uuid4())
+            self.options["task_id"] = task_id
+        return str(task_id)
+
+    def __or__(self, other: Signature) -> chain:  # type: ignore[override]  # | chains tasks, as in Celery
+        return chain(self, other)
 
     def set(self, **options: object) -> Signature:
         """Merge sending options in place; returns the signature."""
@@ -136,6 +168,232 @@ class Signature(dict[str, object]):
         return f"{self.task}({', '.join(parts)}){'!' if self.immutable else ''}"
 
 
+def _as_signature(item: Mapping[str, object], app: App | None) -> Signature:
+    return item if isinstance(item, Signature) else Signature.from_dict(item, app)
+
+
+class chain(Signature):  # noqa: N801 - Celery's name, used like a function
+    """Tasks run one after another, each given the previous one's result."""
+
+    def __init__(self, *tasks: Mapping[str, object] | Iterable[Mapping[str, object]], app: App | None = None) -> None:
+        items: list[Mapping[str, object]] = []
+        for task in tasks:
+            if isinstance(task, Mapping):
+                items.append(task)
+            else:
+                items.extend(task)
+        flat: list[Signature] = []
+        for item in items:
+            sig = _as_signature(item, app)
+            flat.extend(sig.tasks if isinstance(sig, chain) else [sig])
+        super().__init__("celery.chain", (), {"tasks": flat}, {}, subtask_type="chain", app=app)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], app: App | None = None) -> chain:
+        kwargs = cast("Mapping[str, object]", data.get("kwargs") or {})
+        new = cls(*cast("list[Mapping[str, object]]", kwargs.get("tasks") or []), app=app)
+        new.options.update(cast("Mapping[str, object]", data.get("options") or {}))
+        return new
+
+    @property
+    def tasks(self) -> list[Signature]:
+        return cast("list[Signature]", self.kwargs["tasks"])
+
+    def __or__(self, other: Signature) -> chain:  # type: ignore[override]  # | chains tasks, as in Celery
+        return chain(*self.tasks, other, app=self._app)
+
+    def clone(
+        self, args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None, **options: object
+    ) -> chain:
+        tasks = [t.clone() for t in self.tasks]
+        if tasks and (args or kwargs):
+            tasks[0] = tasks[0].clone(args, kwargs)
+        new = chain(*tasks, app=self._app)
+        new.options.update({**self.options, **options})
+        return new
+
+    def apply_async(
+        self, args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None, **options: object
+    ) -> AsyncResult[object]:
+        """Send the first task, carrying the rest; returns the last task's result."""
+        from taskq.result import AsyncResult
+
+        if not self.tasks:
+            raise ValueError("an empty chain has nothing to run")
+        steps = [t.clone() for t in self.tasks]
+        steps[0] = steps[0].clone(args, kwargs)
+        # A group followed by more steps is a chord: its results feed the next step.
+        merged: list[Signature] = []
+        for step in steps:
+            if merged and isinstance(merged[-1], group):
+                merged[-1] = chord(merged[-1], step, app=self._app)
+            else:
+                merged.append(step)
+        steps = merged
+        ids = [step.freeze() for step in steps]
+        app = self.app
+        root_id = cast("str | None", options.pop("root_id", None)) or ids[0]
+        for step in steps[1:]:
+            step.options.setdefault("root_id", root_id)
+        first, rest = steps[0], steps[1:]
+        extra: dict[str, object] = {**self.options, **options, "root_id": root_id}
+        if rest:
+            extra["chain"] = [dict(step) for step in reversed(rest)]
+        first.apply_async((), None, **extra)
+        parent: AsyncResult[object] | None = None
+        result: AsyncResult[object] | None = None
+        for task_id in ids:
+            result = AsyncResult(task_id, app=app)
+            result.parent = parent
+            parent = result
+        assert result is not None
+        return result
+
+
+class group(Signature):  # noqa: N801 - Celery's name, used like a function
+    """Tasks run side by side; the result is a :class:`taskq.result.GroupResult`."""
+
+    def __init__(self, *tasks: Mapping[str, object] | Iterable[Mapping[str, object]], app: App | None = None) -> None:
+        items: list[Mapping[str, object]] = []
+        for task in tasks:
+            if isinstance(task, Mapping):
+                items.append(task)
+            else:
+                items.extend(task)
+        sigs = [_as_signature(item, app) for item in items]
+        super().__init__("celery.group", (), {"tasks": sigs}, {}, subtask_type="group", app=app)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], app: App | None = None) -> group:
+        kwargs = cast("Mapping[str, object]", data.get("kwargs") or {})
+        new = cls(cast("list[Mapping[str, object]]", kwargs.get("tasks") or []), app=app)
+        new.options.update(cast("Mapping[str, object]", data.get("options") or {}))
+        return new
+
+    @property
+    def tasks(self) -> list[Signature]:
+        return cast("list[Signature]", self.kwargs["tasks"])
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def clone(
+        self, args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None, **options: object
+    ) -> group:
+        new = group([t.clone(args, kwargs) for t in self.tasks], app=self._app)
+        new.options.update({**self.options, **options})
+        return new
+
+    def apply_async(  # type: ignore[override]  # returns the GroupResult, as Celery's does
+        self, args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None, **options: object
+    ) -> GroupResult:
+        """Send every task with the group's id; save and return the :class:`GroupResult`."""
+        from taskq.result import GroupResult
+
+        app = self.app
+        group_id = cast("str | None", options.pop("group_id", None)) or self.freeze()
+        members = [t.clone(args, kwargs) for t in self.tasks]
+        ids = [m.freeze() for m in members]
+        result = GroupResult(group_id, [app.AsyncResult(i) for i in ids], app=app)
+        if app.has_backend:
+            result.save()
+        extra = {**{k: v for k, v in self.options.items() if k != "task_id"}, **options}
+        for index, member in enumerate(members):
+            member.apply_async((), None, group_id=group_id, group_index=index, **extra)
+        return result
+
+    def delay(self, *args: object, **kwargs: object) -> GroupResult:  # type: ignore[override]
+        return self.apply_async(args, kwargs)
+
+
+class chord(Signature):  # noqa: N801 - Celery's name, used like a function
+    """A group (the header) and a task (the body) run with the list of their results."""
+
+    def __init__(
+        self,
+        header: Mapping[str, object] | Iterable[Mapping[str, object]],
+        body: Mapping[str, object] | None = None,
+        app: App | None = None,
+    ) -> None:
+        head = header if isinstance(header, group) else group(cast("Iterable[Mapping[str, object]]", header), app=app)
+        kwargs: dict[str, object] = {"header": head, "body": _as_signature(body, app) if body is not None else None}
+        super().__init__("celery.chord", (), kwargs, {}, subtask_type="chord", app=app)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], app: App | None = None) -> chord:
+        kwargs = cast("Mapping[str, object]", data.get("kwargs") or {})
+        header = Signature.from_dict(cast("Mapping[str, object]", kwargs["header"]), app)
+        body = kwargs.get("body")
+        new = cls(header, cast("Mapping[str, object] | None", body), app=app)
+        new.options.update(cast("Mapping[str, object]", data.get("options") or {}))
+        return new
+
+    @property
+    def header(self) -> group:
+        return cast(group, self.kwargs["header"])
+
+    @property
+    def body(self) -> Signature:
+        body = self.kwargs["body"]
+        if body is None:
+            raise ValueError("this chord has no body: chord(header, body) or chord(header)(body)")
+        return cast(Signature, body)
+
+    def __call__(self, body: Signature) -> AsyncResult[object]:
+        return chord(self.header, body, app=self._app).apply_async()
+
+    def freeze(self) -> str:
+        return self.body.freeze()
+
+    def clone(
+        self, args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None, **options: object
+    ) -> chord:
+        body = self.kwargs["body"]
+        new = chord(self.header.clone(args, kwargs), cast(Signature, body).clone() if body else None, app=self._app)
+        new.options.update({**self.options, **options})
+        return new
+
+    def apply_async(
+        self, args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None, **options: object
+    ) -> AsyncResult[object]:
+        """Send the header; the last header task to finish sends the body."""
+        from taskq.result import AsyncResult, GroupResult
+
+        app = self.app
+        if not app.has_backend:
+            raise ResultNotEnabledError(
+                "a chord needs a result backend to collect its header's results; set result_backend"
+            )
+        body = self.body.clone()
+        body_id = body.freeze()
+        for key in ("root_id", "parent_id"):
+            if key in options:
+                body.options.setdefault(key, options[key])
+        chain_rest = options.pop("chain", None)
+        if chain_rest:
+            body.options["chain"] = chain_rest
+        members = [t.clone(args, kwargs) for t in self.header.tasks]
+        body["chord_size"] = len(members)
+        group_id = cast("str | None", options.pop("group_id", None)) or str(uuid.uuid4())
+        ids = [m.freeze() for m in members]
+        header_result = GroupResult(group_id, [app.AsyncResult(i) for i in ids], app=app)
+        header_result.save()
+        if not members:
+            body.apply_async(([],))
+        for index, member in enumerate(members):
+            member.apply_async((), None, group_id=group_id, group_index=index, chord=dict(body), **options)
+        result: AsyncResult[object] = AsyncResult(body_id, app=app)
+        result.parent = header_result
+        return result
+
+
+_WORKFLOWS: dict[str, Callable[[Mapping[str, object], App | None], Signature]] = {
+    "chain": chain.from_dict,
+    "group": group.from_dict,
+    "chord": chord.from_dict,
+}
+
+
 def signature(
     task: str | Mapping[str, object],
     args: Sequence[object] | None = None,
@@ -148,4 +406,4 @@ def signature(
     return Signature(task, args, kwargs, options)
 
 
-__all__ = ["Signature", "signature"]
+__all__ = ["Signature", "chain", "chord", "group", "signature"]

@@ -93,6 +93,10 @@ class WorkerLostError(TaskqError):
     """The process running a task died before the task finished."""
 
 
+class ChordError(TaskqError):
+    """A chord's body did not run because a task of its header failed."""
+
+
 class PoolFeatureError(TaskqError):
     """The chosen pool cannot do what was asked (stop a task, resize, enforce a limit)."""
 
@@ -159,6 +163,7 @@ __all__ = [
     "AppNotFoundError",
     "BackendUnavailableError",
     "BrokerUnavailableError",
+    "ChordError",
     "ConfigError",
     "ContentDisallowedError",
     "DriverNotFoundError",

@@ -1,22 +1,43 @@
-"""Results: :class:`AsyncResult` for a sent task and :class:`EagerResult` for one run here.
+"""Results: :class:`AsyncResult` for a sent task, :class:`EagerResult` for one run here,
+:class:`ResultSet` and :class:`GroupResult` for many.
 
 ``get`` waits for the outcome (pushed by backends that can, polled with backoff by the
 others) and re-raises the task's exception, with its own type when that type can be
-imported here.
+imported here. Applications on an event loop ``await`` a result (or its ``get_async``)
+instead of blocking.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from taskq import states
 from taskq.backends.base import Meta, meta_to_exception
+from taskq.errors import TimeoutError
 
 if TYPE_CHECKING:
     from taskq.app import App
     from taskq.backends.base import ResultBackend
 
 R = TypeVar("R", covariant=True)
+
+logger = logging.getLogger(__name__)
+
+# Polling when a backend cannot push, for ResultSet.join: first and longest sleep, seconds.
+JOIN_POLL_START = 0.005
+JOIN_POLL_MAX = 0.5
+
+
+def _child_id(entry: object) -> str | None:
+    """The task id in a stored child entry (Celery's ``[[id, parent], None]`` or a plain id)."""
+    while isinstance(entry, (list, tuple)) and entry:
+        entry = entry[0]
+    return entry if isinstance(entry, str) else None
 
 
 class AsyncResult(Generic[R]):
@@ -39,6 +60,8 @@ class AsyncResult(Generic[R]):
         self.task_name = task_name
         self._backend = backend
         self._cache: Meta | None = None
+        #: The result of the task that came before this one in a chain (or a chord's header).
+        self.parent: AsyncResult[object] | ResultSet | None = None
 
     @property
     def backend(self) -> ResultBackend:
@@ -77,6 +100,21 @@ class AsyncResult(Generic[R]):
     def traceback(self) -> str | None:
         value = self._meta().get("traceback")
         return None if value is None else str(value)
+
+    @property
+    def children(self) -> list[AsyncResult[object]]:
+        """Results of the tasks this task sent while it ran (known once it is ready)."""
+        out: list[AsyncResult[object]] = []
+        for entry in cast("list[object]", self._meta().get("children") or []):
+            task_id = _child_id(entry)
+            if task_id:
+                out.append(AsyncResult(task_id, app=self.app))
+        return out
+
+    @property
+    def name(self) -> str | None:
+        """The task's name, when known here or stored (``result_extended``)."""
+        return self.task_name or cast("str | None", self._meta().get("name"))
 
     @property
     def date_done(self) -> str | None:
@@ -118,6 +156,40 @@ class AsyncResult(Generic[R]):
     def revoke(self, *, terminate: bool = False) -> None:
         """Make workers skip this task; with ``terminate``, stop it if it is running."""
         self.backend.revoke([self.id], terminate=terminate)
+
+    def then(
+        self,
+        callback: Callable[[R], object],
+        on_error: Callable[[BaseException], object] | None = None,
+        timeout: float | None = None,
+    ) -> threading.Thread:
+        """Call ``callback(value)`` (or ``on_error(exc)``) from a thread once the task is done."""
+
+        def wait() -> None:
+            try:
+                value = self.get(timeout=timeout)
+            except Exception as exc:
+                if on_error is not None:
+                    on_error(exc)
+                else:
+                    logger.exception("result %s failed and then() was given no on_error", self.id)
+                return
+            callback(value)
+
+        thread = threading.Thread(target=wait, name=f"taskq-then-{self.id[:8]}", daemon=True)
+        thread.start()
+        return thread
+
+    # ---- On an event loop -------------------------------------------------------------
+
+    async def get_async(self, timeout: float | None = None, propagate: bool = True) -> R:
+        """``get`` for asyncio code: waits without blocking the event loop."""
+        if self._cache is not None:
+            return self.get(propagate=propagate)
+        return await asyncio.to_thread(self.get, timeout, propagate)
+
+    def __await__(self) -> Generator[object, None, R]:
+        return self.get_async().__await__()
 
     def __repr__(self) -> str:
         return f"<AsyncResult: {self.id}>"
@@ -180,4 +252,148 @@ class EagerResult(AsyncResult[R]):
         return f"<EagerResult: {self.id}>"
 
 
-__all__ = ["AsyncResult", "EagerResult"]
+class ResultSet:
+    """Several results, waited on together."""
+
+    def __init__(self, results: Iterable[AsyncResult[object]], *, app: App | None = None) -> None:
+        self.results: list[AsyncResult[object]] = list(results)
+        if app is None:
+            from taskq.app import current_app
+
+            app = self.results[0].app if self.results else current_app()
+        self.app = app
+
+    def __len__(self) -> int:
+        return len(self.results)
+
+    def __iter__(self) -> Iterator[AsyncResult[object]]:
+        return iter(self.results)
+
+    def __getitem__(self, index: int) -> AsyncResult[object]:
+        return self.results[index]
+
+    def add(self, result: AsyncResult[object]) -> None:
+        if result not in self.results:
+            self.results.append(result)
+
+    def discard(self, result: AsyncResult[object]) -> None:
+        if result in self.results:
+            self.results.remove(result)
+
+    @property
+    def ids(self) -> list[str]:
+        return [r.id for r in self.results]
+
+    def _metas(self) -> dict[str, Meta]:
+        return self.app.backend.get_many(self.ids) if self.results else {}
+
+    def completed_count(self) -> int:
+        """How many finished successfully."""
+        return sum(1 for m in self._metas().values() if m["status"] == states.SUCCESS)
+
+    def ready(self) -> bool:
+        return all(m["status"] in states.READY_STATES for m in self._metas().values())
+
+    def successful(self) -> bool:
+        return all(m["status"] == states.SUCCESS for m in self._metas().values())
+
+    def failed(self) -> bool:
+        return any(m["status"] == states.FAILURE for m in self._metas().values())
+
+    def waiting(self) -> bool:
+        return not self.ready()
+
+    def join(self, timeout: float | None = None, propagate: bool = True) -> list[object]:
+        """The values, in order, once all are ready; re-raises the first failure."""
+        return self.join_native(timeout=timeout, propagate=propagate)
+
+    def join_native(self, timeout: float | None = None, propagate: bool = True) -> list[object]:
+        """:meth:`join` reading every state in one round trip per look (``get_many``)."""
+        backend = self.app.backend
+        deadline = None if timeout is None else time.monotonic() + timeout
+        interval = JOIN_POLL_START
+        ids = self.ids
+        while True:
+            metas = backend.get_many(ids) if ids else {}
+            pending = [i for i in ids if metas[i]["status"] not in states.READY_STATES]
+            if not pending:
+                break
+            if propagate:
+                for task_id in ids:
+                    if metas[task_id]["status"] in states.PROPAGATE_STATES:
+                        raise meta_to_exception(metas[task_id].get("result"))
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"{len(pending)} of {len(ids)} results still not ready after {timeout}s")
+            backend.wait_for_change(pending, interval if remaining is None else min(interval, remaining))
+            interval = min(interval * 2, JOIN_POLL_MAX)
+        values: list[object] = []
+        for task_id in ids:
+            meta = metas[task_id]
+            if meta["status"] in states.PROPAGATE_STATES:
+                exc = meta_to_exception(meta.get("result"))
+                if propagate:
+                    raise exc
+                values.append(exc)
+            else:
+                values.append(meta.get("result"))
+        return values
+
+    get = join
+
+    async def join_async(self, timeout: float | None = None, propagate: bool = True) -> list[object]:
+        return await asyncio.to_thread(self.join, timeout, propagate)
+
+    def __await__(self) -> Generator[object, None, list[object]]:
+        return self.join_async().__await__()
+
+    def revoke(self, *, terminate: bool = False) -> None:
+        if self.results:
+            self.app.backend.revoke(self.ids, terminate=terminate)
+
+    def forget(self) -> None:
+        for result in self.results:
+            result.forget()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}: {self.ids}>"
+
+
+class GroupResult(ResultSet):
+    """The results of a group, under the group's id; can be saved and restored."""
+
+    def __init__(
+        self,
+        id: str,  # noqa: A002 - Celery's name
+        results: Sequence[AsyncResult[object]] = (),
+        *,
+        app: App | None = None,
+    ) -> None:
+        super().__init__(results, app=app)
+        self.id = id
+        self.parent: AsyncResult[object] | ResultSet | None = None
+
+    def save(self) -> None:
+        """Store the group's member ids in the result backend, under the group id."""
+        self.app.backend.save_group(self.id, self.ids)
+
+    def delete(self) -> None:
+        self.app.backend.delete_group(self.id)
+
+    @classmethod
+    def restore(cls, group_id: str, *, app: App | None = None) -> GroupResult | None:
+        """The saved group ``group_id``, or None if nothing is stored."""
+        if app is None:
+            from taskq.app import current_app
+
+            app = current_app()
+        ids = app.backend.restore_group(group_id)
+        if ids is None:
+            return None
+        return cls(group_id, [AsyncResult(i, app=app) for i in ids], app=app)
+
+    def __repr__(self) -> str:
+        return f"<GroupResult: {self.id} {self.ids}>"
+
+
+__all__ = ["AsyncResult", "EagerResult", "GroupResult", "ResultSet"]

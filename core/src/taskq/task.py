@@ -8,6 +8,8 @@ retry and error handling a worker applies.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -83,6 +85,8 @@ class Context:
     ignore_result: bool = False
     called_directly: bool = True
     deliveries: int = 1
+    #: Ids of the tasks this one sent while running (stored as the result's children).
+    children: list[str] = field(default_factory=list)
 
 
 def backoff_delay(retries: int, factor: float, maximum: float, jitter: bool, rng: random.Random | None = None) -> float:
@@ -204,6 +208,16 @@ class Task(Generic[P, R]):
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Send the task to a worker with these arguments."""
         return self.apply_async(args, kwargs)
+
+    async def delay_async(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
+        """``delay`` for asyncio code: sends without blocking the event loop."""
+        return await asyncio.to_thread(self.apply_async, args, kwargs)
+
+    async def apply_async_async(
+        self, args: Sequence[object] | None = None, kwargs: Mapping[str, object] | None = None, **options: Any
+    ) -> AsyncResult[R]:
+        """``apply_async`` for asyncio code: sends without blocking the event loop."""
+        return await asyncio.to_thread(functools.partial(self.apply_async, args, kwargs, **options))
 
     def apply_async(
         self,

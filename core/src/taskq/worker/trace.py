@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from taskq import states
 from taskq.app import set_running_context
 from taskq.canvas import Signature
-from taskq.errors import Ignore, Reject, Retry
+from taskq.errors import ChordError, Ignore, Reject, Retry
 from taskq.task import Context
 
 if TYPE_CHECKING:
@@ -57,7 +57,11 @@ def _request_info(request: Request) -> dict[str, object]:
 
 
 def _store(app: App, request: Request, result: object, state: str, traceback: str | None = None) -> None:
-    info = _request_info(request) if app.conf["result_extended"] else None
+    info: dict[str, object] | None = _request_info(request) if app.conf["result_extended"] else None
+    children = request.task.request.children
+    if children:
+        # Celery's layout for a child: [[task_id, parent], None].
+        info = {**(info or {}), "children": [[[child, None], None] for child in children]}
     try:
         app.backend.store_result(request.id, result, state, traceback, info)
     except Exception:
@@ -143,6 +147,8 @@ def _on_success(app: App, request: Request, retval: object, started: float, stor
         plugins.task_success(task, request, retval)
     if request.message.callbacks or request.message.chain:
         _send_callbacks(app, request, retval)
+    if request.message.chord:
+        on_chord_part_return(app, request)
     if plugins.has_impl("taskq_task_postrun"):
         plugins.task_postrun(task, request, states.SUCCESS, retval)
     return TraceOutcome(states.SUCCESS, retval, runtime)
@@ -210,10 +216,47 @@ def _on_failure(app: App, request: Request, exc: BaseException, started: float) 
             Signature.from_dict(errback, app).apply_async((request.id,), parent_id=request.id)
         except Exception:
             logger.exception("could not send the error callback %r of %s[%s]", errback, request.name, request.id)
+    if request.message.chord:
+        on_chord_part_return(app, request)
     if plugins.has_impl("taskq_task_postrun"):
         plugins.task_postrun(task, request, states.FAILURE, exc)
     outcome = TraceOutcome(states.FAILURE, exc, runtime, traceback=None if expected else text)
     return outcome
+
+
+def on_chord_part_return(app: App, request: Request) -> None:
+    """Count a finished chord header task; the last one sends the body with all results."""
+    chord = request.message.chord
+    group_id = cast("str | None", request.message.headers.get("group"))
+    if not chord or not group_id or not app.has_backend:
+        return
+    body = Signature.from_dict(chord, app)
+    try:
+        backend = app.backend
+        done = backend.incr_chord_counter(group_id)
+        size = cast("int | None", body.get("chord_size"))
+        member_ids = backend.restore_group(group_id) or []
+        if size is None:
+            size = len(member_ids)
+        if done < size:
+            return
+        metas = backend.get_many(member_ids)
+    except Exception:
+        logger.exception("chord %s: could not count the end of %s[%s]", group_id, request.name, request.id)
+        return
+    failed = [(i, m) for i, m in ((i, metas[i]) for i in member_ids) if m["status"] != states.SUCCESS]
+    body_id = cast("str | None", body.options.get("task_id"))
+    if failed:
+        culprit, meta = failed[0]
+        error = ChordError(f"chord {group_id}: header task {culprit} ended {meta['status']}: {meta.get('result')!r}")
+        logger.error("%s; the body %s will not run", error, body.task)
+        if body_id:
+            backend.store_result(body_id, error, states.FAILURE)
+        for errback in cast("list[Mapping[str, object]]", body.options.get("link_error") or []):
+            Signature.from_dict(errback, app).apply_async((body_id,))
+        return
+    values = [metas[i].get("result") for i in member_ids]
+    body.apply_async((values,), parent_id=request.id, root_id=request.message.headers.get("root_id"))
 
 
 def _send_callbacks(app: App, request: Request, retval: object) -> None:

@@ -1,0 +1,189 @@
+"""Workflows and the results API on a real in-process worker: chain, group, chord, children."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from taskq import App, GroupResult, chain, chord, group, states
+from taskq.errors import ChordError, TimeoutError
+
+TIMEOUT = 10.0
+
+
+@pytest.fixture
+def math_app(memory_url: str) -> App:
+    app = App("canvas", broker=memory_url, read_config=False)
+
+    @app.task(name="math.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="math.mul")
+    def mul(x: int, y: int) -> int:
+        return x * y
+
+    @app.task(name="math.tsum")
+    def tsum(values: list[int]) -> int:
+        return sum(values)
+
+    @app.task(name="math.boom")
+    def boom(x: int) -> int:
+        raise ValueError(f"boom {x}")
+
+    @app.task(name="math.fanout", bind=True)
+    def fanout(self, n: int) -> int:  # type: ignore[no-untyped-def]
+        for i in range(n):
+            add.delay(i, i)
+        return n
+
+    return app
+
+
+def test_a_chain_passes_each_result_to_the_next_task(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, mul = math_app.tasks["math.add"], math_app.tasks["math.mul"]
+    start_worker(math_app)
+    result = chain(add.s(2, 2), mul.s(10), add.s(1)).apply_async()
+    assert result.get(timeout=TIMEOUT) == 41
+    assert result.parent is not None
+    assert result.parent.get(timeout=TIMEOUT) == 40  # type: ignore[union-attr]
+
+
+def test_the_pipe_operator_builds_a_chain(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, mul = math_app.tasks["math.add"], math_app.tasks["math.mul"]
+    start_worker(math_app)
+    assert (add.s(1, 1) | mul.s(5)).delay().get(timeout=TIMEOUT) == 10
+
+
+def test_an_immutable_signature_ignores_the_previous_result(math_app: App, start_worker: Callable[..., object]) -> None:
+    add = math_app.tasks["math.add"]
+    start_worker(math_app)
+    assert chain(add.s(1, 1), add.si(5, 5)).apply_async().get(timeout=TIMEOUT) == 10
+
+
+def test_a_group_runs_every_task_and_joins_in_order(math_app: App, start_worker: Callable[..., object]) -> None:
+    add = math_app.tasks["math.add"]
+    start_worker(math_app)
+    result = group(add.s(i, i) for i in range(10)).apply_async()
+    assert isinstance(result, GroupResult)
+    assert result.join(timeout=TIMEOUT) == [i + i for i in range(10)]
+    assert result.completed_count() == 10
+    assert result.ready() and result.successful()
+
+
+def test_a_saved_group_result_can_be_restored_by_id(math_app: App, start_worker: Callable[..., object]) -> None:
+    add = math_app.tasks["math.add"]
+    start_worker(math_app)
+    sent = group(add.s(i, 1) for i in range(3)).apply_async()
+    restored = GroupResult.restore(sent.id, app=math_app)
+    assert restored is not None
+    assert restored.ids == sent.ids
+    assert restored.join(timeout=TIMEOUT) == [1, 2, 3]
+
+
+def test_join_re_raises_the_first_failure_or_returns_it(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, boom = math_app.tasks["math.add"], math_app.tasks["math.boom"]
+    start_worker(math_app)
+    result = group([add.s(1, 1), boom.s(7)]).apply_async()
+    with pytest.raises(ValueError, match="boom 7"):
+        result.join(timeout=TIMEOUT)
+    values = result.join(timeout=TIMEOUT, propagate=False)
+    assert values[0] == 2
+    assert isinstance(values[1], ValueError)
+    assert result.failed()
+
+
+def test_join_gives_up_at_its_timeout(math_app: App) -> None:
+    add = math_app.tasks["math.add"]
+    result = group(add.s(1, 1) for _ in range(2)).apply_async()
+    with pytest.raises(TimeoutError, match="2 of 2"):
+        result.join(timeout=0.2)
+
+
+def test_a_chord_runs_its_body_with_every_header_result(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    result = chord((add.s(i, i) for i in range(10)), tsum.s()).apply_async()
+    assert result.get(timeout=TIMEOUT) == sum(i + i for i in range(10))
+
+
+def test_a_chord_with_a_failed_header_fails_its_body(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, boom, tsum = math_app.tasks["math.add"], math_app.tasks["math.boom"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    result = chord([add.s(1, 1), boom.s(3)], tsum.s()).apply_async()
+    with pytest.raises(ChordError, match="boom 3"):
+        result.get(timeout=TIMEOUT)
+
+
+def test_a_group_followed_by_a_task_in_a_chain_is_a_chord(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, tsum, mul = math_app.tasks["math.add"], math_app.tasks["math.tsum"], math_app.tasks["math.mul"]
+    start_worker(math_app)
+    flow = chain(group(add.s(i, 0) for i in range(4)), tsum.s(), mul.s(2))
+    assert flow.apply_async().get(timeout=TIMEOUT) == 12
+
+
+def test_tasks_sent_by_a_task_are_its_children(math_app: App, start_worker: Callable[..., object]) -> None:
+    fanout = math_app.tasks["math.fanout"]
+    start_worker(math_app)
+    parent = fanout.delay(3)
+    assert parent.get(timeout=TIMEOUT) == 3
+    children = parent.children
+    assert len(children) == 3
+    assert sorted(c.get(timeout=TIMEOUT) for c in children) == [0, 2, 4]
+
+
+def test_then_calls_back_with_the_value(math_app: App, start_worker: Callable[..., object]) -> None:
+    add = math_app.tasks["math.add"]
+    start_worker(math_app)
+    seen: list[object] = []
+    done = threading.Event()
+    add.delay(20, 22).then(lambda value: (seen.append(value), done.set()))
+    assert done.wait(TIMEOUT)
+    assert seen == [42]
+
+
+def test_an_asyncio_client_sends_and_awaits_results(math_app: App, start_worker: Callable[..., object]) -> None:
+    add = math_app.tasks["math.add"]
+    start_worker(math_app)
+
+    async def client() -> list[object]:
+        first = await add.delay_async(1, 2)
+        second = await add.apply_async_async((3, 4), countdown=0.1)
+        return [await first, await second.get_async(timeout=TIMEOUT)]
+
+    assert asyncio.run(client()) == [3, 7]
+
+
+def test_a_result_set_is_awaitable(math_app: App, start_worker: Callable[..., object]) -> None:
+    add = math_app.tasks["math.add"]
+    start_worker(math_app)
+
+    async def client() -> list[object]:
+        return await group(add.s(i, 1) for i in range(3)).apply_async()
+
+    assert asyncio.run(client()) == [1, 2, 3]
+
+
+def test_track_started_records_started_while_running(memory_url: str, start_worker: Callable[..., object]) -> None:
+    app = App("started", broker=memory_url, read_config=False, task_track_started=True)
+    release = threading.Event()
+
+    @app.task
+    def hold() -> str:
+        release.wait(TIMEOUT)
+        return "done"
+
+    start_worker(app)
+    result = hold.delay()
+    deadline_ok = False
+    for _ in range(2000):
+        if result.state == states.STARTED:
+            deadline_ok = True
+            break
+        threading.Event().wait(0.005)
+    release.set()
+    assert deadline_ok, "STARTED was never recorded"
+    assert result.get(timeout=TIMEOUT) == "done"
