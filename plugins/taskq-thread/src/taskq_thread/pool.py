@@ -202,6 +202,8 @@ class ThreadPool(Pool):
                     self._alarms = _Alarms()
                     self._alarms.start()
         with self._lock:
+            if self._stopping:
+                raise RuntimeError("the thread pool is stopping; it takes no more jobs")
             self._pending += 1
         # hard_time_limit is ignored: capabilities say so, and the worker warns at start-up.
         self._jobs.put(_Job(target, args, callback, error_callback, job_id, soft_time_limit))
