@@ -169,8 +169,11 @@ class Waiter:
             self._sock, self._peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sock.setblocking(False)
             self._peer.setblocking(False)
-        self._poll = select.poll()  # not select(): it fails on descriptors past 1024
-        self._poll.register(self._sock, select.POLLIN)
+        self._poll: select.poll | None = None
+        if hasattr(select, "poll"):
+            self._poll = select.poll()  # not select(): it fails on descriptors past 1024
+            self._poll.register(self._sock, select.POLLIN)
+        # else eventlet's monkey_patch() removed poll; its green select() has no such limit
 
     @property
     def is_registered(self) -> bool:
@@ -192,8 +195,13 @@ class Waiter:
         """Sleep until poked or ``timeout`` seconds pass; return whether poked (and drained)."""
         if not self.is_registered:
             timeout = min(timeout, FALLBACK_POLL)
-        if timeout > 0 and not self._poll.poll(math.ceil(timeout * 1000)):
-            return False
+        if timeout > 0:
+            if self._poll is not None:
+                ready = bool(self._poll.poll(math.ceil(timeout * 1000)))
+            else:
+                ready = bool(select.select([self._sock], [], [], timeout)[0])
+            if not ready:
+                return False
         return self.drain()
 
     def poke(self) -> None:
