@@ -72,3 +72,17 @@ def green_soft(key: str) -> str:
         return "cleaned up"
     _record("end", key)
     return "not interrupted"
+
+
+# ---- Thread and asyncio pools (taskq-thread, taskq-asyncio): tests/test_pool_thread_asyncio.py
+
+
+@app.task(acks_late=True)
+async def async_slow(key: str, seconds: float) -> str:
+    """Sleeps with asyncio.sleep, so many of it share the asyncio pool's one event loop."""
+    import asyncio
+
+    _record("start", key)
+    await asyncio.sleep(seconds)
+    _record("end", key)
+    return key
