@@ -71,6 +71,7 @@ DEFAULTS: dict[str, object] = {
     "worker_hijack_root_logger": True,
     "worker_log_format": "[%(asctime)s: %(levelname)s/%(processName)s] %(message)s",
     "worker_state_db": None,
+    "worker_health_file": None,  # touched every 2 s while the worker consumes
     "worker_max_tasks_per_child": None,
     "worker_max_memory_per_child": None,  # KiB of resident memory
     "worker_send_task_events": False,

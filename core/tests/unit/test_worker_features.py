@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from taskq import App, states
-from taskq.builtins.memory import MemoryBackend
-from taskq.errors import ConfigError, PoolFeatureError, TaskRevokedError
+from taskq.builtins.memory import MemoryBackend, MemoryTransport
+from taskq.errors import BrokerUnavailableError, ConfigError, PoolFeatureError, TaskRevokedError
 from taskq.worker.autoscale import parse_autoscale
 from taskq.worker.ratelimit import TokenBucket, parse_rate
 from taskq.worker.revocations import Revocations
@@ -210,3 +210,61 @@ def test_tasks_due_tomorrow_wait_in_the_broker_not_in_the_worker(
     wait_until(lambda: not probe.claim(["taskq"], 1, lease=0.01) and not consumer.held, "the ETAs to be deferred")
     assert consumer.timer == []
     assert probe.depth("taskq") == 500
+
+
+class FlakyTransport(MemoryTransport):
+    """An in-process broker that is unreachable for its first few claims (fault injection)."""
+
+    failures_left = 3
+
+    def claim(self, queues, limit, *, lease=30.0):  # type: ignore[no-untyped-def]
+        if FlakyTransport.failures_left > 0:
+            FlakyTransport.failures_left -= 1
+            raise BrokerUnavailableError("connection refused (injected)")
+        return super().claim(queues, limit, lease=lease)
+
+
+def test_a_worker_keeps_trying_when_the_broker_is_unreachable_and_then_consumes(
+    make_plugin: Callable[..., object],
+    start_worker: Callable[..., object],
+    caplog: pytest.LogCaptureFixture,
+    tmp_path: Path,
+) -> None:
+    import uuid
+
+    plugin = make_plugin("flaky", taskq_register_transports=lambda: {"flaky": f"{__name__}:FlakyTransport"})
+    url = f"flaky://{uuid.uuid4().hex}"
+    app = App("flaky", broker=url, backend=f"memory://{uuid.uuid4().hex}", read_config=False, extra_plugins=[plugin])
+
+    @app.task
+    def ping() -> str:
+        return "pong"
+
+    FlakyTransport.failures_left = 3
+    health = tmp_path / "health"
+    start_worker(app, health_file=health)
+    assert ping.delay().get(timeout=TIMEOUT) == "pong"
+    assert "lost the broker" in caplog.text
+    assert "answers again" in caplog.text
+    assert health.exists()
+
+
+def test_taskq_health_reports_a_stale_or_missing_file(tmp_path: Path) -> None:
+    import os
+
+    from click.testing import CliRunner
+
+    from taskq.cli.main import cli
+
+    path = tmp_path / "health"
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["health", str(path)])
+    assert missing.exit_code == 1
+    assert "does not exist" in missing.output
+    path.touch()
+    assert runner.invoke(cli, ["health", str(path)]).exit_code == 0
+    old = time.time() - 120
+    os.utime(path, (old, old))
+    stale = runner.invoke(cli, ["health", str(path), "--max-age", "30"])
+    assert stale.exit_code == 1
+    assert "last touched" in stale.output

@@ -208,6 +208,9 @@ def _banner(app: App, worker: object) -> str:
 @click.option("--prefetch-multiplier", type=int, help="Messages held per concurrency slot; 0: only what runs.")
 @click.option("--autoscale", metavar="MAX,MIN", help="Grow the pool up to MAX under load, shrink to MIN when idle.")
 @click.option("-S", "--statedb", type=click.Path(dir_okay=False), help="File that keeps revoked ids across restarts.")
+@click.option(
+    "--health-file", type=click.Path(dir_okay=False), help="Touched every 2 s while consuming (see `taskq health`)."
+)
 @click.option("--time-limit", type=float, help="Hard time limit for every task, in seconds.")
 @click.option("--soft-time-limit", type=float, help="Soft time limit for every task, in seconds.")
 @click.option("--max-tasks-per-child", type=int, help="Replace a pool process after this many tasks.")
@@ -225,6 +228,7 @@ def worker(
     prefetch_multiplier: int | None,
     autoscale: str | None,
     statedb: str | None,
+    health_file: str | None,
     time_limit: float | None,
     soft_time_limit: float | None,
     max_tasks_per_child: int | None,
@@ -267,6 +271,7 @@ def worker(
         prefetch_multiplier=prefetch_multiplier,
         autoscale=autoscale,
         state_db=statedb,
+        health_file=health_file,
     )
     if logging.getLogger().isEnabledFor(logging.INFO):
         click.echo(_banner(app, w), err=True)
@@ -408,6 +413,28 @@ def revoke(ctx: click.Context, task_ids: tuple[str, ...], terminate: bool) -> No
     """Make workers skip the tasks TASK_IDS (kept in the result backend)."""
     _state(ctx).app.control.revoke(list(task_ids), terminate=terminate)
     click.echo(f"revoked {len(task_ids)} task(s){' (terminate)' if terminate else ''}")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--max-age", type=float, default=30.0, show_default=True, help="Seconds before the file counts as stale.")
+def health(path: str, max_age: float) -> None:
+    """Exit 0 if the worker that touches PATH (--health-file) consumed recently, else 1.
+
+    For supervisors and container health checks: a worker whose broker is gone, or
+    whose consumer is stuck, stops touching the file.
+    """
+    import time
+
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except FileNotFoundError:
+        click.echo(f"unhealthy: {path} does not exist (is the worker running with --health-file {path}?)", err=True)
+        sys.exit(1)
+    if age > max_age:
+        click.echo(f"unhealthy: {path} was last touched {age:.0f}s ago (more than {max_age:.0f}s)", err=True)
+        sys.exit(1)
+    click.echo(f"healthy: consumed {age:.1f}s ago")
 
 
 @cli.command("plugins")

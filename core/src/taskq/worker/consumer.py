@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 
 from taskq import protocol, states
 from taskq.errors import (
+    BrokerUnavailableError,
     NotRegisteredError,
     PoolFeatureError,
     TaskqError,
@@ -36,6 +37,7 @@ from taskq.errors import (
     TimeLimitExceeded,
     WorkerLostError,
 )
+from taskq.utils import mask_url
 from taskq.worker.bootsteps import Step
 from taskq.worker.ratelimit import TokenBucket, parse_rate
 from taskq.worker.request import Request
@@ -52,6 +54,13 @@ logger = logging.getLogger(__name__)
 IDLE_WAIT = 5.0
 # An ETA closer than this (seconds) counts as due now.
 ETA_SLACK = 0.0005
+# Pause after losing the broker: first and longest, in seconds (doubling in between).
+RECONNECT_START = 0.5
+RECONNECT_MAX = 15.0
+# How often the health file is touched while the broker answers, in seconds.
+HEALTH_INTERVAL = 2.0
+#: What a transport raises when its broker is unreachable.
+BROKER_ERRORS = (BrokerUnavailableError, ConnectionError, TimeoutError)
 # Longest repr of a return value in the log line, in characters.
 RESULT_REPR_MAX = 200
 
@@ -96,6 +105,9 @@ class Consumer:
         self.tick: Callable[[], None] | None = None
         self.tick_interval = 1.0
         self._next_tick = 0.0
+        #: Touched every HEALTH_INTERVAL while the broker answers (``--health-file``).
+        self.health_path = worker.health_path
+        self._next_health = 0.0
 
     @property
     def prefetch(self) -> int:
@@ -105,51 +117,88 @@ class Consumer:
     # ---- The loop -----------------------------------------------------------------
 
     def run(self) -> None:
-        """Consume until :meth:`stop`; give back whatever is held on the way out."""
-        transport = self.transport
-        queues = self.queues
+        """Consume until :meth:`stop`; give back whatever is held on the way out.
+
+        A broker that goes away does not end the loop: the worker logs it, waits with a
+        growing pause, and carries on once the transport reconnects (each transport
+        reconnects on the call after a failure), so it never stays alive consuming
+        nothing. The health file (``--health-file``) is touched only while the broker
+        answers.
+        """
         # True until the loop ends normally: an exception (a cold stop) skips the wait.
         interrupted = True
+        failures = 0
         try:
             while not self.should_stop:
-                self.last_loop = now = time.monotonic()
-                if self.tick is not None and now >= self._next_tick:
-                    self._next_tick = now + self.tick_interval
-                    self.tick()
-                if self._terminations:
-                    self._terminate_requested()
-                if self.completions:
-                    self._settle()
-                if self.timer:
-                    self._release_due()
-                if self.reserved:
-                    self._dispatch()
-                    if self.reserved or self.completions:
-                        continue
-                if self.should_stop:
-                    break
-                room = self.prefetch - (len(self.reserved) + len(self.timer) + self.running)
-                if room > 0:
-                    claimed = transport.claim(queues, room, lease=self.lease)
-                    if claimed:
-                        for delivery in claimed:
-                            self._on_delivery(delivery)
-                        continue
-                    timeout = IDLE_WAIT
-                    if self.timer:
-                        timeout = max(0.0, min(timeout, self.timer[0][0] - time.time()))
-                    if self.tick is not None:
-                        timeout = max(0.0, min(timeout, self._next_tick - time.monotonic()))
-                    transport.wait(queues, timeout)
-                else:
-                    # The window is full: wait for a task to finish, not for new messages.
-                    self._completed.wait(self.tick_interval if self.tick is not None else IDLE_WAIT)
-                    self._completed.clear()
+                try:
+                    self._step()
+                except BROKER_ERRORS as exc:
+                    failures += 1
+                    self._on_broker_error(exc, failures)
+                    continue
+                if failures:
+                    logger.warning("the broker at %s answers again; consuming", mask_url(self.transport.url))
+                    failures = 0
             interrupted = False
         finally:
             if not interrupted and not self.worker.cold:
                 self._finish_running()
             self._give_back()
+
+    def _step(self) -> None:
+        """One turn of the loop (see the module docstring)."""
+        self.last_loop = now = time.monotonic()
+        if self.health_path is not None and now >= self._next_health:
+            self._next_health = now + HEALTH_INTERVAL
+            self._touch_health()
+        if self.tick is not None and now >= self._next_tick:
+            self._next_tick = now + self.tick_interval
+            self.tick()
+        if self._terminations:
+            self._terminate_requested()
+        if self.completions:
+            self._settle()
+        if self.timer:
+            self._release_due()
+        if self.reserved:
+            self._dispatch()
+            if self.reserved or self.completions:
+                return
+        if self.should_stop:
+            return
+        room = self.prefetch - (len(self.reserved) + len(self.timer) + self.running)
+        if room > 0:
+            claimed = self.transport.claim(self.queues, room, lease=self.lease)
+            if claimed:
+                for delivery in claimed:
+                    self._on_delivery(delivery)
+                return
+            timeout = IDLE_WAIT
+            if self.timer:
+                timeout = max(0.0, min(timeout, self.timer[0][0] - time.time()))
+            if self.tick is not None:
+                timeout = max(0.0, min(timeout, self._next_tick - time.monotonic()))
+            if self.health_path is not None:
+                timeout = max(0.0, min(timeout, self._next_health - time.monotonic()))
+            self.transport.wait(self.queues, timeout)
+        else:
+            # The window is full: wait for a task to finish, not for new messages.
+            self._completed.wait(self.tick_interval if self.tick is not None else IDLE_WAIT)
+            self._completed.clear()
+
+    def _on_broker_error(self, exc: BaseException, failures: int) -> None:
+        delay = min(RECONNECT_MAX, RECONNECT_START * 2 ** (failures - 1))
+        logger.warning("lost the broker at %s (%s); retrying in %.1fs", mask_url(self.transport.url), exc, delay)
+        # Interruptible: a stop during the pause ends it at once.
+        self._completed.wait(delay)
+        self._completed.clear()
+
+    def _touch_health(self) -> None:
+        assert self.health_path is not None
+        try:
+            self.health_path.touch()
+        except OSError as exc:
+            logger.warning("cannot touch the health file %s: %s", self.health_path, exc)
 
     def stop(self) -> None:
         """Stop after the current step; safe from any thread or a signal handler."""

@@ -87,6 +87,7 @@ class Worker:
         shutdown_grace: float | None = None,
         autoscale: str | tuple[int, int] | None = None,
         state_db: str | Path | None = None,
+        health_file: str | Path | None = None,
     ) -> None:
         self.app = app
         conf = app.conf
@@ -117,6 +118,9 @@ class Worker:
         state = state_db or cast("str | None", conf["worker_state_db"])
         #: The state file that keeps revoked ids across restarts (``--statedb``).
         self.state_path = Path(state) if state else None
+        health = health_file or cast("str | None", conf["worker_health_file"])
+        #: A file touched every few seconds while the worker consumes (``--health-file``).
+        self.health_path = Path(health) if health else None
         self.lease_seconds = float(lease_seconds or cast(float, conf["worker_lease_seconds"]))
         #: Seconds a warm shutdown waits for running tasks before giving them back.
         self.shutdown_grace = float(shutdown_grace or cast(float, conf["worker_shutdown_grace"]))
