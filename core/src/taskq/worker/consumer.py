@@ -162,7 +162,14 @@ class Consumer:
             self._release_due()
         if self.reserved:
             self._dispatch()
-            if self.reserved or self.completions:
+            if self.completions:
+                return
+            if self.reserved:
+                if not self.should_stop:
+                    # The pool is full: sleep until a task ends (spinning here would hold the
+                    # GIL the pool's threads need to finish it, and burn a CPU).
+                    self._completed.wait(self.tick_interval if self.tick is not None else IDLE_WAIT)
+                    self._completed.clear()
                 return
         if self.should_stop:
             return
