@@ -1,0 +1,1 @@
+"""taskq-eventlet: the eventlet pool and the early monkey-patching it needs."""

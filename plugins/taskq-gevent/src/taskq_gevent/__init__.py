@@ -1,0 +1,1 @@
+"""taskq-gevent: the gevent pool and the early monkey-patching it needs."""
