@@ -86,3 +86,38 @@ async def async_slow(key: str, seconds: float) -> str:
     await asyncio.sleep(seconds)
     _record("end", key)
     return key
+
+
+# ---- Prefork pool (taskq-prefork): tests/test_pool_prefork.py
+
+
+@app.task(acks_late=True, reject_on_worker_lost=True)
+def prefork_requeued(key: str, seconds: float) -> str:
+    """Acks late and asks to be requeued when its pool process dies under it."""
+    _record("start", key)
+    time.sleep(seconds)
+    _record("end", key)
+    return key
+
+
+@app.task(time_limit=1.0)
+def prefork_stuck(key: str) -> str:
+    """Sleeps far past its one-second hard time limit."""
+    _record("start", key)
+    time.sleep(60)
+    _record("end", key)
+    return key
+
+
+@app.task(soft_time_limit=0.3)
+def prefork_soft(key: str) -> str:
+    """Catches its soft time limit and finishes cleanly, recording that it did."""
+    from taskq.errors import SoftTimeLimitExceeded
+
+    _record("start", key)
+    try:
+        time.sleep(30)
+    except SoftTimeLimitExceeded:
+        _record("soft", key)
+        return "cleaned up"
+    return "not interrupted"
