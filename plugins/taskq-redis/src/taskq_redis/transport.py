@@ -1,0 +1,494 @@
+"""The Redis broker transport: Celery's Redis layout, claimed and acknowledged in batches.
+
+``broker_url = "redis://127.0.0.1:6379/0"`` (``rediss://`` for TLS, ``sentinel://`` for
+a Sentinel-managed master; see :mod:`taskq_redis._connection`).
+
+**Layout: kombu's, so Celery shares the broker.** A queue is a Redis list named after the
+queue (plus ``<queue>\\x06\\x163``, ``\\x06\\x166``, ``\\x06\\x169`` for priority steps 3, 6
+and 9); publishers ``LPUSH`` kombu's JSON envelope (body in base64, headers, properties
+with ``delivery_info`` and ``delivery_tag``) and consumers pop from the right, so a
+Celery 5 worker consumes what taskq publishes and the other way round. A claimed message
+is recorded exactly where Celery records one: its envelope under its delivery tag in the
+``unacked`` hash (as ``[envelope, exchange, routing_key]``) and the tag in the
+``unacked_index`` sorted set, scored with the time of the claim or last renewal. So a
+Celery worker's restore of "visibility timed out" messages also brings back what a dead
+taskq worker held, and ``celery purge``, ``inspect`` and friends see the same state.
+
+**Claims are batches, in one round trip.** Celery pays ~5 round trips per message (BRPOP,
+a MULTI/EXEC to mark it unacked, another to ack, SETEX+PUBLISH). Here a claim is one Lua
+script that pops up to ``limit`` messages across the queues' priority lists (``RPOP``
+with a count) *and* records them as unacked, so no message ever lives only in a
+client's memory; an ack of a whole batch is one script; a publish is one script (LPUSH,
+plus a PUBLISH when the list was empty). See :mod:`taskq_redis._scripts`.
+
+**Leases.** Celery's ``unacked_index`` score is "claimed at", and Celery restores what is
+older than its visibility timeout (an hour by default). taskq leases are per claim
+(``lease`` seconds, renewed by the worker while it holds the message), so they live in
+a sorted set of their own, ``_taskq.leases.<queue>`` (tag -> lease expiry), beside a
+``_taskq.claims`` hash (tag -> owner). :meth:`RedisTransport.renew` pushes both the
+expiry and the ``unacked_index`` score forward, so a Celery worker never restores a
+message a live taskq worker holds, however long it runs. Every claim first gives back
+the lapsed leases of its queues (a dead worker's messages, within one lease period) and
+moves due delayed messages into their lists, in the same script. Clocks are the Redis
+server's, so workers on machines with skewed clocks agree on leases.
+
+**Delays, dead letters, deliveries.** ``publish(delay=...)`` keeps a message in the
+sorted set ``_taskq.delayed.<queue>`` until due; taskq claimers move it to its list.
+Celery workers do not (their ETAs are held in the worker instead), so on a shared broker
+a delayed message is run by a taskq worker or after one has moved it. Dead letters go to
+the list ``_taskq.dead.<queue>`` (newest first, with the reason, time and envelope).
+``_taskq.deliveries`` counts hand-outs per tag, for the worker's poison-message check.
+
+**Wake-up.** A waiting worker holds one pub/sub connection subscribed to
+``_taskq.wake/<db>.<queue>`` for each of its queues; a publish whose ``LPUSH`` made a
+list non-empty also publishes there (in the same script, so it costs no round trip).
+The subscription stays open between waits, so a notification sent while the worker was
+busy is already in its socket when it next waits: no lost wake-ups, and no BRPOP (which
+would take a message out of Redis before it is recorded as unacked: Celery's at-most-once
+window on a killed worker). Before blocking, one probe script says whether anything is
+claimable now and when the next delayed message or lease comes due, which bounds the
+sleep. Messages published by Celery clients (a bare LPUSH, no notification) are picked up
+within ``poll_interval`` (1 s) of an idle worker. :meth:`interrupt` writes to a pipe the
+waiter selects on, so it works from a signal handler and while Redis is down.
+
+**Priorities** mean what they mean for Celery on Redis: 0 (or none) is served first, then
+3, 6 and 9; a priority is rounded down to its step (0-2, 3-5, 6-8, 9), as kombu does.
+Celery on RabbitMQ uses the opposite order.
+
+**Connection loss.** Every call raises :class:`~taskq.errors.BrokerUnavailableError` when
+Redis does not answer (after a few quick retries); the next call reconnects, the
+subscriber included, so a worker resumes consuming as soon as Redis is back. A restarted
+Redis has lost its script cache: scripts are sent again on ``NOSCRIPT``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import json
+import logging
+import os
+import selectors
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+
+import redis
+from redis.client import PubSub
+
+from taskq.builtins.json import dumps, loads
+from taskq.errors import BrokerUnavailableError
+from taskq.transport import (
+    DEFAULT_LEASE_SECONDS,
+    Capabilities,
+    DeadLetter,
+    Delivery,
+    Message,
+    Transport,
+)
+from taskq_redis import _scripts
+from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
+
+logger = logging.getLogger(__name__)
+
+#: kombu's separator between a queue's name and its priority step.
+SEP = "\x06\x16"
+#: kombu's default priority steps: every priority is rounded down to one of these.
+PRIORITY_STEPS = (0, 3, 6, 9)
+# Longest sleep of an idle wait, in seconds: how late a message from a publisher that
+# does not notify (a Celery client) can be noticed.
+POLL_INTERVAL = 1.0
+# Messages acknowledged, renewed or requeued per script call (keeps Lua's stack small).
+BATCH = 1000
+# Envelope properties that belong to the Redis layout, not to the message.
+_LAYOUT_PROPERTIES = ("delivery_info", "body_encoding", "delivery_tag")
+
+
+def priority_step(priority: object) -> str:
+    """The kombu priority step (as the list suffix digit) of a message priority."""
+    if priority is None:
+        return "0"
+    try:
+        value = max(0, min(9, int(priority)))  # type: ignore[call-overload]  # any int-like value
+    except (TypeError, ValueError):
+        return "0"
+    step = 0
+    for candidate in PRIORITY_STEPS:
+        if value >= candidate:
+            step = candidate
+    return str(step)
+
+
+def queue_key(queue: str, priority: object = None, prefix: str = "") -> str:
+    """The Redis list that holds ``queue``'s messages of ``priority`` (kombu's name)."""
+    step = priority_step(priority)
+    return f"{prefix}{queue}" if step == "0" else f"{prefix}{queue}{SEP}{step}"
+
+
+def encode_envelope(queue: str, message: Message) -> str:
+    """kombu's Redis envelope for ``message``, as JSON, with a new delivery tag."""
+    properties = {k: v for k, v in message.properties.items() if k not in _LAYOUT_PROPERTIES and k != "priority"}
+    priority = message.properties.get("priority")
+    properties["delivery_info"] = {"exchange": "", "routing_key": queue}
+    properties["priority"] = priority if isinstance(priority, int) else 0
+    properties["body_encoding"] = "base64"
+    properties["delivery_tag"] = str(uuid.uuid4())  # last: the claim script reads it off the tail
+    envelope = {
+        "body": base64.b64encode(message.body).decode("ascii"),
+        "content-encoding": message.content_encoding,
+        "content-type": message.content_type,
+        "headers": message.headers,
+        "properties": properties,
+    }
+    return dumps(envelope).decode("utf-8")
+
+
+def decode_envelope(raw: bytes) -> Message:
+    """The :class:`Message` in a kombu envelope; an undecodable one keeps its raw bytes."""
+    try:
+        envelope = loads(raw)
+        if not isinstance(envelope, dict):
+            raise ValueError("the envelope is not a JSON object")
+        properties = dict(envelope.get("properties") or {})
+        body = envelope.get("body") or ""
+        content_encoding = str(envelope.get("content-encoding") or "utf-8")
+        if properties.get("body_encoding") == "base64":
+            data = base64.b64decode(body)
+        elif isinstance(body, str):
+            data = body.encode(content_encoding if content_encoding != "binary" else "utf-8")
+        else:
+            data = dumps(body)
+        for key in _LAYOUT_PROPERTIES:
+            properties.pop(key, None)
+        if not properties.get("priority"):
+            properties.pop("priority", None)  # kombu writes 0 when no priority was given
+        headers = envelope.get("headers") or {}
+        return Message(
+            data,
+            headers if isinstance(headers, dict) else {},
+            str(envelope.get("content-type") or "application/json"),
+            content_encoding,
+            properties,
+        )
+    except (ValueError, TypeError, binascii.Error, UnicodeError) as exc:
+        # handed out anyway: the worker dead-letters it with the reason
+        reason: dict[str, object] = {"x-taskq-undecodable": f"{type(exc).__name__}: {exc}"}
+        return Message(raw, reason, "application/x-undecodable", "binary")
+
+
+class _Subscriber:
+    """The waiter's pub/sub connection and the pipe :meth:`RedisTransport.interrupt` writes to."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self.write_fd, False)
+        self.selector = selectors.DefaultSelector()
+        self.selector.register(self.read_fd, selectors.EVENT_READ)
+        self.pubsub: PubSub | None = None
+        self.channels: set[str] = set()
+        self.sock_fd: int | None = None
+
+    def poke(self) -> None:
+        with contextlib.suppress(OSError):  # a full pipe has been poked already
+            os.write(self.write_fd, b"x")
+
+    def drain_pipe(self) -> bool:
+        poked = False
+        try:
+            while os.read(self.read_fd, 512):
+                poked = True
+        except (BlockingIOError, OSError):
+            pass
+        return poked
+
+    def follow(self, client: redis.Redis, channels: set[str]) -> None:
+        """Be subscribed to exactly ``channels``."""
+        if self.pubsub is None:
+            self.pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            self.channels = set()
+        new, old = channels - self.channels, self.channels - channels
+        if new:
+            self.pubsub.subscribe(*sorted(new))
+        if old:
+            self.pubsub.unsubscribe(*sorted(old))
+        self.channels = set(channels)
+        connection = self.pubsub.connection
+        sock = getattr(connection, "_sock", None) if connection is not None else None
+        fd = sock.fileno() if sock is not None else None
+        if fd != self.sock_fd:
+            if self.sock_fd is not None:
+                self.selector.unregister(self.sock_fd)
+            if fd is not None:
+                self.selector.register(fd, selectors.EVENT_READ)
+            self.sock_fd = fd
+
+    def pending(self) -> bool:
+        """Read every notification already here; True if there was one."""
+        assert self.pubsub is not None
+        got = False
+        while True:
+            message = self.pubsub.get_message(timeout=0.0)
+            if message is None:
+                return got
+            got = got or message.get("type") == "message"
+
+    def block(self, timeout: float) -> None:
+        """Sleep until a notification, a poke or ``timeout`` seconds."""
+        if timeout > 0:
+            self.selector.select(timeout)
+
+    def reset(self) -> None:
+        """Forget the connection (lost or inherited); the next wait subscribes again."""
+        if self.sock_fd is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(self.sock_fd)
+            self.sock_fd = None
+        if self.pubsub is not None:
+            with contextlib.suppress(Exception):  # a broken connection cannot be closed cleanly
+                self.pubsub.reset()
+            self.pubsub = None
+        self.channels = set()
+
+    def close(self) -> None:
+        self.reset()
+        self.selector.close()
+        for fd in (self.read_fd, self.write_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+class RedisTransport(Transport):
+    """Broker transport on Redis in kombu's layout; see the module docstring."""
+
+    capabilities = Capabilities(
+        delayed_delivery=True,
+        leases=True,
+        dead_letter=True,
+        priority=True,
+        wakeup=True,
+        shared_between_processes=True,
+    )
+
+    def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
+        super().__init__(url, options)
+        self.poll_interval = float(self.options.get("poll_interval", POLL_INTERVAL))  # type: ignore[arg-type]  # a float option
+        #: Declare kombu bindings (``_kombu.binding.<queue>``) for consumed queues, so Celery
+        #: clients that publish to the queue's exchange reach it.
+        self.declare_bindings = bool(self.options.get("declare_bindings", True))
+        self._endpoint: Endpoint | None = None
+        self._pid = 0
+        self._subscriber: _Subscriber | None = None
+        self._interrupted = False
+        self._lock = threading.Lock()  # guards creating the subscriber against interrupt()
+        self._routing: dict[str, str] = {}
+        self._bound: set[str] = set()
+        self._turn = 0
+        self._prefix = ""
+        self._wake = ""
+
+    def clone(self) -> RedisTransport:
+        twin = RedisTransport(self.url, self.options)
+        twin.owner = self.owner
+        return twin
+
+    # ---- Life cycle -------------------------------------------------------------
+
+    def _connection(self) -> Endpoint:
+        if self._pid != os.getpid():  # first use, or a forked child: the parent's sockets stay its own
+            if self._subscriber is not None:
+                self._subscriber.close()
+                self._subscriber = None
+            self._endpoint = connect(self.url, self.options)
+            self._pid = os.getpid()
+            self._prefix = self._endpoint.prefix
+            self._wake = f"{self._prefix}_taskq.wake/{self._endpoint.db}."
+        assert self._endpoint is not None
+        return self._endpoint
+
+    def connect(self) -> None:
+        endpoint = self._connection()
+        try:
+            endpoint.client.ping()
+        except CONNECTION_ERRORS as exc:
+            raise BrokerUnavailableError(unreachable(endpoint, exc)) from exc
+
+    def close(self) -> None:
+        if self._subscriber is not None:
+            if self._pid == os.getpid():
+                self._subscriber.close()
+            self._subscriber = None
+        if self._endpoint is not None and self._pid == os.getpid():
+            self._endpoint.client.close()
+            self._endpoint.client.connection_pool.disconnect()
+        self._endpoint = None
+        self._pid = 0
+
+    def _run(self, script: _scripts.Script, *args: object) -> object:
+        endpoint = self._endpoint if self._pid == os.getpid() else self._connection()
+        assert endpoint is not None
+        try:
+            return _scripts.run(endpoint.client, script, [self._prefix, self._wake, *args])
+        except CONNECTION_ERRORS as exc:
+            raise BrokerUnavailableError(unreachable(endpoint, exc)) from exc
+
+    # ---- Client side ------------------------------------------------------------
+
+    def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
+        envelope = encode_envelope(queue, message)
+        self._run(_scripts.PUBLISH, queue, priority_step(message.properties.get("priority")), delay, envelope)
+
+    def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
+        args: list[object] = []
+        for queue, message, delay in items:
+            args += (queue, priority_step(message.properties.get("priority")), delay, encode_envelope(queue, message))
+            if len(args) >= BATCH * 4:
+                self._run(_scripts.PUBLISH, *args)
+                args = []
+        if args:
+            self._run(_scripts.PUBLISH, *args)
+
+    # ---- Worker side ------------------------------------------------------------
+
+    def _routing_key(self, queue: str) -> str:
+        routing = self._routing.get(queue)
+        if routing is None:
+            routing = self._routing[queue] = json.dumps(queue)  # as kombu writes it in `unacked`
+        return routing
+
+    def claim(self, queues: Sequence[str], limit: int, *, lease: float = DEFAULT_LEASE_SECONDS) -> list[Delivery]:
+        if limit <= 0 or not queues:
+            return []
+        if len(queues) > 1:  # take turns which queue is read first, as kombu's cycle does
+            self._turn = (self._turn + 1) % len(queues)
+            queues = [*queues[self._turn :], *queues[: self._turn]]
+        if self.declare_bindings and not self._bound.issuperset(queues):
+            self._bind(queues)
+        routing = [self._routing_key(q) for q in queues]
+        reply = self._run(_scripts.CLAIM, lease, limit, self.owner, len(queues), *queues, *routing)
+        assert isinstance(reply, list)
+        deliveries = []
+        for i in range(0, len(reply), 4):
+            deliveries.append(
+                Delivery(decode_envelope(reply[i + 3]), queues[reply[i] - 1], reply[i + 1].decode(), reply[i + 2])
+            )
+        return deliveries
+
+    def _bind(self, queues: Sequence[str]) -> None:
+        """Declare each queue bound to the direct exchange of its name, as a Celery worker does."""
+        endpoint = self._connection()
+        prefix = self._prefix
+        try:
+            with endpoint.client.pipeline(transaction=False) as pipe:
+                for queue in queues:
+                    member = SEP.join([queue, "", queue])
+                    pipe.sadd(f"{prefix}_kombu.binding.{queue}", member)
+                    pipe.sadd(f"{prefix}_kombu.binding_permanent.{queue}", member)
+                pipe.execute()
+        except CONNECTION_ERRORS as exc:
+            raise BrokerUnavailableError(unreachable(endpoint, exc)) from exc
+        self._bound.update(queues)
+
+    def wait(self, queues: Sequence[str], timeout: float) -> None:
+        endpoint = self._connection()
+        with self._lock:
+            subscriber = self._subscriber
+            if subscriber is None:
+                subscriber = self._subscriber = _Subscriber()
+        if self._interrupted or subscriber.drain_pipe():
+            self._interrupted = False
+            return
+        try:
+            subscriber.follow(endpoint.client, {self._wake + q for q in queues})
+            if subscriber.pending():
+                return
+            until = float(_scripts.as_text(self._run(_scripts.PROBE, *queues))) if queues else -1.0
+            if until == 0:
+                return
+            sleep = min(timeout, self.poll_interval)
+            if until > 0:
+                sleep = min(sleep, until + 0.001)
+            subscriber.block(sleep)
+            subscriber.pending()
+        except CONNECTION_ERRORS as exc:
+            subscriber.reset()
+            raise BrokerUnavailableError(unreachable(endpoint, exc)) from exc
+        except BrokerUnavailableError:
+            subscriber.reset()
+            raise
+        finally:
+            self._interrupted = False
+            subscriber.drain_pipe()
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        subscriber = self._subscriber
+        if subscriber is not None:
+            subscriber.poke()
+
+    def _pairs(self, deliveries: Sequence[Delivery]) -> Iterable[list[object]]:
+        for start in range(0, len(deliveries), BATCH):
+            pairs: list[object] = []
+            for delivery in deliveries[start : start + BATCH]:
+                pairs += (delivery.queue, str(delivery.tag))
+            yield pairs
+
+    def renew(self, deliveries: Sequence[Delivery], *, lease: float = DEFAULT_LEASE_SECONDS) -> int:
+        renewed = 0
+        for pairs in self._pairs(deliveries):
+            renewed += _scripts.as_int(self._run(_scripts.RENEW, self.owner, lease, *pairs))
+        return renewed
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        for pairs in self._pairs(deliveries):
+            self._run(_scripts.ACK, self.owner, *pairs)
+
+    def requeue(self, deliveries: Sequence[Delivery], *, delay: float = 0.0) -> None:
+        for pairs in self._pairs(deliveries):
+            self._run(_scripts.REQUEUE, self.owner, max(0.0, delay), *pairs)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        entry = {
+            "queue": delivery.queue,
+            "reason": reason,
+            "timestamp": time.time(),
+            "deliveries": delivery.deliveries,
+            "envelope": encode_envelope(delivery.queue, delivery.message),
+        }
+        self._run(_scripts.DEAD_LETTER, self.owner, delivery.queue, str(delivery.tag), json.dumps(entry))
+        logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        endpoint = self._connection()
+        client, prefix = endpoint.client, self._prefix
+        try:
+            if queue is not None:
+                queues = [queue]
+            else:
+                queues = sorted(m.decode() for m in client.smembers(f"{prefix}_taskq.dead_queues"))  # type: ignore[union-attr]  # a sync client
+            raw: list[bytes] = []
+            for name in queues:
+                raw += client.lrange(f"{prefix}_taskq.dead.{name}", 0, limit - 1)  # type: ignore[arg-type]  # a sync client
+        except CONNECTION_ERRORS as exc:
+            raise BrokerUnavailableError(unreachable(endpoint, exc)) from exc
+        letters = []
+        for item in raw:
+            entry = json.loads(item)
+            message = decode_envelope(str(entry["envelope"]).encode())
+            letters.append(DeadLetter(message, str(entry["queue"]), str(entry["reason"]), float(entry["timestamp"])))
+        letters.sort(key=lambda letter: letter.timestamp, reverse=True)
+        return letters[:limit]
+
+    # ---- Administration ---------------------------------------------------------
+
+    def purge(self, queue: str) -> int:
+        """Delete ``queue``'s waiting and delayed messages (held ones stay with their holders)."""
+        return _scripts.as_int(self._run(_scripts.PURGE, queue))
+
+    def depth(self, queue: str) -> int:
+        return _scripts.as_int(self._run(_scripts.DEPTH, queue))
+
+
+__all__ = ["PRIORITY_STEPS", "SEP", "RedisTransport", "decode_envelope", "encode_envelope", "queue_key"]

@@ -1,0 +1,44 @@
+"""The Redis transport and result backend pass the conformance kit, on the real Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from taskq_redis.backend import RedisBackend
+from taskq_redis.transport import RedisTransport
+
+from taskq.backends.base import ResultBackend
+from taskq.testing.conformance import ResultBackendContract, TransportContract
+from taskq.testing.conformance.backend import BackendFactory
+
+pytestmark = pytest.mark.integration
+
+
+class TestRedisTransport(TransportContract):
+    @pytest.fixture
+    def transport(self, redis_url: str, prefix: str) -> Iterator[RedisTransport]:
+        transport = RedisTransport(redis_url, {"global_keyprefix": prefix})
+        transport.connect()
+        yield transport
+        transport.close()
+
+
+class TestRedisBackend(ResultBackendContract):
+    @pytest.fixture
+    def backend(self, redis_url: str, prefix: str) -> Iterator[RedisBackend]:
+        backend = RedisBackend(redis_url, {"global_keyprefix": prefix})
+        yield backend
+        backend.close()
+
+    @pytest.fixture
+    def make_backend(self, redis_url: str, prefix: str) -> Iterator[BackendFactory]:
+        made: list[RedisBackend] = []
+
+        def make(expires: float | None = None) -> ResultBackend:
+            made.append(RedisBackend(redis_url, {"global_keyprefix": prefix}, expires=expires))
+            return made[-1]
+
+        yield make
+        for backend in made:
+            backend.close()
