@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import signal
+import socket
+import subprocess
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis
@@ -45,3 +50,88 @@ def delete_prefixed(url: str, name: str) -> None:
             client.delete(*keys[start : start + 500])
     finally:
         client.close()
+
+
+# ---- Private servers, for tests that kill Redis or need TLS or Sentinel ---------------------
+
+# Seconds a private redis-server may take to accept connections.
+SERVER_START_TIMEOUT = 10.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class RedisServer:
+    """A redis-server subprocess on 127.0.0.1, in memory only; started and stopped by tests."""
+
+    def __init__(self, directory: Path, *extra: str, port: int | None = None, sentinel: bool = False) -> None:
+        self.directory = directory
+        self.port = port or free_port()
+        self.extra = extra
+        self.sentinel = sentinel
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, ping: Callable[[], object] | None = None) -> None:
+        args = ["redis-server"]
+        if self.sentinel:
+            config = self.directory / f"sentinel-{self.port}.conf"
+            config.write_text("")
+            args = ["redis-server", str(config), "--sentinel"]
+        args += ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        args += ["--dir", str(self.directory), *self.extra]
+        if self.sentinel:
+            args = [a for a in args if a not in ("--save", "", "--appendonly", "no")]
+        log = open(self.directory / f"redis-{self.port}.log", "ab")  # noqa: SIM115 - handed to the process
+        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        log.close()
+        check = ping or self._ping
+        deadline = time.monotonic() + SERVER_START_TIMEOUT
+        while True:
+            try:
+                check()
+                return
+            except (redis.RedisError, OSError) as exc:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    pytest.fail(f"redis-server on port {self.port} did not start ({exc}); see {self.directory}")
+                time.sleep(0.05)
+
+    def _ping(self) -> None:
+        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        try:
+            client.ping()
+        finally:
+            client.close()
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown, no goodbye to clients."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it may kill and restart."""
+    server = RedisServer(tmp_path)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
