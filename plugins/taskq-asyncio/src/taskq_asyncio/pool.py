@@ -240,6 +240,12 @@ class AsyncioPool(Pool):
         loop.call_soon(ready.set)
         try:
             loop.run_forever()
+            # Tasks the jobs started and left behind: cancel them, as asyncio.run does.
+            leftovers = asyncio.all_tasks(loop)
+            for task in leftovers:
+                task.cancel()
+            if leftovers:
+                loop.run_until_complete(asyncio.wait(leftovers, timeout=CANCEL_GRACE))
             loop.run_until_complete(loop.shutdown_asyncgens())
         except Exception:
             logger.exception("the asyncio pool's event loop failed")
