@@ -1,0 +1,272 @@
+"""What the transport and the rpc backend share: URLs, connecting, message conversion.
+
+Private: nothing outside taskq-amqp imports it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import amqp
+import amqp.exceptions
+
+from taskq.errors import BrokerUnavailableError, ConfigError
+from taskq.transport import Message
+
+logger = logging.getLogger(__name__)
+
+# Seconds to wait for the TCP connect and the AMQP handshake.
+CONNECT_TIMEOUT = 4.0
+# Reconnect back-off: first pause and ceiling, in seconds.
+RECONNECT_START = 0.1
+RECONNECT_MAX = 2.0
+# How long a client-side call (publish, admin, result wait) keeps trying to reconnect
+# before it raises BrokerUnavailableError, in seconds. A worker's claim/wait never gives up.
+RECONNECT_TIMEOUT = 20.0
+
+SCHEMES = ("amqp", "amqps", "pyamqp", "rpc")
+# Headers RabbitMQ adds on its own; they are not part of the message that was sent.
+BROKER_HEADERS = frozenset(
+    {"x-death", "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason", "x-delivery-count"}
+)
+# AMQP basic properties a Message may carry (besides content type, encoding, headers).
+AMQP_PROPERTIES = frozenset(
+    {
+        "delivery_mode",
+        "priority",
+        "correlation_id",
+        "reply_to",
+        "expiration",
+        "message_id",
+        "timestamp",
+        "type",
+        "user_id",
+        "app_id",
+    }
+)
+# Errors after which the connection is gone and must be opened again.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    amqp.exceptions.RecoverableConnectionError,
+    amqp.exceptions.ConnectionError,
+    ConnectionError,
+    OSError,
+    EOFError,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionParams:
+    """Where and how to connect, read from a URL and its options."""
+
+    host: str
+    port: int
+    userid: str
+    password: str
+    virtual_host: str
+    use_tls: bool
+    tls: Mapping[str, object]
+    heartbeat: int
+
+    @property
+    def masked(self) -> str:
+        scheme = "amqps" if self.use_tls else "amqp"
+        vhost = "" if self.virtual_host == "/" else self.virtual_host
+        return f"{scheme}://{self.userid}:***@{self.host}:{self.port}/{vhost}"
+
+
+def parse_url(url: str, options: Mapping[str, object]) -> ConnectionParams:
+    """``amqp[s]://user:password@host:port/vhost``; an empty vhost is ``/``."""
+    parts = urlsplit(url)
+    if parts.scheme not in SCHEMES:
+        raise ConfigError(f"not an AMQP URL: {url.split('@')[-1]!r}; use amqp://user:password@host:5672/vhost")
+    tls_option = options.get("ssl")
+    use_tls = parts.scheme == "amqps" or bool(tls_option)
+    vhost = unquote(parts.path[1:]) if parts.path and parts.path != "/" else "/"
+    tls: dict[str, object] = dict(tls_option) if isinstance(tls_option, Mapping) else {}
+    return ConnectionParams(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or (5671 if use_tls else 5672),
+        userid=unquote(parts.username) if parts.username else "guest",
+        password=unquote(parts.password) if parts.password else "guest",
+        virtual_host=vhost,
+        use_tls=use_tls,
+        tls=tls,
+        heartbeat=int(options.get("heartbeat", 0)),  # type: ignore[call-overload]  # an int option
+    )
+
+
+def _ssl_options(params: ConnectionParams) -> dict[str, object] | bool:
+    """py-amqp's ``ssl`` argument: CA, client certificate, verification (on by default)."""
+    opts: dict[str, object] = {"server_hostname": params.host, "cert_reqs": ssl.CERT_REQUIRED}
+    for key in ("ca_certs", "certfile", "keyfile", "ciphers"):
+        if params.tls.get(key):
+            opts[key] = params.tls[key]
+    if "cert_reqs" in params.tls:
+        opts["cert_reqs"] = params.tls["cert_reqs"]
+        if params.tls["cert_reqs"] == ssl.CERT_NONE:
+            opts.pop("server_hostname")  # hostname checks need verification
+    if "server_hostname" in params.tls:
+        opts["server_hostname"] = params.tls["server_hostname"]
+    return opts
+
+
+def open_connection(params: ConnectionParams) -> amqp.Connection:
+    """Connect once; raise :class:`BrokerUnavailableError` saying how to check the broker."""
+    conn = amqp.Connection(
+        host=f"{params.host}:{params.port}",
+        userid=params.userid,
+        password=params.password,
+        virtual_host=params.virtual_host,
+        ssl=_ssl_options(params) if params.use_tls else False,
+        heartbeat=params.heartbeat,
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=None,
+        write_timeout=None,
+        socket_settings={},
+    )
+    try:
+        conn.connect()
+    except amqp.exceptions.AccessRefused as exc:
+        raise BrokerUnavailableError(
+            f"RabbitMQ at {params.masked} refused the login of {params.userid!r} ({exc}); check the user, "
+            f"password and virtual host: rabbitmqctl list_permissions -p {params.virtual_host}"
+        ) from exc
+    except CONNECTION_ERRORS as exc:  # socket.timeout is an OSError
+        raise BrokerUnavailableError(
+            f"cannot reach RabbitMQ at {params.masked} ({exc}); is it running? Start it with: "
+            f"rabbitmq-server -detached, check with: rabbitmqctl status"
+        ) from exc
+    sock = conn.sock
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return conn
+
+
+def new_channel(conn: amqp.Connection) -> amqp.Channel:
+    """A channel that hands message bodies over as the bytes that came (no decoding)."""
+    channel = conn.channel()
+    channel.auto_decode = False
+    return channel
+
+
+def close_quietly(conn: amqp.Connection | None) -> None:
+    """Close a connection that may already be broken, without raising."""
+    if conn is None:
+        return
+    with contextlib.suppress(Exception):  # it is going away either way
+        if conn.connected:
+            conn.close()
+    with contextlib.suppress(Exception):
+        conn.collect()
+
+
+class Backoff:
+    """Pauses between reconnect attempts: doubling from RECONNECT_START to RECONNECT_MAX."""
+
+    def __init__(self) -> None:
+        self.delay = RECONNECT_START
+
+    def next(self) -> float:
+        delay = self.delay
+        self.delay = min(self.delay * 2, RECONNECT_MAX)
+        return delay
+
+    def reset(self) -> None:
+        self.delay = RECONNECT_START
+
+
+def sleep_until(deadline: float, pause: float) -> None:
+    time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+
+
+# ---- Message conversion ------------------------------------------------------------
+
+
+def to_amqp(message: Message, headers: Mapping[str, object] | None = None) -> amqp.Message:
+    """A taskq :class:`Message` as a py-amqp message; ``headers`` are added to its own."""
+    props: dict[str, Any] = {k: v for k, v in message.properties.items() if k in AMQP_PROPERTIES and v is not None}
+    app_headers = dict(message.headers)
+    if headers:
+        app_headers.update(headers)
+    return amqp.Message(
+        message.body,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        application_headers=app_headers,
+        **props,
+    )
+
+
+def from_amqp(raw: amqp.Message) -> tuple[Message, dict[str, object]]:
+    """A delivered py-amqp message as a taskq :class:`Message`, plus the broker's headers."""
+    props: dict[str, Any] = raw.properties
+    headers = dict(props.get("application_headers") or {})
+    extra = {key: headers.pop(key) for key in BROKER_HEADERS.intersection(headers)}
+    body = raw.body
+    if isinstance(body, str):  # py-amqp gives bytes; be safe with old versions
+        body = body.encode(props.get("content_encoding") or "utf-8")
+    message = Message(
+        body=bytes(body),
+        headers=headers,
+        content_type=props.get("content_type") or "application/json",
+        content_encoding=props.get("content_encoding") or "utf-8",
+        properties={k: v for k, v in props.items() if k in AMQP_PROPERTIES},
+    )
+    return message, extra
+
+
+# ---- Where results go: task id -> (reply_to, correlation_id) -------------------------
+
+# Most reply addresses remembered per process.
+REPLY_ADDRESSES_MAX = 65_536
+
+
+class ReplyAddresses:
+    """Reply queues of tasks this process claimed or is sending, for the rpc backend.
+
+    The worker stores results in places where it has no request at hand (a rejected or
+    revoked message); the transport notes each claimed task's ``reply_to`` here so that
+    the rpc backend can still route the result. The client side notes the reply queue
+    to put on the messages it publishes.
+    """
+
+    def __init__(self) -> None:
+        self._by_task: OrderedDict[str, tuple[str, str]] = OrderedDict()
+        self._lock = threading.Lock()
+        self.local = threading.local()
+
+    def remember(self, task_id: str, reply_to: str, correlation_id: str) -> None:
+        with self._lock:
+            self._by_task[task_id] = (reply_to, correlation_id)
+            if len(self._by_task) > REPLY_ADDRESSES_MAX:
+                self._by_task.popitem(last=False)
+
+    def lookup(self, task_id: str) -> tuple[str, str] | None:
+        with self._lock:
+            return self._by_task.get(task_id)
+
+    def forget(self, task_id: str) -> None:
+        with self._lock:
+            self._by_task.pop(task_id, None)
+
+    @property
+    def outgoing(self) -> dict[str, str]:
+        """Task id -> reply queue to set on the next publish of that task, this thread."""
+        table: dict[str, str] | None = getattr(self.local, "outgoing", None)
+        if table is None:
+            table = self.local.outgoing = {}
+        return table
+
+
+REPLIES = ReplyAddresses()

@@ -1,0 +1,382 @@
+"""The ``rpc`` result backend: results travel back to the client over RabbitMQ.
+
+Laid out as Celery's rpc backend lays its results out, so either side can read the
+other's: the client sends each task with ``reply_to`` naming its reply queue and
+``correlation_id`` set to the task id; the worker publishes the result record (the
+mapping :meth:`ResultBackend.make_meta` builds) to the default exchange with the reply
+queue as routing key, ``correlation_id`` = task id, transient (``delivery_mode`` 1); the
+client consumes its reply queue and keeps the latest record per task id in memory.
+
+So a result is visible only to the process (and thread: each thread has its own backend
+and reply queue) that sent the task, once. The reply queue is not exclusive: it outlives a
+dropped connection by ``reply_queue_expires`` seconds (x-expires), so a client that
+reconnects in time still gets what arrived meanwhile; it is not durable, so results
+published while the broker restarts, or after the client gave up, are lost (Celery has the
+same limit). Groups are kept in this process's memory; there is no chord counter.
+
+Revocations go to a RabbitMQ stream (``taskq.revocations``), an append-only log every
+worker reads from its own offset, so a worker that was offline still honours them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import select
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import ClassVar, TypeVar
+from urllib.parse import urlsplit
+
+import amqp
+import amqp.exceptions
+
+from taskq import states
+from taskq.backends.base import BackendCapabilities, Meta, ResultBackend
+from taskq.errors import BrokerUnavailableError, ConfigError, TimeoutError
+from taskq.serialization import Serializer
+from taskq_amqp._connection import (
+    CONNECTION_ERRORS,
+    RECONNECT_TIMEOUT,
+    REPLIES,
+    Backoff,
+    close_quietly,
+    new_channel,
+    open_connection,
+    parse_url,
+)
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How long a reply queue outlives its client's connection, in seconds (x-expires).
+REPLY_QUEUE_EXPIRES = 60.0
+# Most results kept per backend instance; the oldest are dropped first.
+RESULT_CACHE_MAX = 100_000
+# The revocation log: a stream queue, and how long it keeps entries (RabbitMQ's syntax).
+REVOCATIONS_QUEUE = "taskq.revocations"
+REVOCATIONS_MAX_AGE = "7D"
+# Silence, in seconds, after which a read of the revocation log counts as caught up.
+REVOCATIONS_IDLE = 0.1
+# Message type of the marker a client sends itself to know its queue is read up to now.
+BARRIER_TYPE = "taskq.barrier"
+
+RECOVERABLE: tuple[type[BaseException], ...] = (BrokerUnavailableError, *CONNECTION_ERRORS)
+
+# Groups saved by this process (rpc results are local to the client, and so are groups).
+_groups: dict[str, list[str]] = {}
+_groups_lock = threading.Lock()
+
+
+class RpcBackend(ResultBackend):
+    """Results as messages on the client's reply queue; see the module docstring."""
+
+    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(push_wait=True)
+
+    def __init__(
+        self,
+        url: str,
+        options: Mapping[str, object] | None = None,
+        *,
+        serializer: Serializer | None = None,
+        expires: float | None = None,
+    ) -> None:
+        super().__init__(url, options, serializer=serializer, expires=expires)
+        self.params = parse_url(_broker_url(url, self.options), self.options)
+        expiry = self.options.get("reply_queue_expires", REPLY_QUEUE_EXPIRES)
+        self.reply_queue_expires = float(expiry) if isinstance(expiry, (int, float, str)) else REPLY_QUEUE_EXPIRES
+        #: This backend's reply queue (Celery calls it the oid).
+        self.queue_name = f"taskq.reply.{uuid.uuid4()}"
+        self._lock = threading.RLock()
+        self._conn: amqp.Connection | None = None
+        self._channel: amqp.Channel | None = None
+        self._consuming = False
+        self._results: OrderedDict[str, Meta] = OrderedDict()
+        self._barriers: set[str] = set()
+
+    # ---- Connection -------------------------------------------------------------------
+
+    def _ensure(self) -> amqp.Channel:
+        with self._lock:
+            if self._channel is not None:
+                return self._channel
+            conn = open_connection(self.params)
+            try:
+                channel = new_channel(conn)
+                if self._consuming:  # reconnected: take up the reply queue where it was
+                    self._consume(channel)
+            except CONNECTION_ERRORS as exc:
+                close_quietly(conn)
+                raise BrokerUnavailableError(f"RabbitMQ at {self.params.masked} closed the connection: {exc}") from exc
+            self._conn, self._channel = conn, channel
+            return channel
+
+    def _lost(self, exc: BaseException) -> None:
+        with self._lock:
+            if self._conn is not None:
+                logger.warning("lost the result connection to %s: %s", self.params.masked, exc)
+            close_quietly(self._conn)
+            self._conn = self._channel = None
+
+    def _retrying(self, what: str, operation: Callable[[amqp.Channel], T], deadline: float | None = None) -> T:
+        deadline = time.monotonic() + RECONNECT_TIMEOUT if deadline is None else deadline
+        backoff = Backoff()
+        while True:
+            try:
+                return operation(self._ensure())
+            except RECOVERABLE as exc:
+                self._lost(exc)
+                if time.monotonic() >= deadline:
+                    raise BrokerUnavailableError(
+                        f"cannot {what}: RabbitMQ at {self.params.masked} is unreachable ({exc}); "
+                        f"is it running? Check with: rabbitmqctl status"
+                    ) from exc
+                pause = backoff.next()
+                logger.warning("cannot %s (%s); retrying in %.1fs", what, exc, pause)
+                time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+
+    def close(self) -> None:
+        with self._lock:
+            close_quietly(self._conn)
+            self._conn = self._channel = None
+            self._consuming = False
+
+    # ---- The reply queue ----------------------------------------------------------------
+
+    def reply_queue(self) -> str:
+        """Declare this backend's reply queue and consume it; return its name."""
+        if not self._consuming:
+            self._retrying("declare the reply queue", self._consume)
+        return self.queue_name
+
+    def _consume(self, channel: amqp.Channel) -> None:
+        arguments = {"x-expires": int(self.reply_queue_expires * 1000)}
+        channel.queue_declare(self.queue_name, durable=False, auto_delete=False, arguments=arguments)
+        channel.basic_consume(self.queue_name, callback=self._on_reply, no_ack=True)
+        self._consuming = True
+
+    def _on_reply(self, raw: amqp.Message) -> None:
+        props = raw.properties
+        if props.get("type") == BARRIER_TYPE:
+            self._barriers.add(str(props.get("correlation_id")))
+            return
+        try:
+            meta = self.decode(bytes(raw.body))
+        except Exception as exc:
+            logger.warning("ignoring an unreadable result on %s: %s", self.queue_name, exc)
+            return
+        task_id = str(meta.get("task_id") or props.get("correlation_id"))
+        results = self._results
+        results[task_id] = meta
+        results.move_to_end(task_id)
+        if len(results) > RESULT_CACHE_MAX:
+            results.popitem(last=False)
+
+    def _drain(self, timeout: float) -> None:
+        """Handle replies that arrive within ``timeout`` seconds (0: only those already here)."""
+        conn = self._conn
+        if conn is None:
+            self._ensure()
+            conn = self._conn
+            assert conn is not None
+        sock = conn.sock
+        ready = select.select([sock], [], [], max(0.0, timeout))[0]
+        while ready:
+            conn.drain_events(timeout=None)
+            ready = select.select([sock], [], [], 0)[0]
+
+    def _barrier(self, channel: amqp.Channel) -> None:
+        """Read the reply queue up to now: send ourselves a marker and wait for it."""
+        marker = uuid.uuid4().hex
+        with self._lock:
+            channel.basic_publish(
+                amqp.Message(b"", type=BARRIER_TYPE, correlation_id=marker, delivery_mode=1),
+                exchange="",
+                routing_key=self.queue_name,
+            )
+        deadline = time.monotonic() + RECONNECT_TIMEOUT
+        while marker not in self._barriers and time.monotonic() < deadline:
+            self._drain(deadline - time.monotonic())
+        self._barriers.discard(marker)
+
+    # ---- Storing (the worker's side) ------------------------------------------------------
+
+    def _address(self, task_id: str) -> tuple[str, str] | None:
+        """Where the result of ``task_id`` goes: ``(reply_to, correlation_id)``."""
+        from taskq.app import current_app
+
+        running = current_app().current_worker_task_context()
+        if running is not None and running.id == task_id:
+            if not running.reply_to:
+                return None  # sent by a client that does not wait over rpc
+            return running.reply_to, running.correlation_id or task_id
+        known = REPLIES.lookup(task_id)
+        if known is not None:
+            return known
+        return self.reply_queue(), task_id  # stored here, for here
+
+    def store_result(
+        self,
+        task_id: str,
+        result: object,
+        state: str,
+        traceback: str | None = None,
+        request_info: Mapping[str, object] | None = None,
+    ) -> None:
+        address = self._address(task_id)
+        if address is None:
+            return
+        reply_to, correlation_id = address
+        meta = self.make_meta(task_id, result, state, traceback, request_info)
+        raw = amqp.Message(
+            self.encode(meta),
+            content_type=self.serializer.content_type,
+            content_encoding=self.serializer.content_encoding,
+            correlation_id=correlation_id,
+            delivery_mode=1,
+        )
+
+        def send(channel: amqp.Channel) -> None:
+            with self._lock:
+                channel.basic_publish(raw, exchange="", routing_key=reply_to)
+
+        self._retrying("send a result", send)
+        if state in states.READY_STATES:
+            REPLIES.forget(task_id)
+
+    # ---- Reading (the client's side) ------------------------------------------------------
+
+    def get_task_meta(self, task_id: str) -> Meta:
+        meta = self._results.get(task_id)
+        if meta is not None and meta.get("status") in states.READY_STATES:
+            return meta
+        self.reply_queue()
+        self._retrying("read results", self._barrier)
+        meta = self._results.get(task_id)
+        if meta is None:
+            return {"status": states.PENDING, "result": None, "traceback": None, "task_id": task_id}
+        return meta
+
+    def wait_for(self, task_id: str, timeout: float | None = None) -> Meta:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self.reply_queue()
+        while True:
+            meta = self._results.get(task_id)
+            if meta is not None and meta.get("status") in states.READY_STATES:
+                return meta
+            remaining = 1.0 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                status = meta.get("status") if meta is not None else states.PENDING
+                raise TimeoutError(
+                    f"task {task_id} is still {status} after {timeout}s; "
+                    f"is a worker consuming its queue? (taskq worker -A yourapp)"
+                )
+            try:
+                self._drain(min(remaining, 1.0))
+            except RECOVERABLE as exc:
+                self._lost(exc)
+                with contextlib.suppress(BrokerUnavailableError):
+                    self._retrying("wait for a result", lambda _: None, deadline)
+
+    def wait_for_change(self, task_ids: Sequence[str], timeout: float) -> None:
+        self.reply_queue()
+        self._drain(timeout)
+
+    def forget(self, task_id: str) -> None:
+        if self._consuming:  # a result on its way must not come back after this
+            self._retrying("read results", self._barrier)
+        self._results.pop(task_id, None)
+
+    # ---- Groups: in this process ------------------------------------------------------------
+
+    def save_group(self, group_id: str, task_ids: Sequence[str]) -> None:
+        with _groups_lock:
+            _groups[group_id] = list(task_ids)
+
+    def restore_group(self, group_id: str) -> list[str] | None:
+        with _groups_lock:
+            members = _groups.get(group_id)
+        return list(members) if members is not None else None
+
+    def delete_group(self, group_id: str) -> None:
+        with _groups_lock:
+            _groups.pop(group_id, None)
+
+    # ---- Revocations: a stream every worker reads from its own offset ------------------------
+
+    def _declare_revocations(self, channel: amqp.Channel) -> None:
+        arguments = {"x-queue-type": "stream", "x-max-age": REVOCATIONS_MAX_AGE}
+        channel.queue_declare(REVOCATIONS_QUEUE, durable=True, auto_delete=False, arguments=arguments)
+
+    def revoke(self, task_ids: Sequence[str], *, terminate: bool = False) -> None:
+        def send(_: amqp.Channel) -> None:
+            assert self._conn is not None
+            channel = new_channel(self._conn)
+            try:
+                channel.confirm_select()
+                self._declare_revocations(channel)
+                for task_id in task_ids:
+                    body = json.dumps({"task_id": task_id, "terminate": terminate}).encode()
+                    message = amqp.Message(body, content_type="application/json", delivery_mode=2)
+                    channel.basic_publish_confirm(message, exchange="", routing_key=REVOCATIONS_QUEUE)
+            finally:
+                with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
+                    channel.close()
+
+        self._retrying("record a revocation", send)
+
+    def revocations_since(self, cursor: int) -> tuple[list[tuple[str, bool]], int]:
+        return self._retrying("read revocations", lambda _: self._read_revocations(cursor))
+
+    def _read_revocations(self, cursor: int) -> tuple[list[tuple[str, bool]], int]:
+        assert self._conn is not None
+        conn = self._conn
+        found: list[tuple[str, bool]] = []
+        last = [cursor - 1]
+
+        def on_entry(raw: amqp.Message) -> None:
+            offset = raw.headers.get("x-stream-offset")
+            if isinstance(offset, int) and offset >= last[0] + 1:
+                last[0] = offset
+                with contextlib.suppress(ValueError, KeyError, TypeError):
+                    entry = json.loads(raw.body)
+                    found.append((str(entry["task_id"]), bool(entry.get("terminate"))))
+            raw.channel.basic_ack(raw.delivery_tag)
+
+        channel = new_channel(conn)
+        try:
+            self._declare_revocations(channel)
+            channel.basic_qos(0, 1000, False)
+            channel.basic_consume(REVOCATIONS_QUEUE, callback=on_entry, arguments={"x-stream-offset": cursor})
+            sock = conn.sock
+            while select.select([sock], [], [], REVOCATIONS_IDLE)[0]:
+                conn.drain_events(timeout=None)
+        finally:
+            with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
+                channel.close()
+        return found, last[0] + 1
+
+
+def _broker_url(url: str, options: Mapping[str, object]) -> str:
+    """The broker an ``rpc://`` backend talks to: its own URL's host, or the app's broker."""
+    if urlsplit(url).hostname:
+        return url
+    broker = options.get("broker_url")
+    if not isinstance(broker, str):
+        from taskq.app import current_app
+
+        broker = str(current_app().conf["broker_url"])
+    if urlsplit(broker).scheme not in ("amqp", "amqps", "pyamqp"):
+        raise ConfigError(
+            f"the rpc result backend sends results over RabbitMQ, but broker_url is {broker.split('@')[-1]!r}; "
+            f"set broker_url to an amqp:// URL, or result_backend to rpc://user:password@host:5672/vhost"
+        )
+    return broker
+
+
+__all__ = ["RpcBackend"]

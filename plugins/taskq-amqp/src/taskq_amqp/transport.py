@@ -1,0 +1,679 @@
+"""The RabbitMQ transport: py-amqp, one connection and channel per instance.
+
+How the contract maps onto AMQP 0-9-1:
+
+* **Queues** are declared as Celery 5 declares its default queue: a durable queue, a
+  durable direct exchange of the same name and a binding with the queue's name as the
+  routing key; messages are published to that exchange. Options add ``x-max-priority``
+  (``max_priority``) or ``x-queue-type: quorum`` (``queue_type``), which Celery must be
+  told too (``task_queue_max_priority``, ``x-queue-type`` in its queue arguments).
+* **Claim** consumes (``basic_consume``) with the broker's prefetch (``basic_qos``) as
+  the window and returns what has been delivered so far; when nothing has, it asks with
+  ``basic_get``, which doubles as a barrier, so a message published just before is seen.
+* **Leases** are RabbitMQ's own: an unacknowledged message goes back to its queue when
+  this connection closes, so ``capabilities.leases`` is False and :meth:`renew` is a no-op.
+* **Ack** batches with ``multiple=True`` whenever the tags acked are the oldest ones held.
+* **Delays** go through delay queues ``<queue>.delay.<ms>``: every message in one shares
+  its TTL, so they expire in order (per-message TTLs only expire at a queue's head), and
+  RabbitMQ dead-letters each back to ``<queue>`` when due. Delays are rounded to 7
+  significant bits (< 1.6 %): up for plain messages, so they never arrive early; down for
+  task messages that carry an ETA, which the worker holds until due or sends back.
+* **Dead letters** are copies in ``<queue>.dead`` with the reason in headers.
+* **Publisher confirms** are batched by default: publish returns at once, unconfirmed
+  messages are kept and sent again after a reconnect, and everything is confirmed before
+  an ack, a depth or purge, and close.
+
+The module stays whole (a little over 500 lines): it is one connection's state machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import select
+import socket
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
+from typing import ClassVar, TypeVar, cast
+
+import amqp
+import amqp.exceptions
+
+from taskq.errors import BrokerUnavailableError, ConfigError
+from taskq.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
+from taskq_amqp._connection import (
+    CONNECTION_ERRORS,
+    RECONNECT_TIMEOUT,
+    REPLIES,
+    Backoff,
+    close_quietly,
+    from_amqp,
+    new_channel,
+    open_connection,
+    parse_url,
+    to_amqp,
+)
+
+logger = logging.getLogger(__name__)
+
+# What a reconnect may cure.
+RECOVERABLE: tuple[type[BaseException], ...] = (BrokerUnavailableError, *CONNECTION_ERRORS)
+
+T = TypeVar("T")
+
+# Broker prefetch before the first claim says how many the worker wants, in messages.
+DEFAULT_PREFETCH = 4
+# Most unconfirmed publishes before publish() waits for the broker's confirms, in messages.
+CONFIRM_WINDOW = 1000
+# Significant bits kept when rounding a delay: < 1/64 relative error, few delay queues.
+DELAY_PRECISION_BITS = 7
+# Longest per-queue TTL RabbitMQ takes, in milliseconds (about 49 days).
+MAX_TTL_MS = 2**32 - 1
+# A delay queue lives this long (ms) beyond twice its TTL once nobody declares it.
+DELAY_QUEUE_GRACE_MS = 60_000
+# Most dead letters read per queue by dead_letters(), in messages.
+DEAD_LETTER_SCAN_MAX = 10_000
+# Least pause between two "broker unreachable" warnings from claim/wait, in seconds.
+WARNING_INTERVAL = 5.0
+
+HEADER_DEAD_REASON = "x-taskq-dead-reason"
+HEADER_DEAD_QUEUE = "x-taskq-dead-queue"
+HEADER_DEAD_AT = "x-taskq-dead-at"
+_DEAD_HEADERS = (HEADER_DEAD_REASON, HEADER_DEAD_QUEUE, HEADER_DEAD_AT)
+CONFIRM_MODES = ("off", "batch", "each")
+
+
+def delay_bucket(delay: float, *, early_ok: bool = False) -> int:
+    """Milliseconds of the delay queue for ``delay`` seconds (0: no delay needed)."""
+    ms = math.floor(delay * 1000) if early_ok else math.ceil(delay * 1000)
+    if ms <= 0:
+        return 0
+    shift = max(0, ms.bit_length() - DELAY_PRECISION_BITS)
+    if not early_ok:
+        ms += (1 << shift) - 1
+    ms = (ms >> shift) << shift
+    return min(ms, MAX_TTL_MS)
+
+
+def delay_queue_name(queue: str, ms: int) -> str:
+    return f"{queue}.delay.{ms}"
+
+
+def dead_queue_name(queue: str) -> str:
+    return f"{queue}.dead"
+
+
+class AmqpTransport(Transport):
+    """RabbitMQ through py-amqp; see the module docstring for how the contract maps."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        delayed_delivery=True, leases=False, dead_letter=True, priority=True, wakeup=True
+    )
+
+    def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
+        super().__init__(url, options)
+        opts = self.options
+        self.params = parse_url(url, opts)
+        self.queue_type = str(opts.get("queue_type", "classic"))
+        if self.queue_type not in ("classic", "quorum"):
+            raise ConfigError(f"queue_type must be 'classic' or 'quorum', not {self.queue_type!r}")
+        max_priority = opts.get("max_priority")
+        self.max_priority = int(max_priority) if isinstance(max_priority, (int, str)) else None
+        if self.max_priority is not None and self.queue_type == "quorum":
+            raise ConfigError("quorum queues have no priorities in RabbitMQ 3.10: drop max_priority or queue_type")
+        prefetch = opts.get("prefetch_count")
+        self.prefetch_count = int(prefetch) if isinstance(prefetch, (int, str)) else None
+        self.confirm_publish = str(opts.get("confirm_publish", "batch"))
+        if self.confirm_publish not in CONFIRM_MODES:
+            raise ConfigError(
+                f"confirm_publish must be one of {', '.join(CONFIRM_MODES)}, not {self.confirm_publish!r}"
+            )
+        timeout = opts.get("reconnect_timeout", RECONNECT_TIMEOUT)
+        self.reconnect_timeout = float(timeout) if isinstance(timeout, (int, float, str)) else RECONNECT_TIMEOUT
+        self.extra_queue_arguments = dict(opts.get("queue_arguments") or {})  # type: ignore[call-overload]  # a mapping option
+        # Connection state; _reset() clears what dies with a connection.
+        self._conn: amqp.Connection | None = None
+        self._channel: amqp.Channel | None = None
+        self._admin: amqp.Channel | None = None
+        self._generation = 0
+        self._buffer: deque[Delivery] = deque()
+        self._consumers: dict[str, str] = {}
+        self._unacked: dict[int, str] = {}
+        self._declared: set[str] = set()
+        self._delay_declared: dict[str, float] = {}
+        self._qos = 0
+        self._sequence = 0
+        self._pending: OrderedDict[int, tuple[str, str, amqp.Message]] = OrderedDict()
+        # What outlives a connection: the delay and dead-letter queues this instance used.
+        self._delays: dict[str, set[int]] = {}
+        self._dead_queues: set[str] = set()
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._last_warning = 0.0
+        self._backoff = Backoff()
+
+    # ---- Life cycle -----------------------------------------------------------------
+
+    def connect(self) -> None:
+        self._ensure()
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._flush_confirms()
+        close_quietly(self._conn)
+        self._reset(None, None)
+        for sock in (self._wake_r, self._wake_w):
+            sock.close()
+
+    def _ensure(self) -> amqp.Channel:
+        """The channel, connecting first if need be; raises BrokerUnavailableError."""
+        if self._channel is not None:
+            return self._channel
+        if self._wake_r.fileno() == -1:  # closed, and used again
+            self._wake_r, self._wake_w = socket.socketpair()
+            self._wake_r.setblocking(False)
+            self._wake_w.setblocking(False)
+        conn = open_connection(self.params)
+        try:
+            channel = new_channel(conn)
+            if self.confirm_publish != "off":
+                channel.confirm_select()
+                channel.events["basic_ack"].add(self._on_confirm)
+                channel.events["basic_nack"].add(self._on_nack)
+        except CONNECTION_ERRORS as exc:
+            close_quietly(conn)
+            raise BrokerUnavailableError(f"RabbitMQ at {self.params.masked} closed the connection: {exc}") from exc
+        unconfirmed = list(self._pending.values())
+        self._reset(conn, channel)
+        if self._generation > 1:
+            logger.info("reconnected to %s", self.params.masked)
+        for exchange, routing_key, raw in unconfirmed:  # lost with the old connection: send again
+            self._send(channel, exchange, routing_key, raw)
+        return channel
+
+    def _reset(self, conn: amqp.Connection | None, channel: amqp.Channel | None) -> None:
+        self._conn, self._channel, self._admin = conn, channel, None
+        self._generation += 1
+        # Unacked deliveries of the old connection are back in their queues already.
+        self._buffer.clear()
+        self._consumers.clear()
+        self._unacked.clear()
+        self._declared.clear()
+        self._delay_declared.clear()
+        self._qos = 0
+        self._pending.clear()
+
+    def _lost(self, exc: BaseException) -> None:
+        """Forget a broken connection; the next call opens a new one."""
+        if self._conn is not None:
+            logger.warning("lost the connection to %s: %s", self.params.masked, exc or type(exc).__name__)
+        close_quietly(self._conn)
+        pending = self._pending.copy()
+        self._reset(None, None)
+        self._pending = pending  # sent again on the next connection
+
+    def _retrying(self, what: str, operation: Callable[[amqp.Channel], T]) -> T:
+        """Run ``operation`` on the channel, reconnecting for up to ``reconnect_timeout``."""
+        deadline = time.monotonic() + self.reconnect_timeout
+        backoff = Backoff()
+        while True:
+            try:
+                return operation(self._ensure())
+            except amqp.exceptions.PreconditionFailed as exc:
+                self._lost(exc)
+                raise ConfigError(
+                    f"RabbitMQ refused to {what}: {exc.reply_text}. A queue of that name exists with other "
+                    f"arguments (priority, queue type): delete it or set the same transport options"
+                ) from exc
+            except RECOVERABLE as exc:
+                self._lost(exc)
+                if time.monotonic() >= deadline:
+                    raise BrokerUnavailableError(
+                        f"cannot {what}: RabbitMQ at {self.params.masked} is unreachable after "
+                        f"{self.reconnect_timeout:.0f}s ({exc}); is it running? Check with: rabbitmqctl status"
+                    ) from exc
+                pause = backoff.next()
+                logger.warning("cannot %s on %s (%s); retrying in %.1fs", what, self.params.masked, exc, pause)
+                time.sleep(pause)
+
+    def _warn_unreachable(self, exc: BaseException) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= WARNING_INTERVAL:
+            self._last_warning = now
+            logger.warning("RabbitMQ at %s is unreachable (%s); still trying", self.params.masked, exc)
+
+    # ---- Declaring ------------------------------------------------------------------
+
+    def queue_arguments(self) -> dict[str, object]:
+        """The arguments every work queue is declared with (they must match Celery's)."""
+        args: dict[str, object] = dict(self.extra_queue_arguments)
+        if self.queue_type == "quorum":
+            args["x-queue-type"] = "quorum"
+        if self.max_priority is not None:
+            args["x-max-priority"] = self.max_priority
+        return args
+
+    def _declare(self, channel: amqp.Channel, queue: str) -> None:
+        if queue in self._declared:
+            return
+        channel.exchange_declare(queue, "direct", durable=True, auto_delete=False)
+        channel.queue_declare(queue, durable=True, auto_delete=False, arguments=self.queue_arguments())
+        channel.queue_bind(queue, queue, queue)
+        self._declared.add(queue)
+
+    def _declare_delay(self, channel: amqp.Channel, queue: str, ms: int) -> str:
+        name = delay_queue_name(queue, ms)
+        now = time.monotonic()
+        declared = self._delay_declared.get(name)
+        # Declaring again restarts the queue's x-expires clock; it must outlast our messages.
+        if declared is None or now - declared > ms / 1000 + DELAY_QUEUE_GRACE_MS / 2000:
+            self._declare(channel, queue)
+            arguments = {
+                "x-message-ttl": ms,
+                "x-dead-letter-exchange": "",
+                "x-dead-letter-routing-key": queue,
+                "x-expires": min(2 * ms + DELAY_QUEUE_GRACE_MS, MAX_TTL_MS),
+            }
+            channel.queue_declare(name, durable=True, auto_delete=False, arguments=arguments)
+            self._delay_declared[name] = now
+        self._delays.setdefault(queue, set()).add(ms)
+        return name
+
+    def _declare_dead(self, channel: amqp.Channel, queue: str) -> str:
+        name = dead_queue_name(queue)
+        if name not in self._declared:
+            channel.queue_declare(name, durable=True, auto_delete=False)
+            self._declared.add(name)
+        self._dead_queues.add(queue)
+        return name
+
+    # ---- Publishing -----------------------------------------------------------------
+
+    def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
+        self._retrying("publish", lambda channel: self._publish(channel, queue, message, delay))
+        if self.confirm_publish == "each":
+            self._retrying("confirm a publish", lambda _: self._flush_confirms())
+
+    def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
+        for queue, message, delay in items:
+            self._retrying("publish", partial(self._publish, queue=queue, message=message, delay=delay))
+        if self.confirm_publish != "off":
+            self._retrying("confirm a publish", lambda _: self._flush_confirms())
+
+    def _publish(self, channel: amqp.Channel, queue: str, message: Message, delay: float) -> None:
+        raw = to_amqp(message)
+        if not message.properties.get("reply_to"):
+            outgoing = REPLIES.outgoing
+            if outgoing:
+                reply_to = outgoing.pop(str(message.headers.get("id")), None)
+                if reply_to:
+                    raw.properties["reply_to"] = reply_to
+        ms = delay_bucket(delay, early_ok=bool(message.headers.get("eta"))) if delay > 0 else 0
+        if ms:
+            exchange, routing_key = "", self._declare_delay(channel, queue, ms)
+        else:
+            self._declare(channel, queue)
+            exchange, routing_key = queue, queue
+        self._send(channel, exchange, routing_key, raw)
+
+    def _send(self, channel: amqp.Channel, exchange: str, routing_key: str, raw: amqp.Message) -> None:
+        channel.basic_publish(raw, exchange=exchange, routing_key=routing_key)
+        if self.confirm_publish != "off":
+            self._sequence += 1
+            self._pending[self._sequence] = (exchange, routing_key, raw)
+            if len(self._pending) >= CONFIRM_WINDOW:
+                self._flush_confirms()
+
+    def _on_confirm(self, delivery_tag: int, multiple: bool) -> None:
+        if multiple:
+            while self._pending:
+                tag = next(iter(self._pending))
+                if tag > delivery_tag:
+                    break
+                del self._pending[tag]
+        else:
+            self._pending.pop(delivery_tag, None)
+
+    def _on_nack(self, delivery_tag: int, multiple: bool, requeue: bool = False) -> None:
+        # The broker could not take them (an internal error): send them again.
+        tags = [t for t in self._pending if t <= delivery_tag] if multiple else [delivery_tag]
+        logger.warning("RabbitMQ refused %d published message(s); sending them again", len(tags))
+        again = [self._pending.pop(t) for t in tags if t in self._pending]
+        if self._channel is not None:
+            for exchange, routing_key, raw in again:
+                self._send(self._channel, exchange, routing_key, raw)
+
+    def _flush_confirms(self) -> None:
+        """Wait until the broker has confirmed everything published on this connection."""
+        conn = self._conn
+        while self._pending and conn is not None:
+            conn.drain_events(timeout=None)
+
+    # ---- Consuming ------------------------------------------------------------------
+
+    def claim(self, queues: Sequence[str], limit: int, *, lease: float = DEFAULT_LEASE_SECONDS) -> list[Delivery]:
+        if limit <= 0:
+            return []
+        try:
+            channel = self._ensure()
+            self._consume(channel, queues, limit)
+            if len(self._buffer) < limit:
+                self._drain_ready()
+                if len(self._buffer) < limit:
+                    self._fetch(channel, queues, limit)
+        except RECOVERABLE as exc:
+            self._lost(exc)
+            self._warn_unreachable(exc)
+            return []
+        buffer = self._buffer
+        if len(buffer) <= limit:
+            taken = list(buffer)
+            buffer.clear()
+            return taken
+        return [buffer.popleft() for _ in range(limit)]
+
+    def _consume(self, channel: amqp.Channel, queues: Sequence[str], limit: int) -> None:
+        """Have a consumer on each of ``queues`` and on nothing else."""
+        consumers = self._consumers
+        if len(consumers) == len(queues) and all(q in consumers for q in queues):
+            return
+        for queue in [q for q in consumers if q not in queues]:
+            channel.basic_cancel(consumers.pop(queue))
+            keep: deque[Delivery] = deque()
+            for delivery in self._buffer:
+                if delivery.queue == queue:
+                    tag = _tag_of(delivery)[1]
+                    channel.basic_reject(tag, requeue=True)
+                    self._unacked.pop(tag, None)
+                else:
+                    keep.append(delivery)
+            self._buffer = keep
+        if not self._qos:
+            self._qos = self.prefetch_count or max(limit, 1)
+            channel.basic_qos(0, self._qos, False)
+        for queue in queues:
+            if queue not in consumers:
+                self._declare(channel, queue)
+                consumers[queue] = channel.basic_consume(
+                    queue, callback=partial(self._on_message, queue), on_cancel=partial(self._on_cancel, queue)
+                )
+
+    def _cancel_consumers(self, channel: amqp.Channel) -> None:
+        """Stop deliveries (what was delivered stays held); the next claim consumes again."""
+        while self._consumers:
+            _, tag = self._consumers.popitem()
+            channel.basic_cancel(tag)
+
+    def _on_cancel(self, queue: str, consumer_tag: str) -> None:
+        # The broker ended the consumer (queue deleted, quorum leader moved): consume again later.
+        if self._consumers.get(queue) == consumer_tag:
+            del self._consumers[queue]
+
+    def _on_message(self, queue: str, raw: amqp.Message) -> None:
+        info = raw.delivery_info
+        tag: int = info["delivery_tag"]
+        message, extra = from_amqp(raw)
+        count = extra.get("x-delivery-count")
+        # Quorum queues count how often a message came back; classic ones only flag it.
+        deliveries = count + 1 if isinstance(count, int) else 2 if info.get("redelivered") else 1
+        self._unacked[tag] = queue
+        reply_to = message.properties.get("reply_to")
+        if reply_to:
+            task_id = str(message.headers.get("id"))
+            REPLIES.remember(task_id, str(reply_to), str(message.properties.get("correlation_id") or task_id))
+        self._buffer.append(Delivery(message, queue, (self._generation, tag), deliveries))
+
+    def _drain_ready(self) -> None:
+        """Read every frame already waiting on the socket, without blocking."""
+        conn = self._conn
+        if conn is None:
+            return
+        sock = conn.sock
+        if self.params.heartbeat:
+            conn.heartbeat_tick()
+        while _readable(sock, 0.0):
+            conn.drain_events(timeout=None)
+
+    def _fetch(self, channel: amqp.Channel, queues: Sequence[str], limit: int) -> None:
+        """``basic_get`` until ``limit``: sees what the consumers have not been sent yet.
+
+        The reply to a get comes after every delivery the queue made before it, so a
+        message published before this call is either delivered or fetched here.
+        """
+        for queue in queues:
+            while len(self._buffer) < limit:
+                raw = channel.basic_get(queue, no_ack=False)
+                if raw is None:
+                    break
+                self._on_message(queue, raw)
+
+    def wait(self, queues: Sequence[str], timeout: float) -> None:
+        deadline = time.monotonic() + max(0.0, timeout)
+        backoff = self._backoff
+        while not self._buffer:
+            remaining = deadline - time.monotonic()
+            try:
+                channel = self._ensure()
+                self._consume(channel, queues, DEFAULT_PREFETCH)
+                backoff.reset()
+                if self._buffer:
+                    break
+                if remaining <= 0:
+                    break
+                conn = self._conn
+                assert conn is not None
+                if self.params.heartbeat:
+                    conn.heartbeat_tick()
+                    remaining = min(remaining, max(0.5, self.params.heartbeat / 4))
+                sock = conn.sock
+                if _pending(sock) or sock in select.select([sock, self._wake_r], [], [], remaining)[0]:
+                    self._drain_ready()
+                elif self._woken():
+                    return
+            except RECOVERABLE as exc:
+                self._lost(exc)
+                self._warn_unreachable(exc)
+                if remaining <= 0 or self._sleep(min(backoff.next(), remaining)):
+                    return
+        self._woken()
+
+    def interrupt(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"!")
+
+    def _woken(self) -> bool:
+        """Swallow pending interrupts; say whether there were any."""
+        woken = False
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(64):
+                woken = True
+        return woken
+
+    def _sleep(self, seconds: float) -> bool:
+        """Sleep unless interrupted; True when interrupted."""
+        if select.select([self._wake_r], [], [], seconds)[0]:
+            self._woken()
+            return True
+        return False
+
+    # ---- Settling -------------------------------------------------------------------
+
+    def renew(self, deliveries: Sequence[Delivery], *, lease: float = DEFAULT_LEASE_SECONDS) -> int:
+        # RabbitMQ holds an unacked message for its consumer until the connection closes.
+        return len(deliveries)
+
+    def _current(self, deliveries: Iterable[Delivery]) -> list[int]:
+        """Delivery tags of ``deliveries`` still held on this connection."""
+        generation, unacked = self._generation, self._unacked
+        tags = []
+        for delivery in deliveries:
+            gen, tag = _tag_of(delivery)
+            if gen == generation and tag in unacked:
+                tags.append(tag)
+        return tags
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        tags = self._current(deliveries)
+        if not tags or self._channel is None:
+            return
+        try:
+            if self._pending:  # what the worker published in their stead is confirmed first
+                self._flush_confirms()
+            self._ack_tags(self._channel, tags)
+        except CONNECTION_ERRORS as exc:
+            self._lost(exc)  # the broker gives them back to the queue: at least once
+
+    def _ack_tags(self, channel: amqp.Channel, tags: list[int]) -> None:
+        wanted = set(tags)
+        unacked = self._unacked
+        # The oldest held tags, if all acked now, go in one basic_ack(multiple=True).
+        last = 0
+        for tag in unacked:
+            if tag not in wanted:
+                break
+            last = tag
+        if last:
+            channel.basic_ack(last, multiple=True)
+        for tag in tags:
+            if tag > last:
+                channel.basic_ack(tag)
+            del unacked[tag]
+
+    def requeue(self, deliveries: Sequence[Delivery], *, delay: float = 0.0) -> None:
+        if delay > 0:
+            for delivery in deliveries:
+                self.publish(delivery.queue, delivery.message, delay=delay)
+            self.ack(deliveries)
+            return
+        tags = self._current(deliveries)
+        channel = self._channel
+        if not tags or channel is None:
+            return
+        try:
+            # Without consumers first, RabbitMQ would hand them straight back to us.
+            self._cancel_consumers(channel)
+            for tag in tags:
+                channel.basic_reject(tag, requeue=True)
+                del self._unacked[tag]
+        except CONNECTION_ERRORS as exc:
+            self._lost(exc)
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        headers = {HEADER_DEAD_REASON: reason, HEADER_DEAD_QUEUE: delivery.queue, HEADER_DEAD_AT: time.time()}
+        raw = to_amqp(delivery.message, headers)
+
+        def send(channel: amqp.Channel) -> None:
+            self._send(channel, "", self._declare_dead(channel, delivery.queue), raw)
+            self._flush_confirms()
+
+        self._retrying("dead-letter a message", send)
+        self.ack([delivery])
+
+    # ---- Administration ---------------------------------------------------------------
+
+    def _admin_channel(self) -> amqp.Channel:
+        self._ensure()
+        if self._admin is None or not self._admin.is_open:
+            assert self._conn is not None
+            self._admin = new_channel(self._conn)
+        return self._admin
+
+    def _each_known(self, queue: str, operation: Callable[[amqp.Channel, str], int]) -> int:
+        """Sum ``operation`` over ``queue`` and its delay queues; a missing queue counts 0."""
+
+        def run(_: amqp.Channel) -> int:
+            self._flush_confirms()  # what we published is in its queue before we count
+            total = 0
+            for name in [queue, *(delay_queue_name(queue, ms) for ms in sorted(self._delays.get(queue, ())))]:
+                try:
+                    total += operation(self._admin_channel(), name)
+                except amqp.exceptions.NotFound:
+                    self._admin = None  # the broker closed the channel
+            return total
+
+        return self._retrying("read queue " + queue, run)
+
+    def depth(self, queue: str) -> int:
+        waiting = self._each_known(queue, lambda ch, name: int(ch.queue_declare(name, passive=True).message_count))
+        held = sum(1 for q in self._unacked.values() if q == queue)
+        return waiting + held
+
+    def purge(self, queue: str) -> int:
+        return self._each_known(queue, lambda ch, name: int(ch.queue_purge(name) or 0))
+
+    def delete(self, queue: str) -> None:
+        """Delete ``queue`` with its exchange, dead letters and the delay queues known here."""
+
+        def run(_: amqp.Channel) -> None:
+            self._flush_confirms()
+            names = [
+                queue,
+                dead_queue_name(queue),
+                *(delay_queue_name(queue, ms) for ms in self._delays.get(queue, ())),
+            ]
+            if queue in self._consumers and self._channel is not None:
+                self._channel.basic_cancel(self._consumers.pop(queue))
+            for name in names:
+                self._admin_channel().queue_delete(name)
+            self._admin_channel().exchange_delete(queue)
+            self._declared.discard(queue)
+            self._delays.pop(queue, None)
+
+        self._retrying("delete queue " + queue, run)
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters of ``queue`` (or of every queue this instance dead-lettered to).
+
+        Read with ``basic_get`` on a channel of their own that is then closed, which puts
+        them back in place: reading does not consume them.
+        """
+        queues = [queue] if queue is not None else sorted(self._dead_queues)
+        return self._retrying("read dead letters", lambda _: self._read_dead(queues, limit))
+
+    def _read_dead(self, queues: list[str], limit: int) -> list[DeadLetter]:
+        assert self._conn is not None
+        found: list[tuple[float, int, DeadLetter]] = []
+        for queue in queues:
+            channel = new_channel(self._conn)
+            try:
+                for index in range(DEAD_LETTER_SCAN_MAX):
+                    raw = channel.basic_get(dead_queue_name(queue), no_ack=False)
+                    if raw is None:
+                        break
+                    message, _ = from_amqp(raw)
+                    reason = str(message.headers.pop(HEADER_DEAD_REASON, ""))
+                    origin = str(message.headers.pop(HEADER_DEAD_QUEUE, queue))
+                    at = message.headers.pop(HEADER_DEAD_AT, 0.0)
+                    timestamp = float(at) if isinstance(at, (int, float)) else 0.0
+                    found.append((timestamp, index, DeadLetter(message, origin, reason, timestamp)))
+            except amqp.exceptions.NotFound:
+                continue  # nothing was ever dead-lettered there
+            finally:
+                with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
+                    if channel.is_open:
+                        channel.close()  # gives every message read back to the queue
+        found.sort(key=lambda item: (item[0], item[1]), reverse=True)
+        return [dead for _, _, dead in found[:limit]]
+
+
+def _tag_of(delivery: Delivery) -> tuple[int, int]:
+    """Our delivery tags are ``(connection generation, AMQP delivery tag)``."""
+    return cast("tuple[int, int]", delivery.tag)
+
+
+def _pending(sock: socket.socket) -> bool:
+    """Bytes a TLS socket has decrypted but py-amqp has not read yet."""
+    pending = getattr(sock, "pending", None)
+    return bool(pending and pending())
+
+
+def _readable(sock: socket.socket, timeout: float) -> bool:
+    return _pending(sock) or bool(select.select([sock], [], [], timeout)[0])
+
+
+__all__ = ["AmqpTransport", "dead_queue_name", "delay_bucket", "delay_queue_name"]

@@ -1,0 +1,30 @@
+"""The RabbitMQ transport and the rpc result backend pass the conformance kit."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from taskq.testing.conformance import ResultBackendContract, TransportContract
+from taskq_amqp.backend import RpcBackend
+from taskq_amqp.transport import AmqpTransport
+
+
+class TestAmqpTransport(TransportContract):
+    @pytest.fixture
+    def transport(self, broker_url: str, queue: str) -> Iterator[AmqpTransport]:
+        transport = AmqpTransport(broker_url)
+        transport.connect()
+        yield transport
+        for name in (queue, queue + "-second"):
+            transport.delete(name)
+        transport.close()
+
+
+class TestRpcBackend(ResultBackendContract):
+    @pytest.fixture
+    def backend(self, broker_url: str) -> Iterator[RpcBackend]:
+        backend = RpcBackend("rpc://", {"broker_url": broker_url})
+        yield backend
+        backend.close()
