@@ -65,7 +65,7 @@ KILL_GRACE = 1.0
 # Seconds a child that was asked to leave (max tasks, max memory, shrink) may take to exit.
 RETIRE_GRACE = 10.0
 # Longest warm stop, in seconds: running jobs get this long to finish, then are killed.
-STOP_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
 # Seconds stop() waits for children to exit before killing them, and for the supervisor.
 JOIN_TIMEOUT = 3.0
 # Longest the supervisor sleeps with nothing due, in seconds (a safety net; it is woken).
@@ -397,10 +397,14 @@ class PreforkPool(Pool):
         return child
 
     def _add_child(self, child: _Child) -> None:
-        assert self._selector is not None
-        self._selector.register(child.outcome_fd, selectors.EVENT_READ, ("outcome", child))
-        self._selector.register(child.watch_fd, selectors.EVENT_READ, ("exit", child))
         with self._lock:
+            if self._closing:
+                # stop() began while this child was forked: it leaves at once (end of file).
+                self._close_job_fd(child)
+                return
+            assert self._selector is not None
+            self._selector.register(child.outcome_fd, selectors.EVENT_READ, ("outcome", child))
+            self._selector.register(child.watch_fd, selectors.EVENT_READ, ("exit", child))
             self._children.append(child)
             self._idle.append(child)
             self._changed.notify_all()
