@@ -100,7 +100,7 @@ class RedisServer:
                 time.sleep(0.05)
 
     def _ping(self) -> None:
-        client = redis.Redis(port=self.port, socket_connect_timeout=1)
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
         try:
             client.ping()
         finally:
