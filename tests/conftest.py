@@ -82,6 +82,13 @@ def spawn_worker(tmp_path: Path, e2e_env: dict[str, str]) -> Iterator[Callable[.
     started: list[WorkerProcess] = []
 
     def spawn(*extra: str, env: dict[str, str] | None = None) -> WorkerProcess:
+        """``extra`` goes to ``taskq worker``; without ``--pool``/``-P`` the pool is solo.
+
+        (With every plugin installed the default would be prefork; tests that are not
+        about a pool keep to the simplest one, whose run log shows the worker's own pid.)
+        """
+        if not any(arg in ("-P", "--pool") or arg.startswith("--pool=") for arg in extra):
+            extra = ("--pool=solo", *extra)
         index = len(started)
         log_path = tmp_path / f"worker{index}.log"
         with log_path.open("wb") as log:
