@@ -85,7 +85,8 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks side by side with Celery and huey; prints a table of figures and ratios."""
-    _install(session, "core", "plugins/taskq-solo", "plugins/taskq-sqlite", groups=())
+    """Benchmarks side by side with Celery and huey; prints a table (`-- --suite pools` for every pool)."""
+    pools = [f"plugins/taskq-{name}" for name in ("solo", "prefork", "thread", "asyncio", "gevent", "eventlet")]
+    _install(session, "core", "plugins/taskq-sqlite", *pools, groups=())
     session.install("-r", "benchmarks/requirements.txt")
     session.run("python", "-m", "benchmarks.run", *session.posargs)

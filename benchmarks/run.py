@@ -21,7 +21,7 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/run.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import measures
-from benchmarks.systems import DEFAULT_SYSTEMS, SYSTEMS, System, load_system
+from benchmarks.systems import DEFAULT_SYSTEMS, SUITES, SYSTEMS, System, load_system
 
 # Seconds allowed for any one wait on a worker (a drain, a get(), a start-up).
 DEFAULT_TIMEOUT = 300.0
@@ -89,12 +89,17 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="N|SYSTEM=N",
         help="timed delay().get() calls (default: taskq 300, huey 100, celery 30)",
     )
+    parser.add_argument(
+        "--suite", choices=sorted(SUITES), help="a named set of systems: 'pools' runs every taskq pool and Celery's"
+    )
     parser.add_argument("--repeat", type=int, default=1, help="rounds, systems interleaved; medians shown")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per wait")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
     parser.add_argument("--keep", action="store_true", help="keep the temporary directories")
     args = parser.parse_args(argv)
     args.systems = [name.strip() for name in args.systems.split(",") if name.strip()]
+    if args.suite:
+        args.systems = list(SUITES[args.suite])
     unknown = [name for name in args.systems if name not in SYSTEMS]
     if unknown:
         parser.error(f"unknown system(s): {', '.join(unknown)}; choose from {', '.join(SYSTEMS)}")
@@ -167,13 +172,17 @@ def ratio(row: Row, reference: float | None, other: float | None) -> str:
 def build_table(args: argparse.Namespace, samples: dict[str, dict[str, list[float]]]) -> list[list[str]]:
     names = list(samples)
     others = [name for name in names if name != REFERENCE] if REFERENCE in names else []
-    header = ["measure", *names, *(f"{REFERENCE}/{name}" for name in others)]
+    # Like for like: taskq's pool X against Celery's pool X when both ran.
+    pairs = [(name, "celery-" + name[6:]) for name in names if name.startswith("taskq-")]
+    pairs = [(a, b) for a, b in pairs if b in names]
+    header = ["measure", *names, *(f"{REFERENCE}/{name}" for name in others), *(f"{a}/{b}" for a, b in pairs)]
     table = [header]
     for row in ROWS:
         medians = {name: measures.median(samples[name].get(row.key, [])) for name in names}
         cells = [row.label]
         cells += ["n/a" if medians[name] is None else f"{medians[name]:,.{row.digits}f}" for name in names]
         cells += [ratio(row, medians[REFERENCE], medians[name]) for name in others]
+        cells += [ratio(row, medians[a], medians[b]) for a, b in pairs]
         table.append(cells)
     return table
 

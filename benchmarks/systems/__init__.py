@@ -25,11 +25,32 @@ SYSTEMS: dict[str, str] = {
     "taskq": "benchmarks.systems.taskq_sqlite:TaskqSqlite",
     "celery": "benchmarks.systems.celery_sqla:CelerySqla",
     "huey": "benchmarks.systems.huey_sqlite:HueySqlite",
+    # The pools (nox -s bench -- --suite pools).
+    "taskq-prefork": "benchmarks.systems.taskq_sqlite:TaskqPrefork",
+    "taskq-thread": "benchmarks.systems.taskq_sqlite:TaskqThread",
+    "taskq-asyncio": "benchmarks.systems.taskq_sqlite:TaskqAsyncio",
+    "taskq-gevent": "benchmarks.systems.taskq_sqlite:TaskqGevent",
+    "taskq-eventlet": "benchmarks.systems.taskq_sqlite:TaskqEventlet",
+    "celery-prefork": "benchmarks.systems.celery_sqla:CelerySqlaPrefork",
     # Not run by default: huey with taskq-sqlite's durability setting, to tell fsync apart.
     "huey-normal": "benchmarks.systems.huey_sqlite:HueySqliteNormalSync",
 }
 #: What runs when --systems is not given.
 DEFAULT_SYSTEMS = ("taskq", "celery", "huey")
+#: Named sets for --suite.
+SUITES: dict[str, tuple[str, ...]] = {
+    "default": DEFAULT_SYSTEMS,
+    "pools": (
+        "taskq",
+        "taskq-prefork",
+        "taskq-thread",
+        "taskq-asyncio",
+        "taskq-gevent",
+        "taskq-eventlet",
+        "celery",
+        "celery-prefork",
+    ),
+}
 
 #: A callable that sends one no-op task; its argument is a mark path or None.
 Sender = Callable[[str | None], object]

@@ -13,6 +13,8 @@ from benchmarks.systems import Sender, System, script
 class CelerySqla(System):
     name = "celery"
     description = "Celery 5, broker sqla+sqlite://, backend db+sqlite://, --pool=solo"
+    pool = "solo"
+    concurrency = 1
     default_count = 2000  # slow: ~500 tasks/s
     default_roundtrips = 30  # ~1 s each: the worker and get() both poll
 
@@ -35,9 +37,9 @@ class CelerySqla(System):
             "-A",
             "benchmarks.tasks_celery",
             "worker",
-            "--pool=solo",
+            f"--pool={self.pool}",
             "-c",
-            "1",
+            str(self.concurrency),
             "--loglevel=WARNING",
             "--without-gossip",
             "--without-mingle",
@@ -50,3 +52,10 @@ class CelerySqla(System):
     @classmethod
     def versions(cls) -> str:
         return f"celery {version('celery')}, kombu {version('kombu')}, SQLAlchemy {version('sqlalchemy')}"
+
+
+class CelerySqlaPrefork(CelerySqla):
+    name = "celery-prefork"
+    description = "Celery 5, broker sqla+sqlite://, backend db+sqlite://, --pool=prefork -c 2"
+    pool = "prefork"
+    concurrency = 2

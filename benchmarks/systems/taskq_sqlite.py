@@ -38,6 +38,9 @@ class TaskqSqlite(System):
     description = "taskq, broker and backend sqlite:// (taskq-sqlite), --pool=solo"
     default_count = 5000
     default_roundtrips = 300
+    #: The pool and concurrency the worker runs with.
+    pool = "solo"
+    concurrency = 1
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
@@ -55,7 +58,17 @@ class TaskqSqlite(System):
         cli = taskq_cli()
         if cli is None:
             return [sys.executable, "-c", FALLBACK_WORKER]
-        return [cli, "worker", "-A", "benchmarks.tasks_taskq", "--pool=solo", "-c", "1", "-l", "warning"]
+        return [
+            cli,
+            "worker",
+            "-A",
+            "benchmarks.tasks_taskq",
+            f"--pool={self.pool}",
+            "-c",
+            str(self.concurrency),
+            "-l",
+            "warning",
+        ]
 
     def worker_env(self) -> dict[str, str]:
         env = base_env(self.directory)
@@ -68,7 +81,7 @@ class TaskqSqlite(System):
 
     @classmethod
     def versions(cls) -> str:
-        names = ("taskq-core", "taskq-sqlite", "taskq-solo")
+        names = ("taskq-core", "taskq-sqlite", f"taskq-{cls.pool}")
         found = []
         for name in names:
             try:
@@ -77,3 +90,38 @@ class TaskqSqlite(System):
                 found.append(f"{name} (not installed)")
         worker = "taskq CLI" if taskq_cli() else "python -c (the taskq CLI does not work yet)"
         return ", ".join(found) + f"; worker started with {worker}"
+
+
+class TaskqPrefork(TaskqSqlite):
+    name = "taskq-prefork"
+    description = "taskq on sqlite://, --pool=prefork -c 2"
+    pool = "prefork"
+    concurrency = 2
+
+
+class TaskqThread(TaskqSqlite):
+    name = "taskq-thread"
+    description = "taskq on sqlite://, --pool=thread -c 4"
+    pool = "thread"
+    concurrency = 4
+
+
+class TaskqAsyncio(TaskqSqlite):
+    name = "taskq-asyncio"
+    description = "taskq on sqlite://, --pool=asyncio -c 50 (sync no-op tasks, run in its executor)"
+    pool = "asyncio"
+    concurrency = 50
+
+
+class TaskqGevent(TaskqSqlite):
+    name = "taskq-gevent"
+    description = "taskq on sqlite://, --pool=gevent -c 50"
+    pool = "gevent"
+    concurrency = 50
+
+
+class TaskqEventlet(TaskqSqlite):
+    name = "taskq-eventlet"
+    description = "taskq on sqlite://, --pool=eventlet -c 50"
+    pool = "eventlet"
+    concurrency = 50
