@@ -65,7 +65,15 @@ def tests(session: nox.Session, dist: str) -> None:
 def integration(session: nox.Session) -> None:
     """Top-level tests/: every distribution together, end to end and faults."""
     _install(session, "core", *(f"plugins/{p.name}" for p in PLUGINS))
-    _pytest(session, "tests")
+    _pytest(session, "tests", "--ignore=tests/interop")
+
+
+@nox.session(python=PYTHON)
+def interop(session: nox.Session) -> None:
+    """taskq and Celery 5 on one broker (Redis, RabbitMQ), in both directions."""
+    _install(session, "core", "plugins/taskq-solo", "plugins/taskq-redis", "plugins/taskq-amqp")
+    session.install("celery[redis]>=5,<6")
+    _pytest(session, "tests/interop")
 
 
 @nox.session(python=PYTHON)

@@ -1,0 +1,37 @@
+"""The interop tasks as taskq declares them (same names as the Celery module's)."""
+
+from __future__ import annotations
+
+import os
+
+from taskq import App
+
+app = App(
+    "interop",
+    broker=os.environ["INTEROP_BROKER"],
+    backend=os.environ["INTEROP_BACKEND"],
+    read_config=False,
+    task_default_queue=os.environ["INTEROP_QUEUE"],
+)
+
+
+@app.task(name="interop.add")
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="interop.fail")
+def fail(message: str) -> None:
+    raise ValueError(message)
+
+
+@app.task(name="interop.flaky", bind=True, max_retries=3, default_retry_delay=0.2)
+def flaky(self, key: str) -> str:  # type: ignore[no-untyped-def]
+    if self.request.retries < 2:
+        raise self.retry(exc=ConnectionError(f"{key} not yet"))
+    return f"{key} after {self.request.retries}"
+
+
+@app.task(name="interop.echo_request", bind=True)
+def echo_request(self) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    return {"id": self.request.id, "retries": self.request.retries}
