@@ -301,16 +301,35 @@ class PreforkPool(Pool):
         return child
 
     def _send(self, child: _Child, job: _Job) -> None:
+        failed = False
         try:
             write_frame(child.job_fd, job.payload)
         except OSError as exc:
-            # The child died: its exit is seen by the supervisor, which reports the job.
+            failed = True
             logger.debug("could not send a job to %s (pid %d): %s", child.name, child.pid, exc)
-        finally:
-            with self._lock:
-                child.sending = False
-                if child.state == "retiring" or child.state == "dying":
-                    self._close_job_fd(child)
+        lost: BaseException | None = None
+        with self._lock:
+            child.sending = False
+            if child.job is job and job.fate is None and (failed or child.state == "dying"):
+                # The child died around this write. If the write failed, the job never
+                # reached it and waits for the replacement; otherwise it may have started.
+                if child.state != "dying":
+                    logger.error("prefork pool: %s (pid %d) exited while idle; replacing it", child.name, child.pid)
+                    self._set_dying(child, None)
+                child.job = None
+                if failed:
+                    job.deadline = None
+                    self._pending.appendleft(job)
+                else:
+                    lost = WorkerLostError(
+                        f"the pool process {child.name} (pid {child.pid}) exited as it was given task {job.job_id}"
+                    )
+            if child.state == "retiring" or child.state == "dying":
+                self._close_job_fd(child)
+        if lost is not None:
+            _call_all([(job.error_callback, lost)])
+        if failed:
+            self._wake()
 
     @property
     def free_slots(self) -> int:
@@ -555,7 +574,10 @@ class PreforkPool(Pool):
             state, job = child.state, child.job
             if state in ("idle", "busy"):
                 self._set_dying(child, None)
-            child.job = None
+            if job is not None and child.sending and job.fate is None:
+                job = None  # a thread is writing this job to it: _send decides what became of it
+            else:
+                child.job = None
             self._forget(child)
             closing = self._closing or self._stopping
         if job is not None:

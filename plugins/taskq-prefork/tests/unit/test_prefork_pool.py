@@ -417,3 +417,16 @@ def test_a_worker_on_the_prefork_pool_runs_tasks_in_its_children(tmp_path: Path)
         wait_until(lambda: all(p.exists() for p in paths), "every task to run")
     writers = {int(p.read_text(encoding="utf-8")) for p in paths}
     assert writers <= children and os.getpid() not in writers
+
+
+def test_a_job_given_to_a_child_that_just_died_idle_goes_to_its_replacement(make_pool) -> None:
+    pool = make_pool(1)
+    outcomes = []
+    for _ in range(10):
+        [doomed] = child_pids(pool)
+        os.kill(doomed, signal.SIGKILL)
+        wait_until(lambda doomed=doomed: not is_alive(doomed), "the child to die")
+        # The supervisor may or may not have noticed yet: either way the job must run.
+        outcomes.append(run(pool, pid))
+        outcomes[-1].wait()
+    assert [type(o.error) for o in outcomes] == [type(None)] * 10
