@@ -59,3 +59,18 @@ def test_a_revoked_id_in_the_state_file_is_honoured_after_a_restart(spawn_worker
 
     with pytest.raises(TaskRevokedError):
         rerun.get(timeout=30)
+
+
+def test_autoscale_grows_the_pool_under_backlog(spawn_worker, e2e_tasks, e2e_env):
+    worker = spawn_worker("--pool=thread", "--autoscale=4,1")
+    worker.wait_ready()
+    results = [e2e_tasks.slow.delay(f"a{i}", 1.5) for i in range(6)]
+    assert sorted(r.get(timeout=60) for r in results) == sorted(f"a{i}" for i in range(6))
+    assert "autoscale: grew the pool" in worker.log()
+    # With the pool grown, some of the slow tasks ran side by side.
+    events = [(event, key) for event, key, _ in runs(e2e_env) if key.startswith("a")]
+    running = peak = 0
+    for event, _ in events:
+        running += 1 if event == "start" else -1
+        peak = max(peak, running)
+    assert peak >= 2
