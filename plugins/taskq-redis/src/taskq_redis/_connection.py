@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import redis
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.retry import Retry
 
 from taskq.errors import ConfigError
@@ -144,9 +144,17 @@ def _sentinel_client(url: str, options: Mapping[str, object], common: dict[str, 
         kwargs["password"] = unquote(password)
     if username:
         kwargs["username"] = unquote(username)
+    # a Sentinel that is down is skipped at once for the next one, not retried
+    asked: dict[str, object] = {
+        "socket_timeout": common["socket_timeout"],
+        "socket_connect_timeout": common["socket_connect_timeout"],
+        "retry": Retry(NoBackoff(), 0),
+    }
+    if isinstance(sentinel_kwargs, Mapping):
+        asked.update(sentinel_kwargs)
     sentinel = Sentinel(  # type: ignore[no-untyped-call]  # unannotated in redis-py
         hosts,
-        sentinel_kwargs=dict(sentinel_kwargs) if isinstance(sentinel_kwargs, Mapping) else None,
+        sentinel_kwargs=asked,
         socket_timeout=common["socket_timeout"],
         socket_connect_timeout=common["socket_connect_timeout"],
     )

@@ -13,10 +13,10 @@ from collections.abc import Iterator
 import kombu
 import pytest
 import redis
-from taskq_redis.transport import RedisTransport
 
 from taskq.testing.conformance.transport import make_message
 from taskq.transport import Message
+from taskq_redis.transport import RedisTransport
 
 pytestmark = pytest.mark.integration
 

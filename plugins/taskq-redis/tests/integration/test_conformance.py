@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from taskq_redis.backend import RedisBackend
-from taskq_redis.transport import RedisTransport
 
 from taskq.backends.base import ResultBackend
 from taskq.testing.conformance import ResultBackendContract, TransportContract
 from taskq.testing.conformance.backend import BackendFactory
+from taskq_redis.backend import RedisBackend
+from taskq_redis.transport import RedisTransport
 
 pytestmark = pytest.mark.integration
 

@@ -6,12 +6,12 @@ import threading
 import time
 
 import pytest
-from taskq_redis.backend import RedisBackend
-from taskq_redis.transport import RedisTransport
 
 from taskq import states
 from taskq.errors import BrokerUnavailableError
 from taskq.testing.conformance.transport import make_message
+from taskq_redis.backend import RedisBackend
+from taskq_redis.transport import RedisTransport
 
 from ..conftest import RedisServer
 

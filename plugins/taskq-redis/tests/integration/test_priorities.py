@@ -6,9 +6,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis
-from taskq_redis.transport import RedisTransport, queue_key
 
 from taskq.transport import Message
+from taskq_redis.transport import RedisTransport, queue_key
 
 pytestmark = pytest.mark.integration
 

@@ -11,9 +11,9 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from taskq_redis.transport import RedisTransport
 
 from taskq.testing.conformance.transport import make_message
+from taskq_redis.transport import RedisTransport
 
 pytestmark = pytest.mark.integration
 

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 import redis
-from taskq_redis.backend import RedisBackend
-from taskq_redis.transport import RedisTransport
 
 from taskq import states
 from taskq.testing.conformance.transport import make_message
+from taskq_redis.backend import RedisBackend
+from taskq_redis.transport import RedisTransport
 
 from ..conftest import RedisServer, free_port
 

@@ -6,11 +6,11 @@ import base64
 import json
 
 import pytest
-from taskq_redis._connection import connect
-from taskq_redis.transport import decode_envelope, encode_envelope, priority_step, queue_key
 
 from taskq.errors import ConfigError
 from taskq.transport import Message
+from taskq_redis._connection import connect
+from taskq_redis.transport import decode_envelope, encode_envelope, priority_step, queue_key
 
 
 def sample(**properties: object) -> Message:
