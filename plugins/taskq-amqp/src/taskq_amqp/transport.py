@@ -68,6 +68,8 @@ T = TypeVar("T")
 DEFAULT_PREFETCH = 4
 # Most unconfirmed publishes before publish() waits for the broker's confirms, in messages.
 CONFIRM_WINDOW = 1000
+# Longest wait for the broker to confirm publishes, in seconds; then the connection is dropped.
+CONFIRM_TIMEOUT = 30.0
 # Significant bits kept when rounding a delay: < 1/64 relative error, few delay queues.
 DELAY_PRECISION_BITS = 7
 # Longest per-queue TTL RabbitMQ takes, in milliseconds (about 49 days).
@@ -207,6 +209,7 @@ class AmqpTransport(Transport):
         self._delay_declared.clear()
         self._qos = 0
         self._pending.clear()
+        self._sequence = 0  # confirms count from 1 again on a new channel
 
     def _lost(self, exc: BaseException) -> None:
         """Forget a broken connection; the next call opens a new one."""
@@ -351,8 +354,15 @@ class AmqpTransport(Transport):
     def _flush_confirms(self) -> None:
         """Wait until the broker has confirmed everything published on this connection."""
         conn = self._conn
+        deadline = time.monotonic() + CONFIRM_TIMEOUT
         while self._pending and conn is not None:
-            conn.drain_events(timeout=None)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BrokerUnavailableError(
+                    f"RabbitMQ at {self.params.masked} confirmed no publish for {CONFIRM_TIMEOUT:.0f}s"
+                )
+            if _readable(conn.sock, remaining):
+                conn.drain_events(timeout=None)
 
     # ---- Consuming ------------------------------------------------------------------
 

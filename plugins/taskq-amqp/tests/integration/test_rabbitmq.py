@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -83,7 +84,7 @@ def test_unacked_messages_of_a_closed_connection_go_to_another_consumer(make_tra
     sent = [make_message() for _ in range(3)]
     first.publish_many((queue, message, 0.0) for message in sent)
     held = claim_until(first, queue, 3)
-    first._conn.sock.close()  # abruptly: no AMQP goodbye
+    first._conn.sock.shutdown(socket.SHUT_RDWR)  # abruptly: no AMQP goodbye
     again = claim_until(second, queue, 3)
     assert sorted(d.message.headers["id"] for d in again) == sorted(d.message.headers["id"] for d in held)
     assert all(d.deliveries == 2 for d in again)
