@@ -371,10 +371,11 @@ class AmqpTransport(Transport):
             return []
         try:
             channel = self._ensure()
-            self._consume(channel, queues, limit)
+            started = self._consume(channel, queues, limit)
             if len(self._buffer) < limit:
                 self._drain_ready()
-                if len(self._buffer) < limit:
+                # A round trip only when it can find something the consumers have not.
+                if not self._buffer or started:
                     self._fetch(channel, queues, limit)
         except RECOVERABLE as exc:
             self._lost(exc)
@@ -387,11 +388,11 @@ class AmqpTransport(Transport):
             return taken
         return [buffer.popleft() for _ in range(limit)]
 
-    def _consume(self, channel: amqp.Channel, queues: Sequence[str], limit: int) -> None:
-        """Have a consumer on each of ``queues`` and on nothing else."""
+    def _consume(self, channel: amqp.Channel, queues: Sequence[str], limit: int) -> bool:
+        """Have a consumer on each of ``queues`` and on nothing else; True if one started."""
         consumers = self._consumers
         if len(consumers) == len(queues) and all(q in consumers for q in queues):
-            return
+            return False
         for queue in [q for q in consumers if q not in queues]:
             channel.basic_cancel(consumers.pop(queue))
             keep: deque[Delivery] = deque()
@@ -412,6 +413,7 @@ class AmqpTransport(Transport):
                 consumers[queue] = channel.basic_consume(
                     queue, callback=partial(self._on_message, queue), on_cancel=partial(self._on_cancel, queue)
                 )
+        return True
 
     def _cancel_consumers(self, channel: amqp.Channel) -> None:
         """Stop deliveries (what was delivered stays held); the next claim consumes again."""
