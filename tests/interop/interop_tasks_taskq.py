@@ -12,6 +12,8 @@ app = App(
     backend=os.environ["INTEROP_BACKEND"],
     read_config=False,
     task_default_queue=os.environ["INTEROP_QUEUE"],
+    # Celery workers share these queues: ETAs travel in the headers, not in taskq's delayed set.
+    broker_transport_options={"delayed_delivery": False},
 )
 
 

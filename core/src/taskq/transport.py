@@ -21,7 +21,6 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar
 
 # Default lease: seconds a claimed message stays with its worker without a renewal.
 DEFAULT_LEASE_SECONDS = 30.0
@@ -84,7 +83,8 @@ class Transport(ABC):
     """Base class of every broker transport. See the module docstring for the contract."""
 
     #: What this transport does natively. Subclasses override.
-    capabilities: ClassVar[Capabilities] = Capabilities()
+    #: (An instance may narrow it when its options change what it does.)
+    capabilities: Capabilities = Capabilities()
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         self.url = url

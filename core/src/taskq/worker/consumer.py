@@ -278,8 +278,9 @@ class Consumer:
             return
         eta = request.eta
         if eta is not None and eta > now + ETA_SLACK:
-            if eta - now > self.eta_horizon:
-                # Far-off tasks wait in the broker, not in this worker's memory.
+            if eta - now > self.eta_horizon and self.transport.capabilities.delayed_delivery:
+                # Far-off tasks wait in the broker, not in this worker's memory (a broker
+                # that cannot hold them leaves them in the timer, as Celery does).
                 self.transport.publish(delivery.queue, delivery.message, delay=eta - now)
                 self._ack([delivery])
             else:

@@ -66,6 +66,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import dataclasses
 import json
 import logging
 import os
@@ -290,6 +291,12 @@ class RedisTransport(Transport):
         #: Declare kombu bindings (``_kombu.binding.<queue>``) for consumed queues, so Celery
         #: clients that publish to the queue's exchange reach it.
         self.declare_bindings = bool(self.options.get("declare_bindings", True))
+        #: ``delayed_delivery = false`` (for queues Celery workers also consume): a delayed
+        #: message is pushed at once with its ETA in the headers, and workers hold it, as
+        #: Celery does; Celery workers never move taskq's delayed set.
+        self.delayed_delivery = bool(self.options.get("delayed_delivery", True))
+        if not self.delayed_delivery:
+            self.capabilities = dataclasses.replace(RedisTransport.capabilities, delayed_delivery=False)
         self._endpoint: Endpoint | None = None
         self._conn: _Wire | None = None
         self._pid = 0
@@ -376,12 +383,15 @@ class RedisTransport(Transport):
     # ---- Client side ------------------------------------------------------------
 
     def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
+        if not self.delayed_delivery:
+            delay = 0.0
         envelope = encode_envelope(queue, message)
         self._run(_scripts.PUBLISH, queue, priority_step(message.properties.get("priority")), delay, envelope)
 
     def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
         args: list[object] = []
         for queue, message, delay in items:
+            delay = delay if self.delayed_delivery else 0.0
             args += (queue, priority_step(message.properties.get("priority")), delay, encode_envelope(queue, message))
             if len(args) >= BATCH * 4:
                 self._run(_scripts.PUBLISH, *args)
