@@ -37,7 +37,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import ClassVar, TypeVar, cast
+from typing import TypeVar, cast
 
 import amqp
 import amqp.exceptions
@@ -111,7 +111,7 @@ def dead_queue_name(queue: str) -> str:
 class AmqpTransport(Transport):
     """RabbitMQ through py-amqp; see the module docstring for how the contract maps."""
 
-    capabilities: ClassVar[Capabilities] = Capabilities(
+    capabilities = Capabilities(
         delayed_delivery=True, leases=False, dead_letter=True, priority=True, wakeup=True
     )
 

@@ -1,8 +1,13 @@
-"""A real worker on RabbitMQ with the rpc backend: results, retries, ETAs, unknown tasks."""
+"""A real worker on RabbitMQ with the rpc backend: results, retries, ETAs, unknown tasks.
+
+Needs taskq-amqp and a pool (taskq-solo), so it lives here rather than in the plugin.
+"""
 
 from __future__ import annotations
 
+import socket
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -13,6 +18,25 @@ from taskq_amqp.transport import AmqpTransport
 
 # How long a result may take, in seconds.
 DEADLINE = 20.0
+BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
+
+
+@pytest.fixture
+def broker_url() -> str:
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
+    except OSError as exc:
+        pytest.fail(f"RabbitMQ is not running at 127.0.0.1:5672 ({exc}); start it with: rabbitmq-server -detached")
+    return BROKER_URL
+
+
+@pytest.fixture
+def queue(broker_url: str) -> Iterator[str]:
+    name = f"taskq-e2e-{uuid.uuid4().hex[:12]}"
+    yield name
+    transport = AmqpTransport(broker_url)
+    transport.delete(name)
+    transport.close()
 
 
 @pytest.fixture
