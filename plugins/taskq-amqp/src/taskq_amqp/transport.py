@@ -111,9 +111,7 @@ def dead_queue_name(queue: str) -> str:
 class AmqpTransport(Transport):
     """RabbitMQ through py-amqp; see the module docstring for how the contract maps."""
 
-    capabilities = Capabilities(
-        delayed_delivery=True, leases=False, dead_letter=True, priority=True, wakeup=True
-    )
+    capabilities = Capabilities(delayed_delivery=True, leases=False, dead_letter=True, priority=True, wakeup=True)
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
