@@ -74,3 +74,24 @@ def test_autoscale_grows_the_pool_under_backlog(spawn_worker, e2e_tasks, e2e_env
         running += 1 if event == "start" else -1
         peak = max(peak, running)
     assert peak >= 2
+
+
+def test_taskq_inspect_ping_answers_while_a_worker_consumes(spawn_worker, e2e_tasks, e2e_env):
+    def ping() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "taskq", "-A", "e2e_app.tasks", "inspect", "ping"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **e2e_env},
+        )
+
+    worker = spawn_worker("-n", "pinged@test")
+    worker.wait_ready()
+    wait_until(lambda: ping().returncode == 0, 30, "the worker's heartbeat")
+    assert "pinged@test: pong" in ping().stdout
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    gone = ping()
+    assert gone.returncode == 1
+    assert "no worker is consuming" in gone.stderr

@@ -439,6 +439,12 @@ def test_worker_with_several_pools_and_none_chosen_says_how_to_choose(
     app: App, make_plugin: Callable[..., object]
 ) -> None:
     second = make_plugin("second", taskq_register_pools=lambda: {"second": "taskq_solo.pool:SoloPool"})
-    multi = App("tests", broker=str(app.conf["broker_url"]), read_config=False, extra_plugins=[second])
+    multi = App(
+        "tests",
+        broker=str(app.conf["broker_url"]),
+        read_config=False,
+        extra_plugins=[second],
+    )
+    multi.conf.update(plugins={"enable": ["solo"]})  # no prefork, whatever this environment has installed
     with pytest.raises(ConfigError, match=r'--pool=NAME or worker_pool = "NAME" in taskq\.toml'):
         multi.Worker()

@@ -268,3 +268,16 @@ def test_taskq_health_reports_a_stale_or_missing_file(tmp_path: Path) -> None:
     stale = runner.invoke(cli, ["health", str(path), "--max-age", "30"])
     assert stale.exit_code == 1
     assert "last touched" in stale.output
+
+
+def test_a_running_worker_keeps_a_heartbeat_and_removes_it_when_it_stops(
+    app: App, start_worker: Callable[..., object], wait_until: Callable[..., None]
+) -> None:
+    runner = start_worker(app, hostname="beat@test")
+    backend = app.new_backend()
+    wait_until(lambda: "beat@test" in backend.workers(), "the first heartbeat")
+    info = backend.workers()["beat@test"]
+    assert info["pool"] == "solo"
+    assert info["queues"] == ["taskq"]
+    runner.stop()  # type: ignore[attr-defined]
+    assert "beat@test" not in backend.workers()

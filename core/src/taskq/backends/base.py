@@ -235,6 +235,19 @@ class ResultBackend(ABC):
         """
         return [], cursor
 
+    # ---- Worker heartbeats: who is alive, for `taskq inspect ping` ----------------------
+
+    def heartbeat(self, hostname: str, info: Mapping[str, object], ttl: float) -> None:
+        """Record that worker ``hostname`` is consuming; the record lapses after ``ttl`` s."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep worker heartbeats")
+
+    def forget_worker(self, hostname: str) -> None:  # noqa: B027 - optional hook
+        """Remove ``hostname``'s heartbeat (a clean shutdown)."""
+
+    def workers(self) -> dict[str, Meta]:
+        """The heartbeats of workers seen recently, by hostname."""
+        raise NotImplementedError(f"{type(self).__name__} cannot keep worker heartbeats")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections. Safe to call twice."""
 
@@ -245,6 +258,9 @@ class KeyValueBackend(ResultBackend):
     task_keyprefix = "celery-task-meta-"
     group_keyprefix = "celery-taskset-meta-"
     chord_keyprefix = "chord-unlock-"
+    worker_counter_key = "taskq-workers-count"
+    worker_slot_prefix = "taskq-workers-"
+    worker_keyprefix = "taskq-worker-"
     revoke_counter_key = "taskq-revoked-count"
     revoke_keyprefix = "taskq-revoked-"
     #: Revocations read per round trip by ``revocations_since``.
@@ -325,6 +341,29 @@ class KeyValueBackend(ResultBackend):
 
     def incr_chord_counter(self, group_id: str) -> int:
         return self.incr(self.chord_keyprefix + group_id, expires=self.expires)
+
+    def heartbeat(self, hostname: str, info: Mapping[str, object], ttl: float) -> None:
+        key = self.worker_keyprefix + hostname
+        if self.get(key) is None:
+            # First beat (or after a lapse): list the name in the registry log once more.
+            slot = self.incr(self.worker_counter_key)
+            self.set(f"{self.worker_slot_prefix}{slot}", hostname.encode("utf-8"))
+        self.set(key, self.encode({**info, "hostname": hostname, "timestamp": time.time()}), expires=ttl)
+
+    def forget_worker(self, hostname: str) -> None:
+        self.delete(self.worker_keyprefix + hostname)
+
+    def workers(self) -> dict[str, Meta]:
+        raw = self.get(self.worker_counter_key)
+        count = int(raw) if raw else 0
+        names = {
+            value.decode("utf-8")
+            for value in self.mget([f"{self.worker_slot_prefix}{slot}" for slot in range(1, count + 1)])
+            if value is not None
+        }
+        ordered = sorted(names)
+        beats = self.mget([self.worker_keyprefix + name for name in ordered])
+        return {name: self.decode(beat) for name, beat in zip(ordered, beats, strict=True) if beat is not None}
 
     def revoke(self, task_ids: Sequence[str], *, terminate: bool = False) -> None:
         # An append-only numbered log: the counter hands out slots, each slot names one

@@ -437,6 +437,43 @@ def health(path: str, max_age: float) -> None:
     click.echo(f"healthy: consumed {age:.1f}s ago")
 
 
+@cli.group()
+def inspect() -> None:
+    """Look at the running workers (through their heartbeats in the result backend)."""
+
+
+def _workers(ctx: click.Context) -> dict[str, dict[str, object]]:
+    backend = _state(ctx).app.backend
+    try:
+        return backend.workers()
+    except NotImplementedError as exc:
+        raise click.ClickException(f"{exc}; `taskq inspect` needs a key-value result backend (sqlite, redis)") from exc
+
+
+@inspect.command()
+@app_option
+@click.pass_context
+def ping(ctx: click.Context) -> None:
+    """Say which workers are consuming now (exit 1 if none is)."""
+    import time
+
+    workers = _workers(ctx)
+    if not workers:
+        click.echo("no worker is consuming (none has written a heartbeat in the last 10 s)", err=True)
+        ctx.exit(1)
+    for name, info in sorted(workers.items()):
+        age = time.time() - float(cast(float, info.get("timestamp", 0.0)))
+        click.echo(f"{name}: pong ({age:.1f}s ago, pool {info.get('pool')}, {info.get('processed')} processed)")
+
+
+@inspect.command()
+@app_option
+@click.pass_context
+def stats(ctx: click.Context) -> None:
+    """Each consuming worker's pool, queues, counters and running tasks, as JSON."""
+    click.echo(json.dumps(_workers(ctx), indent=2, sort_keys=True, default=str))
+
+
 @cli.command("plugins")
 @click.pass_context
 def plugins_command(ctx: click.Context) -> None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import os
 import threading
 import time
 from collections import deque
@@ -57,8 +58,10 @@ ETA_SLACK = 0.0005
 # Pause after losing the broker: first and longest, in seconds (doubling in between).
 RECONNECT_START = 0.5
 RECONNECT_MAX = 15.0
-# How often the health file is touched while the broker answers, in seconds.
+# How often the health file and the heartbeat are written while the broker answers, seconds.
 HEALTH_INTERVAL = 2.0
+# How long a heartbeat stays without a newer one, in seconds.
+HEARTBEAT_TTL = 10.0
 #: What a transport raises when its broker is unreachable.
 BROKER_ERRORS = (BrokerUnavailableError, ConnectionError, TimeoutError)
 # Longest repr of a return value in the log line, in characters.
@@ -108,6 +111,7 @@ class Consumer:
         #: Touched every HEALTH_INTERVAL while the broker answers (``--health-file``).
         self.health_path = worker.health_path
         self._next_health = 0.0
+        self._heartbeats = self.app.has_backend
 
     @property
     def prefetch(self) -> int:
@@ -148,9 +152,9 @@ class Consumer:
     def _step(self) -> None:
         """One turn of the loop (see the module docstring)."""
         self.last_loop = now = time.monotonic()
-        if self.health_path is not None and now >= self._next_health:
+        if now >= self._next_health:
             self._next_health = now + HEALTH_INTERVAL
-            self._touch_health()
+            self._beat()
         if self.tick is not None and now >= self._next_tick:
             self._next_tick = now + self.tick_interval
             self.tick()
@@ -185,8 +189,7 @@ class Consumer:
                 timeout = max(0.0, min(timeout, self.timer[0][0] - time.time()))
             if self.tick is not None:
                 timeout = max(0.0, min(timeout, self._next_tick - time.monotonic()))
-            if self.health_path is not None:
-                timeout = max(0.0, min(timeout, self._next_health - time.monotonic()))
+            timeout = max(0.0, min(timeout, self._next_health - time.monotonic()))
             self.transport.wait(self.queues, timeout)
         else:
             # The window is full: wait for a task to finish, not for new messages.
@@ -200,12 +203,41 @@ class Consumer:
         self._completed.wait(delay)
         self._completed.clear()
 
-    def _touch_health(self) -> None:
-        assert self.health_path is not None
-        try:
-            self.health_path.touch()
-        except OSError as exc:
-            logger.warning("cannot touch the health file %s: %s", self.health_path, exc)
+    def _beat(self) -> None:
+        """Show that the loop runs: touch the health file, write the heartbeat."""
+        if self.health_path is not None:
+            try:
+                self.health_path.touch()
+            except OSError as exc:
+                logger.warning("cannot touch the health file %s: %s", self.health_path, exc)
+        if self._heartbeats:
+            try:
+                self.app.backend.heartbeat(self.hostname, self.stats(), ttl=HEARTBEAT_TTL)
+            except NotImplementedError:
+                self._heartbeats = False
+                logger.info("the result backend keeps no heartbeats: `taskq inspect ping` will not see this worker")
+            except Exception as exc:
+                logger.warning("could not write the heartbeat: %s", exc)
+
+    def stats(self) -> dict[str, object]:
+        """What ``taskq inspect`` shows of this worker."""
+        return {
+            "pid": os.getpid(),
+            "pool": self.worker.pool_name,
+            "concurrency": self.pool.concurrency,
+            "queues": self.queues,
+            "processed": self.processed,
+            "active": sorted(self.active),
+            "reserved": len(self.reserved) + len(self.timer),
+            "prefetch": self.prefetch,
+        }
+
+    def forget_heartbeat(self) -> None:
+        if self._heartbeats:
+            try:
+                self.app.backend.forget_worker(self.hostname)
+            except Exception as exc:
+                logger.debug("could not remove the heartbeat: %s", exc)
 
     def stop(self) -> None:
         """Stop after the current step; safe from any thread or a signal handler."""
@@ -524,6 +556,7 @@ class Consumer:
 
     def _give_back(self) -> None:
         """Requeue everything held: prefetched, waiting on an ETA, or interrupted mid-run."""
+        self.forget_heartbeat()
         self.reserved.clear()
         self.timer.clear()
         held = self.held_deliveries()

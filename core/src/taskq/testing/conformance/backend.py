@@ -243,6 +243,17 @@ class ResultBackendContract:
         assert found[-2:] == [(first, False), (second, True)]
         assert backend.revocations_since(cursor) == ([], cursor)
 
+    def test_worker_heartbeats_are_listed_until_forgotten(self, backend: ResultBackend) -> None:
+        name = f"worker-{new_id()}@test"
+        try:
+            backend.heartbeat(name, {"pool": "solo"}, ttl=30.0)
+        except NotImplementedError:
+            pytest.skip(f"{type(backend).__name__} keeps no worker heartbeats (taskq inspect ping needs them)")
+        seen = backend.workers()
+        assert seen[name]["pool"] == "solo"
+        backend.forget_worker(name)
+        assert name not in backend.workers()
+
     def test_close_is_safe_twice(self, backend: ResultBackend) -> None:
         backend.get_task_meta(new_id())
         backend.close()
