@@ -95,6 +95,7 @@ def demo(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks side by side with Celery and huey; prints a table (`-- --suite pools` for every pool)."""
     pools = [f"plugins/taskq-{name}" for name in ("solo", "prefork", "thread", "asyncio", "gevent", "eventlet")]
-    _install(session, "core", "plugins/taskq-sqlite", *pools, groups=())
+    brokers = [f"plugins/taskq-{name}" for name in ("sqlite", "redis", "amqp")]
+    _install(session, "core", *brokers, *pools, groups=())
     session.install("-r", "benchmarks/requirements.txt")
     session.run("python", "-m", "benchmarks.run", *session.posargs)

@@ -27,9 +27,29 @@ def backend_url(directory: Path) -> str:
     return f"db+sqlite:///{directory / 'celery-results.db'}"
 
 
-def make_app(directory: Path) -> Celery:
-    """A Celery app on the SQLite files in ``directory``, with both no-op tasks."""
-    app = Celery("bench", broker=broker_url(directory), backend=backend_url(directory), set_as_current=False)
+#: Set by the harness for the server-backed measures: broker and backend URLs, the queue.
+REDIS_ENV = "BENCH_CELERY_REDIS"
+BROKER_ENV = "BENCH_CELERY_BROKER"
+BACKEND_ENV = "BENCH_CELERY_BACKEND"
+QUEUE_ENV = "BENCH_QUEUE"
+
+
+def make_app(
+    directory: Path,
+    redis_url: str | None = None,
+    queue: str | None = None,
+    broker: str | None = None,
+    backend: str | None = None,
+) -> Celery:
+    """A Celery app with both no-op tasks: on SQLite files in ``directory``, Redis, or others."""
+    redis_url = redis_url or os.environ.get(REDIS_ENV)
+    broker = broker or os.environ.get(BROKER_ENV) or redis_url or broker_url(directory)
+    backend = backend or os.environ.get(BACKEND_ENV) or redis_url or backend_url(directory)
+    app = Celery("bench", broker=broker, backend=backend, set_as_current=False)
+    queue = queue or os.environ.get(QUEUE_ENV)
+    if queue:
+        app.conf.task_default_queue = queue
+    app.conf.result_expires = 600
     app.conf.broker_connection_retry_on_startup = True
     app.conf.worker_hijack_root_logger = False
 

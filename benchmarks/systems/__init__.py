@@ -32,6 +32,14 @@ SYSTEMS: dict[str, str] = {
     "taskq-gevent": "benchmarks.systems.taskq_sqlite:TaskqGevent",
     "taskq-eventlet": "benchmarks.systems.taskq_sqlite:TaskqEventlet",
     "celery-prefork": "benchmarks.systems.celery_sqla:CelerySqlaPrefork",
+    # Both on the same Redis (nox -s bench -- --suite redis).
+    "taskq-redis": "benchmarks.systems.redis_systems:TaskqRedis",
+    "taskq-redis-prefork": "benchmarks.systems.redis_systems:TaskqRedisPrefork",
+    "celery-redis": "benchmarks.systems.redis_systems:CeleryRedis",
+    "celery-redis-prefork": "benchmarks.systems.redis_systems:CeleryRedisPrefork",
+    # Both on the same RabbitMQ, rpc results (nox -s bench -- --suite rabbitmq).
+    "taskq-amqp": "benchmarks.systems.amqp_systems:TaskqAmqp",
+    "celery-amqp": "benchmarks.systems.amqp_systems:CeleryAmqp",
     # Not run by default: huey with taskq-sqlite's durability setting, to tell fsync apart.
     "huey-normal": "benchmarks.systems.huey_sqlite:HueySqliteNormalSync",
 }
@@ -50,6 +58,8 @@ SUITES: dict[str, tuple[str, ...]] = {
         "celery",
         "celery-prefork",
     ),
+    "redis": ("taskq-redis", "taskq-redis-prefork", "celery-redis", "celery-redis-prefork"),
+    "rabbitmq": ("taskq-amqp", "celery-amqp"),
 }
 
 #: A callable that sends one no-op task; its argument is a mark path or None.

@@ -244,7 +244,11 @@ class App:
         expires = cast("float | None", self.conf["result_expires"]) or None
         return cls(
             url,
-            cast("Mapping[str, object]", self.conf["result_backend_transport_options"]),
+            # The broker's URL rides along for backends that answer through the broker (rpc).
+            {
+                "broker_url": self.conf["broker_url"],
+                **cast("Mapping[str, object]", self.conf["result_backend_transport_options"]),
+            },
             serializer=self.serializers.get(str(self.conf["result_serializer"])),
             expires=expires,
         )
