@@ -1,0 +1,220 @@
+"""The filesystem result backend: one file per key under ``<root>/results/``.
+
+``result_backend = "file:///var/lib/taskq"``; it may be the broker's root. A file holds
+one line with its expiry (epoch seconds, or ``-`` for none) and then the value, and
+appears whole by rename from ``tmp/`` (:func:`._layout.write_atomically`). The result
+logic is core's :class:`~taskq.backends.base.KeyValueBackend`.
+
+* Reads ignore an expired file at once; whichever instance writes next deletes expired
+  files, at most every :data:`CLEANUP_INTERVAL` seconds, by moving each aside first so
+  that a value stored again meanwhile is never deleted.
+* ``incr`` (chord counters, the revocation log) reads and rewrites its file under an
+  exclusive ``fcntl.flock`` of ``<root>/counters.lock``: atomic across threads and
+  processes on one machine.
+* A stored result wakes waiters in every process through the wake-up sockets of
+  :mod:`._wakeup`, so ``AsyncResult.get()`` returns as soon as the worker stored it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+from taskq.backends.base import BackendCapabilities, KeyValueBackend
+from taskq.errors import BackendUnavailableError
+from taskq.serialization import Serializer
+from taskq_filesystem import _layout, _wakeup
+
+# Seconds between two sweeps of expired files (per instance; reads never see them anyway).
+CLEANUP_INTERVAL = 60.0
+
+ROOT_FOLDERS = ("results", "tmp", "wake")
+NO_EXPIRY = b"-"
+
+
+class FilesystemBackend(KeyValueBackend):
+    """Result backend on a directory, with push wake-ups between processes."""
+
+    capabilities = BackendCapabilities(push_wait=True, native_join=False, chord_counter=True, expiry=True)
+
+    def __init__(
+        self,
+        url: str,
+        options: Mapping[str, object] | None = None,
+        *,
+        serializer: Serializer | None = None,
+        expires: float | None = None,
+    ) -> None:
+        super().__init__(url, options, serializer=serializer, expires=expires)
+        self.root = _layout.root_from_url(url, self.options)
+        self.fsync = bool(self.options.get("fsync", False))
+        self._results = os.path.join(self.root, "results")
+        self._tmp = os.path.join(self.root, "tmp")
+        self._wake = os.path.join(self.root, "wake")
+        self._counter_lock = os.path.join(self.root, "counters.lock")
+        self._lock = threading.Lock()
+        self._ready_pid = 0
+        self._notifier = _wakeup.Notifier(self._wake, _wakeup.RESULT_KIND)
+        self._local = threading.local()  # .waiter: this thread's Waiter
+        self._waiters: list[_wakeup.Waiter] = []
+        self._next_cleanup = 0.0
+
+    # ---- Set-up -----------------------------------------------------------------
+
+    def _ready(self) -> None:
+        if self._ready_pid == os.getpid():
+            return
+        with self._lock:
+            if self._ready_pid == os.getpid():
+                return
+            if self._ready_pid:  # a forked child: the parent's sockets stay the parent's
+                for waiter in self._waiters:
+                    waiter.close()
+                self._waiters = []
+                self._local = threading.local()
+                self._notifier = _wakeup.Notifier(self._wake, _wakeup.RESULT_KIND)
+            _layout.make_directories(self.root, ROOT_FOLDERS, BackendUnavailableError, "result backend")
+            self._ready_pid = os.getpid()
+
+    def close(self) -> None:
+        with self._lock:
+            for waiter in self._waiters:
+                waiter.close()
+            self._waiters = []
+            self._local = threading.local()
+            self._notifier.close()
+
+    def _fail(self, exc: OSError) -> BackendUnavailableError:
+        return BackendUnavailableError(_layout.advice(self.root, exc, "result backend"))
+
+    def _path(self, key: str) -> str:
+        return os.path.join(self._results, _layout.file_name(key))
+
+    # ---- Storage primitives -----------------------------------------------------
+
+    def get(self, key: str) -> bytes | None:
+        self._ready()
+        try:
+            data = _layout.read_file(self._path(key))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        return _unwrap(data, time.time())
+
+    def set(self, key: str, value: bytes, *, expires: float | None = None) -> None:
+        self._ready()
+        now = time.time()
+        try:
+            self._write(key, value, now + expires if expires else None)
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        if now >= self._next_cleanup:
+            self._next_cleanup = now + CLEANUP_INTERVAL
+            self.remove_expired()
+
+    def _write(self, key: str, value: bytes, expires_at: float | None) -> None:
+        header = NO_EXPIRY if expires_at is None else repr(expires_at).encode()
+        _layout.write_atomically(self._tmp, self._path(key), header + b"\n" + value, fsync=self.fsync)
+
+    def delete(self, key: str) -> None:
+        self._ready()
+        try:
+            os.unlink(self._path(key))
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise self._fail(exc) from exc
+
+    def incr(self, key: str, *, expires: float | None = None) -> int:
+        self._ready()
+        now = time.time()
+        path = self._path(key)
+        try:
+            with open(self._counter_lock, "ab") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+                try:
+                    current = _unwrap(_layout.read_file(path), now)
+                except FileNotFoundError:
+                    current = None
+                value = int(current) + 1 if current else 1  # an expired counter starts again from 1
+                self._write(key, str(value).encode(), now + expires if expires else None)
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        return value
+
+    def remove_expired(self) -> int:
+        """Delete expired files now; return how many. (``set`` calls it now and then.)"""
+        removed = 0
+        now = time.time()
+        with contextlib.suppress(FileNotFoundError), os.scandir(self._results) as entries:
+            names = [entry.name for entry in entries]
+        for name in names:
+            path = os.path.join(self._results, name)
+            try:
+                with open(path, "rb") as file:
+                    head = file.readline(64)
+            except OSError:
+                continue
+            if _unwrap(head + b"\n", now) is not None:
+                continue
+            removed += self._remove_if_expired(path, now)
+        return removed
+
+    def _remove_if_expired(self, path: str, now: float) -> int:
+        """Move ``path`` aside, and put it back if a new value took its place meanwhile."""
+        aside = os.path.join(self._tmp, f"expired-{os.getpid()}-{threading.get_ident()}")
+        try:
+            os.rename(path, aside)
+        except OSError:
+            return 0
+        try:
+            if _unwrap(_layout.read_file(aside), now) is None:
+                return 1
+            with contextlib.suppress(FileExistsError):  # a newer value exists: it wins
+                os.link(aside, path)
+            return 0
+        except OSError:
+            return 0
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(aside)
+
+    # ---- Push wake-ups ----------------------------------------------------------
+
+    def on_stored(self, task_id: str, state: str) -> None:
+        with self._lock:
+            self._notifier.notify()
+
+    def wait_for_change(self, task_ids: Sequence[str], timeout: float) -> None:
+        self._ready()
+        waiter: _wakeup.Waiter | None = getattr(self._local, "waiter", None)
+        if waiter is None or waiter.pid != os.getpid():
+            with self._lock:
+                waiter = self._local.waiter = _wakeup.Waiter(self._wake, _wakeup.RESULT_KIND)
+                self._waiters.append(waiter)
+            # a result stored before the socket existed sent us nothing: let the caller look
+            return
+        # no drain first: a wake-up that came after the caller's read must end this wait
+        waiter.block(timeout)
+
+
+def _unwrap(data: bytes, now: float) -> bytes | None:
+    """The value in a stored file, or None when it has expired (or is no value file)."""
+    header, newline, value = data.partition(b"\n")
+    if not newline:
+        return None
+    if header != NO_EXPIRY:
+        try:
+            if float(header) <= now:
+                return None
+        except ValueError:
+            return None
+    return value
+
+
+__all__ = ["FilesystemBackend"]

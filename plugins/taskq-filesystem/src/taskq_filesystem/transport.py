@@ -1,0 +1,482 @@
+"""The filesystem broker transport: a directory per queue, a file per message, renames for state.
+
+``broker_url = "file:///var/lib/taskq"`` (absolute) or ``"file://taskq-data"`` (relative
+to the current directory); see :mod:`._layout` for the directories under the root.
+
+The one idea: a message's state is the directory it sits in, and every change of state
+is an ``os.rename``, which is atomic: of several processes renaming the same file,
+exactly one succeeds and the others get ``ENOENT``.
+
+* **Publish** writes the envelope to ``tmp/`` and renames it into ``waiting/`` under the
+  name ``<due ns, 19 digits>-<unique>-<deliveries>``: names sort by due time, then by a
+  per-process sequence number, so a sorted listing is the queue in FIFO-by-due order and
+  a delayed message is simply one whose name sorts after "now".
+* **Claim** lists ``waiting/`` (the listing is cached until its due part is used up),
+  sets the file's mtime to the lease deadline and renames it to
+  ``claimed/<owner>~<name with deliveries + 1>``. The winner reads the file.
+* **Renew** is ``os.utime`` of the claimed file, only for names carrying this owner; a
+  file that is gone (acked, or taken back after its lease lapsed) renews nothing.
+* **Lapsed leases**: a claimer looks at ``claimed/`` at most every
+  :data:`SWEEP_INTERVAL` seconds per queue and renames files whose mtime has passed back
+  to ``waiting/``, with their original due time (so they go to the front).
+* **Ack** unlinks the claimed file; **requeue** renames it back with a new due time;
+  **dead letters** are written to ``dead/`` (the envelope plus reason, time and queue)
+  before the claimed file is removed.
+* **Wait** blocks on a Unix datagram socket (:mod:`._wakeup`) until a writer pokes it or
+  the earliest due time or lease deadline of its queues (plus the sweep's pace) comes.
+
+On NFS, ``rename`` is atomic on the server but clients cache attributes and listings, and
+mtimes come from each client's clock: share a root between processes of one machine only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import itertools
+import logging
+import os
+import secrets
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from taskq.errors import BrokerUnavailableError, MessageDecodeError
+from taskq.transport import (
+    DEFAULT_LEASE_SECONDS,
+    Capabilities,
+    DeadLetter,
+    Delivery,
+    Message,
+    Transport,
+)
+from taskq_filesystem import _envelope, _layout, _wakeup
+
+logger = logging.getLogger(__name__)
+
+# Seconds between two looks, per queue and instance, for claimed messages whose lease lapsed.
+SWEEP_INTERVAL = 1.0
+# Added to a computed sleep, in seconds, so a waiter wakes just after something is due.
+WAKE_MARGIN = 0.001
+# Digits of the due time (nanoseconds since the epoch) that start every waiting file name.
+DUE_DIGITS = 19
+# Separates the lease owner from the message's name in claimed/.
+OWNER_MARK = "~"
+
+WAITING, CLAIMED, DEAD = "waiting", "claimed", "dead"
+ROOT_FOLDERS = ("queues", "tmp", "wake")
+
+_sequence = itertools.count()
+
+
+def _unique() -> str:
+    """A name part that sorts by publication order within this process, unique across processes."""
+    return f"{next(_sequence):010x}.{os.getpid():x}.{secrets.token_hex(4)}"
+
+
+def _due_prefix(due_ns: int) -> str:
+    return f"{due_ns:0{DUE_DIGITS}d}"
+
+
+class FilesystemTransport(Transport):
+    """Broker transport on a directory tree, shared by every process on the machine that opens it."""
+
+    capabilities = Capabilities(
+        delayed_delivery=True,
+        leases=True,
+        dead_letter=True,
+        priority=False,
+        wakeup=True,
+        shared_between_processes=True,
+    )
+
+    def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
+        super().__init__(url, options)
+        self.root = _layout.root_from_url(url, self.options)
+        self.fsync = bool(self.options.get("fsync", False))
+        self._queues_dir = os.path.join(self.root, "queues")
+        self._tmp = os.path.join(self.root, "tmp")
+        self._wake = os.path.join(self.root, "wake")
+        self._ready_pid = 0
+        self._made: set[str] = set()  # queues whose folders exist
+        self._listing: dict[str, list[str]] = {}  # queue -> sorted waiting names not yet tried
+        self._next_sweep: dict[str, float] = {}
+        self._notifier = _wakeup.Notifier(self._wake, _wakeup.QUEUE_KIND)
+        self._waiter: _wakeup.Waiter | None = None
+        self._interrupted = False
+
+    def clone(self) -> FilesystemTransport:
+        twin = FilesystemTransport(self.url, self.options)
+        twin.owner = self.owner
+        return twin
+
+    # ---- Life cycle -------------------------------------------------------------
+
+    def connect(self) -> None:
+        self._ready()
+
+    def _ready(self) -> None:
+        """Create the root's folders once per process; after a fork, drop the parent's sockets."""
+        if self._ready_pid == os.getpid():
+            return
+        if self._ready_pid:
+            if self._waiter is not None:
+                self._waiter.close()  # our copy of the parent's socket; its announcement stays
+                self._waiter = None
+            self._notifier.close()
+            self._notifier = _wakeup.Notifier(self._wake, _wakeup.QUEUE_KIND)
+        _layout.make_directories(self.root, ROOT_FOLDERS, BrokerUnavailableError, "broker")
+        self._ready_pid = os.getpid()
+
+    def close(self) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
+        self._notifier.close()
+        self._ready_pid = 0 if self._ready_pid == os.getpid() else self._ready_pid
+
+    def _fail(self, exc: OSError) -> BrokerUnavailableError:
+        return BrokerUnavailableError(_layout.advice(self.root, exc, "broker"))
+
+    def _folder(self, queue: str, part: str) -> str:
+        return os.path.join(self._queues_dir, _layout.file_name(queue), part)
+
+    def _make_queue(self, queue: str) -> None:
+        if queue not in self._made:
+            for part in (WAITING, CLAIMED, DEAD):
+                os.makedirs(self._folder(queue, part), exist_ok=True)
+            self._made.add(queue)
+
+    # ---- Client side ------------------------------------------------------------
+
+    def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
+        self.publish_many([(queue, message, delay)])
+
+    def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
+        self._ready()
+        now_ns = time.time_ns()
+        published = False
+        for queue, message, delay in items:
+            data = _envelope.encode(message)
+            due_ns = now_ns + int(delay * 1e9) if delay > 0 else now_ns
+            name = f"{_due_prefix(due_ns)}-{_unique()}-0"
+            try:
+                self._write(queue, WAITING, name, data)
+            except OSError as exc:
+                raise self._fail(exc) from exc
+            published = True
+        if published:
+            self._notifier.notify()
+
+    def _write(self, queue: str, part: str, name: str, data: bytes) -> None:
+        self._make_queue(queue)
+        target = os.path.join(self._folder(queue, part), name)
+        try:
+            _layout.write_atomically(self._tmp, target, data, fsync=self.fsync)
+        except FileNotFoundError:  # someone removed the folders: make them again, once
+            self._made.discard(queue)
+            os.makedirs(self._tmp, exist_ok=True)
+            self._make_queue(queue)
+            _layout.write_atomically(self._tmp, target, data, fsync=self.fsync)
+
+    # ---- Worker side ------------------------------------------------------------
+
+    def claim(self, queues: Sequence[str], limit: int, *, lease: float = DEFAULT_LEASE_SECONDS) -> list[Delivery]:
+        if limit <= 0 or not queues:
+            return []
+        self._ready()
+        try:
+            for queue in queues:
+                self._sweep(queue)
+            found, stale = self._claim_pass(queues, limit, lease, fresh=False)
+            if stale and len(found) < limit:  # the cached listing was out of date: look again, once
+                found += self._claim_pass(queues, limit - len(found), lease, fresh=True)[0]
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        return found
+
+    def _claim_pass(
+        self, queues: Sequence[str], limit: int, lease: float, *, fresh: bool
+    ) -> tuple[list[Delivery], bool]:
+        """Claim up to ``limit``; also say whether a listing may have been stale (cached, or lost races)."""
+        now_ns = time.time_ns()
+        cutoff = _due_prefix(now_ns)
+        candidates: list[tuple[str, str]] = []
+        stale = False
+        for queue in queues:
+            names = self._listing.get(queue)
+            if fresh or not names or names[0][:DUE_DIGITS] > cutoff:
+                names = self._listing[queue] = self._list_waiting(queue)
+            else:
+                stale = True
+            for name in names[:limit]:
+                if name[:DUE_DIGITS] > cutoff:
+                    break
+                candidates.append((name, queue))
+        if len(queues) > 1:
+            candidates.sort()
+        deadline_ns = now_ns + int(lease * 1e9)
+        found: list[Delivery] = []
+        tried: dict[str, int] = {}
+        for name, queue in candidates:
+            if len(found) >= limit:
+                break
+            tried[queue] = tried.get(queue, 0) + 1
+            delivery = self._take(queue, name, deadline_ns)
+            if delivery is None:
+                stale = True
+            else:
+                found.append(delivery)
+        for queue, count in tried.items():
+            del self._listing[queue][:count]
+        return found, stale
+
+    def _list_waiting(self, queue: str) -> list[str]:
+        try:
+            return sorted(os.listdir(self._folder(queue, WAITING)))
+        except FileNotFoundError:
+            return []
+
+    def _take(self, queue: str, name: str, deadline_ns: int) -> Delivery | None:
+        """Rename one waiting file into claimed/; None when another claimer was faster."""
+        stem, _, count = name.rpartition("-")
+        if not stem or not count.isdigit():
+            return None  # not a message file (an editor's backup?): leave it alone
+        deliveries = int(count) + 1
+        source = os.path.join(self._folder(queue, WAITING), name)
+        target = os.path.join(self._folder(queue, CLAIMED), f"{self.owner}{OWNER_MARK}{stem}-{deliveries}")
+        try:
+            # the lease deadline goes on before the move: a sweeper must never see a claimed
+            # file with the old mtime of a waiting one
+            os.utime(source, ns=(deadline_ns, deadline_ns))
+            os.rename(source, target)
+            os.utime(target, ns=(deadline_ns, deadline_ns))  # ours, whatever a loser set
+            data = _layout.read_file(target)
+        except FileNotFoundError:
+            return None
+        try:
+            message, _ = _envelope.decode(data)
+        except MessageDecodeError as exc:
+            self._bury_unreadable(queue, target, exc)
+            return None
+        return Delivery(message, queue, target, deliveries)
+
+    def _bury_unreadable(self, queue: str, path: str, exc: MessageDecodeError) -> None:
+        dead = os.path.join(self._folder(queue, DEAD), f"{_due_prefix(time.time_ns())}-{_unique()}.unreadable")
+        with contextlib.suppress(OSError):
+            os.rename(path, dead)
+        logger.error("moved an unreadable message file of queue %s to %s: %s", queue, dead, exc)
+
+    def _sweep(self, queue: str) -> None:
+        """Give back the messages of ``queue`` whose lease lapsed, at most every SWEEP_INTERVAL."""
+        now = time.monotonic()
+        if now < self._next_sweep.get(queue, 0.0):
+            return
+        self._next_sweep[queue] = now + SWEEP_INTERVAL
+        now_ns = time.time_ns()
+        claimed = self._folder(queue, CLAIMED)
+        returned = 0
+        try:
+            with os.scandir(claimed) as entries:
+                lapsed = [entry.name for entry in entries if _mtime_ns(entry) < now_ns]
+        except FileNotFoundError:
+            return
+        for name in lapsed:
+            _, mark, rest = name.partition(OWNER_MARK)
+            if not mark:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(os.path.join(claimed, name), os.path.join(self._folder(queue, WAITING), rest))
+                returned += 1
+        if returned:
+            logger.info("%d message(s) of queue %s came back after their lease lapsed", returned, queue)
+            self._notifier.notify()
+
+    def wait(self, queues: Sequence[str], timeout: float) -> None:
+        self._ready()
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = _wakeup.Waiter(self._wake, _wakeup.QUEUE_KIND)
+            if not waiter.is_registered:
+                self.capabilities = dataclasses.replace(type(self).capabilities, wakeup=False)
+        waiter.drain()  # before looking at the folders: a later rename's wake-up must stay
+        if self._interrupted:
+            self._interrupted = False
+            return
+        try:
+            next_due = self._next_due(queues)
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        if next_due is not None:
+            until_due = next_due - time.time()
+            if until_due <= 0:
+                return
+            timeout = min(timeout, until_due + WAKE_MARGIN)
+        waiter.block(timeout)
+        self._interrupted = False
+
+    def _next_due(self, queues: Sequence[str]) -> float | None:
+        """The epoch time when something in ``queues`` may next be claimable, or None."""
+        times: list[float] = []
+        for queue in queues:
+            waiting = [n for n in self._list_waiting(queue) if n[:DUE_DIGITS].isdigit()]
+            if waiting:
+                times.append(int(min(waiting)[:DUE_DIGITS]) / 1e9)
+            try:
+                with os.scandir(self._folder(queue, CLAIMED)) as entries:
+                    deadlines = [_mtime_ns(entry) for entry in entries]
+            except FileNotFoundError:
+                deadlines = []
+            if deadlines:
+                # claimable once the lease lapsed and this instance's sweep may run
+                sweep_at = time.time() + max(0.0, self._next_sweep.get(queue, 0.0) - time.monotonic())
+                times.append(max(min(deadlines) / 1e9, sweep_at))
+        return min(times) if times else None
+
+    def interrupt(self) -> None:
+        self._interrupted = True
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.poke()
+
+    def renew(self, deliveries: Sequence[Delivery], *, lease: float = DEFAULT_LEASE_SECONDS) -> int:
+        deadline_ns = time.time_ns() + int(lease * 1e9)
+        mine = self.owner + OWNER_MARK
+        renewed = 0
+        for delivery in deliveries:
+            path = str(delivery.tag)
+            if not os.path.basename(path).startswith(mine):
+                continue
+            try:
+                os.utime(path, ns=(deadline_ns, deadline_ns))
+            except FileNotFoundError:
+                continue  # acked, or taken back after its lease lapsed
+            except OSError as exc:
+                raise self._fail(exc) from exc
+            renewed += 1
+        return renewed
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        for delivery in deliveries:
+            try:
+                os.unlink(str(delivery.tag))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise self._fail(exc) from exc
+
+    def requeue(self, deliveries: Sequence[Delivery], *, delay: float = 0.0) -> None:
+        if not deliveries:
+            return
+        due = _due_prefix(time.time_ns() + int(max(0.0, delay) * 1e9))
+        for delivery in deliveries:
+            path = str(delivery.tag)
+            _, mark, rest = os.path.basename(path).partition(OWNER_MARK)
+            if not mark:
+                continue
+            name = due + rest[DUE_DIGITS:]
+            try:
+                os.rename(path, os.path.join(self._folder(delivery.queue, WAITING), name))
+            except FileNotFoundError:
+                continue  # acked, or already back after its lease lapsed
+            except OSError as exc:
+                raise self._fail(exc) from exc
+        self._notifier.notify()
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        self._ready()
+        now = time.time()
+        data = _envelope.encode(
+            delivery.message,
+            queue=delivery.queue,
+            reason=reason,
+            timestamp=now,
+            deliveries=delivery.deliveries,
+        )
+        name = f"{_due_prefix(time.time_ns())}-{_unique()}.json"
+        try:
+            # kept first, removed second: a crash in between duplicates, never loses
+            self._write(delivery.queue, DEAD, name, data)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(str(delivery.tag))
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        self._ready()
+        try:
+            if queue is None:
+                folders = [os.path.join(self._queues_dir, name, DEAD) for name in os.listdir(self._queues_dir)]
+            else:
+                folders = [self._folder(queue, DEAD)]
+            found: list[tuple[str, str]] = []
+            for folder in folders:
+                with contextlib.suppress(FileNotFoundError):
+                    found.extend((name, os.path.join(folder, name)) for name in os.listdir(folder))
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        found.sort(reverse=True)
+        letters: list[DeadLetter] = []
+        for name, path in found:
+            if len(letters) >= limit:
+                break
+            if not name.endswith(".json"):
+                continue
+            try:
+                message, envelope = _envelope.decode(_layout.read_file(path))
+            except (OSError, MessageDecodeError):
+                continue
+            timestamp = envelope.get("timestamp")
+            letters.append(
+                DeadLetter(
+                    message,
+                    str(envelope.get("queue")),
+                    str(envelope.get("reason")),
+                    float(timestamp) if isinstance(timestamp, (int, float)) else 0.0,
+                )
+            )
+        return letters
+
+    # ---- Administration ---------------------------------------------------------
+
+    def purge(self, queue: str) -> int:
+        """Delete the messages of ``queue`` that nobody holds under a live lease."""
+        now_ns = time.time_ns()
+        deleted = 0
+        try:
+            for name in self._list_waiting(queue):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(self._folder(queue, WAITING), name))
+                    deleted += 1
+            with contextlib.suppress(FileNotFoundError), os.scandir(self._folder(queue, CLAIMED)) as entries:
+                lapsed = [entry.path for entry in entries if _mtime_ns(entry) < now_ns]
+            for path in lapsed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                    deleted += 1
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        self._listing.pop(queue, None)
+        return deleted
+
+    def depth(self, queue: str) -> int:
+        total = 0
+        for part in (WAITING, CLAIMED):
+            try:
+                total += len(os.listdir(self._folder(queue, part)))
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise self._fail(exc) from exc
+        return total
+
+
+def _mtime_ns(entry: os.DirEntry[str]) -> int:
+    """The entry's mtime; a file that vanished meanwhile counts as held forever."""
+    try:
+        return entry.stat().st_mtime_ns
+    except FileNotFoundError:
+        return 2**63 - 1
+
+
+__all__ = ["FilesystemTransport"]
