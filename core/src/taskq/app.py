@@ -242,7 +242,7 @@ class App:
         if not (isinstance(cls, type) and issubclass(cls, ResultBackend)):
             raise ConfigError(f"the result backend for {_scheme(url)!r} is not a ResultBackend")
         expires = cast("float | None", self.conf["result_expires"]) or None
-        return cls(
+        backend = cls(
             url,
             # The broker's URL rides along for backends that answer through the broker (rpc).
             {
@@ -252,6 +252,9 @@ class App:
             serializer=self.serializers.get(str(self.conf["result_serializer"])),
             expires=expires,
         )
+        backend.compression = cast("str | None", self.conf["result_compression"]) or None
+        backend.max_size = cast("int | None", self.conf["result_max_size"]) or None
+        return backend
 
     def close(self) -> None:
         """Close this thread's connections."""

@@ -37,6 +37,8 @@ DEFAULTS: dict[str, object] = {
     "result_accept_content": None,  # None: same as accept_content
     "result_expires": 86400.0,  # seconds; 0 or None keeps results until forgotten
     "result_extended": False,
+    "result_compression": None,  # "zlib", "gzip", "bzip2" or "lzma"
+    "result_max_size": None,  # bytes of one encoded result record; None: no limit
     # serialization
     "task_serializer": "json",
     "accept_content": ["json"],
@@ -89,6 +91,8 @@ PLUGIN_KEYS = frozenset({"enable", "disable"})
 #: Types of the settings whose default is None, for reading them from the environment.
 OPTIONAL_TYPES: dict[str, type] = {
     "result_accept_content": list,
+    "result_compression": str,
+    "result_max_size": int,
     "task_default_priority": int,
     "task_queue_max_priority": int,
     "task_time_limit": float,

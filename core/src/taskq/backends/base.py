@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from taskq import states
-from taskq.errors import TaskError, TimeoutError
+from taskq.errors import ConfigError, SerializationError, TaskError, TimeoutError
 from taskq.serialization import Serializer
 
 # Polling a store that cannot push: first interval and ceiling, in seconds.
@@ -96,6 +96,42 @@ def _find_exception_class(module_name: str, type_name: str) -> type[BaseExceptio
     return None
 
 
+#: Compression codecs for result records, and the magic bytes that start their output.
+COMPRESSIONS: dict[str, tuple[str, tuple[bytes, ...]]] = {
+    "zlib": ("zlib", (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda")),
+    "gzip": ("gzip", (b"\x1f\x8b",)),
+    "bzip2": ("bz2", (b"BZh",)),
+    "lzma": ("lzma", (b"\xfd7zXZ",)),
+}
+
+
+def compress(data: bytes, codec: str) -> bytes:
+    """``data`` compressed with ``codec`` (one of :data:`COMPRESSIONS`)."""
+    try:
+        module_name, _ = COMPRESSIONS[codec]
+    except KeyError:
+        raise ConfigError(
+            f"unknown result_compression {codec!r}; choose one of {', '.join(sorted(COMPRESSIONS))}"
+        ) from None
+    module = importlib.import_module(module_name)
+    compressed: bytes = module.compress(data)
+    return compressed
+
+
+def decompress(data: bytes) -> bytes:
+    """``data`` uncompressed when it starts like a known codec's output; else as it is.
+
+    Records written before compression was turned on (or by a writer without it) stay
+    readable: serialized records never start with these bytes.
+    """
+    for module_name, magics in COMPRESSIONS.values():
+        if data.startswith(magics):
+            module = importlib.import_module(module_name)
+            plain: bytes = module.decompress(data)
+            return plain
+    return data
+
+
 def utc_now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat()
 
@@ -125,10 +161,25 @@ class ResultBackend(ABC):
 
     # ---- Encoding ---------------------------------------------------------------
 
+    #: ``result_compression``: "zlib", "gzip", "bzip2", "lzma" or None (set by the app).
+    compression: str | None = None
+    #: ``result_max_size``: the largest encoded record accepted, in bytes (None: no limit).
+    max_size: int | None = None
+
     def encode(self, meta: Mapping[str, object]) -> bytes:
-        return self.serializer.dumps(dict(meta))
+        data = self.serializer.dumps(dict(meta))
+        if self.compression is not None:
+            data = compress(data, self.compression)
+        if self.max_size is not None and len(data) > self.max_size:
+            raise SerializationError(
+                f"the result of task {meta.get('task_id')} is {len(data):,} bytes encoded, more than "
+                f"result_max_size ({self.max_size:,}); return a reference to the data (a path, a URL, a key) "
+                f"instead, or raise result_max_size"
+            )
+        return data
 
     def decode(self, data: bytes) -> Meta:
+        data = decompress(bytes(data))
         value = self.serializer.loads(data)
         if not isinstance(value, dict):
             raise TaskError("ValueError", "builtins", f"malformed result record: {value!r}")

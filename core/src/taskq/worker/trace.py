@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 from taskq import states
 from taskq.app import set_running_context
 from taskq.canvas import Signature
-from taskq.errors import ChordError, Ignore, Reject, Retry
+from taskq.errors import ChordError, Ignore, Reject, Retry, SerializationError
 from taskq.task import Context
 
 if TYPE_CHECKING:
@@ -64,20 +64,23 @@ def _store(app: App, request: Request, result: object, state: str, traceback: st
         info = {**(info or {}), "children": [[[child, None], None] for child in children]}
     try:
         app.backend.store_result(request.id, result, state, traceback, info)
-    except Exception:
-        # A result that cannot be stored must not lose the task's outcome silently.
-        logger.exception("could not store the %s result of %s[%s]", state, request.name, request.id)
-        if state == states.SUCCESS:
-            try:
-                from taskq.errors import SerializationError
-
-                err = SerializationError(
-                    f"the return value of {request.name} could not be stored: "
-                    f"{type(result).__name__} is not serializable with the result serializer"
-                )
-                app.backend.store_result(request.id, err, states.FAILURE, None, info)
-            except Exception:
-                logger.exception("could not store the failure of %s[%s] either", request.name, request.id)
+    except Exception as exc:
+        # A result that cannot be stored must not lose the task's outcome silently: the
+        # task fails with the reason instead (an unserializable or oversized value).
+        logger.error("could not store the %s result of %s[%s]: %s", state, request.name, request.id, exc)
+        if state != states.SUCCESS:
+            return
+        if isinstance(exc, SerializationError):
+            error: Exception = exc
+        else:
+            error = SerializationError(
+                f"the return value of {request.name} could not be stored "
+                f"({type(result).__name__}): {type(exc).__name__}: {exc}"
+            )
+        try:
+            app.backend.store_result(request.id, error, states.FAILURE, None, info)
+        except Exception:
+            logger.exception("could not store the failure of %s[%s] either", request.name, request.id)
 
 
 def trace_task(app: App, request: Request) -> TraceOutcome:

@@ -1,0 +1,76 @@
+"""How results are stored: compression, a size limit, and values that cannot be stored."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from taskq import App, states
+from taskq.backends.base import COMPRESSIONS, compress, decompress
+from taskq.builtins.memory import MemoryBackend
+from taskq.errors import ConfigError, SerializationError
+
+TIMEOUT = 10.0
+
+
+@pytest.mark.parametrize("codec", sorted(COMPRESSIONS))
+def test_a_compressed_record_round_trips_and_starts_with_its_magic(codec: str, memory_url: str) -> None:
+    backend = MemoryBackend(memory_url)
+    backend.compression = codec
+    backend.store_result("t1", "x" * 5000, states.SUCCESS)
+    raw = backend.get(backend.task_key("t1"))
+    assert raw is not None
+    assert len(raw) < 1000
+    assert raw.startswith(COMPRESSIONS[codec][1])
+    assert backend.get_task_meta("t1")["result"] == "x" * 5000
+
+
+def test_records_written_before_compression_stay_readable(memory_url: str) -> None:
+    backend = MemoryBackend(memory_url)
+    backend.store_result("old", 41, states.SUCCESS)
+    backend.compression = "zlib"
+    assert backend.get_task_meta("old")["result"] == 41
+    assert decompress(b'{"status":"SUCCESS"}') == b'{"status":"SUCCESS"}'
+
+
+def test_an_unknown_compression_names_the_choices() -> None:
+    with pytest.raises(ConfigError, match="bzip2, gzip, lzma, zlib"):
+        compress(b"data", "snappy")
+
+
+def test_the_app_applies_result_compression_and_max_size(memory_url: str) -> None:
+    app = App("c", broker=memory_url, read_config=False, result_compression="gzip", result_max_size=1000)
+    backend = app.new_backend()
+    assert (backend.compression, backend.max_size) == ("gzip", 1000)
+
+
+def test_a_result_over_the_size_limit_fails_the_task_with_advice(
+    memory_url: str, start_worker: Callable[..., object]
+) -> None:
+    app = App("big", broker=memory_url, read_config=False, result_max_size=2000)
+
+    @app.task
+    def huge() -> str:
+        return "y" * 10_000
+
+    start_worker(app)
+    result = huge.delay()
+    with pytest.raises(SerializationError, match="more than result_max_size"):
+        result.get(timeout=TIMEOUT)
+    assert result.state == states.FAILURE
+
+
+def test_a_result_that_cannot_be_serialized_fails_the_task_instead_of_poisoning_the_store(
+    memory_url: str, start_worker: Callable[..., object]
+) -> None:
+    app = App("odd", broker=memory_url, read_config=False)
+
+    @app.task
+    def odd() -> object:
+        return object()
+
+    start_worker(app)
+    result = odd.delay()
+    with pytest.raises(SerializationError, match="could not be stored"):
+        result.get(timeout=TIMEOUT)
