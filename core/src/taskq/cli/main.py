@@ -475,21 +475,47 @@ def stats(ctx: click.Context) -> None:
 
 
 @cli.command("plugins")
+@click.option(
+    "--capabilities",
+    is_flag=True,
+    help="Also show what each transport, result backend and pool can do (imports the drivers).",
+)
 @click.pass_context
-def plugins_command(ctx: click.Context) -> None:
+def plugins_command(ctx: click.Context, capabilities: bool) -> None:
     """List plugins: distribution, version, drivers, and load errors."""
     state = _state(ctx)
-    infos = state.plugins.describe()
+    plugins = state.plugins
+    infos = plugins.describe()
     for info in infos:
         status = "enabled" if info.enabled else ("FAILED" if info.error else "disabled")
         origin = "built-in" if info.is_builtin else "plugin"
         click.echo(f"{info.name}  [{status}, {origin}]  {info.distribution} {info.version}  ({info.module})")
         for kind, names in sorted(info.drivers.items()):
             click.echo(f"    {kind}: {', '.join(sorted(names))}")
+            if capabilities and kind in ("transports", "result_backends", "pools"):
+                for name in sorted(names):
+                    click.echo(f"        {name}: {_capabilities(plugins, kind, name)}")
         if info.error:
             click.echo(f"    error: {info.error}")
     if state.settings.source:
         click.echo(f"(selection from {state.settings.source})")
+
+
+def _capabilities(plugins: Plugins, kind: str, name: str) -> str:
+    """``can: a, b; cannot: c`` for one driver, from its class's ``capabilities``."""
+    import dataclasses
+
+    try:
+        driver = plugins.resolve_driver(kind, name)
+    except TaskqError as exc:
+        return f"cannot be loaded: {exc}"
+    caps = getattr(driver, "capabilities", None)
+    if caps is None or isinstance(caps, type) or not dataclasses.is_dataclass(caps):
+        return "(states no capabilities)"
+    flags = dataclasses.asdict(caps)
+    can = [key.replace("_", " ") for key, value in flags.items() if value]
+    cannot = [key.replace("_", " ") for key, value in flags.items() if not value]
+    return f"can: {', '.join(can) or 'nothing extra'}; cannot: {', '.join(cannot) or '-'}"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
