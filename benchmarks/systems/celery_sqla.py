@@ -41,6 +41,8 @@ class CelerySqla(System):
             "-c",
             str(self.concurrency),
             "--loglevel=WARNING",
+            # A name of its own: another Celery worker on the broker must not clash with it.
+            f"--hostname=bench-{self.directory.name}@%h",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",

@@ -512,7 +512,7 @@ def _capabilities(plugins: Plugins, kind: str, name: str) -> str:
     caps = getattr(driver, "capabilities", None)
     if caps is None or isinstance(caps, type) or not dataclasses.is_dataclass(caps):
         return "(states no capabilities)"
-    flags = dataclasses.asdict(caps)
+    flags = {field.name: getattr(caps, field.name) for field in dataclasses.fields(caps)}
     can = [key.replace("_", " ") for key, value in flags.items() if value]
     cannot = [key.replace("_", " ") for key, value in flags.items() if not value]
     return f"can: {', '.join(can) or 'nothing extra'}; cannot: {', '.join(cannot) or '-'}"
