@@ -125,6 +125,12 @@ def write_atomically(tmp_folder: str, target: str, data: bytes, *, fsync: bool =
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+    if fsync:  # the rename itself lives in the directory: flush that too
+        folder = os.open(os.path.dirname(target), os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def read_file(path: str) -> bytes:

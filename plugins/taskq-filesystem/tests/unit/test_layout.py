@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 from taskq.errors import ConfigError
-from taskq_filesystem._layout import MAX_NAME, file_name, root_from_url
+from taskq_filesystem._layout import MAX_NAME, file_name, root_from_url, write_atomically
 
 
 def test_three_slashes_name_an_absolute_directory() -> None:
@@ -60,3 +61,12 @@ def test_every_name_becomes_one_safe_visible_file_name(name: str) -> None:
 def test_different_names_get_different_file_names() -> None:
     names = ["a/b", "a%2Fb", ".x", "%2Ex", "x" * 400, "x" * 401]
     assert len({file_name(n) for n in names}) == len(names)
+
+
+def test_an_atomic_write_leaves_only_the_target_with_fsync_or_without(tmp_path: Path) -> None:
+    (tmp_path / "tmp").mkdir()
+    for fsync in (False, True):
+        target = tmp_path / f"value-{fsync}"
+        write_atomically(str(tmp_path / "tmp"), str(target), b"payload", fsync=fsync)
+        assert target.read_bytes() == b"payload"
+    assert list((tmp_path / "tmp").iterdir()) == []
