@@ -25,6 +25,10 @@ exactly one succeeds and the others get ``ENOENT``.
 * **Wait** blocks on a Unix datagram socket (:mod:`._wakeup`) until a writer pokes it or
   the earliest due time or lease deadline of its queues (plus the sweep's pace) comes.
 
+Races settle toward "at least once": a sweeper that found a lease lapsed may rename the
+file back just after its owner, late, renewed it; the owner's ack then finds nothing and
+the message runs again, as with any lapsed lease.
+
 On NFS, ``rename`` is atomic on the server but clients cache attributes and listings, and
 mtimes come from each client's clock: share a root between processes of one machine only.
 """
