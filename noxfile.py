@@ -93,9 +93,10 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks side by side with Celery and huey; prints a table (`-- --suite pools` for every pool)."""
-    pools = [f"plugins/taskq-{name}" for name in ("solo", "prefork", "thread", "asyncio", "gevent", "eventlet")]
-    brokers = [f"plugins/taskq-{name}" for name in ("sqlite", "redis", "amqp")]
-    _install(session, "core", *brokers, *pools, groups=())
+    """Benchmarks side by side with Celery and huey (`-- --suite pools|redis|rabbitmq`), then backends."""
+    _install(session, "core", *(f"plugins/{p.name}" for p in PLUGINS), groups=())
     session.install("-r", "benchmarks/requirements.txt")
     session.run("python", "-m", "benchmarks.run", *session.posargs)
+    if not session.posargs:
+        # Every result backend's store-and-fetch rate against Redis's, in the same run.
+        session.run("python", "-m", "benchmarks.backends")
