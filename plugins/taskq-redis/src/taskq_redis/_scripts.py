@@ -354,6 +354,28 @@ return value
 """
 )
 
+_BY_SHA = {
+    script.sha: script
+    for script in (
+        PUBLISH,
+        CLAIM,
+        RENEW,
+        ACK,
+        REQUEUE,
+        DEAD_LETTER,
+        PROBE,
+        PURGE,
+        DEPTH,
+        STORE_AND_ANNOUNCE,
+        INCR_WITH_EXPIRY,
+    )
+}
+
+
+def by_sha(sha: str) -> Script | None:
+    """The script of this module with that SHA1 (to send it again after a NOSCRIPT)."""
+    return _BY_SHA.get(sha)
+
 
 __all__ = [
     "ACK",
@@ -371,5 +393,6 @@ __all__ = [
     "Script",
     "as_int",
     "as_text",
+    "by_sha",
     "run",
 ]

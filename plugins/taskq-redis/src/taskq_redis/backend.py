@@ -6,9 +6,13 @@ transport). Results live where Celery's ``RedisBackend`` keeps them, ``celery-ta
 taskq read each other's results; ``global_keyprefix`` in the options prefixes them all, as
 in Celery.
 
-Storing a result is one round trip: a script that ``SET``s the record with its expiry
-(``PX``, so sub-second expiries work) and ``PUBLISH``es it on a channel named like the key,
-which is what Celery's backend does and what its clients subscribe to. A waiting client
+Storing a result is one script that ``SET``s the record with its expiry (``PX``, so
+sub-second expiries work) and ``PUBLISH``es it on a channel named like the key, which is
+what Celery's backend does and what its clients subscribe to. It is *sent*, not waited
+for: each thread writes results on a connection of its own
+(:class:`~taskq_redis._wire.Wire`) and reads the replies later, before its next read or
+counter, on the same connection, so what that thread reads next includes what it stored
+(a chord's last member sees its own result). A refused write is logged with its key. A waiting client
 (``AsyncResult.get()``) subscribes to that channel and sleeps on the socket, so it wakes
 the moment the result is stored; no polling. Its subscription stays open between the
 core's re-checks, and a lost connection is re-established on the next wait (the core then
@@ -23,18 +27,25 @@ use the core's counter-and-slots log on top of these primitives.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import cast
 
+import redis
 from redis.client import PubSub
 
-from taskq.backends.base import BackendCapabilities, KeyValueBackend
-from taskq.errors import BackendUnavailableError
+from taskq import states
+from taskq.backends.base import POLL_INTERVAL_MAX, POLL_INTERVAL_START, BackendCapabilities, KeyValueBackend, Meta
+from taskq.errors import BackendUnavailableError, TimeoutError
 from taskq.serialization import Serializer
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
+from taskq_redis._wire import Wire
+
+logger = logging.getLogger(__name__)
 
 # Attempts after a lost connection before a read or write gives up (exponential backoff,
 # capped at one second: about RETRY_SECONDS in all).
@@ -42,6 +53,8 @@ RETRIES = 20
 RETRY_SECONDS = 17
 # Pause, in seconds, after the subscriber lost its connection, before the caller reads again.
 RECONNECT_PAUSE = 0.1
+# Longest wait for Redis to confirm a subscription, in seconds.
+SUBSCRIBE_TIMEOUT = 1.0
 
 
 class RedisBackend(KeyValueBackend):
@@ -63,6 +76,7 @@ class RedisBackend(KeyValueBackend):
         self._prefix = ""
         self._local = threading.local()
         self._subscribers: list[PubSub] = []
+        self._wires: list[Wire] = []
         self._lock = threading.Lock()
 
     def _connection(self) -> Endpoint:
@@ -70,6 +84,7 @@ class RedisBackend(KeyValueBackend):
             with self._lock:
                 if self._pid != os.getpid():
                     self._subscribers = []
+                    self._wires = []
                     self._local = threading.local()
                     self._endpoint = connect(self.url, self.options, retries=RETRIES)
                     self._prefix = self._endpoint.prefix
@@ -81,10 +96,31 @@ class RedisBackend(KeyValueBackend):
         assert self._endpoint is not None
         return BackendUnavailableError(unreachable(self._endpoint, exc))
 
+    def _wire(self) -> Wire:
+        """This thread's connection for result writes."""
+        client = self._connection().client  # first: a forked child starts afresh
+        wire: Wire | None = getattr(self._local, "wire", None)
+        if wire is None:
+            wire = self._local.wire = Wire(client)
+            with self._lock:
+                self._wires.append(wire)
+        return wire
+
+    def _settled(self) -> redis.Redis:
+        """The client, once this thread's deferred writes have been applied by Redis."""
+        client = self._connection().client
+        wire: Wire | None = getattr(self._local, "wire", None)
+        if wire is not None:
+            try:
+                wire.flush()
+            except CONNECTION_ERRORS as exc:
+                raise self._fail(exc) from exc
+        return client
+
     # ---- Storage primitives -----------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
-        client = self._connection().client
+        client = self._settled()
         try:
             return client.get(self._prefix + key)  # type: ignore[return-value]  # a sync client returns bytes
         except CONNECTION_ERRORS as exc:
@@ -93,18 +129,33 @@ class RedisBackend(KeyValueBackend):
     def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        client = self._connection().client
+        client = self._settled()
         try:
             return client.mget([self._prefix + key for key in keys])  # type: ignore[return-value]  # idem
         except CONNECTION_ERRORS as exc:
             raise self._fail(exc) from exc
 
     def set(self, key: str, value: bytes, *, expires: float | None = None) -> None:
-        client = self._connection().client
         milliseconds = max(1, int(expires * 1000)) if expires else 0
+        if key.startswith(self.task_keyprefix):
+            # store and announce, on the key's own channel as Celery does: sent, not waited for
+            wire = self._wire()  # first: it learns the key prefix
+            full_key = self._prefix + key
+            try:
+                wire.script(
+                    _scripts.STORE_AND_ANNOUNCE,
+                    full_key,
+                    value,
+                    milliseconds,
+                    defer=True,
+                    on_error=lambda exc: logger.error("Redis refused to store the result %s: %s", full_key, exc),
+                )
+                return
+            except CONNECTION_ERRORS:
+                pass  # written again below, with the client's patient retries
+        client = self._settled()
         try:
             if key.startswith(self.task_keyprefix):
-                # one round trip: store and announce, on the key's own channel as Celery does
                 _scripts.run(client, _scripts.STORE_AND_ANNOUNCE, [self._prefix + key, value, milliseconds])
             elif milliseconds:
                 client.set(self._prefix + key, value, px=milliseconds)
@@ -114,14 +165,14 @@ class RedisBackend(KeyValueBackend):
             raise self._fail(exc) from exc
 
     def delete(self, key: str) -> None:
-        client = self._connection().client
+        client = self._settled()
         try:
             client.delete(self._prefix + key)
         except CONNECTION_ERRORS as exc:
             raise self._fail(exc) from exc
 
     def incr(self, key: str, *, expires: float | None = None) -> int:
-        client = self._connection().client
+        client = self._settled()
         milliseconds = max(1, int(expires * 1000)) if expires else 0
         try:
             value = _scripts.run(client, _scripts.INCR_WITH_EXPIRY, [self._prefix + key, milliseconds])
@@ -130,6 +181,77 @@ class RedisBackend(KeyValueBackend):
         return _scripts.as_int(value)
 
     # ---- Push -------------------------------------------------------------------
+
+    def wait_for(self, task_id: str, timeout: float | None = None) -> Meta:
+        """Block until ``task_id`` is ready: subscribe, read, then take the record as published.
+
+        The subscription is confirmed before the record is read, so a result stored in
+        between is announced on it; the announcement carries the record itself (Celery
+        publishes what it stores), so no second read follows. Three round trips from a
+        pending result to its value, and the record is read again every
+        ``POLL_INTERVAL_MAX`` s in case an announcement was lost with a connection.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        channel = self._connection().prefix + self.task_key(task_id)
+        try:
+            pubsub = self._subscribed(channel, deadline)
+        except CONNECTION_ERRORS:
+            self._drop_subscriber()
+            return super().wait_for(task_id, None if deadline is None else max(0.0, deadline - time.monotonic()))
+        expected = channel.encode()
+        interval = POLL_INTERVAL_START
+        while True:
+            meta = self.get_task_meta(task_id)
+            if meta["status"] in states.READY_STATES:
+                return meta
+            slice_end = time.monotonic() + interval
+            if deadline is not None:
+                slice_end = min(slice_end, deadline)
+            try:
+                while (remaining := slice_end - time.monotonic()) > 0:
+                    message = _next_message(pubsub, remaining)
+                    if message is not None and message["type"] == "message" and message["channel"] == expected:
+                        meta = self.decode(cast(bytes, message["data"]))
+                        if meta["status"] in states.READY_STATES:
+                            return meta
+            except CONNECTION_ERRORS:
+                self._drop_subscriber()
+                return super().wait_for(task_id, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(
+                    f"task {task_id} is still {meta['status']} after {timeout}s; "
+                    f"is a worker consuming its queue? (taskq worker -A yourapp)"
+                )
+            interval = min(interval * 2, POLL_INTERVAL_MAX)
+
+    def _subscribed(self, channel: str, deadline: float | None) -> PubSub:
+        """This thread's subscriber, on ``channel`` alone, the subscription confirmed."""
+        client = self._connection().client
+        channels = {channel}
+        pubsub: PubSub | None = getattr(self._local, "pubsub", None)
+        if pubsub is None:
+            pubsub = self._local.pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # unannotated in redis-py
+            self._local.channels = set()
+            with self._lock:
+                self._subscribers.append(pubsub)
+        subscribed: set[str] = self._local.channels
+        new, old = channels - subscribed, subscribed - channels
+        if old:
+            pubsub.unsubscribe(*old)
+        if new:
+            pubsub.subscribe(*new)
+        self._local.channels = channels
+        waiting = {channel.encode() for channel in new}
+        while waiting:
+            remaining = SUBSCRIBE_TIMEOUT if deadline is None else min(SUBSCRIBE_TIMEOUT, deadline - time.monotonic())
+            if remaining <= 0:
+                break
+            message = _next_message(pubsub, remaining)
+            if message is None:
+                break  # not confirmed in time: the record is read again every POLL_INTERVAL_MAX
+            if message["type"] == "subscribe":
+                waiting.discard(message["channel"])
+        return pubsub
 
     def wait_for_change(self, task_ids: Sequence[str], timeout: float) -> None:
         """Sleep on the results' channels until one is published to, at most ``timeout`` s.
@@ -185,6 +307,10 @@ class RedisBackend(KeyValueBackend):
         if self._pid == os.getpid():
             with self._lock:
                 subscribers, self._subscribers = self._subscribers, []
+                wires, self._wires = self._wires, []
+            for wire in wires:
+                with contextlib.suppress(Exception):  # what is owed is read if Redis still answers
+                    wire.close()
             for pubsub in subscribers:
                 with contextlib.suppress(Exception):  # closing what may already be broken
                     pubsub.reset()
@@ -193,6 +319,12 @@ class RedisBackend(KeyValueBackend):
         self._local = threading.local()
         self._endpoint = None
         self._pid = 0
+
+
+def _next_message(pubsub: PubSub, timeout: float) -> dict[str, object] | None:
+    """The next thing on a subscriber's connection (subscription confirmations included)."""
+    raw = pubsub.parse_response(block=False, timeout=timeout)  # type: ignore[no-untyped-call]  # unannotated in redis-py
+    return pubsub.handle_message(raw)  # type: ignore[no-untyped-call,no-any-return]  # idem
 
 
 __all__ = ["RedisBackend"]

@@ -75,7 +75,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol, cast
 
 import redis
 from redis.client import PubSub
@@ -92,6 +91,7 @@ from taskq.transport import (
 )
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
+from taskq_redis._wire import Wire
 
 logger = logging.getLogger(__name__)
 
@@ -179,16 +179,6 @@ def decode_envelope(raw: bytes) -> Message:
         # handed out anyway: the worker dead-letters it with the reason
         reason: dict[str, object] = {"x-taskq-undecodable": f"{type(exc).__name__}: {exc}"}
         return Message(raw, reason, "application/x-undecodable", "binary")
-
-
-class _Wire(Protocol):
-    """What the hot path uses of a redis-py connection (unannotated in redis-py)."""
-
-    def send_command(self, *args: object) -> None: ...
-
-    def read_response(self) -> object: ...
-
-    def disconnect(self) -> None: ...
 
 
 class _Subscriber:
@@ -298,7 +288,7 @@ class RedisTransport(Transport):
         if not self.delayed_delivery:
             self.capabilities = dataclasses.replace(RedisTransport.capabilities, delayed_delivery=False)
         self._endpoint: Endpoint | None = None
-        self._conn: _Wire | None = None
+        self._wire: Wire | None = None
         self._pid = 0
         self._subscriber: _Subscriber | None = None
         self._interrupted = False
@@ -321,7 +311,9 @@ class RedisTransport(Transport):
             if self._subscriber is not None:
                 self._subscriber.close()
                 self._subscriber = None
-            self._conn = None  # the parent's, never used here
+            if self._wire is not None:
+                self._wire.forget()  # the parent's, never used here
+            self._wire = None
             self._endpoint = connect(self.url, self.options)
             self._pid = os.getpid()
             self._prefix = self._endpoint.prefix
@@ -342,43 +334,44 @@ class RedisTransport(Transport):
                 self._subscriber.close()
             self._subscriber = None
         if self._endpoint is not None and self._pid == os.getpid():
-            if self._conn is not None:
-                self._conn.disconnect()
-                self._endpoint.client.connection_pool.release(self._conn)  # type: ignore[arg-type]  # it came from this pool
+            if self._wire is not None:
+                with contextlib.suppress(Exception):  # what is owed is read if Redis still answers
+                    self._wire.close()
             self._endpoint.client.close()
             self._endpoint.client.connection_pool.disconnect()
         self._endpoint = None
-        self._conn = None
+        self._wire = None
         self._pid = 0
+
+    def _wire_here(self) -> Wire:
+        wire = self._wire if self._pid == os.getpid() else None
+        if wire is None:
+            wire = self._wire = Wire(self._connection().client)
+        return wire
 
     def _run(self, script: _scripts.Script, *args: object) -> object:
         """Run ``script`` on this instance's own connection: the hot path of every call.
 
         One instance serves one thread, so it keeps one connection out of the pool and
-        talks to it directly, skipping redis-py's per-command pool checkout and retry
-        wrappers (two thirds of the client's cost per round trip). A lost connection is
-        reopened once at once; if that fails too, :class:`BrokerUnavailableError`.
+        talks to it directly (:class:`~taskq_redis._wire.Wire`), skipping redis-py's
+        per-command pool checkout and retry wrappers. A lost connection is reopened once
+        at once; if that fails too, :class:`BrokerUnavailableError`.
         """
-        conn = self._conn if self._pid == os.getpid() else None
-        if conn is None:
-            endpoint = self._connection()
-            conn = self._conn = cast(_Wire, endpoint.client.connection_pool.get_connection())
-        command = ("EVALSHA", script.sha, 0, self._prefix, self._wake, *args)
-        for attempt in (1, 2):
-            try:
-                try:
-                    conn.send_command(*command)
-                    return conn.read_response()
-                except redis.exceptions.NoScriptError:
-                    # a restarted or flushed server: EVAL runs it and caches it for EVALSHA
-                    conn.send_command("EVAL", script.source, *command[2:])
-                    return conn.read_response()
-            except CONNECTION_ERRORS as exc:
-                conn.disconnect()
-                if attempt == 2:
-                    assert self._endpoint is not None
-                    raise BrokerUnavailableError(unreachable(self._endpoint, exc)) from exc
-        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+        wire = self._wire_here()
+        try:
+            return wire.script(script, self._prefix, self._wake, *args)
+        except CONNECTION_ERRORS as exc:
+            assert self._endpoint is not None
+            raise BrokerUnavailableError(unreachable(self._endpoint, exc)) from exc
+
+    def _send(self, script: _scripts.Script, *args: object) -> None:
+        """Run ``script`` without waiting for its reply (read before the next :meth:`_run`)."""
+        wire = self._wire_here()
+        try:
+            wire.script(script, self._prefix, self._wake, *args, defer=True, on_error=_log_failed_ack)
+        except CONNECTION_ERRORS as exc:
+            assert self._endpoint is not None
+            raise BrokerUnavailableError(unreachable(self._endpoint, exc)) from exc
 
     # ---- Client side ------------------------------------------------------------
 
@@ -491,8 +484,12 @@ class RedisTransport(Transport):
         return renewed
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
+        # Sent, not waited for: a killed worker's written ack still reaches Redis, so an
+        # early ack keeps its meaning (at most once); the reply is read before the next
+        # command whose reply matters, on the same connection, so this instance's later
+        # claims, depths and requeues see the ack done.
         for pairs in self._pairs(deliveries):
-            self._run(_scripts.ACK, self.owner, *pairs)
+            self._send(_scripts.ACK, self.owner, *pairs)
 
     def requeue(self, deliveries: Sequence[Delivery], *, delay: float = 0.0) -> None:
         for pairs in self._pairs(deliveries):
@@ -538,6 +535,10 @@ class RedisTransport(Transport):
 
     def depth(self, queue: str) -> int:
         return _scripts.as_int(self._run(_scripts.DEPTH, queue))
+
+
+def _log_failed_ack(exc: Exception) -> None:
+    logger.error("Redis refused an acknowledgement (%s); the message comes back when its lease lapses", exc)
 
 
 __all__ = ["PRIORITY_STEPS", "SEP", "RedisTransport", "decode_envelope", "encode_envelope", "queue_key"]
