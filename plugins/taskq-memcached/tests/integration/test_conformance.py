@@ -1,0 +1,32 @@
+"""The memcached result backend passes the conformance kit, on a real memcached."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from taskq.backends.base import ResultBackend
+from taskq.testing.conformance import ResultBackendContract
+from taskq.testing.conformance.backend import BackendFactory
+from taskq_memcached.backend import MemcachedBackend
+
+
+class TestMemcachedBackend(ResultBackendContract):
+    @pytest.fixture
+    def backend(self, memcached_url: str) -> Iterator[MemcachedBackend]:
+        backend = MemcachedBackend(memcached_url)
+        yield backend
+        backend.close()
+
+    @pytest.fixture
+    def make_backend(self, memcached_url: str) -> Iterator[BackendFactory]:
+        made: list[MemcachedBackend] = []
+
+        def make(expires: float | None = None) -> ResultBackend:
+            made.append(MemcachedBackend(memcached_url, expires=expires))
+            return made[-1]
+
+        yield make
+        for backend in made:
+            backend.close()
