@@ -20,7 +20,6 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
 
 from taskq import states
 from taskq.errors import ConfigError, SerializationError, TaskError, TimeoutError
@@ -139,7 +138,8 @@ def utc_now_iso() -> str:
 class ResultBackend(ABC):
     """Base class of every result backend."""
 
-    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities()
+    #: What this backend does natively (an instance may narrow it, as its store allows).
+    capabilities: BackendCapabilities = BackendCapabilities()
 
     def __init__(
         self,

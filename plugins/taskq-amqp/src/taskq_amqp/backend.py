@@ -29,7 +29,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 import amqp
@@ -76,7 +76,7 @@ _groups_lock = threading.Lock()
 class RpcBackend(ResultBackend):
     """Results as messages on the client's reply queue; see the module docstring."""
 
-    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(push_wait=True)
+    capabilities = BackendCapabilities(push_wait=True)
 
     def __init__(
         self,

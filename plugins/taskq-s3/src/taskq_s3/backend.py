@@ -136,7 +136,7 @@ class S3Backend(KeyValueBackend):
         has_counter = self._probe_conditional_writes() if wanted == "auto" else _is_true(wanted)
         if not has_counter:
             # This store (not S3 as such) cannot do a chord counter: say so truthfully.
-            self.capabilities = dataclasses.replace(self.capabilities, chord_counter=False)  # type: ignore[misc]  # per instance: decided by the store
+            self.capabilities = dataclasses.replace(self.capabilities, chord_counter=False)  # decided by the store
 
     # ---- Connection and bucket ------------------------------------------------------
 

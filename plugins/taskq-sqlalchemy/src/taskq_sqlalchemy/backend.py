@@ -26,7 +26,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import ClassVar, TypeVar
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -114,9 +114,7 @@ class DatabaseBackend(KeyValueBackend):
     :func:`sqlalchemy.create_engine`.
     """
 
-    capabilities: ClassVar[BackendCapabilities] = BackendCapabilities(
-        push_wait=False, native_join=True, chord_counter=True, expiry=True
-    )
+    capabilities = BackendCapabilities(push_wait=False, native_join=True, chord_counter=True, expiry=True)
 
     def __init__(
         self,
