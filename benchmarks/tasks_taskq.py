@@ -14,9 +14,10 @@ NOOP = "bench.noop"
 NOOP_IGNORED = "bench.noop_ignored"
 
 
-def make_app(broker_url: str | None = None) -> App:
-    """An app with both no-op tasks; ``None`` takes the URL from the environment."""
-    app = App("bench", broker=broker_url, backend=broker_url, read_config=False, set_as_current=False)
+def make_app(broker_url: str | None = None, queue: str | None = None) -> App:
+    """An app with both no-op tasks; ``None`` takes the URL (and queue) from the environment."""
+    settings: dict[str, object] = {"task_default_queue": queue} if queue else {}
+    app = App("bench", broker=broker_url, backend=broker_url, read_config=False, set_as_current=False, **settings)
 
     @app.task(name=NOOP)
     def noop(mark: str | None = None) -> None:
