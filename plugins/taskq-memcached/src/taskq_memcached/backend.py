@@ -31,9 +31,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
-from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]  # pymemcache ships no py.typed
-from pymemcache.client.hash import HashClient  # type: ignore[import-untyped]  # pymemcache ships no py.typed
-from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError  # type: ignore[import-untyped]  # pymemcache ships no py.typed
+from pymemcache.client.base import PooledClient
+from pymemcache.client.hash import HashClient
+from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
 from taskq.backends.base import BackendCapabilities, KeyValueBackend
 from taskq.errors import BackendUnavailableError, ConfigError
