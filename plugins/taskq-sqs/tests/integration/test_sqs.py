@@ -1,0 +1,149 @@
+"""SQS specifics on moto's server: leases, long ETAs, FIFO groups, dead letters, sizes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+from taskq.testing.conformance.transport import make_message
+from taskq.transport import Message
+from taskq_sqs.transport import DUE, SQSMessageTooLargeError, SQSTransport
+
+pytestmark = pytest.mark.integration
+
+# Seconds to wait for something that should happen soon.
+DEADLINE = 10.0
+
+
+def test_a_message_renewed_past_its_lease_is_not_received_by_another_consumer(
+    transport: SQSTransport, sqs_url: str, sqs_options: dict[str, object], unique_queue: str
+) -> None:
+    other = SQSTransport(sqs_url, sqs_options)
+    try:
+        transport.publish(unique_queue, make_message())
+        held = transport.claim([unique_queue], 10, lease=1)
+        until = time.monotonic() + 3.5  # more than three leases
+        while time.monotonic() < until:
+            assert transport.renew(held, lease=1) == 1
+            assert other.claim([unique_queue], 10) == []
+            time.sleep(0.2)
+    finally:
+        other.close()
+
+
+def test_an_unrenewed_message_comes_back_to_another_consumer(
+    transport: SQSTransport, sqs_url: str, sqs_options: dict[str, object], unique_queue: str
+) -> None:
+    other = SQSTransport(sqs_url, sqs_options)
+    try:
+        sent = make_message()
+        transport.publish(unique_queue, sent)
+        [first] = transport.claim([unique_queue], 10, lease=1)
+        deadline = time.monotonic() + DEADLINE
+        again = []
+        while not again and time.monotonic() < deadline:
+            again = other.claim([unique_queue], 10)
+            time.sleep(0.05)
+        assert [d.message.headers["id"] for d in again] == [sent.headers["id"]]
+        assert again[0].deliveries == first.deliveries + 1
+        assert transport.renew([first]) == 0
+    finally:
+        other.close()
+
+
+def test_an_eta_an_hour_ahead_is_given_back_on_its_first_receive_and_keeps_its_due_time(
+    sqs_url: str, sqs_options: dict[str, object], sqs_client: Any, unique_queue: str
+) -> None:
+    # max_delay_seconds=1 stands in for SQS's 15 minutes, so the early receive comes soon
+    transport = SQSTransport(sqs_url, {**sqs_options, "max_delay_seconds": 1})
+    try:
+        published = time.time()
+        transport.publish(unique_queue, make_message(), delay=3600)
+        url = sqs_client.get_queue_url(QueueName=unique_queue)["QueueUrl"]
+        deadline = time.monotonic() + DEADLINE
+        peeked: list[dict[str, Any]] = []
+        while not peeked and time.monotonic() < deadline:  # a visibility of 0 hides nothing
+            reply = sqs_client.receive_message(QueueUrl=url, VisibilityTimeout=0, MessageAttributeNames=["All"])
+            peeked = reply.get("Messages") or []
+            time.sleep(0.05)
+        [raw] = peeked
+        due = float(raw["MessageAttributes"][DUE]["StringValue"])
+        assert published + 3599 <= due <= time.time() + 3600
+        assert transport.claim([unique_queue], 10) == []  # received early: sent back
+        assert transport.depth(unique_queue) == 1
+        assert sqs_client.receive_message(QueueUrl=url, WaitTimeSeconds=1).get("Messages") is None
+    finally:
+        transport.close()
+
+
+def test_fifo_messages_of_a_group_are_claimed_in_order(transport: SQSTransport, unique_queue: str) -> None:
+    queue = unique_queue + ".fifo"
+    sent = [make_message(MessageGroupId="g1") for _ in range(5)]
+    transport.publish_many([(queue, message, 0.0) for message in sent])
+    got = []
+    deadline = time.monotonic() + DEADLINE
+    while len(got) < len(sent) and time.monotonic() < deadline:
+        batch = transport.claim([queue], 2)
+        got.extend(d.message.headers["id"] for d in batch)
+        transport.ack(batch)
+    assert got == [m.headers["id"] for m in sent]
+
+
+def test_fifo_message_with_a_delay_is_held_until_due(transport: SQSTransport, unique_queue: str) -> None:
+    queue = unique_queue + ".fifo"
+    published = time.monotonic()
+    transport.publish(queue, make_message(), delay=1.5)
+    found = []
+    deadline = time.monotonic() + DEADLINE
+    while not found and time.monotonic() < deadline:
+        found = transport.claim([queue], 10)
+        time.sleep(0.05)
+    assert len(found) == 1
+    assert time.monotonic() - published >= 1.45
+
+
+def test_dead_letter_goes_to_the_dead_queue_with_its_reason(
+    transport: SQSTransport, sqs_client: Any, unique_queue: str
+) -> None:
+    transport.publish(unique_queue, make_message())
+    [delivery] = transport.claim([unique_queue], 10)
+    transport.dead_letter(delivery, "poison: handed out 6 times")
+    assert transport.depth(unique_queue) == 0
+    url = sqs_client.get_queue_url(QueueName=unique_queue + "-dead")["QueueUrl"]
+    reply = sqs_client.receive_message(QueueUrl=url, MessageAttributeNames=["All"])
+    [raw] = reply["Messages"]
+    assert raw["MessageAttributes"]["taskq-reason"]["StringValue"] == "poison: handed out 6 times"
+
+
+def test_a_redrive_policy_moves_a_message_after_its_receives(
+    sqs_url: str, sqs_options: dict[str, object], unique_queue: str
+) -> None:
+    transport = SQSTransport(sqs_url, {**sqs_options, "max_receive_count": 1})
+    try:
+        transport.publish(unique_queue, make_message())
+        [delivery] = transport.claim([unique_queue], 10)
+        transport.requeue([delivery])
+        assert transport.claim([unique_queue], 10) == []  # moto moves it on the next receive
+        [dead] = transport.dead_letters(unique_queue)
+        assert "redrive" in dead.reason
+    finally:
+        transport.close()
+
+
+def test_a_message_over_256_kib_is_refused_at_publish(transport: SQSTransport, unique_queue: str) -> None:
+    huge = Message(body=b"x" * 200_000, headers={"id": "big"})
+    with pytest.raises(SQSMessageTooLargeError, match="by reference"):
+        transport.publish(unique_queue, huge)
+    with pytest.raises(SQSMessageTooLargeError, match="256 KiB"):
+        transport.publish_many([(unique_queue, huge, 0.0)])
+
+
+def test_wait_keeps_what_it_received_for_the_next_claim(transport: SQSTransport, unique_queue: str) -> None:
+    sent = make_message()
+    transport.publish(unique_queue, sent)
+    transport.wait([unique_queue], timeout=5)
+    [delivery] = transport.claim([unique_queue], 10)
+    assert delivery.message.headers["id"] == sent.headers["id"]
+    assert delivery.deliveries == 1
