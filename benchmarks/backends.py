@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib.util
+import os
 import shutil
 import socket
 import subprocess
@@ -62,6 +63,12 @@ def server(command: list[str], port: int) -> Iterator[None]:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+def executable(name: str) -> str | None:
+    """A command on PATH or beside this Python (a venv run without activating it)."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
 
 
 def installed(module: str) -> bool:
@@ -119,7 +126,7 @@ def runners(workdir: Path) -> dict[str, tuple[str, Runner]]:
             return measure(f"cache+memcached://127.0.0.1:{port}/", count)
 
     def mongo(count: int) -> tuple[float, float]:
-        binary = shutil.which("secantusd-py")
+        binary = executable("secantusd-py")
         if binary is None:
             raise RuntimeError("no MongoDB-protocol server (pip install secantusdb)")
         port = free_port()
@@ -128,14 +135,17 @@ def runners(workdir: Path) -> dict[str, tuple[str, Runner]]:
 
     def moto(scheme: str) -> Runner:
         def run(count: int) -> tuple[float, float]:
-            binary = shutil.which("moto_server")
+            binary = executable("moto_server")
             if binary is None:
                 raise RuntimeError("no S3/DynamoDB API server (pip install 'moto[server]')")
             port = free_port()
             options = {"endpoint_url": f"http://127.0.0.1:{port}", "region": "us-east-1"}
+            # The local API server takes any keys; real AWS credentials are never needed here.
+            os.environ.setdefault("AWS_ACCESS_KEY_ID", "testing")
+            os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "testing")
             with server([binary, "-H", "127.0.0.1", "-p", str(port)], port):
                 if scheme == "s3":
-                    return measure(f"s3://{prefix}/results", count, options)
+                    return measure(f"s3://{prefix}/results", count, {**options, "create_bucket": True})
                 return measure(f"dynamodb://testing:testing@us-east-1:{port}/{prefix}", count, options)
 
         return run
