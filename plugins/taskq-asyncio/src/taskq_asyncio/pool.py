@@ -41,10 +41,10 @@ from types import TracebackType
 from typing import cast
 
 from taskq.errors import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, WorkerLostError
+from taskq.interrupt import InterruptibleCall
 from taskq.pool import Pool, PoolCapabilities
 from taskq.worker.request import Request
 from taskq.worker.trace import trace_task, trace_task_async
-from taskq_asyncio._interrupt import InterruptibleCall
 
 logger = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ import time
 from collections.abc import Callable
 
 from taskq.errors import SoftTimeLimitExceeded
+from taskq.interrupt import InterruptibleCall
 from taskq.pool import Pool, PoolCapabilities
-from taskq_thread._interrupt import InterruptibleCall
 
 logger = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from taskq.errors import SoftTimeLimitExceeded
+from taskq.interrupt import InterruptibleCall
 from taskq.plugins import load_plugins
 from taskq.testing.conformance.pool import Outcome
-from taskq_thread._interrupt import InterruptibleCall
 from taskq_thread.pool import ThreadPool
 
 # Seconds any wait in these tests may take.

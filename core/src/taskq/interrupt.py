@@ -1,4 +1,6 @@
-"""Raising an exception inside another thread's running job: how threads get time limits.
+"""Raising an exception inside another thread's running job: how thread pools get time limits.
+
+A helper for pool plugins (the thread pool and the asyncio pool's executor use it).
 
 CPython's ``PyThreadState_SetAsyncExc`` asks a thread to raise an exception at its next
 Python bytecode. That is the whole of its power and its limit: a thread blocked in a C
@@ -14,8 +16,6 @@ in the few bytecodes after the job is swallowed. A value the job returned is nev
 to a late exception: it is stored by C code (``list.extend``) before the interpreter
 looks for pending exceptions again.
 
-(The thread and asyncio pools each keep a copy of this module: a plugin never imports
-another plugin.)
 """
 
 from __future__ import annotations
