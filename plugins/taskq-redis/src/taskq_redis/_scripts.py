@@ -14,9 +14,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-import redis
-
 from taskq_redis._connection import CONNECTION_ERRORS
+from taskq_redis._resp import Client, NoScriptError
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,13 +29,13 @@ class Script:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())  # noqa: S324 - Redis names scripts by SHA1
 
 
-def run(client: redis.Redis, script: Script, args: list[object]) -> object:
+def run(client: Client, script: Script, args: list[object]) -> object:
     """Run ``script`` with ``args`` as ARGV (no KEYS); load it first if the server lost it."""
     try:
-        return client.execute_command("EVALSHA", script.sha, 0, *args)  # type: ignore[no-untyped-call]  # unannotated
-    except redis.exceptions.NoScriptError:
+        return client.execute("EVALSHA", script.sha, 0, *args)
+    except NoScriptError:
         # a restarted or flushed server: EVAL runs it and caches it for the next EVALSHA
-        return client.execute_command("EVAL", script.source, 0, *args)  # type: ignore[no-untyped-call]  # idem
+        return client.execute("EVAL", script.source, 0, *args)
 
 
 def as_int(reply: object) -> int:

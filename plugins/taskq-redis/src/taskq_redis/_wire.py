@@ -12,20 +12,17 @@ reconnecting (every deferred command here is idempotent: acks, result writes). A
 deferred only on a connection that shows no sign of having been closed by the server
 (checked without blocking before each write), so one to a restarted server is not lost.
 
-Commands are packed here (a few small arguments: redis-py's general packer costs more
-than the round trip's system calls); connecting, authentication, TLS and the reply
-parser stay redis-py's connection's.
+Connections, packing and the reply parser are :mod:`taskq_redis._resp`'s.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, cast
-
-import redis
+from typing import TYPE_CHECKING
 
 from taskq_redis._connection import CONNECTION_ERRORS
+from taskq_redis._resp import Client, Connection, NoScriptError, ResponseError, pack
 
 if TYPE_CHECKING:
     from taskq_redis._scripts import Script
@@ -37,40 +34,12 @@ MAX_PENDING = 256
 OnError = Callable[[Exception], None]
 
 
-class _Connection(Protocol):
-    """What is used of a redis-py connection (unannotated in redis-py)."""
-
-    def send_packed_command(self, command: list[bytes], check_health: bool = ...) -> None: ...
-
-    def read_response(self) -> object: ...
-
-    def can_read(self, timeout: float = ...) -> bool: ...
-
-    def disconnect(self) -> None: ...
-
-
-def pack(args: tuple[object, ...]) -> bytes:
-    """A command in RESP: an array of bulk strings (str as UTF-8, numbers as text)."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        if isinstance(arg, bytes):
-            data = arg
-        elif isinstance(arg, str):
-            data = arg.encode()
-        elif isinstance(arg, (int, float)) and not isinstance(arg, bool):
-            data = repr(arg).encode()
-        else:
-            raise TypeError(f"cannot send {type(arg).__name__} to Redis: {arg!r}")
-        out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
 class Wire:
     """A connection taken out of ``client``'s pool for one thread; see the module docstring."""
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: Client) -> None:
         self._client = client
-        self._conn: _Connection | None = None
+        self._conn: Connection | None = None
         # Sent, reply not read yet, oldest first.
         self._pending: deque[tuple[tuple[object, ...], OnError | None]] = deque()
         # Deferred on a connection that was lost before they were answered: sent again first.
@@ -79,10 +48,11 @@ class Wire:
         # the server does not know yet is run at once, and loaded by EVAL).
         self._loaded: set[str] = set()
 
-    def _connection(self) -> _Connection:
+    def _connection(self) -> Connection:
         conn = self._conn
         if conn is None:
-            conn = self._conn = cast(_Connection, self._client.connection_pool.get_connection())
+            conn = self._conn = self._client.connection()
+        conn.ensure()
         return conn
 
     def call(self, *args: object) -> object:
@@ -91,7 +61,7 @@ class Wire:
             conn = self._connection()
             try:
                 self._settle(conn)
-                conn.send_packed_command([pack(args)], check_health=False)
+                conn.send(pack(args))
                 return conn.read_response()
             except CONNECTION_ERRORS:
                 self._lost(conn)
@@ -113,7 +83,7 @@ class Wire:
     def _run_script(self, script: Script, args: tuple[object, ...]) -> object:
         try:
             reply = self.call("EVALSHA", script.sha, 0, *args)
-        except redis.exceptions.NoScriptError:
+        except NoScriptError:
             # a restarted or flushed server: EVAL runs it and caches it for EVALSHA
             reply = self.call("EVAL", script.source, 0, *args)
         self._loaded.add(script.sha)
@@ -129,7 +99,7 @@ class Wire:
             # here (a write to it would go nowhere, unnoticed until the next call).
             while conn.can_read(0):
                 self._read_one(conn)
-            conn.send_packed_command([pack(command)], check_health=False)
+            conn.send(pack(command))
         except CONNECTION_ERRORS:
             self._lost(conn)
             return False
@@ -148,24 +118,24 @@ class Wire:
                 if attempt == 2:
                     raise
 
-    def _settle(self, conn: _Connection) -> None:
+    def _settle(self, conn: Connection) -> None:
         """Read the deferred replies; first send again what a lost connection left unanswered."""
         while self._pending:
             self._read_one(conn)
         while self._unanswered:
             command, on_error = self._unanswered[0]
-            conn.send_packed_command([pack(command)], check_health=False)
+            conn.send(pack(command))
             try:
                 conn.read_response()
-            except redis.exceptions.NoScriptError:
+            except NoScriptError:
                 self._loaded.clear()
                 self._as_eval(conn, command, on_error)
-            except redis.exceptions.ResponseError as exc:
+            except ResponseError as exc:
                 if on_error is not None:
                     on_error(exc)
             del self._unanswered[0]
 
-    def _read_one(self, conn: _Connection) -> None:
+    def _read_one(self, conn: Connection) -> None:
         """Read the oldest deferred reply (or something not asked for, dropped)."""
         pending = self._pending
         if not pending:
@@ -174,33 +144,33 @@ class Wire:
         command, on_error = pending[0]
         try:
             conn.read_response()
-        except redis.exceptions.NoScriptError:
+        except NoScriptError:
             pending.popleft()
             self._loaded.clear()
             # the replies after this one are still unread: it goes behind them
             self._unanswered.append((command, on_error))
-        except redis.exceptions.ResponseError as exc:
+        except ResponseError as exc:
             pending.popleft()
             if on_error is not None:
                 on_error(exc)
         else:
             pending.popleft()
 
-    def _as_eval(self, conn: _Connection, command: tuple[object, ...], on_error: OnError | None) -> None:
+    def _as_eval(self, conn: Connection, command: tuple[object, ...], on_error: OnError | None) -> None:
         """Run again by EVAL a deferred EVALSHA the server did not know (read at once)."""
         from taskq_redis._scripts import by_sha
 
         script = by_sha(str(command[1]))
         try:
             if script is None:
-                raise redis.exceptions.NoScriptError(f"NOSCRIPT for the unknown script {command[1]!r}")
-            conn.send_packed_command([pack(("EVAL", script.source, *command[2:]))], check_health=False)
+                raise NoScriptError(f"NOSCRIPT for the unknown script {command[1]!r}")
+            conn.send(pack(("EVAL", script.source, *command[2:])))
             conn.read_response()
-        except redis.exceptions.ResponseError as exc:
+        except ResponseError as exc:
             if on_error is not None:
                 on_error(exc)
 
-    def _lost(self, conn: _Connection) -> None:
+    def _lost(self, conn: Connection) -> None:
         conn.disconnect()
         self._loaded.clear()
         # deferred, never answered: sent again (they are idempotent) on the next connection
@@ -220,7 +190,6 @@ class Wire:
             self._pending.clear()
             self._unanswered.clear()
             conn.disconnect()
-            self._client.connection_pool.release(conn)  # type: ignore[arg-type]  # it came from this pool
 
     def forget(self) -> None:
         """Drop an inherited connection (a forked child): the parent's socket stays its own."""

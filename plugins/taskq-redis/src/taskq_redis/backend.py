@@ -34,15 +34,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import cast
 
-import redis
-from redis.client import PubSub
-
 from taskq import states
 from taskq.backends.base import POLL_INTERVAL_MAX, POLL_INTERVAL_START, BackendCapabilities, KeyValueBackend, Meta
 from taskq.errors import BackendUnavailableError, TimeoutError
 from taskq.serialization import Serializer
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
+from taskq_redis._resp import Client, PubSub
 from taskq_redis._wire import Wire
 
 logger = logging.getLogger(__name__)
@@ -106,7 +104,7 @@ class RedisBackend(KeyValueBackend):
                 self._wires.append(wire)
         return wire
 
-    def _settled(self) -> redis.Redis:
+    def _settled(self) -> Client:
         """The client, once this thread's deferred writes have been applied by Redis."""
         client = self._connection().client
         wire: Wire | None = getattr(self._local, "wire", None)
@@ -122,7 +120,7 @@ class RedisBackend(KeyValueBackend):
     def get(self, key: str) -> bytes | None:
         client = self._settled()
         try:
-            return client.get(self._prefix + key)  # type: ignore[return-value]  # a sync client returns bytes
+            return client.execute("GET", self._prefix + key)  # type: ignore[return-value]  # a bulk string or nil
         except CONNECTION_ERRORS as exc:
             raise self._fail(exc) from exc
 
@@ -131,7 +129,7 @@ class RedisBackend(KeyValueBackend):
             return []
         client = self._settled()
         try:
-            return client.mget([self._prefix + key for key in keys])  # type: ignore[return-value]  # idem
+            return client.execute("MGET", *[self._prefix + key for key in keys])  # type: ignore[return-value]  # idem
         except CONNECTION_ERRORS as exc:
             raise self._fail(exc) from exc
 
@@ -158,16 +156,16 @@ class RedisBackend(KeyValueBackend):
             if key.startswith(self.task_keyprefix):
                 _scripts.run(client, _scripts.STORE_AND_ANNOUNCE, [self._prefix + key, value, milliseconds])
             elif milliseconds:
-                client.set(self._prefix + key, value, px=milliseconds)
+                client.execute("SET", self._prefix + key, value, "PX", milliseconds)
             else:
-                client.set(self._prefix + key, value)
+                client.execute("SET", self._prefix + key, value)
         except CONNECTION_ERRORS as exc:
             raise self._fail(exc) from exc
 
     def delete(self, key: str) -> None:
         client = self._settled()
         try:
-            client.delete(self._prefix + key)
+            client.execute("DEL", self._prefix + key)
         except CONNECTION_ERRORS as exc:
             raise self._fail(exc) from exc
 
@@ -230,16 +228,13 @@ class RedisBackend(KeyValueBackend):
         channels = {channel}
         pubsub: PubSub | None = getattr(self._local, "pubsub", None)
         if pubsub is None:
-            pubsub = self._local.pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # unannotated in redis-py
+            pubsub = self._local.pubsub = client.pubsub()
             self._local.channels = set()
             with self._lock:
                 self._subscribers.append(pubsub)
         subscribed: set[str] = self._local.channels
         new, old = channels - subscribed, subscribed - channels
-        if old:
-            pubsub.unsubscribe(*old)
-        if new:
-            pubsub.subscribe(*new)
+        pubsub.switch(old, new)
         self._local.channels = channels
         waiting = {channel.encode() for channel in new}
         while waiting:
@@ -264,16 +259,13 @@ class RedisBackend(KeyValueBackend):
         pubsub: PubSub | None = getattr(self._local, "pubsub", None)
         try:
             if pubsub is None:
-                pubsub = self._local.pubsub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]  # unannotated in redis-py
+                pubsub = self._local.pubsub = client.pubsub()
                 self._local.channels = set()
                 with self._lock:
                     self._subscribers.append(pubsub)
             subscribed: set[str] = self._local.channels
             new, old = channels - subscribed, subscribed - channels
-            if old:
-                pubsub.unsubscribe(*old)
-            if new:
-                pubsub.subscribe(*new)
+            pubsub.switch(old, new)
             self._local.channels = channels
             if new:
                 return
@@ -283,7 +275,7 @@ class RedisBackend(KeyValueBackend):
                 if remaining <= 0:
                     return
                 message = pubsub.get_message(timeout=remaining)
-                if message is not None and message.get("type") == "message":
+                if message is not None and message["type"] == "message":
                     return
         except CONNECTION_ERRORS:
             self._drop_subscriber()
@@ -298,8 +290,7 @@ class RedisBackend(KeyValueBackend):
         with self._lock:
             if pubsub in self._subscribers:
                 self._subscribers.remove(pubsub)
-        with contextlib.suppress(Exception):  # a broken connection cannot be closed cleanly
-            pubsub.reset()
+        pubsub.close()
 
     def close(self) -> None:
         if self._endpoint is None:
@@ -312,10 +303,8 @@ class RedisBackend(KeyValueBackend):
                 with contextlib.suppress(Exception):  # what is owed is read if Redis still answers
                     wire.close()
             for pubsub in subscribers:
-                with contextlib.suppress(Exception):  # closing what may already be broken
-                    pubsub.reset()
+                pubsub.close()
             self._endpoint.client.close()
-            self._endpoint.client.connection_pool.disconnect()
         self._local = threading.local()
         self._endpoint = None
         self._pid = 0
@@ -323,8 +312,7 @@ class RedisBackend(KeyValueBackend):
 
 def _next_message(pubsub: PubSub, timeout: float) -> dict[str, object] | None:
     """The next thing on a subscriber's connection (subscription confirmations included)."""
-    raw = pubsub.parse_response(block=False, timeout=timeout)  # type: ignore[no-untyped-call]  # unannotated in redis-py
-    return pubsub.handle_message(raw)  # type: ignore[no-untyped-call,no-any-return]  # idem
+    return pubsub.get_message(timeout)
 
 
 __all__ = ["RedisBackend"]

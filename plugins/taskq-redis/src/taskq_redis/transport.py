@@ -76,9 +76,6 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
-import redis
-from redis.client import PubSub
-
 from taskq.builtins.json import dumps, loads
 from taskq.errors import BrokerUnavailableError
 from taskq.transport import (
@@ -91,6 +88,7 @@ from taskq.transport import (
 )
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
+from taskq_redis._resp import Client, PubSub
 from taskq_redis._wire import Wire
 
 logger = logging.getLogger(__name__)
@@ -207,20 +205,15 @@ class _Subscriber:
             pass
         return poked
 
-    def follow(self, client: redis.Redis, channels: set[str]) -> None:
+    def follow(self, client: Client, channels: set[str]) -> None:
         """Be subscribed to exactly ``channels``."""
         if self.pubsub is None:
-            self.pubsub = client.pubsub()  # type: ignore[no-untyped-call]  # redis-py leaves it unannotated
+            self.pubsub = client.pubsub()
             self.channels = set()
         new, old = channels - self.channels, self.channels - channels
-        if new:
-            self.pubsub.subscribe(*sorted(new))
-        if old:
-            self.pubsub.unsubscribe(*sorted(old))
+        self.pubsub.switch(old, new)
         self.channels = set(channels)
-        connection = self.pubsub.connection
-        sock = getattr(connection, "_sock", None) if connection is not None else None
-        fd = sock.fileno() if sock is not None else None
+        fd = self.pubsub.fileno()
         if fd != self.sock_fd:
             if self.sock_fd is not None:
                 self.selector.unregister(self.sock_fd)
@@ -250,8 +243,7 @@ class _Subscriber:
                 self.selector.unregister(self.sock_fd)
             self.sock_fd = None
         if self.pubsub is not None:
-            with contextlib.suppress(Exception):  # a broken connection cannot be closed cleanly
-                self.pubsub.reset()
+            self.pubsub.close()
             self.pubsub = None
         self.channels = set()
 
@@ -338,7 +330,6 @@ class RedisTransport(Transport):
                 with contextlib.suppress(Exception):  # what is owed is read if Redis still answers
                     self._wire.close()
             self._endpoint.client.close()
-            self._endpoint.client.connection_pool.disconnect()
         self._endpoint = None
         self._wire = None
         self._pid = 0
@@ -352,10 +343,10 @@ class RedisTransport(Transport):
     def _run(self, script: _scripts.Script, *args: object) -> object:
         """Run ``script`` on this instance's own connection: the hot path of every call.
 
-        One instance serves one thread, so it keeps one connection out of the pool and
-        talks to it directly (:class:`~taskq_redis._wire.Wire`), skipping redis-py's
-        per-command pool checkout and retry wrappers. A lost connection is reopened once
-        at once; if that fails too, :class:`BrokerUnavailableError`.
+        One instance serves one thread, so it keeps one connection of its own and talks
+        to it directly (:class:`~taskq_redis._wire.Wire`), with no per-command pool
+        checkout. A lost connection is reopened once at once (with a few quick retries);
+        if that fails too, :class:`BrokerUnavailableError`.
         """
         wire = self._wire_here()
         try:
@@ -422,13 +413,13 @@ class RedisTransport(Transport):
         """Declare each queue bound to the direct exchange of its name, as a Celery worker does."""
         endpoint = self._connection()
         prefix = self._prefix
+        commands: list[tuple[object, ...]] = []
+        for queue in queues:
+            member = SEP.join([queue, "", queue])
+            commands.append(("SADD", f"{prefix}_kombu.binding.{queue}", member))
+            commands.append(("SADD", f"{prefix}_kombu.binding_permanent.{queue}", member))
         try:
-            with endpoint.client.pipeline(transaction=False) as pipe:
-                for queue in queues:
-                    member = SEP.join([queue, "", queue])
-                    pipe.sadd(f"{prefix}_kombu.binding.{queue}", member)
-                    pipe.sadd(f"{prefix}_kombu.binding_permanent.{queue}", member)
-                pipe.execute()
+            endpoint.client.pipeline(commands)
         except CONNECTION_ERRORS as exc:
             raise BrokerUnavailableError(unreachable(endpoint, exc)) from exc
         self._bound.update(queues)
@@ -513,10 +504,14 @@ class RedisTransport(Transport):
             if queue is not None:
                 queues = [queue]
             else:
-                queues = sorted(m.decode() for m in client.smembers(f"{prefix}_taskq.dead_queues"))  # type: ignore[union-attr]  # a sync client
+                members = client.execute("SMEMBERS", f"{prefix}_taskq.dead_queues")
+                assert isinstance(members, list)
+                queues = sorted(m.decode() for m in members)
             raw: list[bytes] = []
             for name in queues:
-                raw += client.lrange(f"{prefix}_taskq.dead.{name}", 0, limit - 1)  # type: ignore[arg-type]  # a sync client
+                items = client.execute("LRANGE", f"{prefix}_taskq.dead.{name}", 0, limit - 1)
+                assert isinstance(items, list)
+                raw += items
         except CONNECTION_ERRORS as exc:
             raise BrokerUnavailableError(unreachable(endpoint, exc)) from exc
         letters = []

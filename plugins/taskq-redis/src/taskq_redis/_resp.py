@@ -1,0 +1,415 @@
+"""A small RESP2 client: what taskq-redis sends to Redis, on a plain socket (TLS by ``ssl``).
+
+redis-py costs ~0.3 s and ~24 MiB to import and parses replies in pure Python with more
+layers than these few commands need; this module is what the transport and backend use
+instead (redis-py is imported only to find a master through Sentinel). It knows:
+connecting (TCP, TLS, Unix sockets) with AUTH and SELECT, sending packed commands, reading
+replies (error replies raised as :class:`ResponseError`, ``NOSCRIPT`` as
+:class:`NoScriptError`), pub/sub, and a small pool with retries for the backend's
+occasional commands. A lost connection raises an :class:`OSError`
+(:class:`RedisConnectionError`, a :class:`ConnectionError`; timeouts and TLS failures are
+``OSError`` too); the caller reconnects by using the connection again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import select
+import socket
+import ssl
+import struct
+import threading
+import time
+from collections.abc import Callable
+
+# Exponential backoff between reconnection attempts (seconds: base, ceiling).
+BACKOFF_BASE = 0.05
+BACKOFF_CAP = 1.0
+_READ_SIZE = 65536
+
+
+class RedisConnectionError(ConnectionError):
+    """Redis cannot be reached, closed the connection, or spoke something else than RESP."""
+
+
+class ResponseError(Exception):
+    """An error reply from Redis."""
+
+
+class NoScriptError(ResponseError):
+    """``NOSCRIPT``: the server does not know the script (restarted or flushed)."""
+
+
+def pack(args: tuple[object, ...]) -> bytes:
+    """A command in RESP: an array of bulk strings (str as UTF-8, numbers as text)."""
+    out = [b"*%d\r\n" % len(args)]
+    append = out.append
+    for arg in args:
+        kind = type(arg)
+        if kind is str:
+            data = arg.encode()  # type: ignore[attr-defined]  # a str
+        elif kind is bytes:
+            data = arg
+        elif kind is int or kind is float:
+            data = repr(arg).encode()
+        elif isinstance(arg, (bytes, bytearray, memoryview)):
+            data = bytes(arg)
+        elif isinstance(arg, str):
+            data = str(arg).encode()
+        elif isinstance(arg, (int, float)) and not isinstance(arg, bool):
+            data = (str(int(arg)) if isinstance(arg, int) else repr(float(arg))).encode()
+        else:
+            raise TypeError(f"cannot send {type(arg).__name__} to Redis: {arg!r}")
+        append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+def _error(text: str) -> ResponseError:
+    if text.startswith("NOSCRIPT"):
+        return NoScriptError(text)
+    return ResponseError(text)
+
+
+def backoff(failures: int) -> float:
+    """Seconds to wait after ``failures`` failed attempts."""
+    return float(min(BACKOFF_CAP, BACKOFF_BASE * 2**failures))
+
+
+class Client:
+    """Where a Redis is and how to talk to it; hands out :class:`Connection`s."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 6379,
+        unix_path: str | None = None,
+        resolve: Callable[[], tuple[str, int]] | None = None,
+        db: int = 0,
+        username: str | None = None,
+        password: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        socket_timeout: float = 30.0,
+        connect_timeout: float = 5.0,
+        retries: int = 3,
+        health_check_interval: float = 15.0,
+    ) -> None:
+        self.host, self.port, self.unix_path, self.resolve = host, port, unix_path, resolve
+        self.db, self.username, self.password = db, username, password
+        self.ssl_context = ssl_context
+        self.socket_timeout, self.connect_timeout = socket_timeout, connect_timeout
+        self.retries = retries
+        self.health_check_interval = health_check_interval
+        self._idle: list[Connection] = []
+        self._lock = threading.Lock()
+
+    def connection(self) -> Connection:
+        """A new connection of its own (opened on first use)."""
+        return Connection(self)
+
+    # ---- Pooled commands, retried --------------------------------------------------
+
+    def execute(self, *args: object) -> object:
+        """Run one command on a pooled connection, retrying a lost connection with backoff."""
+        return self.pipeline([args])[0]
+
+    def pipeline(self, commands: list[tuple[object, ...]]) -> list[object]:
+        """Send ``commands`` in one write and return their replies (error replies raised)."""
+        data = b"".join(pack(command) for command in commands)
+        failures = 0
+        while True:
+            conn = self._checkout()
+            try:
+                conn.ensure(retry=False)
+                conn.send(data)
+                replies = [conn.read_reply() for _ in commands]
+            except OSError:
+                conn.disconnect()
+                if failures >= self.retries:
+                    raise
+                time.sleep(backoff(failures))
+                failures += 1
+                continue
+            except BaseException:
+                conn.disconnect()
+                raise
+            self._checkin(conn)
+            for reply in replies:
+                if isinstance(reply, ResponseError):
+                    raise reply
+            return replies
+
+    def _checkout(self) -> Connection:
+        with self._lock:
+            conn = self._idle.pop() if self._idle else None
+        if conn is None:
+            return Connection(self)
+        # an idle connection with something to read was closed by the server: start afresh
+        if conn.connected and (time.monotonic() - conn.last_used > self.health_check_interval or conn.can_read(0)):
+            try:
+                if conn.can_read(0):
+                    conn.disconnect()
+                else:
+                    conn.send(b"*1\r\n$4\r\nPING\r\n")
+                    conn.read_response()
+            except (OSError, ResponseError):
+                conn.disconnect()
+        return conn
+
+    def _checkin(self, conn: Connection) -> None:
+        conn.last_used = time.monotonic()
+        with self._lock:
+            self._idle.append(conn)
+
+    def ping(self) -> bool:
+        self.execute("PING")
+        return True
+
+    def pubsub(self) -> PubSub:
+        return PubSub(self)
+
+    def close(self) -> None:
+        """Close the idle pooled connections (others close with their users)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for conn in idle:
+            conn.disconnect()
+
+
+class Connection:
+    """One socket to Redis and its reply parser."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+        self._sock: socket.socket | None = None
+        self._poll: select.poll | None = None
+        self._buf = b""
+        self._pos = 0
+        self.last_used = 0.0
+
+    @property
+    def connected(self) -> bool:
+        return self._sock is not None
+
+    def fileno(self) -> int | None:
+        return self._sock.fileno() if self._sock is not None else None
+
+    def ensure(self, retry: bool = True) -> None:
+        """Be connected: at once, or (``retry``) after the client's retries with backoff."""
+        if self._sock is not None:
+            return
+        failures = 0
+        while True:
+            try:
+                self._connect()
+                return
+            except OSError:
+                if not retry or failures >= self._client.retries:
+                    raise
+                time.sleep(backoff(failures))
+                failures += 1
+
+    def _connect(self) -> None:
+        client = self._client
+        where = client.unix_path
+        try:
+            if client.unix_path is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(client.connect_timeout)
+                try:
+                    sock.connect(client.unix_path)
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                host, port = client.resolve() if client.resolve is not None else (client.host, client.port)
+                where = f"{host}:{port}"
+                sock = socket.create_connection((host, port), timeout=client.connect_timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+                if client.ssl_context is not None:
+                    try:
+                        sock = client.ssl_context.wrap_socket(sock, server_hostname=host)
+                    except BaseException:
+                        sock.close()
+                        raise
+            if isinstance(sock, ssl.SSLSocket) or client.socket_timeout <= 0:
+                sock.settimeout(client.socket_timeout or None)
+            else:
+                # a blocking socket timed by the kernel: one system call per read, not a
+                # poll() before each (an expired timeout raises BlockingIOError, an OSError)
+                sock.settimeout(None)
+                seconds = int(client.socket_timeout)
+                timeval = struct.pack("ll", seconds, int((client.socket_timeout - seconds) * 1_000_000))
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+        except RedisConnectionError:
+            raise
+        except OSError as exc:
+            raise RedisConnectionError(f"Error connecting to {where}: {exc}") from exc
+        self._sock, self._buf, self._pos = sock, b"", 0
+        poll = self._poll = select.poll()
+        poll.register(sock.fileno(), select.POLLIN)
+        hello: list[tuple[object, ...]] = []
+        if client.password is not None:
+            hello.append(("AUTH", client.username, client.password) if client.username else ("AUTH", client.password))
+        if client.db:
+            hello.append(("SELECT", client.db))
+        if hello:
+            self.send(b"".join(pack(command) for command in hello))
+            for _ in hello:
+                reply = self.read_reply()
+                if isinstance(reply, ResponseError):
+                    self.disconnect()
+                    raise RedisConnectionError(f"Redis at {where} refused the connection: {reply}")
+
+    def disconnect(self) -> None:
+        sock, self._sock, self._poll = self._sock, None, None
+        self._buf, self._pos = b"", 0
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.close()
+
+    def send(self, data: bytes) -> None:
+        """Write ``data`` (packed commands), connecting first if need be."""
+        if self._sock is None:
+            self.ensure()
+        assert self._sock is not None
+        try:
+            self._sock.sendall(data)
+        except BlockingIOError as exc:
+            self.disconnect()
+            raise TimeoutError(f"Timeout writing to Redis (more than {self._client.socket_timeout} s)") from exc
+        except OSError:
+            self.disconnect()
+            raise
+
+    def can_read(self, timeout: float = 0) -> bool:
+        """Whether a reply (or the end of the connection) is there to read within ``timeout`` s."""
+        if self._pos < len(self._buf):
+            return True
+        sock = self._sock
+        if sock is None or self._poll is None:
+            raise RedisConnectionError("not connected to Redis")
+        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+            return True
+        return bool(self._poll.poll(max(0.0, timeout) * 1000))
+
+    def read_response(self) -> object:
+        """The next reply; an error reply is raised."""
+        reply = self.read_reply()
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+
+    def read_reply(self) -> object:
+        """The next reply; an error reply is returned (as a :class:`ResponseError`)."""
+        if self._sock is None:
+            raise RedisConnectionError("not connected to Redis")
+        try:
+            reply = self._parse()
+        except BlockingIOError as exc:
+            self.disconnect()
+            raise TimeoutError(f"Timeout reading from Redis (more than {self._client.socket_timeout} s)") from exc
+        except OSError:
+            self.disconnect()
+            raise
+        if self._pos == len(self._buf):
+            self._buf, self._pos = b"", 0
+        return reply
+
+    def _fill(self) -> None:
+        assert self._sock is not None
+        data = self._sock.recv(_READ_SIZE)
+        if not data:
+            raise RedisConnectionError("Connection closed by server.")
+        if self._pos:
+            self._buf = self._buf[self._pos :] + data
+            self._pos = 0
+        else:
+            self._buf += data
+
+    def _parse(self) -> object:
+        while (end := self._buf.find(b"\r\n", self._pos)) < 0:
+            self._fill()
+        line = self._buf[self._pos : end]
+        self._pos = end + 2
+        kind = line[:1]
+        if kind == b"$":
+            size = int(line[1:])
+            if size < 0:
+                return None
+            while len(self._buf) - self._pos < size + 2:
+                self._fill()
+            start = self._pos
+            self._pos = start + size + 2
+            return self._buf[start : start + size]
+        if kind == b":":
+            return int(line[1:])
+        if kind == b"*":
+            count = int(line[1:])
+            if count < 0:
+                return None
+            return [self._parse() for _ in range(count)]
+        if kind == b"+":
+            return line[1:]
+        if kind == b"-":
+            return _error(line[1:].decode("utf-8", "replace"))
+        self.disconnect()
+        raise RedisConnectionError(f"protocol error: unexpected reply {line[:40]!r}")
+
+
+class PubSub:
+    """A connection in subscriber mode: SUBSCRIBE, UNSUBSCRIBE, and the messages that come."""
+
+    def __init__(self, client: Client) -> None:
+        self.connection = client.connection()
+
+    def subscribe(self, *channels: str) -> None:
+        self.connection.send(pack(("SUBSCRIBE", *channels)))
+
+    def unsubscribe(self, *channels: str) -> None:
+        self.connection.send(pack(("UNSUBSCRIBE", *channels)))
+
+    def switch(self, old: set[str], new: set[str]) -> None:
+        """Unsubscribe from ``old`` and subscribe to ``new`` in one write."""
+        data = b""
+        if old:
+            data += pack(("UNSUBSCRIBE", *sorted(old)))
+        if new:
+            data += pack(("SUBSCRIBE", *sorted(new)))
+        if data:
+            self.connection.send(data)
+
+    def fileno(self) -> int | None:
+        return self.connection.fileno()
+
+    def get_message(self, timeout: float = 0.0) -> dict[str, object] | None:
+        """The next message or confirmation (``type``, ``channel``, ``data``), or None after ``timeout`` s."""
+        conn = self.connection
+        if not conn.can_read(timeout):
+            return None
+        reply = conn.read_response()
+        if not isinstance(reply, list) or len(reply) < 3:
+            return {"type": "pong" if reply == b"PONG" else "other", "channel": None, "data": reply}
+        kind = reply[0]
+        return {
+            "type": kind.decode() if isinstance(kind, bytes) else str(kind),
+            "channel": reply[-2],
+            "data": reply[-1],
+        }
+
+    def close(self) -> None:
+        self.connection.disconnect()
+
+
+__all__ = [
+    "Client",
+    "Connection",
+    "NoScriptError",
+    "PubSub",
+    "RedisConnectionError",
+    "ResponseError",
+    "backoff",
+    "pack",
+]
