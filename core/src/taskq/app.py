@@ -128,6 +128,7 @@ class App:
         self._serializers: SerializerRegistry | None = None
         self._connections = _Connections()
         self._routes: dict[str, str] = {}
+        self._backend_url: tuple[object, object, str | None] | None = None
         self._lock = threading.Lock()
         self._configured = False
         _apps.add(self)
@@ -206,16 +207,24 @@ class App:
 
     @property
     def backend_url(self) -> str | None:
-        """The result backend's URL, or None when results are disabled."""
+        """The result backend's URL, or None when results are disabled.
+
+        Read for every task the worker runs: derived once per pair of settings.
+        """
         url = self.conf["result_backend"]
+        broker = self.conf["broker_url"]
+        cached = self._backend_url
+        if cached is not None and cached[0] == url and cached[1] == broker:
+            return cached[2]
+        found: str | None
         if url in ("disabled", "", False):
-            return None
-        if url is None:
-            broker = str(self.conf["broker_url"])
-            if _scheme(broker) in self.plugins.drivers("result_backends"):
-                return broker
-            return None
-        return str(url)
+            found = None
+        elif url is None:
+            found = str(broker) if _scheme(str(broker)) in self.plugins.drivers("result_backends") else None
+        else:
+            found = str(url)
+        self._backend_url = (url, broker, found)
+        return found
 
     @property
     def has_backend(self) -> bool:

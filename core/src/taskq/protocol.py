@@ -27,11 +27,6 @@ REPR_MAX = 1024
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 
 
-def origin() -> str:
-    """``pid@host`` of the sending process."""
-    return _ORIGIN
-
-
 def _truncate(text: str) -> str:
     return text if len(text) <= REPR_MAX else text[: REPR_MAX - 3] + "..."
 

@@ -8,7 +8,7 @@ result reader) is willing to decode; anything else is refused with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from taskq.errors import ContentDisallowedError, SerializationError
@@ -100,11 +100,6 @@ class SerializerRegistry:
     def accept_types(self, names: Iterable[str]) -> frozenset[str]:
         """Content types for a list of serializer names or content types."""
         return frozenset(self._accepted_types(names))
-
-
-def serializers_from_specs(specs: Mapping[str, Serializer]) -> list[Serializer]:
-    """Normalize what the serializer hook returned into a list."""
-    return list(specs.values())
 
 
 __all__ = ["Serializer", "SerializerRegistry"]

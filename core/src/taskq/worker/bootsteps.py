@@ -97,8 +97,5 @@ class Blueprint:
             except Exception:
                 logger.exception("bootstep %s failed to stop", step.name)
 
-    def get(self, name: str) -> Step | None:
-        return next((s for s in self.started if s.name == name), None)
-
 
 __all__ = ["Blueprint", "Step"]

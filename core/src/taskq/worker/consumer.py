@@ -96,7 +96,6 @@ class Consumer:
         self.running = 0
         self.should_stop = False
         self.processed = 0
-        self.last_loop = time.monotonic()
         self._log_info = logger.isEnabledFor(logging.INFO)
         self._log_debug = logger.isEnabledFor(logging.DEBUG)
         #: Requests running in the pool, by task id.
@@ -151,7 +150,7 @@ class Consumer:
 
     def _step(self) -> None:
         """One turn of the loop (see the module docstring)."""
-        self.last_loop = now = time.monotonic()
+        now = time.monotonic()
         if now >= self._next_health:
             self._next_health = now + HEALTH_INTERVAL
             self._beat()

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 from taskq.errors import ConfigError, DriverNotFoundError, PluginError
-from taskq.plugins import KNOWN_DISTRIBUTIONS, import_string
+from taskq.plugins import import_string
 from taskq.pool import Pool
 from taskq.worker.autoscale import AutoscaleStep, parse_autoscale
 from taskq.worker.bootsteps import Blueprint, Step
@@ -204,4 +204,4 @@ class Worker:
             self.consumer.stop()
 
 
-__all__ = ["KNOWN_DISTRIBUTIONS", "Worker", "select_pool"]
+__all__ = ["Worker", "select_pool"]
