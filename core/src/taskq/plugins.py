@@ -1,9 +1,9 @@
 """Plugin discovery, selection and driver lookup.
 
-Plugins are found through the entry-point group ``taskq.plugins`` with stevedore and
-registered with a pluggy manager; the config file's ``[plugins]`` table chooses which
-load (``enable`` lists the only third-party plugins to load, ``disable`` removes any,
-core's built-ins included). Core's own drivers arrive through the same entry points.
+Plugins are found through the entry-point group ``taskq.plugins`` (read once per process
+by :mod:`taskq._entry_points`) and registered with a pluggy manager; the config file's
+``[plugins]`` table chooses which load (``enable`` lists the only third-party plugins to
+load, ``disable`` removes any, core's built-ins included). Core's own drivers arrive through the same entry points.
 
 :class:`Plugins` is built by :func:`load_plugins` from the configuration and handed
 down (app, worker, CLI); nothing is discovered at import time. Each hook is called
@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, cast
 import pluggy
 
 from taskq import hookspecs
+from taskq._entry_points import EntryPoint, entry_points
 from taskq.errors import DriverNotFoundError, PluginError
 
 if TYPE_CHECKING:
@@ -103,13 +104,6 @@ class DriverEntry:
 
     target: object
     plugin: str
-
-
-def _distribution_of(entry_point: object) -> tuple[str, str]:
-    dist = getattr(entry_point, "dist", None)
-    if dist is None:
-        return "?", "?"
-    return str(dist.metadata["Name"]), str(dist.version)
 
 
 def import_string(target: str) -> object:
@@ -328,48 +322,30 @@ def load_plugins(
     ``extra`` registers plugin objects directly (used by tests and embedding). Plugins
     that are not selected are listed but never imported.
     """
-    from importlib.metadata import entry_points
-
-    from stevedore import NamedExtensionManager
-
     enabled = None if enable is None else set(enable)
     disabled = set(disable)
     plugins = Plugins()
-    available = {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    selected: list[str] = []
+    available: dict[str, EntryPoint] = {}
+    for entry_point in entry_points(ENTRY_POINT_GROUP):
+        available.setdefault(entry_point.name, entry_point)
     for name, entry_point in sorted(available.items()):
-        dist, version = _distribution_of(entry_point)
+        dist, version = entry_point.distribution, entry_point.version
         is_core = dist == CORE_DISTRIBUTION
         if name in disabled or not (is_core or enabled is None or name in enabled):
             plugins.infos[name] = PluginInfo(name, dist, version, entry_point.value, enabled=False)
-        else:
-            selected.append(name)
-
-    failures: list[tuple[str, BaseException]] = []
-
-    def on_failure(_manager: object, entry_point: object, exc: BaseException) -> None:
-        failures.append((str(getattr(entry_point, "name", "?")), exc))
-
-    manager: NamedExtensionManager[object] = NamedExtensionManager(
-        namespace=ENTRY_POINT_GROUP,
-        names=selected,
-        name_order=True,
-        on_load_failure_callback=on_failure,
-        on_missing_entrypoints_callback=lambda names: None,
-    )
-    for ext in manager.extensions:
-        dist, version = _distribution_of(available[ext.name])
+            continue
         try:
-            plugins.register(ext.plugin, ext.name, distribution=dist, version=version)
-        except PluginError as exc:
+            module = entry_point.load()
+        except Exception as exc:
             # Listed as FAILED by `taskq plugins`; the other plugins still load.
+            logger.error("plugin %s (%s %s) failed to load: %s: %s", name, dist, version, type(exc).__name__, exc)
+            plugins.record_failure(name, dist, version, entry_point.value, f"{type(exc).__name__}: {exc}")
+            continue
+        try:
+            plugins.register(module, name, distribution=dist, version=version)
+        except PluginError as exc:
             logger.error("%s", exc)
-            plugins.record_failure(ext.name, dist, version, available[ext.name].value, str(exc))
-    for name, error in failures:
-        entry_point = available[name]
-        dist, version = _distribution_of(entry_point)
-        logger.error("plugin %s (%s %s) failed to load: %s: %s", name, dist, version, type(error).__name__, error)
-        plugins.record_failure(name, dist, version, entry_point.value, f"{type(error).__name__}: {error}")
+            plugins.record_failure(name, dist, version, entry_point.value, str(exc))
     for unknown in sorted((enabled or set()) - set(available)):
         plugins.record_failure(unknown, "?", "?", "?", "enabled in the configuration but not installed")
     for obj in extra:
