@@ -5,9 +5,11 @@ The public API; everything a project imports comes from here.
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING
+
 from taskq import states
 from taskq.app import App, current_app, shared_task
-from taskq.canvas import Signature, chain, chord, group, signature
 from taskq.errors import (
     ConfigError,
     DriverNotFoundError,
@@ -20,8 +22,24 @@ from taskq.errors import (
     TimeoutError,
 )
 from taskq.hookspecs import hookimpl
-from taskq.result import AsyncResult, EagerResult, GroupResult, ResultSet
 from taskq.task import Context, Task
+
+if TYPE_CHECKING:
+    from taskq.canvas import Signature, chain, chord, group, signature
+    from taskq.result import AsyncResult, EagerResult, GroupResult, ResultSet
+
+#: Public names whose module is imported on first use (PEP 562): a worker starts without them.
+_LAZY = {
+    "AsyncResult": "taskq.result",
+    "EagerResult": "taskq.result",
+    "GroupResult": "taskq.result",
+    "ResultSet": "taskq.result",
+    "Signature": "taskq.canvas",
+    "chain": "taskq.canvas",
+    "chord": "taskq.canvas",
+    "group": "taskq.canvas",
+    "signature": "taskq.canvas",
+}
 
 __version__ = "0.1.0"
 
@@ -53,3 +71,16 @@ __all__ = [
     "signature",
     "states",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'taskq' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})

@@ -25,7 +25,6 @@ from taskq import protocol
 from taskq.config import Settings, load_settings
 from taskq.errors import ConfigError, ResultNotEnabledError
 from taskq.plugins import Plugins, load_plugins
-from taskq.result import AsyncResult
 from taskq.serialization import SerializerRegistry
 from taskq.task import Context, Task
 
@@ -33,6 +32,7 @@ if TYPE_CHECKING:
     from taskq.backends.base import ResultBackend
     from taskq.canvas import Signature
     from taskq.control import Control
+    from taskq.result import AsyncResult
     from taskq.transport import Transport
     from taskq.worker.worker import Worker
 
@@ -453,7 +453,7 @@ class App:
         self.transport.publish(queue, message, delay=delay if delay > 0 else 0.0)
         if plugins.has_impl("taskq_after_publish"):
             plugins.after_publish(self, name, task_id, queue)
-        return AsyncResult(task_id, app=self, task_name=name)
+        return self.AsyncResult(task_id, task_name=name)
 
     @property
     def control(self) -> Control:
@@ -463,6 +463,8 @@ class App:
         return Control(self)
 
     def AsyncResult(self, task_id: str, task_name: str | None = None) -> AsyncResult[object]:  # noqa: N802
+        from taskq.result import AsyncResult  # imported on first use: a worker may never need it
+
         return AsyncResult(task_id, app=self, task_name=task_name)
 
     def current_worker_task_context(self) -> Context | None:

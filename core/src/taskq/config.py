@@ -12,10 +12,8 @@ An unknown name anywhere is an error that suggests the nearest valid one.
 from __future__ import annotations
 
 import copy
-import difflib
 import json
 import os
-import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -105,6 +103,8 @@ OPTIONAL_TYPES: dict[str, type] = {
 
 def suggest(name: str, choices: Mapping[str, object] | frozenset[str] | list[str]) -> str:
     """``"; did you mean 'x'?"`` for the nearest valid name, or an empty string."""
+    import difflib  # only on a mistake: kept off every start-up
+
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
 
@@ -166,6 +166,8 @@ def find_config_file(directory: Path | None = None) -> Path | None:
         return candidate
     pyproject = folder / "pyproject.toml"
     if pyproject.is_file():
+        import tomllib  # only when there is a file to read: kept off every start-up
+
         try:
             data = tomllib.loads(pyproject.read_text(encoding="utf-8"))
         except (OSError, tomllib.TOMLDecodeError):
@@ -177,6 +179,8 @@ def find_config_file(directory: Path | None = None) -> Path | None:
 
 def read_config_file(path: Path) -> dict[str, object]:
     """The settings in a config file, checked for unknown names."""
+    import tomllib
+
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -196,6 +200,8 @@ def read_environment(environ: Mapping[str, str]) -> dict[str, object]:
             continue
         name = key[len(ENV_PREFIX) :].lower()
         if name not in DEFAULTS:
+            import difflib
+
             close = difflib.get_close_matches(name, list(DEFAULTS), n=1, cutoff=0.6)
             hint = f"; did you mean {ENV_PREFIX}{close[0].upper()}?" if close else ""
             raise ConfigError(f"unknown setting in the environment: {key}{hint}")

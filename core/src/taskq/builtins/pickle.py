@@ -1,21 +1,24 @@
 """Built-in plugin: the pickle serializer, refused by workers unless accept_content names it.
 
-Unpickling runs code chosen by the sender: only accept it from senders you trust.
+Unpickling runs code chosen by the sender: only accept it from senders you trust. The
+pickle module itself is imported on first use: every worker loads this plugin, few use it.
 """
 
 from __future__ import annotations
-
-import pickle
 
 from taskq.hookspecs import hookimpl
 from taskq.serialization import Serializer
 
 
 def _dumps(value: object) -> bytes:
+    import pickle
+
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _loads(data: bytes) -> object:
+    import pickle
+
     return pickle.loads(data)  # noqa: S301 - only reached when accept_content allows pickle
 
 

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from taskq import states
 from taskq.app import set_running_context
-from taskq.canvas import Signature
 from taskq.errors import ChordError, Ignore, Reject, Retry, SerializationError
 from taskq.task import Context
 
@@ -25,6 +24,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Mapping, Sequence
 
     from taskq.app import App
+    from taskq.canvas import Signature
     from taskq.result import EagerResult
     from taskq.task import Task
     from taskq.worker.request import Request
@@ -217,7 +217,7 @@ def _on_failure(app: App, request: Request, exc: BaseException, started: float) 
         plugins.task_failure(task, request, exc, text)
     for errback in request.message.errbacks or ():
         try:
-            Signature.from_dict(errback, app).apply_async((request.id,), parent_id=request.id)
+            _signature(errback, app).apply_async((request.id,), parent_id=request.id)
         except Exception:
             logger.exception("could not send the error callback %r of %s[%s]", errback, request.name, request.id)
     if request.message.chord:
@@ -234,7 +234,7 @@ def on_chord_part_return(app: App, request: Request) -> None:
     group_id = cast("str | None", request.message.headers.get("group"))
     if not chord or not group_id or not app.has_backend:
         return
-    body = Signature.from_dict(chord, app)
+    body = _signature(chord, app)
     try:
         backend = app.backend
         done = backend.incr_chord_counter(group_id)
@@ -257,7 +257,7 @@ def on_chord_part_return(app: App, request: Request) -> None:
         if body_id:
             backend.store_result(body_id, error, states.FAILURE)
         for errback in cast("list[Mapping[str, object]]", body.options.get("link_error") or []):
-            Signature.from_dict(errback, app).apply_async((body_id,))
+            _signature(errback, app).apply_async((body_id,))
         return
     values = [metas[i].get("result") for i in member_ids]
     body.apply_async((values,), parent_id=request.id, root_id=request.message.headers.get("root_id"))
@@ -267,17 +267,24 @@ def _send_callbacks(app: App, request: Request, retval: object) -> None:
     root_id = cast("str | None", request.message.headers.get("root_id")) or request.id
     for callback in request.message.callbacks or ():
         try:
-            Signature.from_dict(callback, app).apply_async((retval,), parent_id=request.id, root_id=root_id)
+            _signature(callback, app).apply_async((retval,), parent_id=request.id, root_id=root_id)
         except Exception:
             logger.exception("could not send the callback %r of %s[%s]", callback, request.name, request.id)
     chain = request.message.chain
     if chain:
         remaining = list(chain)
-        following = Signature.from_dict(remaining.pop(), app)
+        following = _signature(remaining.pop(), app)
         options: dict[str, object] = {"parent_id": request.id, "root_id": root_id}
         if remaining:
             options["chain"] = remaining
         following.apply_async((retval,), **cast("dict[str, Any]", options))
+
+
+def _signature(data: Mapping[str, object], app: App) -> Signature:
+    """The signature a message carries (canvas is imported only once a task has callbacks)."""
+    from taskq.canvas import Signature
+
+    return Signature.from_dict(data, app)
 
 
 def _format(exc: BaseException) -> str:
@@ -318,13 +325,13 @@ def trace_eager(
             if throw:
                 raise
             for errback in _as_list(link_error):
-                Signature.from_dict(errback, app).apply_async((task_id,))
+                _signature(errback, app).apply_async((task_id,))
             return EagerResult(task_id, exc, states.FAILURE, _format(exc), app=app, task_name=task.name)
         finally:
             task.pop_request()
             set_running_context(None)
         for callback in _as_list(link):
-            Signature.from_dict(callback, app).apply_async((retval,))
+            _signature(callback, app).apply_async((retval,))
         return EagerResult(task_id, retval, states.SUCCESS, app=app, task_name=task.name)
 
 
@@ -332,7 +339,7 @@ def _as_list(value: Signature | Sequence[Signature] | Mapping[str, object] | Non
     if value is None:
         return []
     if isinstance(value, dict):
-        return [cast(Signature, value)]
+        return [cast("Signature", value)]
     return list(cast("Sequence[Signature]", value))
 
 
