@@ -1,0 +1,346 @@
+"""The ``taskq`` command as a click group: Celery's subcommands and flags, plus those plugins add.
+
+Errors a user can fix (:class:`TaskqError`) are printed without a traceback and end the
+command with their named exit code; anything unexpected keeps its traceback. The usual
+``taskq worker`` invocations start without this module (see :mod:`taskq.cli.main`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+import click
+
+from taskq import __version__
+from taskq.cli.state import CLIState
+from taskq.cli.worker import WORKER_OPTIONS, WorkerOption, run_worker
+from taskq.errors import TaskqError
+
+if TYPE_CHECKING:
+    from taskq.plugins import Plugins
+
+F = TypeVar("F", bound=Callable[..., object])
+
+
+class TaskqGroup(click.Group):
+    """The top-level group: built-in commands plus those contributed by plugins."""
+
+    def _state(self, ctx: click.Context) -> CLIState:
+        root = ctx.find_root()
+        if not isinstance(root.obj, CLIState):
+            params = root.params
+            root.obj = CLIState(params.get("app"), params.get("config"))
+        return root.obj
+
+    def _plugin_commands(self, ctx: click.Context) -> dict[str, str]:
+        try:
+            drivers = self._state(ctx).plugins.drivers("commands")
+        except TaskqError as exc:
+            click.echo(f"taskq: plugin commands unavailable: {exc}", err=True)
+            return {}
+        return {name: cast(str, entry.target) for name, entry in drivers.items() if name not in self.commands}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*self.commands, *self._plugin_commands(ctx)])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        target = self._plugin_commands(ctx).get(cmd_name)
+        if target is None:
+            return None
+        from taskq.plugins import import_string
+
+        try:
+            command = import_string(target)
+        except Exception as exc:
+            raise click.ClickException(f"the plugin command {cmd_name!r} ({target}) failed to import: {exc}") from exc
+        if not isinstance(command, click.Command):
+            raise click.ClickException(f"the plugin command {cmd_name!r} ({target}) is not a click command")
+        return command
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except TaskqError as exc:
+            click.echo(f"taskq: error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+@click.group(cls=TaskqGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-A", "--app", envvar="TASKQ_APP", metavar="MODULE[:ATTR]", help="Where the app is.")
+@click.option("--config", envvar="TASKQ_CONFIG", type=click.Path(dir_okay=False), help="Config file (TOML).")
+@click.version_option(__version__, "--version", prog_name="taskq")
+@click.pass_context
+def cli(ctx: click.Context, app: str | None, config: str | None) -> None:
+    """taskq: a distributed task queue."""
+    ctx.obj = CLIState(app, config)
+
+
+def _state(ctx: click.Context) -> CLIState:
+    return cast(CLIState, ctx.find_root().obj)
+
+
+def _set_app(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value:
+        _state(ctx).app_spec = value
+    return value
+
+
+#: ``-A`` accepted after the subcommand too (``taskq worker -A proj``).
+app_option = click.option(
+    "-A",
+    "--app",
+    "app_spec",
+    metavar="MODULE[:ATTR]",
+    expose_value=False,
+    is_eager=True,
+    callback=_set_app,
+    help="Where the app is.",
+)
+
+
+# ---- worker ------------------------------------------------------------------------
+
+
+def _click_option(option: WorkerOption) -> Callable[[F], F]:
+    """The click option for one entry of :data:`WORKER_OPTIONS`."""
+    settings: dict[str, Any] = {"help": option.help, "metavar": option.metavar}
+    if option.choices:
+        settings["type"] = click.Choice(option.choices, case_sensitive=False)
+    elif option.is_file_path:
+        settings["type"] = click.Path(dir_okay=False)
+    elif option.value_type is not str:
+        settings["type"] = option.value_type
+    if option.default is not None:
+        settings.update(default=option.default, show_default=True)
+    return click.option(*option.flags, option.name, **settings)
+
+
+def _worker_options(command: F) -> F:
+    for option in reversed(WORKER_OPTIONS):
+        command = _click_option(option)(command)
+    return command
+
+
+@cli.command()
+@_worker_options
+@app_option
+@click.pass_context
+def worker(ctx: click.Context, /, **options: Any) -> None:
+    """Start a worker: consume tasks and run them until SIGTERM or Ctrl-C.
+
+    SIGTERM or Ctrl-C: warm shutdown (running tasks finish, the rest go back to the
+    broker); a second one, or SIGQUIT: cold shutdown; SIGHUP: warm shutdown, then the
+    worker starts again with the same arguments.
+    """
+    run_worker(_state(ctx), **options)
+
+
+# ---- client commands ---------------------------------------------------------------
+
+
+def _parse_json(text: str | None, what: str, kind: type) -> object:
+    if text is None:
+        return kind()
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"{what} must be JSON: {exc}") from exc
+    if not isinstance(value, kind):
+        raise click.BadParameter(f"{what} must be a JSON {'list' if kind is list else 'object'}")
+    return value
+
+
+@cli.command()
+@click.argument("name")
+@click.option("-a", "--args", "args_json", help="Positional arguments as a JSON list.")
+@click.option("-k", "--kwargs", "kwargs_json", help="Keyword arguments as a JSON object.")
+@click.option("--countdown", type=float, help="Run no sooner than this many seconds from now.")
+@click.option("--eta", help="Run no sooner than this ISO-8601 time.")
+@click.option("--expires", type=float, help="Skip the task if not started within this many seconds.")
+@click.option("-Q", "--queue", help="Queue to send to (default: the task's route).")
+@click.option("--serializer", help="Serializer for this message.")
+@app_option
+@click.pass_context
+def call(
+    ctx: click.Context,
+    name: str,
+    args_json: str | None,
+    kwargs_json: str | None,
+    countdown: float | None,
+    eta: str | None,
+    expires: float | None,
+    queue: str | None,
+    serializer: str | None,
+) -> None:
+    """Send the task NAME and print its id."""
+    args = cast(list[object], _parse_json(args_json, "--args", list))
+    kwargs = cast(dict[str, object], _parse_json(kwargs_json, "--kwargs", dict))
+    result = _state(ctx).app.send_task(
+        name, args, kwargs, countdown=countdown, eta=eta, expires=expires, queue=queue, serializer=serializer
+    )
+    click.echo(result.id)
+
+
+@cli.command()
+@click.argument("task_id")
+@click.option("--timeout", type=float, default=None, help="Wait this long for the result (default: forever).")
+@click.option("--traceback", "show_traceback", is_flag=True, help="Show the traceback of a failed task.")
+@app_option
+@click.pass_context
+def result(ctx: click.Context, task_id: str, timeout: float | None, show_traceback: bool) -> None:
+    """Wait for a task's result and print it (exit 1 if the task failed)."""
+    from taskq import states
+
+    res = _state(ctx).app.AsyncResult(task_id)
+    value = res.get(timeout=timeout, propagate=False)
+    if res.state == states.SUCCESS:
+        click.echo(json.dumps(value, default=repr))
+        return
+    click.echo(f"{res.state}: {value!r}", err=True)
+    if show_traceback and res.traceback:
+        click.echo(res.traceback, err=True)
+    ctx.exit(1)
+
+
+@cli.command()
+@click.option("-Q", "--queues", help="Comma-separated queues (default: task_default_queue).")
+@click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
+@app_option
+@click.pass_context
+def purge(ctx: click.Context, queues: str | None, force: bool) -> None:
+    """Delete every waiting message from the queues."""
+    app = _state(ctx).app
+    names = [q.strip() for q in queues.split(",") if q.strip()] if queues else [str(app.conf["task_default_queue"])]
+    if not force:
+        click.confirm(f"Delete every waiting message in {', '.join(names)}?", abort=True)
+    transport = app.transport
+    total = 0
+    for name in names:
+        count = transport.purge(name)
+        total += count
+        click.echo(f"{name}: {count} message(s) deleted")
+    if len(names) > 1:
+        click.echo(f"total: {total}")
+
+
+@cli.command()
+@click.argument("task_ids", nargs=-1, required=True)
+@click.option("--terminate", is_flag=True, help="Also stop the tasks if they are running.")
+@app_option
+@click.pass_context
+def revoke(ctx: click.Context, task_ids: tuple[str, ...], terminate: bool) -> None:
+    """Make workers skip the tasks TASK_IDS (kept in the result backend)."""
+    _state(ctx).app.control.revoke(list(task_ids), terminate=terminate)
+    click.echo(f"revoked {len(task_ids)} task(s){' (terminate)' if terminate else ''}")
+
+
+@cli.command()
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--max-age", type=float, default=30.0, show_default=True, help="Seconds before the file counts as stale.")
+def health(path: str, max_age: float) -> None:
+    """Exit 0 if the worker that touches PATH (--health-file) consumed recently, else 1.
+
+    For supervisors and container health checks: a worker whose broker is gone, or
+    whose consumer is stuck, stops touching the file.
+    """
+    import time
+
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except FileNotFoundError:
+        click.echo(f"unhealthy: {path} does not exist (is the worker running with --health-file {path}?)", err=True)
+        sys.exit(1)
+    if age > max_age:
+        click.echo(f"unhealthy: {path} was last touched {age:.0f}s ago (more than {max_age:.0f}s)", err=True)
+        sys.exit(1)
+    click.echo(f"healthy: consumed {age:.1f}s ago")
+
+
+@cli.group()
+def inspect() -> None:
+    """Look at the running workers (through their heartbeats in the result backend)."""
+
+
+def _workers(ctx: click.Context) -> dict[str, dict[str, object]]:
+    backend = _state(ctx).app.backend
+    try:
+        return backend.workers()
+    except NotImplementedError as exc:
+        raise click.ClickException(f"{exc}; `taskq inspect` needs a key-value result backend (sqlite, redis)") from exc
+
+
+@inspect.command()
+@app_option
+@click.pass_context
+def ping(ctx: click.Context) -> None:
+    """Say which workers are consuming now (exit 1 if none is)."""
+    import time
+
+    workers = _workers(ctx)
+    if not workers:
+        click.echo("no worker is consuming (none has written a heartbeat in the last 10 s)", err=True)
+        ctx.exit(1)
+    for name, info in sorted(workers.items()):
+        age = time.time() - float(cast(float, info.get("timestamp", 0.0)))
+        click.echo(f"{name}: pong ({age:.1f}s ago, pool {info.get('pool')}, {info.get('processed')} processed)")
+
+
+@inspect.command()
+@app_option
+@click.pass_context
+def stats(ctx: click.Context) -> None:
+    """Each consuming worker's pool, queues, counters and running tasks, as JSON."""
+    click.echo(json.dumps(_workers(ctx), indent=2, sort_keys=True, default=str))
+
+
+@cli.command("plugins")
+@click.option(
+    "--capabilities",
+    is_flag=True,
+    help="Also show what each transport, result backend and pool can do (imports the drivers).",
+)
+@click.pass_context
+def plugins_command(ctx: click.Context, capabilities: bool) -> None:
+    """List plugins: distribution, version, drivers, and load errors."""
+    state = _state(ctx)
+    plugins = state.plugins
+    infos = plugins.describe()
+    for info in infos:
+        status = "enabled" if info.enabled else ("FAILED" if info.error else "disabled")
+        origin = "built-in" if info.is_builtin else "plugin"
+        click.echo(f"{info.name}  [{status}, {origin}]  {info.distribution} {info.version}  ({info.module})")
+        for kind, names in sorted(info.drivers.items()):
+            click.echo(f"    {kind}: {', '.join(sorted(names))}")
+            if capabilities and kind in ("transports", "result_backends", "pools"):
+                for name in sorted(names):
+                    click.echo(f"        {name}: {_capabilities(plugins, kind, name)}")
+        if info.error:
+            click.echo(f"    error: {info.error}")
+    if state.settings.source:
+        click.echo(f"(selection from {state.settings.source})")
+
+
+def _capabilities(plugins: Plugins, kind: str, name: str) -> str:
+    """``can: a, b; cannot: c`` for one driver, from its class's ``capabilities``."""
+    import dataclasses
+
+    try:
+        driver = plugins.resolve_driver(kind, name)
+    except TaskqError as exc:
+        return f"cannot be loaded: {exc}"
+    caps = getattr(driver, "capabilities", None)
+    if caps is None or isinstance(caps, type) or not dataclasses.is_dataclass(caps):
+        return "(states no capabilities)"
+    flags = {field.name: getattr(caps, field.name) for field in dataclasses.fields(caps)}
+    can = [key.replace("_", " ") for key, value in flags.items() if value]
+    cannot = [key.replace("_", " ") for key, value in flags.items() if not value]
+    return f"can: {', '.join(can) or 'nothing extra'}; cannot: {', '.join(cannot) or '-'}"
+
+
+__all__ = ["TaskqGroup", "cli"]
