@@ -22,6 +22,7 @@ import amqp.exceptions
 
 from taskq.errors import BrokerUnavailableError, ConfigError
 from taskq.transport import Message
+from taskq_amqp._frames import encode_properties
 
 logger = logging.getLogger(__name__)
 
@@ -193,19 +194,18 @@ def sleep_until(deadline: float, pause: float) -> None:
 # ---- Message conversion ------------------------------------------------------------
 
 
-def to_amqp(message: Message, headers: Mapping[str, object] | None = None) -> amqp.Message:
-    """A taskq :class:`Message` as a py-amqp message; ``headers`` are added to its own."""
-    props: dict[str, Any] = {k: v for k, v in message.properties.items() if k in AMQP_PROPERTIES and v is not None}
-    app_headers = dict(message.headers)
-    if headers:
-        app_headers.update(headers)
-    return amqp.Message(
-        message.body,
-        content_type=message.content_type,
-        content_encoding=message.content_encoding,
-        application_headers=app_headers,
-        **props,
-    )
+def encode_message(message: Message, headers: Mapping[str, object] | None = None, reply_to: str | None = None) -> bytes:
+    """The content header properties of a taskq :class:`Message`, encoded for the wire.
+
+    ``headers`` are added to the message's own; ``reply_to`` is used when it has none.
+    """
+    props: dict[str, object] = {k: v for k, v in message.properties.items() if k in AMQP_PROPERTIES}
+    if reply_to and not props.get("reply_to"):
+        props["reply_to"] = reply_to
+    props["content_type"] = message.content_type
+    props["content_encoding"] = message.content_encoding
+    props["application_headers"] = {**message.headers, **headers} if headers else message.headers
+    return encode_properties(props)
 
 
 def from_amqp(raw: amqp.Message) -> tuple[Message, dict[str, object]]:

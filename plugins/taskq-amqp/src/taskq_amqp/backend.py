@@ -49,6 +49,7 @@ from taskq_amqp._connection import (
     open_connection,
     parse_url,
 )
+from taskq_amqp._frames import encode_properties, write_publish
 
 logger = logging.getLogger(__name__)
 
@@ -190,15 +191,23 @@ class RpcBackend(ResultBackend):
             conn.drain_events(timeout=None)
             ready = select.select([sock], [], [], 0)[0]
 
+    def _publish(self, channel: amqp.Channel, queue: str, properties: bytes, body: bytes) -> None:
+        """Send to ``queue`` through the default exchange, unconfirmed (results are transient).
+
+        What the broker sent first is read (without waiting): a connection it closed is
+        found before a result is written into it.
+        """
+        conn = channel.connection
+        if conn is not None and select.select([conn.sock], [], [], 0)[0]:
+            conn.drain_events(timeout=None)
+        write_publish(conn, channel.channel_id, "", queue, properties, body)
+
     def _barrier(self, channel: amqp.Channel) -> None:
         """Read the reply queue up to now: send ourselves a marker and wait for it."""
         marker = uuid.uuid4().hex
+        properties = encode_properties({"type": BARRIER_TYPE, "correlation_id": marker, "delivery_mode": 1})
         with self._lock:
-            channel.basic_publish(
-                amqp.Message(b"", type=BARRIER_TYPE, correlation_id=marker, delivery_mode=1),
-                exchange="",
-                routing_key=self.queue_name,
-            )
+            self._publish(channel, self.queue_name, properties, b"")
         deadline = time.monotonic() + RECONNECT_TIMEOUT
         while marker not in self._barriers and time.monotonic() < deadline:
             self._drain(deadline - time.monotonic())
@@ -233,17 +242,19 @@ class RpcBackend(ResultBackend):
             return
         reply_to, correlation_id = address
         meta = self.make_meta(task_id, result, state, traceback, request_info)
-        raw = amqp.Message(
-            self.encode(meta),
-            content_type=self.serializer.content_type,
-            content_encoding=self.serializer.content_encoding,
-            correlation_id=correlation_id,
-            delivery_mode=1,
+        body = self.encode(meta)
+        properties = encode_properties(
+            {
+                "content_type": self.serializer.content_type,
+                "content_encoding": self.serializer.content_encoding,
+                "correlation_id": correlation_id,
+                "delivery_mode": 1,
+            }
         )
 
         def send(channel: amqp.Channel) -> None:
             with self._lock:
-                channel.basic_publish(raw, exchange="", routing_key=reply_to)
+                self._publish(channel, reply_to, properties, body)
 
         self._retrying("send a result", send)
         if state in states.READY_STATES:

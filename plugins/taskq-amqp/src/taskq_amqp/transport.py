@@ -8,8 +8,11 @@ How the contract maps onto AMQP 0-9-1:
   (``max_priority``) or ``x-queue-type: quorum`` (``queue_type``), which Celery must be
   told too (``task_queue_max_priority``, ``x-queue-type`` in its queue arguments).
 * **Claim** consumes (``basic_consume``) with the broker's prefetch (``basic_qos``) as
-  the window and returns what has been delivered so far; when nothing has, it asks with
-  ``basic_get``, which doubles as a barrier, so a message published just before is seen.
+  the window and returns what has been delivered so far; when nothing has and the broker
+  may hold back (a consumer just started or is at its prefetch, or this instance published
+  since), it asks with ``basic_get``, which doubles as a barrier, so a message published
+  just before is seen. A worker's claim after a task is thus no round trip.
+* **Publishing** writes each message's frames with one ``sendall`` (``_frames.py``).
 * **Leases** are RabbitMQ's own: an unacknowledged message goes back to its queue when
   this connection closes, so ``capabilities.leases`` is False and :meth:`renew` is a no-op.
 * **Ack** batches with ``multiple=True`` whenever the tags acked are the oldest ones held.
@@ -50,12 +53,13 @@ from taskq_amqp._connection import (
     REPLIES,
     Backoff,
     close_quietly,
+    encode_message,
     from_amqp,
     new_channel,
     open_connection,
     parse_url,
-    to_amqp,
 )
+from taskq_amqp._frames import write_publish
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,11 @@ T = TypeVar("T")
 DEFAULT_PREFETCH = 4
 # Most unconfirmed publishes before publish() waits for the broker's confirms, in messages.
 CONFIRM_WINDOW = 1000
+# Publishes between two looks (without waiting) at the confirms the broker has sent.
+CONFIRM_READ_EVERY = 64
+# A publish after this many seconds without one first reads what the broker sent meanwhile
+# (confirms, a connection.close), so it finds a dead connection before sending, in seconds.
+CONFIRM_READ_IDLE = 0.05
 # Longest wait for the broker to confirm publishes, in seconds; then the connection is dropped.
 CONFIRM_TIMEOUT = 30.0
 # Significant bits kept when rounding a delay: < 1/64 relative error, few delay queues.
@@ -86,6 +95,9 @@ HEADER_DEAD_QUEUE = "x-taskq-dead-queue"
 HEADER_DEAD_AT = "x-taskq-dead-at"
 _DEAD_HEADERS = (HEADER_DEAD_REASON, HEADER_DEAD_QUEUE, HEADER_DEAD_AT)
 CONFIRM_MODES = ("off", "batch", "each")
+
+Outgoing = tuple[str, str, bytes, bytes]
+"""A message as sent: exchange, routing key, encoded properties, body."""
 
 
 def delay_bucket(delay: float, *, early_ok: bool = False) -> int:
@@ -146,7 +158,11 @@ class AmqpTransport(Transport):
         self._delay_declared: dict[str, float] = {}
         self._qos = 0
         self._sequence = 0
-        self._pending: OrderedDict[int, tuple[str, str, amqp.Message]] = OrderedDict()
+        self._sent = 0  # publishes, counted to read what the broker sent now and then
+        self._published = False  # since the last basic_get, which sees what we published
+        self._last_read = 0.0  # time.monotonic() of the last look at what the broker sent
+        # Unconfirmed publishes by sequence number: (exchange, routing key, properties, body).
+        self._pending: OrderedDict[int, Outgoing] = OrderedDict()
         # What outlives a connection: the delay and dead-letter queues this instance used.
         self._delays: dict[str, set[int]] = {}
         self._dead_queues: set[str] = set()
@@ -192,8 +208,8 @@ class AmqpTransport(Transport):
         self._reset(conn, channel)
         if self._generation > 1:
             logger.info("reconnected to %s", self.params.masked)
-        for exchange, routing_key, raw in unconfirmed:  # lost with the old connection: send again
-            self._send(channel, exchange, routing_key, raw)
+        for outgoing in unconfirmed:  # lost with the old connection: send again
+            self._send(channel, *outgoing)
         return channel
 
     def _reset(self, conn: amqp.Connection | None, channel: amqp.Channel | None) -> None:
@@ -307,28 +323,32 @@ class AmqpTransport(Transport):
             self._retrying("confirm a publish", lambda _: self._flush_confirms())
 
     def _publish(self, channel: amqp.Channel, queue: str, message: Message, delay: float) -> None:
-        raw = to_amqp(message)
-        if not message.properties.get("reply_to"):
-            outgoing = REPLIES.outgoing
-            if outgoing:
-                reply_to = outgoing.pop(str(message.headers.get("id")), None)
-                if reply_to:
-                    raw.properties["reply_to"] = reply_to
+        reply_to = None
+        outgoing = REPLIES.outgoing
+        if outgoing:
+            reply_to = outgoing.pop(str(message.headers.get("id")), None)
+        properties = encode_message(message, reply_to=reply_to)
         ms = delay_bucket(delay, early_ok=bool(message.headers.get("eta"))) if delay > 0 else 0
         if ms:
             exchange, routing_key = "", self._declare_delay(channel, queue, ms)
         else:
             self._declare(channel, queue)
             exchange, routing_key = queue, queue
-        self._send(channel, exchange, routing_key, raw)
+        self._send(channel, exchange, routing_key, properties, message.body)
 
-    def _send(self, channel: amqp.Channel, exchange: str, routing_key: str, raw: amqp.Message) -> None:
-        channel.basic_publish(raw, exchange=exchange, routing_key=routing_key)
+    def _send(self, channel: amqp.Channel, exchange: str, routing_key: str, properties: bytes, body: bytes) -> None:
+        if time.monotonic() - self._last_read >= CONFIRM_READ_IDLE:
+            self._read_confirms()
+        write_publish(channel.connection, channel.channel_id, exchange, routing_key, properties, body)
+        self._sent += 1
+        self._published = True
+        pending = self._pending
         if self.confirm_publish != "off":
             self._sequence += 1
-            self._pending[self._sequence] = (exchange, routing_key, raw)
-            if len(self._pending) >= CONFIRM_WINDOW:
-                self._flush_confirms()
+            pending[self._sequence] = (exchange, routing_key, properties, body)
+        # Without confirms too: what the broker says (connection.blocked, a channel error) is read.
+        if not self._sent % CONFIRM_READ_EVERY or len(pending) >= CONFIRM_WINDOW:
+            self._read_confirms()
 
     def _on_confirm(self, delivery_tag: int, multiple: bool) -> None:
         if multiple:
@@ -346,8 +366,31 @@ class AmqpTransport(Transport):
         logger.warning("RabbitMQ refused %d published message(s); sending them again", len(tags))
         again = [self._pending.pop(t) for t in tags if t in self._pending]
         if self._channel is not None:
-            for exchange, routing_key, raw in again:
-                self._send(self._channel, exchange, routing_key, raw)
+            for outgoing in again:
+                self._send(self._channel, *outgoing)
+
+    def _read_confirms(self) -> None:
+        """Take in what the broker has sent (confirms mostly), without waiting for more.
+
+        When the window of unconfirmed publishes is full, wait until it is not.
+        """
+        conn = self._conn
+        if conn is None:
+            return
+        self._last_read = time.monotonic()
+        sock = conn.sock
+        while _readable(sock, 0.0):
+            conn.drain_events(timeout=None)
+        if len(self._pending) >= CONFIRM_WINDOW:
+            deadline = time.monotonic() + CONFIRM_TIMEOUT
+            while len(self._pending) >= CONFIRM_WINDOW // 2:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise BrokerUnavailableError(
+                        f"RabbitMQ at {self.params.masked} confirmed no publish for {CONFIRM_TIMEOUT:.0f}s"
+                    )
+                if _readable(sock, remaining):
+                    conn.drain_events(timeout=None)
 
     def _flush_confirms(self) -> None:
         """Wait until the broker has confirmed everything published on this connection."""
@@ -373,7 +416,7 @@ class AmqpTransport(Transport):
             if len(self._buffer) < limit:
                 self._drain_ready()
                 # A round trip only when it can find something the consumers have not.
-                if not self._buffer or started:
+                if started or (not self._buffer and (self._published or len(self._unacked) >= self._qos)):
                     self._fetch(channel, queues, limit)
         except RECOVERABLE as exc:
             self._lost(exc)
@@ -453,8 +496,12 @@ class AmqpTransport(Transport):
         """``basic_get`` until ``limit``: sees what the consumers have not been sent yet.
 
         The reply to a get comes after every delivery the queue made before it, so a
-        message published before this call is either delivered or fetched here.
+        message published before this call (on this channel) is either delivered or
+        fetched here. Needed only when a consumer has just started, this instance
+        published since the last fetch, or a consumer's prefetch window is full: otherwise
+        the broker pushes whatever is in the queue, and the worker's wait() sees it come.
         """
+        self._published = False
         for queue in queues:
             while len(self._buffer) < limit:
                 raw = channel.basic_get(queue, no_ack=False)
@@ -575,10 +622,10 @@ class AmqpTransport(Transport):
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         headers = {HEADER_DEAD_REASON: reason, HEADER_DEAD_QUEUE: delivery.queue, HEADER_DEAD_AT: time.time()}
-        raw = to_amqp(delivery.message, headers)
+        properties = encode_message(delivery.message, headers)
 
         def send(channel: amqp.Channel) -> None:
-            self._send(channel, "", self._declare_dead(channel, delivery.queue), raw)
+            self._send(channel, "", self._declare_dead(channel, delivery.queue), properties, delivery.message.body)
             self._flush_confirms()
 
         self._retrying("dead-letter a message", send)
