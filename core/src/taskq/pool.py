@@ -103,6 +103,34 @@ class Pool(ABC):
         return self.concurrency
 
     @property
+    def room(self) -> int:
+        """How many more jobs :meth:`apply` takes now: the free slots, by default.
+
+        A pool may take a few more than it can start, to start each the moment a slot
+        frees (prefork queues up to its concurrency in the parent, so a child never
+        waits for the consumer). Such a job has passed every check the consumer makes
+        before it hands a task over (and been acked, unless the task acks late).
+        """
+        return self.free_slots
+
+    def poll(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for running jobs, reporting their ends from this thread.
+
+        The worker calls this while the pool is busy, instead of sleeping until a
+        callback wakes it, so a pool that can report from the caller's thread saves a
+        thread hop per task (prefork). Return False at once where the pool reports from
+        threads of its own (the default): the caller then waits its own way. A pool
+        that polls ends the wait early on :meth:`interrupt`.
+        """
+        return False
+
+    def release(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """The caller stops polling for a while (it is about to block elsewhere)."""
+
+    def interrupt(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """End a :meth:`poll` blocked in another thread now; safe from a signal handler."""
+
+    @property
     def running(self) -> int:
         """How many jobs are running now."""
         return self.concurrency - self.free_slots

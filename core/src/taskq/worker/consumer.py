@@ -93,7 +93,11 @@ class Consumer:
         self._sequence = itertools.count()
         self.completions: deque[tuple[Request, TraceOutcome | BaseException]] = deque()
         self._completed = threading.Event()
+        # True while the loop blocks in the transport's wait (a finished task interrupts it).
+        self._in_broker_wait = False
         self.running = 0
+        # Of those, the ones whose message is still held (acks_late).
+        self.running_unacked = 0
         self.should_stop = False
         self.processed = 0
         self._log_info = logger.isEnabledFor(logging.INFO)
@@ -111,6 +115,17 @@ class Consumer:
         self.health_path = worker.health_path
         self._next_health = 0.0
         self._heartbeats = self.app.has_backend
+
+    def _running_in_window(self) -> int:
+        """Running tasks that count against the prefetch window.
+
+        As in Celery, the window bounds the messages held unacknowledged: a task acked
+        early (when it started) has left it. With a multiplier of 0 every running task
+        counts, so a busy worker takes nothing more than it can run.
+        """
+        if self.worker.prefetch_multiplier == 0:
+            return self.running
+        return self.running_unacked
 
     @property
     def prefetch(self) -> int:
@@ -171,12 +186,11 @@ class Consumer:
                 if not self.should_stop:
                     # The pool is full: sleep until a task ends (spinning here would hold the
                     # GIL the pool's threads need to finish it, and burn a CPU).
-                    self._completed.wait(self.tick_interval if self.tick is not None else IDLE_WAIT)
-                    self._completed.clear()
+                    self._wait_for_pool(self.tick_interval if self.tick is not None else IDLE_WAIT)
                 return
         if self.should_stop:
             return
-        room = self.prefetch - (len(self.reserved) + len(self.timer) + self.running)
+        room = self.prefetch - (len(self.reserved) + len(self.timer) + self._running_in_window())
         if room > 0:
             claimed = self.transport.claim(self.queues, room, lease=self.lease)
             if claimed:
@@ -189,10 +203,26 @@ class Consumer:
             if self.tick is not None:
                 timeout = max(0.0, min(timeout, self._next_tick - time.monotonic()))
             timeout = max(0.0, min(timeout, self._next_health - time.monotonic()))
-            self.transport.wait(self.queues, timeout)
+            # A task that ends now must interrupt this wait; one that ended before the
+            # flag was up is seen by the check under it.
+            self.pool.release()
+            self._in_broker_wait = True
+            try:
+                if not self.completions:
+                    self.transport.wait(self.queues, timeout)
+            finally:
+                self._in_broker_wait = False
         else:
             # The window is full: wait for a task to finish, not for new messages.
-            self._completed.wait(self.tick_interval if self.tick is not None else IDLE_WAIT)
+            self._wait_for_pool(self.tick_interval if self.tick is not None else IDLE_WAIT)
+
+    def _wait_for_pool(self, timeout: float) -> None:
+        """Until a task ends (or ``timeout``): in the pool's :meth:`~taskq.pool.Pool.poll`
+        where it can report from this thread, else on the event its callbacks set."""
+        if self.completions:
+            return
+        if not self.pool.poll(timeout):
+            self._completed.wait(timeout)
             self._completed.clear()
 
     def _on_broker_error(self, exc: BaseException, failures: int) -> None:
@@ -242,12 +272,14 @@ class Consumer:
         """Stop after the current step; safe from any thread or a signal handler."""
         self.should_stop = True
         self._completed.set()
+        self.pool.interrupt()
         self.transport.interrupt()
 
     def request_terminate(self, task_id: str) -> None:
         """Ask the loop to stop the running task ``task_id``; safe from any thread."""
         self._terminations.append(task_id)
         self._completed.set()
+        self.pool.interrupt()
         self.transport.interrupt()
 
     def _terminate_requested(self) -> None:
@@ -378,36 +410,52 @@ class Consumer:
 
     def _dispatch(self) -> None:
         pool = self.pool
-        while self.reserved and not self.should_stop and pool.free_slots > 0:
-            request = self.reserved.popleft()
-            if request.id in self.revocations:
-                self._discard_revoked(request)
-                continue
-            if request.task.rate_limit:
-                wait = self._rate_wait(request)
-                if wait > 0:
-                    # Over its rate: it waits in the timer while other tasks go on.
-                    heapq.heappush(self.timer, (time.time() + wait, next(self._sequence), request))
+        while self.reserved and not self.should_stop:
+            room = pool.room
+            if room <= 0:
+                return
+            batch: list[Request] = []
+            while self.reserved and len(batch) < room:
+                request = self.reserved.popleft()
+                if request.id in self.revocations:
+                    self._discard_revoked(request)
                     continue
-            if not request.acks_late:
-                # Early ack: the message is gone before the task starts (at most once).
-                self._ack([request.delivery])
-                request.acknowledged = True
-            request.time_start = time.monotonic()
-            self.running += 1
-            self.active[request.id] = request
-            hard, soft = request.time_limits
-            pool.apply(
-                self.target,
-                (self.app, request),
-                callback=partial(self._on_done, request),
-                error_callback=partial(self._on_done, request),
-                job_id=request.id,
-                soft_time_limit=soft,
-                hard_time_limit=hard,
-            )
-            if self.inline:
-                self._settle()
+                if request.task.rate_limit:
+                    wait = self._rate_wait(request)
+                    if wait > 0:
+                        # Over its rate: it waits in the timer while other tasks go on.
+                        heapq.heappush(self.timer, (time.time() + wait, next(self._sequence), request))
+                        continue
+                batch.append(request)
+            # Early ack: the messages are gone before their tasks start (at most once),
+            # acked together in one call.
+            early = [request.delivery for request in batch if not request.acks_late]
+            if early:
+                self._ack(early)
+            for request in batch:
+                self._start(request)
+
+    def _start(self, request: Request) -> None:
+        pool = self.pool
+        if request.acks_late:
+            self.running_unacked += 1
+        else:
+            request.acknowledged = True
+        request.time_start = time.monotonic()
+        self.running += 1
+        self.active[request.id] = request
+        hard, soft = request.time_limits
+        pool.apply(
+            self.target,
+            (self.app, request),
+            callback=partial(self._on_done, request),
+            error_callback=partial(self._on_done, request),
+            job_id=request.id,
+            soft_time_limit=soft,
+            hard_time_limit=hard,
+        )
+        if self.inline:
+            self._settle()
 
     def _rate_wait(self, request: Request) -> float:
         name = request.name
@@ -421,13 +469,16 @@ class Consumer:
         self.completions.append((request, outcome))  # type: ignore[arg-type]  # a TraceOutcome or the pool's error
         if not self.inline:
             self._completed.set()
-            self.transport.interrupt()
+            if self._in_broker_wait:
+                self.transport.interrupt()
 
     def _settle(self) -> None:
         to_ack: list[Delivery] = []
         while self.completions:
             request, outcome = self.completions.popleft()
             self.running -= 1
+            if not request.acknowledged:
+                self.running_unacked -= 1
             self.active.pop(request.id, None)
             self.processed += 1
             if isinstance(outcome, BaseException):
@@ -538,8 +589,7 @@ class Consumer:
             if self.completions:
                 self._settle()
                 continue
-            self._completed.wait(min(0.5, max(0.0, deadline - time.monotonic())))
-            self._completed.clear()
+            self._wait_for_pool(min(0.5, max(0.0, deadline - time.monotonic())))
         if self.completions:
             self._settle()
         if self.running > 0:

@@ -112,18 +112,51 @@ class Request:
         )
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
-        # Sent to pool processes by reference to the task, which the child looks up
-        # in its own app; only the message itself is pickled.
-        return (_rebuild, (self.delivery, self.message, self.task.name, self.hostname))
+        # Sent to pool processes as the message's parts, by reference to the task, which
+        # the child looks up in its own app and decodes again there (a flat tuple pickles
+        # in half the time of the decoded objects, and the parent is the busy side).
+        delivery = self.delivery
+        message = delivery.message
+        return (
+            _rebuild,
+            (
+                delivery.queue,
+                delivery.tag,
+                delivery.deliveries,
+                message.body,
+                message.headers,
+                message.content_type,
+                message.content_encoding,
+                message.properties,
+                self.task.name,
+                self.hostname,
+            ),
+        )
 
     def __repr__(self) -> str:
         return f"<Request {self.name}[{self.id}]>"
 
 
-def _rebuild(delivery: Delivery, message: TaskMessage, task_name: str, hostname: str) -> Request:
+def _rebuild(
+    queue: str,
+    tag: object,
+    deliveries: int,
+    body: bytes,
+    headers: dict[str, object],
+    content_type: str,
+    content_encoding: str,
+    properties: dict[str, object],
+    task_name: str,
+    hostname: str,
+) -> Request:
+    from taskq import protocol
     from taskq.app import current_app
+    from taskq.transport import Delivery, Message
 
-    return Request(delivery, message, current_app().tasks[task_name], hostname)
+    app = current_app()
+    message = Message(body, headers, content_type, content_encoding, properties)
+    delivery = Delivery(message, queue, tag, deliveries)
+    return Request(delivery, protocol.decode(app.serializers, message), app.tasks[task_name], hostname)
 
 
 __all__ = ["Request"]

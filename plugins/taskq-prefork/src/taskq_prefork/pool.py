@@ -163,6 +163,12 @@ class PreforkPool(Pool):
         self._selector: selectors.BaseSelector | None = None
         self._wake_r = self._wake_w = -1
         self._supervisor: threading.Thread | None = None
+        # Whoever runs a turn (waits on the pipes and reports) holds `_reader`: the
+        # supervisor thread, or the consumer while it is attached (`poll`), when the
+        # supervisor waits on `_handover` until `release`.
+        self._reader = threading.Lock()
+        self._handover = threading.Condition(threading.Lock())
+        self._attached = False
 
     # ---- Life cycle -------------------------------------------------------------------
 
@@ -186,6 +192,7 @@ class PreforkPool(Pool):
             return
         with self._lock:
             self._stopping = True
+        self.release()  # the supervisor reports what is still running
         if wait:
             deadline = time.monotonic() + STOP_TIMEOUT
             with self._changed:
@@ -198,6 +205,9 @@ class PreforkPool(Pool):
                 )
         with self._lock:
             self._closing = True
+        with self._handover:
+            self._attached = False
+            self._handover.notify_all()
         self._wake()
         supervisor = self._supervisor
         if supervisor is not None and supervisor is not threading.current_thread():
@@ -334,6 +344,13 @@ class PreforkPool(Pool):
     @property
     def free_slots(self) -> int:
         return max(0, min(len(self._idle), self.concurrency - self._busy) - len(self._pending))
+
+    @property
+    def room(self) -> int:
+        # Up to `concurrency` jobs wait here for the next child to free: each is written
+        # to that child as its outcome is read, without waiting for the consumer.
+        free = min(len(self._idle), self.concurrency - self._busy)
+        return max(0, free + self.concurrency - len(self._pending))
 
     @property
     def running(self) -> int:
@@ -475,33 +492,66 @@ class PreforkPool(Pool):
         with contextlib.suppress(OSError):  # the pipe is full (a wake-up is pending anyway) or closed (stopping)
             os.write(self._wake_w, b"\0")
 
+    def poll(self, timeout: float) -> bool:
+        # The consumer's thread takes the turns while the pool is busy: no thread hop
+        # between a child's outcome and the next job (the supervisor waits meanwhile).
+        if not self._started or self._closing:
+            return False
+        if not self._attached:
+            with self._handover:
+                self._attached = True
+            self._wake()  # the supervisor ends its turn and steps aside
+        with self._reader:
+            if self._closing:
+                return False
+            self._turn(timeout)
+        return True
+
+    def release(self) -> None:
+        if self._attached:
+            with self._handover:
+                self._attached = False
+                self._handover.notify_all()
+
+    def interrupt(self) -> None:
+        self._wake()
+
     def _supervise(self) -> None:
+        while not self._closing:
+            with self._handover:
+                while self._attached and not self._closing:
+                    self._handover.wait()
+            with self._reader:
+                if self._attached or self._closing:
+                    continue
+                self._turn(IDLE_WAKE)
+
+    def _turn(self, timeout: float) -> None:
+        """Wait up to ``timeout`` for outcomes, exits and deadlines, and act on them."""
         selector = self._selector
         assert selector is not None
-        while not self._closing:
-            try:
-                self._next_wake = due = self._next_due()
-                timeout = max(0.0, min(IDLE_WAKE, due - time.monotonic()))
-                events = selector.select(timeout)
-                self._next_wake = float("inf")
-                if self._closing:
-                    return
-                reports: list[_Report] = []
-                for key, _mask in events:
-                    if key.data is None:
-                        _drain(self._wake_r)
-                        continue
-                    kind, child = key.data
-                    if kind == "outcome":
-                        self._read_outcomes(child, reports)
-                    else:
-                        self._on_exit(child, reports)
-                self._enforce_deadlines(reports)
-                self._maintain()
-                _call_all(reports)
-            except Exception:
-                logger.exception("prefork pool: supervisor error; carrying on")
-                time.sleep(0.1)
+        try:
+            self._next_wake = due = self._next_due()
+            events = selector.select(max(0.0, min(timeout, due - time.monotonic())))
+            self._next_wake = float("inf")
+            if self._closing:
+                return
+            reports: list[_Report] = []
+            for key, _mask in events:
+                if key.data is None:
+                    _drain(self._wake_r)
+                    continue
+                kind, child = key.data
+                if kind == "outcome":
+                    self._read_outcomes(child, reports)
+                else:
+                    self._on_exit(child, reports)
+            self._enforce_deadlines(reports)
+            self._maintain()
+            _call_all(reports)
+        except Exception:
+            logger.exception("prefork pool: supervisor error; carrying on")
+            time.sleep(0.1)
 
     def _next_due(self) -> float:
         due = float("inf")
