@@ -11,15 +11,18 @@ which job, because it chose the child: a job goes only to an idle child, so
   :class:`~taskq.errors.WorkerLostError`, the child is replaced, and the pool goes on;
 * ``terminate_job`` and the hard time limit signal exactly the right process.
 
-One supervisor thread in the parent waits (``selectors``, no polling) on the outcome
-pipes, on a pidfd per child (the billiard sentinel where pidfds are missing), and on a
-wake-up pipe; its timeout is the nearest hard deadline. It reads outcomes, calls the
-callbacks, reaps and replaces dead children, kills children past their hard limit, and
-hands queued jobs to children that became idle. ``apply`` writes the job to an idle
-child directly from the caller's thread, so a task costs one pickle and one pipe write
-each way, plus one wake-up of the supervisor. billiard's ``Pool`` is not used: its
-shared job queue hides which child holds which job, which is what the accounting above
-needs, and its result and timeout threads add a hop per task.
+The parent waits (``selectors``, no polling) on the outcome pipes, on a pidfd per child
+(the billiard sentinel where pidfds are missing), and on a wake-up pipe, with the nearest
+hard deadline as its timeout; each such *turn* reads outcomes, hands queued jobs to
+children that became idle, reaps and replaces dead children, kills children past their
+hard limit, and calls the callbacks. While the worker is busy it takes the turns in its
+own thread (:meth:`poll`), so a task costs no hop between threads; while it waits on the
+broker (after :meth:`release`) a supervisor thread takes them. ``apply`` writes the job
+to an idle child directly from the caller's thread, or queues it (up to the concurrency:
+``room``) for the next child to free, which gets it in the same turn that read the
+outcome; a task costs one pickle and one pipe write each way. billiard's ``Pool`` is not
+used: its shared job queue hides which child holds which job, which is what the
+accounting above needs, and its result and timeout threads add a hop per task.
 
 Results are stored by the child (``trace_task`` runs there and writes through the
 child's own backend connection); the parent only receives the small

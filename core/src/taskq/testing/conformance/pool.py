@@ -213,6 +213,63 @@ class PoolContract:
             time.sleep(0.01)
         assert pool.free_slots == 2
 
+    def test_every_job_within_room_runs_and_no_more_than_the_concurrency_at_once(
+        self, make_pool: Callable[..., Pool]
+    ) -> None:
+        pool = make_pool(2)
+        if pool.capabilities.runs_inline:
+            pytest.skip("an inline pool's apply returns only when the job is done")
+        assert pool.room >= pool.free_slots == 2
+        outcomes = [self.run(pool, "interval", 0.2) for _ in range(pool.room)]
+        spans = [cast("tuple[float, float]", outcome.wait().value) for outcome in outcomes]
+        for start, _end in spans:
+            overlapping = sum(1 for s, e in spans if s <= start < e)
+            assert overlapping <= 2, f"{overlapping} jobs ran at once in a pool of 2"
+
+    def test_poll_reports_in_the_callers_thread_or_declines_at_once(self, make_pool: Callable[..., Pool]) -> None:
+        pool = make_pool(1)
+        if pool.capabilities.runs_inline:
+            pytest.skip("an inline pool reports before apply returns")
+        threads: list[int] = []
+        outcome = Outcome()
+
+        def callback(value: object) -> None:
+            threads.append(threading.get_ident())
+            outcome.callback(value)
+
+        pool.apply(self.job(pool, "sleep"), (0.2,), callback=callback, error_callback=outcome.error_callback)
+        started = time.monotonic()
+        if not pool.poll(OUTCOME_TIMEOUT):
+            assert time.monotonic() - started < 0.5, "poll() declined, but only after waiting"
+            outcome.wait()
+            return
+        deadline = time.monotonic() + OUTCOME_TIMEOUT
+        while not outcome.done and time.monotonic() < deadline:
+            pool.poll(deadline - time.monotonic())
+        assert outcome.done and outcome.value == "woke"
+        assert threads == [threading.get_ident()], "a polling pool reported from another thread"
+        # After release() the pool's own threads report again.
+        pool.release()
+        assert self.run(pool, "add", 1, 2).wait().value == 3
+
+    def test_interrupt_ends_a_poll_early(self, make_pool: Callable[..., Pool]) -> None:
+        pool = make_pool(1)
+        if pool.capabilities.runs_inline:
+            pytest.skip("an inline pool reports before apply returns")
+        outcome = self.run(pool, "sleep", 2.0)
+        timer = threading.Timer(0.2, pool.interrupt)
+        timer.start()
+        started = time.monotonic()
+        try:
+            polled = pool.poll(OUTCOME_TIMEOUT)
+        finally:
+            timer.cancel()
+        assert time.monotonic() - started < 1.5, "interrupt() did not end the poll"
+        if polled:
+            assert not outcome.done
+            pool.release()
+        outcome.wait()
+
     def test_a_warm_stop_lets_running_jobs_finish(self, pool_class: type[Pool]) -> None:
         pool = pool_class(2)
         pool.start()
