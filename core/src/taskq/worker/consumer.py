@@ -95,6 +95,8 @@ class Consumer:
         self._completed = threading.Event()
         # True while the loop blocks in the transport's wait (a finished task interrupts it).
         self._in_broker_wait = False
+        # The loop's thread: a pool reporting from it (poll) needs no wake-up.
+        self._loop_thread = 0
         self.running = 0
         # Of those, the ones whose message is still held (acks_late).
         self.running_unacked = 0
@@ -146,6 +148,7 @@ class Consumer:
         # True until the loop ends normally: an exception (a cold stop) skips the wait.
         interrupted = True
         failures = 0
+        self._loop_thread = threading.get_ident()
         try:
             while not self.should_stop:
                 try:
@@ -467,7 +470,7 @@ class Consumer:
 
     def _on_done(self, request: Request, outcome: object) -> None:
         self.completions.append((request, outcome))  # type: ignore[arg-type]  # a TraceOutcome or the pool's error
-        if not self.inline:
+        if not self.inline and threading.get_ident() != self._loop_thread:
             self._completed.set()
             if self._in_broker_wait:
                 self.transport.interrupt()

@@ -549,7 +549,8 @@ class PreforkPool(Pool):
                     self._read_outcomes(child, reports)
                 else:
                     self._on_exit(child, reports)
-            self._enforce_deadlines(reports)
+            if time.monotonic() >= due:
+                self._enforce_deadlines(reports)
             self._maintain()
             _call_all(reports)
         except Exception:
@@ -607,8 +608,11 @@ class PreforkPool(Pool):
             self._busy -= 1
             if job.job_id is not None:
                 self._by_job.pop(job.job_id, None)
-            alive = sum(1 for c in self._children if c.state in ("idle", "busy"))
-            if retire is None and alive > self.concurrency:
+            if (
+                retire is None
+                and len(self._children) > self.concurrency
+                and sum(1 for c in self._children if c.state in ("idle", "busy")) > self.concurrency
+            ):
                 retire = "the pool shrank"
             if retire is not None:
                 logger.info("prefork pool: replacing %s (pid %d): %s", child.name, child.pid, retire)
@@ -682,6 +686,8 @@ class PreforkPool(Pool):
 
     def _maintain(self) -> None:
         """Replace missing children, retire extra idle ones, and start queued jobs."""
+        if not self._pending and len(self._idle) + self._busy == self.concurrency == len(self._children):
+            return  # every child in service, nothing queued: the usual turn
         with self._lock:
             if self._closing:
                 return
