@@ -15,14 +15,17 @@ a lost connection, with exponential backoff), ``health_check_interval``, ``ssl``
 
 from __future__ import annotations
 
-import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from taskq.errors import ConfigError
 from taskq.utils import mask_url
 from taskq_redis._resp import Client, RedisConnectionError
+
+if TYPE_CHECKING:
+    import ssl
 
 # Seconds to wait for a reply to an ordinary command before the connection counts as lost.
 SOCKET_TIMEOUT = 30.0
@@ -40,7 +43,6 @@ HEALTH_CHECK_INTERVAL = 15
 CONNECTION_ERRORS: tuple[type[Exception], ...] = (OSError,)
 
 _SSL_KEYS = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname", "ssl_ca_data")
-_CERT_REQS = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
 
 
 @dataclass(slots=True)
@@ -103,13 +105,16 @@ def _flag(value: object) -> bool:
 
 def ssl_context(settings: Mapping[str, object]) -> ssl.SSLContext:
     """A TLS context from redis-py's ``ssl_*`` settings (verified, as redis-py does by default)."""
+    import ssl  # only for rediss://: it costs every other worker ~4 ms of start-up
+
+    cert_reqs = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
     reqs = settings.get("ssl_cert_reqs", "required")
     if reqs is None:
         verify = ssl.CERT_NONE
     elif isinstance(reqs, str):
-        if reqs.lower() not in _CERT_REQS:
+        if reqs.lower() not in cert_reqs:
             raise ConfigError(f"ssl_cert_reqs must be one of none, optional, required, not {reqs!r}")
-        verify = _CERT_REQS[reqs.lower()]
+        verify = cert_reqs[reqs.lower()]
     else:
         verify = ssl.VerifyMode(reqs)  # type: ignore[arg-type]  # an ssl.CERT_* constant
     context = ssl.create_default_context()

@@ -16,11 +16,14 @@ from __future__ import annotations
 import contextlib
 import select
 import socket
-import ssl
 import struct
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
+
+if TYPE_CHECKING:
+    import ssl  # imported by taskq_redis._connection only for rediss:// URLs
 
 # Exponential backoff between reconnection attempts (seconds: base, ceiling).
 BACKOFF_BASE = 0.05
@@ -182,6 +185,7 @@ class Connection:
     def __init__(self, client: Client) -> None:
         self._client = client
         self._sock: socket.socket | None = None
+        self._tls = False
         self._poll: select.poll | None = None
         self._buf = b""
         self._pos = 0
@@ -233,7 +237,8 @@ class Connection:
                     except BaseException:
                         sock.close()
                         raise
-            if isinstance(sock, ssl.SSLSocket) or client.socket_timeout <= 0:
+            tls = client.unix_path is None and client.ssl_context is not None
+            if tls or client.socket_timeout <= 0:
                 sock.settimeout(client.socket_timeout or None)
             else:
                 # a blocking socket timed by the kernel: one system call per read, not a
@@ -247,7 +252,7 @@ class Connection:
             raise
         except OSError as exc:
             raise RedisConnectionError(f"Error connecting to {where}: {exc}") from exc
-        self._sock, self._buf, self._pos = sock, b"", 0
+        self._sock, self._tls, self._buf, self._pos = sock, tls, b"", 0
         poll = self._poll = select.poll()
         poll.register(sock.fileno(), select.POLLIN)
         hello: list[tuple[object, ...]] = []
@@ -291,7 +296,7 @@ class Connection:
         sock = self._sock
         if sock is None or self._poll is None:
             raise RedisConnectionError("not connected to Redis")
-        if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        if self._tls and cast("ssl.SSLSocket", sock).pending():
             return True
         return bool(self._poll.poll(max(0.0, timeout) * 1000))
 

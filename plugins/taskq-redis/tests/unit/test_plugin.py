@@ -28,3 +28,15 @@ def test_importing_the_plugin_module_imports_neither_the_drivers_nor_redis() -> 
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_the_drivers_import_ssl_only_for_rediss_urls() -> None:
+    code = (
+        "import sys, taskq_redis.transport, taskq_redis.backend\n"
+        "print('ssl' in sys.modules)\n"
+        "from taskq_redis._connection import ssl_context\n"
+        "ssl_context({'ssl_cert_reqs': 'none'})\n"
+        "print('ssl' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert out.stdout.split() == ["False", "True"]
