@@ -74,7 +74,7 @@ JOIN_TIMEOUT = 3.0
 # Longest the supervisor sleeps with nothing due, in seconds (a safety net; it is woken).
 IDLE_WAKE = 5.0
 # Bytes read from an outcome pipe at once.
-READ_SIZE = 256 * 1024
+READ_SIZE = 64 * 1024
 
 _State = Literal["idle", "busy", "retiring", "dying"]
 _Report = tuple[Callable[..., None], object]
@@ -172,6 +172,8 @@ class PreforkPool(Pool):
         self._reader = threading.Lock()
         self._handover = threading.Condition(threading.Lock())
         self._attached = False
+        self._read_buffer = bytearray(READ_SIZE)
+        self._read_view = memoryview(self._read_buffer)
 
     # ---- Life cycle -------------------------------------------------------------------
 
@@ -571,19 +573,21 @@ class PreforkPool(Pool):
     def _read_outcomes(self, child: _Child, reports: list[_Report]) -> bool:
         """Read what the child wrote; False at end of file (the child has gone)."""
         while True:
+            # Into one buffer kept for the purpose (turns never overlap): os.read would
+            # allocate READ_SIZE bytes, and shrink them, on every call.
             try:
-                data = os.read(child.outcome_fd, READ_SIZE)
+                count = os.readv(child.outcome_fd, [self._read_buffer])
             except BlockingIOError:
                 return True
             except OSError:
-                data = b""
-            if not data:
+                count = 0
+            if not count:
                 if self._selector is not None:
                     with contextlib.suppress(KeyError, ValueError, OSError):
                         self._selector.unregister(child.outcome_fd)
                 return False
             buffer = child.buffer
-            buffer += data
+            buffer += self._read_view[:count]
             while len(buffer) >= HEADER.size:
                 (size,) = HEADER.unpack_from(buffer)
                 if len(buffer) < HEADER.size + size:
@@ -591,7 +595,7 @@ class PreforkPool(Pool):
                 frame = bytes(buffer[HEADER.size : HEADER.size + size])
                 del buffer[: HEADER.size + size]
                 self._on_outcome(child, frame, reports)
-            if len(data) < READ_SIZE:
+            if count < READ_SIZE:
                 return True
 
     def _on_outcome(self, child: _Child, frame: bytes, reports: list[_Report]) -> None:
