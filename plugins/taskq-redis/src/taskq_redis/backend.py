@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -38,6 +37,7 @@ from taskq import states
 from taskq.backends.base import POLL_INTERVAL_MAX, POLL_INTERVAL_START, BackendCapabilities, KeyValueBackend, Meta
 from taskq.errors import BackendUnavailableError, TimeoutError
 from taskq.serialization import Serializer
+from taskq.utils import current_pid
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 from taskq_redis._resp import Client, PubSub
@@ -78,15 +78,15 @@ class RedisBackend(KeyValueBackend):
         self._lock = threading.Lock()
 
     def _connection(self) -> Endpoint:
-        if self._pid != os.getpid():  # first use, or a forked child
+        if self._pid != current_pid():  # first use, or a forked child
             with self._lock:
-                if self._pid != os.getpid():
+                if self._pid != current_pid():
                     self._subscribers = []
                     self._wires = []
                     self._local = threading.local()
                     self._endpoint = connect(self.url, self.options, retries=RETRIES)
                     self._prefix = self._endpoint.prefix
-                    self._pid = os.getpid()
+                    self._pid = current_pid()
         assert self._endpoint is not None
         return self._endpoint
 
@@ -295,7 +295,7 @@ class RedisBackend(KeyValueBackend):
     def close(self) -> None:
         if self._endpoint is None:
             return
-        if self._pid == os.getpid():
+        if self._pid == current_pid():
             with self._lock:
                 subscribers, self._subscribers = self._subscribers, []
                 wires, self._wires = self._wires, []

@@ -86,6 +86,7 @@ from taskq.transport import (
     Message,
     Transport,
 )
+from taskq.utils import current_pid
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 from taskq_redis._resp import Client, PubSub
@@ -299,7 +300,7 @@ class RedisTransport(Transport):
     # ---- Life cycle -------------------------------------------------------------
 
     def _connection(self) -> Endpoint:
-        if self._pid != os.getpid():  # first use, or a forked child: the parent's sockets stay its own
+        if self._pid != current_pid():  # first use, or a forked child: the parent's sockets stay its own
             if self._subscriber is not None:
                 self._subscriber.close()
                 self._subscriber = None
@@ -307,7 +308,7 @@ class RedisTransport(Transport):
                 self._wire.forget()  # the parent's, never used here
             self._wire = None
             self._endpoint = connect(self.url, self.options)
-            self._pid = os.getpid()
+            self._pid = current_pid()
             self._prefix = self._endpoint.prefix
             self._wake = f"{self._prefix}_taskq.wake/{self._endpoint.db}."
         assert self._endpoint is not None
@@ -322,10 +323,10 @@ class RedisTransport(Transport):
 
     def close(self) -> None:
         if self._subscriber is not None:
-            if self._pid == os.getpid():
+            if self._pid == current_pid():
                 self._subscriber.close()
             self._subscriber = None
-        if self._endpoint is not None and self._pid == os.getpid():
+        if self._endpoint is not None and self._pid == current_pid():
             if self._wire is not None:
                 with contextlib.suppress(Exception):  # what is owed is read if Redis still answers
                     self._wire.close()
@@ -335,7 +336,7 @@ class RedisTransport(Transport):
         self._pid = 0
 
     def _wire_here(self) -> Wire:
-        wire = self._wire if self._pid == os.getpid() else None
+        wire = self._wire if self._pid == current_pid() else None
         if wire is None:
             wire = self._wire = Wire(self._connection().client)
         return wire
