@@ -1,9 +1,9 @@
 """``taskq worker``: its options and what it does, in code that does not import click.
 
-Click costs a worker about 35 ms of its start-up (#5), so the usual invocations skip it:
-:func:`taskq.cli.main.main` reads them with the table :data:`WORKER_OPTIONS`, the same
-table the click command in :mod:`taskq.cli.commands` is built from, and both end in
-:func:`run_worker`.
+Importing click costs a worker 20-50 ms of its start-up (#5), so the usual invocations
+skip it: :func:`taskq.cli.main.main` reads them with the table :data:`WORKER_OPTIONS`,
+the same table the click command in :mod:`taskq.cli.commands` is built from, and both
+end in :func:`run_worker`.
 """
 
 from __future__ import annotations
