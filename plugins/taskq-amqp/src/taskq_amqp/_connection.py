@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import select
 import socket
 import ssl
 import threading
@@ -23,6 +24,7 @@ import amqp.exceptions
 from taskq.errors import BrokerUnavailableError, ConfigError
 from taskq.transport import Message
 from taskq_amqp._frames import encode_properties
+from taskq_amqp._reader import Connection, has_buffered
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +125,7 @@ def _ssl_options(params: ConnectionParams) -> dict[str, object] | bool:
 
 def open_connection(params: ConnectionParams) -> amqp.Connection:
     """Connect once; raise :class:`BrokerUnavailableError` saying how to check the broker."""
-    conn = amqp.Connection(
+    conn = Connection(
         host=f"{params.host}:{params.port}",
         userid=params.userid,
         password=params.password,
@@ -152,6 +154,11 @@ def open_connection(params: ConnectionParams) -> amqp.Connection:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return conn
+
+
+def readable(conn: amqp.Connection, timeout: float) -> bool:
+    """Whether frames wait to be handled, after waiting up to ``timeout`` seconds for some."""
+    return has_buffered(conn) or bool(select.select([conn.sock], [], [], timeout)[0])
 
 
 def new_channel(conn: amqp.Connection) -> amqp.Channel:

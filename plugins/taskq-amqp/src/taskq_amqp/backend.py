@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import select
 import threading
 import time
 import uuid
@@ -48,6 +47,7 @@ from taskq_amqp._connection import (
     new_channel,
     open_connection,
     parse_url,
+    readable,
 )
 from taskq_amqp._frames import encode_properties, write_publish
 
@@ -185,11 +185,10 @@ class RpcBackend(ResultBackend):
             self._ensure()
             conn = self._conn
             assert conn is not None
-        sock = conn.sock
-        ready = select.select([sock], [], [], max(0.0, timeout))[0]
+        ready = readable(conn, max(0.0, timeout))
         while ready:
             conn.drain_events(timeout=None)
-            ready = select.select([sock], [], [], 0)[0]
+            ready = readable(conn, 0.0)
 
     def _publish(self, channel: amqp.Channel, queue: str, properties: bytes, body: bytes) -> None:
         """Send to ``queue`` through the default exchange, unconfirmed (results are transient).
@@ -198,8 +197,9 @@ class RpcBackend(ResultBackend):
         found before a result is written into it.
         """
         conn = channel.connection
-        if conn is not None and select.select([conn.sock], [], [], 0)[0]:
-            conn.drain_events(timeout=None)
+        if conn is not None:
+            while readable(conn, 0.0):
+                conn.drain_events(timeout=None)
         write_publish(conn, channel.channel_id, "", queue, properties, body)
 
     def _barrier(self, channel: amqp.Channel) -> None:
@@ -364,8 +364,7 @@ class RpcBackend(ResultBackend):
             self._declare_revocations(channel)
             channel.basic_qos(0, 1000, False)
             channel.basic_consume(REVOCATIONS_QUEUE, callback=on_entry, arguments={"x-stream-offset": cursor})
-            sock = conn.sock
-            while select.select([sock], [], [], REVOCATIONS_IDLE)[0]:
+            while readable(conn, REVOCATIONS_IDLE):
                 conn.drain_events(timeout=None)
         finally:
             with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):

@@ -58,8 +58,10 @@ from taskq_amqp._connection import (
     new_channel,
     open_connection,
     parse_url,
+    readable,
 )
 from taskq_amqp._frames import write_publish
+from taskq_amqp._reader import has_buffered
 
 logger = logging.getLogger(__name__)
 
@@ -378,8 +380,7 @@ class AmqpTransport(Transport):
         if conn is None:
             return
         self._last_read = time.monotonic()
-        sock = conn.sock
-        while _readable(sock, 0.0):
+        while readable(conn, 0.0):
             conn.drain_events(timeout=None)
         if len(self._pending) >= CONFIRM_WINDOW:
             deadline = time.monotonic() + CONFIRM_TIMEOUT
@@ -389,7 +390,7 @@ class AmqpTransport(Transport):
                     raise BrokerUnavailableError(
                         f"RabbitMQ at {self.params.masked} confirmed no publish for {CONFIRM_TIMEOUT:.0f}s"
                     )
-                if _readable(sock, remaining):
+                if readable(conn, remaining):
                     conn.drain_events(timeout=None)
 
     def _flush_confirms(self) -> None:
@@ -402,7 +403,7 @@ class AmqpTransport(Transport):
                 raise BrokerUnavailableError(
                     f"RabbitMQ at {self.params.masked} confirmed no publish for {CONFIRM_TIMEOUT:.0f}s"
                 )
-            if _readable(conn.sock, remaining):
+            if readable(conn, remaining):
                 conn.drain_events(timeout=None)
 
     # ---- Consuming ------------------------------------------------------------------
@@ -486,10 +487,9 @@ class AmqpTransport(Transport):
         conn = self._conn
         if conn is None:
             return
-        sock = conn.sock
         if self.params.heartbeat:
             conn.heartbeat_tick()
-        while _readable(sock, 0.0):
+        while readable(conn, 0.0):
             conn.drain_events(timeout=None)
 
     def _fetch(self, channel: amqp.Channel, queues: Sequence[str], limit: int) -> None:
@@ -527,17 +527,21 @@ class AmqpTransport(Transport):
                 if self.params.heartbeat:
                     conn.heartbeat_tick()
                     remaining = min(remaining, max(0.5, self.params.heartbeat / 4))
-                sock = conn.sock
-                if _pending(sock) or sock in select.select([sock, self._wake_r], [], [], remaining)[0]:
+                if has_buffered(conn):
                     self._drain_ready()
-                elif self._woken():
+                    continue
+                sock = conn.sock
+                ready = select.select([sock, self._wake_r], [], [], remaining)[0]
+                if sock in ready:
+                    self._drain_ready()
+                # An interrupt left over from a wait that ended otherwise ends the next one early.
+                if self._wake_r in ready and self._woken():
                     return
             except RECOVERABLE as exc:
                 self._lost(exc)
                 self._warn_unreachable(exc)
                 if remaining <= 0 or self._sleep(min(backoff.next(), remaining)):
                     return
-        self._woken()
 
     def interrupt(self) -> None:
         with contextlib.suppress(OSError):
@@ -721,16 +725,6 @@ class AmqpTransport(Transport):
 def _tag_of(delivery: Delivery) -> tuple[int, int]:
     """Our delivery tags are ``(connection generation, AMQP delivery tag)``."""
     return cast("tuple[int, int]", delivery.tag)
-
-
-def _pending(sock: socket.socket) -> bool:
-    """Bytes a TLS socket has decrypted but py-amqp has not read yet."""
-    pending = getattr(sock, "pending", None)
-    return bool(pending and pending())
-
-
-def _readable(sock: socket.socket, timeout: float) -> bool:
-    return _pending(sock) or bool(select.select([sock], [], [], timeout)[0])
 
 
 __all__ = ["AmqpTransport", "dead_queue_name", "delay_bucket", "delay_queue_name"]

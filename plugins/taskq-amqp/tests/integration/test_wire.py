@@ -102,3 +102,29 @@ def test_many_publishes_are_all_confirmed(transport: AmqpTransport, queue: str) 
     count = 2500  # more than the window of unconfirmed publishes
     transport.publish_many((queue, Message(b"x", {"id": str(number)}), 0.0) for number in range(count))
     assert transport.depth(queue) == count
+
+
+def test_a_body_larger_than_a_frame_is_claimed_whole(transport: AmqpTransport, queue: str) -> None:
+    body = bytes(range(256)) * 2048
+    transport.publish(queue, Message(body, {"id": TASK_ID, "raw": b"\xff\xfe"}))
+    [delivery] = transport.claim([queue], 10)
+    assert delivery.message.body == body
+    assert delivery.message.headers == {"id": TASK_ID, "raw": b"\xff\xfe"}  # not UTF-8: kept as bytes
+    transport.ack([delivery])
+
+
+def test_a_burst_of_deliveries_read_in_few_recvs_arrives_in_order(transport: AmqpTransport, queue: str) -> None:
+    sent = [task_message() for _ in range(300)]
+    for number, message in enumerate(sent):
+        message.headers["id"] = str(number)
+    transport.publish_many((queue, message, 0.0) for message in sent)
+    claimed = []
+    end = time.monotonic() + DEADLINE
+    while len(claimed) < len(sent) and time.monotonic() < end:
+        batch = transport.claim([queue], 50)
+        transport.ack(batch)
+        claimed.extend(batch)
+        if not batch:
+            transport.wait([queue], 0.2)
+    assert [d.message.headers["id"] for d in claimed] == [str(number) for number in range(300)]
+    assert all(d.message.body == sent[0].body for d in claimed)

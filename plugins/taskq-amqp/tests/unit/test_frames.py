@@ -1,4 +1,4 @@
-"""taskq-amqp's publish frames read back, through py-amqp's own decoder, as what was sent."""
+"""taskq-amqp's publish frames read back, through py-amqp's own decoder, as what was sent; and back."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from amqp.serialization import decode_properties_basic, loads
 
 from taskq import protocol
 from taskq_amqp._frames import encode_properties, encode_table, publish_frames
+from taskq_amqp._reader import decode_properties, decode_table
 
 TASK_ID = "0b5e3a0c-6f2e-4c55-9e8f-6e7bd3f8a1c2"
 
@@ -41,7 +42,7 @@ EVERY_TYPE: dict[str, object] = {
 }
 
 
-def decode_table(data: bytes) -> dict[str, object]:
+def py_amqp_table(data: bytes) -> dict[str, object]:
     [table], offset = loads("F", data, 0)
     assert offset == len(data)
     return dict(table)
@@ -50,11 +51,11 @@ def decode_table(data: bytes) -> dict[str, object]:
 def test_a_table_with_every_header_type_reads_back_through_py_amqp() -> None:
     expected = dict(EVERY_TYPE)
     expected["bytes"] = "raw"  # py-amqp reads a long string back as text when it is UTF-8
-    assert decode_table(encode_table(EVERY_TYPE)) == expected
+    assert py_amqp_table(encode_table(EVERY_TYPE)) == expected
 
 
 def test_a_tuple_is_sent_as_an_array() -> None:
-    assert decode_table(encode_table({"timelimit": (None, 30)})) == {"timelimit": [None, 30]}
+    assert py_amqp_table(encode_table({"timelimit": (None, 30)})) == {"timelimit": [None, 30]}
 
 
 def test_tables_are_the_bytes_py_amqp_writes() -> None:
@@ -150,3 +151,55 @@ def test_a_body_larger_than_a_frame_is_split_into_body_frames() -> None:
 def test_an_empty_body_sends_no_body_frame() -> None:
     frames = read_frames(publish_frames(1, "", "q", encode_properties({}), b"", 131072))
     assert [kind for kind, _, _ in frames] == [1, 2]
+
+
+# ---- Reading: taskq-amqp's decoder reads what py-amqp reads ---------------------------------
+
+
+def raw_table(*items: tuple[str, bytes]) -> bytes:
+    """A field table from already encoded values (types py-amqp never writes, others do)."""
+    data = b"".join(struct.pack(">B", len(key)) + key.encode() + value for key, value in items)
+    return struct.pack(">I", len(data)) + data
+
+
+FOREIGN_TYPES = raw_table(
+    ("short-short", b"b" + struct.pack(">b", -5)),
+    ("unsigned short-short", b"B" + struct.pack(">B", 200)),
+    ("short", b"U" + struct.pack(">h", -300)),
+    ("unsigned short", b"u" + struct.pack(">H", 60000)),
+    ("rabbit short", b"s" + struct.pack(">h", -2)),
+    ("unsigned long", b"i" + struct.pack(">I", 4000000000)),
+    ("long long", b"l" + struct.pack(">q", -1000)),
+    ("float", b"f" + struct.pack(">f", 0.5)),
+    ("byte array", b"x" + struct.pack(">I", 3) + b"\x00\xff\x01"),
+    ("not utf-8", b"S" + struct.pack(">I", 2) + b"\xff\xfe"),
+)
+
+
+def test_every_header_type_decodes_as_py_amqp_decodes_it() -> None:
+    for data in (encode_table(EVERY_TYPE), FOREIGN_TYPES):
+        assert decode_table(data)[0] == loads("F", data, 0)[0][0]
+        assert decode_table(data)[1] == len(data)
+
+
+def test_properties_decode_as_py_amqp_decodes_them() -> None:
+    headers = protocol.build_headers("bench.add", TASK_ID, args=(2, 2), kwargs={})
+    everything: dict[str, object] = {
+        "content_type": "application/json",
+        "content_encoding": "utf-8",
+        "application_headers": headers,
+        "delivery_mode": 2,
+        "priority": 9,
+        "correlation_id": TASK_ID,
+        "reply_to": "replies",
+        "expiration": "60000",
+        "message_id": "m-1",
+        "timestamp": 1_700_000_000,
+        "type": "t",
+        "user_id": "guest",
+        "app_id": "taskq",
+        "cluster_id": "c1",
+    }
+    for properties in (everything, {"correlation_id": TASK_ID, "delivery_mode": 1}, {}):
+        encoded = b"xx" + encode_properties(properties)
+        assert decode_properties(encoded, 2) == decode_properties_basic(encoded, 2)[0] == properties
