@@ -73,6 +73,8 @@ STOP_TIMEOUT = 10.0
 JOIN_TIMEOUT = 3.0
 # Longest the supervisor sleeps with nothing due, in seconds (a safety net; it is woken).
 IDLE_WAKE = 5.0
+# Seconds without a turn from an attached caller before the supervisor takes one itself.
+STALL = 1.0
 # Bytes read from an outcome pipe at once.
 READ_SIZE = 64 * 1024
 
@@ -172,6 +174,7 @@ class PreforkPool(Pool):
         self._reader = threading.Lock()
         self._handover = threading.Condition(threading.Lock())
         self._attached = False
+        self._last_turn = 0.0  # when a turn last began (monotonic)
         self._read_buffer = bytearray(READ_SIZE)
         self._read_view = memoryview(self._read_buffer)
 
@@ -506,10 +509,15 @@ class PreforkPool(Pool):
             with self._handover:
                 self._attached = True
             self._wake()  # the supervisor ends its turn and steps aside
-        with self._reader:
+        if not self._reader.acquire(blocking=False):
+            self._wake()  # the supervisor stood in for a stalled caller: end its turn
+            self._reader.acquire()
+        try:
             if self._closing:
                 return False
             self._turn(timeout)
+        finally:
+            self._reader.release()
         return True
 
     def release(self) -> None:
@@ -523,18 +531,26 @@ class PreforkPool(Pool):
 
     def _supervise(self) -> None:
         while not self._closing:
+            stand_in = False
             with self._handover:
                 while self._attached and not self._closing:
-                    self._handover.wait()
+                    # A consumer that stopped polling without release() (it waits on a
+                    # broker that is away, say) must not leave hard limits and dead
+                    # children unattended: after STALL seconds this thread stands in.
+                    if time.monotonic() - self._last_turn >= STALL:
+                        stand_in = True
+                        break
+                    self._handover.wait(STALL)
             with self._reader:
-                if self._attached or self._closing:
+                if self._closing or (self._attached and not stand_in):
                     continue
-                self._turn(IDLE_WAKE)
+                self._turn(STALL if stand_in else IDLE_WAKE)
 
     def _turn(self, timeout: float) -> None:
         """Wait up to ``timeout`` for outcomes, exits and deadlines, and act on them."""
         selector = self._selector
         assert selector is not None
+        self._last_turn = time.monotonic()
         try:
             self._next_wake = due = self._next_due()
             events = selector.select(max(0.0, min(timeout, due - time.monotonic())))

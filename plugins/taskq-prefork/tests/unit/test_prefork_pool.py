@@ -21,7 +21,7 @@ from taskq.plugins import load_plugins
 from taskq.testing import start_worker
 from taskq.testing.conformance.pool import Outcome
 from taskq_prefork._child import resident_kib
-from taskq_prefork.pool import PreforkPool
+from taskq_prefork.pool import STALL, PreforkPool
 
 # Seconds any condition in these tests may take.
 DEADLINE = 20.0
@@ -430,3 +430,33 @@ def test_a_job_given_to_a_child_that_just_died_idle_goes_to_its_replacement(make
         outcomes.append(run(pool, pid))
         outcomes[-1].wait()
     assert [type(o.error) for o in outcomes] == [type(None)] * 10
+
+
+# ---- Polled turns -------------------------------------------------------------------
+
+
+def test_a_caller_that_polls_gets_outcomes_and_the_next_queued_job_starts_at_once(
+    make_pool: Callable[..., PreforkPool],
+) -> None:
+    pool = make_pool(1)
+    assert pool.room == 2  # one for the idle child, one queued for it
+    first, second = run(pool, sleep, 0.2), run(pool, pid)
+    assert pool.room == 0
+    deadline = time.monotonic() + 10
+    while not (first.done and second.done) and time.monotonic() < deadline:
+        pool.poll(0.5)
+    assert first.value == "woke" and isinstance(second.value, int)
+    assert pool.room == 2
+
+
+def test_the_supervisor_stands_in_for_a_caller_that_stopped_polling(make_pool: Callable[..., PreforkPool]) -> None:
+    # The consumer attached (it polled) and then blocked elsewhere without release():
+    # the hard limit must still be kept, and a dead child still be replaced.
+    pool = make_pool(1)
+    stuck = run(pool, sleep, 30.0, job_id="stuck", hard_time_limit=0.3)
+    pool.poll(0.01)
+    started = time.monotonic()
+    stuck.wait(10)
+    assert isinstance(stuck.error, TimeLimitExceeded)
+    assert time.monotonic() - started < 0.3 + 2 * STALL + 1.0
+    assert isinstance(run(pool, pid).wait(10).value, int)  # the replacement child runs jobs
