@@ -231,7 +231,9 @@ class Consumer:
     def _on_broker_error(self, exc: BaseException, failures: int) -> None:
         delay = min(RECONNECT_MAX, RECONNECT_START * 2 ** (failures - 1))
         logger.warning("lost the broker at %s (%s); retrying in %.1fs", mask_url(self.transport.url), exc, delay)
-        # Interruptible: a stop during the pause ends it at once.
+        # Interruptible: a stop during the pause ends it at once. The pool reports from
+        # its own threads meanwhile.
+        self.pool.release()
         self._completed.wait(delay)
         self._completed.clear()
 
