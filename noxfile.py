@@ -98,7 +98,8 @@ def bench(session: nox.Session) -> None:
     # (Celery's too). Editable sources under PYTHONDONTWRITEBYTECODE, which this machine
     # sets, would be compiled again at every worker start, and start-up would measure that.
     session.env["UV_COMPILE_BYTECODE"] = "1"
-    session.install(str(ROOT / "core"), *(str(ROOT / "plugins" / p.name) for p in PLUGINS))
+    # uv would reuse a wheel it built from these folders before: always build afresh.
+    session.install(str(ROOT / "core"), *(str(ROOT / "plugins" / p.name) for p in PLUGINS), env={"UV_NO_CACHE": "1"})
     session.install("-r", "benchmarks/requirements.txt")
     session.run("python", "-m", "benchmarks.run", *session.posargs)
     if not session.posargs:

@@ -356,8 +356,12 @@ class PreforkPool(Pool):
     @property
     def room(self) -> int:
         # Up to `concurrency` jobs wait here for the next child to free: each is written
-        # to that child as its outcome is read, without waiting for the consumer.
+        # to that child as its outcome is read, without waiting for the consumer. The
+        # queue is topped up once it has emptied, so the worker hands jobs over (and
+        # acks them early) a batch at a time rather than one per finished task.
         free = min(len(self._idle), self.concurrency - self._busy)
+        if self._pending and not free:
+            return 0
         return max(0, free + self.concurrency - len(self._pending))
 
     @property
