@@ -27,6 +27,7 @@ from taskq.errors import ConfigError, ResultNotEnabledError
 from taskq.plugins import Plugins, load_plugins
 from taskq.serialization import SerializerRegistry
 from taskq.task import Context, Task
+from taskq.utils import current_pid
 
 if TYPE_CHECKING:
     from taskq.backends.base import ResultBackend
@@ -179,9 +180,9 @@ class App:
 
     def _connections_here(self) -> _Connections:
         conns = self._connections
-        if conns.pid != os.getpid():
+        if conns.pid != current_pid():
             # A forked child must not share its parent's sockets or database handles.
-            conns.pid = os.getpid()
+            conns.pid = current_pid()
             conns.transport = None
             conns.backend = None
         return conns
