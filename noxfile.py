@@ -98,8 +98,15 @@ def bench(session: nox.Session) -> None:
     # (Celery's too). Editable sources under PYTHONDONTWRITEBYTECODE, which this machine
     # sets, would be compiled again at every worker start, and start-up would measure that.
     session.env["UV_COMPILE_BYTECODE"] = "1"
-    # uv would reuse a wheel it built from these folders before: always build afresh.
-    session.install(str(ROOT / "core"), *(str(ROOT / "plugins" / p.name) for p in PLUGINS), env={"UV_NO_CACHE": "1"})
+    # Built afresh every run: an installed 0.1.0 (or a wheel uv built before) would
+    # otherwise be kept, and the benchmark would measure older code.
+    ours = [str(ROOT / "core"), *(str(ROOT / "plugins" / p.name) for p in PLUGINS)]
+    if session.venv_backend == "uv":
+        names = ["taskq-core", *(p.name for p in PLUGINS)]
+        session.install(*(f"--reinstall-package={name}" for name in names), *ours, env={"UV_NO_CACHE": "1"})
+    else:
+        session.install("--force-reinstall", "--no-deps", *ours)
+        session.install(*ours)
     session.install("-r", "benchmarks/requirements.txt")
     session.run("python", "-m", "benchmarks.run", *session.posargs)
     if not session.posargs:
