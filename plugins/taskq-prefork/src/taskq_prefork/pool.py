@@ -19,7 +19,7 @@ hard limit, and calls the callbacks. While the worker is busy it takes the turns
 own thread (:meth:`poll`), so a task costs no hop between threads; while it waits on the
 broker (after :meth:`release`) a supervisor thread takes them. ``apply`` writes the job
 to an idle child directly from the caller's thread, or queues it (up to the concurrency:
-``room``) for the next child to free, which gets it in the same turn that read the
+``room``: twice the concurrency) for the next child to free, which gets it in the same turn that read the
 outcome; a task costs one pickle and one pipe write each way. billiard's ``Pool`` is not
 used: its shared job queue hides which child holds which job, which is what the
 accounting above needs, and its result and timeout threads add a hop per task.
@@ -73,6 +73,9 @@ STOP_TIMEOUT = 10.0
 JOIN_TIMEOUT = 3.0
 # Longest the supervisor sleeps with nothing due, in seconds (a safety net; it is woken).
 IDLE_WAKE = 5.0
+# Jobs queued in the parent per child, beyond the running ones: enough to keep children
+# busy through the consumer's round trip to the broker for the next batch.
+QUEUE_PER_CHILD = 2
 # Seconds without a turn from an attached caller before the supervisor takes one itself.
 STALL = 1.0
 # Bytes read from an outcome pipe at once.
@@ -355,14 +358,14 @@ class PreforkPool(Pool):
 
     @property
     def room(self) -> int:
-        # Up to `concurrency` jobs wait here for the next child to free: each is written
-        # to that child as its outcome is read, without waiting for the consumer. The
-        # queue is topped up once it has emptied, so the worker hands jobs over (and
-        # acks them early) a batch at a time rather than one per finished task.
+        # Up to QUEUE_PER_CHILD x concurrency jobs wait here for the next child to free:
+        # each is written to that child as its outcome is read, without waiting for the
+        # consumer. The queue is topped up once it has emptied, so the worker hands jobs
+        # over (and acks them early) a batch at a time rather than one per finished task.
         free = min(len(self._idle), self.concurrency - self._busy)
         if self._pending and not free:
             return 0
-        return max(0, free + self.concurrency - len(self._pending))
+        return max(0, free + QUEUE_PER_CHILD * self.concurrency - len(self._pending))
 
     @property
     def running(self) -> int:
