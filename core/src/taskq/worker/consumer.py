@@ -437,8 +437,22 @@ class Consumer:
             early = [request.delivery for request in batch if not request.acks_late]
             if early:
                 self._ack(early)
-            for request in batch:
+            for index, request in enumerate(batch):
+                if self.should_stop and self.inline:
+                    # A warm stop during an inline batch: what has not started goes back.
+                    self._give_back_batch(batch[index:])
+                    return
                 self._start(request)
+
+    def _give_back_batch(self, requests: list[Request]) -> None:
+        acked = [request.delivery for request in requests if not request.acks_late]
+        held = [request.delivery for request in requests if request.acks_late]
+        for delivery in acked:
+            # Acked already: the broker no longer has it, so a copy goes back.
+            self.transport.publish(delivery.queue, delivery.message)
+        if held:
+            self._requeue(held)
+        logger.info("giving %d task(s) of the current batch back to the broker", len(requests))
 
     def _start(self, request: Request) -> None:
         pool = self.pool
