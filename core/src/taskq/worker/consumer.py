@@ -646,31 +646,6 @@ def _header_id(delivery: Delivery) -> str | None:
     return task_id if isinstance(task_id, str) else None
 
 
-class LeaseKeeper(threading.Thread):
-    """Renews the lease of everything the consumer holds, from its own connection."""
-
-    def __init__(self, consumer: Consumer) -> None:
-        super().__init__(name="taskq-leases", daemon=True)
-        self.consumer = consumer
-        self.transport = consumer.transport.clone()
-        self.interval = max(0.05, consumer.lease / 3)
-        self._stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self._stopped.wait(self.interval):
-            held = self.consumer.held_deliveries()
-            if not held:
-                continue
-            try:
-                self.transport.renew(held, lease=self.consumer.lease)
-            except Exception:
-                logger.exception("could not renew %d lease(s); retrying in %.1fs", len(held), self.interval)
-        self.transport.close()
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-
 class ConsumerStep(Step):
     """Creates the consumer (the worker runs its loop once every step has started)."""
 
@@ -687,24 +662,4 @@ class ConsumerStep(Step):
             consumer.close()
 
 
-class LeaseStep(Step):
-    """Starts the lease keeper when the transport leases its messages."""
-
-    name = "leases"
-    requires = ("consumer",)
-
-    def start(self) -> None:
-        consumer = self.worker.consumer
-        assert consumer is not None
-        self.keeper: LeaseKeeper | None = None
-        if consumer.transport.capabilities.leases:
-            self.keeper = LeaseKeeper(consumer)
-            self.keeper.start()
-
-    def stop(self) -> None:
-        if self.keeper is not None:
-            self.keeper.stop()
-            self.keeper.join(timeout=5)
-
-
-__all__ = ["Consumer", "ConsumerStep", "LeaseKeeper", "LeaseStep"]
+__all__ = ["Consumer", "ConsumerStep"]

@@ -21,7 +21,8 @@ from taskq.plugins import import_string
 from taskq.pool import Pool
 from taskq.worker.autoscale import AutoscaleStep, parse_autoscale
 from taskq.worker.bootsteps import Blueprint, Step
-from taskq.worker.consumer import ConsumerStep, LeaseStep
+from taskq.worker.consumer import ConsumerStep
+from taskq.worker.leases import LeaseStep
 from taskq.worker.revocations import RevocationStep
 
 if TYPE_CHECKING:

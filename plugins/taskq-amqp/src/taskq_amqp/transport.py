@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import select
 import socket
 import time
@@ -61,6 +60,15 @@ from taskq_amqp._connection import (
     readable,
 )
 from taskq_amqp._frames import write_publish
+from taskq_amqp._layout import (
+    HEADER_DEAD_AT,
+    HEADER_DEAD_QUEUE,
+    HEADER_DEAD_REASON,
+    MAX_TTL_MS,
+    dead_queue_name,
+    delay_bucket,
+    delay_queue_name,
+)
 from taskq_amqp._reader import has_buffered
 
 logger = logging.getLogger(__name__)
@@ -81,10 +89,6 @@ CONFIRM_READ_EVERY = 64
 CONFIRM_READ_IDLE = 0.05
 # Longest wait for the broker to confirm publishes, in seconds; then the connection is dropped.
 CONFIRM_TIMEOUT = 30.0
-# Significant bits kept when rounding a delay: < 1/64 relative error, few delay queues.
-DELAY_PRECISION_BITS = 7
-# Longest per-queue TTL RabbitMQ takes, in milliseconds (about 49 days).
-MAX_TTL_MS = 2**32 - 1
 # A delay queue lives this long (ms) beyond twice its TTL once nobody declares it.
 DELAY_QUEUE_GRACE_MS = 60_000
 # Most dead letters read per queue by dead_letters(), in messages.
@@ -92,34 +96,10 @@ DEAD_LETTER_SCAN_MAX = 10_000
 # Least pause between two "broker unreachable" warnings from claim/wait, in seconds.
 WARNING_INTERVAL = 5.0
 
-HEADER_DEAD_REASON = "x-taskq-dead-reason"
-HEADER_DEAD_QUEUE = "x-taskq-dead-queue"
-HEADER_DEAD_AT = "x-taskq-dead-at"
-_DEAD_HEADERS = (HEADER_DEAD_REASON, HEADER_DEAD_QUEUE, HEADER_DEAD_AT)
 CONFIRM_MODES = ("off", "batch", "each")
 
 Outgoing = tuple[str, str, bytes, bytes]
 """A message as sent: exchange, routing key, encoded properties, body."""
-
-
-def delay_bucket(delay: float, *, early_ok: bool = False) -> int:
-    """Milliseconds of the delay queue for ``delay`` seconds (0: no delay needed)."""
-    ms = math.floor(delay * 1000) if early_ok else math.ceil(delay * 1000)
-    if ms <= 0:
-        return 0
-    shift = max(0, ms.bit_length() - DELAY_PRECISION_BITS)
-    if not early_ok:
-        ms += (1 << shift) - 1
-    ms = (ms >> shift) << shift
-    return min(ms, MAX_TTL_MS)
-
-
-def delay_queue_name(queue: str, ms: int) -> str:
-    return f"{queue}.delay.{ms}"
-
-
-def dead_queue_name(queue: str) -> str:
-    return f"{queue}.dead"
 
 
 class AmqpTransport(Transport):

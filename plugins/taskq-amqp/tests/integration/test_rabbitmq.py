@@ -15,7 +15,8 @@ import pytest
 
 from taskq.testing.conformance.transport import make_message
 from taskq.transport import Delivery
-from taskq_amqp.transport import AmqpTransport, delay_bucket
+from taskq_amqp._layout import delay_bucket
+from taskq_amqp.transport import AmqpTransport
 
 # How long to wait, in seconds, for something that should happen soon.
 DEADLINE = 15.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taskq_amqp.transport import MAX_TTL_MS, delay_bucket, delay_queue_name
+from taskq_amqp._layout import MAX_TTL_MS, delay_bucket, delay_queue_name
 
 
 def test_short_delays_are_exact_to_the_millisecond() -> None:

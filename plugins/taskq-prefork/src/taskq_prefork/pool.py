@@ -53,13 +53,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Literal
 
 import billiard
 
 from taskq.errors import TaskqError, Terminated, TimeLimitExceeded, WorkerLostError
 from taskq.pool import Pool, PoolCapabilities
 from taskq_prefork._child import HEADER, ChildConfig, child_main, write_frame
+from taskq_prefork._records import Child, Job, Report, call_all, close_fd, describe_exit, drain, send_signal
 
 logger = logging.getLogger(__name__)
 
@@ -81,66 +81,6 @@ STALL = 1.0
 # Bytes read from an outcome pipe at once.
 READ_SIZE = 64 * 1024
 
-_State = Literal["idle", "busy", "retiring", "dying"]
-_Report = tuple[Callable[..., None], object]
-
-
-class _Job:
-    __slots__ = ("callback", "deadline", "error_callback", "fate", "hard", "job_id", "payload")
-
-    def __init__(
-        self,
-        payload: bytes,
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None,
-        hard: float | None,
-    ) -> None:
-        self.payload = payload
-        self.callback = callback
-        self.error_callback = error_callback
-        self.job_id = job_id
-        self.hard = hard
-        self.deadline: float | None = None
-        #: Why the job is being stopped: "terminated", or None.
-        self.fate: str | None = None
-
-
-class _Child:
-    __slots__ = (
-        "buffer",
-        "job",
-        "job_fd",
-        "kill_at",
-        "name",
-        "outcome_fd",
-        "pid",
-        "process",
-        "sending",
-        "state",
-        "watch_fd",
-        "watch_owned",
-    )
-
-    def __init__(self, process: billiard.Process, name: str, job_fd: int, outcome_fd: int) -> None:
-        self.process = process
-        self.name = name
-        self.pid: int = process.pid
-        self.job_fd = job_fd
-        self.outcome_fd = outcome_fd
-        self.watch_fd: int = -1
-        self.watch_owned = False  # a pidfd this pool opened (else billiard's sentinel)
-        self.state: _State = "idle"
-        self.job: _Job | None = None
-        self.buffer = bytearray()
-        self.kill_at: float | None = None
-        self.sending = False  # a thread is writing a job: job_fd must stay open
-
-    def fds(self) -> list[int]:
-        fds = [self.job_fd, self.outcome_fd, self.watch_fd]
-        sentinel = self.process.sentinel if self.watch_owned else None
-        return [fd for fd in [*fds, sentinel] if fd is not None and fd >= 0]
-
 
 class PreforkPool(Pool):
     """Tasks run in child processes; see the module docstring."""
@@ -158,10 +98,10 @@ class PreforkPool(Pool):
         super().__init__(concurrency, **options)  # type: ignore[arg-type]  # Pool's keyword options
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
-        self._children: list[_Child] = []
-        self._idle: deque[_Child] = deque()
-        self._by_job: dict[str, _Child] = {}
-        self._pending: deque[_Job] = deque()
+        self._children: list[Child] = []
+        self._idle: deque[Child] = deque()
+        self._by_job: dict[str, Child] = {}
+        self._pending: deque[Job] = deque()
         self._busy = 0
         self._counter = 0
         self._started = False
@@ -229,7 +169,7 @@ class PreforkPool(Pool):
 
     def _teardown(self) -> None:
         """Close every child: idle ones leave on end of file, busy ones are terminated."""
-        reports: list[_Report] = []
+        reports: list[Report] = []
         with self._lock:
             children = list(self._children)
             for child in children:
@@ -237,7 +177,7 @@ class PreforkPool(Pool):
                     reports.append((child.job.error_callback, self._stop_error(child.job)))
                     child.job = None
                 if child.state == "busy" or child.state == "dying":
-                    _signal(child.pid, signal.SIGTERM)
+                    send_signal(child.pid, signal.SIGTERM)
                 child.state = "dying"
                 self._close_job_fd(child)
             while self._pending:
@@ -246,14 +186,14 @@ class PreforkPool(Pool):
             self._busy = 0
             self._idle.clear()
             self._by_job.clear()
-        _call_all(reports)
+        call_all(reports)
         deadline = time.monotonic() + JOIN_TIMEOUT
         for child in children:
             child.process.join(max(0.0, deadline - time.monotonic()))
         for child in children:
             if child.process.exitcode is None:
                 logger.warning("prefork pool: child %s (pid %d) did not exit; killing it", child.name, child.pid)
-                _signal(child.pid, signal.SIGKILL)
+                send_signal(child.pid, signal.SIGKILL)
                 child.process.join(JOIN_TIMEOUT)
         with self._lock:
             for child in children:
@@ -261,11 +201,11 @@ class PreforkPool(Pool):
             if self._selector is not None:
                 self._selector.close()
             for fd in (self._wake_r, self._wake_w):
-                _close(fd)
+                close_fd(fd)
             self._wake_r = self._wake_w = -1
 
     @staticmethod
-    def _stop_error(job: _Job) -> BaseException:
+    def _stop_error(job: Job) -> BaseException:
         if job.fate == "terminated":
             return Terminated(f"task {job.job_id} was terminated")
         return WorkerLostError(f"the prefork pool stopped before task {job.job_id} finished")
@@ -288,8 +228,8 @@ class PreforkPool(Pool):
         except Exception as exc:
             error_callback(TaskqError(f"cannot send task {job_id} to a pool process: {type(exc).__name__}: {exc}"))
             return
-        job = _Job(payload, callback, error_callback, job_id, hard_time_limit)
-        child: _Child | None = None
+        job = Job(payload, callback, error_callback, job_id, hard_time_limit)
+        child: Child | None = None
         with self._lock:
             if self._stopping or not self._started:
                 refused = True
@@ -306,7 +246,7 @@ class PreforkPool(Pool):
             if job.deadline is not None and job.deadline < self._next_wake:
                 self._wake()
 
-    def _claim_idle(self, job: _Job) -> _Child | None:
+    def _claim_idle(self, job: Job) -> Child | None:
         """Give ``job`` to an idle child (lock held); None when none may take it."""
         if not self._idle or self._busy >= self.concurrency:
             return None
@@ -321,7 +261,7 @@ class PreforkPool(Pool):
             job.deadline = time.monotonic() + job.hard
         return child
 
-    def _send(self, child: _Child, job: _Job) -> None:
+    def _send(self, child: Child, job: Job) -> None:
         failed = False
         try:
             write_frame(child.job_fd, job.payload)
@@ -348,7 +288,7 @@ class PreforkPool(Pool):
             if child.state == "retiring" or child.state == "dying":
                 self._close_job_fd(child)
         if lost is not None:
-            _call_all([(job.error_callback, lost)])
+            call_all([(job.error_callback, lost)])
         if failed:
             self._wake()
 
@@ -372,7 +312,7 @@ class PreforkPool(Pool):
         return self._busy
 
     def terminate_job(self, job_id: str) -> bool:
-        reports: list[_Report] = []
+        reports: list[Report] = []
         with self._lock:
             child = self._by_job.pop(job_id, None)
             if child is None:
@@ -384,8 +324,8 @@ class PreforkPool(Pool):
             elif child.job is not None:
                 child.job.fate = "terminated"
                 self._set_dying(child, time.monotonic() + KILL_GRACE)
-                _signal(child.pid, signal.SIGTERM)
-        _call_all(reports)
+                send_signal(child.pid, signal.SIGTERM)
+        call_all(reports)
         if child is not None:
             self._wake()
             return True
@@ -411,7 +351,7 @@ class PreforkPool(Pool):
 
     # ---- Children -------------------------------------------------------------------
 
-    def _spawn(self) -> _Child:
+    def _spawn(self) -> Child:
         """Fork a child (outside the lock; only start() and the supervisor do this)."""
         job_r, job_w = os.pipe()
         outcome_r, outcome_w = os.pipe()
@@ -438,7 +378,7 @@ class PreforkPool(Pool):
             os.close(job_r)
             os.close(outcome_w)
         os.set_blocking(outcome_r, False)
-        child = _Child(process, name, job_w, outcome_r)
+        child = Child(process, name, job_w, outcome_r)
         try:
             child.watch_fd = os.pidfd_open(child.pid)
             child.watch_owned = True
@@ -447,7 +387,7 @@ class PreforkPool(Pool):
         logger.debug("prefork pool: started %s (pid %d)", name, child.pid)
         return child
 
-    def _add_child(self, child: _Child) -> None:
+    def _add_child(self, child: Child) -> None:
         with self._lock:
             if self._closing:
                 # stop() began while this child was forked: it leaves at once (end of file).
@@ -460,7 +400,7 @@ class PreforkPool(Pool):
             self._idle.append(child)
             self._changed.notify_all()
 
-    def _set_dying(self, child: _Child, kill_at: float | None) -> None:
+    def _set_dying(self, child: Child, kill_at: float | None) -> None:
         """Take a child out of service (lock held); its replacement is made at once."""
         if child.state == "busy":
             self._busy -= 1
@@ -472,19 +412,19 @@ class PreforkPool(Pool):
         child.kill_at = kill_at
         self._changed.notify_all()
 
-    def _retire(self, child: _Child) -> None:
+    def _retire(self, child: Child) -> None:
         """Let an idle child go (lock held): end of file on its job pipe, a kill if it lingers."""
         child.state = "retiring"
         child.kill_at = time.monotonic() + RETIRE_GRACE
         self._close_job_fd(child)
 
-    def _close_job_fd(self, child: _Child) -> None:
+    def _close_job_fd(self, child: Child) -> None:
         """Close the job pipe (lock held) unless a thread is still writing to it."""
         if child.job_fd >= 0 and not child.sending:
-            _close(child.job_fd)
+            close_fd(child.job_fd)
             child.job_fd = -1
 
-    def _forget(self, child: _Child) -> None:
+    def _forget(self, child: Child) -> None:
         """Drop a child that has exited (lock held): unregister and close its pipes."""
         if child in self._children:
             self._children.remove(child)
@@ -493,10 +433,10 @@ class PreforkPool(Pool):
                 with contextlib.suppress(KeyError, ValueError, OSError):
                     self._selector.unregister(fd)
         self._close_job_fd(child)
-        _close(child.outcome_fd)
+        close_fd(child.outcome_fd)
         child.outcome_fd = -1
         if child.watch_owned:
-            _close(child.watch_fd)
+            close_fd(child.watch_fd)
         child.watch_fd = -1
         with contextlib.suppress(ValueError):  # still running (a kill that has not landed): billiard keeps it
             child.process.close()
@@ -564,10 +504,10 @@ class PreforkPool(Pool):
             self._next_wake = float("inf")
             if self._closing:
                 return
-            reports: list[_Report] = []
+            reports: list[Report] = []
             for key, _mask in events:
                 if key.data is None:
-                    _drain(self._wake_r)
+                    drain(self._wake_r)
                     continue
                 kind, child = key.data
                 if kind == "outcome":
@@ -577,7 +517,7 @@ class PreforkPool(Pool):
             if time.monotonic() >= due:
                 self._enforce_deadlines(reports)
             self._maintain()
-            _call_all(reports)
+            call_all(reports)
         except Exception:
             logger.exception("prefork pool: supervisor error; carrying on")
             time.sleep(0.1)
@@ -593,7 +533,7 @@ class PreforkPool(Pool):
                     due = min(due, child.kill_at)
         return due
 
-    def _read_outcomes(self, child: _Child, reports: list[_Report]) -> bool:
+    def _read_outcomes(self, child: Child, reports: list[Report]) -> bool:
         """Read what the child wrote; False at end of file (the child has gone)."""
         while True:
             # Into one buffer kept for the purpose (turns never overlap): os.read would
@@ -621,7 +561,7 @@ class PreforkPool(Pool):
             if count < READ_SIZE:
                 return True
 
-    def _on_outcome(self, child: _Child, frame: bytes, reports: list[_Report]) -> None:
+    def _on_outcome(self, child: Child, frame: bytes, reports: list[Report]) -> None:
         try:
             ok, value, retire = pickle.loads(frame)  # noqa: S301 - written by this pool's own child
         except Exception as exc:
@@ -650,7 +590,7 @@ class PreforkPool(Pool):
             self._changed.notify_all()
         reports.append((job.callback, value) if ok else (job.error_callback, value))
 
-    def _on_exit(self, child: _Child, reports: list[_Report]) -> None:
+    def _on_exit(self, child: Child, reports: list[Report]) -> None:
         if child.outcome_fd >= 0:
             self._read_outcomes(child, reports)  # what it wrote before it went
         code = child.process.exitcode  # reaps it: the pidfd said it has exited
@@ -673,7 +613,7 @@ class PreforkPool(Pool):
                         job.error_callback,
                         WorkerLostError(
                             f"the pool process {child.name} (pid {child.pid}) running task {job.job_id} "
-                            f"exited unexpectedly ({_describe_exit(code)})"
+                            f"exited unexpectedly ({describe_exit(code)})"
                         ),
                     )
                 )
@@ -682,10 +622,10 @@ class PreforkPool(Pool):
                 "prefork pool: %s (pid %d) exited unexpectedly (%s); replacing it",
                 child.name,
                 child.pid,
-                _describe_exit(code),
+                describe_exit(code),
             )
 
-    def _enforce_deadlines(self, reports: list[_Report]) -> None:
+    def _enforce_deadlines(self, reports: list[Report]) -> None:
         now = time.monotonic()
         with self._lock:
             for child in list(self._children):
@@ -698,14 +638,14 @@ class PreforkPool(Pool):
                         child.name,
                         child.pid,
                     )
-                    _signal(child.pid, signal.SIGKILL)
+                    send_signal(child.pid, signal.SIGKILL)
                     self._set_dying(child, None)
                     child.job = None
                     error = TimeLimitExceeded(f"task {job.job_id} ran past its hard time limit ({job.hard}s)")
                     reports.append((job.error_callback, error))
                 elif child.kill_at is not None and child.kill_at <= now:
                     logger.warning("prefork pool: %s (pid %d) did not exit in time; killing it", child.name, child.pid)
-                    _signal(child.pid, signal.SIGKILL)
+                    send_signal(child.pid, signal.SIGKILL)
                     child.kill_at = None
                     if job is not None:
                         child.job = None
@@ -725,7 +665,7 @@ class PreforkPool(Pool):
                 missing += 1
         for _ in range(max(0, missing)):
             self._add_child(self._spawn())
-        sends: list[tuple[_Child, _Job]] = []
+        sends: list[tuple[Child, Job]] = []
         with self._lock:
             while self._pending:
                 child = self._claim_idle(self._pending[0])
@@ -734,44 +674,6 @@ class PreforkPool(Pool):
                 sends.append((child, self._pending.popleft()))
         for child, job in sends:
             self._send(child, job)
-
-
-def _describe_exit(code: int | None) -> str:
-    if code is None:
-        return "exit status unknown"
-    if code < 0:
-        try:
-            return f"killed by signal {-code} ({signal.Signals(-code).name})"
-        except ValueError:
-            return f"killed by signal {-code}"
-    return f"exit code {code}"
-
-
-def _signal(pid: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signum)
-
-
-def _close(fd: int) -> None:
-    if fd >= 0:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except OSError:
-        pass
-
-
-def _call_all(reports: list[_Report]) -> None:
-    for function, value in reports:
-        try:
-            function(value)
-        except Exception:
-            logger.exception("prefork pool: a job's callback raised")
 
 
 __all__ = ["PreforkPool"]

@@ -1,0 +1,115 @@
+"""What the prefork parent keeps about each child and each job, and small OS helpers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Literal
+
+import billiard
+
+logger = logging.getLogger("taskq_prefork.pool")
+
+State = Literal["idle", "busy", "retiring", "dying"]
+Report = tuple[Callable[..., None], object]
+
+
+class Job:
+    __slots__ = ("callback", "deadline", "error_callback", "fate", "hard", "job_id", "payload")
+
+    def __init__(
+        self,
+        payload: bytes,
+        callback: Callable[[object], None],
+        error_callback: Callable[[BaseException], None],
+        job_id: str | None,
+        hard: float | None,
+    ) -> None:
+        self.payload = payload
+        self.callback = callback
+        self.error_callback = error_callback
+        self.job_id = job_id
+        self.hard = hard
+        self.deadline: float | None = None
+        #: Why the job is being stopped: "terminated", or None.
+        self.fate: str | None = None
+
+
+class Child:
+    __slots__ = (
+        "buffer",
+        "job",
+        "job_fd",
+        "kill_at",
+        "name",
+        "outcome_fd",
+        "pid",
+        "process",
+        "sending",
+        "state",
+        "watch_fd",
+        "watch_owned",
+    )
+
+    def __init__(self, process: billiard.Process, name: str, job_fd: int, outcome_fd: int) -> None:
+        self.process = process
+        self.name = name
+        self.pid: int = process.pid
+        self.job_fd = job_fd
+        self.outcome_fd = outcome_fd
+        self.watch_fd: int = -1
+        self.watch_owned = False  # a pidfd this pool opened (else billiard's sentinel)
+        self.state: State = "idle"
+        self.job: Job | None = None
+        self.buffer = bytearray()
+        self.kill_at: float | None = None
+        self.sending = False  # a thread is writing a job: job_fd must stay open
+
+    def fds(self) -> list[int]:
+        fds = [self.job_fd, self.outcome_fd, self.watch_fd]
+        sentinel = self.process.sentinel if self.watch_owned else None
+        return [fd for fd in [*fds, sentinel] if fd is not None and fd >= 0]
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "exit status unknown"
+    if code < 0:
+        try:
+            return f"killed by signal {-code} ({signal.Signals(-code).name})"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+def send_signal(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
+
+
+def close_fd(fd: int) -> None:
+    if fd >= 0:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except OSError:
+        pass
+
+
+def call_all(reports: list[Report]) -> None:
+    for function, value in reports:
+        try:
+            function(value)
+        except Exception:
+            logger.exception("prefork pool: a job's callback raised")
+
+
+__all__ = ["Child", "Job", "Report", "State", "call_all", "close_fd", "describe_exit", "drain", "send_signal"]
