@@ -396,8 +396,12 @@ class AmqpTransport(Transport):
             started = self._consume(channel, queues, limit)
             if len(self._buffer) < limit:
                 self._drain_ready()
-                # A round trip only when it can find something the consumers have not.
-                if started or (not self._buffer and (self._published or len(self._unacked) >= self._qos)):
+                # A round trip only when it can find something the consumers have not: a
+                # consumer just started, or this instance published since the last fetch and
+                # nothing is here yet, or the prefetch window is full (the broker pushes no
+                # more however many wait, so what is queued is only seen by fetching).
+                full = len(self._unacked) >= self._qos
+                if started or full or (self._published and not self._buffer):
                     self._fetch(channel, queues, limit)
         except RECOVERABLE as exc:
             self._lost(exc)

@@ -80,6 +80,19 @@ def test_competing_consumers_never_get_the_same_message_and_together_get_all(mak
     assert seen[0] and seen[1]
 
 
+def test_a_claim_fills_its_limit_when_the_prefetch_window_is_full(make_transport, queue: str) -> None:
+    # The broker pushes at most prefetch_count; what waits beyond it is seen only by fetching,
+    # also while some pushed messages are still held here.
+    transport = make_transport(prefetch_count=3)
+    for _ in range(5):
+        transport.publish(queue, make_message())
+    first = claim_until(transport, queue, 1)
+    assert len(first) == 1
+    assert len(transport.claim([queue], 3)) == 3
+    assert len(transport.claim([queue], 3)) == 1
+    assert transport.claim([queue], 3) == []
+
+
 def test_unacked_messages_of_a_closed_connection_go_to_another_consumer(make_transport, queue: str) -> None:
     first, second = make_transport(), make_transport()
     sent = [make_message() for _ in range(3)]
