@@ -15,7 +15,9 @@ published while the broker restarts, or after the client gave up, are lost (Cele
 same limit). Groups are kept in this process's memory; there is no chord counter.
 
 Revocations go to a RabbitMQ stream (``taskq.revocations``), an append-only log every
-worker reads from its own offset, so a worker that was offline still honours them.
+worker reads from its own offset, so a worker that was offline still honours them. A
+worker's reader stays attached to the stream between its polls (one channel, opened once),
+so polling costs the broker no channel or consumer set-up.
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ REVOCATIONS_QUEUE = "taskq.revocations"
 REVOCATIONS_MAX_AGE = "7D"
 # Silence, in seconds, after which a read of the revocation log counts as caught up.
 REVOCATIONS_IDLE = 0.1
+# Entries of the revocation log in flight to a reader at once (basic_qos).
+REVOCATIONS_PREFETCH = 1000
 # Message type of the marker a client sends itself to know its queue is read up to now.
 BARRIER_TYPE = "taskq.barrier"
 
@@ -99,6 +103,7 @@ class RpcBackend(ResultBackend):
         self._consuming = False
         self._results: OrderedDict[str, Meta] = OrderedDict()
         self._barriers: set[str] = set()
+        self._reader: _RevocationReader | None = None
 
     # ---- Connection -------------------------------------------------------------------
 
@@ -146,6 +151,7 @@ class RpcBackend(ResultBackend):
             close_quietly(self._conn)
             self._conn = self._channel = None
             self._consuming = False
+            self._reader = None
 
     # ---- The reply queue ----------------------------------------------------------------
 
@@ -345,31 +351,58 @@ class RpcBackend(ResultBackend):
         return self._retrying("read revocations", lambda _: self._read_revocations(cursor))
 
     def _read_revocations(self, cursor: int) -> tuple[list[tuple[str, bool]], int]:
-        assert self._conn is not None
+        """What the log holds from ``cursor``, read until it has been quiet ``REVOCATIONS_IDLE`` s.
+
+        The stream consumer stays attached between reads (on a channel of its own), so a
+        worker's poll costs no round trip: new entries have been pushed to it meanwhile. It is
+        attached again only for another cursor or after a reconnect.
+        """
         conn = self._conn
-        found: list[tuple[str, bool]] = []
-        last = [cursor - 1]
+        assert conn is not None
+        reader = self._reader
+        if reader is None or reader.conn is not conn or reader.next != cursor:
+            if reader is not None and reader.conn is conn:
+                with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
+                    reader.channel.close()
+            self._reader = None
+            channel = new_channel(conn)
+            reader = _RevocationReader(conn, channel, cursor)
+            try:
+                self._declare_revocations(channel)
+                channel.basic_qos(0, REVOCATIONS_PREFETCH, False)
+                offset = {"x-stream-offset": cursor}
+                channel.basic_consume(REVOCATIONS_QUEUE, callback=reader.on_entry, arguments=offset)
+            except BaseException:
+                with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
+                    channel.close()
+                raise
+            self._reader = reader
+        while readable(conn, REVOCATIONS_IDLE):
+            conn.drain_events(timeout=None)
+        return reader.take()
 
-        def on_entry(raw: amqp.Message) -> None:
-            offset = raw.headers.get("x-stream-offset")
-            if isinstance(offset, int) and offset >= last[0] + 1:
-                last[0] = offset
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    entry = json.loads(raw.body)
-                    found.append((str(entry["task_id"]), bool(entry.get("terminate"))))
-            raw.channel.basic_ack(raw.delivery_tag)
 
-        channel = new_channel(conn)
-        try:
-            self._declare_revocations(channel)
-            channel.basic_qos(0, 1000, False)
-            channel.basic_consume(REVOCATIONS_QUEUE, callback=on_entry, arguments={"x-stream-offset": cursor})
-            while readable(conn, REVOCATIONS_IDLE):
-                conn.drain_events(timeout=None)
-        finally:
-            with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
-                channel.close()
-        return found, last[0] + 1
+class _RevocationReader:
+    """A consumer attached to the revocation stream, and what it was sent since the last read."""
+
+    def __init__(self, conn: amqp.Connection, channel: amqp.Channel, cursor: int) -> None:
+        self.conn = conn
+        self.channel = channel
+        self.next = cursor  # the offset after the last entry taken in
+        self.found: list[tuple[str, bool]] = []
+
+    def on_entry(self, raw: amqp.Message) -> None:
+        offset = raw.headers.get("x-stream-offset")
+        if isinstance(offset, int) and offset >= self.next:
+            self.next = offset + 1
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                entry = json.loads(raw.body)
+                self.found.append((str(entry["task_id"]), bool(entry.get("terminate"))))
+        raw.channel.basic_ack(raw.delivery_tag)  # credit for the next entries (a stream keeps them)
+
+    def take(self) -> tuple[list[tuple[str, bool]], int]:
+        found, self.found = self.found, []
+        return found, self.next
 
 
 def _broker_url(url: str, options: Mapping[str, object]) -> str:
