@@ -78,6 +78,39 @@ def test_revocations_are_read_from_where_the_worker_left_off(memory_url: str) ->
     assert backend.revocations_since(cursor) == ([], cursor)
 
 
+def test_a_sync_reads_page_after_page_and_stops_at_a_short_one(memory_url: str) -> None:
+    backend = MemoryBackend(memory_url)
+    backend.revoke_batch = 2
+    backend.revoke(["a", "b", "c", "d", "e"])
+    calls: list[int] = []
+    read = backend.revocations_since
+
+    def counted(cursor: int) -> tuple[list[tuple[str, bool]], int]:
+        calls.append(cursor)
+        return read(cursor)
+
+    backend.revocations_since = counted  # type: ignore[method-assign]
+    revocations = Revocations()
+    assert [task_id for task_id, _ in revocations.sync(backend)] == ["a", "b", "c", "d", "e"]
+    assert calls == [0, 2, 4]  # the third page held one: nothing more to read
+
+
+def test_a_backend_that_reads_everything_at_once_is_asked_once(memory_url: str) -> None:
+    backend = MemoryBackend(memory_url)
+    backend.revoke_batch = None
+    backend.revoke(["a", "b", "c"])
+    calls: list[int] = []
+    read = backend.revocations_since
+
+    def counted(cursor: int) -> tuple[list[tuple[str, bool]], int]:
+        calls.append(cursor)
+        return read(cursor)
+
+    backend.revocations_since = counted  # type: ignore[method-assign]
+    assert len(Revocations().sync(backend)) == 3
+    assert calls == [0]
+
+
 def test_the_state_file_keeps_revocations_across_restarts(tmp_path: Path, memory_url: str) -> None:
     state = tmp_path / "worker.state"
     backend = MemoryBackend(memory_url)

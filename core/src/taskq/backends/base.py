@@ -272,6 +272,9 @@ class ResultBackend(ABC):
 
     # ---- Revocations: how a revoke reaches every worker, online or not --------------
 
+    #: Most revocations one ``revocations_since`` call reads; ``None``: all recorded so far.
+    revoke_batch: int | None = None
+
     def revoke(self, task_ids: Sequence[str], *, terminate: bool = False) -> None:
         """Record that ``task_ids`` must not run (and, with ``terminate``, be stopped)."""
         raise NotImplementedError(
@@ -315,7 +318,7 @@ class KeyValueBackend(ResultBackend):
     revoke_counter_key = "taskq-revoked-count"
     revoke_keyprefix = "taskq-revoked-"
     #: Revocations read per round trip by ``revocations_since``.
-    revoke_batch = 500
+    revoke_batch: int | None = 500
 
     # ---- Storage primitives -----------------------------------------------------
 
@@ -430,7 +433,7 @@ class KeyValueBackend(ResultBackend):
         if last < cursor:
             cursor = 0  # the log expired and restarted: read it again from the start
         found: list[tuple[str, bool]] = []
-        upto = min(last, cursor + self.revoke_batch)
+        upto = last if self.revoke_batch is None else min(last, cursor + self.revoke_batch)
         if upto > cursor:
             keys = [f"{self.revoke_keyprefix}{slot}" for slot in range(cursor + 1, upto + 1)]
             values = self.mget(keys)

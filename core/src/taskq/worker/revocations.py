@@ -59,15 +59,16 @@ class Revocations:
     def sync(self, backend: ResultBackend) -> list[tuple[str, bool]]:
         """Read new revocations from ``backend``; return them."""
         new: list[tuple[str, bool]] = []
+        batch = backend.revoke_batch
         while True:
-            found, cursor = backend.revocations_since(self.cursor)
-            if cursor == self.cursor and not found:
-                break
+            previous = self.cursor
+            found, cursor = backend.revocations_since(previous)
             for task_id, terminate in found:
                 self.add(task_id, terminate)
             new.extend(found)
             self.cursor = cursor
-            if not found:
+            # Read again only when the backend stopped at a full page: more may follow.
+            if batch is None or cursor - previous < batch:
                 break
         if new:
             self.save()

@@ -64,7 +64,8 @@ RESULT_CACHE_MAX = 100_000
 # The revocation log: a stream queue, and how long it keeps entries (RabbitMQ's syntax).
 REVOCATIONS_QUEUE = "taskq.revocations"
 REVOCATIONS_MAX_AGE = "7D"
-# Silence, in seconds, after which a read of the revocation log counts as caught up.
+# Silence, in seconds, after which a read of the revocation log counts as caught up (when
+# where its end is cannot be known).
 REVOCATIONS_IDLE = 0.1
 # Entries of the revocation log in flight to a reader at once (basic_qos).
 REVOCATIONS_PREFETCH = 1000
@@ -351,11 +352,14 @@ class RpcBackend(ResultBackend):
         return self._retrying("read revocations", lambda _: self._read_revocations(cursor))
 
     def _read_revocations(self, cursor: int) -> tuple[list[tuple[str, bool]], int]:
-        """What the log holds from ``cursor``, read until it has been quiet ``REVOCATIONS_IDLE`` s.
+        """What the log holds from ``cursor`` up to now.
 
-        The stream consumer stays attached between reads (on a channel of its own), so a
-        worker's poll costs no round trip: new entries have been pushed to it meanwhile. It is
-        attached again only for another cursor or after a reconnect.
+        The stream consumer stays attached between reads (on a channel of its own), so new
+        entries have been pushed to it meanwhile. It is attached again only for another
+        cursor or after a reconnect. "Up to now" is the log's end: its first offset (asked
+        once, when the reader attaches) plus the entries it holds (a passive declare, one
+        round trip). Where that is unknown, the read ends after ``REVOCATIONS_IDLE`` s of
+        quiet.
         """
         conn = self._conn
         assert conn is not None
@@ -365,21 +369,51 @@ class RpcBackend(ResultBackend):
                 with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
                     reader.channel.close()
             self._reader = None
-            channel = new_channel(conn)
-            reader = _RevocationReader(conn, channel, cursor)
-            try:
-                self._declare_revocations(channel)
-                channel.basic_qos(0, REVOCATIONS_PREFETCH, False)
-                offset = {"x-stream-offset": cursor}
-                channel.basic_consume(REVOCATIONS_QUEUE, callback=reader.on_entry, arguments=offset)
-            except BaseException:
-                with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
-                    channel.close()
-                raise
+            reader = self._attach(conn, cursor)
             self._reader = reader
-        while readable(conn, REVOCATIONS_IDLE):
+        held = int(reader.channel.queue_declare(REVOCATIONS_QUEUE, passive=True).message_count)
+        if held and reader.first is None:
+            reader.first = self._first_offset(conn)
+        end = 0 if not held else None if reader.first is None else reader.first + held
+        while (end is None or reader.next < end) and readable(conn, REVOCATIONS_IDLE):
+            conn.drain_events(timeout=None)
+        while readable(conn, 0.0):  # and whatever else is here already
             conn.drain_events(timeout=None)
         return reader.take()
+
+    def _attach(self, conn: amqp.Connection, cursor: int) -> _RevocationReader:
+        channel = new_channel(conn)
+        reader = _RevocationReader(conn, channel, cursor)
+        try:
+            self._declare_revocations(channel)
+            channel.basic_qos(0, REVOCATIONS_PREFETCH, False)
+            offset = {"x-stream-offset": cursor}
+            channel.basic_consume(REVOCATIONS_QUEUE, callback=reader.on_entry, arguments=offset)
+        except BaseException:
+            with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
+                channel.close()
+            raise
+        return reader
+
+    def _first_offset(self, conn: amqp.Connection) -> int | None:
+        """The offset of the oldest entry the log keeps (older ones have expired), if it answers."""
+        found: list[int] = []
+
+        def on_first(raw: amqp.Message) -> None:
+            offset = raw.headers.get("x-stream-offset")
+            if isinstance(offset, int) and not found:
+                found.append(offset)
+
+        channel = new_channel(conn)
+        try:
+            channel.basic_qos(0, 1, False)
+            channel.basic_consume(REVOCATIONS_QUEUE, callback=on_first, arguments={"x-stream-offset": "first"})
+            while not found and readable(conn, REVOCATIONS_IDLE):
+                conn.drain_events(timeout=None)
+        finally:
+            with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
+                channel.close()
+        return found[0] if found else None
 
 
 class _RevocationReader:
@@ -389,6 +423,7 @@ class _RevocationReader:
         self.conn = conn
         self.channel = channel
         self.next = cursor  # the offset after the last entry taken in
+        self.first: int | None = None  # the log's oldest offset, when it was attached
         self.found: list[tuple[str, bool]] = []
 
     def on_entry(self, raw: amqp.Message) -> None:
