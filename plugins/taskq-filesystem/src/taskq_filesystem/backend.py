@@ -12,7 +12,8 @@ logic is core's :class:`~taskq.backends.base.KeyValueBackend`.
   exclusive ``fcntl.flock`` of ``<root>/counters.lock``: atomic across threads and
   processes on one machine.
 * A stored result wakes waiters in every process through the wake-up sockets of
-  :mod:`._wakeup`, so ``AsyncResult.get()`` returns as soon as the worker stored it.
+  :mod:`taskq.wakeup`, announced in ``wake/``, so ``AsyncResult.get()`` returns as soon
+  as the worker stored it.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
+from taskq import wakeup
 from taskq.backends.base import BackendCapabilities, KeyValueBackend
 from taskq.errors import BackendUnavailableError
 from taskq.serialization import Serializer
-from taskq_filesystem import _layout, _wakeup
+from taskq_filesystem import _layout
 
 # Seconds between two sweeps of expired files (per instance; reads never see them anyway).
 CLEANUP_INTERVAL = 60.0
@@ -58,9 +60,9 @@ class FilesystemBackend(KeyValueBackend):
         self._counter_lock = os.path.join(self.root, "counters.lock")
         self._lock = threading.Lock()
         self._ready_pid = 0
-        self._notifier = _wakeup.Notifier(self._wake, _wakeup.RESULT_KIND)
+        self._notifier = wakeup.Notifier(self._wake, wakeup.RESULT_KIND)
         self._local = threading.local()  # .waiter: this thread's Waiter
-        self._waiters: list[_wakeup.Waiter] = []
+        self._waiters: list[wakeup.Waiter] = []
         self._next_cleanup = 0.0
 
     # ---- Set-up -----------------------------------------------------------------
@@ -76,7 +78,7 @@ class FilesystemBackend(KeyValueBackend):
                     waiter.close()
                 self._waiters = []
                 self._local = threading.local()
-                self._notifier = _wakeup.Notifier(self._wake, _wakeup.RESULT_KIND)
+                self._notifier = wakeup.Notifier(self._wake, wakeup.RESULT_KIND)
             _layout.make_directories(self.root, ROOT_FOLDERS, BackendUnavailableError, "result backend")
             self._ready_pid = os.getpid()
 
@@ -192,10 +194,10 @@ class FilesystemBackend(KeyValueBackend):
 
     def wait_for_change(self, task_ids: Sequence[str], timeout: float) -> None:
         self._ready()
-        waiter: _wakeup.Waiter | None = getattr(self._local, "waiter", None)
+        waiter: wakeup.Waiter | None = getattr(self._local, "waiter", None)
         if waiter is None or waiter.pid != os.getpid():
             with self._lock:
-                waiter = self._local.waiter = _wakeup.Waiter(self._wake, _wakeup.RESULT_KIND)
+                waiter = self._local.waiter = wakeup.Waiter(self._wake, wakeup.RESULT_KIND)
                 self._waiters.append(waiter)
             # a result stored before the socket existed sent us nothing: let the caller look
             return

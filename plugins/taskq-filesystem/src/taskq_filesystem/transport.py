@@ -22,8 +22,9 @@ exactly one succeeds and the others get ``ENOENT``.
 * **Ack** unlinks the claimed file; **requeue** renames it back with a new due time;
   **dead letters** are written to ``dead/`` (the envelope plus reason, time and queue)
   before the claimed file is removed.
-* **Wait** blocks on a Unix datagram socket (:mod:`._wakeup`) until a writer pokes it or
-  the earliest due time or lease deadline of its queues (plus the sweep's pace) comes.
+* **Wait** blocks on a Unix datagram socket announced in ``wake/`` (:mod:`taskq.wakeup`)
+  until a writer pokes it or the earliest due time or lease deadline of its queues (plus
+  the sweep's pace) comes.
 
 Races settle toward "at least once": a sweeper that found a lease lapsed may rename the
 file back just after its owner, late, renewed it; the owner's ack then finds nothing and
@@ -44,6 +45,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
+from taskq import wakeup
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq.transport import (
     DEFAULT_LEASE_SECONDS,
@@ -53,7 +55,7 @@ from taskq.transport import (
     Message,
     Transport,
 )
-from taskq_filesystem import _envelope, _layout, _wakeup
+from taskq_filesystem import _envelope, _layout
 
 logger = logging.getLogger(__name__)
 
@@ -104,8 +106,8 @@ class FilesystemTransport(Transport):
         self._made: set[str] = set()  # queues whose folders exist
         self._listing: dict[str, list[str]] = {}  # queue -> sorted waiting names not yet tried
         self._next_sweep: dict[str, float] = {}
-        self._notifier = _wakeup.Notifier(self._wake, _wakeup.QUEUE_KIND)
-        self._waiter: _wakeup.Waiter | None = None
+        self._notifier = wakeup.Notifier(self._wake, wakeup.QUEUE_KIND)
+        self._waiter: wakeup.Waiter | None = None
         self._interrupted = False
 
     def clone(self) -> FilesystemTransport:
@@ -127,7 +129,7 @@ class FilesystemTransport(Transport):
                 self._waiter.close()  # our copy of the parent's socket; its announcement stays
                 self._waiter = None
             self._notifier.close()
-            self._notifier = _wakeup.Notifier(self._wake, _wakeup.QUEUE_KIND)
+            self._notifier = wakeup.Notifier(self._wake, wakeup.QUEUE_KIND)
         _layout.make_directories(self.root, ROOT_FOLDERS, BrokerUnavailableError, "broker")
         self._ready_pid = os.getpid()
 
@@ -299,7 +301,7 @@ class FilesystemTransport(Transport):
         self._ready()
         waiter = self._waiter
         if waiter is None:
-            waiter = self._waiter = _wakeup.Waiter(self._wake, _wakeup.QUEUE_KIND)
+            waiter = self._waiter = wakeup.Waiter(self._wake, wakeup.QUEUE_KIND)
             if not waiter.is_registered:
                 self.capabilities = dataclasses.replace(type(self).capabilities, wakeup=False)
         waiter.drain()  # before looking at the folders: a later rename's wake-up must stay

@@ -1,16 +1,21 @@
-"""Opening the SQLite file the way several processes can share it, and naming it from a URL.
+"""The SQLite file: opened so several processes can share it, named from a URL, and its wake-up folder.
 
 Both drivers open their connection here: WAL (readers never block the writer, and a
 commit costs no fsync with ``synchronous=NORMAL``), a busy timeout instead of
 "database is locked" errors, and autocommit (``isolation_level=None``) so that every
 single statement is its own short transaction. Multi-statement writes say ``BEGIN
 IMMEDIATE`` themselves, taking the write lock up front rather than failing half-way.
+
+Waiters of both drivers announce their wake-up sockets (:mod:`taskq.wakeup`) in
+:func:`signal_directory`, a folder of the temporary directory that belongs to the file.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -37,6 +42,17 @@ def path_from_url(url: str) -> str:
             f"current directory) or sqlite:////var/lib/taskq/taskq.db (absolute)"
         )
     return os.path.abspath(rest[1:])
+
+
+def signal_directory(database_path: str) -> str:
+    """Where the waiters of the database at ``database_path`` announce their wake-up sockets.
+
+    A folder of :func:`tempfile.gettempdir` named from a hash of the file's real path, the
+    same for every process whatever path it was given, private to this user. Processes
+    sharing the file must therefore agree on ``TMPDIR``.
+    """
+    digest = hashlib.sha256(os.path.realpath(database_path).encode()).hexdigest()[:20]
+    return os.path.join(tempfile.gettempdir(), f"taskq-sqlite-{os.getuid()}-{digest}")
 
 
 def advice(path: str, exc: sqlite3.Error) -> str:
@@ -95,4 +111,4 @@ def _retry_busy(step: Callable[[], object]) -> None:
             time.sleep(SETUP_RETRY_PAUSE)
 
 
-__all__ = ["advice", "connect", "path_from_url"]
+__all__ = ["advice", "connect", "path_from_url", "signal_directory"]

@@ -8,7 +8,7 @@ whichever instance writes next (a partial index over ``expires_at`` keeps that c
 
 A chord counter is one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` statement:
 atomic across processes without a transaction of our own. A stored result wakes
-waiters in every process through the wake-up sockets of :mod:`._wakeup`, so
+waiters in every process through the wake-up sockets of :mod:`taskq.wakeup`, so
 ``AsyncResult.get()`` returns within a millisecond or so of the worker's commit.
 
 One instance may be shared by the threads of a process (an App holds one backend): a
@@ -24,10 +24,11 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
+from taskq import wakeup
 from taskq.backends.base import BackendCapabilities, KeyValueBackend
 from taskq.errors import BackendUnavailableError
 from taskq.serialization import Serializer
-from taskq_sqlite import _database, _wakeup
+from taskq_sqlite import _database
 
 # Seconds between two sweeps of expired rows (per instance; reads never see them anyway).
 CLEANUP_INTERVAL = 60.0
@@ -76,13 +77,13 @@ class SqliteBackend(KeyValueBackend):
     ) -> None:
         super().__init__(url, options, serializer=serializer, expires=expires)
         self.path = _database.path_from_url(url)
-        self._directory = _wakeup.signal_directory(self.path)
+        self._directory = _database.signal_directory(self.path)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
-        self._notifier = _wakeup.Notifier(self._directory, _wakeup.RESULT_KIND)
+        self._notifier = wakeup.Notifier(self._directory, wakeup.RESULT_KIND)
         self._local = threading.local()  # .waiter: this thread's Waiter
-        self._waiters: list[_wakeup.Waiter] = []
+        self._waiters: list[wakeup.Waiter] = []
         self._next_cleanup = 0.0
 
     # ---- Connection -------------------------------------------------------------
@@ -91,9 +92,9 @@ class SqliteBackend(KeyValueBackend):
         """The open connection; call with the lock held."""
         if self._pid != os.getpid():  # first use, or a forked child
             self._conn = None  # never close a connection inherited across fork
-            self._notifier = _wakeup.Notifier(self._directory, _wakeup.RESULT_KIND)
+            self._notifier = wakeup.Notifier(self._directory, wakeup.RESULT_KIND)
             for waiter in self._waiters:
-                waiter.close()  # our copies of the parent's sockets; its files stay
+                waiter.close()  # our copies of the parent's sockets; its announcements stay
             self._waiters = []
             self._local = threading.local()
             self._conn = _database.connect(self.path, SCHEMA, BackendUnavailableError)
@@ -172,11 +173,11 @@ class SqliteBackend(KeyValueBackend):
             self._notifier.notify()
 
     def wait_for_change(self, task_ids: Sequence[str], timeout: float) -> None:
-        waiter: _wakeup.Waiter | None = getattr(self._local, "waiter", None)
+        waiter: wakeup.Waiter | None = getattr(self._local, "waiter", None)
         if waiter is None or waiter.pid != os.getpid():
             with self._lock:
                 self._connection()  # resets per-process state after a fork
-                waiter = self._local.waiter = _wakeup.Waiter(self._directory, _wakeup.RESULT_KIND)
+                waiter = self._local.waiter = wakeup.Waiter(self._directory, wakeup.RESULT_KIND, owns_directory=True)
                 self._waiters.append(waiter)
             # a result stored before the socket existed sent us nothing: let the caller look
             return

@@ -26,7 +26,8 @@ UUIDs survive); the body as a blob. Dead letters live in their own table with qu
 reason, time and the whole message. Priority is not supported (``priority=False``): an
 index that ordered by priority would have to scan delayed rows.
 
-Wake-ups between processes go through Unix datagram sockets, see :mod:`._wakeup`.
+Wake-ups between processes go through the Unix datagram sockets of :mod:`taskq.wakeup`,
+announced in the database's folder of the temporary directory (:func:`._database.signal_directory`).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
+from taskq import wakeup
 from taskq.builtins.json import dumps, loads
 from taskq.errors import BrokerUnavailableError, SerializationError
 from taskq.transport import (
@@ -48,7 +50,7 @@ from taskq.transport import (
     Message,
     Transport,
 )
-from taskq_sqlite import _database, _wakeup
+from taskq_sqlite import _database
 
 logger = logging.getLogger(__name__)
 
@@ -160,11 +162,11 @@ class SqliteTransport(Transport):
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
         self.path = _database.path_from_url(url)
-        self._directory = _wakeup.signal_directory(self.path)
+        self._directory = _database.signal_directory(self.path)
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
-        self._notifier = _wakeup.Notifier(self._directory, _wakeup.QUEUE_KIND)
-        self._waiter: _wakeup.Waiter | None = None
+        self._notifier = wakeup.Notifier(self._directory, wakeup.QUEUE_KIND)
+        self._waiter: wakeup.Waiter | None = None
         self._interrupted = False
 
     def clone(self) -> SqliteTransport:
@@ -190,10 +192,10 @@ class SqliteTransport(Transport):
         if self._conn is not None:
             self._conn = None  # never close a connection inherited across fork
         if self._waiter is not None:
-            self._waiter.close()  # closes our copy of the fd; the parent keeps its file
+            self._waiter.close()  # closes our copy of the fd; the parent keeps its announcement
             self._waiter = None
         self._notifier.close()
-        self._notifier = _wakeup.Notifier(self._directory, _wakeup.QUEUE_KIND)
+        self._notifier = wakeup.Notifier(self._directory, wakeup.QUEUE_KIND)
 
     def close(self) -> None:
         if self._waiter is not None:
@@ -278,7 +280,7 @@ class SqliteTransport(Transport):
         conn = self._connection()  # first: after a fork it drops the parent's socket
         waiter = self._waiter
         if waiter is None:
-            waiter = self._waiter = _wakeup.Waiter(self._directory, _wakeup.QUEUE_KIND)
+            waiter = self._waiter = wakeup.Waiter(self._directory, wakeup.QUEUE_KIND, owns_directory=True)
         waiter.drain()  # before reading the database: a later commit's wake-up must stay
         if self._interrupted:
             self._interrupted = False

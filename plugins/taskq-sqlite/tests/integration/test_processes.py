@@ -189,7 +189,7 @@ PUBLISHER = """
 
 
 def test_wait_returns_promptly_when_another_process_publishes(transport: SqliteTransport, url: str) -> None:
-    transport.wait(["wake"], 0.001)  # binds the wake-up socket
+    transport.wait(["wake"], 0.001)  # binds and announces the wake-up socket
     assert transport._waiter is not None and transport._waiter.is_registered
     publisher = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(PUBLISHER), url],
@@ -252,7 +252,7 @@ def test_chord_counter_is_atomic_across_processes(url: str) -> None:
 
 
 def _publish_from_forked_child(transport: SqliteTransport) -> None:
-    transport.wait(["other"], 0.001)  # binds a socket of its own, leaves the parent's alone
+    transport.wait(["other"], 0.001)  # announces a socket of its own, leaves the parent's alone
     assert transport._waiter is not None and transport._waiter.pid == os.getpid()
     transport.publish("forked", message(99))
     transport.close()
@@ -267,4 +267,4 @@ def test_an_instance_used_after_fork_opens_its_own_connection(transport: SqliteT
     assert child.exitcode == 0
     bodies = sorted(int(d.message.body) for d in transport.claim(["forked"], 10))
     assert bodies == [1, 99]
-    assert transport._waiter is not None and os.path.exists(str(transport._waiter.path))
+    assert transport._waiter is not None and os.path.exists(str(transport._waiter.announcement))
