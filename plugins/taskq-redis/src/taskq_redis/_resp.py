@@ -1,4 +1,4 @@
-"""A small RESP2 client: what taskq-redis sends to Redis, on a plain socket (TLS by ``ssl``).
+"""A small RESP client: what taskq-redis sends to Redis, on a plain socket (TLS by ``ssl``).
 
 redis-py costs ~0.3 s and ~24 MiB to import and parses replies in pure Python with more
 layers than these few commands need; this module is what the transport and backend use
@@ -9,6 +9,13 @@ replies (error replies raised as :class:`ResponseError`, ``NOSCRIPT`` as
 occasional commands. A lost connection raises an :class:`OSError`
 (:class:`RedisConnectionError`, a :class:`ConnectionError`; timeouts and TLS failures are
 ``OSError`` too); the caller reconnects by using the connection again.
+
+Connections speak RESP2, except a result waiter's subscriber, which asks for RESP3
+(``HELLO 3``, Redis 6 and later) so that it can read a key on the same connection as its
+subscription: :meth:`PubSub.switch_and_get` subscribes and reads in one round trip, and
+Redis, which handles one connection's commands in order, has the subscription in place
+before the read. Against an older Redis it stays on RESP2 and says so
+(:attr:`PubSub.resp3`).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
@@ -67,6 +75,10 @@ def pack(args: tuple[object, ...]) -> bytes:
     return b"".join(out)
 
 
+class Push(list):  # type: ignore[type-arg]  # the items of a RESP3 push, as parsed
+    """Something Redis sent unasked on a RESP3 connection (a pub/sub message or confirmation)."""
+
+
 def _error(text: str) -> ResponseError:
     if text.startswith("NOSCRIPT"):
         return NoScriptError(text)
@@ -106,9 +118,9 @@ class Client:
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
 
-    def connection(self) -> Connection:
-        """A new connection of its own (opened on first use)."""
-        return Connection(self)
+    def connection(self, *, resp3: bool = False) -> Connection:
+        """A new connection of its own (opened on first use); ``resp3``: ask for RESP3."""
+        return Connection(self, resp3=resp3)
 
     # ---- Pooled commands, retried --------------------------------------------------
 
@@ -168,8 +180,8 @@ class Client:
         self.execute("PING")
         return True
 
-    def pubsub(self) -> PubSub:
-        return PubSub(self)
+    def pubsub(self, *, resp3: bool = False) -> PubSub:
+        return PubSub(self, resp3=resp3)
 
     def close(self) -> None:
         """Close the idle pooled connections (others close with their users)."""
@@ -182,8 +194,11 @@ class Client:
 class Connection:
     """One socket to Redis and its reply parser."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, *, resp3: bool = False) -> None:
         self._client = client
+        #: RESP3 is wanted, and (once connected) the server speaks it.
+        self.resp3 = resp3
+        self._want_resp3 = resp3
         self._sock: socket.socket | None = None
         self._tls = False
         self._poll: select.poll | None = None
@@ -267,6 +282,10 @@ class Connection:
                 if isinstance(reply, ResponseError):
                     self.disconnect()
                     raise RedisConnectionError(f"Redis at {where} refused the connection: {reply}")
+        if self._want_resp3:
+            self.send(pack(("HELLO", 3)))
+            # An error: a Redis before 6 (no HELLO): the connection stays on RESP2.
+            self.resp3 = not isinstance(self.read_reply(), ResponseError)
 
     def disconnect(self) -> None:
         sock, self._sock, self._poll = self._sock, None, None
@@ -360,6 +379,35 @@ class Connection:
             return line[1:]
         if kind == b"-":
             return _error(line[1:].decode("utf-8", "replace"))
+        return self._parse_resp3(kind, line)
+
+    def _parse_resp3(self, kind: bytes, line: bytes) -> object:
+        """The types only RESP3 has (after ``HELLO 3``)."""
+        if kind == b">":
+            return Push(self._parse() for _ in range(int(line[1:])))
+        if kind == b"_":
+            return None
+        if kind == b"%":
+            return {_hashable(self._parse()): self._parse() for _ in range(int(line[1:]))}
+        if kind == b"~":
+            return [self._parse() for _ in range(int(line[1:]))]
+        if kind == b"#":
+            return line[1:] == b"t"
+        if kind == b",":
+            return float(line[1:])
+        if kind == b"(":
+            return int(line[1:])
+        if kind in (b"=", b"!"):  # verbatim string ("txt:" first), blob error
+            size = int(line[1:])
+            while len(self._buf) - self._pos < size + 2:
+                self._fill()
+            data = self._buf[self._pos : self._pos + size]
+            self._pos += size + 2
+            return data[4:] if kind == b"=" else _error(data.decode("utf-8", "replace"))
+        if kind == b"|":  # attributes describe the reply that follows: skipped
+            for _ in range(2 * int(line[1:])):
+                self._parse()
+            return self._parse()
         self.disconnect()
         raise RedisConnectionError(f"protocol error: unexpected reply {line[:40]!r}")
 
@@ -367,8 +415,15 @@ class Connection:
 class PubSub:
     """A connection in subscriber mode: SUBSCRIBE, UNSUBSCRIBE, and the messages that come."""
 
-    def __init__(self, client: Client) -> None:
-        self.connection = client.connection()
+    def __init__(self, client: Client, *, resp3: bool = False) -> None:
+        self.connection = client.connection(resp3=resp3)
+        self._held: deque[object] = deque()  # pushes read while waiting for a command's reply
+
+    @property
+    def resp3(self) -> bool:
+        """Whether :meth:`switch_and_get` can be used (connecting first if need be)."""
+        self.connection.ensure()
+        return self.connection.resp3
 
     def subscribe(self, *channels: str) -> None:
         self.connection.send(pack(("SUBSCRIBE", *channels)))
@@ -378,23 +433,38 @@ class PubSub:
 
     def switch(self, old: set[str], new: set[str]) -> None:
         """Unsubscribe from ``old`` and subscribe to ``new`` in one write."""
-        data = b""
-        if old:
-            data += pack(("UNSUBSCRIBE", *sorted(old)))
-        if new:
-            data += pack(("SUBSCRIBE", *sorted(new)))
+        data = _switch(old, new)
         if data:
             self.connection.send(data)
+
+    def switch_and_get(self, old: set[str], new: set[str], key: str) -> bytes | None:
+        """:meth:`switch`, then ``GET key``, in one round trip (RESP3 only).
+
+        The value is read after the subscriptions took effect: whatever is published on
+        them later comes as a message. Messages that arrive meanwhile are kept for
+        :meth:`get_message`; the confirmations are not (the read's reply follows them).
+        """
+        conn = self.connection
+        conn.send(_switch(old, new) + pack(("GET", key)))
+        while True:
+            reply = conn.read_response()
+            if not isinstance(reply, Push):
+                return reply  # type: ignore[return-value]  # GET: a bulk string or null
+            if reply and reply[0] in (b"message", b"pmessage"):
+                self._held.append(reply)
 
     def fileno(self) -> int | None:
         return self.connection.fileno()
 
     def get_message(self, timeout: float = 0.0) -> dict[str, object] | None:
         """The next message or confirmation (``type``, ``channel``, ``data``), or None after ``timeout`` s."""
-        conn = self.connection
-        if not conn.can_read(timeout):
-            return None
-        reply = conn.read_response()
+        if self._held:
+            reply = self._held.popleft()
+        else:
+            conn = self.connection
+            if not conn.can_read(timeout):
+                return None
+            reply = conn.read_response()
         if not isinstance(reply, list) or len(reply) < 3:
             return {"type": "pong" if reply == b"PONG" else "other", "channel": None, "data": reply}
         kind = reply[0]
@@ -405,7 +475,21 @@ class PubSub:
         }
 
     def close(self) -> None:
+        self._held.clear()
         self.connection.disconnect()
+
+
+def _switch(old: set[str], new: set[str]) -> bytes:
+    data = b""
+    if old:
+        data += pack(("UNSUBSCRIBE", *sorted(old)))
+    if new:
+        data += pack(("SUBSCRIBE", *sorted(new)))
+    return data
+
+
+def _hashable(key: object) -> object:
+    return tuple(key) if isinstance(key, list) else key
 
 
 __all__ = [
@@ -413,6 +497,7 @@ __all__ = [
     "Connection",
     "NoScriptError",
     "PubSub",
+    "Push",
     "RedisConnectionError",
     "ResponseError",
     "backoff",

@@ -183,23 +183,33 @@ class RedisBackend(KeyValueBackend):
     def wait_for(self, task_id: str, timeout: float | None = None) -> Meta:
         """Block until ``task_id`` is ready: subscribe, read, then take the record as published.
 
-        The subscription is confirmed before the record is read, so a result stored in
+        The subscription is in place before the record is read, so a result stored in
         between is announced on it; the announcement carries the record itself (Celery
-        publishes what it stores), so no second read follows. Three round trips from a
-        pending result to its value, and the record is read again every
-        ``POLL_INTERVAL_MAX`` s in case an announcement was lost with a connection.
+        publishes what it stores), so no second read follows. On Redis 6 and later the
+        subscriber speaks RESP3 and subscribes and reads in one round trip on its own
+        connection (Redis runs one connection's commands in order); before that, the
+        subscription is confirmed first and the record read on another connection. The
+        record is read again every ``POLL_INTERVAL_MAX`` s in case an announcement was
+        lost with a connection.
         """
         deadline = None if timeout is None else time.monotonic() + timeout
-        channel = self._connection().prefix + self.task_key(task_id)
+        key = self._connection().prefix + self.task_key(task_id)
+        channel = key
         try:
-            pubsub = self._subscribed(channel, deadline)
+            pubsub, record = self._subscribed(channel, deadline, read=key)
         except CONNECTION_ERRORS:
             self._drop_subscriber()
             return super().wait_for(task_id, None if deadline is None else max(0.0, deadline - time.monotonic()))
         expected = channel.encode()
         interval = POLL_INTERVAL_START
         while True:
-            meta = self.get_task_meta(task_id)
+            if record is _NOT_READ:
+                meta = self.get_task_meta(task_id)
+            elif record is None:
+                meta = {"status": states.PENDING, "result": None, "traceback": None, "task_id": task_id}
+            else:
+                meta = self.decode(cast(bytes, record))
+            record = _NOT_READ
             if meta["status"] in states.READY_STATES:
                 return meta
             slice_end = time.monotonic() + interval
@@ -222,18 +232,26 @@ class RedisBackend(KeyValueBackend):
                 )
             interval = min(interval * 2, POLL_INTERVAL_MAX)
 
-    def _subscribed(self, channel: str, deadline: float | None) -> PubSub:
-        """This thread's subscriber, on ``channel`` alone, the subscription confirmed."""
+    def _subscribed(self, channel: str, deadline: float | None, read: str) -> tuple[PubSub, object]:
+        """This thread's subscriber, on ``channel`` alone, the subscription in place.
+
+        With the value of the key ``read`` when it could be read in the same round trip
+        (a RESP3 subscriber), else ``_NOT_READ``.
+        """
         client = self._connection().client
         channels = {channel}
         pubsub: PubSub | None = getattr(self._local, "pubsub", None)
         if pubsub is None:
-            pubsub = self._local.pubsub = client.pubsub()
+            pubsub = self._local.pubsub = client.pubsub(resp3=True)
             self._local.channels = set()
             with self._lock:
                 self._subscribers.append(pubsub)
         subscribed: set[str] = self._local.channels
         new, old = channels - subscribed, subscribed - channels
+        if pubsub.resp3:
+            self._settled()  # what this thread stored is applied before the read
+            self._local.channels = channels  # a lost connection drops the subscriber, and this with it
+            return pubsub, pubsub.switch_and_get(old, new, read)
         pubsub.switch(old, new)
         self._local.channels = channels
         waiting = {channel.encode() for channel in new}
@@ -246,7 +264,7 @@ class RedisBackend(KeyValueBackend):
                 break  # not confirmed in time: the record is read again every POLL_INTERVAL_MAX
             if message["type"] == "subscribe":
                 waiting.discard(message["channel"])
-        return pubsub
+        return pubsub, _NOT_READ
 
     def wait_for_change(self, task_ids: Sequence[str], timeout: float) -> None:
         """Sleep on the results' channels until one is published to, at most ``timeout`` s.
@@ -259,7 +277,7 @@ class RedisBackend(KeyValueBackend):
         pubsub: PubSub | None = getattr(self._local, "pubsub", None)
         try:
             if pubsub is None:
-                pubsub = self._local.pubsub = client.pubsub()
+                pubsub = self._local.pubsub = client.pubsub(resp3=True)
                 self._local.channels = set()
                 with self._lock:
                     self._subscribers.append(pubsub)
@@ -308,6 +326,9 @@ class RedisBackend(KeyValueBackend):
         self._local = threading.local()
         self._endpoint = None
         self._pid = 0
+
+
+_NOT_READ = object()  # the record was not read with the subscription
 
 
 def _next_message(pubsub: PubSub, timeout: float) -> dict[str, object] | None:
