@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
+import uuid
 
 import pytest
 from e2e_helpers import runs, wait_until
@@ -95,3 +97,43 @@ def test_taskq_inspect_ping_answers_while_a_worker_consumes(spawn_worker, e2e_ta
     gone = ping()
     assert gone.returncode == 1
     assert "no worker is consuming" in gone.stderr
+
+
+def test_taskq_inspect_ping_sees_a_rabbitmq_worker_with_rpc_results(spawn_worker, e2e_env):
+    # The rpc backend keeps no records: heartbeats go to a RabbitMQ stream instead.
+    try:
+        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
+    except OSError as exc:
+        pytest.fail(f"RabbitMQ is not reachable at 127.0.0.1:5672 ({exc}); start it with: rabbitmq-server -detached")
+    name = f"pinged-{uuid.uuid4().hex[:8]}@test"
+    env = {
+        "TASKQ_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+        "TASKQ_RESULT_BACKEND": "rpc://",
+        "TASKQ_TASK_DEFAULT_QUEUE": f"taskq-test-{uuid.uuid4().hex[:12]}",
+    }
+
+    def ping() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "taskq", "-A", "e2e_app.tasks", "inspect", "ping"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **e2e_env, **env},
+        )
+
+    try:
+        worker = spawn_worker("-n", name, env=env)
+        worker.wait_ready()
+        wait_until(lambda: f"{name}: pong" in ping().stdout, 30, "the worker's heartbeat")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait() == 0
+        assert name not in ping().stdout  # it said it was gone
+    finally:
+        import amqp
+
+        conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest", connect_timeout=5)
+        conn.connect()
+        channel = conn.channel()
+        channel.queue_delete(env["TASKQ_TASK_DEFAULT_QUEUE"])
+        channel.exchange_delete(env["TASKQ_TASK_DEFAULT_QUEUE"])
+        conn.close()

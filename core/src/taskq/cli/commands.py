@@ -272,7 +272,9 @@ def _workers(ctx: click.Context) -> dict[str, dict[str, object]]:
     try:
         return backend.workers()
     except NotImplementedError as exc:
-        raise click.ClickException(f"{exc}; `taskq inspect` needs a key-value result backend (sqlite, redis)") from exc
+        raise click.ClickException(
+            f"{exc}; `taskq inspect` needs a result backend that keeps worker heartbeats (sqlite, redis, database, rpc)"
+        ) from exc
 
 
 @inspect.command()

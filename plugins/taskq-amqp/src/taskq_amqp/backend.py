@@ -18,6 +18,12 @@ Revocations go to a RabbitMQ stream (``taskq.revocations``), an append-only log 
 worker reads from its own offset, so a worker that was offline still honours them. A
 worker's reader stays attached to the stream between its polls (one channel, opened once),
 so polling costs the broker no channel or consumer set-up.
+
+Worker heartbeats (``taskq inspect ping``) go to another stream (``taskq.workers``): each
+worker appends one every couple of seconds, confirmed, on a channel it keeps, and a
+reader takes the newest entry per worker over the stream's last minute, keeping those
+still within their ``ttl`` (by the workers' clocks). A worker that stops cleanly appends
+a "gone" entry.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime
 from typing import TypeVar
 from urllib.parse import urlsplit
 
@@ -64,11 +71,21 @@ RESULT_CACHE_MAX = 100_000
 # The revocation log: a stream queue, and how long it keeps entries (RabbitMQ's syntax).
 REVOCATIONS_QUEUE = "taskq.revocations"
 REVOCATIONS_MAX_AGE = "7D"
-# Silence, in seconds, after which a read of the revocation log counts as caught up (when
-# where its end is cannot be known).
+# Silence, in seconds, after which a read of a stream counts as caught up when its end is
+# unknown, and the longest wait for the next delivery before that end.
 REVOCATIONS_IDLE = 0.1
+# Silence, in seconds, after which a read that has reached a stream's reported end (which
+# lags by a few seconds) counts as caught up.
+STREAM_SETTLE = 0.05
 # Entries of the revocation log in flight to a reader at once (basic_qos).
 REVOCATIONS_PREFETCH = 1000
+# Worker heartbeats: a stream every worker appends to; a reader looks at its last minute.
+WORKERS_STREAM = "taskq.workers"
+WORKERS_MAX_AGE = "1h"
+# Small segments, so that the stream's age limit (applied per segment) takes effect.
+WORKERS_SEGMENT_BYTES = 1_000_000
+# Seconds of the heartbeat stream a reader looks at (longer than any heartbeat's ttl).
+WORKERS_LOOKBACK = 60.0
 # Message type of the marker a client sends itself to know its queue is read up to now.
 BARRIER_TYPE = "taskq.barrier"
 
@@ -105,6 +122,7 @@ class RpcBackend(ResultBackend):
         self._results: OrderedDict[str, Meta] = OrderedDict()
         self._barriers: set[str] = set()
         self._reader: _RevocationReader | None = None
+        self._beats: amqp.Channel | None = None  # heartbeats go out on it, confirmed
 
     # ---- Connection -------------------------------------------------------------------
 
@@ -153,6 +171,7 @@ class RpcBackend(ResultBackend):
             self._conn = self._channel = None
             self._consuming = False
             self._reader = None
+            self._beats = None
 
     # ---- The reply queue ----------------------------------------------------------------
 
@@ -325,6 +344,92 @@ class RpcBackend(ResultBackend):
         with _groups_lock:
             _groups.pop(group_id, None)
 
+    # ---- Worker heartbeats: a stream every worker appends to -------------------------------
+
+    def _declare_workers(self, channel: amqp.Channel) -> int:
+        """Declare the heartbeat stream; return how many entries it holds."""
+        arguments = {
+            "x-queue-type": "stream",
+            "x-max-age": WORKERS_MAX_AGE,
+            "x-stream-max-segment-size-bytes": WORKERS_SEGMENT_BYTES,
+        }
+        declared = channel.queue_declare(WORKERS_STREAM, durable=True, auto_delete=False, arguments=arguments)
+        return int(declared.message_count)
+
+    def heartbeat(self, hostname: str, info: Mapping[str, object], ttl: float) -> None:
+        entry = {**info, "hostname": hostname, "timestamp": time.time(), "ttl": ttl}
+        self._retrying("write a heartbeat", lambda _: self._append_beat(entry))
+
+    def forget_worker(self, hostname: str) -> None:
+        entry = {"hostname": hostname, "timestamp": time.time(), "gone": True}
+        self._retrying("remove a heartbeat", lambda _: self._append_beat(entry))
+
+    def _append_beat(self, entry: Mapping[str, object]) -> None:
+        """Append to the heartbeat stream on a channel kept for it, and wait for the broker's confirm."""
+        conn = self._conn
+        assert conn is not None
+        channel = self._beats
+        if channel is None or channel.connection is not conn:
+            channel = new_channel(conn)
+            channel.confirm_select()
+            self._declare_workers(channel)
+            self._beats = channel
+        body = json.dumps(entry, default=str).encode()
+        message = amqp.Message(body, content_type="application/json", delivery_mode=2)
+        try:
+            channel.basic_publish_confirm(message, exchange="", routing_key=WORKERS_STREAM)
+        except amqp.exceptions.AMQPError:
+            self._beats = None  # a channel error closed it: the next beat opens another
+            raise
+
+    def workers(self) -> dict[str, Meta]:
+        return self._retrying("read the heartbeats", lambda _: self._read_beats())
+
+    def _read_beats(self) -> dict[str, Meta]:
+        """The newest heartbeat of every worker whose last one is within its ttl.
+
+        Reads the stream's last ``WORKERS_LOOKBACK`` seconds up to its end (see
+        :func:`_catch_up`); a worker's "gone" entry drops what came before.
+        """
+        conn = self._conn
+        assert conn is not None
+        latest: dict[str, Meta] = {}
+        reached = [0]
+
+        def on_beat(raw: amqp.Message) -> None:
+            offset = raw.headers.get("x-stream-offset")
+            if isinstance(offset, int):
+                reached[0] = max(reached[0], offset + 1)
+            with contextlib.suppress(ValueError, TypeError):
+                entry = json.loads(raw.body)
+                name = entry.get("hostname") if isinstance(entry, dict) else None
+                if isinstance(name, str):
+                    if entry.get("gone"):
+                        latest.pop(name, None)
+                    else:
+                        latest[name] = entry
+            raw.channel.basic_ack(raw.delivery_tag)
+
+        channel = new_channel(conn)
+        try:
+            held = self._declare_workers(channel)
+            if held:
+                first = self._first_offset(conn, WORKERS_STREAM)
+                end = None if first is None else first + held
+                since = datetime.fromtimestamp(time.time() - WORKERS_LOOKBACK, tz=UTC)
+                channel.basic_qos(0, REVOCATIONS_PREFETCH, False)
+                channel.basic_consume(WORKERS_STREAM, callback=on_beat, arguments={"x-stream-offset": since})
+                _catch_up(conn, lambda: reached[0], end)
+        finally:
+            with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
+                channel.close()
+        now = time.time()
+        return {
+            name: entry
+            for name, entry in sorted(latest.items())
+            if _number(entry.get("timestamp")) + _number(entry.get("ttl")) >= now
+        }
+
     # ---- Revocations: a stream every worker reads from its own offset ------------------------
 
     def _declare_revocations(self, channel: amqp.Channel) -> None:
@@ -356,10 +461,7 @@ class RpcBackend(ResultBackend):
 
         The stream consumer stays attached between reads (on a channel of its own), so new
         entries have been pushed to it meanwhile. It is attached again only for another
-        cursor or after a reconnect. "Up to now" is the log's end: its first offset (asked
-        once, when the reader attaches) plus the entries it holds (a passive declare, one
-        round trip). Where that is unknown, the read ends after ``REVOCATIONS_IDLE`` s of
-        quiet.
+        cursor or after a reconnect. How far "now" is: see :func:`_catch_up`.
         """
         conn = self._conn
         assert conn is not None
@@ -374,11 +476,7 @@ class RpcBackend(ResultBackend):
         held = int(reader.channel.queue_declare(REVOCATIONS_QUEUE, passive=True).message_count)
         if held and reader.first is None:
             reader.first = self._first_offset(conn)
-        end = 0 if not held else None if reader.first is None else reader.first + held
-        while (end is None or reader.next < end) and readable(conn, REVOCATIONS_IDLE):
-            conn.drain_events(timeout=None)
-        while readable(conn, 0.0):  # and whatever else is here already
-            conn.drain_events(timeout=None)
+        _catch_up(conn, lambda: reader.next, None if reader.first is None else reader.first + held)
         return reader.take()
 
     def _attach(self, conn: amqp.Connection, cursor: int) -> _RevocationReader:
@@ -395,8 +493,8 @@ class RpcBackend(ResultBackend):
             raise
         return reader
 
-    def _first_offset(self, conn: amqp.Connection) -> int | None:
-        """The offset of the oldest entry the log keeps (older ones have expired), if it answers."""
+    def _first_offset(self, conn: amqp.Connection, stream: str = REVOCATIONS_QUEUE) -> int | None:
+        """The offset of the oldest entry ``stream`` keeps (older ones have expired), if it answers."""
         found: list[int] = []
 
         def on_first(raw: amqp.Message) -> None:
@@ -407,7 +505,7 @@ class RpcBackend(ResultBackend):
         channel = new_channel(conn)
         try:
             channel.basic_qos(0, 1, False)
-            channel.basic_consume(REVOCATIONS_QUEUE, callback=on_first, arguments={"x-stream-offset": "first"})
+            channel.basic_consume(stream, callback=on_first, arguments={"x-stream-offset": "first"})
             while not found and readable(conn, REVOCATIONS_IDLE):
                 conn.drain_events(timeout=None)
         finally:
@@ -438,6 +536,25 @@ class _RevocationReader:
     def take(self) -> tuple[list[tuple[str, bool]], int]:
         found, self.found = self.found, []
         return found, self.next
+
+
+def _catch_up(conn: amqp.Connection, position: Callable[[], int], end: int | None) -> None:
+    """Handle a stream consumer's deliveries until it has caught up with the stream.
+
+    AMQP 0-9-1 says nothing when a stream consumer reaches the end, and the size a
+    declare reports lags by a few seconds. So: read up to ``end`` (the stream's first
+    offset plus that size) while deliveries keep coming, then what follows within
+    ``STREAM_SETTLE`` s of quiet (``REVOCATIONS_IDLE`` s where ``end`` is unknown).
+    Entries that come later still reach an attached reader: its next read takes them.
+    """
+    while end is not None and position() < end and readable(conn, REVOCATIONS_IDLE):
+        conn.drain_events(timeout=None)
+    while readable(conn, REVOCATIONS_IDLE if end is None else STREAM_SETTLE):
+        conn.drain_events(timeout=None)
+
+
+def _number(value: object) -> float:
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def _broker_url(url: str, options: Mapping[str, object]) -> str:
