@@ -12,16 +12,25 @@ A plugin's tests subclass a contract and provide its fixtures::
             yield transport
             transport.close()
 
-See :class:`TransportContract`, :class:`ResultBackendContract` and :class:`PoolContract`
-for the fixtures each
-one needs. The classes carry no ``Test`` prefix, so pytest collects them only through a
-subclass.
+A transport that several processes share subclasses :class:`MultiProcessTransportContract`
+instead: the same suite and fixture, plus tests that run real child processes.
+
+See :class:`TransportContract`, :class:`MultiProcessTransportContract`,
+:class:`ResultBackendContract` and :class:`PoolContract` for the fixtures each one needs.
+The classes carry no ``Test`` prefix, so pytest collects them only through a subclass.
 """
 
 from __future__ import annotations
 
 from taskq.testing.conformance.backend import ResultBackendContract
 from taskq.testing.conformance.pool import PoolContract
+from taskq.testing.conformance.processes import MultiProcessTransportContract, TransportRecipe
 from taskq.testing.conformance.transport import TransportContract
 
-__all__ = ["PoolContract", "ResultBackendContract", "TransportContract"]
+__all__ = [
+    "MultiProcessTransportContract",
+    "PoolContract",
+    "ResultBackendContract",
+    "TransportContract",
+    "TransportRecipe",
+]

@@ -6,7 +6,10 @@ instance on the same URL and options (``type(transport)(transport.url,
 transport.options)``; override the ``other`` fixture if yours needs more), and it calls
 :meth:`Transport.clone` for a twin acting for the same lease owner. It closes every
 instance it makes. The ``queue`` fixture gives every test its own
-queue name; override it when the broker needs names of a particular shape.
+queue name; override it when the broker needs names of a particular shape. A transport
+that several processes share subclasses
+:class:`~taskq.testing.conformance.processes.MultiProcessTransportContract` instead: this
+suite plus tests across real child processes.
 
 Tests for an optional feature (delays, leases, dead letters, wake-up) are skipped only
 when the transport's :attr:`Transport.capabilities` say it does not have the feature.
