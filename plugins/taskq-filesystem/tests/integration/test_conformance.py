@@ -1,4 +1,4 @@
-"""The filesystem transport and result backend pass the conformance kit, on a real directory."""
+"""The filesystem transport (across processes too) and result backend pass the conformance kit, on a real directory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from taskq.backends.base import ResultBackend
-from taskq.testing.conformance import ResultBackendContract, TransportContract
+from taskq.testing.conformance import MultiProcessTransportContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_filesystem.backend import FilesystemBackend
 from taskq_filesystem.transport import FilesystemTransport
@@ -19,7 +19,7 @@ def url(tmp_path: Path) -> str:
     return f"file://{tmp_path}/taskq"
 
 
-class TestFilesystemTransport(TransportContract):
+class TestFilesystemTransport(MultiProcessTransportContract):
     @pytest.fixture
     def transport(self, url: str) -> Iterator[FilesystemTransport]:
         transport = FilesystemTransport(url)

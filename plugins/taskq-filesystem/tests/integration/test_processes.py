@@ -1,10 +1,13 @@
-"""Several processes share one root directory: exclusive claims, leases across kill -9, wake-ups."""
+"""One root directory shared and reopened: dead letters, damaged files, wake-up announcements, results.
+
+What every transport shared between processes must do (exclusive claims, leases across
+kill -9, wake-ups) is checked by the conformance kit, in test_conformance.py.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -15,7 +18,8 @@ from pathlib import Path
 import pytest
 
 from taskq import states
-from taskq.transport import Delivery, Message
+from taskq.testing.conformance.processes import finish
+from taskq.transport import Message
 from taskq_filesystem.backend import FilesystemBackend
 from taskq_filesystem.transport import FilesystemTransport
 
@@ -25,8 +29,6 @@ pytestmark = pytest.mark.integration
 PROCESS_TIMEOUT = 60
 # How long to wait, in seconds, for something that should happen soon.
 DEADLINE = 15.0
-# Upper bound, in seconds, for a wake-up that should take a millisecond.
-PROMPT = 5.0
 
 
 @pytest.fixture
@@ -42,163 +44,18 @@ def transport(url: str) -> Iterator[FilesystemTransport]:
     transport.close()
 
 
-def run_python(code: str, *args: str, stdin: bool = False) -> subprocess.Popen[str]:
+def run_python(code: str, *args: str) -> subprocess.Popen[str]:
     """Start ``code`` in a fresh interpreter with ``args`` as ``sys.argv[1:]``."""
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code), *args],
-        stdin=subprocess.PIPE if stdin else None,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
 
 
-def finish(process: subprocess.Popen[str]) -> str:
-    """Wait for ``process`` and return its output; fail with its stderr if it failed."""
-    try:
-        out, err = process.communicate(timeout=PROCESS_TIMEOUT)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        out, err = process.communicate()
-        pytest.fail(f"helper process still running after {PROCESS_TIMEOUT}s:\n{err}")
-    assert process.returncode == 0, err
-    return out
-
-
 def message(number: int) -> Message:
     return Message(str(number).encode(), {"id": f"task-{number}", "task": "tests.noop"})
-
-
-CONSUMER = """
-    import json, sys
-    from taskq_filesystem.transport import FilesystemTransport
-
-    transport = FilesystemTransport(sys.argv[1])
-    seen, empty = [], 0
-    while empty < 3:
-        deliveries = transport.claim(["work"], 7, lease=120)
-        if not deliveries:
-            empty += 1
-            transport.wait(["work"], 0.05)
-            continue
-        empty = 0
-        seen.extend(int(d.message.body) for d in deliveries)
-        transport.ack(deliveries)
-    print(json.dumps(seen))
-"""
-
-
-def test_processes_sharing_a_directory_never_claim_the_same_message_and_together_claim_all(
-    transport: FilesystemTransport, url: str
-) -> None:
-    total = 2000
-    transport.publish_many([("work", message(n), 0.0) for n in range(200)])  # a head start
-    consumers = [run_python(CONSUMER, url) for _ in range(4)]
-    for start in range(200, total, 200):  # publishing while they consume
-        transport.publish_many([("work", message(n), 0.0) for n in range(start, start + 200)])
-    claimed: list[int] = []
-    for consumer in consumers:
-        claimed.extend(json.loads(finish(consumer)))
-    assert len(claimed) == len(set(claimed)), "a message was handed out twice"
-    assert sorted(claimed) == list(range(total))
-    assert transport.depth("work") == 0
-
-
-def test_messages_survive_closing_and_reopening_the_directory(url: str) -> None:
-    first = FilesystemTransport(url)
-    first.publish("durable", message(1))
-    first.publish("durable", message(2), delay=0.2)
-    first.claim(["durable"], 1, lease=0.2)  # held by an instance that goes away
-    first.close()
-
-    reopened = FilesystemTransport(url)
-    assert reopened.depth("durable") == 2
-    found: list[int] = []
-    end = time.monotonic() + DEADLINE
-    while len(found) < 2 and time.monotonic() < end:
-        deliveries = reopened.claim(["durable"], 10)
-        found.extend(int(d.message.body) for d in deliveries)
-        reopened.wait(["durable"], 0.5)
-    reopened.close()
-    assert sorted(found) == [1, 2]
-
-
-HOLDER = """
-    import sys, time
-    from taskq_filesystem.transport import FilesystemTransport
-
-    transport = FilesystemTransport(sys.argv[1])
-    lease = float(sys.argv[2])
-    deliveries = transport.claim(["held"], 1, lease=lease)
-    assert len(deliveries) == 1
-    print("claimed", flush=True)
-    while True:  # the worker's lease keeper, until it is killed
-        time.sleep(lease / 5)
-        transport.renew(deliveries, lease=lease)
-"""
-
-
-@pytest.fixture
-def holder(transport: FilesystemTransport, url: str) -> Iterator[subprocess.Popen[str]]:
-    """A process that claimed the only message of queue ``held`` under a 1 s lease and renews it."""
-    transport.publish("held", message(7))
-    process = run_python(HOLDER, url, "1.0")
-    assert process.stdout is not None
-    assert process.stdout.readline().strip() == "claimed", process.stderr and process.stderr.read()
-    yield process
-    if process.poll() is None:
-        process.kill()
-    process.communicate(timeout=PROCESS_TIMEOUT)
-
-
-def test_a_live_renewing_holder_keeps_its_message_past_several_lease_periods(
-    transport: FilesystemTransport, holder: subprocess.Popen[str]
-) -> None:
-    until = time.monotonic() + 3.5  # three and a half 1 s leases
-    while time.monotonic() < until:
-        assert transport.claim(["held"], 10) == []
-        transport.wait(["held"], 0.1)
-    assert holder.poll() is None
-    assert transport.depth("held") == 1
-
-
-def test_a_message_whose_holder_was_killed_is_claimable_again_after_its_lease(
-    transport: FilesystemTransport, holder: subprocess.Popen[str]
-) -> None:
-    assert transport.claim(["held"], 10) == []
-    holder.send_signal(signal.SIGKILL)
-    holder.wait(PROCESS_TIMEOUT)
-    end = time.monotonic() + DEADLINE
-    deliveries: list[Delivery] = []
-    while not deliveries and time.monotonic() < end:
-        transport.wait(["held"], 1.0)  # wakes when the dead lease lapses, no polling needed
-        deliveries = transport.claim(["held"], 10)
-    assert [d.message.body for d in deliveries] == [b"7"]
-    assert deliveries[0].deliveries == 2
-
-
-def test_a_delayed_message_waits_as_a_file_and_another_process_claims_it_when_due(
-    transport: FilesystemTransport, url: str
-) -> None:
-    transport.publish("later", message(3), delay=0.5)
-    assert transport.depth("later") == 1
-    assert transport.claim(["later"], 10) == []
-    code = """
-        import sys, time
-        from taskq_filesystem.transport import FilesystemTransport
-
-        transport = FilesystemTransport(sys.argv[1])
-        end = time.monotonic() + 15
-        while time.monotonic() < end:
-            found = transport.claim(["later"], 10)
-            if found:
-                transport.ack(found)
-                print(found[0].message.body.decode())
-                break
-            transport.wait(["later"], 5)
-    """
-    assert finish(run_python(code, url)).strip() == "3"
-    assert transport.depth("later") == 0
 
 
 def test_dead_letters_are_kept_in_files_with_their_reason_and_outlive_the_instance(url: str) -> None:
@@ -238,35 +95,6 @@ def test_a_root_under_a_regular_file_is_a_clear_unavailable_error(tmp_path: Path
             instance.publish("q", message(1))
         else:
             instance.get("key")
-
-
-PUBLISHER = """
-    import sys, time
-    from taskq.transport import Message
-    from taskq_filesystem.transport import FilesystemTransport
-
-    transport = FilesystemTransport(sys.argv[1])
-    transport.connect()
-    print("ready", flush=True)
-    sys.stdin.readline()
-    time.sleep(0.2)  # the parent is blocked in wait() by now
-    transport.publish("wake", Message(b"hi", {}))
-"""
-
-
-def test_wait_returns_promptly_when_another_process_publishes(transport: FilesystemTransport, url: str) -> None:
-    transport.wait(["wake"], 0.001)  # announces the wake-up socket
-    assert transport._waiter is not None and transport._waiter.is_registered
-    publisher = run_python(PUBLISHER, url, stdin=True)
-    assert publisher.stdout is not None and publisher.stdin is not None
-    assert publisher.stdout.readline().strip() == "ready"
-    publisher.stdin.write("go\n")
-    publisher.stdin.flush()
-    started = time.monotonic()
-    transport.wait(["wake"], timeout=60)
-    assert time.monotonic() - started < PROMPT
-    finish(publisher)
-    assert len(transport.claim(["wake"], 10)) == 1
 
 
 def test_an_announcement_left_by_a_dead_process_is_removed_by_the_next_writer(

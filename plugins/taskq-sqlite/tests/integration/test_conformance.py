@@ -1,4 +1,4 @@
-"""The SQLite transport and result backend pass the conformance kit, on a real file."""
+"""The SQLite transport (across processes too) and result backend pass the conformance kit, on a real file."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from taskq.backends.base import ResultBackend
-from taskq.testing.conformance import ResultBackendContract, TransportContract
+from taskq.testing.conformance import MultiProcessTransportContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_sqlite.backend import SqliteBackend
 from taskq_sqlite.transport import SqliteTransport
@@ -19,7 +19,7 @@ def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/taskq.db"
 
 
-class TestSqliteTransport(TransportContract):
+class TestSqliteTransport(MultiProcessTransportContract):
     @pytest.fixture
     def transport(self, url: str) -> Iterator[SqliteTransport]:
         transport = SqliteTransport(url)
