@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from taskq.testing.conformance import ResultBackendContract, TransportContract
+from taskq.testing.conformance import MultiProcessTransportContract, ResultBackendContract
 from taskq_amqp.backend import RpcBackend
 from taskq_amqp.transport import AmqpTransport
 
 
-class TestAmqpTransport(TransportContract):
+class TestAmqpTransport(MultiProcessTransportContract):
     @pytest.fixture
     def transport(self, broker_url: str, queue: str) -> Iterator[AmqpTransport]:
         transport = AmqpTransport(broker_url)

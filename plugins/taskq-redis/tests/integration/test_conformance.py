@@ -1,4 +1,4 @@
-"""The Redis transport and result backend pass the conformance kit, on the real Redis."""
+"""The Redis transport (multi-process contract included) and result backend pass the kit, on real Redis."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from taskq.backends.base import ResultBackend
-from taskq.testing.conformance import ResultBackendContract, TransportContract
+from taskq.testing.conformance import MultiProcessTransportContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_redis.backend import RedisBackend
 from taskq_redis.transport import RedisTransport
@@ -15,7 +15,7 @@ from taskq_redis.transport import RedisTransport
 pytestmark = pytest.mark.integration
 
 
-class TestRedisTransport(TransportContract):
+class TestRedisTransport(MultiProcessTransportContract):
     @pytest.fixture
     def transport(self, redis_url: str, prefix: str) -> Iterator[RedisTransport]:
         transport = RedisTransport(redis_url, {"global_keyprefix": prefix})
