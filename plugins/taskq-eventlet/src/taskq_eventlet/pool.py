@@ -1,42 +1,16 @@
 """The eventlet pool: each task runs in its own green thread, hundreds or thousands at once.
 
-Which hub runs the green threads
---------------------------------
+:class:`EventletPool` is a :class:`taskq.greenpool.GreenPool`, which holds all it shares
+with the gevent pool: which hub runs the green threads, time limits, terminate and stop
+(see there). This module gives it eventlet's primitives:
 
-A green thread runs only while its hub runs, and the hub runs only when the OS thread
-that owns it blocks *cooperatively*. The pool therefore picks its hub at :meth:`start`:
-
-* **Monkey-patched process** (``taskq worker --pool=eventlet``: the plugin's
-  ``taskq_early_init`` hook calls ``eventlet.monkey_patch()`` before the app is
-  imported). The pool uses the hub of the thread that starts it, the worker's main
-  thread. The consumer's blocking calls there (the transport's ``wait``, a
-  ``threading.Event`` wait, ``time.sleep``) are eventlet's and switch to the hub, which
-  runs the tasks; tasks' own sockets, sleeps and locks cooperate the same way.
-  Everything, callbacks included, happens in that one OS thread.
-* **Unpatched process** (the pool used in-process, say from a test). A blocking call in
-  the worker's thread would never let a green thread run, so the pool owns a dedicated
-  OS thread with a hub of its own. eventlet has no thread-safe "call soon", so ``apply``,
-  ``terminate_job`` and ``stop`` queue a call and write one byte to a pipe the hub
-  thread listens on; it schedules the queued calls on its hub. Callbacks come from that
-  thread. Tasks only overlap where they block through eventlet (``eventlet.sleep``,
-  green sockets): an unpatched ``time.sleep`` stalls every task of the pool, which is
-  why the pool logs a warning in this mode.
-
-Time limits, terminate, stop
-----------------------------
-
-Limits are hub timers armed when the task's green thread starts (what
-``eventlet.Timeout`` does). The soft limit throws
-:class:`~taskq.errors.SoftTimeLimitExceeded` into the green thread where it waits, so
-the task can catch it and finish. The hard limit and :meth:`EventletPool.terminate_job`
-throw a private ``BaseException`` that ``except Exception`` does not catch, unwinding the
-task, and report :class:`~taskq.errors.TimeLimitExceeded` or
-:class:`~taskq.errors.Terminated`. A green thread can only be interrupted when it
-switches: a task spinning without blocking is stopped at its next switch.
-
-``stop(wait=True)`` waits up to ``stop_timeout`` seconds (default :data:`STOP_TIMEOUT`)
-for applied tasks, then stops the rest as a cold stop does, reporting
-:class:`~taskq.errors.WorkerLostError` for each.
+* ``taskq worker --pool=eventlet`` patches with ``eventlet.monkey_patch()`` (the plugin's
+  ``taskq_early_init`` hook), and the pool then runs on the hub of the worker's main thread.
+* Unpatched, the pool's own hub thread has a hub of its own. eventlet has no thread-safe
+  "call soon", so other threads queue a call and write one byte to a pipe the hub thread
+  listens on; it schedules the queued calls on its hub.
+* Time limits are the hub's timers (what ``eventlet.Timeout`` uses); tasks are greenlets
+  whose parent is the hub.
 
 eventlet warns on import that it is deprecated (it is in maintenance mode upstream);
 the warning is eventlet's and is left visible.
@@ -45,10 +19,8 @@ the warning is eventlet's and is left visible.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
 from typing import Any, cast
@@ -57,25 +29,9 @@ import eventlet.hubs
 import eventlet.patcher
 import greenlet
 
-from taskq.errors import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, WorkerLostError
-from taskq.pool import Pool, PoolCapabilities
-
-logger = logging.getLogger(__name__)
-
-# Seconds stop(wait=True) lets applied tasks run before stopping them (option stop_timeout).
-STOP_TIMEOUT = 10.0
-# Seconds stop() waits for stopped tasks to unwind, and for the hub thread to end.
-UNWIND_TIMEOUT = 5.0
-# Seconds start() waits for the hub thread to come up.
-HUB_START_TIMEOUT = 10.0
-# Step of the shutdown waits, in seconds (a cooperative sleep when patched).
-STOP_POLL = 0.01
+from taskq.greenpool import STOP_TIMEOUT, GreenPool
 
 _real_thread = eventlet.patcher.original("_thread")
-# The OS thread id even when eventlet patched ``threading`` (whose get_ident names green threads).
-_os_thread_ident = cast("Callable[[], int]", _real_thread.get_ident)
-# A lock that never switches: the pool's critical sections are a few dict operations.
-_allocate_lock = cast("Callable[[], threading.Lock]", _real_thread.allocate_lock)
 
 
 def is_patched() -> bool:
@@ -83,102 +39,49 @@ def is_patched() -> bool:
     return all(eventlet.patcher.is_monkey_patched(name) for name in ("thread", "select", "time", "socket"))
 
 
-class _Stop(BaseException):
-    """Unwinds a task (hard limit, terminate, stop): not caught by ``except Exception``."""
-
-
-class _Job:
-    """One applied task and where it stands."""
-
-    __slots__ = (
-        "args",
-        "callback",
-        "error_callback",
-        "finished",
-        "greenlet",
-        "hard_time_limit",
-        "job_id",
-        "soft_time_limit",
-        "started",
-        "stop_error",
-        "target",
-    )
-
-    def __init__(
-        self,
-        target: Callable[..., object],
-        args: tuple[object, ...],
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None,
-        soft_time_limit: float | None,
-        hard_time_limit: float | None,
-    ) -> None:
-        self.target = target
-        self.args = args
-        self.callback = callback
-        self.error_callback = error_callback
-        self.job_id = job_id
-        self.soft_time_limit = soft_time_limit
-        self.hard_time_limit = hard_time_limit
-        self.greenlet: greenlet.greenlet | None = None
-        self.started = False  # the green thread runs the target (limits armed)
-        self.finished = False  # the target returned or raised; nothing may be thrown in now
-        self.stop_error: BaseException | None = None  # what to report instead of the outcome
-
-
-class EventletPool(Pool):
+class EventletPool(GreenPool):
     """Runs up to ``concurrency`` tasks as green threads; see the module docstring."""
 
-    capabilities = PoolCapabilities(soft_time_limit=True, hard_time_limit=True, terminate=True, resize=True)
+    library = "eventlet"
+
+    _hub: Any  # eventlet's hub (untyped), bound by _bind_hub
+
+    _is_patched = staticmethod(is_patched)
+    _os_thread_ident = staticmethod(cast("Callable[[], int]", _real_thread.get_ident))
+    _allocate_lock = staticmethod(cast("Callable[[], threading.Lock]", _real_thread.allocate_lock))
 
     def __init__(self, concurrency: int = 1, **options: object) -> None:
-        super().__init__(concurrency, **options)  # type: ignore[arg-type]  # Pool's keyword options
-        stop_timeout = options.get("stop_timeout", STOP_TIMEOUT)
-        self.stop_timeout = float(cast(float, stop_timeout))
-        self._lock = _allocate_lock()
-        self._jobs: set[_Job] = set()  # applied and not yet reported: pending or running
-        self._by_id: dict[str, _Job] = {}
-        self._pending: deque[_Job] = deque()  # touched in the hub only
-        self._running = 0  # green threads started and not finished; touched in the hub only
-        self._hub: Any = None  # eventlet's hub (untyped)
-        self._hub_ident = 0  # the OS thread the hub runs in
-        self._hub_thread: threading.Thread | None = None
+        super().__init__(concurrency, **options)
         self._inbox: deque[tuple[Callable[..., object], tuple[object, ...]]] = deque()
         self._wake_read = self._wake_write = -1
         self._quit = False
-        self._stopping = False
-        self.patched = False
 
-    # ---- Life cycle -------------------------------------------------------------------
+    def _spawn(self, function: Callable[..., object], *args: object) -> greenlet.greenlet:
+        green = greenlet.greenlet(function, self._hub.greenlet)
+        self._hub.schedule_call_global(0, green.switch, *args)
+        return green
 
-    def start(self) -> None:
-        self.patched = is_patched()
-        if self.patched:
-            self._hub = eventlet.hubs.get_hub()
-            self._hub_ident = _os_thread_ident()
-            return
-        logger.warning(
-            "the eventlet pool runs without monkey-patching, on a hub thread of its own: tasks overlap only "
-            "where they block through eventlet; a plain time.sleep or socket call stalls them all. "
-            "`taskq worker --pool=eventlet` patches for you"
-        )
+    def _call_soon(self, function: Callable[..., object], *args: object) -> None:
+        self._hub.schedule_call_global(0, function, *args)
+
+    def _call_soon_threadsafe(self, function: Callable[..., object], *args: object) -> None:
+        self._inbox.append((function, args))
+        with contextlib.suppress(BlockingIOError, OSError):  # full: the hub thread is awake already
+            os.write(self._wake_write, b"!")
+
+    def _call_later(self, seconds: float, function: Callable[..., object], *args: object) -> Callable[[], object]:
+        cancel: Callable[[], object] = self._hub.schedule_call_global(seconds, function, *args).cancel
+        return cancel
+
+    def _bind_hub(self) -> None:
+        self._hub = eventlet.hubs.get_hub()
+
+    def _run_hub(self, ready: threading.Event) -> None:
         self._wake_read, self._wake_write = os.pipe()
         os.set_blocking(self._wake_read, False)
         os.set_blocking(self._wake_write, False)
-        ready = threading.Event()  # unpatched here: a real thread and event
-        thread = threading.Thread(target=self._serve, args=(ready,), name="taskq-eventlet-hub", daemon=True)
-        thread.start()
-        if not ready.wait(HUB_START_TIMEOUT):
-            raise RuntimeError(f"the eventlet hub thread did not start within {HUB_START_TIMEOUT}s")
-        self._hub_thread = thread
-
-    def _serve(self, ready: threading.Event) -> None:
-        """The hub thread (unpatched mode): hand queued calls to the hub until stop()."""
-        hub = eventlet.hubs.get_hub()
-        self._hub = hub
-        self._hub_ident = _os_thread_ident()
         ready.set()
+        hub = self._hub
         while not self._quit:
             eventlet.hubs.trampoline(self._wake_read, read=True)
             with contextlib.suppress(BlockingIOError):
@@ -190,179 +93,9 @@ class EventletPool(Pool):
         os.close(self._wake_read)
         os.close(self._wake_write)
 
-    def stop(self, *, wait: bool = True) -> None:
-        try:
-            self._stop(wait)
-        except Exception:
-            logger.exception("the eventlet pool did not stop cleanly")
-
-    def _stop(self, wait: bool) -> None:
-        if self._hub is None:
-            return
-        if wait and self._jobs:
-            self._wait_idle(self.stop_timeout)
-            if self._jobs:
-                logger.warning(
-                    "%d task(s) still running %.0fs after the eventlet pool was asked to stop; stopping them",
-                    len(self._jobs),
-                    self.stop_timeout,
-                )
-        self._stopping = True
-        with self._lock:
-            jobs = list(self._jobs)
-        for job in jobs:
-            self._call_in_hub(self._stop_job, job, WorkerLostError("the worker stopped before the task finished"))
-        self._wait_idle(UNWIND_TIMEOUT)
-        thread = self._hub_thread
-        if thread is not None:
-            self._quit = True
-            self._call_in_hub(lambda: None)  # wake the hub thread's loop so it sees _quit
-            thread.join(UNWIND_TIMEOUT)
-            self._hub_thread = None
-        self._hub = None
-
-    def _wait_idle(self, timeout: float) -> None:
-        # time.sleep is eventlet's when patched: the hub runs the tasks meanwhile.
-        deadline = time.monotonic() + timeout
-        while self._jobs and time.monotonic() < deadline:
-            time.sleep(STOP_POLL)
-
-    # ---- Running ----------------------------------------------------------------------
-
-    def apply(
-        self,
-        target: Callable[..., object],
-        args: tuple[object, ...],
-        *,
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None = None,
-        soft_time_limit: float | None = None,
-        hard_time_limit: float | None = None,
-    ) -> None:
-        if self._hub is None:
-            raise RuntimeError("the eventlet pool is not started (or already stopped)")
-        job = _Job(target, args, callback, error_callback, job_id, soft_time_limit, hard_time_limit)
-        with self._lock:
-            self._jobs.add(job)
-            if job_id is not None:
-                self._by_id[job_id] = job
-        if self._hub_ident == _os_thread_ident():
-            self._admit(job)  # never switches: safe from any green thread of the hub's thread
-        else:
-            self._call_in_hub(self._admit, job)
-
-    def _call_in_hub(self, function: Callable[..., object], *args: object) -> None:
-        """Run ``function(*args)`` in the hub greenlet soon, from any thread or green thread."""
-        hub = self._hub
-        if hub is None:
-            return
-        if self._hub_ident == _os_thread_ident():
-            hub.schedule_call_global(0, function, *args)
-            return
-        self._inbox.append((function, args))
-        with contextlib.suppress(BlockingIOError, OSError):  # full: the hub thread is awake already
-            os.write(self._wake_write, b"!")
-
-    def _admit(self, job: _Job) -> None:
-        """In the hub's thread: queue ``job`` and start what fits."""
-        self._pending.append(job)
-        self._start_pending()
-
-    def _start_pending(self) -> None:
-        hub = self._hub
-        while self._pending and self._running < self.concurrency and not self._stopping:
-            job = self._pending.popleft()
-            self._running += 1
-            job.greenlet = greenlet.greenlet(self._run, hub.greenlet)
-            hub.schedule_call_global(0, job.greenlet.switch, job)
-
-    def _run(self, job: _Job) -> None:
-        """The task's green thread: arm the limits, run the target, report the outcome."""
-        hub = self._hub
-        timers = []
-        value: object = None
-        error: BaseException | None = None
-        job.started = True
-        try:
-            if job.stop_error is None:  # stopped before it could start: report only
-                if job.soft_time_limit is not None:
-                    timers.append(hub.schedule_call_global(job.soft_time_limit, self._soft_limit, job))
-                if job.hard_time_limit is not None:
-                    limit = job.hard_time_limit
-                    error_at_limit = TimeLimitExceeded(f"task {job.job_id} ran past its hard time limit ({limit}s)")
-                    timers.append(hub.schedule_call_global(limit, self._stop_job, job, error_at_limit))
-                try:
-                    value = job.target(*job.args)
-                except BaseException as exc:
-                    error = exc
-        finally:
-            job.finished = True
-            for timer in timers:
-                timer.cancel()
-            self._running -= 1
-            if not self._stopping:
-                self._start_pending()
-        if job.stop_error is not None:  # whatever the task did once _Stop was thrown in
-            error = job.stop_error
-        self._report(job, value, error)
-        if self.patched and job.stop_error is None and isinstance(error, (SystemExit, KeyboardInterrupt)):
-            raise error  # a cold-stop signal handler ran in this green thread: the hub passes it on
-
-    def _report(self, job: _Job, value: object, error: BaseException | None) -> None:
-        with self._lock:
-            self._jobs.discard(job)
-            if job.job_id is not None and self._by_id.get(job.job_id) is job:
-                del self._by_id[job.job_id]
-        try:
-            if error is None:
-                job.callback(value)
-            else:
-                job.error_callback(error)
-        except Exception:
-            logger.exception("the outcome callback of task %s raised", job.job_id)
-
-    def _soft_limit(self, job: _Job) -> None:
-        """In the hub, when the soft limit passes: raise inside the task, which may catch it."""
-        if job.started and not job.finished and job.stop_error is None and job.greenlet is not None:
-            job.greenlet.throw(SoftTimeLimitExceeded(f"soft time limit ({job.soft_time_limit}s) exceeded"))
-
-    def _stop_job(self, job: _Job, error: BaseException) -> None:
-        """In the hub: unwind ``job`` and report ``error`` for it (or just report, if unstarted)."""
-        if job.finished or job.stop_error is not None:
-            return
-        job.stop_error = error
-        if job.started and job.greenlet is not None:
-            job.greenlet.throw(_Stop())
-            return
-        if job in self._pending:  # not started: it never will be
-            self._pending.remove(job)
-            self._report(job, None, error)
-
-    # ---- Optional features ------------------------------------------------------------
-
-    def terminate_job(self, job_id: str) -> bool:
-        with self._lock:
-            job = self._by_id.get(job_id)
-        if job is None or job.finished or job.stop_error is not None:
-            return False
-        self._call_in_hub(self._stop_job, job, Terminated(f"task {job_id} was terminated"))
-        return True
-
-    def grow(self, n: int = 1) -> None:
-        self.concurrency += max(0, n)
-        self._call_in_hub(self._start_pending)
-
-    def shrink(self, n: int = 1) -> None:
-        # Running green threads finish; new ones start only below the new size.
-        self.concurrency = max(1, self.concurrency - max(0, n))
-
-    @property
-    def free_slots(self) -> int:
-        return max(0, self.concurrency - len(self._jobs))
-
-    def info(self) -> dict[str, object]:
-        return {**super().info(), "hub": "main thread (monkey-patched)" if self.patched else "own thread (unpatched)"}
+    def _quit_hub(self) -> None:
+        self._quit = True
+        self._call_in_hub(lambda: None)  # wake the hub thread's loop so it sees _quit
 
 
 __all__ = ["STOP_TIMEOUT", "EventletPool", "is_patched"]
