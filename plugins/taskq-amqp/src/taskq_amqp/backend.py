@@ -86,6 +86,8 @@ WORKERS_MAX_AGE = "1h"
 WORKERS_SEGMENT_BYTES = 1_000_000
 # Seconds of the heartbeat stream a reader looks at (longer than any heartbeat's ttl).
 WORKERS_LOOKBACK = 60.0
+# Longest wait, in seconds, for a heartbeat read to reach the marker it appended.
+WORKERS_READ_TIMEOUT = 10.0
 # Message type of the marker a client sends itself to know its queue is read up to now.
 BARRIER_TYPE = "taskq.barrier"
 
@@ -346,15 +348,14 @@ class RpcBackend(ResultBackend):
 
     # ---- Worker heartbeats: a stream every worker appends to -------------------------------
 
-    def _declare_workers(self, channel: amqp.Channel) -> int:
-        """Declare the heartbeat stream; return how many entries it holds."""
+    def _declare_workers(self, channel: amqp.Channel) -> None:
+        """Declare the heartbeat stream."""
         arguments = {
             "x-queue-type": "stream",
             "x-max-age": WORKERS_MAX_AGE,
             "x-stream-max-segment-size-bytes": WORKERS_SEGMENT_BYTES,
         }
-        declared = channel.queue_declare(WORKERS_STREAM, durable=True, auto_delete=False, arguments=arguments)
-        return int(declared.message_count)
+        channel.queue_declare(WORKERS_STREAM, durable=True, auto_delete=False, arguments=arguments)
 
     def heartbeat(self, hostname: str, info: Mapping[str, object], ttl: float) -> None:
         entry = {**info, "hostname": hostname, "timestamp": time.time(), "ttl": ttl}
@@ -388,38 +389,47 @@ class RpcBackend(ResultBackend):
     def _read_beats(self) -> dict[str, Meta]:
         """The newest heartbeat of every worker whose last one is within its ttl.
 
-        Reads the stream's last ``WORKERS_LOOKBACK`` seconds up to its end (see
-        :func:`_catch_up`); a worker's "gone" entry drops what came before.
+        Appends a marker to the stream (confirmed), then reads the stream's last
+        ``WORKERS_LOOKBACK`` seconds up to that marker: every heartbeat confirmed before
+        this call is read, whatever size the broker reports. A worker's "gone" entry drops
+        what came before it.
         """
         conn = self._conn
         assert conn is not None
+        marker = uuid.uuid4().hex
+        self._append_beat({"marker": marker})
         latest: dict[str, Meta] = {}
-        reached = [0]
+        reached = [False]
 
         def on_beat(raw: amqp.Message) -> None:
-            offset = raw.headers.get("x-stream-offset")
-            if isinstance(offset, int):
-                reached[0] = max(reached[0], offset + 1)
             with contextlib.suppress(ValueError, TypeError):
                 entry = json.loads(raw.body)
-                name = entry.get("hostname") if isinstance(entry, dict) else None
-                if isinstance(name, str):
-                    if entry.get("gone"):
-                        latest.pop(name, None)
-                    else:
-                        latest[name] = entry
+                if isinstance(entry, dict):
+                    name = entry.get("hostname")
+                    if entry.get("marker") == marker:
+                        reached[0] = True
+                    elif isinstance(name, str):
+                        if entry.get("gone"):
+                            latest.pop(name, None)
+                        else:
+                            latest[name] = entry
             raw.channel.basic_ack(raw.delivery_tag)
 
         channel = new_channel(conn)
         try:
-            held = self._declare_workers(channel)
-            if held:
-                first = self._first_offset(conn, WORKERS_STREAM)
-                end = None if first is None else first + held
-                since = datetime.fromtimestamp(time.time() - WORKERS_LOOKBACK, tz=UTC)
-                channel.basic_qos(0, REVOCATIONS_PREFETCH, False)
-                channel.basic_consume(WORKERS_STREAM, callback=on_beat, arguments={"x-stream-offset": since})
-                _catch_up(conn, lambda: reached[0], end)
+            since = datetime.fromtimestamp(time.time() - WORKERS_LOOKBACK, tz=UTC)
+            channel.basic_qos(0, REVOCATIONS_PREFETCH, False)
+            channel.basic_consume(WORKERS_STREAM, callback=on_beat, arguments={"x-stream-offset": since})
+            deadline = time.monotonic() + WORKERS_READ_TIMEOUT
+            while not reached[0]:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(
+                        f"the heartbeat stream {WORKERS_STREAM!r} did not deliver this reader's own marker "
+                        f"within {WORKERS_READ_TIMEOUT:g} s; check RabbitMQ's health (rabbitmq-diagnostics status)"
+                    )
+                if readable(conn, left):
+                    conn.drain_events(timeout=None)
         finally:
             with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
                 channel.close()
@@ -493,8 +503,8 @@ class RpcBackend(ResultBackend):
             raise
         return reader
 
-    def _first_offset(self, conn: amqp.Connection, stream: str = REVOCATIONS_QUEUE) -> int | None:
-        """The offset of the oldest entry ``stream`` keeps (older ones have expired), if it answers."""
+    def _first_offset(self, conn: amqp.Connection) -> int | None:
+        """The offset of the oldest entry the revocation log keeps (older ones have expired), if it answers."""
         found: list[int] = []
 
         def on_first(raw: amqp.Message) -> None:
@@ -505,7 +515,7 @@ class RpcBackend(ResultBackend):
         channel = new_channel(conn)
         try:
             channel.basic_qos(0, 1, False)
-            channel.basic_consume(stream, callback=on_first, arguments={"x-stream-offset": "first"})
+            channel.basic_consume(REVOCATIONS_QUEUE, callback=on_first, arguments={"x-stream-offset": "first"})
             while not found and readable(conn, REVOCATIONS_IDLE):
                 conn.drain_events(timeout=None)
         finally:

@@ -125,3 +125,18 @@ def test_a_delay_longer_than_consumer_timeout_waits_in_the_broker(private_broker
     finally:
         transport.delete(queue)
         transport.close()
+
+
+def test_a_heartbeat_is_listed_at_once_on_a_new_stream(private_broker: PrivateBroker) -> None:
+    # RabbitMQ reports a new stream's size as 0 for seconds: the read must not trust it.
+    transport = AmqpTransport(private_broker.url)
+    transport.delete("taskq.workers")
+    transport.close()
+    backend = RpcBackend("rpc://", {"broker_url": private_broker.url})
+    try:
+        backend.heartbeat("fresh@test", {"pool": "solo"}, ttl=30.0)
+        assert backend.workers()["fresh@test"]["pool"] == "solo"
+        backend.forget_worker("fresh@test")
+        assert "fresh@test" not in backend.workers()
+    finally:
+        backend.close()
