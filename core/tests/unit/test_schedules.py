@@ -9,6 +9,7 @@ import pytest
 
 from taskq.beat.schedules import (
     SOLAR_RETRY,
+    CronField,
     Crontab,
     Interval,
     Schedule,
@@ -137,7 +138,7 @@ def test_a_bad_crontab_field_is_a_config_error_naming_field_and_value(fields: di
 
 
 @pytest.mark.parametrize(("day", "month"), [(31, 2), ("30-31", "feb"), (31, "apr,jun,sep,nov")])
-def test_a_crontab_that_can_never_run_is_refused(day: object, month: object) -> None:
+def test_a_crontab_that_can_never_run_is_refused(day: CronField, month: CronField) -> None:
     with pytest.raises(ConfigError, match=r"never falls in month_of_year .* would never run"):
         crontab(day_of_month=day, month_of_year=month)
 

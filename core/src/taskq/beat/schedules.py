@@ -36,10 +36,12 @@ import zoneinfo
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import TypeAlias
 
 from taskq.errors import ConfigError
 
 __all__ = [
+    "CronField",
     "Crontab",
     "Interval",
     "Schedule",
@@ -58,6 +60,9 @@ SOLAR_SEARCH_DAYS = 366
 # Refinements of a solar event's time; each recomputes the sun's position at the
 # previous estimate. Three bring it well under a second of the equations' own answer.
 SOLAR_ITERATIONS = 3
+
+#: What a crontab field may be: a number, numbers, or cron text such as ``"*/15"``.
+CronField: TypeAlias = int | str | Iterable[int]
 
 _MINUTE = timedelta(minutes=1)
 _DAY = timedelta(days=1)
@@ -93,6 +98,8 @@ class Schedule(abc.ABC):
     and a subclass of its own needs only those two methods. Schedules are values: they
     hold no state between calls, and beat may call them from any thread.
     """
+
+    __slots__ = ()
 
     @abc.abstractmethod
     def remaining(self, last_run_at: datetime, now: datetime, tz: tzinfo) -> float:
@@ -202,6 +209,8 @@ class _Field:
     low: int
     high: int
     names: Mapping[str, int]
+    # What the error for text it cannot read adds about those names.
+    names_hint: str = ""
     # Highest number accepted in the text, when above ``high``: 7 for Sunday.
     alias_high: int | None = None
 
@@ -212,18 +221,14 @@ class _Field:
 
     @property
     def syntax_hint(self) -> str:
-        if self.names is _DAY_NAMES:
-            return f"{_CRON_SYNTAX}; day names sun..sat work too ('mon-fri')"
-        if self.names is _MONTH_NAMES:
-            return f"{_CRON_SYNTAX}; month names jan..dec work too ('jan,jul')"
-        return _CRON_SYNTAX
+        return f"{_CRON_SYNTAX}; {self.names_hint}" if self.names_hint else _CRON_SYNTAX
 
 
 _MINUTE_FIELD = _Field("minute", 0, 59, {})
 _HOUR_FIELD = _Field("hour", 0, 23, {})
 _DAY_OF_MONTH_FIELD = _Field("day_of_month", 1, 31, {})
-_MONTH_FIELD = _Field("month_of_year", 1, 12, _MONTH_NAMES)
-_DAY_OF_WEEK_FIELD = _Field("day_of_week", 0, 6, _DAY_NAMES, alias_high=7)
+_MONTH_FIELD = _Field("month_of_year", 1, 12, _MONTH_NAMES, "month names jan..dec work too ('jan,jul')")
+_DAY_OF_WEEK_FIELD = _Field("day_of_week", 0, 6, _DAY_NAMES, "day names sun..sat work too ('mon-fri')", alias_high=7)
 
 
 def _parse_field(value: object, field: _Field) -> tuple[int, ...]:
@@ -401,11 +406,11 @@ class Crontab(Schedule):
 
     def __init__(
         self,
-        minute: object = "*",
-        hour: object = "*",
-        day_of_week: object = "*",
-        day_of_month: object = "*",
-        month_of_year: object = "*",
+        minute: CronField = "*",
+        hour: CronField = "*",
+        day_of_week: CronField = "*",
+        day_of_month: CronField = "*",
+        month_of_year: CronField = "*",
         *,
         tz: str | tzinfo | None = None,
     ) -> None:
@@ -628,9 +633,9 @@ class Solar(Schedule):
             minutes = 720.0 - 4.0 * self.lon - equation_of_time
             if side == 0:
                 continue
-            decline = math.radians(declination)
-            cos_hour_angle = (math.sin(math.radians(elevation)) - math.sin(latitude) * math.sin(decline)) / (
-                math.cos(latitude) * math.cos(decline)
+            sun_declination = math.radians(declination)
+            cos_hour_angle = (math.sin(math.radians(elevation)) - math.sin(latitude) * math.sin(sun_declination)) / (
+                math.cos(latitude) * math.cos(sun_declination)
             )
             if not -1.0 <= cos_hour_angle <= 1.0:
                 return None  # the sun stays above (or below) that elevation all day
@@ -653,11 +658,11 @@ def every(run_every: float | int | timedelta, *, relative: bool = False) -> Inte
 
 
 def crontab(
-    minute: object = "*",
-    hour: object = "*",
-    day_of_week: object = "*",
-    day_of_month: object = "*",
-    month_of_year: object = "*",
+    minute: CronField = "*",
+    hour: CronField = "*",
+    day_of_week: CronField = "*",
+    day_of_month: CronField = "*",
+    month_of_year: CronField = "*",
     *,
     tz: str | tzinfo | None = None,
 ) -> Crontab:
