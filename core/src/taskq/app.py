@@ -31,6 +31,7 @@ from taskq.utils import current_pid
 
 if TYPE_CHECKING:
     from taskq.backends.base import ResultBackend
+    from taskq.beat.scheduler import ScheduleEntry
     from taskq.canvas import Signature
     from taskq.control import Control
     from taskq.result import AsyncResult
@@ -129,6 +130,8 @@ class App:
         self._serializers: SerializerRegistry | None = None
         self._connections = _Connections()
         self._routes: dict[str, str] = {}
+        #: Entries added by :meth:`add_periodic_task`, by name; beat reads them with ``beat_schedule``.
+        self.periodic_tasks: dict[str, ScheduleEntry] = {}
         self._backend_url: tuple[object, object, str | None] | None = None
         self._lock = threading.Lock()
         self._configured = False
@@ -455,6 +458,48 @@ class App:
         if plugins.has_impl("taskq_after_publish"):
             plugins.after_publish(self, name, task_id, queue)
         return self.AsyncResult(task_id, task_name=name)
+
+    def add_periodic_task(
+        self,
+        schedule: object,
+        sig: Signature | Task[..., object] | str,
+        args: Sequence[object] = (),
+        kwargs: Mapping[str, object] | None = None,
+        *,
+        name: str | None = None,
+        **options: object,
+    ) -> str:
+        """Have beat send ``sig`` on ``schedule``, as a ``beat_schedule`` entry would; returns its name.
+
+        ``sig`` is a signature (``add.s(2, 2)``, or a chain or group), a task or a task's
+        name; ``args``/``kwargs`` go with a task or a name. ``schedule`` is what an entry's
+        ``schedule`` may be: seconds, a ``timedelta``, a crontab string, or
+        ``every()``/``crontab()``/``solar()``. ``options`` are ``send_task``'s (queue,
+        expires, ...). The name defaults to the call's text, e.g. ``"proj.add(2, 2)"``; an
+        entry added again under the same name replaces the first.
+        """
+        from taskq.beat.scheduler import parse_entry
+        from taskq.canvas import Signature
+
+        workflow: Signature | None = None
+        if isinstance(sig, Signature):
+            task = str(sig["task"])
+            args = cast("Sequence[object]", sig.get("args") or ())
+            kwargs = cast("Mapping[str, object]", sig.get("kwargs") or {})
+            options = {**cast("Mapping[str, object]", sig.get("options") or {}), **options}
+            if sig.get("subtask_type"):
+                workflow = sig
+        else:
+            task = sig if isinstance(sig, str) else sig.name
+        kwargs = dict(kwargs or {})
+        if name is None:
+            shown = [repr(a) for a in args] + [f"{k}={v!r}" for k, v in kwargs.items()]
+            name = f"{task}({', '.join(shown)})"
+        raw = {"task": task, "schedule": schedule, "args": list(args), "kwargs": kwargs, "options": options}
+        entry = parse_entry(name, raw)
+        entry.signature = workflow
+        self.periodic_tasks[name] = entry
+        return name
 
     @property
     def control(self) -> Control:

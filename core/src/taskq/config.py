@@ -80,7 +80,11 @@ DEFAULTS: dict[str, object] = {
     "include": [],
     "timezone": "UTC",
     "enable_utc": True,
+    # beat
     "beat_schedule": {},
+    "beat_scheduler": "file",  # "file" (a local SQLite file), "memory", or a plugin's
+    "beat_schedule_filename": "taskq-beat.db",
+    "beat_max_loop_interval": 300.0,  # seconds: the longest beat sleeps between checks
     "plugins": {},
 }
 

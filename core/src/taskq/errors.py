@@ -42,6 +42,10 @@ class AppNotFoundError(ConfigError):
     """The ``-A module[:attr]`` given does not lead to a taskq App."""
 
 
+class ScheduleLockedError(ConfigError):
+    """Another beat holds the schedule store that this beat was asked to use."""
+
+
 class BrokerUnavailableError(TaskqError):
     """The broker cannot be reached."""
 

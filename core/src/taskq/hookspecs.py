@@ -71,8 +71,10 @@ def taskq_register_pools() -> Mapping[str, str]:
 def taskq_register_schedulers() -> Mapping[str, str]:
     """Offer beat schedulers by the name given to ``--scheduler``. Added in 0.1.
 
-    Return ``{name: "package.module:Class"}``. Called once, when beat starts; answers
-    are collected.
+    Return ``{name: "package.module:Class"}`` where the class subclasses
+    :class:`taskq.beat.Scheduler` (it overrides ``open``, ``load_state``, ``save_state``
+    and ``close``). Called once, when beat starts (``taskq beat``, ``worker -B``);
+    answers are collected.
     """
 
 

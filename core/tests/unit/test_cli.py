@@ -13,7 +13,9 @@ from taskq.cli.main import WorkerCommand, main, parse_worker_command
 from taskq.cli.worker import WORKER_OPTIONS, run_worker
 from taskq.errors import EXIT_CONFIG
 
-DEFAULTS: dict[str, object] = {option.name: option.default for option in WORKER_OPTIONS}
+DEFAULTS: dict[str, object] = {
+    option.name: None if option.default is None else option.convert(option.default) for option in WORKER_OPTIONS
+}
 
 
 def test_the_benchmark_worker_command_is_read_without_click() -> None:
@@ -53,6 +55,10 @@ def test_every_worker_option_is_converted_as_click_converts_it(tmp_path: Path) -
         "100",
         "--max-memory-per-child",
         "200000",
+        "-B",
+        "-s",
+        str(tmp_path / "beat.db"),
+        "--scheduler=memory",
         "--config",
         config,
     ]
@@ -73,6 +79,9 @@ def test_every_worker_option_is_converted_as_click_converts_it(tmp_path: Path) -
             "soft_time_limit": 2.5,
             "max_tasks_per_child": 100,
             "max_memory_per_child": 200000,
+            "beat": True,
+            "schedule": str(tmp_path / "beat.db"),
+            "scheduler": "memory",
             "worker_config": config,
         },
     )
@@ -105,6 +114,7 @@ def test_the_app_given_after_worker_wins_and_the_environment_fills_in() -> None:
         ["worker", "-c"],
         ["worker", "extra"],
         ["worker", "--", "-c", "1"],
+        ["worker", "-Bc2"],
         ["--no-such-option", "worker"],
         ["-A", "proj", "purge", "worker"],
     ],

@@ -14,7 +14,7 @@ from taskq.serialization import Serializer
 
 MakePlugin = Callable[..., types.ModuleType]
 
-BUILTINS = {"json", "pickle", "memory"}
+BUILTINS = {"json", "pickle", "memory", "schedulers"}
 
 
 def test_load_plugins_finds_the_core_builtins_through_entry_points() -> None:
@@ -24,6 +24,7 @@ def test_load_plugins_finds_the_core_builtins_through_entry_points() -> None:
     assert {"json", "pickle"} <= set(plugins.drivers("serializers"))
     assert "memory" in plugins.drivers("transports")
     assert "memory" in plugins.drivers("result_backends")
+    assert {"file", "memory"} == set(plugins.drivers("schedulers"))
 
 
 def test_builtin_drivers_are_offered_by_their_own_plugins() -> None:

@@ -8,6 +8,7 @@ command with their named exit code; anything unexpected keeps its traceback. The
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -17,13 +18,14 @@ import click
 
 from taskq import __version__
 from taskq.cli.state import CLIState
-from taskq.cli.worker import WORKER_OPTIONS, WorkerOption, run_worker
+from taskq.cli.worker import LOG_LEVELS, WORKER_OPTIONS, WorkerOption, run_worker, setup_logging
 from taskq.errors import TaskqError
 
 if TYPE_CHECKING:
     from taskq.plugins import Plugins
 
 F = TypeVar("F", bound=Callable[..., object])
+logger = logging.getLogger(__name__)
 
 
 class TaskqGroup(click.Group):
@@ -110,6 +112,8 @@ app_option = click.option(
 def _click_option(option: WorkerOption) -> Callable[[F], F]:
     """The click option for one entry of :data:`WORKER_OPTIONS`."""
     settings: dict[str, Any] = {"help": option.help, "metavar": option.metavar}
+    if option.is_flag:
+        return click.option(*option.flags, option.name, is_flag=True, help=option.help)
     if option.choices:
         settings["type"] = click.Choice(option.choices, case_sensitive=False)
     elif option.is_file_path:
@@ -139,6 +143,46 @@ def worker(ctx: click.Context, /, **options: Any) -> None:
     worker starts again with the same arguments.
     """
     run_worker(_state(ctx), **options)
+
+
+@cli.command()
+@click.option("-S", "--scheduler", help="Scheduler name (default: beat_scheduler; see `taskq plugins`).")
+@click.option(
+    "-s",
+    "--schedule",
+    type=click.Path(dir_okay=False),
+    help="File where the file scheduler keeps when each entry last ran (default: beat_schedule_filename).",
+)
+@click.option("--max-interval", type=float, help="Longest sleep between checks, in seconds (default: 300).")
+@click.option(
+    "-l", "--loglevel", type=click.Choice(LOG_LEVELS, case_sensitive=False), default="INFO", show_default=True
+)
+@app_option
+@click.pass_context
+def beat(
+    ctx: click.Context, scheduler: str | None, schedule: str | None, max_interval: float | None, loglevel: str
+) -> None:
+    """Send the periodic tasks of beat_schedule when they are due, until SIGTERM or Ctrl-C.
+
+    Run one beat per schedule: two would send every task twice (the file scheduler
+    refuses a second beat on the same file). `taskq worker -B` runs beat inside a worker.
+    """
+    import signal
+
+    from taskq.beat.service import Beat
+
+    app = _state(ctx).app
+    if app.conf["worker_hijack_root_logger"]:
+        setup_logging(loglevel.upper(), str(app.conf["worker_log_format"]))
+    service = Beat(app, scheduler=scheduler, schedule_filename=schedule, max_interval=max_interval)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        logger.info("%s: beat stops", signal.Signals(signum).name)
+        service.stop()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, on_signal)
+    service.run()
 
 
 # ---- client commands ---------------------------------------------------------------

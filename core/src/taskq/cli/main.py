@@ -47,7 +47,8 @@ def parse_worker_command(args: Sequence[str], environ: Mapping[str, str]) -> Wor
     if position == len(args) or args[position] != "worker":
         return None
     flags = {flag: option.name for option in WORKER_OPTIONS for flag in option.flags} | APP_FLAGS
-    command = _read_options(args[position + 1 :], flags)
+    switches = frozenset(flag for option in WORKER_OPTIONS if option.is_flag for flag in option.flags)
+    command = _read_options(args[position + 1 :], flags, switches)
     if command is None or command[1] != len(args) - position - 1:
         return None  # a positional argument or ``--``: click says what is wrong
     values = command[0]
@@ -66,10 +67,14 @@ def parse_worker_command(args: Sequence[str], environ: Mapping[str, str]) -> Wor
     return WorkerCommand(app_spec, config, options)
 
 
-def _read_options(args: Sequence[str], flags: Mapping[str, str]) -> tuple[dict[str, str], int] | None:
+def _read_options(
+    args: Sequence[str], flags: Mapping[str, str], switches: frozenset[str] = frozenset()
+) -> tuple[dict[str, str], int] | None:
     """The options before the first argument that is not one: ``(values by name, that index)``.
 
-    None for a flag not in ``flags`` (``--help`` among them), a flag without its value, or ``--``.
+    None for a flag not in ``flags`` (``--help`` among them), a flag without its value, or
+    ``--``. A flag in ``switches`` takes no value and reads as ``"true"`` (``-Bc2``, which
+    bundles flags, is left to click).
     """
     values: dict[str, str] = {}
     index = 0
@@ -88,6 +93,12 @@ def _read_options(args: Sequence[str], flags: Mapping[str, str]) -> tuple[dict[s
         name = flags.get(flag)
         if name is None:
             return None
+        if flag in switches:
+            if attached:
+                return None
+            values[name] = "true"
+            index += 1
+            continue
         if not attached:
             index += 1
             if index == len(args):

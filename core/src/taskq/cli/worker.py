@@ -44,9 +44,13 @@ class WorkerOption:
     choices: tuple[str, ...] = ()
     default: str | None = None
     metavar: str | None = None
+    #: A switch that takes no value (``-B``): True when given.
+    is_flag: bool = False
 
     def convert(self, raw: str) -> object:
         """The value click would pass for ``raw``; ValueError where click would refuse it."""
+        if self.is_flag:
+            return raw == "true"
         if self.choices:
             for choice in self.choices:
                 if choice.casefold() == raw.casefold():
@@ -91,6 +95,20 @@ WORKER_OPTIONS = (
         "Replace a pool process above this resident memory (KiB).",
         int,
     ),
+    WorkerOption(
+        ("-B", "--beat"),
+        "beat",
+        "Also run beat, sending periodic tasks, in this worker (run one beat per schedule).",
+        is_flag=True,
+        default="false",
+    ),
+    WorkerOption(
+        ("-s", "--schedule"),
+        "schedule",
+        "Beat's schedule file with -B (default: beat_schedule_filename).",
+        is_file_path=True,
+    ),
+    WorkerOption(("--scheduler",), "scheduler", "Beat's scheduler with -B (default: beat_scheduler)."),
     WorkerOption(("--config",), "worker_config", "Config file (TOML).", is_file_path=True),
 )
 
@@ -111,6 +129,9 @@ def run_worker(
     soft_time_limit: float | None = None,
     max_tasks_per_child: int | None = None,
     max_memory_per_child: int | None = None,
+    beat: bool = False,
+    schedule: str | None = None,
+    scheduler: str | None = None,
     worker_config: str | None = None,
 ) -> None:
     """Start a worker and consume until it is stopped (see ``taskq worker --help``)."""
@@ -122,7 +143,7 @@ def run_worker(
     state.plugins.early_init(chosen_pool, sys.argv[1:])
     app = state.app
     if app.conf["worker_hijack_root_logger"]:
-        _setup_logging(loglevel.upper(), str(app.conf["worker_log_format"]))
+        setup_logging(loglevel.upper(), str(app.conf["worker_log_format"]))
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     overrides = {
         "task_time_limit": time_limit,
@@ -144,6 +165,9 @@ def run_worker(
         autoscale=autoscale,
         state_db=statedb,
         health_file=health_file,
+        beat=beat,
+        scheduler=scheduler,
+        schedule_filename=schedule,
     )
     if logging.getLogger().isEnabledFor(logging.INFO):
         sys.stderr.write(_banner(app, w) + "\n")
@@ -155,7 +179,7 @@ def run_worker(
         os.execv(sys.executable, [sys.executable, "-m", "taskq", *sys.argv[1:]])  # noqa: S606 - our own argv
 
 
-def _setup_logging(level: str, fmt: str) -> None:
+def setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(fmt))
     root = logging.getLogger()

@@ -69,7 +69,35 @@ class PoolStep(Step):
         self.worker.pool.stop(wait=not self.worker.cold)
 
 
-CORE_STEPS: tuple[type[Step], ...] = (PoolStep, ConsumerStep, LeaseStep, RevocationStep, AutoscaleStep)
+class BeatStep(Step):
+    """Runs beat in a thread of this worker when it was started with ``-B``."""
+
+    name = "beat"
+    requires = ("consumer",)
+
+    def start(self) -> None:
+        options = self.worker.beat_options
+        if options is None:
+            return
+        from taskq.beat.service import Beat  # only for a worker that embeds beat
+
+        beat = Beat(self.worker.app, **options)  # type: ignore[arg-type]
+        beat.setup()  # in this thread: a locked schedule file stops the worker's start
+        self.beat: Beat | None = beat
+        self.thread = threading.Thread(target=beat.loop, name="taskq-beat", daemon=True)
+        self.thread.start()
+
+    def stop(self) -> None:
+        beat = getattr(self, "beat", None)
+        if beat is not None:
+            beat.stop()
+            self.thread.join(BEAT_STOP_TIMEOUT)
+
+
+#: Seconds a stopping worker waits for its embedded beat to finish its tick.
+BEAT_STOP_TIMEOUT = 10.0
+
+CORE_STEPS: tuple[type[Step], ...] = (PoolStep, ConsumerStep, LeaseStep, RevocationStep, AutoscaleStep, BeatStep)
 
 
 class Worker:
@@ -89,6 +117,9 @@ class Worker:
         autoscale: str | tuple[int, int] | None = None,
         state_db: str | Path | None = None,
         health_file: str | Path | None = None,
+        beat: bool = False,
+        scheduler: str | None = None,
+        schedule_filename: str | Path | None = None,
     ) -> None:
         self.app = app
         conf = app.conf
@@ -125,6 +156,10 @@ class Worker:
         self.lease_seconds = float(lease_seconds or cast(float, conf["worker_lease_seconds"]))
         #: Seconds a warm shutdown waits for running tasks before giving them back.
         self.shutdown_grace = float(shutdown_grace or cast(float, conf["worker_shutdown_grace"]))
+        #: How to build the embedded beat (``-B``), or None for a worker without one.
+        self.beat_options: dict[str, object] | None = None
+        if beat:
+            self.beat_options = {"scheduler": scheduler, "schedule_filename": schedule_filename}
         self.consumer: Consumer | None = None
         self.cold = False
         self.ready = threading.Event()

@@ -16,7 +16,8 @@ A transport that several processes share subclasses :class:`MultiProcessTranspor
 instead: the same suite and fixture, plus tests that run real child processes.
 
 See :class:`TransportContract`, :class:`MultiProcessTransportContract`,
-:class:`ResultBackendContract` and :class:`PoolContract` for the fixtures each one needs.
+:class:`ResultBackendContract`, :class:`PoolContract` and :class:`SchedulerContract` (beat
+schedulers) for the fixtures each one needs.
 The classes carry no ``Test`` prefix, so pytest collects them only through a subclass.
 """
 
@@ -25,12 +26,14 @@ from __future__ import annotations
 from taskq.testing.conformance.backend import ResultBackendContract
 from taskq.testing.conformance.pool import PoolContract
 from taskq.testing.conformance.processes import MultiProcessTransportContract, TransportRecipe
+from taskq.testing.conformance.scheduler import SchedulerContract
 from taskq.testing.conformance.transport import TransportContract
 
 __all__ = [
     "MultiProcessTransportContract",
     "PoolContract",
     "ResultBackendContract",
+    "SchedulerContract",
     "TransportContract",
     "TransportRecipe",
 ]

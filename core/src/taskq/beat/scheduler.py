@@ -1,0 +1,354 @@
+"""Beat's scheduler: which periodic tasks are due, sending them, remembering when each ran.
+
+A scheduler holds the entries of ``beat_schedule`` (and of :meth:`taskq.App.add_periodic_task`)
+and, for each, when it last ran. :meth:`Scheduler.tick` sends what is due and says how long
+beat may sleep. What differs between schedulers is only where that memory lives; a plugin
+offering one (``taskq_register_schedulers``) subclasses :class:`Scheduler` and writes four
+methods:
+
+* :meth:`Scheduler.open`: take the store; where only one beat may use it at a time, take
+  its lock too, and raise :class:`~taskq.errors.ScheduleLockedError` when another beat
+  holds it;
+* :meth:`Scheduler.load_state`: what the store remembers, by entry name;
+* :meth:`Scheduler.save_state`: remember one entry's state (``None``: forget it), called
+  after each send;
+* :meth:`Scheduler.close`: let go of the store and its lock.
+
+The base class keeps its memory in the process (the ``memory`` scheduler);
+:class:`FileScheduler` (``file``, the default) keeps it in a local SQLite file.
+``taskq.testing.conformance.scheduler.SchedulerContract`` checks a scheduler against this.
+
+Delivery: a run is recorded after its message is sent, so beat stopped between the two
+sends that run again when it starts (at least once, never skipped). Runs missed while no
+beat was running are not caught up one by one: a late entry runs once, then keeps its
+schedule.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import os
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar, cast
+
+from taskq.beat.schedules import Schedule, to_schedule
+from taskq.errors import ConfigError, ScheduleLockedError
+
+if TYPE_CHECKING:
+    from taskq.app import App
+    from taskq.canvas import Signature
+
+logger = logging.getLogger(__name__)
+
+#: The keys a ``beat_schedule`` entry may have.
+ENTRY_KEYS = frozenset({"task", "schedule", "args", "kwargs", "options", "relative"})
+#: Seconds before beat tries again to send an entry whose send failed.
+SEND_RETRY_DELAY = 5.0
+
+
+@dataclass
+class EntryState:
+    """What a scheduler remembers of one entry."""
+
+    #: When it last ran (or, before its first run, when beat first saw it); aware, UTC.
+    last_run_at: datetime
+    #: How many times beat has sent it.
+    total_run_count: int = 0
+    #: ``Schedule.describe()`` of the schedule it ran on: a different one starts afresh.
+    schedule: str = ""
+
+
+@dataclass
+class ScheduleEntry:
+    """One periodic task: what to send, on which schedule, and its state."""
+
+    name: str
+    task: str
+    schedule: Schedule
+    args: tuple[object, ...] = ()
+    kwargs: dict[str, object] = field(default_factory=dict)
+    #: Keyword arguments of ``App.send_task`` (queue, priority, expires, ...).
+    options: dict[str, object] = field(default_factory=dict)
+    #: A workflow (chain, group, ...) sent instead of ``task``, from ``add_periodic_task``.
+    signature: Signature | None = None
+    state: EntryState | None = None
+
+    def remaining(self, now: datetime, tz: tzinfo) -> float:
+        """Seconds until this entry is due (<= 0: due now)."""
+        assert self.state is not None, "the scheduler gives every entry a state"
+        return self.schedule.remaining(self.state.last_run_at, now, tz)
+
+
+def _send_options() -> frozenset[str]:
+    from taskq.app import App
+
+    skip = {"self", "name", "args", "kwargs"}
+    parameters = inspect.signature(App.send_task).parameters.values()
+    return frozenset(p.name for p in parameters if p.name not in skip and p.kind is p.KEYWORD_ONLY)
+
+
+def parse_entry(name: str, raw: object) -> ScheduleEntry:
+    """One ``beat_schedule`` entry, checked; ConfigError names what is wrong."""
+    where = f"beat_schedule entry {name!r}"
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a table with 'task' and 'schedule', not {type(raw).__name__}")
+    unknown = set(raw) - ENTRY_KEYS
+    if unknown:
+        raise ConfigError(
+            f"{where} has unknown key(s) {', '.join(sorted(map(str, unknown)))}; known: {', '.join(sorted(ENTRY_KEYS))}"
+        )
+    task = raw.get("task")
+    if not isinstance(task, str) or not task:
+        raise ConfigError(f"{where} needs 'task', the task's registered name (e.g. \"proj.tasks.cleanup\")")
+    if "schedule" not in raw:
+        raise ConfigError(f"{where} needs 'schedule': seconds, a crontab string or a table with every/crontab/solar")
+    value = raw["schedule"]
+    if raw.get("relative") and isinstance(value, (int, float, timedelta)):
+        seconds = value.total_seconds() if isinstance(value, timedelta) else value
+        value = {"every": seconds, "relative": True}
+    try:
+        schedule = to_schedule(value)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    args = raw.get("args", ())
+    if isinstance(args, (str, bytes)) or not isinstance(args, Sequence):
+        raise ConfigError(f"{where}: 'args' must be a list, not {type(args).__name__}")
+    kwargs = raw.get("kwargs", {})
+    if not isinstance(kwargs, Mapping):
+        raise ConfigError(f"{where}: 'kwargs' must be a table, not {type(kwargs).__name__}")
+    options = raw.get("options", {})
+    if not isinstance(options, Mapping):
+        raise ConfigError(f"{where}: 'options' must be a table, not {type(options).__name__}")
+    bad = set(options) - _send_options()
+    if bad:
+        raise ConfigError(
+            f"{where}: unknown option(s) {', '.join(sorted(map(str, bad)))}; "
+            f"options are send_task's: {', '.join(sorted(_send_options()))}"
+        )
+    return ScheduleEntry(name, task, schedule, tuple(args), dict(kwargs), dict(options))
+
+
+class Scheduler:
+    """The scheduler logic, keeping its state in this process (``--scheduler memory``).
+
+    Subclasses keep the state elsewhere by overriding :meth:`open`, :meth:`load_state`,
+    :meth:`save_state` and :meth:`close` (see the module docstring).
+    """
+
+    #: Whether what it remembers outlives the process.
+    persistent: ClassVar[bool] = False
+    #: Whether a second beat on the same store is refused while the first holds it.
+    exclusive: ClassVar[bool] = False
+
+    def __init__(self, app: App, *, schedule_filename: str | os.PathLike[str] | None = None) -> None:
+        self.app = app
+        #: Where a file-backed scheduler keeps its state (``-s``); others may ignore it.
+        self.schedule_filename = schedule_filename
+        self.entries: dict[str, ScheduleEntry] = {}
+        self._memory: dict[str, EntryState] = {}
+        self._tz: tzinfo | None = None
+
+    # ---- The store: what subclasses override -------------------------------------------
+
+    def open(self) -> None:
+        """Take the store (and its lock, for an exclusive one)."""
+
+    def load_state(self) -> dict[str, EntryState]:
+        """Every entry's remembered state, by name."""
+        return dict(self._memory)
+
+    def save_state(self, name: str, state: EntryState | None) -> None:
+        """Remember ``state`` for entry ``name``; forget the entry when ``state`` is None."""
+        if state is None:
+            self._memory.pop(name, None)
+        else:
+            self._memory[name] = state
+
+    def close(self) -> None:
+        """Let go of the store and its lock. Must not raise."""
+
+    # ---- The logic ------------------------------------------------------------------------
+
+    @property
+    def tz(self) -> tzinfo:
+        """The app's ``timezone``, which crontab and solar schedules read the clock in."""
+        if self._tz is None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            name = str(self.app.conf["timezone"])
+            try:
+                self._tz = ZoneInfo(name)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ConfigError(
+                    f"timezone {name!r} is not a known time zone; use an IANA name such as "
+                    f'"UTC" or "Europe/Paris" (install the tzdata package where the system has none)'
+                ) from None
+        return self._tz
+
+    def configured_entries(self) -> dict[str, ScheduleEntry]:
+        """The entries of ``beat_schedule`` and of ``add_periodic_task``, checked."""
+        raw = self.app.conf["beat_schedule"]
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"beat_schedule must be a table of entries, not {type(raw).__name__}")
+        entries = {str(name): parse_entry(str(name), value) for name, value in raw.items()}
+        for name, entry in self.app.periodic_tasks.items():
+            if name in entries:
+                raise ConfigError(
+                    f"periodic task {name!r} is both in beat_schedule and given to add_periodic_task; rename one"
+                )
+            entries[name] = entry
+        return entries
+
+    def setup(self, now: datetime | None = None) -> None:
+        """Open the store and match the configured entries with what it remembers.
+
+        A new entry, or one whose schedule changed, starts from ``now`` (an interval entry
+        first runs one interval later); what the store remembers of entries no longer
+        configured is forgotten.
+        """
+        now = now or datetime.now(UTC)
+        entries = self.configured_entries()
+        _ = self.tz  # a bad time zone is an error at start, not at the first crontab
+        self.open()
+        try:
+            remembered = self.load_state()
+            for name in sorted(set(remembered) - set(entries)):
+                logger.info("beat: forgetting %s, no longer in the schedule", name)
+                self.save_state(name, None)
+            for name, entry in entries.items():
+                state = remembered.get(name)
+                described = entry.schedule.describe()
+                if state is None or state.schedule != described:
+                    state = EntryState(now, 0, described)
+                    self.save_state(name, state)
+                entry.state = state
+        except BaseException:
+            self.close()
+            raise
+        self.entries = entries
+
+    def tick(self, now: datetime | None = None) -> float:
+        """Send every entry that is due; return the seconds until the next one is."""
+        now = now or datetime.now(UTC)
+        tz = self.tz
+        wait = float("inf")
+        for entry in self.entries.values():
+            remaining = entry.remaining(now, tz)
+            if remaining <= 0:
+                remaining = entry.remaining(now, tz) if self.send(entry, now) else SEND_RETRY_DELAY
+            wait = min(wait, remaining)
+        return max(0.0, wait)
+
+    def send(self, entry: ScheduleEntry, now: datetime) -> bool:
+        """Send ``entry`` and record the run; False (logged) when the send failed."""
+        try:
+            if entry.signature is not None:
+                result = entry.signature.apply_async()
+            else:
+                result = self.app.send_task(entry.task, entry.args, entry.kwargs, **entry.options)  # type: ignore[arg-type]
+        except Exception:
+            logger.exception(
+                "beat: could not send %s (%s); trying again in %gs", entry.name, entry.task, SEND_RETRY_DELAY
+            )
+            return False
+        assert entry.state is not None
+        entry.state = EntryState(now, entry.state.total_run_count + 1, entry.state.schedule)
+        logger.info("beat: sent %s (%s) as %s", entry.name, entry.task, getattr(result, "id", "?"))
+        try:
+            self.save_state(entry.name, entry.state)
+        except Exception:
+            logger.exception("beat: sent %s but could not record it; it may run again after a restart", entry.name)
+        return True
+
+
+class FileScheduler(Scheduler):
+    """The default scheduler: state in a local SQLite file, one beat at a time per file.
+
+    The file is ``-s/--schedule`` or ``beat_schedule_filename``; a lock file beside it
+    (``<file>.lock``, holding the pid) keeps a second beat from sending every task twice.
+    """
+
+    persistent = True
+    exclusive = True
+
+    def __init__(self, app: App, *, schedule_filename: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(app, schedule_filename=schedule_filename)
+        self.path = Path(schedule_filename or cast(str, app.conf["beat_schedule_filename"]))
+        self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+
+    def open(self) -> None:
+        import fcntl
+
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot create the beat lock file {lock_path}: {exc}; choose a writable --schedule"
+            ) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise ScheduleLockedError(
+                f"another beat (pid {holder}) is using the schedule file {self.path}; run one beat per "
+                f"schedule, or give this one its own file with --schedule"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS beat_entries (name TEXT PRIMARY KEY, last_run_at REAL NOT NULL, "
+                "total_run_count INTEGER NOT NULL, schedule TEXT NOT NULL)"
+            )
+        except sqlite3.Error as exc:
+            self.close()
+            raise ConfigError(f"cannot use {self.path} as the beat schedule file: {exc}") from exc
+        self._db = db
+
+    def load_state(self) -> dict[str, EntryState]:
+        assert self._db is not None, "open() first"
+        rows = self._db.execute("SELECT name, last_run_at, total_run_count, schedule FROM beat_entries")
+        return {
+            name: EntryState(datetime.fromtimestamp(last, tz=UTC), count, schedule)
+            for name, last, count, schedule in rows
+        }
+
+    def save_state(self, name: str, state: EntryState | None) -> None:
+        assert self._db is not None, "open() first"
+        if state is None:
+            self._db.execute("DELETE FROM beat_entries WHERE name = ?", (name,))
+        else:
+            self._db.execute(
+                "INSERT OR REPLACE INTO beat_entries VALUES (?, ?, ?, ?)",
+                (name, state.last_run_at.timestamp(), state.total_run_count, state.schedule),
+            )
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # closing the descriptor releases the lock
+            self._lock_fd = None
+
+
+def resolve_scheduler(app: App, name: str | None = None) -> type[Scheduler]:
+    """The scheduler class named ``name`` (default ``beat_scheduler``), from the plugins."""
+    chosen = name or str(app.conf["beat_scheduler"])
+    cls = app.plugins.resolve_driver("schedulers", chosen)
+    if not (isinstance(cls, type) and issubclass(cls, Scheduler)):
+        raise ConfigError(f"the scheduler {chosen!r} is not a taskq.beat.Scheduler subclass; fix or remove its plugin")
+    return cls
+
+
+__all__ = ["EntryState", "FileScheduler", "ScheduleEntry", "Scheduler", "parse_entry", "resolve_scheduler"]

@@ -1,0 +1,10 @@
+"""Core's beat schedulers, offered through the same hook a plugin's would be."""
+
+from __future__ import annotations
+
+from taskq.hookspecs import hookimpl
+
+
+@hookimpl
+def taskq_register_schedulers() -> dict[str, str]:
+    return {"file": "taskq.beat.scheduler:FileScheduler", "memory": "taskq.beat.scheduler:Scheduler"}

@@ -1,0 +1,146 @@
+"""Beat: core's schedulers pass the scheduler kit; entries are checked; the loop and -B run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from taskq.app import App
+from taskq.beat import Beat, FileScheduler, Scheduler, crontab
+from taskq.beat.scheduler import parse_entry, resolve_scheduler
+from taskq.errors import ConfigError, DriverNotFoundError, ScheduleLockedError
+from taskq.testing.conformance.scheduler import T0, SchedulerContract, SchedulerFactory, make_app, sent
+
+# How long to wait, in seconds, for something that should happen soon.
+DEADLINE = 10.0
+
+
+class TestFileScheduler(SchedulerContract):
+    @pytest.fixture
+    def make_scheduler(self, tmp_path: Path) -> SchedulerFactory:
+        def make(app: App) -> Scheduler:
+            return FileScheduler(app, schedule_filename=tmp_path / "beat.db")
+
+        return make
+
+
+class TestMemoryScheduler(SchedulerContract):
+    @pytest.fixture
+    def make_scheduler(self) -> SchedulerFactory:
+        memory: dict[str, object] = {}
+
+        def make(app: App) -> Scheduler:
+            scheduler = Scheduler(app)
+            scheduler._memory = memory  # type: ignore[assignment]  # one store for the test's instances
+            return scheduler
+
+        return make
+
+
+# ---- Entries ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ("30", "must be a table"),
+        ({"schedule": 30}, "needs 'task'"),
+        ({"task": "proj.x"}, "needs 'schedule'"),
+        ({"task": "proj.x", "schedule": 30, "every": 3}, "unknown key(s) every"),
+        ({"task": "proj.x", "schedule": 30, "args": "abc"}, "'args' must be a list"),
+        ({"task": "proj.x", "schedule": 30, "kwargs": [1]}, "'kwargs' must be a table"),
+        ({"task": "proj.x", "schedule": 30, "options": {"queeu": "a"}}, "unknown option(s) queeu"),
+        ({"task": "proj.x", "schedule": "every day"}, "entry 'nightly'"),
+    ],
+)
+def test_a_bad_entry_says_what_is_wrong(raw: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_entry("nightly", raw)
+
+
+def test_entries_read_as_celery_writes_them() -> None:
+    entry = parse_entry("n", {"task": "proj.x", "schedule": timedelta(minutes=5), "relative": True, "args": (1,)})
+    assert (
+        entry.schedule.describe()
+        == parse_entry("m", {"task": "t", "schedule": {"every": 300, "relative": True}}).schedule.describe()
+    )
+    assert entry.args == (1,)
+    cron = parse_entry("c", {"task": "proj.x", "schedule": crontab(minute=0, hour=3)})
+    assert cron.schedule == crontab(minute=0, hour=3)
+
+
+def test_a_bad_time_zone_is_an_error_at_setup() -> None:
+    app = make_app({"x": {"task": "proj.x", "schedule": 30}}, timezone="Mars/Olympus")
+    with pytest.raises(ConfigError, match="not a known time zone"):
+        Scheduler(app).setup(T0)
+
+
+def test_a_name_in_both_the_config_and_code_is_an_error() -> None:
+    app = make_app({"proj.x()": {"task": "proj.x", "schedule": 30}})
+    app.add_periodic_task(30, "proj.x")
+    with pytest.raises(ConfigError, match="both in beat_schedule and given to add_periodic_task"):
+        Scheduler(app).setup(T0)
+
+
+def test_add_periodic_task_takes_a_signature_with_its_options() -> None:
+    app = make_app({})
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    name = app.add_periodic_task(crontab(minute="*/5"), add.s(1, y=2).set(queue="math"), name="sums")
+    assert name == "sums"
+    entry = app.periodic_tasks["sums"]
+    assert (entry.task, entry.args, entry.kwargs, entry.options) == (add.name, (1,), {"y": 2}, {"queue": "math"})
+
+
+def test_an_unknown_scheduler_names_what_is_installed() -> None:
+    app = make_app({})
+    with pytest.raises(DriverNotFoundError, match="no scheduler named 'redis'; installed: file, memory"):
+        resolve_scheduler(app, "redis")
+    assert resolve_scheduler(app) is FileScheduler
+
+
+# ---- The loop -----------------------------------------------------------------------
+
+
+def test_beat_sends_on_time_and_stops_when_asked(tmp_path: Path) -> None:
+    app = make_app({"ping": {"task": "proj.ping", "schedule": 0.2}})
+    beat = Beat(app, schedule_filename=tmp_path / "beat.db")
+    thread = threading.Thread(target=beat.run, daemon=True)
+    thread.start()
+    try:
+        received: list[object] = []
+        deadline = time.monotonic() + DEADLINE
+        while len(received) < 3 and time.monotonic() < deadline:
+            received.extend(sent(app))
+            time.sleep(0.05)
+        assert len(received) >= 3
+    finally:
+        beat.stop()
+        thread.join(DEADLINE)
+    assert not thread.is_alive()
+    # stopped: the lock is free, and the file remembers the runs
+    again = FileScheduler(app, schedule_filename=tmp_path / "beat.db")
+    again.setup()
+    state = again.entries["ping"].state
+    assert state is not None
+    assert state.total_run_count >= 3
+    again.close()
+
+
+def test_a_worker_with_beat_refuses_to_start_on_a_locked_schedule(tmp_path: Path) -> None:
+    app = make_app({"ping": {"task": "proj.ping", "schedule": 30}})
+    holder = FileScheduler(app, schedule_filename=tmp_path / "beat.db")
+    holder.setup()
+    try:
+        worker = app.Worker(pool="solo", beat=True, schedule_filename=tmp_path / "beat.db")
+        with pytest.raises(ScheduleLockedError, match=r"another beat \(pid \d+\)"):
+            worker.start()
+    finally:
+        holder.close()
