@@ -84,6 +84,7 @@ DEFAULTS: dict[str, object] = {
     "beat_schedule": {},
     "beat_scheduler": "file",  # "file" (a local SQLite file), "memory", or a plugin's
     "beat_schedule_filename": "taskq-beat.db",
+    "beat_scheduler_url": None,  # where a store-backed scheduler keeps its state; None: the broker's
     "beat_max_loop_interval": 300.0,  # seconds: the longest beat sleeps between checks
     "plugins": {},
 }

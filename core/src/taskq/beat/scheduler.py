@@ -7,8 +7,12 @@ offering one (``taskq_register_schedulers``) subclasses :class:`Scheduler` and w
 methods:
 
 * :meth:`Scheduler.open`: take the store; where only one beat may use it at a time, take
-  its lock too, and raise :class:`~taskq.errors.ScheduleLockedError` when another beat
-  holds it;
+  its lock too. When another beat holds it, either raise
+  :class:`~taskq.errors.ScheduleLockedError`, or stand by: set :attr:`Scheduler.standby`
+  and wait for the lock until it is free or :attr:`Scheduler.stopping` is set (then
+  raise ``ScheduleLockedError``). A scheduler whose lock lapses unless renewed renews it
+  in :meth:`Scheduler.tick` (and caps the wait it returns), raising
+  ``ScheduleLockedError`` if it finds the lock taken by another beat;
 * :meth:`Scheduler.load_state`: what the store remembers, by entry name;
 * :meth:`Scheduler.save_state`: remember one entry's state (``None``: forget it), called
   after each send;
@@ -30,6 +34,7 @@ import inspect
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
@@ -150,6 +155,10 @@ class Scheduler:
         #: Where a file-backed scheduler keeps its state (``-s``); others may ignore it.
         self.schedule_filename = schedule_filename
         self.entries: dict[str, ScheduleEntry] = {}
+        #: Set by :meth:`open` while it waits, as a standby, for another beat to let go.
+        self.standby = threading.Event()
+        #: Set when beat is asked to stop; a standby :meth:`open` gives up waiting then.
+        self.stopping = threading.Event()
         self._memory: dict[str, EntryState] = {}
         self._tz: tzinfo | None = None
 

@@ -13,6 +13,7 @@ import threading
 from typing import TYPE_CHECKING, cast
 
 from taskq.beat.scheduler import Scheduler, resolve_scheduler
+from taskq.errors import ScheduleLockedError
 
 if TYPE_CHECKING:
     from taskq.app import App
@@ -39,11 +40,21 @@ class Beat:
         self.max_interval = float(max_interval if max_interval is not None else configured)
         #: Set once the scheduler is set up and the first tick is done.
         self.ready = threading.Event()
-        self._stopping = threading.Event()
+        self._stopping = self.scheduler.stopping
 
     def run(self) -> None:
-        """Set the scheduler up and tick until stopped. Blocks; raises if setup fails."""
-        self.setup()
+        """Set the scheduler up and tick until stopped. Blocks; raises if setup fails.
+
+        A standby beat (its scheduler waiting for another beat's lock) asked to stop
+        returns quietly.
+        """
+        try:
+            self.setup()
+        except ScheduleLockedError:
+            if self._stopping.is_set():
+                logger.info("beat stopped while standing by")
+                return
+            raise
         self.loop()
 
     def setup(self) -> None:

@@ -27,6 +27,7 @@ from taskq.worker.revocations import RevocationStep
 
 if TYPE_CHECKING:
     from taskq.app import App
+    from taskq.beat.service import Beat
     from taskq.plugins import Plugins
     from taskq.worker.consumer import Consumer
 
@@ -70,7 +71,12 @@ class PoolStep(Step):
 
 
 class BeatStep(Step):
-    """Runs beat in a thread of this worker when it was started with ``-B``."""
+    """Runs beat in a thread of this worker when it was started with ``-B``.
+
+    The worker starts once beat is sending or standing by (waiting for another beat's
+    lock); a beat that fails to start (a locked schedule file, a bad entry) stops the
+    worker's start with its error.
+    """
 
     name = "beat"
     requires = ("consumer",)
@@ -82,10 +88,22 @@ class BeatStep(Step):
         from taskq.beat.service import Beat  # only for a worker that embeds beat
 
         beat = Beat(self.worker.app, **options)  # type: ignore[arg-type]
-        beat.setup()  # in this thread: a locked schedule file stops the worker's start
         self.beat: Beat | None = beat
-        self.thread = threading.Thread(target=beat.loop, name="taskq-beat", daemon=True)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, args=(beat,), name="taskq-beat", daemon=True)
         self.thread.start()
+        while not (beat.ready.is_set() or beat.scheduler.standby.is_set()) and self.thread.is_alive():
+            beat.ready.wait(0.05)
+        if self.error is not None:
+            raise self.error
+
+    def _run(self, beat: Beat) -> None:
+        try:
+            beat.run()
+        except BaseException as exc:
+            self.error = exc
+            if beat.ready.is_set() or beat.scheduler.standby.is_set():
+                logger.exception("beat stopped on an error; the worker goes on without it")
 
     def stop(self) -> None:
         beat = getattr(self, "beat", None)
