@@ -1,6 +1,7 @@
-"""taskq-redis's plugin module: registers the ``redis://`` transport and result backend.
+"""taskq-redis's plugin module: registers the ``redis://`` transport, result backend and beat scheduler.
 
-Cheap to import: neither redis-py nor the drivers load until a Redis URL selects them.
+Cheap to import: neither redis-py nor the drivers load until a Redis URL (or
+``--scheduler redis``) selects them.
 ``rediss://`` is Redis over TLS, ``sentinel://`` a master found through Redis Sentinel
 (URLs as Celery and kombu write them).
 """
@@ -20,3 +21,8 @@ def taskq_register_transports() -> dict[str, str]:
 @hookimpl
 def taskq_register_result_backends() -> dict[str, str]:
     return dict.fromkeys(SCHEMES, "taskq_redis.backend:RedisBackend")
+
+
+@hookimpl
+def taskq_register_schedulers() -> dict[str, str]:
+    return {"redis": "taskq_redis.scheduler:RedisScheduler"}
