@@ -101,8 +101,8 @@ def test_add_periodic_task_takes_a_signature_with_its_options() -> None:
 
 def test_an_unknown_scheduler_names_what_is_installed() -> None:
     app = make_app({})
-    with pytest.raises(DriverNotFoundError, match="no scheduler named 'redis'; installed: file, memory"):
-        resolve_scheduler(app, "redis")
+    with pytest.raises(DriverNotFoundError, match=r"no scheduler named 'nosuch'; installed: .*file, memory"):
+        resolve_scheduler(app, "nosuch")
     assert resolve_scheduler(app) is FileScheduler
 
 

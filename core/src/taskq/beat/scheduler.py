@@ -11,8 +11,8 @@ methods:
   :class:`~taskq.errors.ScheduleLockedError`, or stand by: set :attr:`Scheduler.standby`
   and wait for the lock until it is free or :attr:`Scheduler.stopping` is set (then
   raise ``ScheduleLockedError``). A scheduler whose lock lapses unless renewed renews it
-  in :meth:`Scheduler.tick` (and caps the wait it returns), raising
-  ``ScheduleLockedError`` if it finds the lock taken by another beat;
+  in :meth:`Scheduler.tick`, raising ``ScheduleLockedError`` if it finds the lock taken
+  by another beat, and sets :attr:`Scheduler.max_wait` so that beat wakes up in time;
 * :meth:`Scheduler.load_state`: what the store remembers, by entry name;
 * :meth:`Scheduler.save_state`: remember one entry's state (``None``: forget it), called
   after each send;
@@ -149,6 +149,15 @@ class Scheduler:
     persistent: ClassVar[bool] = False
     #: Whether a second beat on the same store is refused while the first holds it.
     exclusive: ClassVar[bool] = False
+
+    @property
+    def max_wait(self) -> float | None:
+        """The longest beat may sleep between two ticks, whatever the schedule says.
+
+        None: no limit but ``beat_max_loop_interval``. A scheduler that renews a lease in
+        :meth:`tick` returns how often it must.
+        """
+        return None
 
     def __init__(self, app: App, *, schedule_filename: str | os.PathLike[str] | None = None) -> None:
         self.app = app

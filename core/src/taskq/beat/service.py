@@ -74,7 +74,7 @@ class Beat:
         scheduler = self.scheduler
         try:
             while not self._stopping.is_set():
-                wait = min(scheduler.tick(), self.max_interval)
+                wait = min(scheduler.tick(), self.max_interval, scheduler.max_wait or self.max_interval)
                 self.ready.set()
                 logger.debug("beat: next tick in %.3fs", wait)
                 self._stopping.wait(wait)

@@ -97,6 +97,11 @@ class RedisScheduler(Scheduler):
     persistent = True
     exclusive = True
 
+    @property
+    def max_wait(self) -> float:
+        """Beat ticks at least this often, so that the lock is renewed before it lapses."""
+        return RENEW_SECONDS
+
     def __init__(self, app: App, *, schedule_filename: str | os.PathLike[str] | None = None) -> None:
         super().__init__(app, schedule_filename=schedule_filename)
         self.url = store_url(app)
@@ -216,7 +221,7 @@ class RedisScheduler(Scheduler):
             return STANDBY_RETRY_SECONDS
         if answer != 1:
             raise self._lost(answer)
-        return min(super().tick(now), RENEW_SECONDS)
+        return super().tick(now)
 
     def _lock_script(self, script: _scripts.Script, *args: object, endpoint: Endpoint | None = None) -> object:
         """Run one of the lock's scripts: 1 when the lock is this beat's, else its holder (text or None)."""

@@ -75,6 +75,10 @@ class SchedulerContract:
 
     # ---- Sending what is due ----------------------------------------------------------
 
+    def test_max_wait_is_none_or_positive(self, make_scheduler: SchedulerFactory) -> None:
+        max_wait = make_scheduler(make_app({})).max_wait
+        assert max_wait is None or max_wait > 0
+
     def test_an_interval_entry_runs_one_interval_after_it_is_first_seen(
         self, make_scheduler: SchedulerFactory, running: list[Scheduler]
     ) -> None:
@@ -200,8 +204,10 @@ class SchedulerContract:
             pytest.skip("the scheduler declares exclusive=False")
         app = make_app({"ping": {"task": "proj.ping", "schedule": 30}})
         first = self.start(make_scheduler, running, app, T0)
+        second = make_scheduler(app)
+        second.stopping.set()  # a scheduler that stands by gives up at once, as when beat stops
         with pytest.raises(ScheduleLockedError, match="another beat"):
-            self.start(make_scheduler, running, app, T0)
+            second.setup(T0)
         first.close()
         self.start(make_scheduler, running, app, T0)  # free again once the first has stopped
 
