@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import threading
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 
 import pytest
 
 from taskq.app import App
-from taskq.beat import Beat, FileScheduler, Scheduler, crontab
+from taskq.beat import Beat, FileScheduler, Schedule, Scheduler, crontab
 from taskq.beat.scheduler import parse_entry, resolve_scheduler
 from taskq.errors import ConfigError, DriverNotFoundError, ScheduleLockedError
 from taskq.testing.conformance.scheduler import T0, SchedulerContract, SchedulerFactory, make_app, sent
@@ -104,6 +104,23 @@ def test_an_unknown_scheduler_names_what_is_installed() -> None:
     with pytest.raises(DriverNotFoundError, match=r"no scheduler named 'nosuch'; installed: .*file, memory"):
         resolve_scheduler(app, "nosuch")
     assert resolve_scheduler(app) is FileScheduler
+
+
+class Broken(Schedule):
+    def remaining(self, last_run_at: datetime, now: datetime, tz: tzinfo) -> float:
+        raise ArithmeticError("a bug in a user's schedule")
+
+    def describe(self) -> str:
+        return "broken"
+
+
+def test_an_entry_whose_schedule_raises_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    app = make_app({"ok": {"task": "proj.ok", "schedule": 10}, "broken": {"task": "proj.broken", "schedule": Broken()}})
+    scheduler = Scheduler(app)
+    scheduler.setup(T0)
+    assert scheduler.tick(T0 + timedelta(seconds=10)) == pytest.approx(10.0)
+    assert sent(app) == [("proj.ok", [], {})]
+    assert "the schedule of broken failed" in caplog.text
 
 
 # ---- The loop -----------------------------------------------------------------------

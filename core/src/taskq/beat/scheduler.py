@@ -54,6 +54,8 @@ logger = logging.getLogger(__name__)
 ENTRY_KEYS = frozenset({"task", "schedule", "args", "kwargs", "options", "relative"})
 #: Seconds before beat tries again to send an entry whose send failed.
 SEND_RETRY_DELAY = 5.0
+#: Seconds before beat asks again an entry whose schedule raised.
+SCHEDULE_RETRY_DELAY = 60.0
 
 
 @dataclass
@@ -256,7 +258,14 @@ class Scheduler:
         tz = self.tz
         wait = float("inf")
         for entry in self.entries.values():
-            remaining = entry.remaining(now, tz)
+            try:
+                remaining = entry.remaining(now, tz)
+            except Exception:  # a schedule's own bug (a user's Schedule subclass): the others go on
+                logger.exception(
+                    "beat: the schedule of %s failed; trying again in %gs", entry.name, SCHEDULE_RETRY_DELAY
+                )
+                wait = min(wait, SCHEDULE_RETRY_DELAY)
+                continue
             if remaining <= 0:
                 remaining = entry.remaining(now, tz) if self.send(entry, now) else SEND_RETRY_DELAY
             wait = min(wait, remaining)
