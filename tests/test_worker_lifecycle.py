@@ -137,3 +137,26 @@ def test_taskq_inspect_ping_sees_a_rabbitmq_worker_with_rpc_results(spawn_worker
         channel.queue_delete(env["TASKQ_TASK_DEFAULT_QUEUE"])
         channel.exchange_delete(env["TASKQ_TASK_DEFAULT_QUEUE"])
         conn.close()
+
+
+def test_taskq_inspect_active_and_registered_show_a_running_task(spawn_worker, e2e_tasks, e2e_env):
+    def inspect(what: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "taskq", "-A", "e2e_app.tasks", "inspect", what],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **e2e_env},
+            check=True,
+        )
+        return done.stdout
+
+    worker = spawn_worker("-n", "busy@test", "--pool=thread", "-c", "2")  # solo beats only between tasks
+    worker.wait_ready()
+    result = e2e_tasks.slow.delay("inspected", 30.0)
+    wait_until(lambda: f"{result.id}  e2e_app.tasks.slow" in inspect("active"), 30, "the running task in a heartbeat")
+    assert "busy@test: 1 running" in inspect("active")
+    registered = inspect("registered")
+    assert "  e2e_app.tasks.record" in registered
+    assert "  e2e_app.tasks.slow" in registered
+    worker.kill()

@@ -340,6 +340,34 @@ def ping(ctx: click.Context) -> None:
 @inspect.command()
 @app_option
 @click.pass_context
+def active(ctx: click.Context) -> None:
+    """The tasks each consuming worker is running now: id, name and for how long."""
+    import time
+
+    for name, info in sorted(_workers(ctx).items()):
+        running = cast("list[dict[str, object]]", info.get("active") or [])
+        click.echo(f"{name}: {len(running)} running")
+        for task in running:
+            started = task.get("started")
+            since = f"{time.time() - float(started):.1f}s" if isinstance(started, (int, float)) else "starting"
+            click.echo(f"  {task.get('id')}  {task.get('name')}  ({since})")
+
+
+@inspect.command()
+@app_option
+@click.pass_context
+def registered(ctx: click.Context) -> None:
+    """The tasks each consuming worker knows (has imported), by name."""
+    for name, info in sorted(_workers(ctx).items()):
+        tasks = cast("list[str]", info.get("registered") or [])
+        click.echo(f"{name}: {len(tasks)} task(s)")
+        for task in tasks:
+            click.echo(f"  {task}")
+
+
+@inspect.command()
+@app_option
+@click.pass_context
 def stats(ctx: click.Context) -> None:
     """Each consuming worker's pool, queues, counters and running tasks, as JSON."""
     click.echo(json.dumps(_workers(ctx), indent=2, sort_keys=True, default=str))

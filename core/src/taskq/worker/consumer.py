@@ -261,7 +261,11 @@ class Consumer:
             "concurrency": self.pool.concurrency,
             "queues": self.queues,
             "processed": self.processed,
-            "active": sorted(self.active),
+            "active": [
+                {"id": request.id, "name": request.name, "started": request.time_start}
+                for _, request in sorted(self.active.items())
+            ],
+            "registered": sorted(name for name in self.app.tasks if not name.startswith("celery.")),
             "reserved": len(self.reserved) + len(self.timer),
             "prefetch": self.prefetch,
         }
