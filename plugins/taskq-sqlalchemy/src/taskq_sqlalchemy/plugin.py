@@ -1,7 +1,7 @@
-"""taskq-sqlalchemy's plugin module: the ``db+...://`` result backend and its commands.
+"""taskq-sqlalchemy's plugin module: the ``db+...://`` result backend, its commands, beat's scheduler.
 
 Cheap to import: SQLAlchemy and the database drivers load only when a ``db+`` URL
-selects the backend or one of the commands runs.
+selects the backend, one of the commands runs or beat selects ``--scheduler database``.
 """
 
 from __future__ import annotations
@@ -31,3 +31,8 @@ def taskq_register_result_backends() -> dict[str, str]:
 @hookimpl
 def taskq_register_commands() -> dict[str, str]:
     return {"db": "taskq_sqlalchemy.commands:db", "cleanup": "taskq_sqlalchemy.commands:cleanup"}
+
+
+@hookimpl
+def taskq_register_schedulers() -> dict[str, str]:
+    return {"database": "taskq_sqlalchemy.scheduler:DatabaseScheduler"}
