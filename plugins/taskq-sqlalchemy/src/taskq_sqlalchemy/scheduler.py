@@ -162,7 +162,7 @@ class DatabaseScheduler(Scheduler):
                 )
                 holder = "?"
             if holder is None:
-                continue  # let go of between our upsert and our read: try again at once
+                continue  # the row went between our upsert and our read: try again at once
             if holder == self.holder:
                 break
             if self.stopping.is_set():
