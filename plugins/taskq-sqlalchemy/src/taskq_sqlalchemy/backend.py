@@ -99,10 +99,25 @@ def results_table(name: str, schema: str | None = None, metadata: sa.MetaData | 
     )
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first line of a database error, for messages that fit on one line."""
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip()
     return text.splitlines()[0] if text else type(orig).__name__
+
+
+def check_advice(url: sa.URL, backend_name: str) -> str:
+    """What to check, and the command that checks it, when the database at ``url`` fails."""
+    if backend_name == "postgresql":
+        check = url.set(drivername="postgresql").render_as_string(hide_password=True)
+        return f"is PostgreSQL running and does the database exist? Check with: psql '{check}' -c 'select 1'"
+    if backend_name in ("mysql", "mariadb"):
+        return (
+            f"is MariaDB/MySQL running and does the database exist? Check with: "
+            f"mariadb -h {url.host or 'localhost'} -P {url.port or 3306} -u {url.username or 'root'} -p "
+            f"{url.database or ''} -e 'select 1'"
+        )
+    return f"does the folder exist and may this user write there? Check with: sqlite3 {url.database} 'select 1'"
 
 
 class DatabaseBackend(KeyValueBackend):
@@ -186,21 +201,11 @@ class DatabaseBackend(KeyValueBackend):
         return engine
 
     def _advice(self) -> str:
-        url = self.db_url
-        if self.backend_name == "postgresql":
-            check = url.set(drivername="postgresql").render_as_string(hide_password=True)
-            return f"is PostgreSQL running and does the database exist? Check with: psql '{check}' -c 'select 1'"
-        if self.backend_name in ("mysql", "mariadb"):
-            return (
-                f"is MariaDB/MySQL running and does the database exist? Check with: "
-                f"mariadb -h {url.host or 'localhost'} -P {url.port or 3306} -u {url.username or 'root'} -p "
-                f"{url.database or ''} -e 'select 1'"
-            )
-        return f"does the folder exist and may this user write there? Check with: sqlite3 {url.database} 'select 1'"
+        return check_advice(self.db_url, self.backend_name)
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
         return BackendUnavailableError(
-            f"cannot reach the result database at {self.masked_url} ({_first_line(exc)}); {self._advice()}"
+            f"cannot reach the result database at {self.masked_url} ({first_line(exc)}); {self._advice()}"
         )
 
     def create_tables(self) -> bool:
@@ -255,7 +260,7 @@ class DatabaseBackend(KeyValueBackend):
                     "result database %s: %s failed (%s); retrying in %.1fs",
                     self.masked_url,
                     what,
-                    _first_line(exc),
+                    first_line(exc),
                     delay,
                 )
                 time.sleep(delay)

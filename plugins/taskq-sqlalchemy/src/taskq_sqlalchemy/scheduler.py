@@ -47,7 +47,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 from taskq.beat.scheduler import EntryState, Scheduler
 from taskq.errors import BackendUnavailableError, ConfigError, ScheduleLockedError
 from taskq.utils import mask_url
-from taskq_sqlalchemy.backend import SQLITE_BUSY_TIMEOUT, sqlalchemy_url
+from taskq_sqlalchemy.backend import SQLITE_BUSY_TIMEOUT, check_advice, first_line, sqlalchemy_url
 
 if TYPE_CHECKING:
     from taskq.app import App
@@ -249,7 +249,7 @@ class DatabaseScheduler(Scheduler):
                 "beat: could not let go of the lock of %r in %s (%s); it lapses within %gs",
                 self.app_name,
                 LOCK_TABLE,
-                _first_line(exc),
+                first_line(exc),
                 LOCK_SECONDS,
             )
         with contextlib.suppress(Exception):
@@ -367,7 +367,7 @@ class DatabaseScheduler(Scheduler):
             except CONNECTION_ERRORS as exc:
                 if attempt == RETRY_ATTEMPTS:
                     raise
-                logger.debug("beat: the database failed a statement (%s); retrying in %.1fs", _first_line(exc), delay)
+                logger.debug("beat: the database failed a statement (%s); retrying in %.1fs", first_line(exc), delay)
                 time.sleep(delay)
                 delay *= 2
         raise AssertionError("unreachable")  # pragma: no cover
@@ -378,22 +378,12 @@ class DatabaseScheduler(Scheduler):
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
         return BackendUnavailableError(
-            f"beat's schedule store: cannot reach the database at {self.masked_url} ({_first_line(exc)}); "
+            f"beat's schedule store: cannot reach the database at {self.masked_url} ({first_line(exc)}); "
             f"{self._advice()}"
         )
 
     def _advice(self) -> str:
-        url = self.db_url
-        if self.backend_name == "postgresql":
-            check = url.set(drivername="postgresql").render_as_string(hide_password=True)
-            return f"is PostgreSQL running and does the database exist? Check with: psql '{check}' -c 'select 1'"
-        if self.backend_name in ("mysql", "mariadb"):
-            return (
-                f"is MariaDB/MySQL running and does the database exist? Check with: "
-                f"mariadb -h {url.host or 'localhost'} -P {url.port or 3306} -u {url.username or 'root'} -p "
-                f"{url.database or ''} -e 'select 1'"
-            )
-        return f"does the folder exist and may this user write there? Check with: sqlite3 {url.database} 'select 1'"
+        return check_advice(self.db_url, self.backend_name)
 
 
 def store_url(app: App) -> str:
@@ -413,12 +403,6 @@ def store_url(app: App) -> str:
         where = "beat_scheduler_url" if configured else "the result_backend"
         raise ConfigError(f"the database scheduler cannot use {where} {mask_url(url)!r} ({exc}); {advice}") from None
     return url
-
-
-def _first_line(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__
 
 
 __all__ = ["LOCK_SECONDS", "RENEW_SECONDS", "STANDBY_RETRY_SECONDS", "DatabaseScheduler", "beat_tables", "store_url"]
