@@ -1,4 +1,4 @@
-"""The database beat scheduler: the scheduler kit, standby and takeover, a lost lock, its URL.
+"""The database beat scheduler: the standby scheduler kit, its tables, the database down, its URL.
 
 Every kit app is named "conformance", so tests are kept apart by their store, not by app
 name: each test gets its own PostgreSQL schema (the URL's ``search_path``), its own
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 import socket
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,10 +20,20 @@ import pytest
 import sqlalchemy as sa
 
 from taskq.app import App
-from taskq.beat import Beat, Scheduler
+from taskq.beat import Scheduler
 from taskq.beat.scheduler import resolve_scheduler
-from taskq.errors import BackendUnavailableError, ConfigError, ScheduleLockedError
-from taskq.testing.conformance.scheduler import T0, SchedulerContract, SchedulerFactory, make_app, sent
+from taskq.errors import BackendUnavailableError, ConfigError
+from taskq.testing.conformance.scheduler import (
+    T0,
+    LeaseLeft,
+    LockHolder,
+    SchedulerFactory,
+    SetLeaseLeft,
+    StandbySchedulerContract,
+    TakeLock,
+    make_app,
+    sent,
+)
 from taskq_sqlalchemy import scheduler as db_scheduler
 from taskq_sqlalchemy.backend import sqlalchemy_url
 from taskq_sqlalchemy.scheduler import DatabaseScheduler, beat_tables
@@ -33,10 +42,10 @@ from .conftest import server_url
 
 pytestmark = pytest.mark.integration
 
-# How long to wait, in seconds, for something that should happen soon.
-DEADLINE = 10.0
 # A short lease for the takeover tests, in seconds: a dead beat's lock lapses this fast.
 SHORT_LOCK_SECONDS = 1.0
+# The lease another beat takes in the tests where it takes the lock, in seconds.
+OTHER_LEASE_SECONDS = 3600.0
 
 
 def postgresql_store() -> Iterator[str]:
@@ -101,14 +110,6 @@ def on_db(app: App, url: str) -> App:
     return app
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"waited {DEADLINE}s for {what}")
-        time.sleep(0.02)
-
-
 def free_port() -> int:
     """A local TCP port where nothing listens."""
     with socket.socket() as probe:
@@ -116,34 +117,22 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def lock_holder(raw: sa.Engine, app_name: str = "conformance") -> str | None:
-    _entries, lock = beat_tables()
-    with raw.connect() as connection:
-        holder = connection.execute(sa.select(lock.c.holder).where(lock.c.app == app_name)).scalar()
-    return None if holder is None else str(holder)
+def app_name(scheduler: Scheduler) -> str:
+    assert isinstance(scheduler, DatabaseScheduler)
+    return scheduler.app_name
 
 
-def set_holder(raw: sa.Engine, holder: str, app_name: str = "conformance") -> None:
-    """Hand the lock to ``holder`` for a long lease, as another beat taking over would."""
+def set_lock(raw: sa.Engine, scheduler: Scheduler, **values: object) -> None:
+    """Change the lock row of ``scheduler``'s app, as another beat would."""
     _entries, lock = beat_tables()
     with raw.begin() as connection:
-        connection.execute(
-            sa.update(lock).where(lock.c.app == app_name).values(holder=holder, expires_at=time.time() + 3600)
-        )
+        connection.execute(sa.update(lock).where(lock.c.app == app_name(scheduler)).values(**values))
 
 
 def stored_entries(raw: sa.Engine) -> list[tuple[object, ...]]:
     entries, _lock = beat_tables()
     with raw.connect() as connection:
         return [tuple(row) for row in connection.execute(sa.select(entries).order_by(entries.c.app, entries.c.name))]
-
-
-@pytest.fixture
-def short_lease(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Leases of SHORT_LOCK_SECONDS, renewed and retried at the module's ratios."""
-    monkeypatch.setattr(db_scheduler, "LOCK_SECONDS", SHORT_LOCK_SECONDS)
-    monkeypatch.setattr(db_scheduler, "RENEW_SECONDS", SHORT_LOCK_SECONDS / 3)
-    monkeypatch.setattr(db_scheduler, "STANDBY_RETRY_SECONDS", SHORT_LOCK_SECONDS / 6)
 
 
 @pytest.fixture
@@ -155,204 +144,69 @@ def closing() -> Iterator[list[Scheduler]]:
         scheduler.close()
 
 
-def factory(url: str) -> SchedulerFactory:
-    def make(app: App) -> Scheduler:
-        return DatabaseScheduler(on_db(app, url))
+class TestDatabaseScheduler(StandbySchedulerContract):
+    """The kit on each database in turn (``store_url``), each test on a store of its own."""
 
-    return make
-
-
-class TestDatabaseSchedulerOnPostgreSQL(SchedulerContract):
     @pytest.fixture
-    def make_scheduler(self) -> Iterator[SchedulerFactory]:
-        for url in postgresql_store():
-            yield factory(url)
+    def make_scheduler(self, store_url: str) -> SchedulerFactory:
+        def make(app: App) -> Scheduler:
+            return DatabaseScheduler(on_db(app, store_url))
 
+        return make
 
-class TestDatabaseSchedulerOnMariaDB(SchedulerContract):
     @pytest.fixture
-    def make_scheduler(self) -> Iterator[SchedulerFactory]:
-        for url in mariadb_store():
-            yield factory(url)
+    def short_lease(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Leases of SHORT_LOCK_SECONDS, renewed and retried at the module's ratios."""
+        monkeypatch.setattr(db_scheduler, "LOCK_SECONDS", SHORT_LOCK_SECONDS)
+        monkeypatch.setattr(db_scheduler, "RENEW_SECONDS", SHORT_LOCK_SECONDS / 3)
+        monkeypatch.setattr(db_scheduler, "STANDBY_RETRY_SECONDS", SHORT_LOCK_SECONDS / 6)
 
-
-class TestDatabaseSchedulerOnSQLite(SchedulerContract):
     @pytest.fixture
-    def make_scheduler(self, tmp_path: Path) -> Iterator[SchedulerFactory]:
-        for url in sqlite_store(tmp_path):
-            yield factory(url)
+    def lease_seconds(self) -> float:
+        return db_scheduler.LOCK_SECONDS
+
+    @pytest.fixture
+    def lock_holder(self, raw: sa.Engine) -> LockHolder:
+        def holder(scheduler: Scheduler) -> str | None:
+            _entries, lock = beat_tables()
+            with raw.connect() as connection:
+                found = connection.execute(sa.select(lock.c.holder).where(lock.c.app == app_name(scheduler))).scalar()
+            return None if found is None else str(found)
+
+        return holder
+
+    @pytest.fixture
+    def take_lock(self, raw: sa.Engine) -> TakeLock:
+        def take(scheduler: Scheduler, holder: str) -> None:
+            set_lock(raw, scheduler, holder=holder, expires_at=time.time() + OTHER_LEASE_SECONDS)
+
+        return take
+
+    @pytest.fixture
+    def lease_left(self, raw: sa.Engine) -> LeaseLeft:
+        def left(scheduler: Scheduler) -> float:
+            _entries, lock = beat_tables()
+            query = sa.select(lock.c.expires_at).where(lock.c.app == app_name(scheduler))
+            with raw.connect() as connection:
+                expires_at = connection.execute(query).scalar_one()
+            return float(expires_at) - time.time()
+
+        return left
+
+    @pytest.fixture
+    def set_lease_left(self, raw: sa.Engine) -> SetLeaseLeft:
+        def set_left(scheduler: Scheduler, seconds: float) -> None:
+            set_lock(raw, scheduler, expires_at=time.time() + seconds)
+
+        return set_left
 
 
-# ---- Standby and takeover --------------------------------------------------------------
+def test_beat_wakes_every_renew_seconds(tmp_path: Path) -> None:
+    scheduler = DatabaseScheduler(make_app({}, beat_scheduler_url=f"db+sqlite:///{tmp_path}/beat.db"))
+    assert scheduler.max_wait == db_scheduler.RENEW_SECONDS
 
 
-def start_in_thread(target: Callable[[], object]) -> tuple[threading.Thread, list[BaseException]]:
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            target()
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    return thread, errors
-
-
-@pytest.mark.usefixtures("short_lease")
-def test_a_second_beat_stands_by_and_takes_over_when_the_first_stops(store_url: str) -> None:
-    app = on_db(make_app({"ping": {"task": "proj.ping", "schedule": 0.1}}), store_url)
-    received: list[object] = []
-
-    def sends(count: int) -> Callable[[], bool]:
-        target = len(received) + count
-
-        def done() -> bool:
-            received.extend(sent(app))
-            return len(received) >= target
-
-        return done
-
-    first, second = Beat(app, scheduler=DatabaseScheduler), Beat(app, scheduler=DatabaseScheduler)
-    first_thread, first_errors = start_in_thread(first.run)
-    second_thread: threading.Thread | None = None
-    second_errors: list[BaseException] = []
-    try:
-        wait_for(sends(2), "the first beat to send twice")
-        second_thread, second_errors = start_in_thread(second.run)
-        wait_for(second.scheduler.standby.is_set, "the second beat to stand by")
-        assert not second.ready.is_set()
-        first.stop()
-        first_thread.join(DEADLINE)
-        assert not first_thread.is_alive() and first_errors == []
-        wait_for(second.ready.is_set, "the second beat to take over")
-        assert not second.scheduler.standby.is_set()
-        wait_for(sends(2), "the second beat to send twice")
-    finally:
-        first.stop()
-        second.stop()
-        first_thread.join(DEADLINE)
-        if second_thread is not None:
-            second_thread.join(DEADLINE)
-    assert second_thread is not None and not second_thread.is_alive() and second_errors == []
-    received.extend(sent(app))
-    state = second.scheduler.entries["ping"].state
-    assert state is not None
-    assert state.total_run_count == len(received)  # counted on from the first beat's runs
-
-
-@pytest.mark.usefixtures("short_lease")
-def test_a_dead_beats_lock_lapses_and_a_standby_takes_over_from_its_state(
-    store_url: str, closing: list[Scheduler]
-) -> None:
-    app = on_db(make_app({"ping": {"task": "proj.ping", "schedule": 30}}), store_url)
-    dead = DatabaseScheduler(app)
-    closing.append(dead)
-    dead.setup(T0)
-    dead.tick(T0 + timedelta(seconds=30))
-    assert len(sent(app)) == 1
-    # it dies here: no more ticks, no close, so its lease runs out
-    standby = DatabaseScheduler(app)
-    closing.append(standby)
-    thread, errors = start_in_thread(lambda: standby.setup(T0 + timedelta(seconds=45)))
-    wait_for(standby.standby.is_set, "the standby to stand by")
-    thread.join(DEADLINE)
-    assert not thread.is_alive() and errors == []
-    state = standby.entries["ping"].state
-    assert state is not None
-    assert (state.last_run_at, state.total_run_count) == (T0 + timedelta(seconds=30), 1)
-    assert standby.tick(T0 + timedelta(seconds=45)) == pytest.approx(15.0)  # due at T0 + 60 s
-    assert sent(app) == []  # nothing twice
-    standby.tick(T0 + timedelta(seconds=60))
-    assert len(sent(app)) == 1  # and nothing skipped
-
-
-def test_a_standby_beat_asked_to_stop_gives_up_with_schedule_locked_error(
-    store_url: str, closing: list[Scheduler]
-) -> None:
-    app = on_db(make_app({"ping": {"task": "proj.ping", "schedule": 30}}), store_url)
-    holder = DatabaseScheduler(app)
-    closing.append(holder)
-    holder.setup(T0)
-    standby = DatabaseScheduler(app)
-    closing.append(standby)
-    thread, errors = start_in_thread(lambda: standby.setup(T0))
-    wait_for(standby.standby.is_set, "the standby to stand by")
-    standby.stopping.set()
-    thread.join(DEADLINE)
-    assert not thread.is_alive()
-    assert len(errors) == 1 and isinstance(errors[0], ScheduleLockedError)
-    assert holder.holder in str(errors[0]) and "asked to stop" in str(errors[0])
-
-
-def test_beat_run_returns_quietly_when_stopped_while_standing_by(store_url: str, closing: list[Scheduler]) -> None:
-    app = on_db(make_app({"ping": {"task": "proj.ping", "schedule": 30}}), store_url)
-    holder = DatabaseScheduler(app)
-    closing.append(holder)
-    holder.setup(T0)
-    beat = Beat(app, scheduler="database")
-    thread, errors = start_in_thread(beat.run)
-    wait_for(beat.scheduler.standby.is_set, "beat to stand by")
-    beat.stop()
-    thread.join(DEADLINE)
-    assert not thread.is_alive() and errors == []
-    assert sent(app) == []
-
-
-def test_closing_lets_go_of_the_lock_only_if_it_is_still_ours(
-    store_url: str, raw: sa.Engine, closing: list[Scheduler]
-) -> None:
-    app = on_db(make_app({}), store_url)
-    scheduler = DatabaseScheduler(app)
-    closing.append(scheduler)
-    scheduler.setup(T0)
-    set_holder(raw, "elsewhere:1:beef")
-    scheduler.close()
-    scheduler.close()  # idempotent
-    assert lock_holder(raw) == "elsewhere:1:beef"
-
-
-def test_closing_lets_go_of_its_own_lock(store_url: str, raw: sa.Engine, closing: list[Scheduler]) -> None:
-    app = on_db(make_app({}), store_url)
-    scheduler = DatabaseScheduler(app)
-    closing.append(scheduler)
-    scheduler.setup(T0)
-    assert lock_holder(raw) == scheduler.holder
-    scheduler.close()
-    assert lock_holder(raw) is None
-
-
-# ---- A lost lock -----------------------------------------------------------------------
-
-
-def test_a_beat_whose_lock_was_taken_stops_at_its_next_tick(
-    store_url: str, raw: sa.Engine, closing: list[Scheduler]
-) -> None:
-    app = on_db(make_app({"ping": {"task": "proj.ping", "schedule": 30}}), store_url)
-    scheduler = DatabaseScheduler(app)
-    closing.append(scheduler)
-    scheduler.setup(T0)
-    set_holder(raw, "elsewhere:1:beef")
-    with pytest.raises(ScheduleLockedError, match=r"lost its lock .* to another beat \(elsewhere:1:beef\).*twice"):
-        scheduler.tick(T0 + timedelta(seconds=30))
-    assert sent(app) == []
-
-
-def test_a_beat_that_lost_its_lock_does_not_write_over_the_state(
-    store_url: str, raw: sa.Engine, closing: list[Scheduler]
-) -> None:
-    app = on_db(make_app({"ping": {"task": "proj.ping", "schedule": 30}}), store_url)
-    scheduler = DatabaseScheduler(app)
-    closing.append(scheduler)
-    scheduler.setup(T0)
-    before = stored_entries(raw)
-    set_holder(raw, "elsewhere:1:beef")
-    state = scheduler.entries["ping"].state
-    assert state is not None
-    with pytest.raises(ScheduleLockedError, match=r"to another beat \(elsewhere:1:beef\)"):
-        scheduler.save_state("ping", None)
-    assert stored_entries(raw) == before
+# ---- The tables -------------------------------------------------------------------------
 
 
 def test_the_state_is_one_row_per_entry_under_the_apps_name(
@@ -365,23 +219,6 @@ def test_the_state_is_one_row_per_entry_under_the_apps_name(
     assert stored_entries(raw) == [
         ("conformance", "ping", T0.timestamp(), 0, scheduler.entries["ping"].schedule.describe())
     ]
-
-
-def test_each_tick_renews_the_lease_and_wakes_beat_in_time_to_renew_again(
-    store_url: str, raw: sa.Engine, closing: list[Scheduler]
-) -> None:
-    app = on_db(make_app({"daily": {"task": "proj.daily", "schedule": "@daily"}}), store_url)
-    scheduler = DatabaseScheduler(app)
-    closing.append(scheduler)
-    scheduler.setup(T0)
-    _entries, lock = beat_tables()
-    with raw.begin() as connection:
-        connection.execute(sa.update(lock).values(expires_at=0.0))
-    assert scheduler.tick(T0) > db_scheduler.RENEW_SECONDS  # the schedule's own wait (a day)
-    assert scheduler.max_wait == db_scheduler.RENEW_SECONDS  # what beat sleeps at most
-    with raw.connect() as connection:
-        expires_at = connection.execute(sa.select(lock.c.expires_at)).scalar_one()
-    assert expires_at > time.time() + db_scheduler.LOCK_SECONDS / 2
 
 
 # ---- The database unavailable ----------------------------------------------------------

@@ -13,7 +13,9 @@ A plugin's tests subclass a contract and provide its fixtures::
             transport.close()
 
 A transport that several processes share subclasses :class:`MultiProcessTransportContract`
-instead: the same suite and fixture, plus tests that run real child processes.
+instead: the same suite and fixture, plus tests that run real child processes. Likewise, a
+beat scheduler that leases its store's lock and stands by for it subclasses
+:class:`StandbySchedulerContract` instead of :class:`SchedulerContract`.
 
 See :class:`TransportContract`, :class:`MultiProcessTransportContract`,
 :class:`ResultBackendContract`, :class:`PoolContract` and :class:`SchedulerContract` (beat
@@ -26,7 +28,7 @@ from __future__ import annotations
 from taskq.testing.conformance.backend import ResultBackendContract
 from taskq.testing.conformance.pool import PoolContract
 from taskq.testing.conformance.processes import MultiProcessTransportContract, TransportRecipe
-from taskq.testing.conformance.scheduler import SchedulerContract
+from taskq.testing.conformance.scheduler import SchedulerContract, StandbySchedulerContract
 from taskq.testing.conformance.transport import TransportContract
 
 __all__ = [
@@ -34,6 +36,7 @@ __all__ = [
     "PoolContract",
     "ResultBackendContract",
     "SchedulerContract",
+    "StandbySchedulerContract",
     "TransportContract",
     "TransportRecipe",
 ]
