@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from datetime import datetime, timedelta, tzinfo
@@ -121,6 +122,27 @@ def test_an_entry_whose_schedule_raises_does_not_stop_the_others(caplog: pytest.
     assert scheduler.tick(T0 + timedelta(seconds=10)) == pytest.approx(10.0)
     assert sent(app) == [("proj.ok", [], {})]
     assert "the schedule of broken failed" in caplog.text
+
+
+def test_a_forked_child_does_not_keep_the_schedule_lock(tmp_path: Path) -> None:
+    app = make_app({"ping": {"task": "proj.ping", "schedule": 30}})
+    holder = FileScheduler(app, schedule_filename=tmp_path / "beat.db")
+    holder.setup(T0)
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: outlives the beat's close below until told to go
+        os.close(write_end)
+        os.read(read_end, 1)
+        os._exit(0)
+    os.close(read_end)
+    try:
+        holder.close()
+        again = FileScheduler(app, schedule_filename=tmp_path / "beat.db")
+        again.setup(T0)  # would raise ScheduleLockedError if the child held a copy of the lock
+        again.close()
+    finally:
+        os.close(write_end)
+        os.waitpid(pid, 0)
 
 
 # ---- The loop -----------------------------------------------------------------------

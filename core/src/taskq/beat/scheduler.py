@@ -30,6 +30,7 @@ schedule.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 import os
@@ -54,6 +55,21 @@ logger = logging.getLogger(__name__)
 ENTRY_KEYS = frozenset({"task", "schedule", "args", "kwargs", "options", "relative"})
 #: Seconds before beat tries again to send an entry whose send failed.
 SEND_RETRY_DELAY = 5.0
+
+#: Lock files this process holds. A process forked from it (a prefork pool's new child,
+#: under ``worker -B``) closes its copies at once: otherwise the lock would outlive a beat
+#: killed while that child still runs.
+_HELD_LOCKS: set[int] = set()
+
+
+def _close_inherited_locks() -> None:
+    for fd in _HELD_LOCKS:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD_LOCKS.clear()
+
+
+os.register_at_fork(after_in_child=_close_inherited_locks)
 #: Seconds before beat asks again an entry whose schedule raised.
 SCHEDULE_RETRY_DELAY = 60.0
 
@@ -331,6 +347,7 @@ class FileScheduler(Scheduler):
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._lock_fd = fd
+        _HELD_LOCKS.add(fd)
         try:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute(
@@ -365,6 +382,7 @@ class FileScheduler(Scheduler):
             self._db.close()
             self._db = None
         if self._lock_fd is not None:
+            _HELD_LOCKS.discard(self._lock_fd)
             os.close(self._lock_fd)  # closing the descriptor releases the lock
             self._lock_fd = None
 
