@@ -705,7 +705,33 @@ def to_schedule(value: object) -> Schedule:
         return Crontab.from_string(value)
     if isinstance(value, Mapping):
         return _schedule_from_table(value)
+    if type(value).__module__ == "celery.schedules":
+        return _from_celery(value)
     raise ConfigError(f"schedule {value!r} is not understood: {_UNDERSTOOD}")
+
+
+def _from_celery(value: object) -> Schedule:
+    """The schedule a Celery ``schedule``, ``crontab`` or ``solar`` object stands for.
+
+    So that a ``beat_schedule`` written for Celery (``from celery.schedules import
+    crontab``) works unchanged; read from the attributes Celery 5 keeps, without importing
+    Celery. A crontab reads the app's time zone, as Celery's does.
+    """
+    kind = type(value).__name__
+    attrs = vars(value)
+    try:
+        if kind == "schedule":
+            return Interval(attrs["run_every"], relative=bool(attrs.get("relative", False)))
+        if kind == "crontab":
+            fields = ("minute", "hour", "day_of_week", "day_of_month", "month_of_year")
+            return Crontab(**{name: attrs[f"_orig_{name}"] for name in fields})
+        if kind == "solar":
+            return Solar(attrs["event"], attrs["lat"], attrs["lon"])
+    except KeyError as exc:
+        raise ConfigError(
+            f"Celery schedule {value!r} lacks {exc.args[0]!r}; write it with taskq.beat's every(), crontab() or solar()"
+        ) from None
+    raise ConfigError(f"Celery schedule {value!r} is not one taskq knows: {_UNDERSTOOD}")
 
 
 def _schedule_from_table(table: Mapping[object, object]) -> Schedule:
