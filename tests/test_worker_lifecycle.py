@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 
 import pytest
@@ -160,3 +161,28 @@ def test_taskq_inspect_active_and_registered_show_a_running_task(spawn_worker, e
     assert "  e2e_app.tasks.record" in registered
     assert "  e2e_app.tasks.slow" in registered
     worker.kill()
+
+
+def test_a_solo_worker_busy_in_a_long_task_stays_healthy_and_visible(spawn_worker, e2e_tasks, e2e_env, tmp_path):
+    def taskq(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "taskq", "-A", "e2e_app.tasks", *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={**os.environ, **e2e_env},
+        )
+
+    health = tmp_path / "health"
+    worker = spawn_worker("-n", "solo@test", "--health-file", str(health))  # solo: runs tasks in its loop
+    worker.wait_ready()
+    result = e2e_tasks.slow.delay("long", 8.0)
+    wait_until(lambda: ("start", "long") in {(event, key) for event, key, _ in runs(e2e_env)}, 30, "the task to start")
+    time.sleep(5.0)  # more than twice the 2 s beat: only a beat during the task keeps these fresh
+    assert taskq("health", str(health), "--max-age", "3").returncode == 0
+    active = taskq("inspect", "active")
+    assert active.returncode == 0
+    assert f"{result.id}  e2e_app.tasks.slow" in active.stdout
+    assert result.get(timeout=30) == "long"
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0

@@ -117,6 +117,9 @@ class Consumer:
         self.health_path = worker.health_path
         self._next_health = 0.0
         self._heartbeats = self.app.has_backend
+        #: When the task running inline (solo) started, by the monotonic clock; else None.
+        self._busy_since: float | None = None
+        self._loop_done = threading.Event()
 
     def _running_in_window(self) -> int:
         """Running tasks that count against the prefetch window.
@@ -149,6 +152,9 @@ class Consumer:
         interrupted = True
         failures = 0
         self._loop_thread = threading.get_ident()
+        self._loop_done.clear()
+        if self.inline and (self.health_path is not None or self._heartbeats):
+            threading.Thread(target=self._beat_while_busy, name="taskq-busy-beat", daemon=True).start()
         try:
             while not self.should_stop:
                 try:
@@ -162,6 +168,7 @@ class Consumer:
                     failures = 0
             interrupted = False
         finally:
+            self._loop_done.set()
             if not interrupted and not self.worker.cold:
                 self._finish_running()
             self._give_back()
@@ -237,6 +244,18 @@ class Consumer:
         self._completed.wait(delay)
         self._completed.clear()
 
+    def _beat_while_busy(self) -> None:
+        """Beat for the loop while it runs a long task inline (solo), in a thread of its own.
+
+        The loop beats between tasks; a task that runs inline for minutes would otherwise
+        leave the health file stale and the worker missing from ``taskq inspect``, and a
+        supervisor would kill a worker that is only busy.
+        """
+        while not self._loop_done.wait(HEALTH_INTERVAL):
+            started = self._busy_since
+            if started is not None and time.monotonic() - started >= HEALTH_INTERVAL:
+                self._beat()
+
     def _beat(self) -> None:
         """Show that the loop runs: touch the health file, write the heartbeat."""
         if self.health_path is not None:
@@ -262,7 +281,7 @@ class Consumer:
             "queues": self.queues,
             "processed": self.processed,
             "active": [
-                {"id": request.id, "name": request.name, "started": request.time_start}
+                {"id": request.id, "name": request.name, "started": _wall_clock(request.time_start)}
                 for _, request in sorted(self.active.items())
             ],
             "registered": sorted(name for name in self.app.tasks if not name.startswith("celery.")),
@@ -468,6 +487,7 @@ class Consumer:
         self.running += 1
         self.active[request.id] = request
         hard, soft = request.time_limits
+        self._busy_since = request.time_start
         pool.apply(
             self.target,
             (self.app, request),
@@ -477,6 +497,7 @@ class Consumer:
             soft_time_limit=soft,
             hard_time_limit=hard,
         )
+        self._busy_since = None
         if self.inline:
             self._settle()
 
@@ -664,6 +685,11 @@ class ConsumerStep(Step):
         if consumer is not None:
             consumer.stop()
             consumer.close()
+
+
+def _wall_clock(monotonic: float | None) -> float | None:
+    """The POSIX time of a moment taken with ``time.monotonic()``."""
+    return None if monotonic is None else time.time() - (time.monotonic() - monotonic)
 
 
 __all__ = ["Consumer", "ConsumerStep"]
