@@ -5,7 +5,7 @@ The schedules (:func:`every`, :func:`crontab`, :func:`solar`) say when; a
 is the loop around it. Scheduler plugins subclass :class:`Scheduler`.
 """
 
-from taskq.beat.scheduler import EntryState, FileScheduler, ScheduleEntry, Scheduler
+from taskq.beat.scheduler import EntryState, FileScheduler, LeasedScheduler, ScheduleEntry, Scheduler
 from taskq.beat.schedules import Crontab, Interval, Schedule, Solar, crontab, every, solar, to_schedule
 from taskq.beat.service import Beat
 
@@ -15,6 +15,7 @@ __all__ = [
     "EntryState",
     "FileScheduler",
     "Interval",
+    "LeasedScheduler",
     "Schedule",
     "ScheduleEntry",
     "Scheduler",

@@ -34,6 +34,8 @@ import contextlib
 import inspect
 import logging
 import os
+import secrets
+import socket
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
@@ -43,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, cast
 
 from taskq.beat.schedules import Schedule, to_schedule
-from taskq.errors import ConfigError, ScheduleLockedError
+from taskq.errors import ConfigError, ScheduleLockedError, TaskqError
 
 if TYPE_CHECKING:
     from taskq.app import App
@@ -309,6 +311,170 @@ class Scheduler:
         return True
 
 
+class LeasedScheduler(Scheduler):
+    """A scheduler on a shared store whose lock is a lease: one beat sends, the others stand by.
+
+    The lease logic lives here; a subclass writes only its store's primitives:
+    :meth:`connect` and :meth:`disconnect`; :meth:`take_lock` (atomically take the lock
+    when it is free, lapsed or already ours, and say who holds it now), :meth:`renew_lock`,
+    :meth:`release_lock` and :meth:`read_holder`; :meth:`load_state` and a
+    :meth:`save_state` fenced by the lock (raising :meth:`lost_lock` when it is not ours);
+    and :attr:`unavailable_errors` with :meth:`unavailable`, which turn the store's
+    connection errors into the error a user reads. :attr:`lock_name` names the lock in
+    messages.
+
+    * :meth:`open` takes the lock, or stands by: it logs once who holds it, sets
+      :attr:`standby`, and tries again every :attr:`retry_seconds` until it gets it, or
+      until :attr:`stopping` is set (then ``ScheduleLockedError``).
+    * :meth:`tick` renews the lease first; :attr:`max_wait` makes beat tick at least every
+      :attr:`renew_seconds`. A lock found taken raises ``ScheduleLockedError``, so the beat
+      stops rather than send twice. While the store does not answer, a tick sends nothing
+      and asks to be called again in :attr:`retry_seconds`.
+    * A beat that dies keeps the lock until its lease lapses (:attr:`lock_seconds`); a
+      standby then takes over from the state the dead one recorded.
+    """
+
+    persistent = True
+    exclusive = True
+    #: Seconds a lock lasts unless renewed: a dead beat's standby takes over within this.
+    lock_seconds: ClassVar[float] = 30.0
+    #: The store's errors that mean it does not answer (connection lost, refused, timed out).
+    unavailable_errors: ClassVar[tuple[type[BaseException], ...]] = ()
+
+    def __init__(self, app: App, *, schedule_filename: str | os.PathLike[str] | None = None) -> None:
+        super().__init__(app, schedule_filename=schedule_filename)
+        #: Who this beat is in the lock: ``host:pid:random``.
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+    @property
+    def renew_seconds(self) -> float:
+        """The longest time between two renewals of the lease."""
+        return self.lock_seconds / 3
+
+    @property
+    def retry_seconds(self) -> float:
+        """Time between a standby's attempts at the lock, and between attempts to reach the store."""
+        return self.lock_seconds / 6
+
+    @property
+    def max_wait(self) -> float:
+        return self.renew_seconds
+
+    # ---- The store's primitives: what subclasses write ---------------------------------
+
+    @property
+    def lock_name(self) -> str:
+        """The lock and where it is, for messages (``the lock K at redis://...``)."""
+        raise NotImplementedError
+
+    def connect(self) -> None:
+        """Connect to the store (and create what it needs); raise :meth:`unavailable`'s error."""
+        raise NotImplementedError
+
+    def disconnect(self) -> None:
+        """Close the connection; idempotent, never raises."""
+        raise NotImplementedError
+
+    def take_lock(self) -> str | None:
+        """Take the lock if it is free, lapsed or this beat's; return who holds it now (None: nobody)."""
+        raise NotImplementedError
+
+    def renew_lock(self) -> bool:
+        """Extend this beat's lease; False when the lock is no longer this beat's."""
+        raise NotImplementedError
+
+    def release_lock(self) -> bool:
+        """Let go of the lock if it is this beat's (True then); False when not connected or not ours."""
+        raise NotImplementedError
+
+    def read_holder(self) -> str | None:
+        """Who holds the lock now (None: nobody)."""
+        raise NotImplementedError
+
+    def unavailable(self, exc: BaseException) -> TaskqError:
+        """The error to raise for ``exc``, one of :attr:`unavailable_errors`: what failed, how to check."""
+        raise NotImplementedError
+
+    # ---- The lease ------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self.connect()
+        while True:
+            try:
+                holder = self.take_lock()
+            except self.unavailable_errors as exc:
+                if not self.standby.is_set():
+                    error = self.unavailable(exc)  # while still connected: it may name the server
+                    self.close()
+                    raise error from exc
+                logger.warning("beat: standing by, %s; trying again in %gs", self.unavailable(exc), self.retry_seconds)
+                holder = "?"
+            if holder is None:
+                continue  # the lock lapsed between taking and reading: try again at once
+            if holder == self.holder:
+                break
+            if self.stopping.is_set():
+                self.close()
+                raise ScheduleLockedError(
+                    f"another beat ({holder}) holds {self.lock_name}; this beat stood by and was asked to stop"
+                )
+            if not self.standby.is_set():
+                logger.warning(
+                    "beat: another beat (%s) holds %s; this beat stands by and takes over when that one stops "
+                    "(within %gs if it dies)",
+                    holder,
+                    self.lock_name,
+                    self.lock_seconds,
+                )
+                self.standby.set()
+            self.stopping.wait(self.retry_seconds)
+        if self.standby.is_set():
+            logger.warning("beat: took over %s; this beat now sends", self.lock_name)
+            self.standby.clear()
+        else:
+            logger.info("beat: holding %s as %s", self.lock_name, self.holder)
+
+    def close(self) -> None:
+        try:
+            if self.release_lock():
+                logger.info("beat: let go of %s", self.lock_name)
+        except Exception as exc:  # close never raises: an unreleased lock lapses by itself
+            logger.warning(
+                "beat: could not let go of %s (%s); it lapses within %gs", self.lock_name, exc, self.lock_seconds
+            )
+        self.disconnect()
+
+    def tick(self, now: datetime | None = None) -> float:
+        """Renew the lock, then send what is due; raises ScheduleLockedError if the lock is lost."""
+        try:
+            is_ours = self.renew_lock()
+        except self.unavailable_errors as exc:
+            logger.warning(
+                "beat: %s; sending nothing until it answers, trying again in %gs",
+                self.unavailable(exc),
+                self.retry_seconds,
+            )
+            return self.retry_seconds
+        if not is_ours:
+            raise self.lost_lock()
+        return super().tick(now)
+
+    def lost_lock(self) -> ScheduleLockedError:
+        """The error of a beat that finds its lock no longer its own."""
+        try:
+            holder = self.read_holder()
+        except self.unavailable_errors:
+            holder = "?"
+        by = (
+            f"to another beat ({holder})"
+            if holder is not None
+            else f"(it lapsed or was let go: no renewal within {self.lock_seconds:g}s)"
+        )
+        return ScheduleLockedError(
+            f"this beat lost its lock ({self.lock_name}) {by}; it stops so as not to send tasks twice"
+        )
+
+
 class FileScheduler(Scheduler):
     """The default scheduler: state in a local SQLite file, one beat at a time per file.
 
@@ -396,4 +562,12 @@ def resolve_scheduler(app: App, name: str | None = None) -> type[Scheduler]:
     return cls
 
 
-__all__ = ["EntryState", "FileScheduler", "ScheduleEntry", "Scheduler", "parse_entry", "resolve_scheduler"]
+__all__ = [
+    "EntryState",
+    "FileScheduler",
+    "LeasedScheduler",
+    "ScheduleEntry",
+    "Scheduler",
+    "parse_entry",
+    "resolve_scheduler",
+]

@@ -25,7 +25,6 @@ from taskq.testing.conformance.scheduler import (
     make_app,
     sent,
 )
-from taskq_redis import scheduler as redis_scheduler
 from taskq_redis.scheduler import RedisScheduler
 
 from ..conftest import RedisServer, free_port
@@ -81,14 +80,12 @@ class TestRedisScheduler(StandbySchedulerContract):
 
     @pytest.fixture
     def short_lease(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Leases of SHORT_LOCK_SECONDS, renewed and retried at the module's ratios."""
-        monkeypatch.setattr(redis_scheduler, "LOCK_SECONDS", SHORT_LOCK_SECONDS)
-        monkeypatch.setattr(redis_scheduler, "RENEW_SECONDS", SHORT_LOCK_SECONDS / 3)
-        monkeypatch.setattr(redis_scheduler, "STANDBY_RETRY_SECONDS", SHORT_LOCK_SECONDS / 6)
+        """Leases of SHORT_LOCK_SECONDS, renewed and retried at LeasedScheduler's ratios."""
+        monkeypatch.setattr(RedisScheduler, "lock_seconds", SHORT_LOCK_SECONDS)
 
     @pytest.fixture
     def lease_seconds(self) -> float:
-        return redis_scheduler.LOCK_SECONDS
+        return RedisScheduler.lock_seconds
 
     @pytest.fixture
     def lock_holder(self, raw: redis.Redis) -> LockHolder:
@@ -119,7 +116,7 @@ class TestRedisScheduler(StandbySchedulerContract):
 
 def test_beat_wakes_every_renew_seconds(redis_url: str, prefix: str) -> None:
     scheduler = RedisScheduler(on_redis(make_app({}), redis_url, prefix))
-    assert scheduler.max_wait == redis_scheduler.RENEW_SECONDS
+    assert scheduler.max_wait == scheduler.renew_seconds
 
 
 # ---- A lapsed lock ---------------------------------------------------------------------
@@ -177,7 +174,7 @@ def test_while_redis_is_down_beat_sends_nothing_and_stops_if_its_lease_lapsed(
     closing.append(scheduler)
     scheduler.setup(T0)
     private_redis.kill()
-    assert scheduler.tick(T0 + timedelta(seconds=30)) == redis_scheduler.STANDBY_RETRY_SECONDS
+    assert scheduler.tick(T0 + timedelta(seconds=30)) == scheduler.retry_seconds
     assert sent(app) == []
     private_redis.start()  # in memory only: the lock is gone with the old server
     with pytest.raises(ScheduleLockedError, match="it lapsed"):

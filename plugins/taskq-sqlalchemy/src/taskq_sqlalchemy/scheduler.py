@@ -13,9 +13,9 @@ Any number of beats may run on one database; the one holding the lease sends, th
 stand by, as with the redis scheduler:
 
 * taking the lock is one upsert that writes this beat's row only when there is none, its
-  lease has lapsed or it is already this beat's; the lease lasts :data:`LOCK_SECONDS` and
-  is renewed on every tick (at least every :data:`RENEW_SECONDS`);
-* a standby tries again every :data:`STANDBY_RETRY_SECONDS`, so when the active beat stops
+  lease has lapsed or it is already this beat's; the lease lasts 30 s and is renewed on
+  every tick (at least every 10 s), as :class:`~taskq.beat.LeasedScheduler` does;
+* a standby tries again every 5 s, so when the active beat stops
   (it deletes its row) or dies (its lease lapses) a standby takes over within a lease,
   starting from the state the first one saved;
 * renewing and recording a run both start with ``UPDATE ... WHERE app = ? AND holder = ?``:
@@ -24,7 +24,7 @@ stand by, as with the redis scheduler:
   successor's state. The update keeps the row locked until the state is committed.
 
 While the database does not answer, the active beat sends nothing and tries again every
-:data:`STANDBY_RETRY_SECONDS`; if another beat took the lock meanwhile, its next tick
+5 s; if another beat took the lock meanwhile, its next tick
 raises ``ScheduleLockedError``.
 """
 
@@ -33,8 +33,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
-import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -44,8 +42,8 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from taskq.beat.scheduler import EntryState, Scheduler
-from taskq.errors import BackendUnavailableError, ConfigError, ScheduleLockedError
+from taskq.beat.scheduler import EntryState, LeasedScheduler
+from taskq.errors import BackendUnavailableError, ConfigError
 from taskq.utils import mask_url
 from taskq_sqlalchemy.backend import SQLITE_BUSY_TIMEOUT, check_advice, first_line, sqlalchemy_url
 
@@ -53,13 +51,6 @@ if TYPE_CHECKING:
     from taskq.app import App
 
 logger = logging.getLogger(__name__)
-
-# Seconds a beat's lock lasts unless renewed: a dead beat's standby takes over within this.
-LOCK_SECONDS = 30.0
-# Seconds between renewals at most (beat ticks at least this often).
-RENEW_SECONDS = LOCK_SECONDS / 3
-# Seconds between a standby's attempts at the lock, and between attempts to reach the database.
-STANDBY_RETRY_SECONDS = LOCK_SECONDS / 6
 
 ENTRIES_TABLE = "taskq_beat_entries"
 LOCK_TABLE = "taskq_beat_lock"
@@ -114,24 +105,16 @@ _CLOCKS = {
 }
 
 
-class DatabaseScheduler(Scheduler):
+class DatabaseScheduler(LeasedScheduler):
     """Beat's state in a SQL database, with a leased lock: one beat sends, the others stand by."""
 
-    persistent = True
-    exclusive = True
-
-    @property
-    def max_wait(self) -> float:
-        """Beat ticks at least this often, so that the lock is renewed before it lapses."""
-        return RENEW_SECONDS
+    unavailable_errors = CONNECTION_ERRORS
 
     def __init__(self, app: App, *, schedule_filename: str | os.PathLike[str] | None = None) -> None:
         super().__init__(app, schedule_filename=schedule_filename)
         self.url = store_url(app)
         self.db_url = sqlalchemy_url(self.url)
         self.backend_name = self.db_url.get_backend_name()
-        #: Who this beat is in the lock: ``host:pid:random``.
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         #: The app's rows in both tables: its name, ``default`` without one.
         self.app_name = app.main or "default"
         self.entries_table, self.lock_table = beat_tables()
@@ -141,59 +124,47 @@ class DatabaseScheduler(Scheduler):
     def masked_url(self) -> str:
         return mask_url(self.url)
 
-    # ---- The store --------------------------------------------------------------------
+    # ---- The lock ---------------------------------------------------------------------
 
-    def open(self) -> None:
+    @property
+    def lock_name(self) -> str:
+        return f"the lock of {self.app_name!r} in {LOCK_TABLE} at {self.masked_url}"
+
+    def connect(self) -> None:
         self._engine = self._create_engine()
         try:
             self._create_tables()
         except CONNECTION_ERRORS as exc:
-            self.close()
-            raise self._unavailable(exc) from exc
-        while True:
-            try:
-                holder = self._run(self._take)
-            except CONNECTION_ERRORS as exc:
-                if not self.standby.is_set():
-                    self.close()
-                    raise self._unavailable(exc) from exc
-                logger.warning(
-                    "beat: standing by, %s; trying again in %gs", self._unavailable(exc), STANDBY_RETRY_SECONDS
-                )
-                holder = "?"
-            if holder is None:
-                continue  # the row went between our upsert and our read: try again at once
-            if holder == self.holder:
-                break
-            if self.stopping.is_set():
-                self.close()
-                raise ScheduleLockedError(
-                    f"another beat ({holder}) holds the beat lock of {self.app_name!r} in {LOCK_TABLE} at "
-                    f"{self.masked_url}; this beat stood by and was asked to stop"
-                )
-            if not self.standby.is_set():
-                logger.warning(
-                    "beat: another beat (%s) holds the lock of %r in %s at %s; this beat stands by and takes "
-                    "over when that one stops (within %gs if it dies)",
-                    holder,
-                    self.app_name,
-                    LOCK_TABLE,
-                    self.masked_url,
-                    LOCK_SECONDS,
-                )
-                self.standby.set()
-            self.stopping.wait(STANDBY_RETRY_SECONDS)
-        if self.standby.is_set():
-            logger.warning("beat: took over the lock of %r in %s; this beat now sends", self.app_name, LOCK_TABLE)
-            self.standby.clear()
-        else:
-            logger.info(
-                "beat: holding the lock of %r in %s at %s as %s",
-                self.app_name,
-                LOCK_TABLE,
-                self.masked_url,
-                self.holder,
-            )
+            self.disconnect()
+            raise self.unavailable(exc) from exc
+
+    def disconnect(self) -> None:
+        engine, self._engine = self._engine, None
+        if engine is not None:
+            with contextlib.suppress(Exception):
+                engine.dispose()
+
+    def take_lock(self) -> str | None:
+        return self._run(self._take)
+
+    def renew_lock(self) -> bool:
+        return self._run(self._renew)
+
+    def release_lock(self) -> bool:
+        if self._engine is None:
+            return False
+        lock = self.lock_table
+        release = sa.delete(lock).where(lock.c.app == self.app_name, lock.c.holder == self.holder)
+        with self._engine.begin() as connection:
+            return bool(connection.execute(release).rowcount)
+
+    def read_holder(self) -> str | None:
+        lock = self.lock_table
+        query = sa.select(lock.c.holder).where(lock.c.app == self.app_name)
+        holder = self._run(lambda connection: connection.execute(query).scalar())
+        return None if holder is None else str(holder)
+
+    # ---- The state --------------------------------------------------------------------
 
     def load_state(self) -> dict[str, EntryState]:
         columns = self.entries_table.c
@@ -203,7 +174,7 @@ class DatabaseScheduler(Scheduler):
         try:
             rows = self._run(lambda connection: list(connection.execute(query)))
         except CONNECTION_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+            raise self.unavailable(exc) from exc
         return {
             name: EntryState(datetime.fromtimestamp(float(last), tz=UTC), int(count), str(schedule))
             for name, last, count, schedule in rows
@@ -230,47 +201,11 @@ class DatabaseScheduler(Scheduler):
         try:
             is_ours = self._run(record)
         except CONNECTION_ERRORS as exc:
-            raise self._unavailable(exc) from exc
+            raise self.unavailable(exc) from exc
         if not is_ours:
-            raise self._lost()
+            raise self.lost_lock()
 
-    def close(self) -> None:
-        engine, self._engine = self._engine, None
-        if engine is None:
-            return
-        lock = self.lock_table
-        release = sa.delete(lock).where(lock.c.app == self.app_name, lock.c.holder == self.holder)
-        try:
-            with engine.begin() as connection:
-                if connection.execute(release).rowcount:
-                    logger.info("beat: let go of the lock of %r in %s", self.app_name, LOCK_TABLE)
-        except Exception as exc:  # close never raises: an unreleased lock lapses by itself
-            logger.warning(
-                "beat: could not let go of the lock of %r in %s (%s); it lapses within %gs",
-                self.app_name,
-                LOCK_TABLE,
-                first_line(exc),
-                LOCK_SECONDS,
-            )
-        with contextlib.suppress(Exception):
-            engine.dispose()
-
-    # ---- The lease --------------------------------------------------------------------
-
-    def tick(self, now: datetime | None = None) -> float:
-        """Renew the lock, then send what is due; raises ScheduleLockedError if the lock is lost."""
-        try:
-            is_ours = self._run(self._renew)
-        except CONNECTION_ERRORS as exc:
-            logger.warning(
-                "beat: %s; sending nothing until it answers, trying again in %gs",
-                self._unavailable(exc),
-                STANDBY_RETRY_SECONDS,
-            )
-            return STANDBY_RETRY_SECONDS
-        if not is_ours:
-            raise self._lost()
-        return super().tick(now)
+    # ---- Statements -------------------------------------------------------------------
 
     def _clock(self) -> sa.ColumnElement[float]:
         """The database's clock, in seconds since the epoch."""
@@ -281,7 +216,7 @@ class DatabaseScheduler(Scheduler):
         """Take the lock if it is free, lapsed or ours; return who holds it now (None: nobody)."""
         lock = self.lock_table
         clock = self._clock()
-        row = {"app": self.app_name, "holder": self.holder, "expires_at": clock + LOCK_SECONDS}
+        row = {"app": self.app_name, "holder": self.holder, "expires_at": clock + self.lock_seconds}
         is_free = sa.or_(lock.c.expires_at < clock, lock.c.holder == self.holder)
         statement: sa.Executable
         if self.backend_name in ("mysql", "mariadb"):
@@ -315,25 +250,9 @@ class DatabaseScheduler(Scheduler):
         statement = (
             sa.update(lock)
             .where(lock.c.app == self.app_name, lock.c.holder == self.holder)
-            .values(expires_at=self._clock() + LOCK_SECONDS)
+            .values(expires_at=self._clock() + self.lock_seconds)
         )
         return connection.execute(statement).rowcount > 0
-
-    def _lost(self) -> ScheduleLockedError:
-        lock = self.lock_table
-        try:
-            holder = self._run(
-                lambda connection: connection.execute(
-                    sa.select(lock.c.holder).where(lock.c.app == self.app_name)
-                ).scalar()
-            )
-        except CONNECTION_ERRORS:
-            holder = "?"
-        by = f"to another beat ({holder})" if holder is not None else "(its row is gone: another beat let go of it)"
-        return ScheduleLockedError(
-            f"this beat lost its lock of {self.app_name!r} in {LOCK_TABLE} at {self.masked_url} {by}; "
-            f"it stops so as not to send tasks twice"
-        )
 
     # ---- Connections ------------------------------------------------------------------
 
@@ -376,7 +295,7 @@ class DatabaseScheduler(Scheduler):
         assert self._engine is not None, "open() first"
         return self._engine
 
-    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+    def unavailable(self, exc: BaseException) -> BackendUnavailableError:
         return BackendUnavailableError(
             f"beat's schedule store: cannot reach the database at {self.masked_url} ({first_line(exc)}); "
             f"{self._advice()}"
@@ -405,4 +324,4 @@ def store_url(app: App) -> str:
     return url
 
 
-__all__ = ["LOCK_SECONDS", "RENEW_SECONDS", "STANDBY_RETRY_SECONDS", "DatabaseScheduler", "beat_tables", "store_url"]
+__all__ = ["DatabaseScheduler", "beat_tables", "store_url"]

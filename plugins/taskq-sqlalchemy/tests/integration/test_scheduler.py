@@ -34,7 +34,6 @@ from taskq.testing.conformance.scheduler import (
     make_app,
     sent,
 )
-from taskq_sqlalchemy import scheduler as db_scheduler
 from taskq_sqlalchemy.backend import sqlalchemy_url
 from taskq_sqlalchemy.scheduler import DatabaseScheduler, beat_tables
 
@@ -156,14 +155,12 @@ class TestDatabaseScheduler(StandbySchedulerContract):
 
     @pytest.fixture
     def short_lease(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """Leases of SHORT_LOCK_SECONDS, renewed and retried at the module's ratios."""
-        monkeypatch.setattr(db_scheduler, "LOCK_SECONDS", SHORT_LOCK_SECONDS)
-        monkeypatch.setattr(db_scheduler, "RENEW_SECONDS", SHORT_LOCK_SECONDS / 3)
-        monkeypatch.setattr(db_scheduler, "STANDBY_RETRY_SECONDS", SHORT_LOCK_SECONDS / 6)
+        """Leases of SHORT_LOCK_SECONDS, renewed and retried at LeasedScheduler's ratios."""
+        monkeypatch.setattr(DatabaseScheduler, "lock_seconds", SHORT_LOCK_SECONDS)
 
     @pytest.fixture
     def lease_seconds(self) -> float:
-        return db_scheduler.LOCK_SECONDS
+        return DatabaseScheduler.lock_seconds
 
     @pytest.fixture
     def lock_holder(self, raw: sa.Engine) -> LockHolder:
@@ -203,7 +200,7 @@ class TestDatabaseScheduler(StandbySchedulerContract):
 
 def test_beat_wakes_every_renew_seconds(tmp_path: Path) -> None:
     scheduler = DatabaseScheduler(make_app({}, beat_scheduler_url=f"db+sqlite:///{tmp_path}/beat.db"))
-    assert scheduler.max_wait == db_scheduler.RENEW_SECONDS
+    assert scheduler.max_wait == scheduler.renew_seconds
 
 
 # ---- The tables -------------------------------------------------------------------------
@@ -251,7 +248,7 @@ def test_while_the_database_is_unreachable_beat_sends_nothing_and_tries_again(
     hidden = tmp_path / "hidden"
     folder.rename(hidden)  # the file is gone: new connections cannot open it
     scheduler._store().dispose()  # and the pooled one is dropped, as after a server restart
-    assert scheduler.tick(T0 + timedelta(seconds=30)) == db_scheduler.STANDBY_RETRY_SECONDS
+    assert scheduler.tick(T0 + timedelta(seconds=30)) == scheduler.retry_seconds
     assert sent(app) == []
     hidden.rename(folder)
     scheduler.tick(T0 + timedelta(seconds=30))
