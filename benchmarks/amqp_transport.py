@@ -19,7 +19,7 @@ import uuid
 from multiprocessing.synchronize import Event
 
 from taskq import states
-from taskq.transport import Message
+from taskq.drivers.transport import Message
 from taskq_amqp.backend import RpcBackend
 from taskq_amqp.transport import AmqpTransport
 

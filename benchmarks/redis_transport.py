@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 import redis
 
 from taskq import states
-from taskq.transport import Message
+from taskq.drivers.transport import Message
 from taskq_redis.backend import RedisBackend
 from taskq_redis.transport import RedisTransport
 

@@ -20,7 +20,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.synchronize import Event
 
 from taskq import states
-from taskq.transport import Message
+from taskq.drivers.transport import Message
 from taskq_sqlite.backend import SqliteBackend
 from taskq_sqlite.transport import SqliteTransport
 

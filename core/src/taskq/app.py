@@ -21,21 +21,21 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast, overload
 
-from taskq import protocol
+from taskq import _protocol as protocol
+from taskq._serialization import SerializerRegistry
 from taskq.config import Settings, load_settings
+from taskq.drivers.support.connections import current_pid
 from taskq.errors import ConfigError, ResultNotEnabledError
 from taskq.plugins import Plugins, load_plugins
-from taskq.serialization import SerializerRegistry
 from taskq.task import Context, Task
-from taskq.utils import current_pid
 
 if TYPE_CHECKING:
-    from taskq.backends.base import ResultBackend
-    from taskq.beat.scheduler import ScheduleEntry
     from taskq.canvas import Signature
     from taskq.control import Control
+    from taskq.drivers.backend import ResultBackend
+    from taskq.drivers.scheduler import ScheduleEntry
+    from taskq.drivers.transport import Transport
     from taskq.result import AsyncResult
-    from taskq.transport import Transport
     from taskq.worker.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -200,12 +200,12 @@ class App:
 
     def new_transport(self) -> Transport:
         """A new broker connection (each thread that consumes needs its own)."""
-        from taskq.transport import Transport
+        from taskq.drivers.transport import Transport
 
         url = str(self.conf["broker_url"])
         cls = self.plugins.resolve_driver("transports", _scheme(url))
         if not (isinstance(cls, type) and issubclass(cls, Transport)):
-            raise ConfigError(f"the transport for {_scheme(url)!r} is not a taskq.transport.Transport")
+            raise ConfigError(f"the transport for {_scheme(url)!r} is not a taskq.drivers.transport.Transport")
         options = cast("Mapping[str, object]", self.conf["broker_transport_options"])
         return cls(url, options)
 
@@ -243,7 +243,7 @@ class App:
         return conns.backend
 
     def new_backend(self) -> ResultBackend:
-        from taskq.backends.base import ResultBackend
+        from taskq.drivers.backend import ResultBackend
 
         url = self.backend_url
         if url is None:
@@ -478,8 +478,8 @@ class App:
         expires, ...). The name defaults to the call's text, e.g. ``"proj.add(2, 2)"``; an
         entry added again under the same name replaces the first.
         """
-        from taskq.beat.scheduler import parse_entry
         from taskq.canvas import Signature
+        from taskq.drivers.scheduler import parse_entry
 
         workflow: Signature | None = None
         if isinstance(sig, Signature):

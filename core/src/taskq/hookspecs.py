@@ -21,7 +21,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from taskq.app import App
-    from taskq.serialization import Serializer
+    from taskq.drivers.serializer import Serializer
     from taskq.task import Task
     from taskq.worker.request import Request
     from taskq.worker.worker import Worker
@@ -40,7 +40,7 @@ def taskq_register_transports() -> Mapping[str, str]:
     """Offer broker transports by URL scheme. Added in 0.1.
 
     Return ``{scheme: "package.module:Class"}`` where the class subclasses
-    :class:`taskq.transport.Transport`; ``broker_url = "sqlite:///taskq.db"`` selects the
+    :class:`taskq.drivers.transport.Transport`; ``broker_url = "sqlite:///taskq.db"`` selects the
     ``sqlite`` scheme. Called once per process when the broker is first used; only the
     selected class is imported. All answers are collected; two plugins offering the same
     scheme is a configuration error that names both.
@@ -52,7 +52,7 @@ def taskq_register_result_backends() -> Mapping[str, str]:
     """Offer result backends by URL scheme. Added in 0.1.
 
     Return ``{scheme: "package.module:Class"}`` where the class subclasses
-    :class:`taskq.backends.base.ResultBackend` (usually through ``KeyValueBackend``).
+    :class:`taskq.drivers.backend.ResultBackend` (usually through ``KeyValueBackend``).
     Called once per process when results are first used; answers are collected.
     """
 
@@ -62,7 +62,7 @@ def taskq_register_pools() -> Mapping[str, str]:
     """Offer concurrency pools by the name given to ``--pool``. Added in 0.1.
 
     Return ``{name: "package.module:Class"}`` where the class subclasses
-    :class:`taskq.pool.Pool`. Called once, when the worker resolves its pool; only the
+    :class:`taskq.drivers.pool.Pool`. Called once, when the worker resolves its pool; only the
     selected class is ever imported. Answers are collected.
     """
 
@@ -72,7 +72,7 @@ def taskq_register_schedulers() -> Mapping[str, str]:
     """Offer beat schedulers by the name given to ``--scheduler``. Added in 0.1.
 
     Return ``{name: "package.module:Class"}`` where the class subclasses
-    :class:`taskq.beat.Scheduler` (it overrides ``open``, ``load_state``, ``save_state``
+    :class:`taskq.drivers.Scheduler` (it overrides ``open``, ``load_state``, ``save_state``
     and ``close``). Called once, when beat starts (``taskq beat``, ``worker -B``);
     answers are collected.
     """
@@ -83,7 +83,7 @@ def taskq_register_serializers() -> Mapping[str, Serializer | str]:
     """Offer serializers by name (``task_serializer = "msgpack"``). Added in 0.1.
 
     Return ``{name: Serializer}`` or ``{name: "package.module:attr"}`` naming a
-    :class:`taskq.serialization.Serializer`. Called once per process when the app first
+    :class:`taskq.drivers.serializer.Serializer`. Called once per process when the app first
     encodes or decodes; answers are collected. Whether a worker *accepts* a content type
     is decided by ``accept_content``, not by being registered.
     """
@@ -94,7 +94,7 @@ def taskq_register_bootsteps() -> Mapping[str, Sequence[str]]:
     """Add steps to the worker's blueprint. Added in 0.1.
 
     Return ``{"worker": ["package.module:Step", ...]}``; each class subclasses
-    :class:`taskq.worker.bootsteps.Step` and states what it ``requires``. Called once,
+    :class:`taskq.drivers.bootstep.Step` and states what it ``requires``. Called once,
     in the worker's main process, as the blueprint is built.
     """
 

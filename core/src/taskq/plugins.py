@@ -26,7 +26,7 @@ from taskq.errors import DriverNotFoundError, PluginError
 
 if TYPE_CHECKING:
     from taskq.app import App
-    from taskq.serialization import Serializer
+    from taskq.drivers.serializer import Serializer
     from taskq.task import Task
     from taskq.worker.request import Request
     from taskq.worker.worker import Worker
@@ -214,13 +214,13 @@ class Plugins:
             ) from exc
 
     def serializers(self) -> list[Serializer]:
-        from taskq.serialization import Serializer
+        from taskq.drivers.serializer import Serializer
 
         out: list[Serializer] = []
         for name in self.drivers("serializers"):
             obj = self.resolve_driver("serializers", name)
             if not isinstance(obj, Serializer):
-                raise PluginError(f"serializer {name!r} is not a taskq.serialization.Serializer")
+                raise PluginError(f"serializer {name!r} is not a taskq.drivers.serializer.Serializer")
             out.append(obj)
         return out
 

@@ -16,12 +16,12 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from taskq import states
-from taskq.backends.base import Meta, meta_to_exception
+from taskq.drivers.backend import Meta, meta_to_exception
 from taskq.errors import TimeoutError
 
 if TYPE_CHECKING:
     from taskq.app import App
-    from taskq.backends.base import ResultBackend
+    from taskq.drivers.backend import ResultBackend
 
 R = TypeVar("R", covariant=True)
 

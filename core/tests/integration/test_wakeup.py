@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from taskq import wakeup
-from taskq.wakeup import MTIME_GRAIN, QUEUE_KIND, RESULT_KIND, Notifier, Waiter
+from taskq.drivers.support import wakeup
+from taskq.drivers.support.wakeup import MTIME_GRAIN, QUEUE_KIND, RESULT_KIND, Notifier, Waiter
 
 # Longest a wait that should end at once may take, in seconds; a pass never comes near it.
 PROMPT = 10.0
@@ -117,7 +117,7 @@ def test_the_announcement_of_a_killed_process_is_removed_by_the_next_notify(
     live = make_waiter()
     code = """
         import sys, time
-        from taskq.wakeup import Waiter
+        from taskq.drivers.support.wakeup import Waiter
 
         Waiter(sys.argv[1], "q")
         print("announced", flush=True)
@@ -143,7 +143,7 @@ def test_a_process_that_exits_without_closing_withdraws_its_announcement_and_own
     owned = tmp_path / "owned"
     code = """
         import sys
-        from taskq.wakeup import Waiter
+        from taskq.drivers.support.wakeup import Waiter
 
         assert Waiter(sys.argv[1], "q", owns_directory=True).is_registered
     """
@@ -203,7 +203,7 @@ def test_a_trusted_listing_is_reused_until_the_directory_changes(
 def test_a_waiter_that_cannot_announce_itself_polls_and_says_so(
     make_waiter: MakeWaiter, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level(logging.WARNING, logger="taskq.wakeup"):
+    with caplog.at_level(logging.WARNING, logger="taskq.drivers.support.wakeup"):
         waiter = make_waiter(where=str(tmp_path / "missing"))
     assert not waiter.is_registered
     assert "waiting falls back to polling" in caplog.text
@@ -233,7 +233,7 @@ def test_an_owned_directory_that_is_not_a_directory_is_refused_with_advice(
 ) -> None:
     owned = tmp_path / "owned"
     owned.write_text("not a directory")
-    with caplog.at_level(logging.WARNING, logger="taskq.wakeup"):
+    with caplog.at_level(logging.WARNING, logger="taskq.drivers.support.wakeup"):
         waiter = make_waiter(where=str(owned), owns_directory=True)
     assert not waiter.is_registered
     assert "remove it to restore instant wake-ups" in caplog.text

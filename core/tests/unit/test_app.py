@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 
 from taskq import App, ConfigError, Task, shared_task
-from taskq.builtins.memory import MemoryTransport
-from taskq.protocol import decode, from_iso
-from taskq.transport import Delivery
+from taskq._protocol import decode, from_iso
+from taskq.builtins.memory_drivers import MemoryTransport
+from taskq.drivers.transport import Delivery
 
 WaitUntil = Callable[..., None]
 

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from taskq.app import App
-from taskq.beat import Beat, FileScheduler, Schedule, Scheduler, crontab
-from taskq.beat.scheduler import parse_entry, resolve_scheduler
+from taskq.beat import Beat, Schedule, crontab
+from taskq.beat.service import resolve_scheduler
+from taskq.builtins.file_scheduler import FileScheduler
+from taskq.drivers.scheduler import Scheduler, parse_entry
 from taskq.errors import ConfigError, DriverNotFoundError, ScheduleLockedError
 from taskq.testing.conformance.scheduler import T0, SchedulerContract, SchedulerFactory, make_app, sent
 

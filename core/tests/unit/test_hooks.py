@@ -16,10 +16,10 @@ import pytest
 
 import taskq.plugins
 from taskq import App, Task, states
-from taskq.backends.base import ResultBackend
-from taskq.builtins.memory import MemoryBackend, MemoryTransport
-from taskq.serialization import Serializer
-from taskq.worker.bootsteps import Step
+from taskq.builtins.memory_drivers import MemoryBackend, MemoryTransport
+from taskq.drivers.backend import ResultBackend
+from taskq.drivers.bootstep import Step
+from taskq.drivers.serializer import Serializer
 from taskq.worker.worker import select_pool
 
 MakePlugin = Callable[..., types.ModuleType]
@@ -41,7 +41,7 @@ def hooked_app(memory_url: str, plugin: types.ModuleType, **settings: object) ->
 
 def test_hook_taskq_register_transports(make_plugin: MakePlugin) -> None:
     plugin = make_plugin(
-        "faketransport", taskq_register_transports=lambda: {"fake": "taskq.builtins.memory:MemoryTransport"}
+        "faketransport", taskq_register_transports=lambda: {"fake": "taskq.builtins.memory_drivers:MemoryTransport"}
     )
     app = App("tests", broker="fake://somewhere", read_config=False, extra_plugins=[plugin])
     transport = app.new_transport()
@@ -51,7 +51,7 @@ def test_hook_taskq_register_transports(make_plugin: MakePlugin) -> None:
 
 def test_hook_taskq_register_result_backends(make_plugin: MakePlugin, memory_url: str) -> None:
     plugin = make_plugin(
-        "fakebackend", taskq_register_result_backends=lambda: {"fakedb": "taskq.builtins.memory:MemoryBackend"}
+        "fakebackend", taskq_register_result_backends=lambda: {"fakedb": "taskq.builtins.memory_drivers:MemoryBackend"}
     )
     app = App("tests", broker=memory_url, backend="fakedb://results", read_config=False, extra_plugins=[plugin])
     assert isinstance(app.backend, MemoryBackend)

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from taskq.backends.base import ResultBackend
-from taskq.builtins.memory import MemoryBackend, MemoryTransport
+from taskq.builtins.memory_drivers import MemoryBackend, MemoryTransport
+from taskq.drivers.backend import ResultBackend
 from taskq.testing.conformance import ResultBackendContract, TransportContract
 from taskq.testing.conformance.backend import BackendFactory
 

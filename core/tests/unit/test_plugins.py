@@ -8,9 +8,9 @@ from collections.abc import Callable
 
 import pytest
 
+from taskq.drivers.serializer import Serializer
 from taskq.errors import DriverNotFoundError, PluginError
 from taskq.plugins import Plugins, load_plugins
-from taskq.serialization import Serializer
 
 MakePlugin = Callable[..., types.ModuleType]
 

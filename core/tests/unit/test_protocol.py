@@ -6,12 +6,12 @@ import datetime
 
 import pytest
 
-from taskq.builtins.json import JSON
+from taskq._protocol import REPR_MAX, TaskMessage, build_headers, decode, encode, from_iso, to_iso
+from taskq._serialization import SerializerRegistry
 from taskq.builtins.pickle import PICKLE
+from taskq.drivers.serializer import JSON
+from taskq.drivers.transport import Message
 from taskq.errors import ContentDisallowedError, MessageDecodeError
-from taskq.protocol import REPR_MAX, TaskMessage, build_headers, decode, encode, from_iso, to_iso
-from taskq.serialization import SerializerRegistry
-from taskq.transport import Message
 
 # Celery 5's protocol 2 headers and delivery properties (celery/app/amqp.py, as_task_v2).
 CELERY_HEADERS = {

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import pytest
 
 from taskq import App, states
-from taskq.backends.base import COMPRESSIONS, compress, decompress
-from taskq.builtins.memory import MemoryBackend
+from taskq.builtins.memory_drivers import MemoryBackend
+from taskq.drivers.backend import COMPRESSIONS, compress, decompress
 from taskq.errors import ConfigError, SerializationError
 
 TIMEOUT = 10.0

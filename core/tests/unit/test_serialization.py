@@ -10,10 +10,10 @@ import uuid
 import pytest
 
 from taskq import App
-from taskq.builtins.json import JSON
+from taskq._serialization import SerializerRegistry
 from taskq.builtins.pickle import PICKLE
+from taskq.drivers.serializer import JSON
 from taskq.errors import ContentDisallowedError, SerializationError
-from taskq.serialization import SerializerRegistry
 
 JSON_TYPE = "application/json"
 PICKLE_TYPE = "application/x-python-serialize"

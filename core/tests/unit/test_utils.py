@@ -1,10 +1,10 @@
-"""taskq.utils: small helpers the drivers share."""
+"""taskq.drivers.support.connections: small helpers the drivers share."""
 
 from __future__ import annotations
 
 import os
 
-from taskq.utils import current_pid, mask_url
+from taskq.drivers.support.connections import current_pid, mask_url
 
 
 def test_current_pid_is_this_process_and_follows_a_fork() -> None:

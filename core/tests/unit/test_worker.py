@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from taskq import App, Ignore, Reject, Task, TaskError, TaskqError, states
-from taskq.builtins.memory import MemoryTransport
+from taskq._protocol import build_headers, encode, to_iso
+from taskq.builtins.memory_drivers import MemoryTransport
+from taskq.drivers.transport import Delivery, Message
 from taskq.errors import ConfigError, NotRegisteredError, TaskRevokedError
-from taskq.protocol import build_headers, encode, to_iso
-from taskq.transport import Delivery, Message
 
 StartWorker = Callable[..., Any]
 WaitUntil = Callable[..., None]

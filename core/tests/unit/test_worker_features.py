@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from taskq import App, states
-from taskq.builtins.memory import MemoryBackend, MemoryTransport
+from taskq.builtins.memory_drivers import MemoryBackend, MemoryTransport
 from taskq.errors import BrokerUnavailableError, ConfigError, PoolFeatureError, TaskRevokedError
 from taskq.worker.autoscale import parse_autoscale
 from taskq.worker.ratelimit import TokenBucket, parse_rate
@@ -225,7 +225,7 @@ def test_autoscale_on_a_pool_that_cannot_resize_is_refused_at_start(app: App) ->
 def test_tasks_due_tomorrow_wait_in_the_broker_not_in_the_worker(
     app: App, start_worker: Callable[..., object], wait_until: Callable[..., None]
 ) -> None:
-    from taskq import protocol
+    from taskq import _protocol as protocol
 
     @app.task
     def later() -> None: ...

@@ -12,13 +12,24 @@ import os
 import threading
 from typing import TYPE_CHECKING, cast
 
-from taskq.beat.scheduler import Scheduler, resolve_scheduler
-from taskq.errors import ScheduleLockedError
+from taskq.drivers.scheduler import Scheduler
+from taskq.errors import ConfigError, ScheduleLockedError
 
 if TYPE_CHECKING:
     from taskq.app import App
 
 logger = logging.getLogger(__name__)
+
+
+def resolve_scheduler(app: App, name: str | None = None) -> type[Scheduler]:
+    """The scheduler class named ``name`` (default ``beat_scheduler``), from the plugins."""
+    chosen = name or str(app.conf["beat_scheduler"])
+    cls = app.plugins.resolve_driver("schedulers", chosen)
+    if not (isinstance(cls, type) and issubclass(cls, Scheduler)):
+        raise ConfigError(
+            f"the scheduler {chosen!r} is not a taskq.drivers.Scheduler subclass; fix or remove its plugin"
+        )
+    return cls
 
 
 class Beat:

@@ -6,8 +6,8 @@ pickle module itself is imported on first use: every worker loads this plugin, f
 
 from __future__ import annotations
 
+from taskq.drivers.serializer import Serializer
 from taskq.hookspecs import hookimpl
-from taskq.serialization import Serializer
 
 
 def _dumps(value: object) -> bytes:

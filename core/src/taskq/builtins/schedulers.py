@@ -7,4 +7,4 @@ from taskq.hookspecs import hookimpl
 
 @hookimpl
 def taskq_register_schedulers() -> dict[str, str]:
-    return {"file": "taskq.beat.scheduler:FileScheduler", "memory": "taskq.beat.scheduler:Scheduler"}
+    return {"file": "taskq.builtins.file_scheduler:FileScheduler", "memory": "taskq.drivers.scheduler:Scheduler"}

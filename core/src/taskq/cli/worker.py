@@ -188,7 +188,7 @@ def setup_logging(level: str, fmt: str) -> None:
 
 
 def _banner(app: App, worker: Worker) -> str:
-    from taskq.utils import mask_url
+    from taskq.drivers.support.connections import mask_url
 
     def mask(url: str | None) -> str:
         return mask_url(url) if url else "disabled"

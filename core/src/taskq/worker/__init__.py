@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from taskq.worker.bootsteps import Blueprint, Step
+from taskq.drivers.bootstep import Step
+from taskq.worker.bootsteps import Blueprint
 from taskq.worker.worker import Worker
 
 __all__ = ["Blueprint", "Step", "Worker"]

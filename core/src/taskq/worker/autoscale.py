@@ -10,8 +10,8 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from taskq.drivers.bootstep import Step
 from taskq.errors import ConfigError, PoolFeatureError
-from taskq.worker.bootsteps import Step
 
 if TYPE_CHECKING:
     from taskq.worker.consumer import Consumer

@@ -1,4 +1,4 @@
-"""Bootsteps: the worker as a blueprint of steps that start in dependency order.
+"""The worker as a blueprint of bootsteps that start in dependency order.
 
 A step names the steps it ``requires``; the blueprint starts them so that every step
 starts after what it requires and stops before it. Core's steps are the pool, the lease
@@ -9,32 +9,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
+from taskq.drivers.bootstep import Step
 from taskq.errors import PluginError
 
 if TYPE_CHECKING:
     from taskq.worker.worker import Worker
 
 logger = logging.getLogger(__name__)
-
-
-class Step:
-    """One part of the worker that starts and stops with it."""
-
-    #: Unique name other steps use in ``requires``.
-    name: ClassVar[str] = ""
-    #: Names of the steps that must start before this one.
-    requires: ClassVar[tuple[str, ...]] = ()
-
-    def __init__(self, worker: Worker) -> None:
-        self.worker = worker
-
-    def start(self) -> None:
-        """Start; called in the worker's main thread, in blueprint order."""
-
-    def stop(self) -> None:
-        """Stop; called in reverse order. Must not raise."""
 
 
 class Blueprint:
@@ -98,4 +81,4 @@ class Blueprint:
                 logger.exception("bootstep %s failed to stop", step.name)
 
 
-__all__ = ["Blueprint", "Step"]
+__all__ = ["Blueprint"]

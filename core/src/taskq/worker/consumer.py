@@ -17,6 +17,7 @@ its own thread, and shutdown gives it back to the broker.
 from __future__ import annotations
 
 import heapq
+import inspect
 import itertools
 import logging
 import os
@@ -27,7 +28,10 @@ from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
-from taskq import protocol, states
+from taskq import _protocol as protocol
+from taskq import states
+from taskq.drivers.bootstep import Step
+from taskq.drivers.support.connections import mask_url
 from taskq.errors import (
     BrokerUnavailableError,
     NotRegisteredError,
@@ -38,15 +42,13 @@ from taskq.errors import (
     TimeLimitExceeded,
     WorkerLostError,
 )
-from taskq.utils import mask_url
-from taskq.worker.bootsteps import Step
 from taskq.worker.ratelimit import TokenBucket, parse_rate
 from taskq.worker.request import Request
 from taskq.worker.revocations import Revocations
 from taskq.worker.trace import TraceOutcome, trace_task, trace_task_async
 
 if TYPE_CHECKING:
-    from taskq.transport import Delivery, Transport
+    from taskq.drivers.transport import Delivery, Transport
     from taskq.worker.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -78,8 +80,9 @@ class Consumer:
         self.queues = list(worker.queues)
         self.pool = worker.pool
         self.inline = worker.pool.capabilities.runs_inline
-        # What the pool runs: the coroutine tracer on event-loop pools.
-        self.target = trace_task_async if worker.pool.capabilities.coroutines else trace_task
+        # On event-loop pools, ``async def`` tasks run through the coroutine tracer (see _target).
+        self._runs_coroutines = worker.pool.capabilities.coroutines
+        self._targets: dict[str, Callable[..., object]] = {}
         self.lease = worker.lease_seconds
         self.hostname = worker.hostname
         conf = self.app.conf
@@ -227,7 +230,7 @@ class Consumer:
             self._wait_for_pool(self.tick_interval if self.tick is not None else IDLE_WAIT)
 
     def _wait_for_pool(self, timeout: float) -> None:
-        """Until a task ends (or ``timeout``): in the pool's :meth:`~taskq.pool.Pool.poll`
+        """Until a task ends (or ``timeout``): in the pool's :meth:`~taskq.drivers.pool.Pool.poll`
         where it can report from this thread, else on the event its callbacks set."""
         if self.completions:
             return
@@ -489,7 +492,7 @@ class Consumer:
         hard, soft = request.time_limits
         self._busy_since = request.time_start
         pool.apply(
-            self.target,
+            self._target(request) if self._runs_coroutines else trace_task,
             (self.app, request),
             callback=partial(self._on_done, request),
             error_callback=partial(self._on_done, request),
@@ -500,6 +503,15 @@ class Consumer:
         self._busy_since = None
         if self.inline:
             self._settle()
+
+    def _target(self, request: Request) -> Callable[..., object]:
+        """What an event-loop pool runs for ``request``: the coroutine tracer for an
+        ``async def`` task, the plain one (which the pool runs in a thread) otherwise."""
+        target = self._targets.get(request.name)
+        if target is None:
+            is_async = inspect.iscoroutinefunction(request.task.fn)
+            target = self._targets[request.name] = trace_task_async if is_async else trace_task
+        return target
 
     def _rate_wait(self, request: Request) -> float:
         name = request.name

@@ -12,7 +12,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from taskq.worker.bootsteps import Step
+from taskq.drivers.bootstep import Step
 
 if TYPE_CHECKING:
     from taskq.worker.consumer import Consumer

@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, cast
 from taskq.task import Context
 
 if TYPE_CHECKING:
-    from taskq.protocol import TaskMessage
+    from taskq._protocol import TaskMessage
+    from taskq.drivers.transport import Delivery
     from taskq.task import Task
-    from taskq.transport import Delivery
 
 
 class Request:
@@ -149,9 +149,9 @@ def _rebuild(
     task_name: str,
     hostname: str,
 ) -> Request:
-    from taskq import protocol
+    from taskq import _protocol as protocol
     from taskq.app import current_app
-    from taskq.transport import Delivery, Message
+    from taskq.drivers.transport import Delivery, Message
 
     app = current_app()
     message = Message(body, headers, content_type, content_encoding, properties)

@@ -18,10 +18,10 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from taskq.worker.bootsteps import Step
+from taskq.drivers.bootstep import Step
 
 if TYPE_CHECKING:
-    from taskq.backends.base import ResultBackend
+    from taskq.drivers.backend import ResultBackend
     from taskq.worker.worker import Worker
 
 logger = logging.getLogger(__name__)

@@ -16,11 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from taskq.drivers.bootstep import Step
+from taskq.drivers.pool import Pool
 from taskq.errors import ConfigError, DriverNotFoundError, PluginError
 from taskq.plugins import import_string
-from taskq.pool import Pool
 from taskq.worker.autoscale import AutoscaleStep, parse_autoscale
-from taskq.worker.bootsteps import Blueprint, Step
+from taskq.worker.bootsteps import Blueprint
 from taskq.worker.consumer import ConsumerStep
 from taskq.worker.leases import LeaseStep
 from taskq.worker.revocations import RevocationStep
@@ -54,7 +55,7 @@ def select_pool(plugins: Plugins, name: str | None) -> tuple[str, type[Pool]]:
             )
     cls = plugins.resolve_driver("pools", name)
     if not (isinstance(cls, type) and issubclass(cls, Pool)):
-        raise PluginError(f"the pool {name!r} is not a taskq.pool.Pool subclass")
+        raise PluginError(f"the pool {name!r} is not a taskq.drivers.pool.Pool subclass")
     return name, cls
 
 

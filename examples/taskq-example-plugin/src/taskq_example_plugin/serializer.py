@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import zlib
 
-from taskq.serialization import Serializer
+from taskq.drivers.serializer import Serializer
 
 CONTENT_TYPE = "application/x-taskq-jsonz"
 # zlib level: 6 is zlib's own default, a good balance of speed and size.

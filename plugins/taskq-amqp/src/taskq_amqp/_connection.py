@@ -21,8 +21,8 @@ from urllib.parse import unquote, urlsplit
 import amqp
 import amqp.exceptions
 
+from taskq.drivers.transport import Message
 from taskq.errors import BrokerUnavailableError, ConfigError
-from taskq.transport import Message
 from taskq_amqp._frames import encode_properties
 from taskq_amqp._reader import Connection, has_buffered
 

@@ -44,9 +44,9 @@ import amqp
 import amqp.exceptions
 
 from taskq import states
-from taskq.backends.base import BackendCapabilities, Meta, ResultBackend
+from taskq.drivers.backend import BackendCapabilities, Meta, ResultBackend
+from taskq.drivers.serializer import Serializer
 from taskq.errors import BrokerUnavailableError, ConfigError, TimeoutError
-from taskq.serialization import Serializer
 from taskq_amqp._connection import (
     CONNECTION_ERRORS,
     RECONNECT_TIMEOUT,
@@ -245,7 +245,7 @@ class RpcBackend(ResultBackend):
 
     def _address(self, task_id: str) -> tuple[str, str] | None:
         """Where the result of ``task_id`` goes: ``(reply_to, correlation_id)``."""
-        from taskq.app import current_app
+        from taskq import current_app
 
         running = current_app().current_worker_task_context()
         if running is not None and running.id == task_id:
@@ -573,7 +573,7 @@ def _broker_url(url: str, options: Mapping[str, object]) -> str:
         return url
     broker = options.get("broker_url")
     if not isinstance(broker, str):
-        from taskq.app import current_app
+        from taskq import current_app
 
         broker = str(current_app().conf["broker_url"])
     if urlsplit(broker).scheme not in ("amqp", "amqps", "pyamqp"):

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from taskq.hookspecs import hookimpl
 
 if TYPE_CHECKING:
-    from taskq.app import App
+    from taskq import App
 
 TRANSPORT = "taskq_amqp.transport:AmqpTransport"
 BACKEND = "taskq_amqp.backend:RpcBackend"

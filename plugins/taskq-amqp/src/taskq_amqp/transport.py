@@ -44,8 +44,8 @@ from typing import TypeVar, cast
 import amqp
 import amqp.exceptions
 
+from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
 from taskq.errors import BrokerUnavailableError, ConfigError
-from taskq.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
 from taskq_amqp._connection import (
     CONNECTION_ERRORS,
     RECONNECT_TIMEOUT,

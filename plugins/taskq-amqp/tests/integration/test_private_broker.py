@@ -10,8 +10,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from taskq.drivers.transport import Delivery
 from taskq.testing.conformance.transport import make_message
-from taskq.transport import Delivery
 from taskq_amqp.backend import RpcBackend
 from taskq_amqp.transport import AmqpTransport
 

@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from taskq.drivers.transport import Delivery
 from taskq.testing.conformance.transport import make_message
-from taskq.transport import Delivery
 from taskq_amqp._layout import delay_bucket
 from taskq_amqp.transport import AmqpTransport
 

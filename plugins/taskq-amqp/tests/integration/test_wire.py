@@ -9,8 +9,8 @@ from datetime import datetime
 import amqp
 import pytest
 
-from taskq import protocol
-from taskq.transport import Message
+from taskq import _protocol as protocol
+from taskq.drivers.transport import Message
 from taskq_amqp.transport import AmqpTransport
 
 # How long to wait, in seconds, for a message to be in its queue.

@@ -11,7 +11,7 @@ import amqp.exceptions
 import pytest
 from amqp.serialization import decode_properties_basic, loads
 
-from taskq import protocol
+from taskq import _protocol as protocol
 from taskq_amqp._frames import encode_properties, encode_table, publish_frames
 from taskq_amqp._reader import decode_properties, decode_table
 

@@ -2,10 +2,9 @@
 
 The pool owns an event loop running in its own thread (``taskq-asyncio-loop``). Each job
 is an asyncio task on that loop; at most ``concurrency`` jobs run at once, coroutine and
-sync jobs together. The worker hands the pool :func:`taskq.worker.trace.trace_task_async`;
-for a task whose function is not a coroutine function the pool runs the plain
-:func:`~taskq.worker.trace.trace_task` in a thread executor instead, so a blocking task
-never blocks the loop.
+sync jobs together. A job whose target is a coroutine function runs on the loop (the
+worker hands such a pool its coroutine tracer for ``async def`` tasks); any other job
+runs in a thread executor, so a blocking task never blocks the loop.
 
 Time limits and terminate, for ``async def`` tasks, use asyncio cancellation:
 
@@ -40,11 +39,9 @@ from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import cast
 
+from taskq.drivers.pool import Pool, PoolCapabilities
+from taskq.drivers.support.interrupt import InterruptibleCall
 from taskq.errors import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, WorkerLostError
-from taskq.interrupt import InterruptibleCall
-from taskq.pool import Pool, PoolCapabilities
-from taskq.worker.request import Request
-from taskq.worker.trace import trace_task, trace_task_async
 
 logger = logging.getLogger(__name__)
 
@@ -306,13 +303,7 @@ class AsyncioPool(Pool):
             self.start()
         loop = self._loop
         assert loop is not None
-        if target is trace_task_async and len(args) == 2 and isinstance(args[1], Request):
-            is_coroutine = self._is_coroutine_function(args[1].task.fn)
-            if not is_coroutine:
-                # A plain def task: run it in a thread, where blocking does not stall the loop.
-                target = trace_task
-        else:
-            is_coroutine = inspect.iscoroutinefunction(target)
+        is_coroutine = self._is_coroutine_function(target)
         job = _Job(target, args, callback, error_callback, job_id, soft_time_limit, hard_time_limit, is_coroutine)
         with self._lock:
             if self._stopping:

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from taskq.backends.base import ResultBackend
+from taskq.drivers.backend import ResultBackend
 from taskq.testing.conformance import ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_dynamodb.backend import DynamoDBBackend

@@ -1,6 +1,6 @@
 """The eventlet pool: each task runs in its own green thread, hundreds or thousands at once.
 
-:class:`EventletPool` is a :class:`taskq.greenpool.GreenPool`, which holds all it shares
+:class:`EventletPool` is a :class:`taskq.drivers.support.greenpool.GreenPool`, which holds all it shares
 with the gevent pool: which hub runs the green threads, time limits, terminate and stop
 (see there). This module gives it eventlet's primitives:
 
@@ -29,7 +29,7 @@ import eventlet.hubs
 import eventlet.patcher
 import greenlet
 
-from taskq.greenpool import STOP_TIMEOUT, GreenPool
+from taskq.drivers.support.greenpool import STOP_TIMEOUT, GreenPool
 
 _real_thread = eventlet.patcher.original("_thread")
 

@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from taskq.pool import Pool
+from taskq.drivers.pool import Pool
 from taskq.testing.conformance import PoolContract
 from taskq_eventlet.pool import EventletPool, is_patched
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import base64
 import binascii
 
-from taskq.builtins.json import dumps, loads
+from taskq.drivers.serializer import json_dumps as dumps
+from taskq.drivers.serializer import json_loads as loads
+from taskq.drivers.transport import Message
 from taskq.errors import MessageDecodeError, SerializationError
-from taskq.transport import Message
 
 
 def encode(message: Message, **extra: object) -> bytes:

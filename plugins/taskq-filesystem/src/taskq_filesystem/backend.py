@@ -3,7 +3,7 @@
 ``result_backend = "file:///var/lib/taskq"``; it may be the broker's root. A file holds
 one line with its expiry (epoch seconds, or ``-`` for none) and then the value, and
 appears whole by rename from ``tmp/`` (:func:`._layout.write_atomically`). The result
-logic is core's :class:`~taskq.backends.base.KeyValueBackend`.
+logic is core's :class:`~taskq.drivers.backend.KeyValueBackend`.
 
 * Reads ignore an expired file at once; whichever instance writes next deletes expired
   files, at most every :data:`CLEANUP_INTERVAL` seconds, by moving each aside first so
@@ -12,7 +12,7 @@ logic is core's :class:`~taskq.backends.base.KeyValueBackend`.
   exclusive ``fcntl.flock`` of ``<root>/counters.lock``: atomic across threads and
   processes on one machine.
 * A stored result wakes waiters in every process through the wake-up sockets of
-  :mod:`taskq.wakeup`, announced in ``wake/``, so ``AsyncResult.get()`` returns as soon
+  :mod:`taskq.drivers.support.wakeup`, announced in ``wake/``, so ``AsyncResult.get()`` returns as soon
   as the worker stored it.
 """
 
@@ -25,10 +25,10 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from taskq import wakeup
-from taskq.backends.base import BackendCapabilities, KeyValueBackend
+from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
+from taskq.drivers.serializer import Serializer
+from taskq.drivers.support import wakeup
 from taskq.errors import BackendUnavailableError
-from taskq.serialization import Serializer
 from taskq_filesystem import _layout
 
 # Seconds between two sweeps of expired files (per instance; reads never see them anyway).

@@ -22,7 +22,7 @@ exactly one succeeds and the others get ``ENOENT``.
 * **Ack** unlinks the claimed file; **requeue** renames it back with a new due time;
   **dead letters** are written to ``dead/`` (the envelope plus reason, time and queue)
   before the claimed file is removed.
-* **Wait** blocks on a Unix datagram socket announced in ``wake/`` (:mod:`taskq.wakeup`)
+* **Wait** blocks on a Unix datagram socket announced in ``wake/`` (:mod:`taskq.drivers.support.wakeup`)
   until a writer pokes it or the earliest due time or lease deadline of its queues (plus
   the sweep's pace) comes.
 
@@ -45,9 +45,8 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from taskq import wakeup
-from taskq.errors import BrokerUnavailableError, MessageDecodeError
-from taskq.transport import (
+from taskq.drivers.support import wakeup
+from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
     Capabilities,
     DeadLetter,
@@ -55,6 +54,7 @@ from taskq.transport import (
     Message,
     Transport,
 )
+from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_filesystem import _envelope, _layout
 
 logger = logging.getLogger(__name__)

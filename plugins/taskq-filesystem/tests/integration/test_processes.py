@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from taskq import states
+from taskq.drivers.transport import Message
 from taskq.testing.conformance.processes import finish
-from taskq.transport import Message
 from taskq_filesystem.backend import FilesystemBackend
 from taskq_filesystem.transport import FilesystemTransport
 

@@ -8,8 +8,8 @@ import uuid
 
 import pytest
 
+from taskq.drivers.transport import Message
 from taskq.errors import MessageDecodeError, SerializationError
-from taskq.transport import Message
 from taskq_filesystem._envelope import decode, encode
 
 

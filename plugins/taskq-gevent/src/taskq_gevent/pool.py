@@ -1,6 +1,6 @@
 """The gevent pool: each task runs in its own greenlet, hundreds or thousands at once.
 
-:class:`GeventPool` is a :class:`taskq.greenpool.GreenPool`, which holds all it shares with
+:class:`GeventPool` is a :class:`taskq.drivers.support.greenpool.GreenPool`, which holds all it shares with
 the eventlet pool: which hub runs the greenlets, time limits, terminate and stop (see
 there). This module gives it gevent's primitives:
 
@@ -22,7 +22,7 @@ import gevent.event
 import gevent.hub
 from gevent import monkey
 
-from taskq.greenpool import STOP_TIMEOUT, GreenPool
+from taskq.drivers.support.greenpool import STOP_TIMEOUT, GreenPool
 
 
 def is_patched() -> bool:

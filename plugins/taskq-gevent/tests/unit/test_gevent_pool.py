@@ -9,7 +9,7 @@ from collections.abc import Callable
 import gevent
 import pytest
 
-from taskq.greenpool import GreenPool
+from taskq.drivers.support.greenpool import GreenPool
 from taskq.testing.conformance.pool import GreenPoolContract
 from taskq_gevent.pool import GeventPool
 

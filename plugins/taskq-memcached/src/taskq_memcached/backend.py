@@ -35,10 +35,10 @@ from pymemcache.client.base import PooledClient
 from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
-from taskq.backends.base import BackendCapabilities, KeyValueBackend
+from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
+from taskq.drivers.serializer import Serializer
+from taskq.drivers.support.connections import mask_url
 from taskq.errors import BackendUnavailableError, ConfigError
-from taskq.serialization import Serializer
-from taskq.utils import mask_url
 
 logger = logging.getLogger(__name__)
 

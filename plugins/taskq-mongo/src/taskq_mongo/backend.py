@@ -44,10 +44,10 @@ from bson.binary import Binary
 from pymongo import ReturnDocument
 
 from taskq import states
-from taskq.backends.base import BackendCapabilities, KeyValueBackend, Meta
+from taskq.drivers.backend import BackendCapabilities, KeyValueBackend, Meta
+from taskq.drivers.serializer import Serializer
+from taskq.drivers.support.connections import mask_url
 from taskq.errors import BackendUnavailableError
-from taskq.serialization import Serializer
-from taskq.utils import mask_url
 
 if TYPE_CHECKING:
     from pymongo.collection import Collection

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
-from taskq.app import App
+from taskq import App
 from taskq.errors import SoftTimeLimitExceeded, TaskqError
 
 #: Frame header: the payload's length in bytes.

@@ -56,8 +56,8 @@ from collections.abc import Callable
 
 import billiard
 
+from taskq.drivers.pool import Pool, PoolCapabilities
 from taskq.errors import TaskqError, Terminated, TimeLimitExceeded, WorkerLostError
-from taskq.pool import Pool, PoolCapabilities
 from taskq_prefork._child import HEADER, ChildConfig, child_main, write_frame
 from taskq_prefork._records import Child, Job, Report, call_all, close_fd, describe_exit, drain, send_signal
 

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from taskq.drivers.support.connections import mask_url
 from taskq.errors import ConfigError
-from taskq.utils import mask_url
 from taskq_redis._resp import Client, RedisConnectionError
 
 if TYPE_CHECKING:
@@ -203,7 +203,7 @@ def _sentinel_client(url: str, options: Mapping[str, object], common: dict[str, 
             if isinstance(sentinel_kwargs, Mapping):
                 asked.update(sentinel_kwargs)
             found.append(
-                Sentinel(  # type: ignore[no-untyped-call]  # unannotated in redis-py
+                Sentinel(
                     hosts,
                     sentinel_kwargs=asked,
                     socket_timeout=common["socket_timeout"],

@@ -34,10 +34,10 @@ from collections.abc import Mapping, Sequence
 from typing import cast
 
 from taskq import states
-from taskq.backends.base import POLL_INTERVAL_MAX, POLL_INTERVAL_START, BackendCapabilities, KeyValueBackend, Meta
+from taskq.drivers.backend import POLL_INTERVAL_MAX, POLL_INTERVAL_START, BackendCapabilities, KeyValueBackend, Meta
+from taskq.drivers.serializer import Serializer
+from taskq.drivers.support.connections import current_pid
 from taskq.errors import BackendUnavailableError, TimeoutError
-from taskq.serialization import Serializer
-from taskq.utils import current_pid
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 from taskq_redis._resp import Client, PubSub

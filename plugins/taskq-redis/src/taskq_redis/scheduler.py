@@ -6,7 +6,7 @@ or, when that is unset, the broker's. Any number of beats may run on it; the one
 the lease ``taskq:beat:<app>:lock`` sends, the others stand by:
 
 * the lock is ``SET NX PX`` with a holder unique to the process (``host:pid:random``),
-  leased for :attr:`~taskq.beat.LeasedScheduler.lock_seconds` (30 s) and renewed on every tick (at
+  leased for :attr:`~taskq.drivers.LeasedScheduler.lock_seconds` (30 s) and renewed on every tick (at
   least every 10 s);
 * a standby tries again every 5 s, so when the active beat stops
   (it lets go at once) or dies (its lease lapses) a standby takes over within a lease,
@@ -33,14 +33,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, cast
 
-from taskq.beat.scheduler import EntryState, LeasedScheduler
+from taskq.drivers.scheduler import EntryState, LeasedScheduler
+from taskq.drivers.support.connections import mask_url
 from taskq.errors import BrokerUnavailableError, ConfigError
-from taskq.utils import mask_url
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 
 if TYPE_CHECKING:
-    from taskq.app import App
+    from taskq import App
 
 logger = logging.getLogger(__name__)
 

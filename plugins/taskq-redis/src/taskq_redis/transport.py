@@ -76,9 +76,10 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
-from taskq.builtins.json import dumps, loads
-from taskq.errors import BrokerUnavailableError
-from taskq.transport import (
+from taskq.drivers.serializer import json_dumps as dumps
+from taskq.drivers.serializer import json_loads as loads
+from taskq.drivers.support.connections import current_pid
+from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
     Capabilities,
     DeadLetter,
@@ -86,7 +87,7 @@ from taskq.transport import (
     Message,
     Transport,
 )
-from taskq.utils import current_pid
+from taskq.errors import BrokerUnavailableError
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 from taskq_redis._resp import Client, PubSub

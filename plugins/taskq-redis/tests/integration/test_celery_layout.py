@@ -14,8 +14,8 @@ import kombu
 import pytest
 import redis
 
+from taskq.drivers.transport import Message
 from taskq.testing.conformance.transport import make_message
-from taskq.transport import Message
 from taskq_redis.transport import RedisTransport
 
 pytestmark = pytest.mark.integration

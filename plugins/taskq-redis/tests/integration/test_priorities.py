@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from taskq.transport import Message
+from taskq.drivers.transport import Message
 from taskq_redis.transport import RedisTransport, queue_key
 
 pytestmark = pytest.mark.integration

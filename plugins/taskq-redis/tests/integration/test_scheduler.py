@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from taskq.app import App
-from taskq.beat import Scheduler
-from taskq.beat.scheduler import resolve_scheduler
+from taskq.beat.service import resolve_scheduler
+from taskq.drivers.scheduler import Scheduler
 from taskq.errors import BrokerUnavailableError, ConfigError, ScheduleLockedError
 from taskq.testing.conformance.scheduler import (
     T0,

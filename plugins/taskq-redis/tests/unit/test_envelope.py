@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from taskq.drivers.transport import Message
 from taskq.errors import ConfigError
-from taskq.transport import Message
 from taskq_redis._connection import connect
 from taskq_redis.transport import decode_envelope, encode_envelope, priority_step, queue_key
 

@@ -36,10 +36,10 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from taskq.backends.base import BackendCapabilities, KeyValueBackend
+from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
+from taskq.drivers.serializer import Serializer
+from taskq.drivers.support.connections import mask_url
 from taskq.errors import BackendUnavailableError, ConfigError, SerializationError
-from taskq.serialization import Serializer
-from taskq.utils import mask_url
 
 logger = logging.getLogger(__name__)
 

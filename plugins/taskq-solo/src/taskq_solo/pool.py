@@ -14,8 +14,8 @@ import threading
 from collections.abc import Callable
 from types import FrameType
 
+from taskq.drivers.pool import Pool, PoolCapabilities
 from taskq.errors import SoftTimeLimitExceeded, TimeLimitExceeded
-from taskq.pool import Pool, PoolCapabilities
 
 logger = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from taskq.pool import Pool
+from taskq.drivers.pool import Pool
 from taskq.testing.conformance import PoolContract
 from taskq_solo.pool import SoloPool
 

@@ -1,6 +1,6 @@
 """The database result backend: one key/value table on PostgreSQL, MySQL/MariaDB or SQLite.
 
-:class:`DatabaseBackend` is a :class:`~taskq.backends.base.KeyValueBackend`: results,
+:class:`DatabaseBackend` is a :class:`~taskq.drivers.backend.KeyValueBackend`: results,
 groups, chord counters, revocations and worker heartbeats are rows of one table
 (``taskq_results`` by default) keyed as Celery keys them in Redis
 (``celery-task-meta-<id>``), holding the serialized Celery record. Columns:
@@ -32,10 +32,10 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from taskq.backends.base import BackendCapabilities, KeyValueBackend
+from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
+from taskq.drivers.serializer import Serializer
+from taskq.drivers.support.connections import mask_url
 from taskq.errors import BackendUnavailableError, ConfigError
-from taskq.serialization import Serializer
-from taskq.utils import mask_url
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ stand by, as with the redis scheduler:
 
 * taking the lock is one upsert that writes this beat's row only when there is none, its
   lease has lapsed or it is already this beat's; the lease lasts 30 s and is renewed on
-  every tick (at least every 10 s), as :class:`~taskq.beat.LeasedScheduler` does;
+  every tick (at least every 10 s), as :class:`~taskq.drivers.LeasedScheduler` does;
 * a standby tries again every 5 s, so when the active beat stops
   (it deletes its row) or dies (its lease lapses) a standby takes over within a lease,
   starting from the state the first one saved;
@@ -42,13 +42,13 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from taskq.beat.scheduler import EntryState, LeasedScheduler
+from taskq.drivers.scheduler import EntryState, LeasedScheduler
+from taskq.drivers.support.connections import mask_url
 from taskq.errors import BackendUnavailableError, ConfigError
-from taskq.utils import mask_url
 from taskq_sqlalchemy.backend import SQLITE_BUSY_TIMEOUT, check_advice, first_line, sqlalchemy_url
 
 if TYPE_CHECKING:
-    from taskq.app import App
+    from taskq import App
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from taskq.app import App
-from taskq.beat import Scheduler
-from taskq.beat.scheduler import resolve_scheduler
+from taskq.beat.service import resolve_scheduler
+from taskq.drivers.scheduler import Scheduler
 from taskq.errors import BackendUnavailableError, ConfigError
 from taskq.testing.conformance.scheduler import (
     T0,

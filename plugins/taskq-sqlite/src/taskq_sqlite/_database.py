@@ -6,7 +6,7 @@ commit costs no fsync with ``synchronous=NORMAL``), a busy timeout instead of
 single statement is its own short transaction. Multi-statement writes say ``BEGIN
 IMMEDIATE`` themselves, taking the write lock up front rather than failing half-way.
 
-Waiters of both drivers announce their wake-up sockets (:mod:`taskq.wakeup`) in
+Waiters of both drivers announce their wake-up sockets (:mod:`taskq.drivers.support.wakeup`) in
 :func:`signal_directory`, a folder of the temporary directory that belongs to the file.
 """
 

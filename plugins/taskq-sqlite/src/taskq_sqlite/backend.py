@@ -2,13 +2,13 @@
 
 ``result_backend = "sqlite:///taskq.db"``; it may be the broker's file. The store is one
 key-value table (``key`` primary key, ``value`` blob, ``expires_at``); the result logic
-is core's :class:`~taskq.backends.base.KeyValueBackend`. Expired rows are invisible to
+is core's :class:`~taskq.drivers.backend.KeyValueBackend`. Expired rows are invisible to
 reads at once and deleted in bulk at most every :data:`CLEANUP_INTERVAL` seconds by
 whichever instance writes next (a partial index over ``expires_at`` keeps that cheap).
 
 A chord counter is one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` statement:
 atomic across processes without a transaction of our own. A stored result wakes
-waiters in every process through the wake-up sockets of :mod:`taskq.wakeup`, so
+waiters in every process through the wake-up sockets of :mod:`taskq.drivers.support.wakeup`, so
 ``AsyncResult.get()`` returns within a millisecond or so of the worker's commit.
 
 One instance may be shared by the threads of a process (an App holds one backend): a
@@ -24,10 +24,10 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 
-from taskq import wakeup
-from taskq.backends.base import BackendCapabilities, KeyValueBackend
+from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
+from taskq.drivers.serializer import Serializer
+from taskq.drivers.support import wakeup
 from taskq.errors import BackendUnavailableError
-from taskq.serialization import Serializer
 from taskq_sqlite import _database
 
 # Seconds between two sweeps of expired rows (per instance; reads never see them anyway).

@@ -26,7 +26,7 @@ UUIDs survive); the body as a blob. Dead letters live in their own table with qu
 reason, time and the whole message. Priority is not supported (``priority=False``): an
 index that ordered by priority would have to scan delayed rows.
 
-Wake-ups between processes go through the Unix datagram sockets of :mod:`taskq.wakeup`,
+Wake-ups between processes go through the Unix datagram sockets of :mod:`taskq.drivers.support.wakeup`,
 announced in the database's folder of the temporary directory (:func:`._database.signal_directory`).
 """
 
@@ -39,10 +39,10 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from taskq import wakeup
-from taskq.builtins.json import dumps, loads
-from taskq.errors import BrokerUnavailableError, SerializationError
-from taskq.transport import (
+from taskq.drivers.serializer import json_dumps as dumps
+from taskq.drivers.serializer import json_loads as loads
+from taskq.drivers.support import wakeup
+from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
     Capabilities,
     DeadLetter,
@@ -50,6 +50,7 @@ from taskq.transport import (
     Message,
     Transport,
 )
+from taskq.errors import BrokerUnavailableError, SerializationError
 from taskq_sqlite import _database
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from taskq.backends.base import ResultBackend
+from taskq.drivers.backend import ResultBackend
 from taskq.testing.conformance import MultiProcessTransportContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_sqlite.backend import SqliteBackend

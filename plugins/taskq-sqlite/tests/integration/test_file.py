@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from taskq.drivers.transport import Message
 from taskq.errors import BackendUnavailableError, BrokerUnavailableError
-from taskq.transport import Message
 from taskq_sqlite import transport as transport_module
 from taskq_sqlite.backend import SqliteBackend
 from taskq_sqlite.transport import SqliteTransport

@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from taskq import states
+from taskq.drivers.transport import Message
 from taskq.testing.conformance.processes import finish
-from taskq.transport import Message
 from taskq_sqlite.backend import SqliteBackend
 from taskq_sqlite.transport import SqliteTransport
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from taskq.transport import Message
+from taskq.drivers.transport import Message
 from taskq_sqlite import _database
 from taskq_sqlite.transport import SqliteTransport
 

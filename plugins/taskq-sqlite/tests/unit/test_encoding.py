@@ -7,8 +7,8 @@ import uuid
 
 import pytest
 
+from taskq.drivers.transport import Message
 from taskq.errors import SerializationError
-from taskq.transport import Message
 from taskq_sqlite.transport import _encode
 
 

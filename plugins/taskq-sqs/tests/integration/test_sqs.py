@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from taskq.drivers.transport import Message
 from taskq.testing.conformance.transport import make_message
-from taskq.transport import Message
 from taskq_sqs.transport import DUE, SQSMessageTooLargeError, SQSTransport
 
 pytestmark = pytest.mark.integration

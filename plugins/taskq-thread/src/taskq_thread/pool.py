@@ -30,9 +30,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from taskq.drivers.pool import Pool, PoolCapabilities
+from taskq.drivers.support.interrupt import InterruptibleCall
 from taskq.errors import SoftTimeLimitExceeded
-from taskq.interrupt import InterruptibleCall
-from taskq.pool import Pool, PoolCapabilities
 
 logger = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from taskq.drivers.support.interrupt import InterruptibleCall
 from taskq.errors import SoftTimeLimitExceeded
-from taskq.interrupt import InterruptibleCall
 from taskq.plugins import load_plugins
 from taskq.testing.conformance.pool import Outcome
 from taskq_thread.pool import ThreadPool

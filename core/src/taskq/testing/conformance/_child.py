@@ -19,8 +19,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from taskq.drivers.transport import Delivery, Message, Transport
 from taskq.testing.conformance.processes import TransportRecipe
-from taskq.transport import Delivery, Message, Transport
 
 # Seconds any loop of a child may run before it gives up; below the parent's own limit,
 # so the child's reason is what the test reports.

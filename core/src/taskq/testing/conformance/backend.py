@@ -19,7 +19,7 @@ from collections.abc import Callable
 import pytest
 
 from taskq import errors, states
-from taskq.backends.base import ResultBackend, meta_to_exception
+from taskq.drivers.backend import ResultBackend, meta_to_exception
 
 # How long to wait, in seconds, for something that should happen soon.
 DEADLINE = 10.0

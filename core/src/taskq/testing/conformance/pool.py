@@ -11,7 +11,7 @@ must fail with :class:`taskq.errors.PoolFeatureError`, never be ignored. Jobs ar
 module-level functions so that process pools can pickle them; a pool that runs an event
 loop (``capabilities.coroutines``) is given coroutine functions.
 
-A green thread pool (a :class:`taskq.greenpool.GreenPool`: gevent, eventlet) passes
+A green thread pool (a :class:`taskq.drivers.support.greenpool.GreenPool`: gevent, eventlet) passes
 :class:`GreenPoolContract` as well, which checks it and its plugin in a process that is
 not monkey-patched. The two suites share their fixtures, how they send a job and how
 they collect its outcome, which is why they stay in one module past 500 lines.
@@ -32,10 +32,10 @@ from typing import Any, cast
 import pytest
 
 from taskq.app import App
+from taskq.drivers.pool import Pool
+from taskq.drivers.support.greenpool import GreenPool
 from taskq.errors import PoolFeatureError, SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, WorkerLostError
-from taskq.greenpool import GreenPool
 from taskq.plugins import load_plugins
-from taskq.pool import Pool
 from taskq.testing.worker import start_worker
 
 # Seconds any single outcome may take to arrive before a test fails.
@@ -180,7 +180,7 @@ class _PoolSuite:
 
 
 class PoolContract(_PoolSuite):
-    """Reusable tests for a :class:`taskq.pool.Pool`. Provide ``pool_class``."""
+    """Reusable tests for a :class:`taskq.drivers.pool.Pool`. Provide ``pool_class``."""
 
     def job(self, pool: Pool, name: str) -> Callable[..., object]:
         """The job function ``name``, as a coroutine function on event-loop pools."""
@@ -410,7 +410,7 @@ def run_python(code: str) -> str:
 
 
 class GreenPoolContract(_PoolSuite):
-    """Reusable tests for a :class:`taskq.greenpool.GreenPool` and its plugin. Provide
+    """Reusable tests for a :class:`taskq.drivers.support.greenpool.GreenPool` and its plugin. Provide
     the fixtures ``pool_class`` and ``green_sleep``, the library's cooperative sleep
     (``gevent.sleep``), as taskq-gevent's ``tests/unit/test_gevent_pool.py`` does.
 

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from taskq.drivers.transport import Delivery, Transport
 from taskq.plugins import import_string
 from taskq.testing.conformance.transport import (
     PROMPT,
@@ -46,7 +47,6 @@ from taskq.testing.conformance.transport import (
     task_id,
     wait_until,
 )
-from taskq.transport import Delivery, Transport
 
 # The module each child process runs.
 CHILD_MODULE = "taskq.testing.conformance._child"

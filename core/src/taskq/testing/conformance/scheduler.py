@@ -11,7 +11,7 @@ The kit drives time itself (``setup(now)``, ``tick(now)``), so nothing here slee
 tasks go to a private in-memory broker, where the kit reads what was sent.
 
 A scheduler that holds a lease on its store's lock and stands by for another beat's
-(``open`` waits, ``tick`` renews, see :mod:`taskq.beat.scheduler`) subclasses
+(``open`` waits, ``tick`` renews, see :mod:`taskq.drivers.scheduler`) subclasses
 :class:`StandbySchedulerContract` instead: the same suite, plus standby, takeover, a lost
 lock and the lease. Those tests run real :class:`~taskq.beat.Beat` loops and standbys in
 threads, every wait with a deadline; they need the store-specific fixtures listed there.
@@ -28,8 +28,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from taskq.app import App
-from taskq.beat.scheduler import SEND_RETRY_DELAY, Scheduler
 from taskq.beat.service import Beat
+from taskq.drivers.scheduler import SEND_RETRY_DELAY, Scheduler
 from taskq.errors import ScheduleLockedError
 from taskq.testing.conformance.transport import DEADLINE, wait_until
 

@@ -1,4 +1,4 @@
-"""The transport conformance kit: one test per behaviour of :class:`taskq.transport.Transport`.
+"""The transport conformance kit: one test per behaviour of :class:`taskq.drivers.transport.Transport`.
 
 Subclass :class:`TransportContract` in a plugin's tests and provide a ``transport``
 fixture (a connected instance). For a second, independent consumer the kit makes a new
@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from taskq.transport import Delivery, Message, Transport
+from taskq.drivers.transport import Delivery, Message, Transport
 
 # A short lease, in seconds, for the tests where a lease must lapse.
 SHORT_LEASE = 0.3

@@ -1,4 +1,4 @@
-"""Small helpers shared by the core: URL masking for logs and messages."""
+"""Helpers for drivers that hold connections: URLs masked for logs, the pid checked cheaply after a fork."""
 
 from __future__ import annotations
 

@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
+from taskq._serialization import SerializerRegistry
+from taskq.drivers.transport import Message
 from taskq.errors import MessageDecodeError, TaskqError
-from taskq.serialization import SerializerRegistry
-from taskq.transport import Message
 
 PROTOCOL_VERSION = 2
 #: Longest argsrepr/kwargsrepr kept in headers, in characters.

@@ -55,8 +55,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import ClassVar, Protocol, cast
 
+from taskq.drivers.pool import Pool, PoolCapabilities
 from taskq.errors import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, WorkerLostError
-from taskq.pool import Pool, PoolCapabilities
 
 logger = logging.getLogger(__name__)
 

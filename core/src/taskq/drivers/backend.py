@@ -22,8 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from taskq import states
+from taskq.drivers.serializer import Serializer
 from taskq.errors import ConfigError, SerializationError, TaskError, TimeoutError
-from taskq.serialization import Serializer
 
 # Polling a store that cannot push: first interval and ceiling, in seconds.
 POLL_INTERVAL_START = 0.005
@@ -150,7 +150,7 @@ class ResultBackend(ABC):
         expires: float | None = None,
     ) -> None:
         if serializer is None:
-            from taskq.builtins.json import JSON
+            from taskq.drivers.serializer import JSON
 
             serializer = JSON
         self.url = url

@@ -6,10 +6,10 @@ processes, green threads or an event loop. A pool says what it can do in
 :attr:`Pool.capabilities`; the worker says at start-up what a chosen pool cannot honour
 (a hard time limit on threads, say) instead of silently ignoring the setting.
 
-What runs in the pool is always ``target(*args)``, where ``target`` is
-:func:`taskq.worker.trace.trace_task` (or its coroutine twin
-:func:`taskq.worker.trace.trace_task_async` for pools that run an event loop) and
-``args`` is ``(app, request)``. Both pickle *by reference*: a child process rebuilds
+What runs in the pool is always ``target(*args)``: the worker's tracer, which runs one
+task and records its outcome, with ``args`` ``(app, request)``. A pool that declares
+``coroutines`` is handed a coroutine function as ``target`` for ``async def`` tasks and
+awaits it on its loop; any other target is a plain function. Both pickle *by reference*: a child process rebuilds
 them from its own copy of the app (see ``App.__reduce__`` and ``Request.__reduce__``),
 so a process pool only ships task names, ids and arguments.
 

@@ -1,4 +1,4 @@
-"""Serializers: the :class:`Serializer` shape plugins register, and the registry.
+"""The serializer registry: serializers by name and content type, and the accept list (internal).
 
 A serializer is found by its name (``task_serializer = "json"``) when sending and by the
 message's content type when receiving. ``accept_content`` lists what a worker (and a
@@ -8,26 +8,10 @@ result reader) is willing to decode; anything else is refused with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 
+from taskq.drivers.serializer import Serializer
 from taskq.errors import ContentDisallowedError, SerializationError
-
-
-@dataclass(frozen=True, slots=True)
-class Serializer:
-    """A named way to turn Python values into bytes and back.
-
-    ``content_encoding`` is ``"utf-8"`` for text formats and ``"binary"`` otherwise.
-    ``dumps`` must raise on a value it cannot represent; ``loads`` on bytes it cannot
-    read.
-    """
-
-    name: str
-    content_type: str
-    content_encoding: str
-    dumps: Callable[[object], bytes]
-    loads: Callable[[bytes], object]
 
 
 class SerializerRegistry:
@@ -102,4 +86,4 @@ class SerializerRegistry:
         return frozenset(self._accepted_types(names))
 
 
-__all__ = ["Serializer", "SerializerRegistry"]
+__all__ = ["SerializerRegistry"]

@@ -1,1 +1,0 @@
-"""Result backend base classes; concrete backends live in plugins."""

@@ -1,0 +1,232 @@
+"""The in-process transport and result backend (``memory://``), offered by :mod:`taskq.builtins.memory`.
+
+Both live in this process only, shared by every App that names the same URL: for tests,
+eager mode and embedding, never for several processes. They implement the whole
+contract, leases included, and serve as the reference for plugin authors.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
+from taskq.drivers.serializer import Serializer
+from taskq.drivers.transport import (
+    DEFAULT_LEASE_SECONDS,
+    Capabilities,
+    DeadLetter,
+    Delivery,
+    Message,
+    Transport,
+)
+
+
+@dataclass
+class _Entry:
+    id: int
+    queue: str
+    message: Message
+    due: float
+    owner: str | None = None
+    lease_until: float = 0.0
+    deliveries: int = 0
+
+
+@dataclass
+class _Broker:
+    """The state behind one ``memory://`` URL."""
+
+    lock: threading.Condition = field(default_factory=lambda: threading.Condition(threading.Lock()))
+    entries: dict[int, _Entry] = field(default_factory=dict)
+    dead: list[DeadLetter] = field(default_factory=list)
+    counter: itertools.count[int] = field(default_factory=itertools.count)
+    generation: int = 0  # bumped on every publish, to wake waiters
+
+
+_BROKERS: dict[str, _Broker] = {}
+_BROKERS_LOCK = threading.Lock()
+
+
+def _broker(url: str) -> _Broker:
+    with _BROKERS_LOCK:
+        return _BROKERS.setdefault(url, _Broker())
+
+
+class MemoryTransport(Transport):
+    """In-process transport with leases, delays and dead letters."""
+
+    capabilities = Capabilities(
+        delayed_delivery=True, leases=True, dead_letter=True, wakeup=True, shared_between_processes=False
+    )
+
+    def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
+        super().__init__(url, options)
+        self._broker = _broker(url)
+        self._interrupted = False
+
+    def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
+        broker = self._broker
+        with broker.lock:
+            entry_id = next(broker.counter)
+            broker.entries[entry_id] = _Entry(entry_id, queue, message, time.time() + max(0.0, delay))
+            broker.generation += 1
+            broker.lock.notify_all()
+
+    def claim(self, queues: Sequence[str], limit: int, *, lease: float = DEFAULT_LEASE_SECONDS) -> list[Delivery]:
+        now = time.time()
+        wanted = set(queues)
+        broker = self._broker
+        with broker.lock:
+            ready = [
+                e
+                for e in broker.entries.values()
+                if e.queue in wanted and e.due <= now and (e.owner is None or e.lease_until < now)
+            ]
+            taken = heapq.nsmallest(limit, ready, key=lambda e: (e.due, e.id))
+            out = []
+            for entry in taken:
+                entry.owner = self.owner
+                entry.lease_until = now + lease
+                entry.deliveries += 1
+                out.append(Delivery(entry.message, entry.queue, entry.id, entry.deliveries))
+            return out
+
+    def wait(self, queues: Sequence[str], timeout: float) -> None:
+        broker = self._broker
+        with broker.lock:
+            if self._interrupted:
+                self._interrupted = False
+                return
+            now = time.time()
+            wanted = set(queues)
+            next_due = min(
+                (e.due for e in broker.entries.values() if e.queue in wanted and e.owner is None),
+                default=None,
+            )
+            if next_due is not None and next_due <= now:
+                return
+            if next_due is not None:
+                timeout = min(timeout, next_due - now)
+            generation = broker.generation
+            broker.lock.wait_for(lambda: broker.generation != generation or self._interrupted, timeout)
+            self._interrupted = False
+
+    def interrupt(self) -> None:
+        with self._broker.lock:
+            self._interrupted = True
+            self._broker.lock.notify_all()
+
+    def renew(self, deliveries: Sequence[Delivery], *, lease: float = DEFAULT_LEASE_SECONDS) -> int:
+        until = time.time() + lease
+        renewed = 0
+        with self._broker.lock:
+            for delivery in deliveries:
+                entry = self._broker.entries.get(delivery.tag)  # type: ignore[call-overload]  # tags are ints here
+                if entry is not None and entry.owner == self.owner:
+                    entry.lease_until = until
+                    renewed += 1
+        return renewed
+
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
+        with self._broker.lock:
+            for delivery in deliveries:
+                self._broker.entries.pop(delivery.tag, None)  # type: ignore[call-overload]  # tags are ints here
+
+    def requeue(self, deliveries: Sequence[Delivery], *, delay: float = 0.0) -> None:
+        broker = self._broker
+        with broker.lock:
+            for delivery in deliveries:
+                entry = broker.entries.get(delivery.tag)  # type: ignore[call-overload]  # tags are ints here
+                if entry is not None:
+                    entry.owner = None
+                    entry.lease_until = 0.0
+                    entry.due = time.time() + delay
+            broker.generation += 1
+            broker.lock.notify_all()
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        with self._broker.lock:
+            self._broker.entries.pop(delivery.tag, None)  # type: ignore[call-overload]  # tags are ints here
+            self._broker.dead.append(DeadLetter(delivery.message, delivery.queue, reason, time.time()))
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        with self._broker.lock:
+            found = [d for d in self._broker.dead if queue is None or d.queue == queue]
+        return found[-limit:][::-1]
+
+    def purge(self, queue: str) -> int:
+        with self._broker.lock:
+            doomed = [k for k, e in self._broker.entries.items() if e.queue == queue and e.owner is None]
+            for key in doomed:
+                del self._broker.entries[key]
+        return len(doomed)
+
+    def depth(self, queue: str) -> int:
+        with self._broker.lock:
+            return sum(1 for e in self._broker.entries.values() if e.queue == queue)
+
+
+@dataclass
+class _Store:
+    lock: threading.Condition = field(default_factory=lambda: threading.Condition(threading.Lock()))
+    values: dict[str, tuple[bytes, float | None]] = field(default_factory=dict)
+
+
+_STORES: dict[str, _Store] = {}
+
+
+class MemoryBackend(KeyValueBackend):
+    """In-process result backend; waiters are woken as results arrive."""
+
+    capabilities = BackendCapabilities(push_wait=True, native_join=True, chord_counter=True, expiry=True)
+
+    def __init__(
+        self,
+        url: str,
+        options: Mapping[str, object] | None = None,
+        *,
+        serializer: Serializer | None = None,
+        expires: float | None = None,
+    ) -> None:
+        super().__init__(url, options, serializer=serializer, expires=expires)
+        with _BROKERS_LOCK:
+            self._store = _STORES.setdefault(url, _Store())
+
+    def _live(self, key: str, now: float) -> bytes | None:
+        item = self._store.values.get(key)
+        if item is None:
+            return None
+        value, until = item
+        if until is not None and until < now:
+            del self._store.values[key]
+            return None
+        return value
+
+    def get(self, key: str) -> bytes | None:
+        with self._store.lock:
+            return self._live(key, time.time())
+
+    def set(self, key: str, value: bytes, *, expires: float | None = None) -> None:
+        with self._store.lock:
+            self._store.values[key] = (value, time.time() + expires if expires else None)
+            self._store.lock.notify_all()
+
+    def delete(self, key: str) -> None:
+        with self._store.lock:
+            self._store.values.pop(key, None)
+
+    def incr(self, key: str, *, expires: float | None = None) -> int:
+        with self._store.lock:
+            current = self._live(key, time.time())
+            value = int(current or b"0") + 1
+            self._store.values[key] = (str(value).encode(), time.time() + expires if expires else None)
+            return value
+
+    def wait_for_change(self, task_ids: Sequence[str], timeout: float) -> None:
+        with self._store.lock:
+            self._store.lock.wait(timeout)

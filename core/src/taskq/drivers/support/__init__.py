@@ -1,0 +1,15 @@
+"""What several drivers share, so that no plugin writes it again.
+
+* :mod:`~taskq.drivers.support.connections`: :func:`mask_url` for logs and errors,
+  :func:`current_pid` to notice a fork cheaply;
+* :mod:`~taskq.drivers.support.wakeup`: wake-ups between processes that share a store
+  which cannot push (an SQLite file, a directory tree);
+* :mod:`~taskq.drivers.support.greenpool`: :class:`GreenPool`, the pool logic a green
+  thread library's pool builds on (gevent, eventlet);
+* :mod:`~taskq.drivers.support.interrupt`: raising an exception inside another thread's
+  running job (soft time limits on thread pools).
+
+Import from the modules; this package's own namespace only lists them.
+"""
+
+__all__ = ["connections", "greenpool", "interrupt", "wakeup"]
