@@ -3,8 +3,10 @@
 
 A plugin is a module named by an entry point in the group ``taskq.plugins``; its
 functions decorated with :data:`hookimpl` implement the hooks below. Driver hooks
-(``taskq_register_*``) return *import strings* (``"package.module:Class"``): taskq
-imports only the driver that is selected, so a plugin module stays cheap to import.
+(``taskq_register_*``) return *import strings* (``"package.module:Class"``) naming
+subclasses of the base classes in :mod:`taskq.drivers`, the driver API: taskq imports
+only the driver that is selected, so a plugin module stays cheap to import. Every type
+a hook names is in :mod:`taskq.drivers` or the user API (:mod:`taskq`).
 
 An implementation takes only the arguments it uses; specs gain arguments over time
 without breaking plugins. Hooks on the per-message path are skipped entirely when no
@@ -20,11 +22,8 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from taskq.app import App
-    from taskq.drivers.serializer import Serializer
-    from taskq.task import Task
-    from taskq.worker.request import Request
-    from taskq.worker.worker import Worker
+    from taskq import App, Task
+    from taskq.drivers import Request, Serializer, Worker
 
 PROJECT = "taskq"
 
@@ -40,7 +39,7 @@ def taskq_register_transports() -> Mapping[str, str]:
     """Offer broker transports by URL scheme. Added in 0.1.
 
     Return ``{scheme: "package.module:Class"}`` where the class subclasses
-    :class:`taskq.drivers.transport.Transport`; ``broker_url = "sqlite:///taskq.db"`` selects the
+    :class:`taskq.drivers.Transport`; ``broker_url = "sqlite:///taskq.db"`` selects the
     ``sqlite`` scheme. Called once per process when the broker is first used; only the
     selected class is imported. All answers are collected; two plugins offering the same
     scheme is a configuration error that names both.
@@ -52,7 +51,7 @@ def taskq_register_result_backends() -> Mapping[str, str]:
     """Offer result backends by URL scheme. Added in 0.1.
 
     Return ``{scheme: "package.module:Class"}`` where the class subclasses
-    :class:`taskq.drivers.backend.ResultBackend` (usually through ``KeyValueBackend``).
+    :class:`taskq.drivers.ResultBackend` (usually through ``KeyValueBackend``).
     Called once per process when results are first used; answers are collected.
     """
 
@@ -62,7 +61,7 @@ def taskq_register_pools() -> Mapping[str, str]:
     """Offer concurrency pools by the name given to ``--pool``. Added in 0.1.
 
     Return ``{name: "package.module:Class"}`` where the class subclasses
-    :class:`taskq.drivers.pool.Pool`. Called once, when the worker resolves its pool; only the
+    :class:`taskq.drivers.Pool`. Called once, when the worker resolves its pool; only the
     selected class is ever imported. Answers are collected.
     """
 
@@ -83,7 +82,7 @@ def taskq_register_serializers() -> Mapping[str, Serializer | str]:
     """Offer serializers by name (``task_serializer = "msgpack"``). Added in 0.1.
 
     Return ``{name: Serializer}`` or ``{name: "package.module:attr"}`` naming a
-    :class:`taskq.drivers.serializer.Serializer`. Called once per process when the app first
+    :class:`taskq.drivers.Serializer`. Called once per process when the app first
     encodes or decodes; answers are collected. Whether a worker *accepts* a content type
     is decided by ``accept_content``, not by being registered.
     """
@@ -94,7 +93,7 @@ def taskq_register_bootsteps() -> Mapping[str, Sequence[str]]:
     """Add steps to the worker's blueprint. Added in 0.1.
 
     Return ``{"worker": ["package.module:Step", ...]}``; each class subclasses
-    :class:`taskq.drivers.bootstep.Step` and states what it ``requires``. Called once,
+    :class:`taskq.drivers.Step` and states what it ``requires``. Called once,
     in the worker's main process, as the blueprint is built.
     """
 

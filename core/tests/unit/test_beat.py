@@ -131,13 +131,19 @@ def test_a_forked_child_does_not_keep_the_schedule_lock(tmp_path: Path) -> None:
     holder = FileScheduler(app, schedule_filename=tmp_path / "beat.db")
     holder.setup(T0)
     read_end, write_end = os.pipe()
+    ready_read, ready_write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: outlives the beat's close below until told to go
         os.close(write_end)
+        os.write(ready_write, b"r")  # past fork(): its at-fork handlers have run
         os.read(read_end, 1)
         os._exit(0)
     os.close(read_end)
+    os.close(ready_write)
     try:
+        # Wait until the child runs: until then its copy of the lock may still be open.
+        assert os.read(ready_read, 1) == b"r"
+        os.close(ready_read)
         holder.close()
         again = FileScheduler(app, schedule_filename=tmp_path / "beat.db")
         again.setup(T0)  # would raise ScheduleLockedError if the child held a copy of the lock

@@ -5,8 +5,14 @@ remembers when each entry last ran and sends what is due; :class:`Beat` is the l
 around it. Scheduler plugins subclass :class:`taskq.drivers.Scheduler`.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from taskq.beat.schedules import Crontab, Interval, Schedule, Solar, crontab, every, solar, to_schedule
-from taskq.beat.service import Beat
+
+if TYPE_CHECKING:
+    from taskq.beat.service import Beat
 
 __all__ = [
     "Beat",
@@ -19,3 +25,13 @@ __all__ = [
     "solar",
     "to_schedule",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # Beat is imported on first use: schedules are what most importers want, and the
+    # service needs the scheduler contract, which itself needs the schedules.
+    if name == "Beat":
+        from taskq.beat.service import Beat
+
+        return Beat
+    raise AttributeError(f"module 'taskq.beat' has no attribute {name!r}")

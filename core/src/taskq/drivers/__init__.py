@@ -16,8 +16,11 @@ serializer          :class:`Serializer`                    :mod:`taskq.drivers.s
 worker bootstep     :class:`Step`                          :mod:`taskq.drivers.bootstep`
 ==================  =====================================  ===============================
 
-What several drivers share (wake-ups between processes, the green thread pool,
-interrupting a thread, masking URLs) is in :mod:`taskq.drivers.support`. The conformance
+Event hooks hand plugins two more objects, listed here as part of the contract:
+:class:`Request` (a task the worker holds: ``id``, ``name``, ``args``, ``kwargs``,
+``retries``, ``delivery``, ``message``) and :class:`Worker` (``hostname``, ``app``,
+``pool``, ``queues``). What several drivers share (wake-ups between processes, the green
+thread pool, interrupting a thread, masking URLs) is in :mod:`taskq.drivers.support`. The conformance
 kit that checks a driver against its contract is :mod:`taskq.testing.conformance`.
 
 Names are imported on first use, so ``from taskq.drivers.pool import Pool`` loads the
@@ -43,6 +46,8 @@ if TYPE_CHECKING:
     from taskq.drivers.scheduler import EntryState, LeasedScheduler, ScheduleEntry, Scheduler
     from taskq.drivers.serializer import JSON, Serializer
     from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
+    from taskq.worker.request import Request
+    from taskq.worker.worker import Worker
 
 #: Every public name and the module that defines it.
 _EXPORTS = {
@@ -58,6 +63,7 @@ _EXPORTS = {
     "Message": "taskq.drivers.transport",
     "Meta": "taskq.drivers.backend",
     "Pool": "taskq.drivers.pool",
+    "Request": "taskq.worker.request",
     "PoolCapabilities": "taskq.drivers.pool",
     "ResultBackend": "taskq.drivers.backend",
     "ScheduleEntry": "taskq.drivers.scheduler",
@@ -65,6 +71,7 @@ _EXPORTS = {
     "Serializer": "taskq.drivers.serializer",
     "Step": "taskq.drivers.bootstep",
     "Transport": "taskq.drivers.transport",
+    "Worker": "taskq.worker.worker",
     "exception_to_meta": "taskq.drivers.backend",
     "meta_to_exception": "taskq.drivers.backend",
 }
@@ -83,12 +90,14 @@ __all__ = [
     "Meta",
     "Pool",
     "PoolCapabilities",
+    "Request",
     "ResultBackend",
     "ScheduleEntry",
     "Scheduler",
     "Serializer",
     "Step",
     "Transport",
+    "Worker",
     "exception_to_meta",
     "meta_to_exception",
 ]
