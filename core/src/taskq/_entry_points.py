@@ -17,8 +17,6 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING
 
-import stevedore
-
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
@@ -28,17 +26,13 @@ UNKNOWN = ("?", "?")
 
 def entry_points(group: str) -> list[EntryPoint]:
     """Every entry point of ``group``, in the order stevedore lists them; none is loaded."""
+    import stevedore  # here, not at the top: `import taskq` alone needs no discovery
+
     # An empty selection loads nothing: the manager is only asked for its listing.
     listing: stevedore.NamedExtensionManager[object] = stevedore.NamedExtensionManager(
         group, names=(), on_missing_entrypoints_callback=None
     )
     return listing.list_entry_points()
-
-
-def forget(group: str) -> None:
-    """Drop the listing of ``group`` kept for this process, so the next asks again (tests)."""
-    stevedore.ExtensionManager.ENTRY_POINT_CACHE.pop(group, None)
-    _distributions.cache_clear()
 
 
 def distribution_of(group: str, name: str, value: str) -> tuple[str, str]:
@@ -60,4 +54,4 @@ def _distributions(group: str) -> dict[tuple[str, str], tuple[str, str]]:
     return found
 
 
-__all__ = ["UNKNOWN", "distribution_of", "entry_points", "forget"]
+__all__ = ["UNKNOWN", "distribution_of", "entry_points"]

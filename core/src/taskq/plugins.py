@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
 import pluggy
-import stevedore
 
 from taskq import _entry_points, hookspecs
 from taskq.errors import DriverNotFoundError, PluginError
@@ -337,13 +336,15 @@ def load_plugins(
             plugins.infos[name] = PluginInfo(name, entry_point.value, enabled=False)
         else:
             selected.append(name)
-    failures: dict[str, Exception] = {}
+    failures: dict[str, BaseException] = {}
 
-    def record(_manager: object, entry_point: EntryPoint, exc: Exception) -> None:
+    def record(_manager: object, entry_point: EntryPoint, exc: BaseException) -> None:
         failures[entry_point.name] = exc
 
     # stevedore imports the selected plugins only, each once; one that fails is reported
     # to ``record`` and the others still load.
+    import stevedore  # here, not at the top: `import taskq` alone needs no discovery
+
     manager: stevedore.NamedExtensionManager[object] = stevedore.NamedExtensionManager(
         ENTRY_POINT_GROUP,
         names=selected,
