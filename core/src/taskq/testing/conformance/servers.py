@@ -171,7 +171,7 @@ def start_server(
     output goes to ``log`` when given (kept for the failure message), else nowhere.
     """
     chosen = port or free_port(host)
-    command = [find_binary(binary), *(arg.format(port=chosen, host=host) for arg in args)]
+    command = [find_binary(binary), *(arg.replace("{port}", str(chosen)).replace("{host}", host) for arg in args)]
     server = ServerProcess(command, chosen, host, log, env)
     server.start(ready, timeout)
     return server
