@@ -339,7 +339,8 @@ def load_plugins(
     failures: dict[str, BaseException] = {}
 
     def record(_manager: object, entry_point: EntryPoint, exc: BaseException) -> None:
-        failures[entry_point.name] = exc
+        if entry_point == available[entry_point.name]:  # not a second distribution's of that name
+            failures[entry_point.name] = exc
 
     # stevedore imports the selected plugins only, each once; one that fails is reported
     # to ``record`` and the others still load.
