@@ -1,9 +1,10 @@
 """Plugin discovery, selection and driver lookup.
 
-Plugins are found through the entry-point group ``taskq.plugins`` (read once per process
-by :mod:`taskq._entry_points`) and registered with a pluggy manager; the config file's
-``[plugins]`` table chooses which load (``enable`` lists the only third-party plugins to
-load, ``disable`` removes any, core's built-ins included). Core's own drivers arrive through the same entry points.
+Plugins are found by stevedore in the entry-point group ``taskq.plugins`` (listed from its
+entry-point cache by :mod:`taskq._entry_points`) and registered with a pluggy manager; the
+config file's ``[plugins]`` table chooses which load (``enable`` lists the only third-party
+plugins to load, ``disable`` removes any, core's built-ins included), and stevedore imports
+only those. Core's own drivers arrive through the same entry points.
 
 :class:`Plugins` is built by :func:`load_plugins` from the configuration and handed
 down (app, worker, CLI); nothing is discovered at import time. Each hook is called
@@ -20,11 +21,12 @@ from typing import TYPE_CHECKING, cast
 
 import pluggy
 
-from taskq import hookspecs
-from taskq._entry_points import EntryPoint, entry_points
+from taskq import _entry_points, hookspecs
 from taskq.errors import DriverNotFoundError, PluginError
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     from taskq.app import App
     from taskq.drivers.serializer import Serializer
     from taskq.task import Task
@@ -35,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "taskq.plugins"
 CORE_DISTRIBUTION = "taskq-core"
+#: The import package of taskq-core: an entry point into it is one of core's built-ins.
+CORE_PACKAGE = "taskq"
 
 #: Driver kinds, the hook that offers each, and how users name one.
 DRIVER_KINDS: dict[str, tuple[str, str]] = {
@@ -46,56 +50,47 @@ DRIVER_KINDS: dict[str, tuple[str, str]] = {
     "commands": ("taskq_register_commands", "command"),
 }
 
-#: Distribution to suggest when a well-known driver is missing.
-KNOWN_DISTRIBUTIONS: dict[tuple[str, str], str] = {
-    ("transports", "sqlite"): "taskq-sqlite",
-    ("result_backends", "sqlite"): "taskq-sqlite",
-    ("transports", "redis"): "taskq-redis",
-    ("transports", "rediss"): "taskq-redis",
-    ("result_backends", "redis"): "taskq-redis",
-    ("result_backends", "rediss"): "taskq-redis",
-    ("transports", "amqp"): "taskq-amqp",
-    ("transports", "amqps"): "taskq-amqp",
-    ("transports", "pyamqp"): "taskq-amqp",
-    ("result_backends", "rpc"): "taskq-amqp",
-    ("transports", "sqs"): "taskq-sqs",
-    ("pools", "threads"): "taskq-thread",
-    ("pools", "thread"): "taskq-thread",
-    ("result_backends", "db+postgresql"): "taskq-sqlalchemy",
-    ("result_backends", "db+postgresql+psycopg"): "taskq-sqlalchemy",
-    ("result_backends", "db+postgresql+psycopg2"): "taskq-sqlalchemy",
-    ("result_backends", "db+mysql+pymysql"): "taskq-sqlalchemy",
-    ("result_backends", "db+mysql+mysqldb"): "taskq-sqlalchemy",
-    ("result_backends", "mongodb+srv"): "taskq-mongo",
-    ("result_backends", "memcached"): "taskq-memcached",
-    ("transports", "filesystem"): "taskq-filesystem",
-    ("result_backends", "filesystem"): "taskq-filesystem",
-    ("result_backends", "db+mysql"): "taskq-sqlalchemy",
-    ("result_backends", "db+sqlite"): "taskq-sqlalchemy",
-    ("result_backends", "mongodb"): "taskq-mongo",
-    ("result_backends", "dynamodb"): "taskq-dynamodb",
-    ("result_backends", "s3"): "taskq-s3",
-    ("result_backends", "cache+memcached"): "taskq-memcached",
-    ("result_backends", "file"): "taskq-filesystem",
-    ("transports", "file"): "taskq-filesystem",
-}
-
 
 @dataclass
 class PluginInfo:
-    """One plugin as ``taskq plugins`` shows it."""
+    """One plugin as ``taskq plugins`` shows it.
+
+    ``module`` is what the entry point names. A plugin found through an entry point has
+    its distribution and version read from the installed metadata when first asked for
+    (``taskq plugins``, an error message), never while a worker starts.
+    """
 
     name: str
-    distribution: str
-    version: str
     module: str
     enabled: bool = True
     error: str | None = None
     drivers: dict[str, list[str]] = field(default_factory=dict)
+    #: ``(distribution, version)`` when known without metadata (a plugin registered in code).
+    origin: tuple[str, str] | None = None
+
+    @property
+    def distribution(self) -> str:
+        return self._origin()[0]
+
+    @property
+    def version(self) -> str:
+        return self._origin()[1]
 
     @property
     def is_builtin(self) -> bool:
-        return self.distribution == CORE_DISTRIBUTION
+        if self.origin is not None:
+            return self.origin[0] == CORE_DISTRIBUTION
+        return is_core_module(self.module)
+
+    def _origin(self) -> tuple[str, str]:
+        if self.origin is None:
+            return _entry_points.distribution_of(ENTRY_POINT_GROUP, self.name, self.module)
+        return self.origin
+
+
+def is_core_module(target: str) -> bool:
+    """Whether the import string ``target`` names a module of taskq-core (a built-in plugin)."""
+    return target.partition(":")[0].strip().partition(".")[0] == CORE_PACKAGE
 
 
 @dataclass(frozen=True)
@@ -141,21 +136,25 @@ class Plugins:
         """Register a plugin module or object (tests and embedding use this directly)."""
         plugin_name = name or getattr(plugin, "__name__", None) or repr(plugin)
         module = getattr(plugin, "__name__", type(plugin).__name__)
+        self._add(plugin, PluginInfo(plugin_name, module, origin=(distribution, version)))
+
+    def _add(self, plugin: object, info: PluginInfo) -> None:
         try:
-            self.manager.register(plugin, name=plugin_name)
+            self.manager.register(plugin, name=info.name)
             self.manager.check_pending()
         except pluggy.PluginValidationError as exc:
-            self.manager.unregister(name=plugin_name)
+            self.manager.unregister(name=info.name)
             raise PluginError(
-                f"plugin {plugin_name!r} ({distribution}) does not fit the taskq plugin "
+                f"plugin {info.name!r} ({info.distribution}) does not fit the taskq plugin "
                 f"contract: {exc}. Check its hook names against taskq.hookspecs."
             ) from exc
-        self.infos[plugin_name] = PluginInfo(plugin_name, distribution, version, module)
+        self.infos[info.name] = info
         self._drivers.clear()
         self._has_impl_cache.clear()
 
-    def record_failure(self, name: str, distribution: str, version: str, module: str, error: str) -> None:
-        self.infos[name] = PluginInfo(name, distribution, version, module, enabled=False, error=error)
+    def record_failure(self, name: str, module: str, error: str, origin: tuple[str, str] | None = None) -> None:
+        """List the plugin ``name`` as not loaded, with the reason ``taskq plugins`` shows."""
+        self.infos[name] = PluginInfo(name, module, enabled=False, error=error, origin=origin)
 
     # ---- Drivers ----------------------------------------------------------------
 
@@ -196,10 +195,11 @@ class Plugins:
         entry = drivers.get(name)
         _, label = DRIVER_KINDS[kind]
         if entry is None:
+            from taskq._install_advice import install_advice  # only when a driver is missing
+
             installed = ", ".join(sorted(drivers)) or "none"
-            dist = KNOWN_DISTRIBUTIONS.get((kind, name), f"taskq-{name.split('+')[-1]}")
             raise DriverNotFoundError(
-                f"no {label} named {name!r}; installed: {installed}.\nInstall it with: pip install {dist}"
+                f"no {label} named {name!r}; installed: {installed}.\n{install_advice(kind, name)}"
             )
         target = entry.target
         if not isinstance(target, str):
@@ -306,7 +306,9 @@ class Plugins:
             for driver, entry in drivers.items():
                 if entry.plugin in self.infos:
                     self.infos[entry.plugin].drivers.setdefault(kind, []).append(driver)
-        return sorted(self.infos.values(), key=lambda i: (not i.is_builtin, i.distribution, i.name))
+        # By module, which names the distribution's package: the distribution itself would
+        # be read from metadata, and the worker's banner calls this at every start.
+        return sorted(self.infos.values(), key=lambda i: (not i.is_builtin, i.module, i.name))
 
 
 def load_plugins(
@@ -326,31 +328,58 @@ def load_plugins(
     disabled = set(disable)
     plugins = Plugins()
     available: dict[str, EntryPoint] = {}
-    for entry_point in entry_points(ENTRY_POINT_GROUP):
+    for entry_point in _entry_points.entry_points(ENTRY_POINT_GROUP):
         available.setdefault(entry_point.name, entry_point)
+    selected: list[str] = []
     for name, entry_point in sorted(available.items()):
-        dist, version = entry_point.distribution, entry_point.version
-        is_core = dist == CORE_DISTRIBUTION
-        if name in disabled or not (is_core or enabled is None or name in enabled):
-            plugins.infos[name] = PluginInfo(name, dist, version, entry_point.value, enabled=False)
-            continue
-        try:
-            module = entry_point.load()
-        except Exception as exc:
+        if name in disabled or not (is_core_module(entry_point.value) or enabled is None or name in enabled):
+            plugins.infos[name] = PluginInfo(name, entry_point.value, enabled=False)
+        else:
+            selected.append(name)
+    failures: dict[str, BaseException] = {}
+
+    def record(_manager: object, entry_point: EntryPoint, exc: BaseException) -> None:
+        if entry_point == available[entry_point.name]:  # not a second distribution's of that name
+            failures[entry_point.name] = exc
+
+    # stevedore imports the selected plugins only, each once; one that fails is reported
+    # to ``record`` and the others still load.
+    import stevedore  # here, not at the top: `import taskq` alone needs no discovery
+
+    manager: stevedore.NamedExtensionManager[object] = stevedore.NamedExtensionManager(
+        ENTRY_POINT_GROUP,
+        names=selected,
+        on_load_failure_callback=record,
+        on_missing_entrypoints_callback=None,
+    )
+    loaded = {ext.name: ext.plugin for ext in manager.extensions if ext.entry_point == available[ext.name]}
+    for name in selected:
+        value = available[name].value
+        if name in failures:
+            exc = failures[name]
+            info = PluginInfo(name, value, enabled=False, error=f"{type(exc).__name__}: {exc}")
             # Listed as FAILED by `taskq plugins`; the other plugins still load.
-            logger.error("plugin %s (%s %s) failed to load: %s: %s", name, dist, version, type(exc).__name__, exc)
-            plugins.record_failure(name, dist, version, entry_point.value, f"{type(exc).__name__}: {exc}")
+            logger.error("plugin %s (%s %s) failed to load: %s", name, info.distribution, info.version, info.error)
+            plugins.infos[name] = info
             continue
         try:
-            plugins.register(module, name, distribution=dist, version=version)
+            plugins._add(loaded[name], PluginInfo(name, value))
         except PluginError as exc:
             logger.error("%s", exc)
-            plugins.record_failure(name, dist, version, entry_point.value, str(exc))
+            plugins.record_failure(name, value, str(exc))
     for unknown in sorted((enabled or set()) - set(available)):
-        plugins.record_failure(unknown, "?", "?", "?", "enabled in the configuration but not installed")
+        plugins.record_failure(unknown, "?", "enabled in the configuration but not installed", origin=("?", "?"))
     for obj in extra:
         plugins.register(obj, distribution="(registered in code)", version="")
     return plugins
 
 
-__all__ = ["DRIVER_KINDS", "ENTRY_POINT_GROUP", "PluginInfo", "Plugins", "import_string", "load_plugins"]
+__all__ = [
+    "DRIVER_KINDS",
+    "ENTRY_POINT_GROUP",
+    "PluginInfo",
+    "Plugins",
+    "import_string",
+    "is_core_module",
+    "load_plugins",
+]

@@ -1,77 +1,67 @@
-"""Reading one entry-point group from the installed distributions, as importlib.metadata would."""
+"""Listing the taskq.plugins entry points through stevedore's cache, distributions read on demand."""
 
 from __future__ import annotations
 
 import importlib.metadata
+import json
+import os
+import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
-import pytest
+from taskq._entry_points import UNKNOWN, distribution_of, entry_points
 
-from taskq._entry_points import EntryPoint, entry_points
+GROUP = "taskq.plugins"
 
-read_uncached = entry_points.__wrapped__
+# What a child process prints: the plugins it finds, each with its distribution.
+LIST_PLUGINS = (
+    "import json\n"
+    "from taskq._entry_points import distribution_of, entry_points\n"
+    "found = sorted((ep.name, ep.value, *distribution_of('taskq.plugins', ep.name, ep.value))\n"
+    "               for ep in entry_points('taskq.plugins'))\n"
+    "print(json.dumps([f for f in found if f[0].startswith('acme')]))\n"
+)
 
 
-def _install(folder: Path, dist_dir: str, name: str, version: str, entry_points_txt: str) -> None:
-    path = folder / dist_dir
+def _install(folder: Path, name: str, version: str, entry_point: str) -> None:
+    """A distribution's metadata folder in ``folder``, as an installer leaves it."""
+    path = folder / f"{name.replace('-', '_')}-{version}.dist-info"
     path.mkdir(parents=True)
-    (path / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\nName: not this\n")
-    (path / "entry_points.txt").write_text(entry_points_txt)
+    (path / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (path / "entry_points.txt").write_text(f"[{GROUP}]\n{entry_point}\n")
 
 
-def test_the_taskq_plugins_group_matches_importlib_metadata() -> None:
+def _list_in_child(site: Path, cache: Path) -> list[list[str]]:
+    env = {**os.environ, "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(cache)}
+    out = subprocess.run(
+        [sys.executable, "-c", LIST_PLUGINS], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    found: list[list[str]] = json.loads(out.stdout.splitlines()[0])
+    return found
+
+
+def test_the_group_lists_what_importlib_metadata_lists_with_each_distribution() -> None:
     expected = sorted(
-        (ep.name, ep.value, str(ep.dist.metadata["Name"]), str(ep.dist.version))
-        for ep in importlib.metadata.entry_points(group="taskq.plugins")
+        (ep.name, ep.value, str(ep.dist.metadata["Name"]), ep.dist.version)
+        for ep in importlib.metadata.entry_points(group=GROUP)
         if ep.dist is not None
     )
-    found = sorted((ep.name, ep.value, ep.distribution, ep.version) for ep in read_uncached("taskq.plugins"))
+    found = sorted((ep.name, ep.value, *distribution_of(GROUP, ep.name, ep.value)) for ep in entry_points(GROUP))
     assert found == expected
     assert ("json", "taskq.builtins.json", "taskq-core", importlib.metadata.version("taskq-core")) in found
 
 
-def test_only_the_asked_group_is_read_with_name_and_version_from_metadata(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _install(
-        tmp_path,
-        "acme_taskq-1.2.dist-info",
-        "acme-taskq",
-        "1.2",
-        "[console_scripts]\nacme = acme.cli:main\n\n"
-        "[acme.group]\n# a comment\nfast = acme.plugin\nslow=acme.other:hooks [extra]\n",
-    )
-    monkeypatch.setattr(sys, "path", [str(tmp_path)])
-    assert read_uncached("acme.group") == (
-        EntryPoint("fast", "acme.plugin", "acme-taskq", "1.2"),
-        EntryPoint("slow", "acme.other:hooks [extra]", "acme-taskq", "1.2"),
-    )
-    assert read_uncached("no.such.group") == ()
+def test_an_entry_point_no_metadata_declares_has_an_unknown_distribution() -> None:
+    assert distribution_of(GROUP, "json", "elsewhere.plugin") == UNKNOWN
 
 
-def test_a_distribution_found_twice_counts_once_the_first_on_sys_path(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    _install(tmp_path / "first", "Acme.Taskq-2.0.dist-info", "acme.taskq", "2.0", "[g]\nacme = acme_new.plugin\n")
-    _install(tmp_path / "second", "acme_taskq-1.0.egg-info", "acme-taskq", "1.0", "[g]\nacme = acme_old.plugin\n")
-    monkeypatch.setattr(sys, "path", [str(tmp_path / "first"), str(tmp_path / "missing"), str(tmp_path / "second")])
-    assert read_uncached("g") == (EntryPoint("acme", "acme_new.plugin", "acme.taskq", "2.0"),)
-
-
-def test_a_zip_file_on_sys_path_is_read_by_importlib_metadata(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    archive = tmp_path / "bundle.zip"
-    with zipfile.ZipFile(archive, "w") as bundle:
-        bundle.writestr(
-            "zipped_acme-3.0.dist-info/METADATA", "Metadata-Version: 2.1\nName: zipped-acme\nVersion: 3.0\n"
-        )
-        bundle.writestr("zipped_acme-3.0.dist-info/entry_points.txt", "[g]\nzipped = zipped_acme.plugin\n")
-    monkeypatch.setattr(sys, "path", [str(archive)])
-    assert read_uncached("g") == (EntryPoint("zipped", "zipped_acme.plugin", "zipped-acme", "3.0"),)
-
-
-def test_load_imports_the_module_and_the_attribute_it_names() -> None:
-    assert EntryPoint("json", "taskq.builtins.json", "taskq-core", "0").load() is sys.modules["taskq.builtins.json"]
-    target = EntryPoint("x", "taskq.plugins:Plugins.register [extra]", "taskq-core", "0").load()
-    assert target is sys.modules["taskq.plugins"].Plugins.register
+def test_a_plugin_installed_after_the_cache_was_written_is_found_by_the_next_process(tmp_path: Path) -> None:
+    site, cache = tmp_path / "site", tmp_path / "cache"
+    _install(site, "acme-taskq", "1.2", "acme = acme_taskq.plugin")
+    assert _list_in_child(site, cache) == [["acme", "acme_taskq.plugin", "acme-taskq", "1.2"]]
+    assert list((cache / "python-entrypoints").iterdir()), "stevedore wrote no cache file"
+    _install(site, "acme-extra", "0.3", "acme-extra = acme_extra.plugin")
+    assert _list_in_child(site, cache) == [
+        ["acme", "acme_taskq.plugin", "acme-taskq", "1.2"],
+        ["acme-extra", "acme_extra.plugin", "acme-extra", "0.3"],
+    ]

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import subprocess
+import sys
 import types
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -213,3 +218,61 @@ def test_describe_lists_each_plugin_with_its_drivers() -> None:
     assert infos["memory"].drivers == {"result_backends": ["memory"], "transports": ["memory"]}
     assert infos["json"].distribution == "taskq-core"
     assert infos["solo"].drivers == {"pools": ["solo"]}
+
+
+# ---- Entry-point plugins in a child process, installed into a folder of the test's own ----
+
+# What the child prints: each acme plugin's state, and whether its module was imported.
+DESCRIBE_ACME = (
+    "import json, sys\n"
+    "from taskq.plugins import load_plugins\n"
+    "enable = json.loads(sys.argv[1])\n"
+    "plugins = load_plugins(enable)\n"
+    "print(json.dumps({i.name: [i.enabled, i.error, i.distribution, i.module in sys.modules]\n"
+    "                  for i in plugins.describe() if i.module.startswith('acme')}))\n"
+)
+
+
+def _install_plugin(site: Path, name: str, body: str) -> None:
+    """The distribution ``acme-<name>`` with the plugin ``name`` = ``acme_<name>`` (whose code is ``body``)."""
+    package = f"acme_{name}"
+    (site / package).mkdir(parents=True)
+    (site / package / "__init__.py").write_text(body)
+    info = site / f"{package}-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: acme-{name}\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text(f"[taskq.plugins]\n{name} = {package}\n")
+
+
+def _describe_in_child(site: Path, enable: list[str] | None) -> dict[str, list[object]]:
+    env = {**os.environ, "PYTHONPATH": str(site), "XDG_CACHE_HOME": str(site.parent / "cache")}
+    command = [sys.executable, "-c", DESCRIBE_ACME, json.dumps(enable)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=60, check=True)
+    found: dict[str, list[object]] = json.loads(done.stdout)
+    return found
+
+
+GOOD_PLUGIN = (
+    "from taskq import hookimpl\n\n"
+    "@hookimpl\n"
+    "def taskq_register_pools():\n"
+    "    return {'acme': 'taskq_solo.pool:SoloPool'}\n"
+)
+
+
+def test_a_plugin_that_fails_to_import_is_listed_with_its_error_and_the_others_load(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    _install_plugin(site, "broken", "raise ImportError('needs libacme 2')\n")
+    _install_plugin(site, "good", GOOD_PLUGIN)
+    found = _describe_in_child(site, None)
+    assert found["broken"] == [False, "ImportError: needs libacme 2", "acme-broken", False]
+    assert found["good"] == [True, None, "acme-good", True]
+
+
+def test_a_plugin_left_out_of_the_enable_list_is_listed_but_never_imported(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    _install_plugin(site, "good", GOOD_PLUGIN)
+    _install_plugin(site, "other", GOOD_PLUGIN.replace("'acme'", "'other'"))
+    found = _describe_in_child(site, ["good"])
+    assert found["good"] == [True, None, "acme-good", True]
+    assert found["other"] == [False, None, "acme-other", False]

@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import redis
+
+from taskq.testing.conformance import REDIS, ServerProcess, free_port, start_server
 
 #: The Redis every development and CI machine runs (see SERVICES.md).
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -58,46 +56,37 @@ def delete_prefixed(url: str, name: str) -> None:
 SERVER_START_TIMEOUT = 10.0
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class RedisServer:
-    """A redis-server subprocess on 127.0.0.1, in memory only; started and stopped by tests."""
+    """A redis-server subprocess on 127.0.0.1, in memory only; started (by the conformance kit's
+    server helper) and stopped by tests, which may kill it and start it again on its port."""
 
     def __init__(self, directory: Path, *extra: str, port: int | None = None, sentinel: bool = False) -> None:
         self.directory = directory
         self.port = port or free_port()
         self.extra = extra
         self.sentinel = sentinel
-        self.process: subprocess.Popen[bytes] | None = None
+        self.server: ServerProcess | None = None
 
     def start(self, ping: Callable[[], object] | None = None) -> None:
-        args = ["redis-server"]
+        """Start it and return once ``ping()`` (by default a PING) stops raising."""
+        args: list[str] = []
         if self.sentinel:
             config = self.directory / f"sentinel-{self.port}.conf"
             config.write_text("")
-            args = ["redis-server", str(config), "--sentinel"]
-        args += ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            args = [str(config), "--sentinel"]
+        args += ["--port", "{port}", "--bind", "{host}"]
+        if not self.sentinel:
+            args += ["--save", "", "--appendonly", "no"]
         args += ["--dir", str(self.directory), *self.extra]
-        if self.sentinel:
-            args = [a for a in args if a not in ("--save", "", "--appendonly", "no")]
-        log = open(self.directory / f"redis-{self.port}.log", "ab")  # noqa: SIM115 - handed to the process
-        self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-        log.close()
         check = ping or self._ping
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            try:
-                check()
-                return
-            except (redis.RedisError, OSError) as exc:
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    pytest.fail(f"redis-server on port {self.port} did not start ({exc}); see {self.directory}")
-                time.sleep(0.05)
+        self.server = start_server(
+            REDIS,
+            *args,
+            port=self.port,
+            ready=lambda: _succeeds(check),
+            timeout=SERVER_START_TIMEOUT,
+            log=self.directory / f"redis-{self.port}.log",
+        )
 
     def _ping(self) -> None:
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1)
@@ -108,22 +97,24 @@ class RedisServer:
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no goodbye to clients."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(timeout=10)
+        if self.server is not None:
+            self.server.kill()
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        if self.server is not None:
+            self.server.stop()
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+
+def _succeeds(check: Callable[[], object]) -> bool:
+    try:
+        check()
+    except (redis.RedisError, OSError, AssertionError):
+        return False
+    return True
 
 
 @pytest.fixture

@@ -1,39 +1,19 @@
-"""A real DynamoDB API (moto's server) on a free loopback port, for the whole session."""
+"""A real DynamoDB API (moto's server, started by the conformance kit) on a free loopback port, for the session."""
 
 from __future__ import annotations
 
-import socket
-import urllib.request
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
-HOST = "127.0.0.1"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port: int = sock.getsockname()[1]
-        return port
+from taskq.testing.conformance import moto_server, reset_moto
 
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    port = _free_port()
-    server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
-    server.start()
-    endpoint = f"http://{HOST}:{port}"
-    try:
-        urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=10).close()
-    except OSError as exc:
-        server.stop()
-        pytest.fail(f"moto's server did not start on {endpoint} ({exc}); try: moto_server -H {HOST} -p {port}")
-    yield endpoint
-    server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
@@ -42,7 +22,6 @@ def table_url(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[s
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    port = moto_endpoint.rsplit(":", 1)[1]
-    yield f"dynamodb://@{HOST}:{port}/taskq-{uuid.uuid4().hex[:12]}"
-    request = urllib.request.Request(f"{moto_endpoint}/moto-api/reset", method="POST")
-    urllib.request.urlopen(request, timeout=10).close()
+    host, port = moto_endpoint.removeprefix("http://").rsplit(":", 1)
+    yield f"dynamodb://@{host}:{port}/taskq-{uuid.uuid4().hex[:12]}"
+    reset_moto(moto_endpoint)

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import signal
-import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 
@@ -15,29 +10,10 @@ import pytest
 
 from taskq import states
 from taskq.errors import BackendUnavailableError
+from taskq.testing.conformance import ServerProcess, free_port
 from taskq_memcached.backend import MemcachedBackend
 
-from ..conftest import _answers, free_port
-
-
-def start_memcached(port: int) -> subprocess.Popen[bytes]:
-    binary = shutil.which("memcached")
-    assert binary is not None
-    process = subprocess.Popen(
-        [binary, "-u", "memcache", "-l", "127.0.0.1", "-p", str(port), "-U", "0", "-m", "16"],
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 10
-    while not _answers(port):
-        assert time.monotonic() < deadline, "private memcached did not start"
-        time.sleep(0.02)
-    return process
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        process.wait(10)
+from ..conftest import start_memcached
 
 
 @pytest.fixture
@@ -53,13 +29,13 @@ def test_unreachable_memcached_raises_backend_unavailable_with_the_masked_url() 
 
 
 def test_a_memcached_restart_mid_run_is_retried(private_port: int) -> None:
-    process = start_memcached(private_port)
+    server = start_memcached(private_port)
     backend = MemcachedBackend(f"memcached://127.0.0.1:{private_port}/")
     try:
         task_id = uuid.uuid4().hex
         backend.store_result(task_id, 1, states.SUCCESS)
-        stop(process)
-        restarted: list[subprocess.Popen[bytes]] = []
+        server.stop()
+        restarted: list[ServerProcess] = []
         timer = threading.Timer(0.5, lambda: restarted.append(start_memcached(private_port)))
         timer.start()
         try:
@@ -69,6 +45,6 @@ def test_a_memcached_restart_mid_run_is_retried(private_port: int) -> None:
         assert backend.get_task_meta(task_id)["result"] == 2
     finally:
         backend.close()
-        stop(process)
+        server.stop()
         for other in restarted:
-            stop(other)
+            other.stop()

@@ -18,25 +18,68 @@ beat scheduler that leases its store's lock and stands by for it subclasses
 :class:`StandbySchedulerContract` instead of :class:`SchedulerContract`.
 
 See :class:`TransportContract`, :class:`MultiProcessTransportContract`,
-:class:`ResultBackendContract`, :class:`PoolContract` and :class:`SchedulerContract` (beat
-schedulers) for the fixtures each one needs.
+:class:`ResultBackendContract`, :class:`PoolContract`, :class:`GreenPoolContract` (gevent,
+eventlet), :class:`SchedulerContract` (beat schedulers) and :class:`SerializerContract`
+for the fixtures each one needs. :class:`PluginContract` checks the plugin itself (its
+entry point, a cheap plugin module, drivers of the right base class) and needs only two
+class attributes::
+
+    class TestRedisPlugin(PluginContract):
+        entry_point = "redis"
+        distribution = "taskq-redis"
+
 The classes carry no ``Test`` prefix, so pytest collects them only through a subclass.
+For servers a plugin's tests start themselves (memcached, moto, a private Redis), the
+helpers of :mod:`taskq.testing.conformance.servers` pick a free port, wait for the
+server with a deadline, stop it by process id, and fail with the install command when
+its binary is missing.
 """
 
 from __future__ import annotations
 
 from taskq.testing.conformance.backend import ResultBackendContract
-from taskq.testing.conformance.pool import PoolContract
+from taskq.testing.conformance.plugin import PluginContract
+from taskq.testing.conformance.pool import GreenPoolContract, PoolContract
 from taskq.testing.conformance.processes import MultiProcessTransportContract, TransportRecipe
 from taskq.testing.conformance.scheduler import SchedulerContract, StandbySchedulerContract
+from taskq.testing.conformance.serializer import SerializerContract
+from taskq.testing.conformance.servers import (
+    MEMCACHED,
+    MOTO,
+    REDIS,
+    SECANTUSDB,
+    Binary,
+    ServerProcess,
+    accepts_connections,
+    free_port,
+    moto_server,
+    reset_moto,
+    running_server,
+    start_server,
+)
 from taskq.testing.conformance.transport import TransportContract
 
 __all__ = [
+    "MEMCACHED",
+    "MOTO",
+    "REDIS",
+    "SECANTUSDB",
+    "Binary",
+    "GreenPoolContract",
     "MultiProcessTransportContract",
+    "PluginContract",
     "PoolContract",
     "ResultBackendContract",
     "SchedulerContract",
+    "SerializerContract",
+    "ServerProcess",
     "StandbySchedulerContract",
     "TransportContract",
     "TransportRecipe",
+    "accepts_connections",
+    "free_port",
+    "moto_server",
+    "reset_moto",
+    "running_server",
+    "start_server",
 ]

@@ -27,6 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
@@ -42,6 +43,8 @@ from taskq.testing.worker import start_worker
 OUTCOME_TIMEOUT = 20.0
 # Seconds a child interpreter may take.
 CHILD_TIMEOUT = 60.0
+# Seconds the pool contract may take in a monkey-patched child pytest.
+PATCHED_SUITE_TIMEOUT = 150.0
 
 
 # ---- Jobs (module level, so process pools can pickle them) -------------------------
@@ -409,6 +412,36 @@ def run_python(code: str) -> str:
     return child.stdout.strip()
 
 
+#: The suite a monkey-patched child pytest runs: the pool contract on the pool the
+#: plugin offers under the name ``{name}``, in a process the plugin has patched.
+PATCHED_SUITE = """
+import pytest
+
+from taskq.plugins import load_plugins
+from taskq.testing.conformance import PoolContract
+
+
+class TestPoolMonkeyPatched(PoolContract):
+    @pytest.fixture
+    def pool_class(self):
+        return load_plugins().resolve_driver("pools", {name!r})
+
+    def test_the_process_is_monkey_patched(self, make_pool):
+        assert make_pool(1).patched, "the plugin's early_init did not monkey-patch this process"
+"""
+
+#: Patches as ``taskq worker --pool=NAME`` does (the plugin's early_init), then runs pytest.
+PATCH_THEN_PYTEST = (
+    "import sys, warnings\n"
+    "from taskq.plugins import load_plugins\n"
+    "with warnings.catch_warnings():\n"
+    "    warnings.simplefilter('ignore')  # a library's notice on import, e.g. eventlet's deprecation\n"
+    "    load_plugins().early_init(sys.argv[1], ['worker', '--pool=' + sys.argv[1]])\n"
+    "import pytest\n"
+    "sys.exit(pytest.main(sys.argv[2:]))\n"
+)
+
+
 class GreenPoolContract(_PoolSuite):
     """Reusable tests for a :class:`taskq.drivers.support.greenpool.GreenPool` and its plugin. Provide
     the fixtures ``pool_class`` and ``green_sleep``, the library's cooperative sleep
@@ -416,9 +449,36 @@ class GreenPoolContract(_PoolSuite):
 
     The test process stays unpatched, so the pool runs on a hub thread of its own; the
     plugin's monkey-patching is checked in child interpreters. The pool's ``library`` is
-    also its ``--pool`` name. Run :class:`PoolContract` on the pool too, in a process
-    patched as ``taskq worker`` patches.
+    also its ``--pool`` name. :class:`PoolContract` runs on the pool too, in a child pytest
+    patched by the plugin's ``early_init`` as ``taskq worker`` patches.
     """
+
+    def test_the_pool_passes_the_pool_contract_in_a_monkey_patched_process(
+        self, pool_class: type[GreenPool], tmp_path: Path
+    ) -> None:
+        suite = tmp_path / "test_monkey_patched_pool.py"
+        suite.write_text(PATCHED_SUITE.format(name=pool_class.library))
+        child = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                PATCH_THEN_PYTEST,
+                pool_class.library,
+                str(suite),
+                "-q",
+                "-rs",
+                "-p",
+                "no:cacheprovider",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=PATCHED_SUITE_TIMEOUT,
+            check=False,
+        )
+        report = child.stdout + child.stderr
+        assert child.returncode == 0, f"the pool contract failed under monkey-patching:\n{report}"
+        assert " passed" in report and " failed" not in report, report
 
     @pytest.fixture
     def green_sleep(self) -> Callable[[float], object]:
