@@ -29,7 +29,6 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.support.connections import mask_url
 from taskq.errors import BackendUnavailableError, ConfigError, SerializationError
 from taskq_dynamodb._url import Settings, parse_url
@@ -89,18 +88,10 @@ class DynamoDBBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=False, native_join=True, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
-        self.settings: Settings = parse_url(url, self.options)
+    def setup(self) -> None:
+        self.settings: Settings = parse_url(self.url, self.options)
         self.table = self.settings.table
-        self.masked_url = mask_url(url)
+        self.masked_url = mask_url(self.url)
         self._closed = False
         self._lock = threading.Lock()
         attempts = int(str(self.options.get("max_attempts", MAX_ATTEMPTS)))

@@ -23,10 +23,9 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.support import wakeup
 from taskq.errors import BackendUnavailableError
 from taskq_filesystem import _layout
@@ -43,16 +42,8 @@ class FilesystemBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=True, native_join=False, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
-        self.root = _layout.root_from_url(url, self.options)
+    def setup(self) -> None:
+        self.root = _layout.root_from_url(self.url, self.options)
         self.fsync = bool(self.options.get("fsync", False))
         self._results = os.path.join(self.root, "results")
         self._tmp = os.path.join(self.root, "tmp")

@@ -27,7 +27,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
@@ -36,7 +36,6 @@ from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.support.connections import mask_url
 from taskq.errors import BackendUnavailableError, ConfigError
 
@@ -89,16 +88,8 @@ class MemcachedBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=False, native_join=True, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
-        self.servers = parse_servers(url)
+    def setup(self) -> None:
+        self.servers = parse_servers(self.url)
         self._client: Client | None = None
         self._lock = threading.Lock()
 

@@ -45,7 +45,6 @@ from pymongo import ReturnDocument
 
 from taskq import states
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend, Meta
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.support.connections import mask_url
 from taskq.errors import BackendUnavailableError
 
@@ -100,15 +99,7 @@ class MongoBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=False, native_join=True, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
+    def setup(self) -> None:
         self.taskmeta_collection = str(self.options.get("taskmeta_collection", TASKMETA_COLLECTION))
         self.groupmeta_collection = str(self.options.get("groupmeta_collection", GROUPMETA_COLLECTION))
         self._client: pymongo.MongoClient[Document] | None = None
@@ -211,17 +202,9 @@ class MongoBackend(KeyValueBackend):
 
     # ---- Results and groups, in Celery's collections ----------------------------------
 
-    def store_result(
-        self,
-        task_id: str,
-        result: object,
-        state: str,
-        traceback: str | None = None,
-        request_info: Mapping[str, object] | None = None,
-    ) -> None:
-        doc = self._to_document(self.make_meta(task_id, result, state, traceback, request_info))
+    def store_meta(self, task_id: str, meta: Meta) -> None:
+        doc = self._to_document(meta)
         self._retry(lambda db: db[self.taskmeta_collection].replace_one({"_id": task_id}, doc, upsert=True))
-        self.on_stored(task_id, state)
 
     def get_task_meta(self, task_id: str) -> Meta:
         return self.get_many([task_id])[task_id]

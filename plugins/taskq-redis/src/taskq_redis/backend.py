@@ -30,12 +30,11 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import cast
 
 from taskq import states
 from taskq.drivers.backend import POLL_INTERVAL_MAX, POLL_INTERVAL_START, BackendCapabilities, KeyValueBackend, Meta
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.support.connections import current_pid
 from taskq.errors import BackendUnavailableError, TimeoutError
 from taskq_redis import _scripts
@@ -60,15 +59,7 @@ class RedisBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=True, native_join=True, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
+    def setup(self) -> None:
         self._endpoint: Endpoint | None = None
         self._pid = 0
         self._prefix = ""

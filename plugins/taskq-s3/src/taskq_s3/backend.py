@@ -37,7 +37,6 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.support.connections import mask_url
 from taskq.errors import BackendUnavailableError, ConfigError, SerializationError
 
@@ -96,17 +95,9 @@ class S3Backend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=False, native_join=False, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
-        self.bucket, self.prefix = parse_url(url)
-        self.masked_url = mask_url(url)
+    def setup(self) -> None:
+        self.bucket, self.prefix = parse_url(self.url)
+        self.masked_url = mask_url(self.url)
         self.endpoint_url = _option(self.options, "endpoint_url")
         self.cleanup_interval = float(str(self.options.get("cleanup_interval", CLEANUP_INTERVAL)))
         self._lock = threading.Lock()

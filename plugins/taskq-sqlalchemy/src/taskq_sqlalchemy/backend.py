@@ -26,14 +26,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
+from taskq.drivers.backend import BackendCapabilities, BackendSettings, KeyValueBackend
 from taskq.drivers.support.connections import mask_url
 from taskq.errors import BackendUnavailableError, ConfigError
 
@@ -136,12 +135,11 @@ class DatabaseBackend(KeyValueBackend):
         url: str,
         options: Mapping[str, object] | None = None,
         *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
         table: str | None = None,
         schema: str | None = None,
+        **settings: Unpack[BackendSettings],
     ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
+        super().__init__(url, options, **settings)
         self.db_url = sqlalchemy_url(url)
         self.backend_name = self.db_url.get_backend_name()
         self.table_name = table or str(self.options.get("table") or DEFAULT_TABLE)

@@ -22,10 +22,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.support import wakeup
 from taskq.errors import BackendUnavailableError
 from taskq_sqlite import _database
@@ -67,16 +66,8 @@ class SqliteBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=True, native_join=True, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
-        self.path = _database.path_from_url(url)
+    def setup(self) -> None:
+        self.path = _database.path_from_url(self.url)
         self._directory = _database.signal_directory(self.path)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
