@@ -82,8 +82,7 @@ class SqliteBackend(KeyValueBackend):
     def _connected(self) -> Iterator[sqlite3.Connection]:
         """This process's connection, under the lock; SQLite's errors raised as ours, with advice."""
         with self._lock:
-            if self._pid != os.getpid():  # first use, or a forked child
-                self._conn = None  # never close a connection inherited across fork
+            if self._pid != os.getpid():  # first use, or a forked child: leave the parent's connection unclosed
                 self._conn = _database.connect(self.path, SCHEMA, BackendUnavailableError)
                 self._pid = os.getpid()
             assert self._conn is not None
@@ -97,8 +96,7 @@ class SqliteBackend(KeyValueBackend):
         with self._lock:
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
-            self._conn = None
-            self._pid = 0
+            self._conn, self._pid = None, 0
 
     # ---- Storage primitives -----------------------------------------------------
 
@@ -111,7 +109,7 @@ class SqliteBackend(KeyValueBackend):
         if not keys:
             return []
         with self._connected() as conn:
-            rows = conn.execute(_MGET, (_json_strings(keys), time.time())).fetchall()
+            rows = conn.execute(_MGET, (json.dumps(list(keys)), time.time())).fetchall()
         found = {key: _as_bytes(value) for key, value in rows}
         return [found.get(key) for key in keys]
 
@@ -143,13 +141,7 @@ class SqliteBackend(KeyValueBackend):
 
 
 def _as_bytes(value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    return str(value).encode()  # a counter stored as an INTEGER by incr
-
-
-def _json_strings(keys: Sequence[str]) -> str:
-    return json.dumps(list(keys))
+    return value if isinstance(value, bytes) else str(value).encode()  # incr stores an INTEGER
 
 
 __all__ = ["SqliteBackend"]
