@@ -17,21 +17,27 @@ instead: the same suite and fixture, plus tests that run real child processes. L
 beat scheduler that leases its store's lock and stands by for it subclasses
 :class:`StandbySchedulerContract` instead of :class:`SchedulerContract`.
 
+A result backend on a key-value store (a :class:`~taskq.drivers.backend.KeyValueBackend`)
+subclasses :class:`KeyValueStoreContract` besides :class:`ResultBackendContract`: it checks
+the storage primitives the result logic is built on, with the same ``backend`` fixture.
+
 See :class:`TransportContract`, :class:`MultiProcessTransportContract`,
-:class:`ResultBackendContract`, :class:`PoolContract` and :class:`SchedulerContract` (beat
-schedulers) for the fixtures each one needs.
+:class:`ResultBackendContract`, :class:`KeyValueStoreContract`, :class:`PoolContract` and
+:class:`SchedulerContract` (beat schedulers) for the fixtures each one needs.
 The classes carry no ``Test`` prefix, so pytest collects them only through a subclass.
 """
 
 from __future__ import annotations
 
 from taskq.testing.conformance.backend import ResultBackendContract
+from taskq.testing.conformance.key_value import KeyValueStoreContract
 from taskq.testing.conformance.pool import PoolContract
 from taskq.testing.conformance.processes import MultiProcessTransportContract, TransportRecipe
 from taskq.testing.conformance.scheduler import SchedulerContract, StandbySchedulerContract
 from taskq.testing.conformance.transport import TransportContract
 
 __all__ = [
+    "KeyValueStoreContract",
     "MultiProcessTransportContract",
     "PoolContract",
     "ResultBackendContract",
