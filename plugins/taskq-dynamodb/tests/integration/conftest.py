@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import socket
+import threading
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -26,6 +27,15 @@ def moto_endpoint() -> Iterator[str]:
     port = _free_port()
     server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
     server.start()
+    # DynamoDB applies each request to an item atomically; moto reads, changes and writes it
+    # back without a lock, so concurrent counters would race in moto alone: one request at a time.
+    app, lock = server._server.app, threading.Lock()  # type: ignore[union-attr]  # started above
+
+    def one_at_a_time(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        with lock:
+            return list(app(environ, start_response))
+
+    server._server.app = one_at_a_time  # type: ignore[union-attr]
     endpoint = f"http://{HOST}:{port}"
     try:
         urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=10).close()
