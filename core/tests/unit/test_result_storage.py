@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import pytest
 
 from taskq import App, states
 from taskq.builtins.memory_drivers import MemoryBackend
-from taskq.drivers.backend import COMPRESSIONS, compress, decompress
+from taskq.drivers.backend import COMPRESSIONS, BackendSettings, ResultBackend, compress, decompress
 from taskq.errors import ConfigError, SerializationError
 
 TIMEOUT = 10.0
@@ -71,3 +72,21 @@ def test_a_result_that_cannot_be_serialized_fails_the_task_instead_of_poisoning_
     result = odd.delay()
     with pytest.raises(SerializationError, match="could not be stored"):
         result.get(timeout=TIMEOUT)
+
+
+def test_backend_settings_name_every_keyword_the_backend_constructor_takes() -> None:
+    parameters = inspect.signature(ResultBackend.__init__).parameters.values()
+    keywords = {p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert keywords == set(BackendSettings.__annotations__)
+
+
+def test_a_subclass_prepares_its_own_state_in_setup_after_the_settings_are_stored(memory_url: str) -> None:
+    seen: list[tuple[str, int | None]] = []
+
+    class Recording(MemoryBackend):
+        def setup(self) -> None:
+            super().setup()
+            seen.append((self.url, self.max_size))
+
+    Recording(memory_url, max_size=123)
+    assert seen == [(memory_url, 123)]
