@@ -22,7 +22,6 @@ import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from typing import TypeVar
 
 import boto3
 from botocore.config import Config
@@ -35,8 +34,6 @@ from taskq.errors import BackendUnavailableError, ConfigError, SerializationErro
 from taskq_dynamodb._url import Settings, parse_url
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # DynamoDB's item size limit, in bytes (attribute names and values together).
 MAX_ITEM_BYTES = 400 * 1024

@@ -29,7 +29,6 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import boto3
@@ -42,8 +41,6 @@ from taskq.drivers.support.services import ServiceErrors, error_code
 from taskq.errors import BackendUnavailableError, ConfigError, SerializationError
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # The largest object one PUT may write, in bytes (5 GiB).
 MAX_OBJECT_BYTES = 5 * 1024**3
