@@ -82,7 +82,7 @@ def bench_claim_ack(url: str, queue: str, count: int, batch: int) -> float:
 
 def echo_worker(url: str, queue: str, ready: Event, stop: Event) -> None:
     transport = AmqpTransport(url)
-    backend = RpcBackend("rpc://", {"broker_url": url})
+    backend = RpcBackend("rpc://", broker_url=url)
     transport.connect()
     transport.claim([queue], 1)
     ready.set()
@@ -104,7 +104,7 @@ def bench_round_trip(url: str, queue: str, rounds: int) -> tuple[float, float]:
     worker.start()
     ready.wait(30)
     client = AmqpTransport(url, {"confirm_publish": "off"})
-    backend = RpcBackend("rpc://", {"broker_url": url})
+    backend = RpcBackend("rpc://", broker_url=url)
     reply_to = backend.reply_queue()
     timings = []
     try:

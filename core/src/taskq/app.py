@@ -255,19 +255,15 @@ class App:
         if not (isinstance(cls, type) and issubclass(cls, ResultBackend)):
             raise ConfigError(f"the result backend for {_scheme(url)!r} is not a ResultBackend")
         expires = cast("float | None", self.conf["result_expires"]) or None
-        backend = cls(
+        return cls(
             url,
-            # The broker's URL rides along for backends that answer through the broker (rpc).
-            {
-                "broker_url": self.conf["broker_url"],
-                **cast("Mapping[str, object]", self.conf["result_backend_transport_options"]),
-            },
+            cast("Mapping[str, object]", self.conf["result_backend_transport_options"]),
             serializer=self.serializers.get(str(self.conf["result_serializer"])),
             expires=expires,
+            compression=cast("str | None", self.conf["result_compression"]) or None,
+            max_size=cast("int | None", self.conf["result_max_size"]) or None,
+            broker_url=cast("str | None", self.conf["broker_url"]) or None,
         )
-        backend.compression = cast("str | None", self.conf["result_compression"]) or None
-        backend.max_size = cast("int | None", self.conf["result_max_size"]) or None
-        return backend
 
     def close(self) -> None:
         """Close this thread's connections."""

@@ -9,7 +9,7 @@ import pytest
 
 from taskq.builtins.memory_drivers import MemoryBackend, MemoryTransport
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import ResultBackendContract, TransportContract
+from taskq.testing.conformance import KeyValueStoreContract, ResultBackendContract, TransportContract
 from taskq.testing.conformance.backend import BackendFactory
 
 
@@ -22,7 +22,7 @@ class TestMemoryTransport(TransportContract):
         transport.close()
 
 
-class TestMemoryBackend(ResultBackendContract):
+class TestMemoryBackend(ResultBackendContract, KeyValueStoreContract):
     @pytest.fixture
     def url(self) -> str:
         return f"memory://{uuid.uuid4().hex}"

@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
     Capabilities,
@@ -185,17 +184,9 @@ class MemoryBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=True, native_join=True, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
+    def setup(self) -> None:
         with _BROKERS_LOCK:
-            self._store = _STORES.setdefault(url, _Store())
+            self._store = _STORES.setdefault(self.url, _Store())
 
     def _live(self, key: str, now: float) -> bytes | None:
         item = self._store.values.get(key)

@@ -20,6 +20,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TypedDict
 
 from taskq import states
 from taskq.drivers.serializer import Serializer
@@ -135,8 +136,27 @@ def utc_now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).isoformat()
 
 
+class BackendSettings(TypedDict, total=False):
+    """The keyword arguments every backend's constructor takes, for a subclass that adds its own.
+
+    ``def __init__(self, url, options=None, *, table=None, **settings: Unpack[BackendSettings])``
+    hands them on with ``super().__init__(url, options, **settings)``.
+    """
+
+    serializer: Serializer | None
+    expires: float | None
+    compression: str | None
+    max_size: int | None
+    broker_url: str | None
+
+
 class ResultBackend(ABC):
-    """Base class of every result backend."""
+    """Base class of every result backend.
+
+    The app builds one from the result settings: ``cls(url, options, serializer=...,
+    expires=..., compression=..., max_size=..., broker_url=...)``. A subclass reads its URL
+    and options in :meth:`setup` and writes a constructor only when it takes more arguments.
+    """
 
     #: What this backend does natively (an instance may narrow it, as its store allows).
     capabilities: BackendCapabilities = BackendCapabilities()
@@ -148,23 +168,36 @@ class ResultBackend(ABC):
         *,
         serializer: Serializer | None = None,
         expires: float | None = None,
+        compression: str | None = None,
+        max_size: int | None = None,
+        broker_url: str | None = None,
     ) -> None:
         if serializer is None:
             from taskq.drivers.serializer import JSON
 
             serializer = JSON
         self.url = url
+        #: ``result_backend_transport_options``: what a backend reads beyond its URL.
         self.options: dict[str, object] = dict(options or {})
         self.serializer = serializer
         #: Seconds results are kept; ``None`` keeps them until forgotten.
         self.expires = expires
+        #: ``result_compression``: "zlib", "gzip", "bzip2", "lzma" or None.
+        self.compression = compression
+        #: ``result_max_size``: the largest encoded record accepted, in bytes (None: no limit).
+        self.max_size = max_size
+        #: The app's ``broker_url``, for a backend that answers through the broker (rpc).
+        self.broker_url = broker_url
+        self.setup()
+
+    def setup(self) -> None:  # noqa: B027 - optional hook
+        """Prepare this backend's own state from ``url`` and ``options``; the constructor's last step.
+
+        Connections are best opened on first use: a backend is made in processes that
+        never touch it, and before a prefork worker forks.
+        """
 
     # ---- Encoding ---------------------------------------------------------------
-
-    #: ``result_compression``: "zlib", "gzip", "bzip2", "lzma" or None (set by the app).
-    compression: str | None = None
-    #: ``result_max_size``: the largest encoded record accepted, in bytes (None: no limit).
-    max_size: int | None = None
 
     def encode(self, meta: Mapping[str, object]) -> bytes:
         data = self.serializer.dumps(dict(meta))
@@ -209,7 +242,6 @@ class ResultBackend(ABC):
 
     # ---- The contract -----------------------------------------------------------
 
-    @abstractmethod
     def store_result(
         self,
         task_id: str,
@@ -219,6 +251,11 @@ class ResultBackend(ABC):
         request_info: Mapping[str, object] | None = None,
     ) -> None:
         """Record ``state`` (and ``result``) for ``task_id``; a ready state wakes waiters."""
+        self.store_meta(task_id, self.make_meta(task_id, result, state, traceback, request_info))
+
+    def store_meta(self, task_id: str, meta: Meta) -> None:
+        """Write the record :meth:`make_meta` built for ``task_id``; a ready ``meta["status"]`` wakes waiters."""
+        raise NotImplementedError(f"{type(self).__name__} must write store_meta (or store_result)")
 
     @abstractmethod
     def get_task_meta(self, task_id: str) -> Meta:
@@ -343,17 +380,9 @@ class KeyValueBackend(ResultBackend):
     def task_key(self, task_id: str) -> str:
         return self.task_keyprefix + task_id
 
-    def store_result(
-        self,
-        task_id: str,
-        result: object,
-        state: str,
-        traceback: str | None = None,
-        request_info: Mapping[str, object] | None = None,
-    ) -> None:
-        meta = self.make_meta(task_id, result, state, traceback, request_info)
+    def store_meta(self, task_id: str, meta: Meta) -> None:
         self.set(self.task_key(task_id), self.encode(meta), expires=self.expires)
-        self.on_stored(task_id, state)
+        self.on_stored(task_id, str(meta["status"]))
 
     def on_stored(self, task_id: str, state: str) -> None:
         """Called after a result was written; push-capable stores notify waiters here."""
@@ -451,6 +480,7 @@ class KeyValueBackend(ResultBackend):
 
 __all__ = [
     "BackendCapabilities",
+    "BackendSettings",
     "KeyValueBackend",
     "Meta",
     "ResultBackend",

@@ -45,7 +45,6 @@ import amqp.exceptions
 
 from taskq import states
 from taskq.drivers.backend import BackendCapabilities, Meta, ResultBackend
-from taskq.drivers.serializer import Serializer
 from taskq.errors import BrokerUnavailableError, ConfigError, TimeoutError
 from taskq_amqp._connection import (
     CONNECTION_ERRORS,
@@ -103,16 +102,8 @@ class RpcBackend(ResultBackend):
 
     capabilities = BackendCapabilities(push_wait=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
-        self.params = parse_url(_broker_url(url, self.options), self.options)
+    def setup(self) -> None:
+        self.params = parse_url(_broker_url(self.url, self.broker_url), self.options)
         expiry = self.options.get("reply_queue_expires", REPLY_QUEUE_EXPIRES)
         self.reply_queue_expires = float(expiry) if isinstance(expiry, (int, float, str)) else REPLY_QUEUE_EXPIRES
         #: This backend's reply queue (Celery calls it the oid).
@@ -257,19 +248,11 @@ class RpcBackend(ResultBackend):
             return known
         return self.reply_queue(), task_id  # stored here, for here
 
-    def store_result(
-        self,
-        task_id: str,
-        result: object,
-        state: str,
-        traceback: str | None = None,
-        request_info: Mapping[str, object] | None = None,
-    ) -> None:
+    def store_meta(self, task_id: str, meta: Meta) -> None:
         address = self._address(task_id)
         if address is None:
             return
         reply_to, correlation_id = address
-        meta = self.make_meta(task_id, result, state, traceback, request_info)
         body = self.encode(meta)
         properties = encode_properties(
             {
@@ -285,7 +268,7 @@ class RpcBackend(ResultBackend):
                 self._publish(channel, reply_to, properties, body)
 
         self._retrying("send a result", send)
-        if state in states.READY_STATES:
+        if meta["status"] in states.READY_STATES:
             REPLIES.forget(task_id)
 
     # ---- Reading (the client's side) ------------------------------------------------------
@@ -567,15 +550,15 @@ def _number(value: object) -> float:
     return float(value) if isinstance(value, (int, float)) else 0.0
 
 
-def _broker_url(url: str, options: Mapping[str, object]) -> str:
+def _broker_url(url: str, broker: str | None) -> str:
     """The broker an ``rpc://`` backend talks to: its own URL's host, or the app's broker."""
     if urlsplit(url).hostname:
         return url
-    broker = options.get("broker_url")
-    if not isinstance(broker, str):
-        from taskq import current_app
-
-        broker = str(current_app().conf["broker_url"])
+    if broker is None:
+        raise ConfigError(
+            "the rpc result backend sends results over RabbitMQ, but it was given no broker_url; "
+            "set broker_url to an amqp:// URL, or result_backend to rpc://user:password@host:5672/vhost"
+        )
     if urlsplit(broker).scheme not in ("amqp", "amqps", "pyamqp"):
         raise ConfigError(
             f"the rpc result backend sends results over RabbitMQ, but broker_url is {broker.split('@')[-1]!r}; "

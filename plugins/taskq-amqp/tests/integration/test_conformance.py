@@ -25,6 +25,6 @@ class TestAmqpTransport(MultiProcessTransportContract):
 class TestRpcBackend(ResultBackendContract):
     @pytest.fixture
     def backend(self, broker_url: str) -> Iterator[RpcBackend]:
-        backend = RpcBackend("rpc://", {"broker_url": broker_url})
+        backend = RpcBackend("rpc://", broker_url=broker_url)
         yield backend
         backend.close()

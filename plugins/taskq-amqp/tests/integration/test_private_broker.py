@@ -70,8 +70,8 @@ def test_consumer_resumes_after_the_broker_restarts(private_broker: PrivateBroke
 
 
 def test_a_waiting_rpc_client_gets_a_result_published_after_a_reconnect(private_broker: PrivateBroker) -> None:
-    client = RpcBackend("rpc://", {"broker_url": private_broker.url, "reply_queue_expires": 120})
-    worker = RpcBackend("rpc://", {"broker_url": private_broker.url})
+    client = RpcBackend("rpc://", {"reply_queue_expires": 120}, broker_url=private_broker.url)
+    worker = RpcBackend("rpc://", broker_url=private_broker.url)
     task_id = uuid.uuid4().hex
     reply_to = client.reply_queue()
     try:
@@ -132,7 +132,7 @@ def test_a_heartbeat_is_listed_at_once_on_a_new_stream(private_broker: PrivateBr
     transport = AmqpTransport(private_broker.url)
     transport.delete("taskq.workers")
     transport.close()
-    backend = RpcBackend("rpc://", {"broker_url": private_broker.url})
+    backend = RpcBackend("rpc://", broker_url=private_broker.url)
     try:
         backend.heartbeat("fresh@test", {"pool": "solo"}, ttl=30.0)
         assert backend.workers()["fresh@test"]["pool"] == "solo"

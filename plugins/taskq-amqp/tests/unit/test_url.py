@@ -54,6 +54,11 @@ def test_unknown_confirm_mode_is_refused() -> None:
 
 def test_rpc_backend_needs_an_amqp_broker() -> None:
     with pytest.raises(ConfigError, match="amqp://"):
-        RpcBackend("rpc://", {"broker_url": "redis://localhost"})
-    assert RpcBackend("rpc://", {"broker_url": "amqp://h:1234//"}).params.port == 1234
+        RpcBackend("rpc://", broker_url="redis://localhost")
+    assert RpcBackend("rpc://", broker_url="amqp://h:1234//").params.port == 1234
     assert RpcBackend("rpc://u:p@h2:5672/v").params.host == "h2"
+
+
+def test_rpc_backend_without_a_broker_url_asks_for_one() -> None:
+    with pytest.raises(ConfigError, match="given no broker_url; set broker_url"):
+        RpcBackend("rpc://")

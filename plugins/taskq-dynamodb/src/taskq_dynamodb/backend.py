@@ -21,22 +21,19 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.support.connections import mask_url
+from taskq.drivers.support.services import ServiceErrors, error_code
 from taskq.errors import BackendUnavailableError, ConfigError, SerializationError
 from taskq_dynamodb._url import Settings, parse_url
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # DynamoDB's item size limit, in bytes (attribute names and values together).
 MAX_ITEM_BYTES = 400 * 1024
@@ -72,6 +69,8 @@ _TRANSIENT_CODES = frozenset(
         "ServiceUnavailable",
     }
 )
+# Service errors that mean the credentials were refused.
+_DENIED_CODES = frozenset({"UnrecognizedClientException", "InvalidSignatureException", "AccessDeniedException"})
 
 
 def _count_keys(request: Mapping[str, object], table: str) -> int:
@@ -89,18 +88,10 @@ class DynamoDBBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=False, native_join=True, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
-        self.settings: Settings = parse_url(url, self.options)
+    def setup(self) -> None:
+        self.settings: Settings = parse_url(self.url, self.options)
         self.table = self.settings.table
-        self.masked_url = mask_url(url)
+        self.masked_url = mask_url(self.url)
         self._closed = False
         self._lock = threading.Lock()
         attempts = int(str(self.options.get("max_attempts", MAX_ATTEMPTS)))
@@ -121,47 +112,38 @@ class DynamoDBBackend(KeyValueBackend):
                 f"cannot set up DynamoDB for {self.masked_url}: {exc}; name the region in the URL "
                 f"(dynamodb://@eu-west-1/table) or set AWS_REGION"
             ) from exc
+        self._call = self._errors().call
         self._ensure_table(create=_is_true(self.options.get("create_table", True)))
 
     # ---- Connection and table -------------------------------------------------------
 
-    def _advice(self) -> str:
+    def _errors(self) -> ServiceErrors:
+        """What the service's failures mean, and what to check then."""
         if self.settings.endpoint_url:
-            return f"is the local DynamoDB endpoint {self.settings.endpoint_url} running?"
-        return (
-            f"check the region ({self.settings.region}), your network, and the AWS credentials "
-            f"(aws sts get-caller-identity; aws dynamodb describe-table --table-name {self.table})"
+            advice = f"is the local DynamoDB endpoint {self.settings.endpoint_url} running?"
+        else:
+            advice = (
+                f"check the region ({self.settings.region}), your network, and the AWS credentials "
+                f"(aws sts get-caller-identity; aws dynamodb describe-table --table-name {self.table})"
+            )
+        return ServiceErrors(
+            (BotoCoreError, ClientError),
+            transient_codes=_TRANSIENT_CODES,
+            denied_codes=_DENIED_CODES,
+            where=f"the DynamoDB result backend at {self.masked_url}",
+            advice=advice,
+            denied_advice=(
+                f"check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the role) and the IAM policy on "
+                f"table {self.table}"
+            ),
         )
-
-    def _unavailable(self, exc: BaseException, doing: str) -> BackendUnavailableError:
-        return BackendUnavailableError(
-            f"cannot reach the DynamoDB result backend at {self.masked_url} while {doing} ({exc}); {self._advice()}"
-        )
-
-    def _call(self, doing: str, method: Callable[..., T], **kwargs: object) -> T:
-        """``method(**kwargs)``; botocore has retried what can be retried, the rest becomes our error."""
-        try:
-            return method(**kwargs)
-        except BotoCoreError as exc:
-            raise self._unavailable(exc, doing) from exc
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code in _TRANSIENT_CODES:
-                raise self._unavailable(exc, doing) from exc
-            if code in {"UnrecognizedClientException", "InvalidSignatureException", "AccessDeniedException"}:
-                raise BackendUnavailableError(
-                    f"DynamoDB refused the credentials for {self.masked_url} while {doing} ({exc}); "
-                    f"check AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (or the role) and the IAM policy on "
-                    f"table {self.table}"
-                ) from exc
-            raise
 
     def _ensure_table(self, *, create: bool) -> None:
         try:
             self._call("looking up the table", self.client.describe_table, TableName=self.table)
             return
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ResourceNotFoundException":
+            if error_code(exc) != "ResourceNotFoundException":
                 raise
         if not create:
             raise BackendUnavailableError(
@@ -188,7 +170,7 @@ class DynamoDBBackend(KeyValueBackend):
             logger.info("created DynamoDB table %s at %s", self.table, self.masked_url)
         except ClientError as exc:
             # Another process created it first: fine.
-            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+            if error_code(exc) != "ResourceInUseException":
                 raise
         self._call(
             "waiting for the new table",
@@ -321,7 +303,7 @@ class DynamoDBBackend(KeyValueBackend):
                 )
                 return int(decimal.Decimal(str(answer["Attributes"][COUNTER]["N"])))
             except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                if error_code(exc) != "ConditionalCheckFailedException":
                     raise
             if self._restart_counter(key, expiry, now):
                 return 1
@@ -340,7 +322,7 @@ class DynamoDBBackend(KeyValueBackend):
                 ExpressionAttributeValues={":now": {"N": repr(now)}},
             )
         except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             return False
         return True

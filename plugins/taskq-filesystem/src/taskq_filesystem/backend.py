@@ -12,8 +12,8 @@ logic is core's :class:`~taskq.drivers.backend.KeyValueBackend`.
   exclusive ``fcntl.flock`` of ``<root>/counters.lock``: atomic across threads and
   processes on one machine.
 * A stored result wakes waiters in every process through the wake-up sockets of
-  :mod:`taskq.drivers.support.wakeup`, announced in ``wake/``, so ``AsyncResult.get()`` returns as soon
-  as the worker stored it.
+  :class:`~taskq.drivers.support.waiters.ResultWaiters`, announced in ``wake/``, so
+  ``AsyncResult.get()`` returns as soon as the worker stored it.
 """
 
 from __future__ import annotations
@@ -23,11 +23,10 @@ import fcntl
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
-from taskq.drivers.support import wakeup
+from taskq.drivers.support.waiters import ResultWaiters
 from taskq.errors import BackendUnavailableError
 from taskq_filesystem import _layout
 
@@ -43,26 +42,15 @@ class FilesystemBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=True, native_join=False, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
-        self.root = _layout.root_from_url(url, self.options)
+    def setup(self) -> None:
+        self.root = _layout.root_from_url(self.url, self.options)
         self.fsync = bool(self.options.get("fsync", False))
         self._results = os.path.join(self.root, "results")
         self._tmp = os.path.join(self.root, "tmp")
-        self._wake = os.path.join(self.root, "wake")
         self._counter_lock = os.path.join(self.root, "counters.lock")
         self._lock = threading.Lock()
         self._ready_pid = 0
-        self._notifier = wakeup.Notifier(self._wake, wakeup.RESULT_KIND)
-        self._local = threading.local()  # .waiter: this thread's Waiter
-        self._waiters: list[wakeup.Waiter] = []
+        self._waiters = ResultWaiters(os.path.join(self.root, "wake"))
         self._next_cleanup = 0.0
 
     # ---- Set-up -----------------------------------------------------------------
@@ -73,22 +61,11 @@ class FilesystemBackend(KeyValueBackend):
         with self._lock:
             if self._ready_pid == os.getpid():
                 return
-            if self._ready_pid:  # a forked child: the parent's sockets stay the parent's
-                for waiter in self._waiters:
-                    waiter.close()
-                self._waiters = []
-                self._local = threading.local()
-                self._notifier = wakeup.Notifier(self._wake, wakeup.RESULT_KIND)
             _layout.make_directories(self.root, ROOT_FOLDERS, BackendUnavailableError, "result backend")
             self._ready_pid = os.getpid()
 
     def close(self) -> None:
-        with self._lock:
-            for waiter in self._waiters:
-                waiter.close()
-            self._waiters = []
-            self._local = threading.local()
-            self._notifier.close()
+        self._waiters.close()
 
     def _fail(self, exc: OSError) -> BackendUnavailableError:
         return BackendUnavailableError(_layout.advice(self.root, exc, "result backend"))
@@ -189,20 +166,11 @@ class FilesystemBackend(KeyValueBackend):
     # ---- Push wake-ups ----------------------------------------------------------
 
     def on_stored(self, task_id: str, state: str) -> None:
-        with self._lock:
-            self._notifier.notify()
+        self._waiters.notify()
 
     def wait_for_change(self, task_ids: Sequence[str], timeout: float) -> None:
-        self._ready()
-        waiter: wakeup.Waiter | None = getattr(self._local, "waiter", None)
-        if waiter is None or waiter.pid != os.getpid():
-            with self._lock:
-                waiter = self._local.waiter = wakeup.Waiter(self._wake, wakeup.RESULT_KIND)
-                self._waiters.append(waiter)
-            # a result stored before the socket existed sent us nothing: let the caller look
-            return
-        # no drain first: a wake-up that came after the caller's read must end this wait
-        waiter.block(timeout)
+        self._ready()  # the wake/ folder exists before a waiter is announced in it
+        self._waiters.wait(timeout)
 
 
 def _unwrap(data: bytes, now: float) -> bytes | None:

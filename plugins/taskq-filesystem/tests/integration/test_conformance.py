@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import MultiProcessTransportContract, ResultBackendContract
+from taskq.testing.conformance import KeyValueStoreContract, MultiProcessTransportContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_filesystem.backend import FilesystemBackend
 from taskq_filesystem.transport import FilesystemTransport
@@ -28,7 +28,7 @@ class TestFilesystemTransport(MultiProcessTransportContract):
         transport.close()
 
 
-class TestFilesystemBackend(ResultBackendContract):
+class TestFilesystemBackend(ResultBackendContract, KeyValueStoreContract):
     @pytest.fixture
     def backend(self, url: str) -> Iterator[FilesystemBackend]:
         backend = FilesystemBackend(url)

@@ -17,8 +17,8 @@ with ``add`` (which only one client can win) and then incremented. A counter kee
 expiry it was created with. memcached cannot push, so waiting clients poll (the core's
 backoff, 5 ms up to 0.5 s); ``get_many`` fetches a group's results in one round trip.
 
-A lost connection is retried :data:`RETRIES` times with exponential backoff before the
-operation raises :class:`~taskq.errors.BackendUnavailableError`.
+A lost connection is retried with backoff (:data:`RETRYING`) before the operation raises
+:class:`~taskq.errors.BackendUnavailableError`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeAlias, TypeVar
 from urllib.parse import urlsplit
 
@@ -36,8 +36,8 @@ from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.support.connections import mask_url
+from taskq.drivers.support.retrying import RetryPolicy
 from taskq.errors import BackendUnavailableError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -50,12 +50,10 @@ CONNECT_TIMEOUT = 3.0
 TIMEOUT = 5.0
 # Largest relative expiry memcached accepts, in seconds; above it, times are absolute.
 RELATIVE_EXPIRY_MAX = 30 * 24 * 3600
-# Attempts after a lost connection, and the first and largest pause between them (seconds).
-RETRIES = 4
-RETRY_DELAY_START = 0.2
-RETRY_DELAY_MAX = 2.0
 
 _CONNECTION_ERRORS = (OSError, MemcacheUnexpectedCloseError)
+# After a lost connection: five tries in all, pausing 0.2 s, then twice as long each time up to 2 s.
+RETRYING = RetryPolicy(_CONNECTION_ERRORS, attempts=5, first_delay=0.2, max_delay=2.0)
 
 Client: TypeAlias = PooledClient | HashClient
 
@@ -89,16 +87,8 @@ class MemcachedBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=False, native_join=True, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
-        self.servers = parse_servers(url)
+    def setup(self) -> None:
+        self.servers = parse_servers(self.url)
         self._client: Client | None = None
         self._lock = threading.Lock()
 
@@ -136,17 +126,10 @@ class MemcachedBackend(KeyValueBackend):
 
     def _retry(self, operation: Callable[[Client], T]) -> T:
         """Run ``operation`` on the client, retrying a lost connection with backoff."""
-        delay = RETRY_DELAY_START
-        for attempt in range(RETRIES + 1):
-            try:
-                return operation(self._connection())
-            except _CONNECTION_ERRORS as exc:
-                if attempt == RETRIES:
-                    raise self._unavailable(exc) from exc
-                logger.warning("lost the result backend at %s; retrying in %.1fs", mask_url(self.url), delay)
-                time.sleep(delay)
-                delay = min(delay * 2, RETRY_DELAY_MAX)
-        raise AssertionError("unreachable")
+        return RETRYING.run(lambda: operation(self._connection()), on_retry=self._retrying, give_up=self._unavailable)
+
+    def _retrying(self, exc: BaseException, delay: float) -> None:
+        logger.warning("lost the result backend at %s; retrying in %.1fs", mask_url(self.url), delay)
 
     # ---- Storage primitives -----------------------------------------------------------
 

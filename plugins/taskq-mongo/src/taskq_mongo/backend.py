@@ -21,8 +21,8 @@ Expiry: each document carries an ``expires_at`` date and every collection has a 
 on it, so MongoDB deletes expired documents (within about a minute); reads ignore
 documents already past ``expires_at`` meanwhile.
 
-A lost connection is retried :data:`RETRIES` times with exponential backoff before the
-operation raises :class:`~taskq.errors.BackendUnavailableError`.
+A lost connection is retried with backoff (:data:`RETRYING`) before the operation raises
+:class:`~taskq.errors.BackendUnavailableError`.
 """
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ from pymongo import ReturnDocument
 
 from taskq import states
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend, Meta
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.support.connections import mask_url
+from taskq.drivers.support.retrying import RetryPolicy
 from taskq.errors import BackendUnavailableError
 
 if TYPE_CHECKING:
@@ -68,12 +68,10 @@ SERVER_SELECTION_TIMEOUT_MS = 3000
 CONNECT_TIMEOUT_MS = 3000
 # Expiry times are rounded up to a whole multiple of this many seconds (BSON dates are in ms).
 EXPIRY_TICK = 1.0
-# Attempts after a lost connection, and the first and largest pause between them (seconds).
-RETRIES = 4
-RETRY_DELAY_START = 0.2
-RETRY_DELAY_MAX = 2.0
 
 _CONNECTION_ERRORS = (pymongo.errors.ConnectionFailure, pymongo.errors.ServerSelectionTimeoutError)
+# After a lost connection: five tries in all, pausing 0.2 s, then twice as long each time up to 2 s.
+RETRYING = RetryPolicy(_CONNECTION_ERRORS, attempts=5, first_delay=0.2, max_delay=2.0)
 
 Document = dict[str, object]
 
@@ -100,15 +98,7 @@ class MongoBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=False, native_join=True, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
+    def setup(self) -> None:
         self.taskmeta_collection = str(self.options.get("taskmeta_collection", TASKMETA_COLLECTION))
         self.groupmeta_collection = str(self.options.get("groupmeta_collection", GROUPMETA_COLLECTION))
         self._client: pymongo.MongoClient[Document] | None = None
@@ -151,17 +141,10 @@ class MongoBackend(KeyValueBackend):
 
     def _retry(self, operation: Callable[[Database[Document]], T]) -> T:
         """Run ``operation`` on the database, retrying a lost connection with backoff."""
-        delay = RETRY_DELAY_START
-        for attempt in range(RETRIES + 1):
-            try:
-                return operation(self._db())
-            except _CONNECTION_ERRORS as exc:
-                if attempt == RETRIES:
-                    raise self._unavailable(exc) from exc
-                logger.warning("lost the result backend at %s; retrying in %.1fs", mask_url(self.url), delay)
-                time.sleep(delay)
-                delay = min(delay * 2, RETRY_DELAY_MAX)
-        raise AssertionError("unreachable")
+        return RETRYING.run(lambda: operation(self._db()), on_retry=self._retrying, give_up=self._unavailable)
+
+    def _retrying(self, exc: BaseException, delay: float) -> None:
+        logger.warning("lost the result backend at %s; retrying in %.1fs", mask_url(self.url), delay)
 
     def _expires_at(self, expires: float | None) -> datetime.datetime | None:
         if expires is None:
@@ -211,17 +194,9 @@ class MongoBackend(KeyValueBackend):
 
     # ---- Results and groups, in Celery's collections ----------------------------------
 
-    def store_result(
-        self,
-        task_id: str,
-        result: object,
-        state: str,
-        traceback: str | None = None,
-        request_info: Mapping[str, object] | None = None,
-    ) -> None:
-        doc = self._to_document(self.make_meta(task_id, result, state, traceback, request_info))
+    def store_meta(self, task_id: str, meta: Meta) -> None:
+        doc = self._to_document(meta)
         self._retry(lambda db: db[self.taskmeta_collection].replace_one({"_id": task_id}, doc, upsert=True))
-        self.on_stored(task_id, state)
 
     def get_task_meta(self, task_id: str) -> Meta:
         return self.get_many([task_id])[task_id]

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import ResultBackendContract
+from taskq.testing.conformance import KeyValueStoreContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_mongo.backend import MongoBackend
 
 
-class TestMongoBackend(ResultBackendContract):
+class TestMongoBackend(ResultBackendContract, KeyValueStoreContract):
     @pytest.fixture
     def backend(self, mongo_url: str) -> Iterator[MongoBackend]:
         backend = MongoBackend(mongo_url)

@@ -30,12 +30,11 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import cast
 
 from taskq import states
 from taskq.drivers.backend import POLL_INTERVAL_MAX, POLL_INTERVAL_START, BackendCapabilities, KeyValueBackend, Meta
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.support.connections import current_pid
 from taskq.errors import BackendUnavailableError, TimeoutError
 from taskq_redis import _scripts
@@ -60,15 +59,7 @@ class RedisBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=True, native_join=True, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
+    def setup(self) -> None:
         self._endpoint: Endpoint | None = None
         self._pid = 0
         self._prefix = ""
@@ -238,14 +229,8 @@ class RedisBackend(KeyValueBackend):
         With the value of the key ``read`` when it could be read in the same round trip
         (a RESP3 subscriber), else ``_NOT_READ``.
         """
-        client = self._connection().client
         channels = {channel}
-        pubsub: PubSub | None = getattr(self._local, "pubsub", None)
-        if pubsub is None:
-            pubsub = self._local.pubsub = client.pubsub(resp3=True)
-            self._local.channels = set()
-            with self._lock:
-                self._subscribers.append(pubsub)
+        pubsub = self._subscriber()
         subscribed: set[str] = self._local.channels
         new, old = channels - subscribed, subscribed - channels
         if pubsub.resp3:
@@ -272,15 +257,10 @@ class RedisBackend(KeyValueBackend):
         Returns at once after subscribing to a channel it was not subscribed to: a result
         stored before the subscription took effect is then read by the caller.
         """
-        client = self._connection().client
+        self._connection()  # first: a forked child starts afresh, and learns the key prefix
         channels = {self._prefix + self.task_key(task_id) for task_id in task_ids}
-        pubsub: PubSub | None = getattr(self._local, "pubsub", None)
         try:
-            if pubsub is None:
-                pubsub = self._local.pubsub = client.pubsub(resp3=True)
-                self._local.channels = set()
-                with self._lock:
-                    self._subscribers.append(pubsub)
+            pubsub = self._subscriber()
             subscribed: set[str] = self._local.channels
             new, old = channels - subscribed, subscribed - channels
             pubsub.switch(old, new)
@@ -298,6 +278,17 @@ class RedisBackend(KeyValueBackend):
         except CONNECTION_ERRORS:
             self._drop_subscriber()
             time.sleep(min(timeout, RECONNECT_PAUSE))
+
+    def _subscriber(self) -> PubSub:
+        """This thread's subscriber, made on first use."""
+        client = self._connection().client  # first: a forked child starts afresh
+        pubsub: PubSub | None = getattr(self._local, "pubsub", None)
+        if pubsub is None:
+            pubsub = self._local.pubsub = client.pubsub(resp3=True)
+            self._local.channels = set()
+            with self._lock:
+                self._subscribers.append(pubsub)
+        return pubsub
 
     def _drop_subscriber(self) -> None:
         pubsub: PubSub | None = getattr(self._local, "pubsub", None)

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import MultiProcessTransportContract, ResultBackendContract
+from taskq.testing.conformance import KeyValueStoreContract, MultiProcessTransportContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_redis.backend import RedisBackend
 from taskq_redis.transport import RedisTransport
@@ -24,7 +24,7 @@ class TestRedisTransport(MultiProcessTransportContract):
         transport.close()
 
 
-class TestRedisBackend(ResultBackendContract):
+class TestRedisBackend(ResultBackendContract, KeyValueStoreContract):
     @pytest.fixture
     def backend(self, redis_url: str, prefix: str) -> Iterator[RedisBackend]:
         backend = RedisBackend(redis_url, {"global_keyprefix": prefix})

@@ -27,9 +27,8 @@ import random
 import threading
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 import boto3
@@ -37,13 +36,11 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
 from taskq.drivers.support.connections import mask_url
+from taskq.drivers.support.services import ServiceErrors, error_code
 from taskq.errors import BackendUnavailableError, ConfigError, SerializationError
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # The largest object one PUT may write, in bytes (5 GiB).
 MAX_OBJECT_BYTES = 5 * 1024**3
@@ -69,10 +66,6 @@ _TRANSIENT_CODES = frozenset({"SlowDown", "InternalError", "ServiceUnavailable",
 _DENIED = frozenset({"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "403"})
 
 
-def _error_code(exc: ClientError) -> str:
-    return str(exc.response.get("Error", {}).get("Code", ""))
-
-
 def parse_url(url: str) -> tuple[str, str]:
     """``(bucket, prefix)`` from ``s3://bucket/prefix``; the prefix ends in ``/`` unless empty."""
     parts = urlsplit(url)
@@ -96,17 +89,9 @@ class S3Backend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=False, native_join=False, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
-        self.bucket, self.prefix = parse_url(url)
-        self.masked_url = mask_url(url)
+    def setup(self) -> None:
+        self.bucket, self.prefix = parse_url(self.url)
+        self.masked_url = mask_url(self.url)
         self.endpoint_url = _option(self.options, "endpoint_url")
         self.cleanup_interval = float(str(self.options.get("cleanup_interval", CLEANUP_INTERVAL)))
         self._lock = threading.Lock()
@@ -131,6 +116,7 @@ class S3Backend(KeyValueBackend):
             self.client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
         except BotoCoreError as exc:
             raise ConfigError(f"cannot set up S3 for {self.masked_url}: {exc}") from exc
+        self._call = self._errors().call
         self._check_bucket(create=_is_true(self.options.get("create_bucket", False)))
         wanted = str(self.options.get("conditional_writes", "auto")).lower()
         has_counter = self._probe_conditional_writes() if wanted == "auto" else _is_true(wanted)
@@ -140,43 +126,35 @@ class S3Backend(KeyValueBackend):
 
     # ---- Connection and bucket ------------------------------------------------------
 
-    def _advice(self) -> str:
+    def _errors(self) -> ServiceErrors:
+        """What the service's failures mean, and what to check then."""
         if self.endpoint_url:
-            return f"is the S3 endpoint {self.endpoint_url} running? (endpoint_url in result_backend_transport_options)"
-        return (
-            f"check your network, the region and the AWS credentials (aws sts get-caller-identity; "
-            f"aws s3 ls s3://{self.bucket}/{self.prefix})"
+            advice = (
+                f"is the S3 endpoint {self.endpoint_url} running? (endpoint_url in result_backend_transport_options)"
+            )
+        else:
+            advice = (
+                f"check your network, the region and the AWS credentials (aws sts get-caller-identity; "
+                f"aws s3 ls s3://{self.bucket}/{self.prefix})"
+            )
+        return ServiceErrors(
+            (BotoCoreError, ClientError),
+            transient_codes=_TRANSIENT_CODES,
+            denied_codes=_DENIED,
+            where=f"the S3 result backend at {self.masked_url}",
+            advice=advice,
+            denied_advice=(
+                f"check the credentials (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the role) and the bucket "
+                f"policy: taskq needs s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on {self.bucket}"
+            ),
         )
-
-    def _unavailable(self, exc: BaseException, doing: str) -> BackendUnavailableError:
-        return BackendUnavailableError(
-            f"cannot reach the S3 result backend at {self.masked_url} while {doing} ({exc}); {self._advice()}"
-        )
-
-    def _call(self, doing: str, method: Callable[..., T], **kwargs: object) -> T:
-        """``method(**kwargs)``; botocore has retried what can be retried, the rest becomes our error."""
-        try:
-            return method(**kwargs)
-        except BotoCoreError as exc:
-            raise self._unavailable(exc, doing) from exc
-        except ClientError as exc:
-            code = _error_code(exc)
-            if code in _TRANSIENT_CODES:
-                raise self._unavailable(exc, doing) from exc
-            if code in _DENIED:
-                raise BackendUnavailableError(
-                    f"S3 refused access to {self.masked_url} while {doing} ({exc}); check the credentials "
-                    f"(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or the role) and the bucket policy: taskq needs "
-                    f"s3:GetObject, s3:PutObject, s3:DeleteObject and s3:ListBucket on {self.bucket}"
-                ) from exc
-            raise
 
     def _check_bucket(self, *, create: bool) -> None:
         try:
             self._call("looking up the bucket", self.client.head_bucket, Bucket=self.bucket)
             return
         except ClientError as exc:
-            if _error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
+            if error_code(exc) not in {"404", "NoSuchBucket", "NotFound"}:
                 raise
         if not create:
             raise BackendUnavailableError(
@@ -187,7 +165,7 @@ class S3Backend(KeyValueBackend):
             self._call("creating the bucket", self.client.create_bucket, Bucket=self.bucket)
             logger.info("created S3 bucket %s", self.bucket)
         except ClientError as exc:
-            if _error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+            if error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
                 raise
 
     def _probe_conditional_writes(self) -> bool:
@@ -205,7 +183,7 @@ class S3Backend(KeyValueBackend):
                     IfNoneMatch="*",
                 )
             except ClientError as exc:
-                if _error_code(exc) in _LOST_RACE:
+                if error_code(exc) in _LOST_RACE:
                     return True
                 logger.warning("S3 store at %s rejects conditional writes (%s): no chord counter", self.masked_url, exc)
                 return False
@@ -226,7 +204,7 @@ class S3Backend(KeyValueBackend):
                 "reading a result", self.client.get_object, Bucket=self.bucket, Key=self.object_key(key)
             )
         except ClientError as exc:
-            if _error_code(exc) in _MISSING:
+            if error_code(exc) in _MISSING:
                 return None
             raise
         body: bytes = answer["Body"].read()
@@ -242,7 +220,7 @@ class S3Backend(KeyValueBackend):
                 "reading a counter", self.client.get_object, Bucket=self.bucket, Key=self.object_key(key)
             )
         except ClientError as exc:
-            if _error_code(exc) in _MISSING:
+            if error_code(exc) in _MISSING:
                 return None, None
             raise
         body: bytes = answer["Body"].read()
@@ -320,7 +298,7 @@ class S3Backend(KeyValueBackend):
                 )
                 return count
             except ClientError as exc:
-                if _error_code(exc) not in _LOST_RACE:
+                if error_code(exc) not in _LOST_RACE:
                     raise
             if time.monotonic() > deadline:
                 raise BackendUnavailableError(
@@ -364,7 +342,7 @@ class S3Backend(KeyValueBackend):
                 try:
                     head = self._call("reading metadata", self.client.head_object, Bucket=self.bucket, Key=entry["Key"])
                 except ClientError as exc:
-                    if _error_code(exc) in _MISSING:
+                    if error_code(exc) in _MISSING:
                         continue
                     raise
                 at = head.get("Metadata", {}).get(EXPIRES_META)

@@ -26,15 +26,15 @@ import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
-from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
+from taskq.drivers.backend import BackendCapabilities, BackendSettings, KeyValueBackend
 from taskq.drivers.support.connections import mask_url
+from taskq.drivers.support.retrying import RetryPolicy
 from taskq.errors import BackendUnavailableError, ConfigError
 
 logger = logging.getLogger(__name__)
@@ -43,10 +43,9 @@ logger = logging.getLogger(__name__)
 DEFAULT_TABLE = "taskq_results"
 #: Seconds between two deletions of expired rows by one process; 0 turns them off.
 CLEANUP_INTERVAL = 300.0
-#: Tries of one operation when the database goes away mid-run (or a deadlock/lock).
-RETRY_ATTEMPTS = 5
-#: Seconds before the first retry; doubles after each.
-RETRY_DELAY_START = 0.1
+#: Lost connections, deadlocks and SQLite's "database is locked" alike: the transaction was
+#: rolled back, so running it again is safe. Five tries in all, 0.1 s apart, doubling.
+RETRYING = RetryPolicy((sa_exc.OperationalError, sa_exc.InterfaceError), attempts=5, first_delay=0.1)
 #: Keys per ``SELECT ... WHERE key IN (...)``.
 MGET_CHUNK = 500
 #: Seconds SQLite waits for a lock held by another connection.
@@ -136,12 +135,11 @@ class DatabaseBackend(KeyValueBackend):
         url: str,
         options: Mapping[str, object] | None = None,
         *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
         table: str | None = None,
         schema: str | None = None,
+        **settings: Unpack[BackendSettings],
     ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
+        super().__init__(url, options, **settings)
         self.db_url = sqlalchemy_url(url)
         self.backend_name = self.db_url.get_backend_name()
         self.table_name = table or str(self.options.get("table") or DEFAULT_TABLE)
@@ -246,26 +244,17 @@ class DatabaseBackend(KeyValueBackend):
         """Run ``operation`` in a transaction; retry with backoff when the database fails."""
         if not self._has_table:
             self.create_tables()
-        delay = RETRY_DELAY_START
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
-            try:
-                with self.engine.begin() as connection:
-                    return operation(connection)
-            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
-                # Lost connections, deadlocks and SQLite's "database is locked" alike:
-                # the transaction was rolled back, so running it again is safe.
-                if attempt == RETRY_ATTEMPTS:
-                    raise self._unavailable(exc) from exc
-                logger.warning(
-                    "result database %s: %s failed (%s); retrying in %.1fs",
-                    self.masked_url,
-                    what,
-                    first_line(exc),
-                    delay,
-                )
-                time.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def transaction() -> T:
+            with self.engine.begin() as connection:
+                return operation(connection)
+
+        def retrying(exc: BaseException, delay: float) -> None:
+            logger.warning(
+                "result database %s: %s failed (%s); retrying in %.1fs", self.masked_url, what, first_line(exc), delay
+            )
+
+        return RETRYING.run(transaction, on_retry=retrying, give_up=self._unavailable)
 
     # ---- Storage primitives ------------------------------------------------------------
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TypeVar
@@ -44,6 +43,7 @@ from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from taskq.drivers.scheduler import EntryState, LeasedScheduler
 from taskq.drivers.support.connections import mask_url
+from taskq.drivers.support.retrying import RetryPolicy
 from taskq.errors import BackendUnavailableError, ConfigError
 from taskq_sqlalchemy.backend import SQLITE_BUSY_TIMEOUT, check_advice, first_line, sqlalchemy_url
 
@@ -55,13 +55,11 @@ logger = logging.getLogger(__name__)
 ENTRIES_TABLE = "taskq_beat_entries"
 LOCK_TABLE = "taskq_beat_lock"
 
-# Tries of one transaction when the database fails it (a deadlock, a dropped connection).
-RETRY_ATTEMPTS = 3
-# Seconds before the first retry; doubles after each.
-RETRY_DELAY_START = 0.1
-
 # The errors of a database that went away, refused us, or is locked for too long.
 CONNECTION_ERRORS = (sa_exc.OperationalError, sa_exc.InterfaceError)
+# A transaction the database failed (a deadlock, a dropped connection): three tries in all,
+# 0.1 s apart, doubling.
+RETRYING = RetryPolicy(CONNECTION_ERRORS, attempts=3, first_delay=0.1)
 
 T = TypeVar("T")
 
@@ -276,20 +274,14 @@ class DatabaseScheduler(LeasedScheduler):
         """Run ``operation`` in one transaction; try again when the database fails it.
 
         Deadlocks, lock waits and dropped connections alike roll the transaction back, so
-        running it again is safe; what still fails after :data:`RETRY_ATTEMPTS` raises.
+        running it again is safe; what still fails after :data:`RETRYING`'s tries raises.
         """
-        delay = RETRY_DELAY_START
-        for attempt in range(1, RETRY_ATTEMPTS + 1):
-            try:
-                with self._store().begin() as connection:
-                    return operation(connection)
-            except CONNECTION_ERRORS as exc:
-                if attempt == RETRY_ATTEMPTS:
-                    raise
-                logger.debug("beat: the database failed a statement (%s); retrying in %.1fs", first_line(exc), delay)
-                time.sleep(delay)
-                delay *= 2
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def transaction() -> T:
+            with self._store().begin() as connection:
+                return operation(connection)
+
+        return RETRYING.run(transaction, on_retry=_log_retry)
 
     def _store(self) -> sa.Engine:
         assert self._engine is not None, "open() first"
@@ -303,6 +295,10 @@ class DatabaseScheduler(LeasedScheduler):
 
     def _advice(self) -> str:
         return check_advice(self.db_url, self.backend_name)
+
+
+def _log_retry(exc: BaseException, delay: float) -> None:
+    logger.debug("beat: the database failed a statement (%s); retrying in %.1fs", first_line(exc), delay)
 
 
 def store_url(app: App) -> str:

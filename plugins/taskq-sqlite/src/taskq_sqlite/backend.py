@@ -8,8 +8,9 @@ whichever instance writes next (a partial index over ``expires_at`` keeps that c
 
 A chord counter is one ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` statement:
 atomic across processes without a transaction of our own. A stored result wakes
-waiters in every process through the wake-up sockets of :mod:`taskq.drivers.support.wakeup`, so
-``AsyncResult.get()`` returns within a millisecond or so of the worker's commit.
+waiters in every process through core's :class:`~taskq.drivers.support.waiters.ResultWaiters`
+(wake-up sockets), so ``AsyncResult.get()`` returns within a millisecond or so of the
+worker's commit.
 
 One instance may be shared by the threads of a process (an App holds one backend): a
 lock serializes its connection, and each waiting thread gets its own wake-up socket.
@@ -17,16 +18,16 @@ lock serializes its connection, and each waiting thread gets its own wake-up soc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.serializer import Serializer
-from taskq.drivers.support import wakeup
+from taskq.drivers.support.waiters import ResultWaiters
 from taskq.errors import BackendUnavailableError
 from taskq_sqlite import _database
 
@@ -67,132 +68,80 @@ class SqliteBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=True, native_join=True, chord_counter=True, expiry=True)
 
-    def __init__(
-        self,
-        url: str,
-        options: Mapping[str, object] | None = None,
-        *,
-        serializer: Serializer | None = None,
-        expires: float | None = None,
-    ) -> None:
-        super().__init__(url, options, serializer=serializer, expires=expires)
-        self.path = _database.path_from_url(url)
-        self._directory = _database.signal_directory(self.path)
+    def setup(self) -> None:
+        self.path = _database.path_from_url(self.url)
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
-        self._notifier = wakeup.Notifier(self._directory, wakeup.RESULT_KIND)
-        self._local = threading.local()  # .waiter: this thread's Waiter
-        self._waiters: list[wakeup.Waiter] = []
+        self._waiters = ResultWaiters(_database.signal_directory(self.path), owns_directory=True)
         self._next_cleanup = 0.0
 
     # ---- Connection -------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        """The open connection; call with the lock held."""
-        if self._pid != os.getpid():  # first use, or a forked child
-            self._conn = None  # never close a connection inherited across fork
-            self._notifier = wakeup.Notifier(self._directory, wakeup.RESULT_KIND)
-            for waiter in self._waiters:
-                waiter.close()  # our copies of the parent's sockets; its announcements stay
-            self._waiters = []
-            self._local = threading.local()
-            self._conn = _database.connect(self.path, SCHEMA, BackendUnavailableError)
-            self._pid = os.getpid()
-        assert self._conn is not None
-        return self._conn
+    @contextlib.contextmanager
+    def _connected(self) -> Iterator[sqlite3.Connection]:
+        """This process's connection, under the lock; SQLite's errors raised as ours, with advice."""
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child: leave the parent's connection unclosed
+                self._conn = _database.connect(self.path, SCHEMA, BackendUnavailableError)
+                self._pid = os.getpid()
+            assert self._conn is not None
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise BackendUnavailableError(_database.advice(self.path, exc)) from exc
 
     def close(self) -> None:
+        self._waiters.close()
         with self._lock:
-            for waiter in self._waiters:
-                waiter.close()
-            self._waiters = []
-            self._local = threading.local()
-            self._notifier.close()
             if self._conn is not None and self._pid == os.getpid():
                 self._conn.close()
-            self._conn = None
-            self._pid = 0
-
-    def _fail(self, exc: sqlite3.Error) -> BackendUnavailableError:
-        return BackendUnavailableError(_database.advice(self.path, exc))
+            self._conn, self._pid = None, 0
 
     # ---- Storage primitives -----------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
-        with self._lock:
-            try:
-                row = self._connection().execute(_GET, (key, time.time())).fetchone()
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from exc
+        with self._connected() as conn:
+            row = conn.execute(_GET, (key, time.time())).fetchone()
         return None if row is None else _as_bytes(row[0])
 
     def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        with self._lock:
-            try:
-                rows = self._connection().execute(_MGET, (_json_strings(keys), time.time())).fetchall()
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from exc
+        with self._connected() as conn:
+            rows = conn.execute(_MGET, (json.dumps(list(keys)), time.time())).fetchall()
         found = {key: _as_bytes(value) for key, value in rows}
         return [found.get(key) for key in keys]
 
     def set(self, key: str, value: bytes, *, expires: float | None = None) -> None:
         now = time.time()
-        with self._lock:
-            try:
-                conn = self._connection()
-                conn.execute(_SET, (key, value, now + expires if expires else None))
-                if now >= self._next_cleanup:
-                    self._next_cleanup = now + CLEANUP_INTERVAL
-                    conn.execute("DELETE FROM taskq_results WHERE expires_at <= ?", (now,))
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from exc
+        with self._connected() as conn:
+            conn.execute(_SET, (key, value, now + expires if expires else None))
+            if now >= self._next_cleanup:
+                self._next_cleanup = now + CLEANUP_INTERVAL
+                conn.execute("DELETE FROM taskq_results WHERE expires_at <= ?", (now,))
 
     def delete(self, key: str) -> None:
-        with self._lock:
-            try:
-                self._connection().execute("DELETE FROM taskq_results WHERE key = ?", (key,))
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from exc
+        with self._connected() as conn:
+            conn.execute("DELETE FROM taskq_results WHERE key = ?", (key,))
 
     def incr(self, key: str, *, expires: float | None = None) -> int:
         now = time.time()
-        with self._lock:
-            try:
-                (value,) = self._connection().execute(_INCR, (key, now + expires if expires else None, now)).fetchone()
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from exc
+        with self._connected() as conn:
+            (value,) = conn.execute(_INCR, (key, now + expires if expires else None, now)).fetchone()
         return int(value)
 
     # ---- Push wake-ups ----------------------------------------------------------
 
     def on_stored(self, task_id: str, state: str) -> None:
-        with self._lock:
-            self._notifier.notify()
+        self._waiters.notify()
 
     def wait_for_change(self, task_ids: Sequence[str], timeout: float) -> None:
-        waiter: wakeup.Waiter | None = getattr(self._local, "waiter", None)
-        if waiter is None or waiter.pid != os.getpid():
-            with self._lock:
-                self._connection()  # resets per-process state after a fork
-                waiter = self._local.waiter = wakeup.Waiter(self._directory, wakeup.RESULT_KIND, owns_directory=True)
-                self._waiters.append(waiter)
-            # a result stored before the socket existed sent us nothing: let the caller look
-            return
-        # no drain first: a wake-up that came after the caller's read must end this wait
-        waiter.block(timeout)
+        self._waiters.wait(timeout)
 
 
 def _as_bytes(value: object) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    return str(value).encode()  # a counter stored as an INTEGER by incr
-
-
-def _json_strings(keys: Sequence[str]) -> str:
-    return json.dumps(list(keys))
+    return value if isinstance(value, bytes) else str(value).encode()  # incr stores an INTEGER
 
 
 __all__ = ["SqliteBackend"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import MultiProcessTransportContract, ResultBackendContract
+from taskq.testing.conformance import KeyValueStoreContract, MultiProcessTransportContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_sqlite.backend import SqliteBackend
 from taskq_sqlite.transport import SqliteTransport
@@ -28,7 +28,7 @@ class TestSqliteTransport(MultiProcessTransportContract):
         transport.close()
 
 
-class TestSqliteBackend(ResultBackendContract):
+class TestSqliteBackend(ResultBackendContract, KeyValueStoreContract):
     @pytest.fixture
     def backend(self, url: str) -> Iterator[SqliteBackend]:
         backend = SqliteBackend(url)

@@ -7,9 +7,15 @@
 * :mod:`~taskq.drivers.support.greenpool`: :class:`GreenPool`, the pool logic a green
   thread library's pool builds on (gevent, eventlet);
 * :mod:`~taskq.drivers.support.interrupt`: raising an exception inside another thread's
-  running job (soft time limits on thread pools).
+  running job (soft time limits on thread pools);
+* :mod:`~taskq.drivers.support.retrying`: :class:`RetryPolicy`, running an operation again
+  after a doubling pause while its store fails it;
+* :mod:`~taskq.drivers.support.services`: :class:`ServiceErrors`, a cloud client's failures
+  (unreachable, throttled, refused) told as :class:`~taskq.errors.BackendUnavailableError`;
+* :mod:`~taskq.drivers.support.waiters`: :class:`ResultWaiters`, one wake-up waiter per
+  waiting thread for a result backend on a shared store that cannot push.
 
 Import from the modules; this package's own namespace only lists them.
 """
 
-__all__ = ["connections", "greenpool", "interrupt", "wakeup"]
+__all__ = ["connections", "greenpool", "interrupt", "retrying", "services", "waiters", "wakeup"]

@@ -17,10 +17,14 @@ instead: the same suite and fixture, plus tests that run real child processes. L
 beat scheduler that leases its store's lock and stands by for it subclasses
 :class:`StandbySchedulerContract` instead of :class:`SchedulerContract`.
 
+A result backend on a key-value store (a :class:`~taskq.drivers.backend.KeyValueBackend`)
+subclasses :class:`KeyValueStoreContract` besides :class:`ResultBackendContract`: it checks
+the storage primitives the result logic is built on, with the same ``backend`` fixture.
+
 See :class:`TransportContract`, :class:`MultiProcessTransportContract`,
-:class:`ResultBackendContract`, :class:`PoolContract`, :class:`GreenPoolContract` (gevent,
-eventlet), :class:`SchedulerContract` (beat schedulers) and :class:`SerializerContract`
-for the fixtures each one needs. :class:`PluginContract` checks the plugin itself (its
+:class:`ResultBackendContract`, :class:`KeyValueStoreContract`, :class:`PoolContract`,
+:class:`GreenPoolContract` (gevent, eventlet), :class:`SchedulerContract` (beat schedulers)
+and :class:`SerializerContract` for the fixtures each one needs. :class:`PluginContract` checks the plugin itself (its
 entry point, a cheap plugin module, drivers of the right base class) and needs only two
 class attributes::
 
@@ -38,6 +42,7 @@ its binary is missing.
 from __future__ import annotations
 
 from taskq.testing.conformance.backend import ResultBackendContract
+from taskq.testing.conformance.key_value import KeyValueStoreContract
 from taskq.testing.conformance.plugin import PluginContract
 from taskq.testing.conformance.pool import GreenPoolContract, PoolContract
 from taskq.testing.conformance.processes import MultiProcessTransportContract, TransportRecipe
@@ -66,6 +71,7 @@ __all__ = [
     "SECANTUSDB",
     "Binary",
     "GreenPoolContract",
+    "KeyValueStoreContract",
     "MultiProcessTransportContract",
     "PluginContract",
     "PoolContract",

@@ -224,13 +224,22 @@ def _moto_answers(endpoint: str) -> Callable[[], bool]:
 def moto_server(log: Path | None = None) -> Iterator[str]:
     """``http://127.0.0.1:PORT``: moto's server for AWS APIs, as a subprocess, stopped at the end.
 
+    It answers one request at a time, as the real services apply each call whole (see
+    :mod:`taskq.testing.conformance._moto`).
+
     Clients take it as ``endpoint_url`` with region ``us-east-1`` and any keys; call
     :func:`reset_moto` after each test to wipe what it stored.
     """
+    find_binary(MOTO)  # installed with moto's server extras, which the module below needs too
     port = free_port()
     endpoint = f"http://{HOST}:{port}"
-    with running_server(MOTO, "-H", "{host}", "-p", "{port}", port=port, ready=_moto_answers(endpoint), log=log):
+    command = [sys.executable, "-m", "taskq.testing.conformance._moto", "-H", HOST, "-p", str(port)]
+    server = ServerProcess(command, port, HOST, log, env=None)
+    server.start(_moto_answers(endpoint))
+    try:
         yield endpoint
+    finally:
+        server.stop()
 
 
 def reset_moto(endpoint: str) -> None:
