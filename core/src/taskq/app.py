@@ -17,11 +17,11 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast, overload
 
 from taskq import _protocol as protocol
+from taskq._running import running_context
 from taskq._serialization import SerializerRegistry
 from taskq.config import Settings, load_settings
 from taskq.drivers.support.connections import current_pid
@@ -67,8 +67,6 @@ IGNORED_SEND_OPTIONS = frozenset(
 _apps: weakref.WeakSet[App] = weakref.WeakSet()
 _default_app: App | None = None
 _shared_tasks: list[tuple[Callable[..., object], dict[str, object]]] = []
-# The request of the task running in this thread, greenlet or asyncio task, if any.
-_running: ContextVar[Context | None] = ContextVar("taskq.running", default=None)
 
 
 def current_app() -> App:
@@ -77,11 +75,6 @@ def current_app() -> App:
     if _default_app is None:
         _default_app = App("default")
     return _default_app
-
-
-def set_running_context(context: Context | None) -> None:
-    """Record the task running in this thread (the worker's tracer calls this)."""
-    _running.set(context)
 
 
 def _scheme(url: str) -> str:
@@ -396,7 +389,7 @@ class App:
         if unknown:
             raise TypeError(f"send_task() got unknown option(s): {', '.join(sorted(unknown))}")
         task_id = task_id or str(uuid.uuid4())
-        running = _running.get()
+        running = running_context()
         if running is not None and not running.called_directly and running.id != task_id:
             running.children.append(task_id)
         args = args if args is not None else ()
@@ -515,7 +508,7 @@ class App:
 
     def current_worker_task_context(self) -> Context | None:
         """The request of the task running in this thread, if a worker is running one."""
-        return _running.get()
+        return running_context()
 
     # ---- Worker -------------------------------------------------------------------------
 
