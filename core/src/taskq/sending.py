@@ -19,7 +19,7 @@ import datetime
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import InitVar, dataclass, fields
+from dataclasses import KW_ONLY, InitVar, dataclass, fields
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
 
 from taskq import _protocol as protocol
@@ -117,6 +117,7 @@ class SendCall(SendOptions):
 
     args: Sequence[object] | None = None
     kwargs: Mapping[str, object] | None = None
+    _: KW_ONLY
     exchange: InitVar[object] = None
     exchange_type: InitVar[object] = None
     mandatory: InitVar[object] = None
