@@ -10,9 +10,11 @@ The loop, in the worker's main thread:
    beyond the horizon go back to the broker, near ones wait in the timer;
 5. with nothing to do, block in the transport's ``wait`` (a wake-up, not a poll).
 
-Between turns the loop makes the calls bootsteps asked for with :meth:`Consumer.call_every`
-(the health step's beat, the autoscaler). How each task ended is recorded by
-:mod:`taskq.worker.endings`; the consumer only decides what becomes of its message.
+Between turns the loop makes the calls other parts of the worker asked for: periodic ones
+(:meth:`Consumer.call_every`: the health step's beat, the autoscaler) and one-off ones from
+other threads (:meth:`Consumer.call_soon`: stopping a task revoked with ``terminate``).
+How each task ended is recorded by :mod:`taskq.worker.endings`; what then becomes of its
+message is decided by :mod:`taskq.worker.acks`.
 
 Everything claimed and not yet acknowledged is *held*: the lease keeper renews it from
 its own thread, and shutdown gives it back to the broker.
@@ -24,30 +26,20 @@ import heapq
 import inspect
 import itertools
 import logging
-import math
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING
 
 from taskq import _protocol as protocol
-from taskq import states
-from taskq.drivers.bootstep import Step
 from taskq.drivers.support.connections import mask_url
-from taskq.errors import (
-    BrokerUnavailableError,
-    NotRegisteredError,
-    PoolFeatureError,
-    TaskqError,
-    Terminated,
-    TimeLimitExceeded,
-    WorkerLostError,
-)
-from taskq.worker import endings
-from taskq.worker.ratelimit import TokenBucket, parse_rate
+from taskq.errors import BrokerUnavailableError, NotRegisteredError, TaskqError
+from taskq.worker import acks, endings
+from taskq.worker.acks import Action
+from taskq.worker.chores import Chores
+from taskq.worker.ratelimit import RateLimits
 from taskq.worker.request import Request
 from taskq.worker.revocations import Revocations
 from taskq.worker.trace import TraceOutcome, trace_task, trace_task_async
@@ -67,15 +59,6 @@ RECONNECT_START = 0.5
 RECONNECT_MAX = 15.0
 #: What a transport raises when its broker is unreachable.
 BROKER_ERRORS = (BrokerUnavailableError, ConnectionError, TimeoutError)
-
-
-@dataclass(slots=True)
-class _Chore:
-    """A call the loop makes between turns, at most every ``interval`` seconds."""
-
-    due: float  # by the monotonic clock
-    interval: float
-    call: Callable[[], None]
 
 
 class Consumer:
@@ -117,10 +100,8 @@ class Consumer:
         #: Requests running in the pool, by task id.
         self.active: dict[str, Request] = {}
         self.revocations = Revocations(worker.state_path)
-        self._terminations: deque[str] = deque()
-        self._buckets: dict[str, TokenBucket | None] = {}
-        self._chores: list[_Chore] = []
-        self._next_chore = math.inf  # when the first of them is due, by the monotonic clock
+        self._rate_limits = RateLimits()
+        self._chores = Chores()
         #: When the task running inline (solo) started, by the monotonic clock; else None.
         self.busy_since: float | None = None
 
@@ -141,11 +122,14 @@ class Consumer:
         return self.worker.prefetch_for(self.pool.concurrency)
 
     def call_every(self, interval: float, call: Callable[[], None]) -> None:
-        """Have the loop call ``call`` between turns, at most every ``interval`` seconds (first
-        on its next turn). It runs in the loop's thread, so it may touch the pool and the
-        consumer without locks; it must be quick."""
-        self._chores.append(_Chore(0.0, interval, call))
-        self._next_chore = 0.0
+        """Have the loop call ``call`` between turns, at most every ``interval`` seconds (see
+        :mod:`taskq.worker.chores`)."""
+        self._chores.every(interval, call)
+
+    def call_soon(self, call: Callable[[], None]) -> None:
+        """Have the loop call ``call`` on its next turn, waking it; safe from any thread."""
+        self._chores.soon(call)
+        self._wake()
 
     # ---- The loop -----------------------------------------------------------------
 
@@ -180,11 +164,7 @@ class Consumer:
 
     def _step(self) -> None:
         """One turn of the loop (see the module docstring)."""
-        now = time.monotonic()
-        if now >= self._next_chore:
-            self._do_chores(now)
-        if self._terminations:
-            self._terminate_requested()
+        self._chores.run(time.monotonic())
         if self.completions:
             self._settle()
         if self.timer:
@@ -224,18 +204,9 @@ class Consumer:
             # The window is full: wait for a task to finish, not for new messages.
             self._wait_for_pool(self._until_chore())
 
-    def _do_chores(self, now: float) -> None:
-        next_chore = math.inf
-        for chore in self._chores:
-            if now >= chore.due:
-                chore.due = now + chore.interval
-                chore.call()
-            next_chore = min(next_chore, chore.due)
-        self._next_chore = next_chore
-
     def _until_chore(self) -> float:
-        """How long the loop may wait before its next chore (at most IDLE_WAIT), in seconds."""
-        return max(0.0, min(IDLE_WAIT, self._next_chore - time.monotonic()))
+        """How long the loop may wait before its next periodic call (at most IDLE_WAIT), in seconds."""
+        return self._chores.time_left(time.monotonic(), IDLE_WAIT)
 
     def _wait_for_pool(self, timeout: float) -> None:
         """Until a task ends (or ``timeout``): in the pool's :meth:`~taskq.drivers.pool.Pool.poll`
@@ -258,29 +229,13 @@ class Consumer:
     def stop(self) -> None:
         """Stop after the current step; safe from any thread or a signal handler."""
         self.should_stop = True
+        self._wake()
+
+    def _wake(self) -> None:
+        """End whatever wait the loop is in: for the pool, for the broker, or a pause."""
         self._completed.set()
         self.pool.interrupt()
         self.transport.interrupt()
-
-    def request_terminate(self, task_id: str) -> None:
-        """Ask the loop to stop the running task ``task_id``; safe from any thread."""
-        self._terminations.append(task_id)
-        self._completed.set()
-        self.pool.interrupt()
-        self.transport.interrupt()
-
-    def _terminate_requested(self) -> None:
-        while self._terminations:
-            task_id = self._terminations.popleft()
-            if task_id not in self.active:
-                continue  # not running here: the revocation list covers it
-            try:
-                stopped = self.pool.terminate_job(task_id)
-            except PoolFeatureError as exc:
-                logger.warning("cannot terminate task %s: %s; it runs to the end", task_id, exc)
-                continue
-            if stopped:
-                logger.warning("terminating task %s (revoked with terminate=True)", task_id)
 
     # ---- Incoming messages ----------------------------------------------------------
 
@@ -376,8 +331,7 @@ class Consumer:
             )
             return
         finally:
-            with self.held_lock:
-                self.held.pop(delivery.tag, None)
+            self._let_go([delivery])
         endings.dead_lettered(self.app, delivery.queue, reason, task_id=task_id, error=error, request=request)
 
     # ---- Running ----------------------------------------------------------------------
@@ -395,7 +349,7 @@ class Consumer:
                     self._discard_revoked(request)
                     continue
                 if request.task.rate_limit:
-                    wait = self._rate_wait(request)
+                    wait = self._rate_limits.wait(request.name, request.task.rate_limit)
                     if wait > 0:
                         # Over its rate: it waits in the timer while other tasks go on.
                         heapq.heappush(self.timer, (time.time() + wait, next(self._sequence), request))
@@ -456,14 +410,6 @@ class Consumer:
             target = self._targets[request.name] = trace_task_async if is_async else trace_task
         return target
 
-    def _rate_wait(self, request: Request) -> float:
-        name = request.name
-        if name not in self._buckets:
-            rate = parse_rate(request.task.rate_limit)
-            self._buckets[name] = TokenBucket(rate) if rate else None
-        bucket = self._buckets[name]
-        return bucket.take() if bucket is not None else 0.0
-
     def _on_done(self, request: Request, outcome: object) -> None:
         self.completions.append((request, outcome))  # type: ignore[arg-type]  # a TraceOutcome or the pool's error
         if not self.inline and threading.get_ident() != self._loop_thread:
@@ -472,6 +418,7 @@ class Consumer:
                 self.transport.interrupt()
 
     def _settle(self) -> None:
+        """Let go of the messages of the tasks that ended, as :mod:`taskq.worker.acks` decides."""
         to_ack: list[Delivery] = []
         while self.completions:
             request, outcome = self.completions.popleft()
@@ -481,54 +428,37 @@ class Consumer:
             self.active.pop(request.id, None)
             self.processed += 1
             if isinstance(outcome, BaseException):
-                self._on_pool_error(request, outcome)
+                # The pool ended the task (hard time limit, terminate) or lost its process.
+                action, reason = acks.after_pool_error(request, outcome)
+                endings.stopped(self.app, request, outcome, requeued=action is Action.REQUEUE)
+            else:
+                action, reason = acks.after_outcome(request, outcome)
+            if action is Action.NOTHING:
                 continue
             delivery = request.delivery
-            if request.acknowledged:
-                # Acked early: the broker no longer has the message, so act on a copy.
-                if outcome.requeue:
-                    self.transport.publish(delivery.queue, delivery.message)
-                elif outcome.reject_reason is not None:
-                    self._reject(delivery, None, outcome.reject_reason, request=request)
-                continue
-            if outcome.reject_reason is not None:
-                self._reject(delivery, None, outcome.reject_reason, request=request)
-            elif outcome.requeue:
-                self._requeue([delivery])
-            elif outcome.state == states.FAILURE and not request.task.acks_on_failure_or_timeout:
-                self._reject(delivery, None, "task failed and acks_on_failure_or_timeout is off", request=request)
-            else:
+            if action is Action.ACK:
                 to_ack.append(delivery)
+            elif action is Action.DEAD_LETTER:
+                self._reject(delivery, None, str(reason), request=request)
+            elif action is Action.REQUEUE:
+                self._requeue([delivery])
+            else:
+                self.transport.publish(delivery.queue, delivery.message)
         if to_ack:
             self._ack(to_ack)
-
-    def _on_pool_error(self, request: Request, error: BaseException) -> None:
-        """The pool stopped the task (hard time limit, terminate) or lost its process."""
-        lost = isinstance(error, WorkerLostError) or not isinstance(error, (TimeLimitExceeded, Terminated))
-        requeue = lost and not request.acknowledged and bool(request.task.reject_on_worker_lost)
-        endings.stopped(self.app, request, error, requeued=requeue)
-        if requeue:
-            self._requeue([request.delivery])
-            return
-        if request.acknowledged:
-            return
-        if isinstance(error, TimeLimitExceeded) and not request.task.acks_on_failure_or_timeout:
-            self._reject(
-                request.delivery, None, "task timed out and acks_on_failure_or_timeout is off", request=request
-            )
-            return
-        self._ack([request.delivery])
 
     # ---- Acknowledging ------------------------------------------------------------------
 
     def _ack(self, deliveries: list[Delivery]) -> None:
         self.transport.ack(deliveries)
-        with self.held_lock:
-            for delivery in deliveries:
-                self.held.pop(delivery.tag, None)
+        self._let_go(deliveries)
 
     def _requeue(self, deliveries: list[Delivery]) -> None:
         self.transport.requeue(deliveries)
+        self._let_go(deliveries)
+
+    def _let_go(self, deliveries: list[Delivery]) -> None:
+        """No longer hold ``deliveries``: the lease keeper stops renewing them."""
         with self.held_lock:
             for delivery in deliveries:
                 self.held.pop(delivery.tag, None)
@@ -577,20 +507,4 @@ def _header_id(delivery: Delivery) -> str | None:
     return task_id if isinstance(task_id, str) else None
 
 
-class ConsumerStep(Step):
-    """Creates the consumer (the worker runs its loop once every step has started)."""
-
-    name = "consumer"
-    requires = ("pool",)
-
-    def start(self) -> None:
-        self.worker.consumer = Consumer(self.worker)
-
-    def stop(self) -> None:
-        consumer = self.worker.consumer
-        if consumer is not None:
-            consumer.stop()
-            consumer.close()
-
-
-__all__ = ["Consumer", "ConsumerStep"]
+__all__ = ["Consumer"]

@@ -23,7 +23,7 @@ from taskq.plugins import import_string
 from taskq.worker import endings
 from taskq.worker.autoscale import AutoscaleStep, parse_autoscale
 from taskq.worker.bootsteps import Blueprint
-from taskq.worker.consumer import ConsumerStep
+from taskq.worker.consumer import Consumer
 from taskq.worker.health import HealthStep
 from taskq.worker.leases import LeaseStep
 from taskq.worker.revocations import RevocationStep
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from taskq.app import App
     from taskq.beat.service import Beat
     from taskq.plugins import Plugins
-    from taskq.worker.consumer import Consumer
 
 logger = logging.getLogger(__name__)
 
@@ -71,6 +70,22 @@ class PoolStep(Step):
 
     def stop(self) -> None:
         self.worker.pool.stop(wait=not self.worker.cold)
+
+
+class ConsumerStep(Step):
+    """Creates the consumer (the worker runs its loop once every step has started)."""
+
+    name = "consumer"
+    requires = ("pool",)
+
+    def start(self) -> None:
+        self.worker.consumer = Consumer(self.worker)
+
+    def stop(self) -> None:
+        consumer = self.worker.consumer
+        if consumer is not None:
+            consumer.stop()
+            consumer.close()
 
 
 class BeatStep(Step):
