@@ -16,6 +16,7 @@ Celery's options that mean nothing without AMQP exchanges (``exchange``, ``retry
 from __future__ import annotations
 
 import datetime
+import functools
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -147,19 +148,24 @@ def send_options(caller: str, options: Mapping[str, object]) -> SendOptions:
         return SendOptions(**options)  # type: ignore[arg-type]  # the dataclass checks the names
     except TypeError:
         pass
-    # Rare: a Celery-only option, or a mistake.
-    import inspect  # only on this path: kept off every send
-
-    accepted = set(inspect.signature(SendCall).parameters) - {"args", "kwargs"}
-    unknown = sorted(set(options) - accepted)
+    # A Celery-only option, or a mistake.
+    unknown = sorted(set(options) - SEND_OPTIONS - _celery_only())
     if unknown:
-        from taskq.config import suggest  # idem
+        from taskq.config import suggest  # only on a mistake: kept off every send
 
         raise TypeError(
             f"{caller}() got unknown option(s): {', '.join(unknown)}{suggest(unknown[0], SEND_OPTIONS)}; "
             f"the options are {', '.join(sorted(SEND_OPTIONS))}"
         ) from None
     return SendOptions(**{k: v for k, v in options.items() if k in SEND_OPTIONS})  # type: ignore[arg-type]  # idem
+
+
+@functools.cache
+def _celery_only() -> frozenset[str]:
+    """The Celery options :class:`SendCall` accepts and drops (read once, when first met)."""
+    import inspect  # only then: kept off every start-up
+
+    return frozenset(inspect.signature(SendCall).parameters) - SEND_OPTIONS - {"args", "kwargs"}
 
 
 def _signature_of(

@@ -118,21 +118,24 @@ class HealthStep(Step):
     name = "health"
     requires = ("consumer",)
 
+    def __init__(self, worker: Worker) -> None:
+        super().__init__(worker)
+        self.health: Health | None = None
+
     def start(self) -> None:
         consumer = self.worker.consumer
         assert consumer is not None, "the health step starts after the consumer"
         health = Health(self.worker, consumer)
-        self.health: Health | None = health if health.is_needed else None
-        if self.health is None:
+        if not health.is_needed:
             return
+        self.health = health
         consumer.call_every(health.interval, health.beat)
         if consumer.inline:
             health.beat_while_busy()
 
     def stop(self) -> None:
-        health = getattr(self, "health", None)
-        if health is not None:
-            health.stop()
+        if self.health is not None:
+            self.health.stop()
 
 
 def _wall_clock(monotonic: float | None) -> float | None:
