@@ -7,26 +7,24 @@ backend the first time they are needed, one connection per thread and process.
 
 from __future__ import annotations
 
-import datetime
 import fnmatch
 import importlib
 import logging
 import os
 import threading
-import time
-import uuid
 import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, ParamSpec, TypeVar, cast, overload
 
-from taskq import _protocol as protocol
+from taskq import sending
+from taskq._running import running_context
 from taskq._serialization import SerializerRegistry
 from taskq.config import Settings, load_settings
 from taskq.drivers.support.connections import current_pid
 from taskq.errors import ConfigError, ResultNotEnabledError
 from taskq.plugins import Plugins, load_plugins
+from taskq.sending import SendOptions, takes_send_options_by_name
 from taskq.task import Context, Task
 
 if TYPE_CHECKING:
@@ -43,32 +41,9 @@ logger = logging.getLogger(__name__)
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Sending options Celery accepts that mean nothing on taskq's transports.
-IGNORED_SEND_OPTIONS = frozenset(
-    {
-        "exchange",
-        "exchange_type",
-        "mandatory",
-        "immediate",
-        "retry",
-        "retry_policy",
-        "compression",
-        "add_to_parent",
-        "publisher",
-        "producer",
-        "connection",
-        "delivery_mode",
-        "declare",
-        "stamped_headers",
-        "subtask_type",
-    }
-)
-
 _apps: weakref.WeakSet[App] = weakref.WeakSet()
 _default_app: App | None = None
 _shared_tasks: list[tuple[Callable[..., object], dict[str, object]]] = []
-# The request of the task running in this thread, greenlet or asyncio task, if any.
-_running: ContextVar[Context | None] = ContextVar("taskq.running", default=None)
 
 
 def current_app() -> App:
@@ -77,11 +52,6 @@ def current_app() -> App:
     if _default_app is None:
         _default_app = App("default")
     return _default_app
-
-
-def set_running_context(context: Context | None) -> None:
-    """Record the task running in this thread (the worker's tracer calls this)."""
-    _running.set(context)
 
 
 def _scheme(url: str) -> str:
@@ -348,112 +318,22 @@ class App:
             self._routes[name] = queue
         return queue
 
+    @takes_send_options_by_name
     def send_task(
         self,
         name: str,
-        args: Sequence[object] | None = None,
-        kwargs: Mapping[str, object] | None = None,
-        *,
-        countdown: float | None = None,
-        eta: object = None,
-        expires: object = None,
-        queue: str | None = None,
-        routing_key: str | None = None,
-        priority: int | None = None,
-        headers: Mapping[str, object] | None = None,
-        task_id: str | None = None,
-        link: Signature | Sequence[Signature] | None = None,
-        link_error: Signature | Sequence[Signature] | None = None,
-        serializer: str | None = None,
-        ignore_result: bool = False,
-        time_limit: float | None = None,
-        soft_time_limit: float | None = None,
-        retries: int = 0,
-        root_id: str | None = None,
-        parent_id: str | None = None,
-        group_id: str | None = None,
-        group_index: int | None = None,
-        callbacks: Sequence[Mapping[str, object]] | None = None,
-        errbacks: Sequence[Mapping[str, object]] | None = None,
-        chain: Sequence[Mapping[str, object]] | None = None,
-        chord: Mapping[str, object] | None = None,
-        reply_to: str | None = None,
-        argsrepr: str | None = None,
-        kwargsrepr: str | None = None,
-        shadow: str | None = None,
-        **options: object,
+        args: Sequence[object] | None,
+        kwargs: Mapping[str, object] | None,
+        options: SendOptions,
     ) -> AsyncResult[object]:
         """Send a task by name (it need not be registered here); see ``Task.apply_async``.
 
-        ``countdown`` (seconds) or ``eta`` (datetime or POSIX time) delay it; ``expires``
-        (seconds from now, or a datetime) makes workers skip it once past.
+        The options are :class:`taskq.sending.SendOptions`' fields, with Celery's names:
+        ``countdown`` (seconds) or ``eta`` (datetime or POSIX time) delay the task,
+        ``expires`` (seconds from now, or a datetime) makes workers skip it once past,
+        ``queue``, ``priority``, ``task_id``, ``headers``, ``link``, ``link_error``, ...
         """
-        unknown = set(options) - IGNORED_SEND_OPTIONS
-        if unknown:
-            raise TypeError(f"send_task() got unknown option(s): {', '.join(sorted(unknown))}")
-        task_id = task_id or str(uuid.uuid4())
-        running = _running.get()
-        if running is not None and not running.called_directly and running.id != task_id:
-            running.children.append(task_id)
-        args = args if args is not None else ()
-        kwargs = kwargs if kwargs is not None else {}
-        now = time.time()
-        delay = 0.0
-        eta_iso: str | None = None
-        if countdown is not None:
-            delay = float(countdown)
-            eta_iso = protocol.to_iso(now + delay)
-        elif eta is not None:
-            eta_ts = _timestamp(eta)
-            delay = eta_ts - now
-            eta_iso = protocol.to_iso(eta_ts)
-        expires_iso = None
-        if expires is not None:
-            expires_iso = protocol.to_iso(
-                now + float(expires) if isinstance(expires, (int, float)) else _timestamp(expires)
-            )
-        if queue is None:
-            queue = routing_key or self.route(name)
-        plugins = self.plugins
-        message_headers = protocol.build_headers(
-            name,
-            task_id,
-            args=args,
-            kwargs=kwargs,
-            eta=eta_iso,
-            expires=expires_iso,
-            retries=retries,
-            group_id=group_id,
-            group_index=group_index,
-            root_id=root_id,
-            parent_id=parent_id,
-            time_limit=time_limit,
-            soft_time_limit=soft_time_limit,
-            ignore_result=ignore_result,
-            argsrepr=argsrepr,
-            kwargsrepr=kwargsrepr,
-            shadow=shadow,
-            extra=headers,
-        )
-        if plugins.has_impl("taskq_before_publish"):
-            plugins.before_publish(self, name, task_id, message_headers, queue)
-        message = protocol.encode(
-            self.serializers,
-            serializer or cast(str, self.conf["task_serializer"]),
-            message_headers,
-            args,
-            kwargs,
-            callbacks=_signatures(link, callbacks),
-            errbacks=_signatures(link_error, errbacks),
-            chain=[dict(link) for link in chain] if chain else None,
-            chord=dict(chord) if chord else None,
-            reply_to=reply_to,
-            priority=priority if priority is not None else cast("int | None", self.conf["task_default_priority"]),
-        )
-        self.transport.publish(queue, message, delay=delay if delay > 0 else 0.0)
-        if plugins.has_impl("taskq_after_publish"):
-            plugins.after_publish(self, name, task_id, queue)
-        return self.AsyncResult(task_id, task_name=name)
+        return sending.send(self, name, args, kwargs, options)
 
     def add_periodic_task(
         self,
@@ -511,7 +391,7 @@ class App:
 
     def current_worker_task_context(self) -> Context | None:
         """The request of the task running in this thread, if a worker is running one."""
-        return _running.get()
+        return running_context()
 
     # ---- Worker -------------------------------------------------------------------------
 
@@ -527,34 +407,6 @@ class App:
         # An app travels to pool processes by reference: the child has its own copy
         # (forked, or imported by -A) and the worker made it the current app.
         return (current_app, ())
-
-
-def _timestamp(value: object) -> float:
-    if isinstance(value, datetime.datetime):
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=datetime.UTC)
-        return value.timestamp()
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        ts = protocol.from_iso(value)
-        assert ts is not None
-        return ts
-    raise TypeError(f"expected a datetime or a POSIX time, got {type(value).__name__}")
-
-
-def _signatures(
-    link: Signature | Sequence[Signature] | None, extra: Sequence[Mapping[str, object]] | None
-) -> list[dict[str, object]] | None:
-    items: list[dict[str, object]] = []
-    if link is not None:
-        if isinstance(link, dict):
-            items.append(dict(link))
-        else:
-            items.extend(dict(s) for s in link)
-    if extra:
-        items.extend(dict(s) for s in extra)
-    return items or None
 
 
 def shared_task(fn: Callable[P, R] | None = None, /, **options: object) -> object:

@@ -8,15 +8,15 @@ retry and error handling a worker applies.
 
 from __future__ import annotations
 
-import functools
 import random
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast
 
 from taskq.errors import MaxRetriesExceededError, Retry
+from taskq.sending import NO_OPTIONS, SendOptions, send, send_options, takes_send_options
 
 if TYPE_CHECKING:
     from taskq.app import App
@@ -206,79 +206,41 @@ class Task(Generic[P, R]):
 
     def delay(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """Send the task to a worker with these arguments."""
-        return self.apply_async(args, kwargs)
+        return cast("AsyncResult[R]", self._send(args, kwargs, NO_OPTIONS))
 
     async def delay_async(self, *args: P.args, **kwargs: P.kwargs) -> AsyncResult[R]:
         """``delay`` for asyncio code: sends without blocking the event loop."""
         import asyncio  # imported on use: it adds ~25 ms to every start-up
 
-        return await asyncio.to_thread(self.apply_async, args, kwargs)
+        return cast("AsyncResult[R]", await asyncio.to_thread(self._send, args, kwargs, NO_OPTIONS))
 
+    @takes_send_options
     async def apply_async_async(
-        self, args: Sequence[object] | None = None, kwargs: Mapping[str, object] | None = None, **options: Any
+        self, args: Sequence[object] | None, kwargs: Mapping[str, object] | None, options: SendOptions
     ) -> AsyncResult[R]:
         """``apply_async`` for asyncio code: sends without blocking the event loop."""
         import asyncio  # imported on use: it adds ~25 ms to every start-up
 
-        return await asyncio.to_thread(functools.partial(self.apply_async, args, kwargs, **options))
+        return cast("AsyncResult[R]", await asyncio.to_thread(self._send, args, kwargs, options))
 
+    @takes_send_options
     def apply_async(
-        self,
-        args: Sequence[object] | None = None,
-        kwargs: Mapping[str, object] | None = None,
-        *,
-        countdown: float | None = None,
-        eta: object = None,
-        expires: object = None,
-        queue: str | None = None,
-        routing_key: str | None = None,
-        priority: int | None = None,
-        headers: Mapping[str, object] | None = None,
-        task_id: str | None = None,
-        link: Signature | Sequence[Signature] | None = None,
-        link_error: Signature | Sequence[Signature] | None = None,
-        serializer: str | None = None,
-        ignore_result: bool | None = None,
-        time_limit: float | None = None,
-        soft_time_limit: float | None = None,
-        retries: int = 0,
-        root_id: str | None = None,
-        parent_id: str | None = None,
-        group_id: str | None = None,
-        **options: object,
+        self, args: Sequence[object] | None, kwargs: Mapping[str, object] | None, options: SendOptions
     ) -> AsyncResult[R]:
-        """Send the task with every option protocol 2 carries; see ``App.send_task``."""
+        """Send the task with these arguments and options: ``countdown``, ``eta``, ``expires``,
+        ``queue``, ``priority``, ``task_id``, ``headers``, ``link``, ``link_error``, ...
+
+        The options are :class:`taskq.sending.SendOptions`' fields, with Celery's names; this
+        task's own options fill in those left unset.
+        """
+        return cast("AsyncResult[R]", self._send(args, kwargs, options))
+
+    def _send(
+        self, args: Sequence[object] | None, kwargs: Mapping[str, object] | None, options: SendOptions
+    ) -> AsyncResult[object]:
         if self.app.conf["task_always_eager"]:
-            return cast("AsyncResult[R]", self.apply(args, kwargs, task_id=task_id, link=link, link_error=link_error))
-        self.app.plugins  # noqa: B018 - settle this task's defaults from the settings before reading them
-        parent = self.app.current_worker_task_context()
-        return cast(
-            "AsyncResult[R]",
-            self.app.send_task(
-                self.name,
-                args,
-                kwargs,
-                countdown=countdown,
-                eta=eta,
-                expires=expires if expires is not None else self.expires,
-                queue=queue or self.queue,
-                routing_key=routing_key,
-                priority=priority if priority is not None else self.priority,
-                headers=headers,
-                task_id=task_id,
-                link=link,
-                link_error=link_error,
-                serializer=serializer or self.serializer,
-                ignore_result=bool(self.ignore_result) if ignore_result is None else ignore_result,
-                time_limit=time_limit if time_limit is not None else self.time_limit,
-                soft_time_limit=soft_time_limit if soft_time_limit is not None else self.soft_time_limit,
-                retries=retries,
-                root_id=root_id or (parent.root_id if parent else None),
-                parent_id=parent_id or (parent.id if parent else None),
-                group_id=group_id,
-                **cast("dict[str, Any]", options),  # send_task checks them
-            ),
-        )
+            return self.apply(args, kwargs, task_id=options.task_id, link=options.link, link_error=options.link_error)
+        return send(self.app, self.name, args, kwargs, options, cast("Task[..., object]", self))
 
     def apply(
         self,
@@ -378,30 +340,32 @@ class Task(Generic[P, R]):
                 raise Retry(exc=exc, when=when)
             self.apply(call_args, call_kwargs, task_id=request.id, retries=request.retries + 1)
             return Retry(exc=exc, when=when)
-        self.app.send_task(
-            self.name,
-            call_args,
-            call_kwargs,
-            task_id=request.id,
-            countdown=countdown,
-            eta=eta,
-            expires=request.expires,
-            retries=request.retries + 1,
-            root_id=request.root_id,
-            parent_id=request.parent_id,
-            group_id=request.group,
-            group_index=request.group_index,
-            queue=cast("str | None", options.pop("queue", None))
-            or cast("str | None", request.delivery_info.get("queue")),
-            time_limit=request.timelimit[0] if request.timelimit else None,
-            soft_time_limit=request.timelimit[1] if request.timelimit else None,
-            ignore_result=request.ignore_result,
-            callbacks=request.callbacks,
-            errbacks=request.errbacks,
-            chain=request.chain,
-            chord=request.chord,
-            **cast("dict[str, Any]", options),  # send_task checks them
-        )
+        queue = cast("str | None", options.pop("queue", None)) or request.delivery_info.get("queue")
+        timelimit = request.timelimit or (None, None)
+        resent: dict[str, object] = {
+            "task_id": request.id,
+            "countdown": countdown,
+            "eta": eta,
+            "expires": request.expires,
+            "retries": request.retries + 1,
+            "root_id": request.root_id,
+            "parent_id": request.parent_id,
+            "group_id": request.group,
+            "group_index": request.group_index,
+            "queue": queue,
+            "time_limit": timelimit[0],
+            "soft_time_limit": timelimit[1],
+            "ignore_result": request.ignore_result,
+            "callbacks": request.callbacks,
+            "errbacks": request.errbacks,
+            "chain": request.chain,
+            "chord": request.chord,
+        }
+        clash = sorted(resent.keys() & options.keys())
+        if clash:
+            raise TypeError(f"retry() got option(s) it sets itself: {', '.join(clash)}; leave them out")
+        again = send_options("retry", {**resent, **options})
+        send(self.app, self.name, call_args, call_kwargs, again)
         signal = Retry(exc=exc, when=when)
         if throw:
             raise signal

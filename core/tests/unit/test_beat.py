@@ -16,6 +16,7 @@ from taskq.beat.service import resolve_scheduler
 from taskq.builtins.file_scheduler import FileScheduler
 from taskq.drivers.scheduler import Scheduler, parse_entry
 from taskq.errors import ConfigError, DriverNotFoundError, ScheduleLockedError
+from taskq.sending import SEND_OPTIONS
 from taskq.testing.conformance.scheduler import T0, SchedulerContract, SchedulerFactory, make_app, sent
 
 # How long to wait, in seconds, for something that should happen soon.
@@ -63,6 +64,13 @@ class TestMemoryScheduler(SchedulerContract):
 def test_a_bad_entry_says_what_is_wrong(raw: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_entry("nightly", raw)
+
+
+def test_an_entry_may_give_every_send_option_and_nothing_else() -> None:
+    entry = parse_entry("e", {"task": "proj.x", "schedule": 30, "options": dict.fromkeys(SEND_OPTIONS)})
+    assert set(entry.options) == SEND_OPTIONS
+    with pytest.raises(ConfigError, match="options are send_task's: argsrepr, callbacks"):
+        parse_entry("e", {"task": "proj.x", "schedule": 30, "options": {"exchange": "x"}})
 
 
 def test_entries_read_as_celery_writes_them() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 
 from taskq import App, states
 from taskq.builtins.memory_drivers import MemoryBackend, MemoryTransport
+from taskq.drivers.bootstep import Step
 from taskq.errors import BrokerUnavailableError, ConfigError, PoolFeatureError, TaskRevokedError
 from taskq.worker.autoscale import parse_autoscale
 from taskq.worker.ratelimit import TokenBucket, parse_rate
@@ -207,6 +209,32 @@ def test_prefetch_multiplier_zero_takes_only_what_can_run_now(app: App) -> None:
     worker = Worker(app, pool="solo", prefetch_multiplier=0)
     assert worker.prefetch_count == 1
     assert Worker(app, pool="solo", prefetch_multiplier=4).prefetch_count == 4
+
+
+class CountingStep(Step):
+    """A plugin's step that has the consumer's loop call it, and notes from which thread."""
+
+    name = "counting"
+    requires = ("consumer",)
+    threads: list[int] = []
+
+    def start(self) -> None:
+        CountingStep.threads = []
+        assert self.worker.consumer is not None
+        self.worker.consumer.call_every(0.01, lambda: CountingStep.threads.append(threading.get_ident()))
+
+
+def test_the_loop_makes_the_calls_a_step_asked_for_from_its_own_thread(
+    make_plugin: Callable[..., object],
+    memory_url: str,
+    start_worker: Callable[..., object],
+    wait_until: Callable[..., None],
+) -> None:
+    plugin = make_plugin("counting", taskq_register_bootsteps=lambda: {"worker": [f"{__name__}:CountingStep"]})
+    app = App("tests", broker=memory_url, read_config=False, extra_plugins=[plugin])
+    runner = start_worker(app)
+    wait_until(lambda: len(CountingStep.threads) >= 3, "three calls from the loop")
+    assert set(CountingStep.threads) == {runner.thread.ident}  # type: ignore[attr-defined]
 
 
 def test_autoscale_is_parsed_as_max_then_min() -> None:

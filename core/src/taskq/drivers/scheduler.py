@@ -31,7 +31,6 @@ schedule.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import secrets
@@ -81,7 +80,7 @@ class ScheduleEntry:
     schedule: Schedule
     args: tuple[object, ...] = ()
     kwargs: dict[str, object] = field(default_factory=dict)
-    #: Keyword arguments of ``App.send_task`` (queue, priority, expires, ...).
+    #: Options of ``App.send_task``, the fields of ``taskq.sending.SendOptions`` (queue, priority, expires, ...).
     options: dict[str, object] = field(default_factory=dict)
     #: A workflow (chain, group, ...) sent instead of ``task``, from ``add_periodic_task``.
     signature: Signature | None = None
@@ -94,11 +93,9 @@ class ScheduleEntry:
 
 
 def _send_options() -> frozenset[str]:
-    from taskq.app import App
+    from taskq.sending import SEND_OPTIONS
 
-    skip = {"self", "name", "args", "kwargs"}
-    parameters = inspect.signature(App.send_task).parameters.values()
-    return frozenset(p.name for p in parameters if p.name not in skip and p.kind is p.KEYWORD_ONLY)
+    return SEND_OPTIONS
 
 
 def parse_entry(name: str, raw: object) -> ScheduleEntry:

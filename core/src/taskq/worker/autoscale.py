@@ -21,6 +21,8 @@ logger = logging.getLogger(__name__)
 
 # Seconds the pool must have had idle slots before one is given up.
 IDLE_BEFORE_SHRINK = 30.0
+# Seconds between two looks at the backlog.
+TICK_INTERVAL = 1.0
 
 
 def parse_autoscale(text: str) -> tuple[int, int]:
@@ -89,7 +91,7 @@ class AutoscaleStep(Step):
         consumer = worker.consumer
         assert consumer is not None
         maximum, minimum = worker.autoscale
-        consumer.tick = Autoscaler(consumer, maximum, minimum)
+        consumer.call_every(TICK_INTERVAL, Autoscaler(consumer, maximum, minimum))
 
 
 __all__ = ["AutoscaleStep", "Autoscaler", "parse_autoscale"]

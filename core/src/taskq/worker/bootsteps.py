@@ -1,8 +1,9 @@
 """The worker as a blueprint of bootsteps that start in dependency order.
 
 A step names the steps it ``requires``; the blueprint starts them so that every step
-starts after what it requires and stops before it. Core's steps are the pool, the lease
-keeper and the consumer; plugins add theirs through ``taskq_register_bootsteps``.
+starts after what it requires and stops before it. Core's steps are the pool, the
+consumer, the lease keeper, revocations, autoscale, health (the health file and the
+heartbeat) and the embedded beat; plugins add theirs through ``taskq_register_bootsteps``.
 """
 
 from __future__ import annotations

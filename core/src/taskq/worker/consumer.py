@@ -10,6 +10,12 @@ The loop, in the worker's main thread:
    beyond the horizon go back to the broker, near ones wait in the timer;
 5. with nothing to do, block in the transport's ``wait`` (a wake-up, not a poll).
 
+Between turns the loop makes the calls other parts of the worker asked for: periodic ones
+(:meth:`Consumer.call_every`: the health step's beat, the autoscaler) and one-off ones from
+other threads (:meth:`Consumer.call_soon`: stopping a task revoked with ``terminate``).
+How each task ended is recorded by :mod:`taskq.worker.endings`; what then becomes of its
+message is decided by :mod:`taskq.worker.acks`.
+
 Everything claimed and not yet acknowledged is *held*: the lease keeper renews it from
 its own thread, and shutdown gives it back to the broker.
 """
@@ -20,7 +26,6 @@ import heapq
 import inspect
 import itertools
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -29,20 +34,12 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from taskq import _protocol as protocol
-from taskq import states
-from taskq.drivers.bootstep import Step
 from taskq.drivers.support.connections import mask_url
-from taskq.errors import (
-    BrokerUnavailableError,
-    NotRegisteredError,
-    PoolFeatureError,
-    TaskqError,
-    TaskRevokedError,
-    Terminated,
-    TimeLimitExceeded,
-    WorkerLostError,
-)
-from taskq.worker.ratelimit import TokenBucket, parse_rate
+from taskq.errors import BrokerUnavailableError, NotRegisteredError, TaskqError
+from taskq.worker import acks, endings
+from taskq.worker.acks import Action
+from taskq.worker.chores import Chores
+from taskq.worker.ratelimit import RateLimits
 from taskq.worker.request import Request
 from taskq.worker.revocations import Revocations
 from taskq.worker.trace import TraceOutcome, trace_task, trace_task_async
@@ -60,14 +57,8 @@ ETA_SLACK = 0.0005
 # Pause after losing the broker: first and longest, in seconds (doubling in between).
 RECONNECT_START = 0.5
 RECONNECT_MAX = 15.0
-# How often the health file and the heartbeat are written while the broker answers, seconds.
-HEALTH_INTERVAL = 2.0
-# How long a heartbeat stays without a newer one, in seconds.
-HEARTBEAT_TTL = 10.0
 #: What a transport raises when its broker is unreachable.
 BROKER_ERRORS = (BrokerUnavailableError, ConnectionError, TimeoutError)
-# Longest repr of a return value in the log line, in characters.
-RESULT_REPR_MAX = 200
 
 
 class Consumer:
@@ -106,23 +97,13 @@ class Consumer:
         self.should_stop = False
         self.processed = 0
         self._log_info = logger.isEnabledFor(logging.INFO)
-        self._log_debug = logger.isEnabledFor(logging.DEBUG)
         #: Requests running in the pool, by task id.
         self.active: dict[str, Request] = {}
         self.revocations = Revocations(worker.state_path)
-        self._terminations: deque[str] = deque()
-        self._buckets: dict[str, TokenBucket | None] = {}
-        #: Called from the loop at most every ``tick_interval`` seconds (autoscale).
-        self.tick: Callable[[], None] | None = None
-        self.tick_interval = 1.0
-        self._next_tick = 0.0
-        #: Touched every HEALTH_INTERVAL while the broker answers (``--health-file``).
-        self.health_path = worker.health_path
-        self._next_health = 0.0
-        self._heartbeats = self.app.has_backend
+        self._rate_limits = RateLimits()
+        self._chores = Chores()
         #: When the task running inline (solo) started, by the monotonic clock; else None.
-        self._busy_since: float | None = None
-        self._loop_done = threading.Event()
+        self.busy_since: float | None = None
 
     def _running_in_window(self) -> int:
         """Running tasks that count against the prefetch window.
@@ -140,6 +121,16 @@ class Consumer:
         """How many messages this worker may hold: the window follows the pool's size."""
         return self.worker.prefetch_for(self.pool.concurrency)
 
+    def call_every(self, interval: float, call: Callable[[], None]) -> None:
+        """Have the loop call ``call`` between turns, at most every ``interval`` seconds (see
+        :mod:`taskq.worker.chores`)."""
+        self._chores.every(interval, call)
+
+    def call_soon(self, call: Callable[[], None]) -> None:
+        """Have the loop call ``call`` on its next turn, waking it; safe from any thread."""
+        self._chores.soon(call)
+        self._wake()
+
     # ---- The loop -----------------------------------------------------------------
 
     def run(self) -> None:
@@ -148,16 +139,12 @@ class Consumer:
         A broker that goes away does not end the loop: the worker logs it, waits with a
         growing pause, and carries on once the transport reconnects (each transport
         reconnects on the call after a failure), so it never stays alive consuming
-        nothing. The health file (``--health-file``) is touched only while the broker
-        answers.
+        nothing.
         """
         # True until the loop ends normally: an exception (a cold stop) skips the wait.
         interrupted = True
         failures = 0
         self._loop_thread = threading.get_ident()
-        self._loop_done.clear()
-        if self.inline and (self.health_path is not None or self._heartbeats):
-            threading.Thread(target=self._beat_while_busy, name="taskq-busy-beat", daemon=True).start()
         try:
             while not self.should_stop:
                 try:
@@ -171,22 +158,13 @@ class Consumer:
                     failures = 0
             interrupted = False
         finally:
-            self._loop_done.set()
             if not interrupted and not self.worker.cold:
                 self._finish_running()
             self._give_back()
 
     def _step(self) -> None:
         """One turn of the loop (see the module docstring)."""
-        now = time.monotonic()
-        if now >= self._next_health:
-            self._next_health = now + HEALTH_INTERVAL
-            self._beat()
-        if self.tick is not None and now >= self._next_tick:
-            self._next_tick = now + self.tick_interval
-            self.tick()
-        if self._terminations:
-            self._terminate_requested()
+        self._chores.run(time.monotonic())
         if self.completions:
             self._settle()
         if self.timer:
@@ -199,7 +177,7 @@ class Consumer:
                 if not self.should_stop:
                     # The pool is full: sleep until a task ends (spinning here would hold the
                     # GIL the pool's threads need to finish it, and burn a CPU).
-                    self._wait_for_pool(self.tick_interval if self.tick is not None else IDLE_WAIT)
+                    self._wait_for_pool(self._until_chore())
                 return
         if self.should_stop:
             return
@@ -210,12 +188,9 @@ class Consumer:
                 for delivery in claimed:
                     self._on_delivery(delivery)
                 return
-            timeout = IDLE_WAIT
+            timeout = self._until_chore()
             if self.timer:
                 timeout = max(0.0, min(timeout, self.timer[0][0] - time.time()))
-            if self.tick is not None:
-                timeout = max(0.0, min(timeout, self._next_tick - time.monotonic()))
-            timeout = max(0.0, min(timeout, self._next_health - time.monotonic()))
             # A task that ends now must interrupt this wait; one that ended before the
             # flag was up is seen by the check under it.
             self.pool.release()
@@ -227,7 +202,11 @@ class Consumer:
                 self._in_broker_wait = False
         else:
             # The window is full: wait for a task to finish, not for new messages.
-            self._wait_for_pool(self.tick_interval if self.tick is not None else IDLE_WAIT)
+            self._wait_for_pool(self._until_chore())
+
+    def _until_chore(self) -> float:
+        """How long the loop may wait before its next periodic call (at most IDLE_WAIT), in seconds."""
+        return self._chores.time_left(time.monotonic(), IDLE_WAIT)
 
     def _wait_for_pool(self, timeout: float) -> None:
         """Until a task ends (or ``timeout``): in the pool's :meth:`~taskq.drivers.pool.Pool.poll`
@@ -247,84 +226,16 @@ class Consumer:
         self._completed.wait(delay)
         self._completed.clear()
 
-    def _beat_while_busy(self) -> None:
-        """Beat for the loop while it runs a long task inline (solo), in a thread of its own.
-
-        The loop beats between tasks; a task that runs inline for minutes would otherwise
-        leave the health file stale and the worker missing from ``taskq inspect``, and a
-        supervisor would kill a worker that is only busy.
-        """
-        while not self._loop_done.wait(HEALTH_INTERVAL):
-            started = self._busy_since
-            if started is not None and time.monotonic() - started >= HEALTH_INTERVAL:
-                self._beat()
-
-    def _beat(self) -> None:
-        """Show that the loop runs: touch the health file, write the heartbeat."""
-        if self.health_path is not None:
-            try:
-                self.health_path.touch()
-            except OSError as exc:
-                logger.warning("cannot touch the health file %s: %s", self.health_path, exc)
-        if self._heartbeats:
-            try:
-                self.app.backend.heartbeat(self.hostname, self.stats(), ttl=HEARTBEAT_TTL)
-            except NotImplementedError:
-                self._heartbeats = False
-                logger.info("the result backend keeps no heartbeats: `taskq inspect ping` will not see this worker")
-            except Exception as exc:
-                logger.warning("could not write the heartbeat: %s", exc)
-
-    def stats(self) -> dict[str, object]:
-        """What ``taskq inspect`` shows of this worker."""
-        return {
-            "pid": os.getpid(),
-            "pool": self.worker.pool_name,
-            "concurrency": self.pool.concurrency,
-            "queues": self.queues,
-            "processed": self.processed,
-            "active": [
-                {"id": request.id, "name": request.name, "started": _wall_clock(request.time_start)}
-                for _, request in sorted(self.active.items())
-            ],
-            "registered": sorted(name for name in self.app.tasks if not name.startswith("celery.")),
-            "reserved": len(self.reserved) + len(self.timer),
-            "prefetch": self.prefetch,
-        }
-
-    def forget_heartbeat(self) -> None:
-        if self._heartbeats:
-            try:
-                self.app.backend.forget_worker(self.hostname)
-            except Exception as exc:
-                logger.debug("could not remove the heartbeat: %s", exc)
-
     def stop(self) -> None:
         """Stop after the current step; safe from any thread or a signal handler."""
         self.should_stop = True
+        self._wake()
+
+    def _wake(self) -> None:
+        """End whatever wait the loop is in: for the pool, for the broker, or a pause."""
         self._completed.set()
         self.pool.interrupt()
         self.transport.interrupt()
-
-    def request_terminate(self, task_id: str) -> None:
-        """Ask the loop to stop the running task ``task_id``; safe from any thread."""
-        self._terminations.append(task_id)
-        self._completed.set()
-        self.pool.interrupt()
-        self.transport.interrupt()
-
-    def _terminate_requested(self) -> None:
-        while self._terminations:
-            task_id = self._terminations.popleft()
-            if task_id not in self.active:
-                continue  # not running here: the revocation list covers it
-            try:
-                stopped = self.pool.terminate_job(task_id)
-            except PoolFeatureError as exc:
-                logger.warning("cannot terminate task %s: %s; it runs to the end", task_id, exc)
-                continue
-            if stopped:
-                logger.warning("terminating task %s (revoked with terminate=True)", task_id)
 
     # ---- Incoming messages ----------------------------------------------------------
 
@@ -392,24 +303,16 @@ class Consumer:
                 self.reserved.append(request)
 
     def _expire(self, request: Request) -> None:
-        logger.warning("Task %s[%s] expired before it ran; not running it", request.name, request.id)
-        self._record_revoked(request, f"task {request.name}[{request.id}] expired", expired=True)
+        self._skip(request, expired=True)
 
     def _discard_revoked(self, request: Request) -> None:
-        logger.warning("Task %s[%s] was revoked; not running it", request.name, request.id)
-        self._record_revoked(request, f"task {request.name}[{request.id}] was revoked", expired=False)
+        self._skip(request, expired=False)
 
-    def _record_revoked(self, request: Request, why: str, *, expired: bool) -> None:
-        if self.app.has_backend:
-            try:
-                self.app.backend.store_result(request.id, TaskRevokedError(why), states.REVOKED)
-            except Exception:
-                logger.exception("could not record the revocation of %s[%s]", request.name, request.id)
+    def _skip(self, request: Request, *, expired: bool) -> None:
+        """Record a task that will not run (revoked or expired) and let go of its message."""
+        endings.revoked(self.app, request, expired=expired)
         if not request.acknowledged:
             self._ack([request.delivery])
-        plugins = self.app.plugins
-        if plugins.has_impl("taskq_task_revoked"):
-            plugins.task_revoked(request, terminated=False, expired=expired)
 
     def _reject(
         self,
@@ -419,23 +322,17 @@ class Consumer:
         error: BaseException | None = None,
         request: Request | None = None,
     ) -> None:
-        logger.warning("dead-lettering a message from queue %r: %s", delivery.queue, reason)
+        """Dead-letter ``delivery`` with ``reason``; the sender of ``task_id`` learns why."""
         try:
             self.transport.dead_letter(delivery, reason)
         except Exception:
-            logger.exception("could not dead-letter the message; it stays in the queue")
+            logger.exception(
+                "could not dead-letter a message from queue %r (%s); it stays in the queue", delivery.queue, reason
+            )
             return
         finally:
-            with self.held_lock:
-                self.held.pop(delivery.tag, None)
-        if task_id is not None and self.app.has_backend:
-            try:
-                self.app.backend.store_result(task_id, error or TaskqError(reason), states.FAILURE)
-            except Exception:
-                logger.exception("could not record the rejection of %s", task_id)
-        plugins = self.app.plugins
-        if plugins.has_impl("taskq_task_rejected"):
-            plugins.task_rejected(request, reason)
+            self._let_go([delivery])
+        endings.dead_lettered(self.app, delivery.queue, reason, task_id=task_id, error=error, request=request)
 
     # ---- Running ----------------------------------------------------------------------
 
@@ -452,7 +349,7 @@ class Consumer:
                     self._discard_revoked(request)
                     continue
                 if request.task.rate_limit:
-                    wait = self._rate_wait(request)
+                    wait = self._rate_limits.wait(request.name, request.task.rate_limit)
                     if wait > 0:
                         # Over its rate: it waits in the timer while other tasks go on.
                         heapq.heappush(self.timer, (time.time() + wait, next(self._sequence), request))
@@ -490,7 +387,7 @@ class Consumer:
         self.running += 1
         self.active[request.id] = request
         hard, soft = request.time_limits
-        self._busy_since = request.time_start
+        self.busy_since = request.time_start
         pool.apply(
             self._target(request) if self._runs_coroutines else trace_task,
             (self.app, request),
@@ -500,7 +397,7 @@ class Consumer:
             soft_time_limit=soft,
             hard_time_limit=hard,
         )
-        self._busy_since = None
+        self.busy_since = None
         if self.inline:
             self._settle()
 
@@ -513,14 +410,6 @@ class Consumer:
             target = self._targets[request.name] = trace_task_async if is_async else trace_task
         return target
 
-    def _rate_wait(self, request: Request) -> float:
-        name = request.name
-        if name not in self._buckets:
-            rate = parse_rate(request.task.rate_limit)
-            self._buckets[name] = TokenBucket(rate) if rate else None
-        bucket = self._buckets[name]
-        return bucket.take() if bucket is not None else 0.0
-
     def _on_done(self, request: Request, outcome: object) -> None:
         self.completions.append((request, outcome))  # type: ignore[arg-type]  # a TraceOutcome or the pool's error
         if not self.inline and threading.get_ident() != self._loop_thread:
@@ -529,6 +418,7 @@ class Consumer:
                 self.transport.interrupt()
 
     def _settle(self) -> None:
+        """Let go of the messages of the tasks that ended, as :mod:`taskq.worker.acks` decides."""
         to_ack: list[Delivery] = []
         while self.completions:
             request, outcome = self.completions.popleft()
@@ -538,102 +428,37 @@ class Consumer:
             self.active.pop(request.id, None)
             self.processed += 1
             if isinstance(outcome, BaseException):
-                self._on_pool_error(request, outcome)
-                continue
-            self._log_outcome(request, outcome)
-            delivery = request.delivery
-            if request.acknowledged:
-                # Acked early: the broker no longer has the message, so act on a copy.
-                if outcome.requeue:
-                    self.transport.publish(delivery.queue, delivery.message)
-                elif outcome.reject_reason is not None:
-                    self._reject(delivery, None, outcome.reject_reason, request=request)
-                continue
-            if outcome.reject_reason is not None:
-                self._reject(delivery, None, outcome.reject_reason, request=request)
-            elif outcome.requeue:
-                self._requeue([delivery])
-            elif outcome.state == states.FAILURE and not request.task.acks_on_failure_or_timeout:
-                self._reject(delivery, None, "task failed and acks_on_failure_or_timeout is off", request=request)
+                # The pool ended the task (hard time limit, terminate) or lost its process.
+                action, reason = acks.after_pool_error(request, outcome)
+                endings.stopped(self.app, request, outcome, requeued=action is Action.REQUEUE)
             else:
+                action, reason = acks.after_outcome(request, outcome)
+            if action is Action.NOTHING:
+                continue
+            delivery = request.delivery
+            if action is Action.ACK:
                 to_ack.append(delivery)
+            elif action is Action.DEAD_LETTER:
+                self._reject(delivery, None, str(reason), request=request)
+            elif action is Action.REQUEUE:
+                self._requeue([delivery])
+            else:
+                self.transport.publish(delivery.queue, delivery.message)
         if to_ack:
             self._ack(to_ack)
-
-    def _on_pool_error(self, request: Request, error: BaseException) -> None:
-        """The pool stopped the task (hard time limit, terminate) or lost its process."""
-        lost = isinstance(error, WorkerLostError) or not isinstance(error, (TimeLimitExceeded, Terminated))
-        if isinstance(error, TimeLimitExceeded):
-            logger.error("Task %s[%s] ran past its hard time limit and was stopped", request.name, request.id)
-        elif isinstance(error, Terminated):
-            logger.warning("Task %s[%s] was terminated: %s", request.name, request.id, error)
-        else:
-            logger.error("Task %s[%s] was lost by the pool: %r", request.name, request.id, error)
-        if lost and not request.acknowledged and request.task.reject_on_worker_lost:
-            self._requeue([request.delivery])
-            return
-        if self.app.has_backend:
-            recorded: BaseException
-            if isinstance(error, Terminated):
-                state, recorded = states.REVOKED, TaskRevokedError(str(error))
-            elif lost and not isinstance(error, WorkerLostError):
-                state, recorded = states.FAILURE, WorkerLostError(repr(error))
-            else:
-                state, recorded = states.FAILURE, error
-            try:
-                self.app.backend.store_result(request.id, recorded, state)
-            except Exception:
-                logger.exception("could not record the end of %s[%s]", request.name, request.id)
-        plugins = self.app.plugins
-        if isinstance(error, Terminated):
-            if plugins.has_impl("taskq_task_revoked"):
-                plugins.task_revoked(request, terminated=True, expired=False)
-        elif plugins.has_impl("taskq_task_failure"):
-            plugins.task_failure(request.task, request, error, repr(error))
-        if request.acknowledged:
-            return
-        if isinstance(error, TimeLimitExceeded) and not request.task.acks_on_failure_or_timeout:
-            self._reject(
-                request.delivery, None, "task timed out and acks_on_failure_or_timeout is off", request=request
-            )
-            return
-        self._ack([request.delivery])
-
-    def _log_outcome(self, request: Request, outcome: TraceOutcome) -> None:
-        state = outcome.state
-        if state == states.SUCCESS:
-            if self._log_info:
-                text = repr(outcome.retval)
-                if len(text) > RESULT_REPR_MAX:
-                    text = text[: RESULT_REPR_MAX - 3] + "..."
-                logger.info("Task %s[%s] succeeded in %.6fs: %s", request.name, request.id, outcome.runtime, text)
-        elif state == states.FAILURE:
-            if outcome.traceback:
-                logger.error(
-                    "Task %s[%s] raised %r after %.6fs\n%s",
-                    request.name,
-                    request.id,
-                    outcome.retval,
-                    outcome.runtime,
-                    outcome.traceback,
-                )
-            else:
-                logger.info("Task %s[%s] raised an expected %r", request.name, request.id, outcome.retval)
-        elif state == states.RETRY:
-            logger.info("Task %s[%s] will be retried: %r", request.name, request.id, outcome.retval)
-        elif state == states.REJECTED:
-            logger.warning("Task %s[%s] rejected its message", request.name, request.id)
 
     # ---- Acknowledging ------------------------------------------------------------------
 
     def _ack(self, deliveries: list[Delivery]) -> None:
         self.transport.ack(deliveries)
-        with self.held_lock:
-            for delivery in deliveries:
-                self.held.pop(delivery.tag, None)
+        self._let_go(deliveries)
 
     def _requeue(self, deliveries: list[Delivery]) -> None:
         self.transport.requeue(deliveries)
+        self._let_go(deliveries)
+
+    def _let_go(self, deliveries: list[Delivery]) -> None:
+        """No longer hold ``deliveries``: the lease keeper stops renewing them."""
         with self.held_lock:
             for delivery in deliveries:
                 self.held.pop(delivery.tag, None)
@@ -661,7 +486,6 @@ class Consumer:
 
     def _give_back(self) -> None:
         """Requeue everything held: prefetched, waiting on an ETA, or interrupted mid-run."""
-        self.forget_heartbeat()
         self.reserved.clear()
         self.timer.clear()
         held = self.held_deliveries()
@@ -683,25 +507,4 @@ def _header_id(delivery: Delivery) -> str | None:
     return task_id if isinstance(task_id, str) else None
 
 
-class ConsumerStep(Step):
-    """Creates the consumer (the worker runs its loop once every step has started)."""
-
-    name = "consumer"
-    requires = ("pool",)
-
-    def start(self) -> None:
-        self.worker.consumer = Consumer(self.worker)
-
-    def stop(self) -> None:
-        consumer = self.worker.consumer
-        if consumer is not None:
-            consumer.stop()
-            consumer.close()
-
-
-def _wall_clock(monotonic: float | None) -> float | None:
-    """The POSIX time of a moment taken with ``time.monotonic()``."""
-    return None if monotonic is None else time.time() - (time.monotonic() - monotonic)
-
-
-__all__ = ["Consumer", "ConsumerStep"]
+__all__ = ["Consumer"]

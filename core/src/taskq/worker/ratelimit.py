@@ -1,4 +1,4 @@
-"""Per-task-type rate limits: ``"10/s"``, ``"100/m"``, ``"5/h"``, as token buckets."""
+"""Per-task-type rate limits: ``"10/s"``, ``"100/m"``, ``"5/h"``, as token buckets, one per task name."""
 
 from __future__ import annotations
 
@@ -52,4 +52,19 @@ class TokenBucket:
         return (1.0 - self._tokens) / self.rate
 
 
-__all__ = ["TokenBucket", "parse_rate"]
+class RateLimits:
+    """One token bucket per task name, made the first time the task is rate limited."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, TokenBucket | None] = {}
+
+    def wait(self, name: str, rate_limit: str | float | None) -> float:
+        """Seconds the task ``name`` must wait before it may start (0: now, its token taken)."""
+        if name not in self._buckets:
+            rate = parse_rate(rate_limit)
+            self._buckets[name] = TokenBucket(rate) if rate else None
+        bucket = self._buckets[name]
+        return bucket.take() if bucket is not None else 0.0
+
+
+__all__ = ["RateLimits", "TokenBucket", "parse_rate"]

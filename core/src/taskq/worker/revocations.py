@@ -15,13 +15,16 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taskq.drivers.bootstep import Step
+from taskq.errors import PoolFeatureError
 
 if TYPE_CHECKING:
     from taskq.drivers.backend import ResultBackend
+    from taskq.worker.consumer import Consumer
     from taskq.worker.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -101,6 +104,19 @@ class Revocations:
             logger.error("could not write the worker state file %s: %s", self.state_path, exc)
 
 
+def terminate_running(consumer: Consumer, task_id: str) -> None:
+    """Stop the task ``task_id`` if it runs here (``revoke(terminate=True)``); in the loop's thread."""
+    if task_id not in consumer.active:
+        return  # not running here: the revocation list covers it
+    try:
+        stopped = consumer.pool.terminate_job(task_id)
+    except PoolFeatureError as exc:
+        logger.warning("cannot terminate task %s: %s; it runs to the end", task_id, exc)
+        return
+    if stopped:
+        logger.warning("terminating task %s (revoked with terminate=True)", task_id)
+
+
 class RevocationStep(Step):
     """Keeps the consumer's revocations in step with the result backend."""
 
@@ -141,7 +157,7 @@ class RevocationStep(Step):
                 for task_id, terminate in new:
                     logger.info("task %s revoked%s", task_id, " (terminate)" if terminate else "")
                     if terminate:
-                        consumer.request_terminate(task_id)
+                        consumer.call_soon(partial(terminate_running, consumer, task_id))
         finally:
             backend.close()
 
@@ -154,4 +170,4 @@ class RevocationStep(Step):
             consumer.revocations.save()
 
 
-__all__ = ["RevocationStep", "Revocations"]
+__all__ = ["RevocationStep", "Revocations", "terminate_running"]

@@ -1,24 +1,26 @@
-"""Running one task: call it, classify the outcome, store the result, fire the hooks.
+"""Running one task: call it, classify how it ended, and send what follows it.
 
 :func:`trace_task` runs where the pool runs the task (the worker's thread, a pool thread
 or a child process) and returns a :class:`TraceOutcome` the consumer turns into an ack,
-a requeue or a dead letter. :func:`trace_eager` does the same for ``Task.apply``.
+a requeue or a dead letter. Storing each end, its hook and its log line is
+:mod:`taskq.worker.endings`' job; here the task's callbacks, chain and chord follow it.
+:func:`trace_eager` does the same for ``Task.apply``.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import os
 import time
 import traceback as tb
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from taskq import states
-from taskq.app import set_running_context
-from taskq.errors import ChordError, Ignore, Reject, Retry, SerializationError
+from taskq._running import set_running_context
+from taskq.errors import ChordError, Ignore, Reject, Retry
 from taskq.task import Context
+from taskq.worker import endings
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Mapping, Sequence
@@ -37,49 +39,8 @@ class TraceOutcome:
     """How a task ended and what the consumer should do with its message."""
 
     state: str
-    retval: object = None
-    runtime: float = 0.0
     requeue: bool = False  # give the message back (Reject(requeue=True))
     reject_reason: str | None = None  # dead-letter the message with this reason
-    traceback: str | None = None
-
-
-def _request_info(request: Request) -> dict[str, object]:
-    return {
-        "name": request.name,
-        "args": request.args,
-        "kwargs": request.kwargs,
-        "worker": request.hostname,
-        "retries": request.retries,
-        "queue": request.delivery.queue,
-    }
-
-
-def _store(app: App, request: Request, result: object, state: str, traceback: str | None = None) -> None:
-    info: dict[str, object] | None = _request_info(request) if app.conf["result_extended"] else None
-    children = request.task.request.children
-    if children:
-        # Celery's layout for a child: [[task_id, parent], None].
-        info = {**(info or {}), "children": [[[child, None], None] for child in children]}
-    try:
-        app.backend.store_result(request.id, result, state, traceback, info)
-    except Exception as exc:
-        # A result that cannot be stored must not lose the task's outcome silently: the
-        # task fails with the reason instead (an unserializable or oversized value).
-        logger.error("could not store the %s result of %s[%s]: %s", state, request.name, request.id, exc)
-        if state != states.SUCCESS:
-            return
-        if isinstance(exc, SerializationError):
-            error: Exception = exc
-        else:
-            error = SerializationError(
-                f"the return value of {request.name} could not be stored "
-                f"({type(result).__name__}): {type(exc).__name__}: {exc}"
-            )
-        try:
-            app.backend.store_result(request.id, error, states.FAILURE, None, info)
-        except Exception:
-            logger.exception("could not store the failure of %s[%s] either", request.name, request.id)
 
 
 def trace_task(app: App, request: Request) -> TraceOutcome:
@@ -94,8 +55,8 @@ def trace_task(app: App, request: Request) -> TraceOutcome:
 
                 retval = asyncio.run(_await(retval))
         except Exception as exc:
-            return _on_exception(app, request, exc, started, store_results)
-        return _on_success(app, request, retval, started, store_results)
+            return _raised(app, request, exc, started, store_results)
+        return _returned(app, request, retval, started, store_results)
     finally:
         _end(request)
 
@@ -112,8 +73,8 @@ async def trace_task_async(app: App, request: Request) -> TraceOutcome:
             if inspect.isawaitable(retval):
                 retval = await retval
         except Exception as exc:
-            return _on_exception(app, request, exc, started, store_results)
-        return _on_success(app, request, retval, started, store_results)
+            return _raised(app, request, exc, started, store_results)
+        return _returned(app, request, retval, started, store_results)
     finally:
         _end(request)
 
@@ -123,16 +84,11 @@ async def _await(awaitable: Awaitable[object]) -> object:
 
 
 def _begin(app: App, request: Request) -> tuple[float, bool]:
-    task = request.task
-    plugins = app.plugins
     store_results = app.has_backend and not request.ignore_result
     context = request.context()
-    task.push_request(context)
+    request.task.push_request(context)
     set_running_context(context)
-    if task.track_started and store_results:
-        _store(app, request, {"pid": os.getpid(), "hostname": request.hostname}, states.STARTED)
-    if plugins.has_impl("taskq_task_prerun"):
-        plugins.task_prerun(task, request)
+    endings.started(app, request, store=store_results)
     return time.perf_counter(), store_results
 
 
@@ -141,43 +97,36 @@ def _end(request: Request) -> None:
     set_running_context(None)
 
 
-def _on_success(app: App, request: Request, retval: object, started: float, store_results: bool) -> TraceOutcome:
-    task = request.task
-    plugins = app.plugins
-    runtime = time.perf_counter() - started
-    if store_results:
-        _store(app, request, retval, states.SUCCESS)
-    if plugins.has_impl("taskq_task_success"):
-        plugins.task_success(task, request, retval)
+def _returned(app: App, request: Request, retval: object, started: float, store_results: bool) -> TraceOutcome:
+    endings.succeeded(app, request, retval, time.perf_counter() - started, store=store_results)
     if request.message.callbacks or request.message.chain:
         _send_callbacks(app, request, retval)
     if request.message.chord:
         on_chord_part_return(app, request)
-    if plugins.has_impl("taskq_task_postrun"):
-        plugins.task_postrun(task, request, states.SUCCESS, retval)
-    return TraceOutcome(states.SUCCESS, retval, runtime)
+    endings.ran(app, request, states.SUCCESS, retval)
+    return TraceOutcome(states.SUCCESS)
 
 
-def _on_exception(app: App, request: Request, exc: Exception, started: float, store_results: bool) -> TraceOutcome:
-    """Classify what the task raised: a retry, an ignore, a rejection or a failure."""
+def _raised(app: App, request: Request, exc: Exception, started: float, store_results: bool) -> TraceOutcome:
+    outcome, retval = _classify(app, request, exc, started, store_results)
+    endings.ran(app, request, outcome.state, retval)
+    return outcome
+
+
+def _classify(
+    app: App, request: Request, exc: Exception, started: float, store_results: bool
+) -> tuple[TraceOutcome, object]:
+    """What the task raised makes it a retry, an ignore, a rejection or a failure; the
+    outcome, and the value ``taskq_task_postrun`` is given."""
     task = request.task
-    plugins = app.plugins
     if isinstance(exc, Retry):
-        return _on_retry(app, request, exc, started, store_results)
+        return _retry(app, request, exc, store_results)
     if isinstance(exc, Ignore):
-        if plugins.has_impl("taskq_task_postrun"):
-            plugins.task_postrun(task, request, states.IGNORED, None)
-        return TraceOutcome(states.IGNORED, runtime=time.perf_counter() - started)
+        return TraceOutcome(states.IGNORED), None
     if isinstance(exc, Reject):
+        endings.rejected(request)
         reason = f"rejected by the task: {exc.reason}" if exc.reason else "rejected by the task"
-        if plugins.has_impl("taskq_task_postrun"):
-            plugins.task_postrun(task, request, states.REJECTED, exc)
-        return TraceOutcome(
-            states.REJECTED,
-            runtime=time.perf_counter() - started,
-            requeue=exc.requeue,
-            reject_reason=None if exc.requeue else reason,
-        )
+        return TraceOutcome(states.REJECTED, requeue=exc.requeue, reject_reason=None if exc.requeue else reason), exc
     if (
         task.autoretry_for
         and isinstance(exc, task.autoretry_for)
@@ -187,34 +136,23 @@ def _on_exception(app: App, request: Request, exc: Exception, started: float, st
             options = {k: v for k, v in task.retry_kwargs.items() if k != "countdown"}
             task.retry(exc=exc, countdown=task.backoff_for(request.retries), **options)  # type: ignore[arg-type]  # retry_kwargs are retry()'s options
         except Retry as signal:
-            return _on_retry(app, request, signal, started, store_results)
+            return _retry(app, request, signal, store_results)
         except Exception as final:
-            return _on_failure(app, request, final, started)
-    return _on_failure(app, request, exc, started)
+            return _failure(app, request, final, started), final
+    return _failure(app, request, exc, started), exc
 
 
-def _on_retry(app: App, request: Request, signal: Retry, started: float, store_results: bool) -> TraceOutcome:
+def _retry(app: App, request: Request, signal: Retry, store_results: bool) -> tuple[TraceOutcome, object]:
     reason = signal.exc if signal.exc is not None else signal
-    if store_results:
-        _store(app, request, reason, states.RETRY, _format(reason))
-    plugins = app.plugins
-    if plugins.has_impl("taskq_task_retry"):
-        plugins.task_retry(request.task, request, reason)
-    if plugins.has_impl("taskq_task_postrun"):
-        plugins.task_postrun(request.task, request, states.RETRY, reason)
-    return TraceOutcome(states.RETRY, reason, time.perf_counter() - started)
+    endings.retried(app, request, reason, store=store_results)
+    return TraceOutcome(states.RETRY), reason
 
 
-def _on_failure(app: App, request: Request, exc: BaseException, started: float) -> TraceOutcome:
+def _failure(app: App, request: Request, exc: BaseException, started: float) -> TraceOutcome:
     runtime = time.perf_counter() - started
-    text = _format(exc)
     task = request.task
-    expected = bool(task.throws) and isinstance(exc, task.throws)
-    if app.has_backend and (not request.ignore_result or task.store_errors_even_if_ignored):
-        _store(app, request, exc, states.FAILURE, text)
-    plugins = app.plugins
-    if plugins.has_impl("taskq_task_failure"):
-        plugins.task_failure(task, request, exc, text)
+    store = app.has_backend and (not request.ignore_result or bool(task.store_errors_even_if_ignored))
+    endings.failed(app, request, exc, runtime, store=store)
     for errback in request.message.errbacks or ():
         try:
             _signature(errback, app).apply_async((request.id,), parent_id=request.id)
@@ -222,10 +160,7 @@ def _on_failure(app: App, request: Request, exc: BaseException, started: float) 
             logger.exception("could not send the error callback %r of %s[%s]", errback, request.name, request.id)
     if request.message.chord:
         on_chord_part_return(app, request)
-    if plugins.has_impl("taskq_task_postrun"):
-        plugins.task_postrun(task, request, states.FAILURE, exc)
-    outcome = TraceOutcome(states.FAILURE, exc, runtime, traceback=None if expected else text)
-    return outcome
+    return TraceOutcome(states.FAILURE)
 
 
 def on_chord_part_return(app: App, request: Request) -> None:
@@ -287,10 +222,6 @@ def _signature(data: Mapping[str, object], app: App) -> Signature:
     return Signature.from_dict(data, app)
 
 
-def _format(exc: BaseException) -> str:
-    return "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
-
-
 def trace_eager(
     task: Task[..., object],
     args: list[object],
@@ -326,7 +257,8 @@ def trace_eager(
                 raise
             for errback in _as_list(link_error):
                 _signature(errback, app).apply_async((task_id,))
-            return EagerResult(task_id, exc, states.FAILURE, _format(exc), app=app, task_name=task.name)
+            text = "".join(tb.format_exception(exc))
+            return EagerResult(task_id, exc, states.FAILURE, text, app=app, task_name=task.name)
         finally:
             task.pop_request()
             set_running_context(None)

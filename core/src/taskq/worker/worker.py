@@ -20,9 +20,11 @@ from taskq.drivers.bootstep import Step
 from taskq.drivers.pool import Pool
 from taskq.errors import ConfigError, DriverNotFoundError, PluginError
 from taskq.plugins import import_string
+from taskq.worker import endings
 from taskq.worker.autoscale import AutoscaleStep, parse_autoscale
 from taskq.worker.bootsteps import Blueprint
-from taskq.worker.consumer import ConsumerStep
+from taskq.worker.consumer import Consumer
+from taskq.worker.health import HealthStep
 from taskq.worker.leases import LeaseStep
 from taskq.worker.revocations import RevocationStep
 
@@ -30,7 +32,6 @@ if TYPE_CHECKING:
     from taskq.app import App
     from taskq.beat.service import Beat
     from taskq.plugins import Plugins
-    from taskq.worker.consumer import Consumer
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +70,22 @@ class PoolStep(Step):
 
     def stop(self) -> None:
         self.worker.pool.stop(wait=not self.worker.cold)
+
+
+class ConsumerStep(Step):
+    """Creates the consumer (the worker runs its loop once every step has started)."""
+
+    name = "consumer"
+    requires = ("pool",)
+
+    def start(self) -> None:
+        self.worker.consumer = Consumer(self.worker)
+
+    def stop(self) -> None:
+        consumer = self.worker.consumer
+        if consumer is not None:
+            consumer.stop()
+            consumer.close()
 
 
 class BeatStep(Step):
@@ -116,7 +133,15 @@ class BeatStep(Step):
 #: Seconds a stopping worker waits for its embedded beat to finish its tick.
 BEAT_STOP_TIMEOUT = 10.0
 
-CORE_STEPS: tuple[type[Step], ...] = (PoolStep, ConsumerStep, LeaseStep, RevocationStep, AutoscaleStep, BeatStep)
+CORE_STEPS: tuple[type[Step], ...] = (
+    PoolStep,
+    ConsumerStep,
+    LeaseStep,
+    RevocationStep,
+    AutoscaleStep,
+    HealthStep,
+    BeatStep,
+)
 
 
 class Worker:
@@ -228,6 +253,8 @@ class Worker:
         """Start every step and consume until stopped. Blocks."""
         self.app.import_task_modules()
         plugins = self.app.plugins
+        # Before the pool starts: its processes inherit what was read.
+        endings.read_log_levels()
         try:
             self.blueprint.start(self)
             consumer = self.consumer

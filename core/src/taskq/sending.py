@@ -1,0 +1,362 @@
+"""Sending tasks: the options of one send (:class:`SendOptions`), written once, and the send.
+
+``App.send_task``, ``Task.apply_async``, ``Task.apply_async_async`` and ``Task.retry`` all
+send through :func:`send`. The public methods take the options as keyword arguments with
+Celery's names, type-checked against :class:`SendOptions`' fields: :func:`takes_send_options`
+gives each method the signature of :class:`SendCall` (the task's arguments, then the
+options), so the list is written here and nowhere else. At run time a method builds one
+:class:`SendOptions` only when options are given; ``Task.delay`` sends with
+:data:`NO_OPTIONS` and builds nothing.
+
+Celery's options that mean nothing without AMQP exchanges (``exchange``, ``retry_policy``,
+...) are accepted and dropped, so Celery code runs unchanged; any other name is a
+``TypeError`` that lists the options.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import KW_ONLY, InitVar, dataclass, fields
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
+
+from taskq import _protocol as protocol
+from taskq._running import running_context
+
+if TYPE_CHECKING:
+    from taskq.app import App
+    from taskq.canvas import Signature
+    from taskq.result import AsyncResult
+    from taskq.task import Task
+
+C = ParamSpec("C")
+S = TypeVar("S")
+T = TypeVar("T")
+
+
+@dataclass(slots=True, kw_only=True)
+class SendOptions:
+    """How to send one task: Celery's ``apply_async`` options, under Celery's names.
+
+    When a task itself is sent, its own options (``@app.task(queue=..., expires=...)``)
+    fill in what is left unset here; ``send_task`` by name knows only these. Never change
+    one once made: :data:`NO_OPTIONS` is shared.
+    """
+
+    #: Run no sooner than this many seconds from now.
+    countdown: float | None = None
+    #: Run no sooner than this: a ``datetime`` (naive means UTC), a POSIX time or an ISO-8601 string.
+    eta: object = None
+    #: Skip the task once past this: seconds from now, a ``datetime``, a POSIX time or an ISO-8601 string.
+    expires: object = None
+    #: The queue to send to; ``task_routes`` (then ``task_default_queue``) when None.
+    queue: str | None = None
+    #: The same as ``queue`` (taskq has no exchanges), used when ``queue`` is None.
+    routing_key: str | None = None
+    #: The message's priority, where the transport has priorities; ``task_default_priority`` when None.
+    priority: int | None = None
+    #: Extra message headers; the task sees them in ``self.request.headers``.
+    headers: Mapping[str, object] | None = None
+    #: This id instead of a new UUID.
+    task_id: str | None = None
+    #: Signatures sent with the result when the task succeeds.
+    link: Signature | Sequence[Signature] | None = None
+    #: Signatures sent with the task's id when it fails.
+    link_error: Signature | Sequence[Signature] | None = None
+    #: The serializer of this message; the task's, then ``task_serializer``, when None.
+    serializer: str | None = None
+    #: Store no result for this call; the task's setting when None (no, when sending by name).
+    ignore_result: bool | None = None
+    #: Hard time limit of this call, in seconds.
+    time_limit: float | None = None
+    #: Soft time limit of this call, in seconds.
+    soft_time_limit: float | None = None
+    #: How many times the task has been retried before this send.
+    retries: int = 0
+    #: The id of the workflow's first task; the running task's root when None.
+    root_id: str | None = None
+    #: The id of the task that sent this one; the running task's when None.
+    parent_id: str | None = None
+    #: The group this task belongs to.
+    group_id: str | None = None
+    #: The task's place in its group.
+    group_index: int | None = None
+    #: Success callbacks as signature dicts (protocol 2's ``callbacks``), after ``link``'s.
+    callbacks: Sequence[Mapping[str, object]] | None = None
+    #: Error callbacks as signature dicts (protocol 2's ``errbacks``), after ``link_error``'s.
+    errbacks: Sequence[Mapping[str, object]] | None = None
+    #: The rest of a chain, last step first, as signature dicts.
+    chain: Sequence[Mapping[str, object]] | None = None
+    #: The body of the chord this task is a header task of, as a signature dict.
+    chord: Mapping[str, object] | None = None
+    #: Where replies go (the rpc result backend).
+    reply_to: str | None = None
+    #: The positional arguments as logs and monitors show them, instead of their repr.
+    argsrepr: str | None = None
+    #: The keyword arguments as logs and monitors show them, instead of their repr.
+    kwargsrepr: str | None = None
+    #: Another name for the task in logs and monitors.
+    shadow: str | None = None
+
+
+#: Every send option, by name: what ``beat_schedule`` entries may give in ``options``.
+SEND_OPTIONS = frozenset(field.name for field in fields(SendOptions))
+#: The options of a send that gives none (``delay``); shared, never changed.
+NO_OPTIONS = SendOptions()
+
+
+@dataclass(slots=True)
+class SendCall(SendOptions):
+    """What ``apply_async`` and ``send_task`` take: the task's arguments, then the options.
+
+    :func:`takes_send_options` gives those methods this class's signature for type checkers;
+    the Celery-only names below are accepted for Celery's sake and dropped.
+    """
+
+    args: Sequence[object] | None = None
+    kwargs: Mapping[str, object] | None = None
+    _: KW_ONLY
+    exchange: InitVar[object] = None
+    exchange_type: InitVar[object] = None
+    mandatory: InitVar[object] = None
+    immediate: InitVar[object] = None
+    retry: InitVar[object] = None
+    retry_policy: InitVar[object] = None
+    compression: InitVar[object] = None
+    add_to_parent: InitVar[object] = None
+    publisher: InitVar[object] = None
+    producer: InitVar[object] = None
+    connection: InitVar[object] = None
+    delivery_mode: InitVar[object] = None
+    declare: InitVar[object] = None
+    stamped_headers: InitVar[object] = None
+    subtask_type: InitVar[object] = None
+
+
+def send_options(caller: str, options: Mapping[str, object]) -> SendOptions:
+    """:class:`SendOptions` from keyword arguments given to ``caller``; Celery-only ones dropped.
+
+    Raises:
+        TypeError: for a name that is no option, listing the options.
+    """
+    if not options:
+        return NO_OPTIONS
+    try:
+        return SendOptions(**options)  # type: ignore[arg-type]  # the dataclass checks the names
+    except TypeError:
+        pass
+    # A Celery-only option, or a mistake.
+    unknown = sorted(set(options) - SEND_OPTIONS - _celery_only())
+    if unknown:
+        from taskq.config import suggest  # only on a mistake: kept off every send
+
+        raise TypeError(
+            f"{caller}() got unknown option(s): {', '.join(unknown)}{suggest(unknown[0], SEND_OPTIONS)}; "
+            f"the options are {', '.join(sorted(SEND_OPTIONS))}"
+        ) from None
+    return SendOptions(**{k: v for k, v in options.items() if k in SEND_OPTIONS})  # type: ignore[arg-type]  # idem
+
+
+@functools.cache
+def _celery_only() -> frozenset[str]:
+    """The Celery options :class:`SendCall` accepts and drops (read once, when first met)."""
+    import inspect  # only then: kept off every start-up
+
+    return frozenset(inspect.signature(SendCall).parameters) - SEND_OPTIONS - {"args", "kwargs"}
+
+
+def _signature_of(
+    template: Callable[C, object],
+) -> Callable[
+    [Callable[[S, Sequence[object] | None, Mapping[str, object] | None, SendOptions], T]],
+    Callable[Concatenate[S, C], T],
+]:
+    """A decorator that gives ``method(self, args, kwargs, options)`` the signature
+    ``(self, *template's parameters*)``, with its options gathered into :class:`SendOptions`."""
+
+    def decorate(
+        method: Callable[[S, Sequence[object] | None, Mapping[str, object] | None, SendOptions], T],
+    ) -> Callable[Concatenate[S, C], T]:
+        def send(
+            self: S, args: Sequence[object] | None = None, kwargs: Mapping[str, object] | None = None, **options: object
+        ) -> T:
+            return method(self, args, kwargs, send_options(method.__name__, options) if options else NO_OPTIONS)
+
+        return cast("Callable[Concatenate[S, C], T]", _named_like(send, method))
+
+    return decorate
+
+
+def _signature_by_name_of(
+    template: Callable[C, object],
+) -> Callable[
+    [Callable[[S, str, Sequence[object] | None, Mapping[str, object] | None, SendOptions], T]],
+    Callable[Concatenate[S, str, C], T],
+]:
+    """:func:`_signature_of` for a method that takes the task's name first."""
+
+    def decorate(
+        method: Callable[[S, str, Sequence[object] | None, Mapping[str, object] | None, SendOptions], T],
+    ) -> Callable[Concatenate[S, str, C], T]:
+        def send(
+            self: S,
+            name: str,
+            args: Sequence[object] | None = None,
+            kwargs: Mapping[str, object] | None = None,
+            **options: object,
+        ) -> T:
+            return method(self, name, args, kwargs, send_options(method.__name__, options) if options else NO_OPTIONS)
+
+        return cast("Callable[Concatenate[S, str, C], T]", _named_like(send, method))
+
+    return decorate
+
+
+def _named_like(wrapper: Callable[..., T], method: Callable[..., T]) -> Callable[..., T]:
+    wrapper.__name__ = method.__name__
+    wrapper.__qualname__ = method.__qualname__
+    wrapper.__doc__ = method.__doc__
+    wrapper.__module__ = method.__module__
+    return wrapper
+
+
+#: Gives ``method(self, args, kwargs, options)`` the signature of a task's ``apply_async``:
+#: ``(self, args=None, kwargs=None, **options)``, the options typed as :class:`SendCall`'s.
+takes_send_options = _signature_of(SendCall)
+#: The same, after the task's name, for ``send_task``: ``(self, name, args=None, kwargs=None, **options)``.
+takes_send_options_by_name = _signature_by_name_of(SendCall)
+
+
+def send(
+    app: App,
+    name: str,
+    args: Sequence[object] | None,
+    kwargs: Mapping[str, object] | None,
+    options: SendOptions,
+    task: Task[..., object] | None = None,
+) -> AsyncResult[object]:
+    """Publish one task message; return its result.
+
+    ``task``, when given, is the registered task being sent: its own options fill in those
+    left unset, and the task running here (if any) becomes the parent.
+    """
+    plugins = app.plugins  # first: it settles the task's options from the settings
+    queue, expires, priority, serializer = options.queue, options.expires, options.priority, options.serializer
+    ignore_result, time_limit, soft_time_limit = options.ignore_result, options.time_limit, options.soft_time_limit
+    root_id, parent_id = options.root_id, options.parent_id
+    running = running_context()
+    if task is not None:
+        queue = queue or task.queue
+        expires = expires if expires is not None else task.expires
+        priority = priority if priority is not None else task.priority
+        serializer = serializer or task.serializer
+        ignore_result = ignore_result if ignore_result is not None else task.ignore_result
+        time_limit = time_limit if time_limit is not None else task.time_limit
+        soft_time_limit = soft_time_limit if soft_time_limit is not None else task.soft_time_limit
+        if running is not None:
+            root_id = root_id or running.root_id
+            parent_id = parent_id or running.id
+    task_id = options.task_id or str(uuid.uuid4())
+    if running is not None and not running.called_directly and running.id != task_id:
+        running.children.append(task_id)
+    args = args if args is not None else ()
+    kwargs = kwargs if kwargs is not None else {}
+    now = time.time()
+    delay = 0.0
+    eta_iso: str | None = None
+    if options.countdown is not None:
+        delay = float(options.countdown)
+        eta_iso = protocol.to_iso(now + delay)
+    elif options.eta is not None:
+        eta_ts = _timestamp(options.eta)
+        delay = eta_ts - now
+        eta_iso = protocol.to_iso(eta_ts)
+    expires_iso = None
+    if expires is not None:
+        expires_ts = now + float(expires) if isinstance(expires, (int, float)) else _timestamp(expires)
+        expires_iso = protocol.to_iso(expires_ts)
+    if queue is None:
+        queue = options.routing_key or app.route(name)
+    headers = protocol.build_headers(
+        name,
+        task_id,
+        args=args,
+        kwargs=kwargs,
+        eta=eta_iso,
+        expires=expires_iso,
+        retries=options.retries,
+        group_id=options.group_id,
+        group_index=options.group_index,
+        root_id=root_id,
+        parent_id=parent_id,
+        time_limit=time_limit,
+        soft_time_limit=soft_time_limit,
+        ignore_result=bool(ignore_result),
+        argsrepr=options.argsrepr,
+        kwargsrepr=options.kwargsrepr,
+        shadow=options.shadow,
+        extra=options.headers,
+    )
+    if plugins.has_impl("taskq_before_publish"):
+        plugins.before_publish(app, name, task_id, headers, queue)
+    conf = app.conf
+    message = protocol.encode(
+        app.serializers,
+        serializer or cast(str, conf["task_serializer"]),
+        headers,
+        args,
+        kwargs,
+        callbacks=_signatures(options.link, options.callbacks),
+        errbacks=_signatures(options.link_error, options.errbacks),
+        chain=[dict(link) for link in options.chain] if options.chain else None,
+        chord=dict(options.chord) if options.chord else None,
+        reply_to=options.reply_to,
+        priority=priority if priority is not None else cast("int | None", conf["task_default_priority"]),
+    )
+    app.transport.publish(queue, message, delay=delay if delay > 0 else 0.0)
+    if plugins.has_impl("taskq_after_publish"):
+        plugins.after_publish(app, name, task_id, queue)
+    return app.AsyncResult(task_id, task_name=name)
+
+
+def _timestamp(value: object) -> float:
+    if isinstance(value, datetime.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=datetime.UTC)
+        return value.timestamp()
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        ts = protocol.from_iso(value)
+        assert ts is not None
+        return ts
+    raise TypeError(f"expected a datetime or a POSIX time, got {type(value).__name__}")
+
+
+def _signatures(
+    link: Signature | Sequence[Signature] | None, extra: Sequence[Mapping[str, object]] | None
+) -> list[dict[str, object]] | None:
+    items: list[dict[str, object]] = []
+    if link is not None:
+        if isinstance(link, dict):
+            items.append(dict(link))
+        else:
+            items.extend(dict(s) for s in link)
+    if extra:
+        items.extend(dict(s) for s in extra)
+    return items or None
+
+
+__all__ = [
+    "NO_OPTIONS",
+    "SEND_OPTIONS",
+    "SendCall",
+    "SendOptions",
+    "send",
+    "send_options",
+    "takes_send_options",
+    "takes_send_options_by_name",
+]
