@@ -20,13 +20,17 @@ before the read. Against an older Redis it stays on RESP2 and says so
 Green threads: in a process that gevent or eventlet monkey-patched (``--pool=gevent`` or
 ``eventlet``), ``socket.socket`` is the library's green socket, which keeps its descriptor
 non-blocking and waits in the library's hub. A connection tells which kind it got once,
-when it connects (:func:`is_green`), and waits accordingly: a real socket is timed by the
-kernel (``SO_RCVTIMEO``) and polled with a real ``select.poll``, the fast path; a green
-one is timed by its library (``settimeout``, since the kernel's timeout never fires on a
-non-blocking descriptor) and asked whether a reply is there through the socket itself
-(a peek; ``select.select`` under TLS), which yields to the hub however the library
-patched ``select``: eventlet removes ``select.poll``, and gevent's replacement costs a
-hub round trip even when asked not to wait.
+when it connects (:func:`is_green`), so no command pays for the question:
+
+* a real socket, the fast path, is timed by the kernel (``SO_RCVTIMEO``) and polled with a
+  real ``select.poll``;
+* a green socket is timed by its library (``settimeout``: the kernel's timeout never fires
+  on a non-blocking descriptor) and asked whether a reply is there by a peek through the
+  socket itself, which returns at once for a timeout of 0 and otherwise waits in the
+  socket's own hub, however the library patched ``select`` (eventlet removes
+  ``select.poll``; gevent's replacement costs a hub round trip even when asked not to
+  wait). A TLS socket cannot peek: it waits in ``select.select``, which both libraries
+  patch to wait in their hub.
 
 Packing commands and parsing replies are :mod:`taskq_redis._codec`'s.
 """
@@ -356,6 +360,7 @@ class Connection(ReplyParser):
             self._pos = 0
         else:
             self._buf += data
+
 
 class PubSub:
     """A connection in subscriber mode: SUBSCRIBE, UNSUBSCRIBE, and the messages that come."""
