@@ -118,6 +118,8 @@ def spawn_worker(tmp_path: Path, e2e_env: dict[str, str]) -> Iterator[Callable[.
     yield spawn
     for worker in started:
         worker.kill()
+        # shown by pytest only when the test failed
+        print(f"---- {worker.log_path.name} (exit code {worker.popen.returncode}) ----\n{worker.log()}")
 
 
 @pytest.fixture

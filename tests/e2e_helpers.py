@@ -1,10 +1,24 @@
-"""Helpers for the end-to-end tests: reading the run log, waiting on a condition."""
+"""Helpers for the end-to-end tests: reading the run log, waiting on a condition, the shared servers."""
 
 from __future__ import annotations
 
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
+
+# The servers every development and CI machine runs (shared/SERVICES.md), and how to start them.
+REDIS_URL = "redis://127.0.0.1:6379/0"
+START_REDIS = (
+    'redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no '
+    "--dir /var/lib/redis --logfile /var/log/redis/ci.log"
+)
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+START_RABBITMQ = "rabbitmq-server -detached"
+# Seconds to wait for a shared server to accept a connection.
+CONNECT_TIMEOUT = 2.0
 
 
 def runs(e2e_env: dict[str, str]) -> list[tuple[str, str, int]]:
@@ -24,3 +38,43 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
             return
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def require_server(name: str, port: int, start: str) -> None:
+    """Fail (never skip) with the command that starts ``name`` when nothing answers on ``port``."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        pytest.fail(f"{name} is not running at 127.0.0.1:{port} ({exc}); start it with:\n    {start}")
+
+
+def require_redis() -> None:
+    require_server("Redis", 6379, START_REDIS)
+
+
+def require_rabbitmq() -> None:
+    require_server("RabbitMQ", 5672, START_RABBITMQ)
+
+
+def delete_redis_keys(prefix: str) -> None:
+    """Delete every key of the shared Redis that starts with ``prefix``."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        keys = list(client.scan_iter(match=prefix.replace("[", "\\[") + "*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    finally:
+        client.close()
+
+
+def delete_rabbitmq_queue(queue: str) -> None:
+    """Delete ``queue`` from the shared RabbitMQ, with its exchange and dead letters."""
+    from taskq_amqp.transport import AmqpTransport
+
+    transport = AmqpTransport(AMQP_URL)
+    try:
+        transport.delete(queue)
+    finally:
+        transport.close()

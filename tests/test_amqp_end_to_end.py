@@ -5,12 +5,12 @@ Needs taskq-amqp and a pool (taskq-solo), so it lives here rather than in the pl
 
 from __future__ import annotations
 
-import socket
 import time
 import uuid
 from collections.abc import Iterator
 
 import pytest
+from e2e_helpers import AMQP_URL, require_rabbitmq
 
 from taskq import App
 from taskq.testing.worker import start_worker
@@ -18,16 +18,12 @@ from taskq_amqp.transport import AmqpTransport
 
 # How long a result may take, in seconds.
 DEADLINE = 20.0
-BROKER_URL = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 @pytest.fixture
 def broker_url() -> str:
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
-    except OSError as exc:
-        pytest.fail(f"RabbitMQ is not running at 127.0.0.1:5672 ({exc}); start it with: rabbitmq-server -detached")
-    return BROKER_URL
+    require_rabbitmq()
+    return AMQP_URL
 
 
 @pytest.fixture

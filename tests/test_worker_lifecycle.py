@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 
 import pytest
-from e2e_helpers import runs, wait_until
+from e2e_helpers import AMQP_URL, require_rabbitmq, runs, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -102,13 +101,10 @@ def test_taskq_inspect_ping_answers_while_a_worker_consumes(spawn_worker, e2e_ta
 
 def test_taskq_inspect_ping_sees_a_rabbitmq_worker_with_rpc_results(spawn_worker, e2e_env):
     # The rpc backend keeps no records: heartbeats go to a RabbitMQ stream instead.
-    try:
-        socket.create_connection(("127.0.0.1", 5672), timeout=2).close()
-    except OSError as exc:
-        pytest.fail(f"RabbitMQ is not reachable at 127.0.0.1:5672 ({exc}); start it with: rabbitmq-server -detached")
+    require_rabbitmq()
     name = f"pinged-{uuid.uuid4().hex[:8]}@test"
     env = {
-        "TASKQ_BROKER_URL": "amqp://guest:guest@127.0.0.1:5672//",
+        "TASKQ_BROKER_URL": AMQP_URL,
         "TASKQ_RESULT_BACKEND": "rpc://",
         "TASKQ_TASK_DEFAULT_QUEUE": f"taskq-test-{uuid.uuid4().hex[:12]}",
     }

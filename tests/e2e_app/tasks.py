@@ -121,3 +121,26 @@ def prefork_soft(key: str) -> str:
         _record("soft", key)
         return "cleaned up"
     return "not interrupted"
+
+
+# ---- Every pool with every broker: tests/test_matrix.py ------------------------------
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def fail(message: str) -> None:
+    """Raises ValueError(message), for the client's get() to raise again."""
+    raise ValueError(message)
+
+
+@app.task
+async def async_add(x: int, y: int) -> int:
+    """An ``async def`` task that awaits, so that the pool's way of running coroutines is used."""
+    import asyncio
+
+    await asyncio.sleep(0.01)
+    return x + y

@@ -16,10 +16,28 @@ subscription: :meth:`PubSub.switch_and_get` subscribes and reads in one round tr
 Redis, which handles one connection's commands in order, has the subscription in place
 before the read. Against an older Redis it stays on RESP2 and says so
 (:attr:`PubSub.resp3`).
+
+Green threads: in a process that gevent or eventlet monkey-patched (``--pool=gevent`` or
+``eventlet``), ``socket.socket`` is the library's green socket, which keeps its descriptor
+non-blocking and waits in the library's hub. A connection tells which kind it got once,
+when it connects (:func:`is_green`), so no command pays for the question:
+
+* a real socket, the fast path, is timed by the kernel (``SO_RCVTIMEO``) and polled with a
+  real ``select.poll``;
+* a green socket is timed by its library (``settimeout``: the kernel's timeout never fires
+  on a non-blocking descriptor) and asked whether a reply is there by a peek through the
+  socket itself, which returns at once for a timeout of 0 and otherwise waits in the
+  socket's own hub, however the library patched ``select`` (eventlet removes
+  ``select.poll``; gevent's replacement costs a hub round trip even when asked not to
+  wait). A TLS socket cannot peek: it waits in ``select.select``, which both libraries
+  patch to wait in their hub.
+
+Packing commands and parsing replies are :mod:`taskq_redis._codec`'s.
 """
 
 from __future__ import annotations
 
+import _socket
 import contextlib
 import select
 import socket
@@ -30,6 +48,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, cast
 
+from taskq_redis._codec import NoScriptError, Push, RedisConnectionError, ReplyParser, ResponseError, pack
+
 if TYPE_CHECKING:
     import ssl  # imported by taskq_redis._connection only for rediss:// URLs
 
@@ -39,50 +59,13 @@ BACKOFF_CAP = 1.0
 _READ_SIZE = 65536
 
 
-class RedisConnectionError(ConnectionError):
-    """Redis cannot be reached, closed the connection, or spoke something else than RESP."""
+def is_green(sock: object) -> bool:
+    """Whether ``sock`` is a green thread library's socket rather than the standard one.
 
-
-class ResponseError(Exception):
-    """An error reply from Redis."""
-
-
-class NoScriptError(ResponseError):
-    """``NOSCRIPT``: the server does not know the script (restarted or flushed)."""
-
-
-def pack(args: tuple[object, ...]) -> bytes:
-    """A command in RESP: an array of bulk strings (str as UTF-8, numbers as text)."""
-    out = [b"*%d\r\n" % len(args)]
-    append = out.append
-    for arg in args:
-        kind = type(arg)
-        if kind is str:
-            data = arg.encode()  # type: ignore[attr-defined]  # a str
-        elif kind is bytes:
-            data = arg
-        elif kind is int or kind is float:
-            data = repr(arg).encode()
-        elif isinstance(arg, (bytes, bytearray, memoryview)):
-            data = bytes(arg)
-        elif isinstance(arg, str):
-            data = str(arg).encode()
-        elif isinstance(arg, (int, float)) and not isinstance(arg, bool):
-            data = (str(int(arg)) if isinstance(arg, int) else repr(float(arg))).encode()
-        else:
-            raise TypeError(f"cannot send {type(arg).__name__} to Redis: {arg!r}")
-        append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
-
-
-class Push(list):  # type: ignore[type-arg]  # the items of a RESP3 push, as parsed
-    """Something Redis sent unasked on a RESP3 connection (a pub/sub message or confirmation)."""
-
-
-def _error(text: str) -> ResponseError:
-    if text.startswith("NOSCRIPT"):
-        return NoScriptError(text)
-    return ResponseError(text)
+    The standard socket classes (``ssl.SSLSocket`` too) derive from ``_socket.socket``,
+    which no library replaces; gevent's and eventlet's wrap one instead.
+    """
+    return not isinstance(sock, _socket.socket)
 
 
 def backoff(failures: int) -> float:
@@ -191,7 +174,7 @@ class Client:
             conn.disconnect()
 
 
-class Connection:
+class Connection(ReplyParser):
     """One socket to Redis and its reply parser."""
 
     def __init__(self, client: Client, *, resp3: bool = False) -> None:
@@ -201,7 +184,8 @@ class Connection:
         self._want_resp3 = resp3
         self._sock: socket.socket | None = None
         self._tls = False
-        self._poll: select.poll | None = None
+        self._green = False  # a green thread library's socket (see the module docstring)
+        self._poll: select.poll | None = None  # a real poll object on a real socket
         self._buf = b""
         self._pos = 0
         self.last_used = 0.0
@@ -253,7 +237,9 @@ class Connection:
                         sock.close()
                         raise
             tls = client.unix_path is None and client.ssl_context is not None
-            if tls or client.socket_timeout <= 0:
+            green = is_green(sock)
+            if tls or green or client.socket_timeout <= 0:
+                # a green socket waits in its library's hub, where SO_RCVTIMEO never fires
                 sock.settimeout(client.socket_timeout or None)
             else:
                 # a blocking socket timed by the kernel: one system call per read, not a
@@ -267,9 +253,10 @@ class Connection:
             raise
         except OSError as exc:
             raise RedisConnectionError(f"Error connecting to {where}: {exc}") from exc
-        self._sock, self._tls, self._buf, self._pos = sock, tls, b"", 0
-        poll = self._poll = select.poll()
-        poll.register(sock.fileno(), select.POLLIN)
+        self._sock, self._tls, self._green, self._buf, self._pos = sock, tls, green, b"", 0
+        if not green and hasattr(select, "poll"):  # eventlet's monkey_patch() removes poll
+            poll = self._poll = select.poll()
+            poll.register(sock.fileno(), select.POLLIN)
         hello: list[tuple[object, ...]] = []
         if client.password is not None:
             hello.append(("AUTH", client.username, client.password) if client.username else ("AUTH", client.password))
@@ -301,7 +288,7 @@ class Connection:
         assert self._sock is not None
         try:
             self._sock.sendall(data)
-        except BlockingIOError as exc:
+        except (BlockingIOError, TimeoutError) as exc:  # the kernel's timeout, or a green library's
             self.disconnect()
             raise TimeoutError(f"Timeout writing to Redis (more than {self._client.socket_timeout} s)") from exc
         except OSError:
@@ -313,11 +300,32 @@ class Connection:
         if self._pos < len(self._buf):
             return True
         sock = self._sock
-        if sock is None or self._poll is None:
+        if sock is None:
             raise RedisConnectionError("not connected to Redis")
         if self._tls and cast("ssl.SSLSocket", sock).pending():
             return True
-        return bool(self._poll.poll(max(0.0, timeout) * 1000))
+        poll = self._poll
+        if poll is not None:
+            return bool(poll.poll(max(0.0, timeout) * 1000))
+        return self._can_read_without_poll(sock, max(0.0, timeout))
+
+    def _can_read_without_poll(self, sock: socket.socket, timeout: float) -> bool:
+        """:meth:`can_read` on a green socket, or where ``select`` has no ``poll``."""
+        if self._green and not self._tls:
+            # A peek through the socket itself: for timeout 0 a plain non-blocking call,
+            # otherwise a wait in the socket's own hub, however select was patched.
+            sock.settimeout(timeout)
+            try:
+                sock.recv(1, socket.MSG_PEEK)
+            except (BlockingIOError, TimeoutError):
+                return False
+            except OSError:
+                pass  # a reset connection: the read that follows reports it
+            finally:
+                sock.settimeout(self._client.socket_timeout or None)
+            return True  # a reply, or b"" at the end of the connection, which the read reports
+        # TLS cannot peek; a green library's select() waits in its hub
+        return bool(select.select((sock,), (), (), timeout)[0])
 
     def read_response(self) -> object:
         """The next reply; an error reply is raised."""
@@ -332,7 +340,7 @@ class Connection:
             raise RedisConnectionError("not connected to Redis")
         try:
             reply = self._parse()
-        except BlockingIOError as exc:
+        except (BlockingIOError, TimeoutError) as exc:  # the kernel's timeout, or a green library's
             self.disconnect()
             raise TimeoutError(f"Timeout reading from Redis (more than {self._client.socket_timeout} s)") from exc
         except OSError:
@@ -352,64 +360,6 @@ class Connection:
             self._pos = 0
         else:
             self._buf += data
-
-    def _parse(self) -> object:
-        while (end := self._buf.find(b"\r\n", self._pos)) < 0:
-            self._fill()
-        line = self._buf[self._pos : end]
-        self._pos = end + 2
-        kind = line[:1]
-        if kind == b"$":
-            size = int(line[1:])
-            if size < 0:
-                return None
-            while len(self._buf) - self._pos < size + 2:
-                self._fill()
-            start = self._pos
-            self._pos = start + size + 2
-            return self._buf[start : start + size]
-        if kind == b":":
-            return int(line[1:])
-        if kind == b"*":
-            count = int(line[1:])
-            if count < 0:
-                return None
-            return [self._parse() for _ in range(count)]
-        if kind == b"+":
-            return line[1:]
-        if kind == b"-":
-            return _error(line[1:].decode("utf-8", "replace"))
-        return self._parse_resp3(kind, line)
-
-    def _parse_resp3(self, kind: bytes, line: bytes) -> object:
-        """The types only RESP3 has (after ``HELLO 3``)."""
-        if kind == b">":
-            return Push(self._parse() for _ in range(int(line[1:])))
-        if kind == b"_":
-            return None
-        if kind == b"%":
-            return {_hashable(self._parse()): self._parse() for _ in range(int(line[1:]))}
-        if kind == b"~":
-            return [self._parse() for _ in range(int(line[1:]))]
-        if kind == b"#":
-            return line[1:] == b"t"
-        if kind == b",":
-            return float(line[1:])
-        if kind == b"(":
-            return int(line[1:])
-        if kind in (b"=", b"!"):  # verbatim string ("txt:" first), blob error
-            size = int(line[1:])
-            while len(self._buf) - self._pos < size + 2:
-                self._fill()
-            data = self._buf[self._pos : self._pos + size]
-            self._pos += size + 2
-            return data[4:] if kind == b"=" else _error(data.decode("utf-8", "replace"))
-        if kind == b"|":  # attributes describe the reply that follows: skipped
-            for _ in range(2 * int(line[1:])):
-                self._parse()
-            return self._parse()
-        self.disconnect()
-        raise RedisConnectionError(f"protocol error: unexpected reply {line[:40]!r}")
 
 
 class PubSub:
@@ -488,10 +438,6 @@ def _switch(old: set[str], new: set[str]) -> bytes:
     return data
 
 
-def _hashable(key: object) -> object:
-    return tuple(key) if isinstance(key, list) else key
-
-
 __all__ = [
     "Client",
     "Connection",
@@ -501,5 +447,6 @@ __all__ = [
     "RedisConnectionError",
     "ResponseError",
     "backoff",
+    "is_green",
     "pack",
 ]

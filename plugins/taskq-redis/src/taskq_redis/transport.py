@@ -69,8 +69,8 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
 import selectors
+import socket
 import threading
 import time
 import uuid
@@ -182,26 +182,29 @@ def decode_envelope(raw: bytes) -> Message:
 
 
 class _Subscriber:
-    """The waiter's pub/sub connection and the pipe :meth:`RedisTransport.interrupt` writes to."""
+    """The waiter's pub/sub connection and the socket pair :meth:`RedisTransport.interrupt` writes to."""
 
     def __init__(self) -> None:
-        self.read_fd, self.write_fd = os.pipe()
-        os.set_blocking(self.read_fd, False)
-        os.set_blocking(self.write_fd, False)
+        # Sockets, not a pipe: eventlet's patched os.read() and os.write() wait for the
+        # descriptor even when it is non-blocking (a drain would hang, a poke from a
+        # signal handler in the hub would raise); non-blocking sockets never wait.
+        self.reader, self.writer = socket.socketpair()
+        self.reader.setblocking(False)
+        self.writer.setblocking(False)
         self.selector = selectors.DefaultSelector()
-        self.selector.register(self.read_fd, selectors.EVENT_READ)
+        self.selector.register(self.reader, selectors.EVENT_READ)
         self.pubsub: PubSub | None = None
         self.channels: set[str] = set()
         self.sock_fd: int | None = None
 
     def poke(self) -> None:
-        with contextlib.suppress(OSError):  # a full pipe has been poked already
-            os.write(self.write_fd, b"x")
+        with contextlib.suppress(OSError):  # a full buffer has been poked already
+            self.writer.send(b"x")
 
     def drain_pipe(self) -> bool:
         poked = False
         try:
-            while os.read(self.read_fd, 512):
+            while self.reader.recv(512):
                 poked = True
         except (BlockingIOError, OSError):
             pass
@@ -252,9 +255,8 @@ class _Subscriber:
     def close(self) -> None:
         self.reset()
         self.selector.close()
-        for fd in (self.read_fd, self.write_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self.reader.close()
+        self.writer.close()
 
 
 class RedisTransport(Transport):
