@@ -80,6 +80,7 @@ KIT_EXPORTS = [
     "SECANTUSDB",
     "Binary",
     "GreenPoolContract",
+    "KeyValueStoreContract",
     "MultiProcessTransportContract",
     "PluginContract",
     "PoolContract",
