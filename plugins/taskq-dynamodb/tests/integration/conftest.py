@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import socket
+import threading
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import pytest
 
 HOST = "127.0.0.1"
+
+Environ = dict[str, object]
+StartResponse = Callable[..., object]
+Application = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 
 def _free_port() -> int:
@@ -19,12 +24,52 @@ def _free_port() -> int:
         return port
 
 
+def _one_request_at_a_time(application: Application) -> Application:
+    """``application`` behind a lock, so that each API call is applied whole before the next.
+
+    DynamoDB applies the writes to an item one at a time: two concurrent ``UpdateItem ADD``
+    calls both count and each answers its own new value. moto's backend keeps no lock and
+    reads, changes and answers from the same item objects, so under its threaded server two
+    such calls interleave (both answer 2, one increment is lost; first-time creation races
+    the same way) and the conformance kit's atomic counter test fails now and then. Serving
+    requests one at a time gives moto the atomicity the real service has; connections are
+    still accepted and kept alive in parallel. moto builds each response whole inside the
+    call, so the lock covers every change to its state.
+    """
+    lock = threading.Lock()
+
+    def serialized(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        with lock:
+            return application(environ, start_response)
+
+    return serialized
+
+
+class SerializedMotoServer:
+    """moto's server in a thread of this process, answering one request at a time."""
+
+    def __init__(self, host: str, port: int) -> None:
+        from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
+        from werkzeug.serving import make_server
+
+        # What moto.server.ThreadedMotoServer builds, with the application serialized.
+        application = _one_request_at_a_time(DomainDispatcherApplication(create_backend_app))
+        self._server = make_server(host, port, application, threaded=True, request_handler=MotoRequestHandler)
+        self._thread = threading.Thread(target=self._server.serve_forever, name="moto-server", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join()
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
     port = _free_port()
-    server = ThreadedMotoServer(ip_address=HOST, port=port, verbose=False)
+    server = SerializedMotoServer(HOST, port)
     server.start()
     endpoint = f"http://{HOST}:{port}"
     try:
