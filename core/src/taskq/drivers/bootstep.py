@@ -2,7 +2,8 @@
 
 A plugin adds steps to the worker through ``taskq_register_bootsteps``; each names the
 steps it ``requires`` and starts after them (and stops before them). Core's own steps
-are ``pool``, ``leases``, ``consumer``, ``revocations``, ``autoscale`` and ``beat``.
+are ``pool``, ``consumer``, ``leases``, ``revocations``, ``health``, ``autoscale`` and
+``beat``.
 """
 
 from __future__ import annotations
