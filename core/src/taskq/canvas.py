@@ -18,10 +18,10 @@ Workflows are signatures too, with Celery's ``subtask_type`` ("chain", "group",
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
+from taskq._ids import new_id
 from taskq.errors import ResultNotEnabledError
 
 if TYPE_CHECKING:
@@ -126,7 +126,7 @@ class Signature(dict[str, object]):
         """Fix this call's task id now (so results can be known before sending); return it."""
         task_id = self.options.get("task_id")
         if not task_id:
-            task_id = str(uuid.uuid4())
+            task_id = new_id()
             self.options["task_id"] = task_id
         return str(task_id)
 
@@ -374,7 +374,7 @@ class chord(Signature):  # noqa: N801 - Celery's name, used like a function
             body.options["chain"] = chain_rest
         members = [t.clone(args, kwargs) for t in self.header.tasks]
         body["chord_size"] = len(members)
-        group_id = cast("str | None", options.pop("group_id", None)) or str(uuid.uuid4())
+        group_id = cast("str | None", options.pop("group_id", None)) or new_id()
         ids = [m.freeze() for m in members]
         header_result = GroupResult(group_id, [app.AsyncResult(i) for i in ids], app=app)
         header_result.save()

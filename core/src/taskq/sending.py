@@ -18,12 +18,12 @@ from __future__ import annotations
 import datetime
 import functools
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, InitVar, dataclass, fields
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
 
 from taskq import _protocol as protocol
+from taskq._ids import new_id
 from taskq._running import running_context
 
 if TYPE_CHECKING:
@@ -259,7 +259,7 @@ def send(
         if running is not None:
             root_id = root_id or running.root_id
             parent_id = parent_id or running.id
-    task_id = options.task_id or str(uuid.uuid4())
+    task_id = options.task_id or new_id()
     if running is not None and not running.called_directly and running.id != task_id:
         running.children.append(task_id)
     args = args if args is not None else ()

@@ -9,12 +9,12 @@ retry and error handling a worker applies.
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast
 
+from taskq._ids import new_id
 from taskq.errors import MaxRetriesExceededError, Retry
 from taskq.sending import NO_OPTIONS, SendOptions, send, send_options, takes_send_options
 
@@ -263,7 +263,7 @@ class Task(Generic[P, R]):
                 self,
                 list(args or ()),
                 dict(kwargs or {}),
-                task_id=task_id or str(uuid.uuid4()),
+                task_id=task_id or new_id(),
                 retries=retries,
                 throw=bool(self.app.conf["task_eager_propagates"]) if throw is None else throw,
                 link=link,

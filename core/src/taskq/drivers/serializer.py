@@ -10,11 +10,9 @@ envelopes or records of their own use it too (``JSON.dumps`` / ``JSON.loads``).
 
 from __future__ import annotations
 
-import base64
 import datetime
-import decimal
 import json
-import uuid
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,33 +33,65 @@ class Serializer:
     loads: Callable[[bytes], object]
 
 
-_TAGGED_ENCODERS: list[tuple[type, str, Callable[[object], str]]] = [
-    (datetime.datetime, "datetime", lambda v: v.isoformat()),  # type: ignore[attr-defined]
-    (datetime.date, "date", lambda v: v.isoformat()),  # type: ignore[attr-defined]
-    (datetime.time, "time", lambda v: v.isoformat()),  # type: ignore[attr-defined]
-    (uuid.UUID, "uuid", str),
-    (decimal.Decimal, "decimal", str),
-]
+def _encode_tagged(value: object) -> dict[str, str] | None:
+    """``value`` as kombu's tagged text, or None when it is not one of the tagged types."""
+    if isinstance(value, datetime.datetime):
+        return {"__type__": "datetime", "__value__": value.isoformat()}
+    if isinstance(value, datetime.date):
+        return {"__type__": "date", "__value__": value.isoformat()}
+    if isinstance(value, datetime.time):
+        return {"__type__": "time", "__value__": value.isoformat()}
+    # uuid and decimal are looked up, not imported: no value can be a UUID or a Decimal
+    # before its module is imported, and importing them costs every worker's start-up
+    # (uuid brings platform) for messages that mostly carry neither.
+    uuid = sys.modules.get("uuid")
+    if uuid is not None and isinstance(value, uuid.UUID):
+        return {"__type__": "uuid", "__value__": str(value)}
+    decimal = sys.modules.get("decimal")
+    if decimal is not None and isinstance(value, decimal.Decimal):
+        return {"__type__": "decimal", "__value__": str(value)}
+    return None
+
+
+def _decode_uuid(text: str) -> object:
+    import uuid
+
+    return uuid.UUID(text)
+
+
+def _decode_decimal(text: str) -> object:
+    import decimal
+
+    return decimal.Decimal(text)
+
+
+def _decode_base64(text: str) -> object:
+    import base64
+
+    return base64.b64decode(text)
+
 
 _TAGGED_DECODERS: dict[str, Callable[[str], object]] = {
     "datetime": datetime.datetime.fromisoformat,
     "date": datetime.date.fromisoformat,
     "time": datetime.time.fromisoformat,
-    "uuid": uuid.UUID,
-    "decimal": decimal.Decimal,
+    "uuid": _decode_uuid,
+    "decimal": _decode_decimal,
     "bytes": lambda text: text.encode("utf-8"),
-    "base64": base64.b64decode,
+    "base64": _decode_base64,
 }
 
 
 def _default(value: object) -> object:
-    for kind, tag, encode in _TAGGED_ENCODERS:
-        if isinstance(value, kind):
-            return {"__type__": tag, "__value__": encode(value)}
+    tagged = _encode_tagged(value)
+    if tagged is not None:
+        return tagged
     if isinstance(value, bytes):
         try:
             return {"__type__": "bytes", "__value__": value.decode("utf-8")}
         except UnicodeDecodeError:
+            import base64
+
             return {"__type__": "base64", "__value__": base64.b64encode(value).decode()}
     if isinstance(value, (set, frozenset, tuple)):
         return list(value)
