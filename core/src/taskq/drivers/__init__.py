@@ -16,8 +16,8 @@ serializer          :class:`Serializer`                    :mod:`taskq.drivers.s
 worker bootstep     :class:`Step`                          :mod:`taskq.drivers.bootstep`
 ==================  =====================================  ===============================
 
-What several drivers share (wake-ups between processes, the green thread pool,
-interrupting a thread, masking URLs) is in :mod:`taskq.drivers.support`. The conformance
+What several drivers share (the message envelope, wake-ups between processes, the green
+thread pool, interrupting a thread, masking URLs) is in :mod:`taskq.drivers.support`. The conformance
 kit that checks a driver against its contract is :mod:`taskq.testing.conformance`.
 
 Names are imported on first use, so ``from taskq.drivers.pool import Pool`` loads the
