@@ -36,7 +36,9 @@ server's, so workers on machines with skewed clocks agree on leases.
 sorted set ``_taskq.delayed.<queue>`` until due; taskq claimers move it to its list.
 Celery workers do not (their ETAs are held in the worker instead), so on a shared broker
 a delayed message is run by a taskq worker or after one has moved it. Dead letters go to
-the list ``_taskq.dead.<queue>`` (newest first, with the reason, time and envelope).
+the list ``_taskq.dead.<queue>`` (newest first, with the reason, time and envelope). An
+entry that is not an envelope (:mod:`taskq.drivers.support.envelope`) is handed out as the
+stand-in the worker dead-letters, with the reason.
 ``_taskq.deliveries`` counts hand-outs per tag, for the worker's poison-message check.
 
 **Wake-up.** A waiting worker holds one pub/sub connection subscribed to
@@ -63,8 +65,6 @@ Redis has lost its script cache: scripts are sent again on ``NOSCRIPT``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import dataclasses
 import json
@@ -73,12 +73,10 @@ import os
 import selectors
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
-from taskq.drivers.serializer import json_dumps as dumps
-from taskq.drivers.serializer import json_loads as loads
 from taskq.drivers.support.connections import current_pid
+from taskq.drivers.support.envelope import decode, encode_kombu, undecodable
 from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
     Capabilities,
@@ -87,7 +85,7 @@ from taskq.drivers.transport import (
     Message,
     Transport,
 )
-from taskq.errors import BrokerUnavailableError
+from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 from taskq_redis._resp import Client, PubSub
@@ -104,8 +102,6 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 POLL_INTERVAL = 1.0
 # Messages acknowledged, renewed or requeued per script call (keeps Lua's stack small).
 BATCH = 1000
-# Envelope properties that belong to the Redis layout, not to the message.
-_LAYOUT_PROPERTIES = ("delivery_info", "body_encoding", "delivery_tag")
 
 
 def priority_step(priority: object) -> str:
@@ -127,58 +123,6 @@ def queue_key(queue: str, priority: object = None, prefix: str = "") -> str:
     """The Redis list that holds ``queue``'s messages of ``priority`` (kombu's name)."""
     step = priority_step(priority)
     return f"{prefix}{queue}" if step == "0" else f"{prefix}{queue}{SEP}{step}"
-
-
-def encode_envelope(queue: str, message: Message) -> str:
-    """kombu's Redis envelope for ``message``, as JSON, with a new delivery tag."""
-    properties = {k: v for k, v in message.properties.items() if k not in _LAYOUT_PROPERTIES and k != "priority"}
-    priority = message.properties.get("priority")
-    properties["delivery_info"] = {"exchange": "", "routing_key": queue}
-    properties["priority"] = priority if isinstance(priority, int) else 0
-    properties["body_encoding"] = "base64"
-    properties["delivery_tag"] = str(uuid.uuid4())  # last: the claim script reads it off the tail
-    envelope = {
-        "body": base64.b64encode(message.body).decode("ascii"),
-        "content-encoding": message.content_encoding,
-        "content-type": message.content_type,
-        "headers": message.headers,
-        "properties": properties,
-    }
-    return dumps(envelope).decode("utf-8")
-
-
-def decode_envelope(raw: bytes) -> Message:
-    """The :class:`Message` in a kombu envelope; an undecodable one keeps its raw bytes."""
-    try:
-        # the C decoder alone, unless kombu's tagged types (datetimes, UUIDs...) are in there
-        envelope = loads(raw) if b'"__type__"' in raw else json.loads(raw)
-        if not isinstance(envelope, dict):
-            raise ValueError("the envelope is not a JSON object")
-        properties = dict(envelope.get("properties") or {})
-        body = envelope.get("body") or ""
-        content_encoding = str(envelope.get("content-encoding") or "utf-8")
-        if properties.get("body_encoding") == "base64":
-            data = base64.b64decode(body)
-        elif isinstance(body, str):
-            data = body.encode(content_encoding if content_encoding != "binary" else "utf-8")
-        else:
-            data = dumps(body)
-        for key in _LAYOUT_PROPERTIES:
-            properties.pop(key, None)
-        if not properties.get("priority"):
-            properties.pop("priority", None)  # kombu writes 0 when no priority was given
-        headers = envelope.get("headers") or {}
-        return Message(
-            data,
-            headers if isinstance(headers, dict) else {},
-            str(envelope.get("content-type") or "application/json"),
-            content_encoding,
-            properties,
-        )
-    except (ValueError, TypeError, binascii.Error, UnicodeError) as exc:
-        # handed out anyway: the worker dead-letters it with the reason
-        reason: dict[str, object] = {"x-taskq-undecodable": f"{type(exc).__name__}: {exc}"}
-        return Message(raw, reason, "application/x-undecodable", "binary")
 
 
 class _Subscriber:
@@ -371,14 +315,14 @@ class RedisTransport(Transport):
     def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
         if not self.delayed_delivery:
             delay = 0.0
-        envelope = encode_envelope(queue, message)
+        envelope = encode_kombu(message, queue)
         self._run(_scripts.PUBLISH, queue, priority_step(message.properties.get("priority")), delay, envelope)
 
     def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
         args: list[object] = []
         for queue, message, delay in items:
             delay = delay if self.delayed_delivery else 0.0
-            args += (queue, priority_step(message.properties.get("priority")), delay, encode_envelope(queue, message))
+            args += (queue, priority_step(message.properties.get("priority")), delay, encode_kombu(message, queue))
             if len(args) >= BATCH * 4:
                 self._run(_scripts.PUBLISH, *args)
                 args = []
@@ -406,9 +350,12 @@ class RedisTransport(Transport):
         assert isinstance(reply, list)
         deliveries = []
         for i in range(0, len(reply), 4):
-            deliveries.append(
-                Delivery(decode_envelope(reply[i + 3]), queues[reply[i] - 1], reply[i + 1].decode(), reply[i + 2])
-            )
+            raw = reply[i + 3]
+            try:
+                message = decode(raw)
+            except MessageDecodeError as exc:  # handed out anyway: the worker dead-letters it with the reason
+                message = undecodable(raw, exc)
+            deliveries.append(Delivery(message, queues[reply[i] - 1], reply[i + 1].decode(), reply[i + 2]))
         return deliveries
 
     def _bind(self, queues: Sequence[str]) -> None:
@@ -494,7 +441,7 @@ class RedisTransport(Transport):
             "reason": reason,
             "timestamp": time.time(),
             "deliveries": delivery.deliveries,
-            "envelope": encode_envelope(delivery.queue, delivery.message),
+            "envelope": encode_kombu(delivery.message, delivery.queue).decode(),
         }
         self._run(_scripts.DEAD_LETTER, self.owner, delivery.queue, str(delivery.tag), json.dumps(entry))
         logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
@@ -519,7 +466,11 @@ class RedisTransport(Transport):
         letters = []
         for item in raw:
             entry = json.loads(item)
-            message = decode_envelope(str(entry["envelope"]).encode())
+            envelope = str(entry["envelope"])
+            try:
+                message = decode(envelope)
+            except MessageDecodeError as exc:
+                message = undecodable(envelope, exc)
             letters.append(DeadLetter(message, str(entry["queue"]), str(entry["reason"]), float(entry["timestamp"])))
         letters.sort(key=lambda letter: letter.timestamp, reverse=True)
         return letters[:limit]
@@ -538,4 +489,4 @@ def _log_failed_ack(exc: Exception) -> None:
     logger.error("Redis refused an acknowledgement (%s); the message comes back when its lease lapses", exc)
 
 
-__all__ = ["PRIORITY_STEPS", "SEP", "RedisTransport", "decode_envelope", "encode_envelope", "queue_key"]
+__all__ = ["PRIORITY_STEPS", "SEP", "RedisTransport", "queue_key"]
