@@ -40,9 +40,10 @@ original. The SQS-native alternative is a redrive policy: with ``max_receive_cou
 queues this transport creates move a message to ``<queue>-dead`` after N receives without a
 delete; :meth:`dead_letters` lists both kinds (SQS's own carry no reason).
 
-**Body.** The envelope is JSON text: ``headers``, ``properties``, ``content-type``,
-``content-encoding`` and the body in base64. SQS takes at most 256 KiB per message,
-attributes included; a larger one raises :class:`SQSMessageTooLargeError` at publish.
+**Body.** The envelope is JSON text in kombu's spelling (:mod:`taskq.drivers.support.envelope`),
+ASCII only, the body in base64. SQS takes at most 256 KiB per message, attributes included;
+a larger one raises :class:`SQSMessageTooLargeError` at publish. A body that is not an
+envelope is handed to the worker as the stand-in it dead-letters, with the reason.
 
 **Purge** receives and deletes the waiting messages (SQS's ``PurgeQueue`` tells no count,
 may take 60 s and is allowed once a minute). Queues are created on first use; their URLs
@@ -54,8 +55,6 @@ the receipt bookkeeping above, and a plugin author reads the SQS mapping in one 
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import logging
 import math
@@ -73,8 +72,9 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from taskq.drivers.support import envelope
 from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
-from taskq.errors import BrokerUnavailableError, ConfigError, SerializationError
+from taskq.errors import BrokerUnavailableError, ConfigError, MessageDecodeError, SerializationError
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class SQSMessageTooLargeError(SerializationError):
     """A message is larger than the 256 KiB SQS takes."""
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # hashed by identity: the worker keys what it holds by tag
 class SQSReceipt:
     """A delivery's tag: where the message is, its receipt handle and its lease's end."""
 
@@ -131,41 +131,6 @@ class _Held:
 
     delivery: Delivery
     due: float  # epoch seconds
-
-
-def encode(message: Message) -> str:
-    """The JSON envelope SQS carries as the message body (ASCII text)."""
-    return json.dumps(
-        {
-            "body": base64.b64encode(message.body).decode("ascii"),
-            "content-type": message.content_type,
-            "content-encoding": message.content_encoding,
-            "headers": message.headers,
-            "properties": message.properties,
-        },
-        separators=(",", ":"),
-    )
-
-
-def decode(text: str) -> Message:
-    """The message an envelope holds; raise ValueError when ``text`` is not one."""
-    try:
-        envelope = json.loads(text)
-        if not isinstance(envelope, dict):
-            raise ValueError("the envelope is not a JSON object")
-        headers = envelope.get("headers") or {}
-        properties = envelope.get("properties") or {}
-        if not isinstance(headers, dict) or not isinstance(properties, dict):
-            raise ValueError("headers and properties must be JSON objects")
-        return Message(
-            body=base64.b64decode(envelope.get("body") or "", validate=True),
-            headers=headers,
-            content_type=str(envelope.get("content-type", "application/json")),
-            content_encoding=str(envelope.get("content-encoding", "utf-8")),
-            properties=properties,
-        )
-    except (TypeError, binascii.Error, UnicodeError) as exc:
-        raise ValueError(str(exc)) from exc
 
 
 def message_size(body: str, attributes: Mapping[str, Mapping[str, str]]) -> int:
@@ -333,7 +298,7 @@ class SQSTransport(Transport):
 
     def _entry(self, queue: str, message: Message, delay: float) -> dict[str, object]:
         """SendMessage's arguments for ``message`` (without QueueUrl); checks the size."""
-        body = encode(message)
+        body = _encode(message)
         attributes: dict[str, dict[str, str]] = {}
         entry: dict[str, object] = {"MessageBody": body}
         if delay > 0:
@@ -419,13 +384,7 @@ class SQSTransport(Transport):
                 sent_at=int(system.get("SentTimestamp", time.time() * 1000)) / 1000,
                 group_id=system.get("MessageGroupId"),
             )
-            try:
-                message = decode(raw.get("Body") or "")
-            except ValueError as exc:
-                logger.warning("dead-lettering an undecodable SQS message %s from %s", raw.get("MessageId"), queue)
-                broken = Message(body=(raw.get("Body") or "").encode(), headers={}, content_type="text/plain")
-                self.dead_letter(Delivery(broken, queue, tag), f"undecodable message: {exc}")
-                continue
+            message = _decode(raw.get("Body") or "")
             due = float(attributes.get(DUE, {}).get("StringValue", 0) or 0)
             deliveries = int(system.get("ApproximateReceiveCount", 1))
             received.append(_Held(Delivery(message, queue, tag, deliveries), due))
@@ -566,7 +525,7 @@ class SQSTransport(Transport):
         name = sqs_queue_name(delivery.queue, self._prefix)
         target = self._urls.get(DEAD_SUFFIX + name) or self._ensure(dead_queue_name(name), dead=True)
         self._urls[DEAD_SUFFIX + name] = target
-        body = encode(delivery.message)
+        body = _encode(delivery.message)
         entry: dict[str, object] = {
             "QueueUrl": target,
             "MessageBody": body,
@@ -648,10 +607,7 @@ class SQSTransport(Transport):
             for raw in batch:
                 attributes = raw.get("MessageAttributes") or {}
                 system = raw.get("Attributes") or {}
-                try:
-                    message = decode(raw.get("Body") or "")
-                except ValueError:
-                    message = Message(body=(raw.get("Body") or "").encode(), headers={}, content_type="text/plain")
+                message = _decode(raw.get("Body") or "")
                 source = attributes.get(SOURCE, {}).get("StringValue") or name[: -len(DEAD_SUFFIX)]
                 reason = attributes.get(REASON, {}).get("StringValue") or (
                     f"moved by the SQS redrive policy after {system.get('ApproximateReceiveCount', '?')} receives"
@@ -670,10 +626,24 @@ class SQSTransport(Transport):
         return [dead for _, dead in seen]
 
 
+def _encode(message: Message) -> str:
+    """The envelope SQS carries as the message body: ASCII text, the body in base64."""
+    return envelope.encode(message, ascii_only=True).decode("ascii")
+
+
+def _decode(body: str) -> Message:
+    """The message in an SQS body; one that cannot be decoded becomes the stand-in the worker dead-letters."""
+    try:
+        # taskq-sqs 0.1 wrote the body in base64 without saying so
+        return envelope.decode(body, body_encoding="base64")
+    except MessageDecodeError as exc:
+        return envelope.undecodable(body, exc)
+
+
 def _tag(delivery: Delivery) -> SQSReceipt:
     tag = delivery.tag
     assert isinstance(tag, SQSReceipt)
     return tag
 
 
-__all__ = ["SQSMessageTooLargeError", "SQSReceipt", "SQSTransport", "decode", "encode"]
+__all__ = ["SQSMessageTooLargeError", "SQSReceipt", "SQSTransport"]
