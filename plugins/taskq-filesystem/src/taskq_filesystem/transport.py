@@ -7,13 +7,15 @@ The one idea: a message's state is the directory it sits in, and every change of
 is an ``os.rename``, which is atomic: of several processes renaming the same file,
 exactly one succeeds and the others get ``ENOENT``.
 
-* **Publish** writes the envelope to ``tmp/`` and renames it into ``waiting/`` under the
+* **Publish** writes the envelope (:mod:`taskq.drivers.support.envelope`, the body kept as
+  text when it is UTF-8, so ``cat`` shows it) to ``tmp/`` and renames it into ``waiting/`` under the
   name ``<due ns, 19 digits>-<unique>-<deliveries>``: names sort by due time, then by a
   per-process sequence number, so a sorted listing is the queue in FIFO-by-due order and
   a delayed message is simply one whose name sorts after "now".
 * **Claim** lists ``waiting/`` (the listing is cached until its due part is used up),
   sets the file's mtime to the lease deadline and renames it to
-  ``claimed/<owner>~<name with deliveries + 1>``. The winner reads the file.
+  ``claimed/<owner>~<name with deliveries + 1>``. The winner reads the file; one that
+  cannot be decoded is handed out as the stand-in the worker dead-letters, with the reason.
 * **Renew** is ``os.utime`` of the claimed file, only for names carrying this owner; a
   file that is gone (acked, or taken back after its lease lapsed) renews nothing.
 * **Lapsed leases**: a claimer looks at ``claimed/`` at most every
@@ -45,7 +47,7 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from taskq.drivers.support import wakeup
+from taskq.drivers.support import envelope, wakeup
 from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
     Capabilities,
@@ -55,7 +57,7 @@ from taskq.drivers.transport import (
     Transport,
 )
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
-from taskq_filesystem import _envelope, _layout
+from taskq_filesystem import _layout
 
 logger = logging.getLogger(__name__)
 
@@ -162,7 +164,7 @@ class FilesystemTransport(Transport):
         now_ns = time.time_ns()
         published = False
         for queue, message, delay in items:
-            data = _envelope.encode(message)
+            data = envelope.encode(message, text_body=True)
             due_ns = now_ns + int(delay * 1e9) if delay > 0 else now_ns
             name = f"{_due_prefix(due_ns)}-{_unique()}-0"
             try:
@@ -260,17 +262,10 @@ class FilesystemTransport(Transport):
         except FileNotFoundError:
             return None
         try:
-            message, _ = _envelope.decode(data)
-        except MessageDecodeError as exc:
-            self._bury_unreadable(queue, target, exc)
-            return None
+            message = envelope.decode(data)
+        except MessageDecodeError as exc:  # handed out anyway: the worker dead-letters it with the reason
+            message = envelope.undecodable(data, exc)
         return Delivery(message, queue, target, deliveries)
-
-    def _bury_unreadable(self, queue: str, path: str, exc: MessageDecodeError) -> None:
-        dead = os.path.join(self._folder(queue, DEAD), f"{_due_prefix(time.time_ns())}-{_unique()}.unreadable")
-        with contextlib.suppress(OSError):
-            os.rename(path, dead)
-        logger.error("moved an unreadable message file of queue %s to %s: %s", queue, dead, exc)
 
     def _sweep(self, queue: str) -> None:
         """Give back the messages of ``queue`` whose lease lapsed, at most every SWEEP_INTERVAL."""
@@ -391,13 +386,8 @@ class FilesystemTransport(Transport):
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         self._ready()
         now = time.time()
-        data = _envelope.encode(
-            delivery.message,
-            queue=delivery.queue,
-            reason=reason,
-            timestamp=now,
-            deliveries=delivery.deliveries,
-        )
+        extra = {"queue": delivery.queue, "reason": reason, "timestamp": now, "deliveries": delivery.deliveries}
+        data = envelope.encode(delivery.message, text_body=True, extra=extra)
         name = f"{_due_prefix(time.time_ns())}-{_unique()}.json"
         try:
             # kept first, removed second: a crash in between duplicates, never loses
@@ -429,15 +419,15 @@ class FilesystemTransport(Transport):
             if not name.endswith(".json"):
                 continue
             try:
-                message, envelope = _envelope.decode(_layout.read_file(path))
+                message, extra = envelope.decode_with_extra(_layout.read_file(path))
             except (OSError, MessageDecodeError):
                 continue
-            timestamp = envelope.get("timestamp")
+            timestamp = extra.get("timestamp")
             letters.append(
                 DeadLetter(
                     message,
-                    str(envelope.get("queue")),
-                    str(envelope.get("reason")),
+                    str(extra.get("queue")),
+                    str(extra.get("reason")),
                     float(timestamp) if isinstance(timestamp, (int, float)) else 0.0,
                 )
             )
