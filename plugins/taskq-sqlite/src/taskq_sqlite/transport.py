@@ -21,8 +21,10 @@ plus delay); claiming sets it to the *lease expiry* and records the ``owner``. S
   when it becomes claimable, with no polling.
 
 ``due`` keeps the time the message first became due, to return a batch in due order.
-Headers and properties are stored as JSON (the core's JSON serializer, so dates and
-UUIDs survive); the body as a blob. Dead letters live in their own table with queue,
+Headers and properties are stored as JSON (:func:`taskq.drivers.support.envelope.encode_fields`,
+so dates and UUIDs survive); the body as a blob. A row whose headers or properties cannot
+be decoded (written by another program) is handed out as the stand-in the worker
+dead-letters, with the reason and the stored columns. Dead letters live in their own table with queue,
 reason, time and the whole message. Priority is not supported (``priority=False``): an
 index that ordered by priority would have to scan delayed rows.
 
@@ -39,9 +41,8 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from taskq.drivers.serializer import json_dumps as dumps
-from taskq.drivers.serializer import json_loads as loads
 from taskq.drivers.support import wakeup
+from taskq.drivers.support.envelope import decode_fields, encode_fields, undecodable
 from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
     Capabilities,
@@ -50,13 +51,16 @@ from taskq.drivers.transport import (
     Message,
     Transport,
 )
-from taskq.errors import BrokerUnavailableError, SerializationError
+from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_sqlite import _database
 
 logger = logging.getLogger(__name__)
 
 # Added to a computed sleep, in seconds, so a waiter wakes just after a message is due.
 WAKE_MARGIN = 0.001
+# Headers of the stand-in for a row that cannot be decoded: the columns as they were stored.
+STORED_HEADERS = "x-taskq-stored-headers"
+STORED_PROPERTIES = "x-taskq-stored-properties"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS taskq_messages (
@@ -261,21 +265,14 @@ class SqliteTransport(Transport):
             raise self._fail(exc) from exc
         if len(rows) > 1:
             rows.sort(key=_due_order)
-        return [
-            Delivery(
-                Message(
-                    body,
-                    loads(headers),  # type: ignore[arg-type]  # stored by _encode: always a dict
-                    content_type,
-                    content_encoding,
-                    loads(properties) if properties is not None else {},  # type: ignore[arg-type]  # idem
-                ),
-                row_queue,
-                row_id,
-                deliveries,
-            )
-            for row_id, row_queue, _, deliveries, body, headers, properties, content_type, content_encoding in rows
-        ]
+        deliveries = []
+        for row_id, row_queue, _, count, body, headers, properties, content_type, content_encoding in rows:
+            try:
+                message = decode_fields(body, headers, properties, content_type, content_encoding)
+            except MessageDecodeError as exc:  # handed out anyway: the worker dead-letters it with the reason
+                message = _undecodable(body, headers, properties, exc)
+            deliveries.append(Delivery(message, row_queue, row_id, count))
+        return deliveries
 
     def wait(self, queues: Sequence[str], timeout: float) -> None:
         conn = self._connection()  # first: after a fork it drops the parent's socket
@@ -367,21 +364,7 @@ class SqliteTransport(Transport):
                 rows = conn.execute(_DEAD_LETTERS_OF_QUEUE, (queue, limit)).fetchall()
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
-        return [
-            DeadLetter(
-                Message(
-                    body,
-                    loads(headers),  # type: ignore[arg-type]  # stored by _encode: always a dict
-                    content_type,
-                    content_encoding,
-                    loads(properties) if properties is not None else {},  # type: ignore[arg-type]  # idem
-                ),
-                row_queue,
-                reason,
-                dead_at,
-            )
-            for row_queue, reason, dead_at, body, headers, properties, content_type, content_encoding in rows
-        ]
+        return [DeadLetter(_message(*row[3:]), row[0], row[1], row[2]) for row in rows]
 
     # ---- Administration ---------------------------------------------------------
 
@@ -404,15 +387,25 @@ class SqliteTransport(Transport):
 
 def _encode(message: Message) -> tuple[bytes, bytes, bytes | None, str, str]:
     """The stored columns of ``message``: body, headers, properties, content type and encoding."""
-    try:
-        headers = dumps(message.headers)
-        properties = dumps(message.properties) if message.properties else None
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(
-            f"message headers or properties cannot be stored as JSON ({exc}); keep them to "
-            f"str, int, float, bool, None, lists, dicts, dates and UUIDs"
-        ) from exc
+    headers, properties = encode_fields(message)
     return message.body, headers, properties, message.content_type, message.content_encoding
+
+
+def _message(
+    body: bytes, headers: bytes, properties: bytes | None, content_type: str, content_encoding: str
+) -> Message:
+    """The message in a row's columns; a row that cannot be decoded becomes the stand-in the worker dead-letters."""
+    try:
+        return decode_fields(body, headers, properties, content_type, content_encoding)
+    except MessageDecodeError as exc:
+        return _undecodable(body, headers, properties, exc)
+
+
+def _undecodable(body: bytes, headers: object, properties: object, error: MessageDecodeError) -> Message:
+    """The stand-in for a row whose headers or properties cannot be read; it keeps their stored bytes."""
+    message = undecodable(body, error)
+    message.headers.update({STORED_HEADERS: headers, STORED_PROPERTIES: properties})
+    return message
 
 
 def _due_order(row: tuple[object, ...]) -> tuple[float, int]:
