@@ -39,7 +39,7 @@ if TYPE_CHECKING:
         meta_to_exception,
     )
     from taskq.drivers.bootstep import Step
-    from taskq.drivers.pool import Pool, PoolCapabilities
+    from taskq.drivers.pool import Job, Pool, PoolCapabilities
     from taskq.drivers.scheduler import EntryState, LeasedScheduler, ScheduleEntry, Scheduler
     from taskq.drivers.serializer import JSON, Serializer
     from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
@@ -53,6 +53,7 @@ _EXPORTS = {
     "Delivery": "taskq.drivers.transport",
     "EntryState": "taskq.drivers.scheduler",
     "JSON": "taskq.drivers.serializer",
+    "Job": "taskq.drivers.pool",
     "KeyValueBackend": "taskq.drivers.backend",
     "LeasedScheduler": "taskq.drivers.scheduler",
     "Message": "taskq.drivers.transport",
@@ -77,6 +78,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "EntryState",
+    "Job",
     "KeyValueBackend",
     "LeasedScheduler",
     "Message",

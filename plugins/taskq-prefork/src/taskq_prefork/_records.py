@@ -3,39 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
-from collections.abc import Callable
 from typing import Literal
 
 import billiard
 
-logger = logging.getLogger("taskq_prefork.pool")
+from taskq.drivers import pool
 
 State = Literal["idle", "busy", "retiring", "dying"]
-Report = tuple[Callable[..., None], object]
+#: A job and its outcome, reported once the lock is released: (job, ok, value or exception).
+Report = tuple["Job", bool, object]
 
 
-class Job:
-    __slots__ = ("callback", "deadline", "error_callback", "fate", "hard", "job_id", "payload")
+class Job(pool.Job):
+    """A job as the parent tracks it (set by :meth:`PreforkPool.submit`)."""
 
-    def __init__(
-        self,
-        payload: bytes,
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None,
-        hard: float | None,
-    ) -> None:
-        self.payload = payload
-        self.callback = callback
-        self.error_callback = error_callback
-        self.job_id = job_id
-        self.hard = hard
-        self.deadline: float | None = None
-        #: Why the job is being stopped: "terminated", or None.
-        self.fate: str | None = None
+    __slots__ = ("deadline", "fate", "payload")
+
+    payload: bytes  # (target, args, soft limit), pickled for the child
+    deadline: float | None  # time.monotonic() of the hard limit, once a child runs it
+    fate: str | None  # why the job is being stopped: "terminated", or None
 
 
 class Child:
@@ -105,11 +93,9 @@ def drain(fd: int) -> None:
 
 
 def call_all(reports: list[Report]) -> None:
-    for function, value in reports:
-        try:
-            function(value)
-        except Exception:
-            logger.exception("prefork pool: a job's callback raised")
+    """Report what the lock-holding code collected (callbacks never run under the pool's lock)."""
+    for job, ok, outcome in reports:
+        job.report(ok, outcome)
 
 
 __all__ = ["Child", "Job", "Report", "State", "call_all", "close_fd", "describe_exit", "drain", "send_signal"]

@@ -52,10 +52,10 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 
 import billiard
 
+from taskq.drivers import pool
 from taskq.drivers.pool import Pool, PoolCapabilities
 from taskq.errors import TaskqError, Terminated, TimeLimitExceeded, WorkerLostError
 from taskq_prefork._child import HEADER, ChildConfig, child_main, write_frame
@@ -93,6 +93,7 @@ class PreforkPool(Pool):
         terminate=True,
         resize=True,
     )
+    job_class = Job
 
     def __init__(self, concurrency: int = 1, **options: object) -> None:
         super().__init__(concurrency, **options)  # type: ignore[arg-type]  # Pool's keyword options
@@ -174,7 +175,7 @@ class PreforkPool(Pool):
             children = list(self._children)
             for child in children:
                 if child.job is not None:
-                    reports.append((child.job.error_callback, self._stop_error(child.job)))
+                    reports.append((child.job, False, self._stop_error(child.job)))
                     child.job = None
                 if child.state == "busy" or child.state == "dying":
                     send_signal(child.pid, signal.SIGTERM)
@@ -182,7 +183,7 @@ class PreforkPool(Pool):
                 self._close_job_fd(child)
             while self._pending:
                 job = self._pending.popleft()
-                reports.append((job.error_callback, self._stop_error(job)))
+                reports.append((job, False, self._stop_error(job)))
             self._busy = 0
             self._idle.clear()
             self._by_job.clear()
@@ -212,23 +213,16 @@ class PreforkPool(Pool):
 
     # ---- Running jobs ---------------------------------------------------------------
 
-    def apply(
-        self,
-        target: Callable[..., object],
-        args: tuple[object, ...],
-        *,
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None = None,
-        soft_time_limit: float | None = None,
-        hard_time_limit: float | None = None,
-    ) -> None:
+    def submit(self, job: pool.Job) -> None:
+        assert isinstance(job, Job)
         try:
-            payload = pickle.dumps((target, args, soft_time_limit), pickle.HIGHEST_PROTOCOL)
+            job.payload = pickle.dumps((job.target, job.args, job.soft_time_limit), pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            error_callback(TaskqError(f"cannot send task {job_id} to a pool process: {type(exc).__name__}: {exc}"))
+            job.report(
+                False, TaskqError(f"cannot send task {job.job_id} to a pool process: {type(exc).__name__}: {exc}")
+            )
             return
-        job = Job(payload, callback, error_callback, job_id, hard_time_limit)
+        job.deadline = job.fate = None
         child: Child | None = None
         with self._lock:
             if self._stopping or not self._started:
@@ -239,7 +233,7 @@ class PreforkPool(Pool):
                 if child is None:
                     self._pending.append(job)
         if refused:
-            error_callback(WorkerLostError(f"the prefork pool is not running; task {job_id} was not run"))
+            job.report(False, WorkerLostError(f"the prefork pool is not running; task {job.job_id} was not run"))
             return
         if child is not None:
             self._send(child, job)
@@ -257,8 +251,8 @@ class PreforkPool(Pool):
         self._busy += 1
         if job.job_id is not None:
             self._by_job[job.job_id] = child
-        if job.hard:
-            job.deadline = time.monotonic() + job.hard
+        if job.hard_time_limit:
+            job.deadline = time.monotonic() + job.hard_time_limit
         return child
 
     def _send(self, child: Child, job: Job) -> None:
@@ -288,7 +282,7 @@ class PreforkPool(Pool):
             if child.state == "retiring" or child.state == "dying":
                 self._close_job_fd(child)
         if lost is not None:
-            call_all([(job.error_callback, lost)])
+            job.report(False, lost)
         if failed:
             self._wake()
 
@@ -319,7 +313,7 @@ class PreforkPool(Pool):
                 for job in self._pending:
                     if job.job_id == job_id:
                         self._pending.remove(job)
-                        reports.append((job.error_callback, Terminated(f"task {job_id} was terminated")))
+                        reports.append((job, False, Terminated(f"task {job_id} was terminated")))
                         break
             elif child.job is not None:
                 child.job.fate = "terminated"
@@ -588,7 +582,7 @@ class PreforkPool(Pool):
                 child.state = "idle"
                 self._idle.append(child)
             self._changed.notify_all()
-        reports.append((job.callback, value) if ok else (job.error_callback, value))
+        reports.append((job, ok, value))
 
     def _on_exit(self, child: Child, reports: list[Report]) -> None:
         if child.outcome_fd >= 0:
@@ -606,11 +600,12 @@ class PreforkPool(Pool):
             closing = self._closing or self._stopping
         if job is not None:
             if job.fate == "terminated":
-                reports.append((job.error_callback, Terminated(f"task {job.job_id} was terminated")))
+                reports.append((job, False, Terminated(f"task {job.job_id} was terminated")))
             else:
                 reports.append(
                     (
-                        job.error_callback,
+                        job,
+                        False,
                         WorkerLostError(
                             f"the pool process {child.name} (pid {child.pid}) running task {job.job_id} "
                             f"exited unexpectedly ({describe_exit(code)})"
@@ -634,22 +629,24 @@ class PreforkPool(Pool):
                     logger.warning(
                         "prefork pool: task %s ran past its hard time limit (%ss); killing %s (pid %d)",
                         job.job_id,
-                        job.hard,
+                        job.hard_time_limit,
                         child.name,
                         child.pid,
                     )
                     send_signal(child.pid, signal.SIGKILL)
                     self._set_dying(child, None)
                     child.job = None
-                    error = TimeLimitExceeded(f"task {job.job_id} ran past its hard time limit ({job.hard}s)")
-                    reports.append((job.error_callback, error))
+                    error = TimeLimitExceeded(
+                        f"task {job.job_id} ran past its hard time limit ({job.hard_time_limit}s)"
+                    )
+                    reports.append((job, False, error))
                 elif child.kill_at is not None and child.kill_at <= now:
                     logger.warning("prefork pool: %s (pid %d) did not exit in time; killing it", child.name, child.pid)
                     send_signal(child.pid, signal.SIGKILL)
                     child.kill_at = None
                     if job is not None:
                         child.job = None
-                        reports.append((job.error_callback, Terminated(f"task {job.job_id} was terminated")))
+                        reports.append((job, False, Terminated(f"task {job.job_id} was terminated")))
 
     def _maintain(self) -> None:
         """Replace missing children, retire extra idle ones, and start queued jobs."""
