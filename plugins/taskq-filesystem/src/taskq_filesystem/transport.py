@@ -47,7 +47,8 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from taskq.drivers.support import envelope, wakeup
+from taskq.drivers.support import envelope
+from taskq.drivers.support.wakeup import QueueWakeups
 from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
     Capabilities,
@@ -63,8 +64,6 @@ logger = logging.getLogger(__name__)
 
 # Seconds between two looks, per queue and instance, for claimed messages whose lease lapsed.
 SWEEP_INTERVAL = 1.0
-# Added to a computed sleep, in seconds, so a waiter wakes just after something is due.
-WAKE_MARGIN = 0.001
 # Digits of the due time (nanoseconds since the epoch) that start every waiting file name.
 DUE_DIGITS = 19
 # Separates the lease owner from the message's name in claimed/.
@@ -108,9 +107,7 @@ class FilesystemTransport(Transport):
         self._made: set[str] = set()  # queues whose folders exist
         self._listing: dict[str, list[str]] = {}  # queue -> sorted waiting names not yet tried
         self._next_sweep: dict[str, float] = {}
-        self._notifier = wakeup.Notifier(self._wake, wakeup.QUEUE_KIND)
-        self._waiter: wakeup.Waiter | None = None
-        self._interrupted = False
+        self._wakeups = QueueWakeups(self._wake)
 
     def clone(self) -> FilesystemTransport:
         twin = FilesystemTransport(self.url, self.options)
@@ -127,19 +124,12 @@ class FilesystemTransport(Transport):
         if self._ready_pid == os.getpid():
             return
         if self._ready_pid:
-            if self._waiter is not None:
-                self._waiter.close()  # our copy of the parent's socket; its announcement stays
-                self._waiter = None
-            self._notifier.close()
-            self._notifier = wakeup.Notifier(self._wake, wakeup.QUEUE_KIND)
+            self._wakeups.after_fork()
         _layout.make_directories(self.root, ROOT_FOLDERS, BrokerUnavailableError, "broker")
         self._ready_pid = os.getpid()
 
     def close(self) -> None:
-        if self._waiter is not None:
-            self._waiter.close()
-            self._waiter = None
-        self._notifier.close()
+        self._wakeups.close()
         self._ready_pid = 0 if self._ready_pid == os.getpid() else self._ready_pid
 
     def _fail(self, exc: OSError) -> BrokerUnavailableError:
@@ -173,7 +163,7 @@ class FilesystemTransport(Transport):
                 raise self._fail(exc) from exc
             published = True
         if published:
-            self._notifier.notify()
+            self._wakeups.notify()
 
     def _write(self, queue: str, part: str, name: str, data: bytes) -> None:
         self._make_queue(queue)
@@ -290,33 +280,22 @@ class FilesystemTransport(Transport):
                 returned += 1
         if returned:
             logger.info("%d message(s) of queue %s came back after their lease lapsed", returned, queue)
-            self._notifier.notify()
+            self._wakeups.notify()
 
     def wait(self, queues: Sequence[str], timeout: float) -> None:
         self._ready()
-        waiter = self._waiter
-        if waiter is None:
-            waiter = self._waiter = wakeup.Waiter(self._wake, wakeup.QUEUE_KIND)
-            if not waiter.is_registered:
-                self.capabilities = dataclasses.replace(type(self).capabilities, wakeup=False)
-        waiter.drain()  # before looking at the folders: a later rename's wake-up must stay
-        if self._interrupted:
-            self._interrupted = False
-            return
-        try:
-            next_due = self._next_due(queues)
-        except OSError as exc:
-            raise self._fail(exc) from exc
-        if next_due is not None:
-            until_due = next_due - time.time()
-            if until_due <= 0:
-                return
-            timeout = min(timeout, until_due + WAKE_MARGIN)
-        waiter.block(timeout)
-        self._interrupted = False
+        self._wakeups.wait(lambda: self._next_due(queues), timeout)
+        if not self._wakeups.is_registered and self.capabilities.wakeup:
+            self.capabilities = dataclasses.replace(type(self).capabilities, wakeup=False)
 
     def _next_due(self, queues: Sequence[str]) -> float | None:
         """The epoch time when something in ``queues`` may next be claimable, or None."""
+        try:
+            return self._earliest(queues)
+        except OSError as exc:
+            raise self._fail(exc) from exc
+
+    def _earliest(self, queues: Sequence[str]) -> float | None:
         times: list[float] = []
         for queue in queues:
             waiting = [n for n in self._list_waiting(queue) if n[:DUE_DIGITS].isdigit()]
@@ -334,10 +313,7 @@ class FilesystemTransport(Transport):
         return min(times) if times else None
 
     def interrupt(self) -> None:
-        self._interrupted = True
-        waiter = self._waiter
-        if waiter is not None:
-            waiter.poke()
+        self._wakeups.interrupt()
 
     def renew(self, deliveries: Sequence[Delivery], *, lease: float = DEFAULT_LEASE_SECONDS) -> int:
         deadline_ns = time.time_ns() + int(lease * 1e9)
@@ -381,7 +357,7 @@ class FilesystemTransport(Transport):
                 continue  # acked, or already back after its lease lapsed
             except OSError as exc:
                 raise self._fail(exc) from exc
-        self._notifier.notify()
+        self._wakeups.notify()
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         self._ready()

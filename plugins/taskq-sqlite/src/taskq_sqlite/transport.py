@@ -41,8 +41,8 @@ import sqlite3
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from taskq.drivers.support import wakeup
 from taskq.drivers.support.envelope import decode_fields, encode_fields, undecodable
+from taskq.drivers.support.wakeup import QueueWakeups
 from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
     Capabilities,
@@ -56,8 +56,6 @@ from taskq_sqlite import _database
 
 logger = logging.getLogger(__name__)
 
-# Added to a computed sleep, in seconds, so a waiter wakes just after a message is due.
-WAKE_MARGIN = 0.001
 # Headers of the stand-in for a row that cannot be decoded: the columns as they were stored.
 STORED_HEADERS = "x-taskq-stored-headers"
 STORED_PROPERTIES = "x-taskq-stored-properties"
@@ -170,9 +168,7 @@ class SqliteTransport(Transport):
         self._directory = _database.signal_directory(self.path)
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
-        self._notifier = wakeup.Notifier(self._directory, wakeup.QUEUE_KIND)
-        self._waiter: wakeup.Waiter | None = None
-        self._interrupted = False
+        self._wakeups = QueueWakeups(self._directory, owns_directory=True)
 
     def clone(self) -> SqliteTransport:
         twin = SqliteTransport(self.url, self.options)
@@ -196,17 +192,10 @@ class SqliteTransport(Transport):
         """Drop what the parent process opened; its sockets and connection stay its own."""
         if self._conn is not None:
             self._conn = None  # never close a connection inherited across fork
-        if self._waiter is not None:
-            self._waiter.close()  # closes our copy of the fd; the parent keeps its announcement
-            self._waiter = None
-        self._notifier.close()
-        self._notifier = wakeup.Notifier(self._directory, wakeup.QUEUE_KIND)
+        self._wakeups.after_fork()
 
     def close(self) -> None:
-        if self._waiter is not None:
-            self._waiter.close()
-            self._waiter = None
-        self._notifier.close()
+        self._wakeups.close()
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
         self._conn = None
@@ -225,7 +214,7 @@ class SqliteTransport(Transport):
             conn.execute(_INSERT, (queue, due, due, *_encode(message)))
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
-        self._notifier.notify()
+        self._wakeups.notify()
 
     def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
         now = time.time()
@@ -246,7 +235,7 @@ class SqliteTransport(Transport):
             conn.execute("COMMIT")
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
-        self._notifier.notify()
+        self._wakeups.notify()
 
     # ---- Worker side ------------------------------------------------------------
 
@@ -276,31 +265,20 @@ class SqliteTransport(Transport):
 
     def wait(self, queues: Sequence[str], timeout: float) -> None:
         conn = self._connection()  # first: after a fork it drops the parent's socket
-        waiter = self._waiter
-        if waiter is None:
-            waiter = self._waiter = wakeup.Waiter(self._directory, wakeup.QUEUE_KIND, owns_directory=True)
-        waiter.drain()  # before reading the database: a later commit's wake-up must stay
-        if self._interrupted:
-            self._interrupted = False
-            return
-        if queues:
-            try:
-                (next_visible,) = conn.execute(_next_visible_sql(len(queues)), tuple(queues)).fetchone()
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from exc
-            if next_visible is not None:
-                until_due = next_visible - time.time()
-                if until_due <= 0:
-                    return
-                timeout = min(timeout, until_due + WAKE_MARGIN)
-        waiter.block(timeout)
-        self._interrupted = False
+        self._wakeups.wait(lambda: self._next_visible(conn, queues), timeout)
+
+    def _next_visible(self, conn: sqlite3.Connection, queues: Sequence[str]) -> float | None:
+        """When a message of ``queues`` next becomes claimable (due, or its lease lapsed), or None."""
+        if not queues:
+            return None
+        try:
+            (next_visible,) = conn.execute(_next_visible_sql(len(queues)), tuple(queues)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        return float(next_visible) if next_visible is not None else None
 
     def interrupt(self) -> None:
-        self._interrupted = True
-        waiter = self._waiter
-        if waiter is not None:
-            waiter.poke()
+        self._wakeups.interrupt()
 
     def renew(self, deliveries: Sequence[Delivery], *, lease: float = DEFAULT_LEASE_SECONDS) -> int:
         if not deliveries:
@@ -337,7 +315,7 @@ class SqliteTransport(Transport):
             conn.execute(_REQUEUE, (time.time() + max(0.0, delay), _id_array(deliveries)))
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
-        self._notifier.notify()
+        self._wakeups.notify()
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         conn = self._connection()
