@@ -49,14 +49,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from taskq.drivers.support import envelope
 from taskq.drivers.support.wakeup import QueueWakeups
-from taskq.drivers.transport import (
-    DEFAULT_LEASE_SECONDS,
-    Capabilities,
-    DeadLetter,
-    Delivery,
-    Message,
-    Transport,
-)
+from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_filesystem import _layout
 
@@ -87,14 +80,7 @@ def _due_prefix(due_ns: int) -> str:
 class FilesystemTransport(Transport):
     """Broker transport on a directory tree, shared by every process on the machine that opens it."""
 
-    capabilities = Capabilities(
-        delayed_delivery=True,
-        leases=True,
-        dead_letter=True,
-        priority=False,
-        wakeup=True,
-        shared_between_processes=True,
-    )
+    capabilities = Capabilities(delayed_delivery=True, leases=True, dead_letter=True, priority=False, wakeup=True)
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
@@ -108,11 +94,6 @@ class FilesystemTransport(Transport):
         self._listing: dict[str, list[str]] = {}  # queue -> sorted waiting names not yet tried
         self._next_sweep: dict[str, float] = {}
         self._wakeups = QueueWakeups(self._wake)
-
-    def clone(self) -> FilesystemTransport:
-        twin = FilesystemTransport(self.url, self.options)
-        twin.owner = self.owner
-        return twin
 
     # ---- Life cycle -------------------------------------------------------------
 

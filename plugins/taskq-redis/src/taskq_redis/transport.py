@@ -77,14 +77,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from taskq.drivers.support.connections import current_pid
 from taskq.drivers.support.envelope import decode, encode_kombu, undecodable
-from taskq.drivers.transport import (
-    DEFAULT_LEASE_SECONDS,
-    Capabilities,
-    DeadLetter,
-    Delivery,
-    Message,
-    Transport,
-)
+from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
@@ -204,14 +197,7 @@ class _Subscriber:
 class RedisTransport(Transport):
     """Broker transport on Redis in kombu's layout; see the module docstring."""
 
-    capabilities = Capabilities(
-        delayed_delivery=True,
-        leases=True,
-        dead_letter=True,
-        priority=True,
-        wakeup=True,
-        shared_between_processes=True,
-    )
+    capabilities = Capabilities(delayed_delivery=True, leases=True, dead_letter=True, priority=True, wakeup=True)
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
@@ -236,11 +222,6 @@ class RedisTransport(Transport):
         self._turn = 0
         self._prefix = ""
         self._wake = ""
-
-    def clone(self) -> RedisTransport:
-        twin = RedisTransport(self.url, self.options)
-        twin.owner = self.owner
-        return twin
 
     # ---- Life cycle -------------------------------------------------------------
 

@@ -34,23 +34,17 @@ announced in the database's folder of the temporary directory (:func:`._database
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from taskq.drivers.support.envelope import decode_fields, encode_fields, undecodable
 from taskq.drivers.support.wakeup import QueueWakeups
-from taskq.drivers.transport import (
-    DEFAULT_LEASE_SECONDS,
-    Capabilities,
-    DeadLetter,
-    Delivery,
-    Message,
-    Transport,
-)
+from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_sqlite import _database
 
@@ -153,14 +147,7 @@ def _next_visible_sql(queue_count: int) -> str:
 class SqliteTransport(Transport):
     """Broker transport on one SQLite file, shared by every process that opens it."""
 
-    capabilities = Capabilities(
-        delayed_delivery=True,
-        leases=True,
-        dead_letter=True,
-        priority=False,
-        wakeup=True,
-        shared_between_processes=True,
-    )
+    capabilities = Capabilities(delayed_delivery=True, leases=True, dead_letter=True, priority=False, wakeup=True)
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
@@ -169,11 +156,6 @@ class SqliteTransport(Transport):
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._wakeups = QueueWakeups(self._directory, owns_directory=True)
-
-    def clone(self) -> SqliteTransport:
-        twin = SqliteTransport(self.url, self.options)
-        twin.owner = self.owner
-        return twin
 
     # ---- Life cycle -------------------------------------------------------------
 
@@ -204,6 +186,21 @@ class SqliteTransport(Transport):
     def _fail(self, exc: sqlite3.Error) -> BrokerUnavailableError:
         return BrokerUnavailableError(_database.advice(self.path, exc))
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The block's statements in one write transaction, rolled back if it raises."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+
     # ---- Client side ------------------------------------------------------------
 
     def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
@@ -224,17 +221,8 @@ class SqliteTransport(Transport):
             rows.append((queue, due, due, *_encode(message)))
         if not rows:
             return
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_INSERT, rows)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with self._transaction() as conn:
+            conn.executemany(_INSERT, rows)
         self._wakeups.notify()
 
     # ---- Worker side ------------------------------------------------------------
@@ -318,19 +306,10 @@ class SqliteTransport(Transport):
         self._wakeups.notify()
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        conn = self._connection()
         row = (delivery.queue, reason, time.time(), delivery.deliveries, *_encode(delivery.message))
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(_ACK_ONE, (delivery.tag,))
-                conn.execute(_BURY, row)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with self._transaction() as conn:
+            conn.execute(_ACK_ONE, (delivery.tag,))
+            conn.execute(_BURY, row)
         logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:

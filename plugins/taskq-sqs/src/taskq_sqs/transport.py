@@ -185,14 +185,8 @@ def _option(options: Mapping[str, object], name: str, default: float) -> float:
 class SQSTransport(Transport):
     """taskq's transport on Amazon SQS. See the module docstring for the design."""
 
-    capabilities = Capabilities(
-        delayed_delivery=True,
-        leases=True,
-        dead_letter=True,
-        priority=False,
-        wakeup=False,  # polls: a long poll on one queue at a time, capped at a few seconds
-        shared_between_processes=True,
-    )
+    # wakeup=False: it polls, a long poll on one queue at a time, capped at a few seconds
+    capabilities = Capabilities(delayed_delivery=True, leases=True, dead_letter=True, priority=False, wakeup=False)
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
