@@ -69,8 +69,6 @@ import contextlib
 import dataclasses
 import json
 import logging
-import os
-import selectors
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -81,7 +79,7 @@ from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLet
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
-from taskq_redis._resp import Client, PubSub
+from taskq_redis._subscriber import Subscriber
 from taskq_redis._wire import Wire
 
 logger = logging.getLogger(__name__)
@@ -118,82 +116,6 @@ def queue_key(queue: str, priority: object = None, prefix: str = "") -> str:
     return f"{prefix}{queue}" if step == "0" else f"{prefix}{queue}{SEP}{step}"
 
 
-class _Subscriber:
-    """The waiter's pub/sub connection and the pipe :meth:`RedisTransport.interrupt` writes to."""
-
-    def __init__(self) -> None:
-        self.read_fd, self.write_fd = os.pipe()
-        os.set_blocking(self.read_fd, False)
-        os.set_blocking(self.write_fd, False)
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.read_fd, selectors.EVENT_READ)
-        self.pubsub: PubSub | None = None
-        self.channels: set[str] = set()
-        self.sock_fd: int | None = None
-
-    def poke(self) -> None:
-        with contextlib.suppress(OSError):  # a full pipe has been poked already
-            os.write(self.write_fd, b"x")
-
-    def drain_pipe(self) -> bool:
-        poked = False
-        try:
-            while os.read(self.read_fd, 512):
-                poked = True
-        except (BlockingIOError, OSError):
-            pass
-        return poked
-
-    def follow(self, client: Client, channels: set[str]) -> None:
-        """Be subscribed to exactly ``channels``."""
-        if self.pubsub is None:
-            self.pubsub = client.pubsub()
-            self.channels = set()
-        new, old = channels - self.channels, self.channels - channels
-        self.pubsub.switch(old, new)
-        self.channels = set(channels)
-        fd = self.pubsub.fileno()
-        if fd != self.sock_fd:
-            if self.sock_fd is not None:
-                self.selector.unregister(self.sock_fd)
-            if fd is not None:
-                self.selector.register(fd, selectors.EVENT_READ)
-            self.sock_fd = fd
-
-    def pending(self) -> bool:
-        """Read every notification already here; True if there was one."""
-        assert self.pubsub is not None
-        got = False
-        while True:
-            message = self.pubsub.get_message(timeout=0.0)
-            if message is None:
-                return got
-            got = got or message.get("type") == "message"
-
-    def block(self, timeout: float) -> None:
-        """Sleep until a notification, a poke or ``timeout`` seconds."""
-        if timeout > 0:
-            self.selector.select(timeout)
-
-    def reset(self) -> None:
-        """Forget the connection (lost or inherited); the next wait subscribes again."""
-        if self.sock_fd is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(self.sock_fd)
-            self.sock_fd = None
-        if self.pubsub is not None:
-            self.pubsub.close()
-            self.pubsub = None
-        self.channels = set()
-
-    def close(self) -> None:
-        self.reset()
-        self.selector.close()
-        for fd in (self.read_fd, self.write_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
-
-
 class RedisTransport(Transport):
     """Broker transport on Redis in kombu's layout; see the module docstring."""
 
@@ -214,7 +136,7 @@ class RedisTransport(Transport):
         self._endpoint: Endpoint | None = None
         self._wire: Wire | None = None
         self._pid = 0
-        self._subscriber: _Subscriber | None = None
+        self._subscriber: Subscriber | None = None
         self._interrupted = False
         self._lock = threading.Lock()  # guards creating the subscriber against interrupt()
         self._routing: dict[str, str] = {}
@@ -359,7 +281,7 @@ class RedisTransport(Transport):
         with self._lock:
             subscriber = self._subscriber
             if subscriber is None:
-                subscriber = self._subscriber = _Subscriber()
+                subscriber = self._subscriber = Subscriber()
         if self._interrupted or subscriber.drain_pipe():
             self._interrupted = False
             return
