@@ -37,7 +37,6 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TypeVar
 from urllib.parse import urlsplit
 
 import amqp
@@ -50,8 +49,9 @@ from taskq.errors import BrokerUnavailableError, ConfigError, TimeoutError
 from taskq_amqp._connection import (
     CONNECTION_ERRORS,
     RECONNECT_TIMEOUT,
+    RECOVERABLE,
     REPLIES,
-    Backoff,
+    Reconnecting,
     close_quietly,
     new_channel,
     open_connection,
@@ -61,8 +61,6 @@ from taskq_amqp._connection import (
 from taskq_amqp._frames import encode_properties, write_publish
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # How long a reply queue outlives its client's connection, in seconds (x-expires).
 REPLY_QUEUE_EXPIRES = 60.0
@@ -91,14 +89,12 @@ WORKERS_READ_TIMEOUT = 10.0
 # Message type of the marker a client sends itself to know its queue is read up to now.
 BARRIER_TYPE = "taskq.barrier"
 
-RECOVERABLE: tuple[type[BaseException], ...] = (BrokerUnavailableError, *CONNECTION_ERRORS)
-
 # Groups saved by this process (rpc results are local to the client, and so are groups).
 _groups: dict[str, list[str]] = {}
 _groups_lock = threading.Lock()
 
 
-class RpcBackend(ResultBackend):
+class RpcBackend(Reconnecting, ResultBackend):
     """Results as messages on the client's reply queue; see the module docstring."""
 
     capabilities = BackendCapabilities(push_wait=True)
@@ -149,23 +145,6 @@ class RpcBackend(ResultBackend):
                 logger.warning("lost the result connection to %s: %s", self.params.masked, exc)
             close_quietly(self._conn)
             self._conn = self._channel = None
-
-    def _retrying(self, what: str, operation: Callable[[amqp.Channel], T], deadline: float | None = None) -> T:
-        deadline = time.monotonic() + RECONNECT_TIMEOUT if deadline is None else deadline
-        backoff = Backoff()
-        while True:
-            try:
-                return operation(self._ensure())
-            except RECOVERABLE as exc:
-                self._lost(exc)
-                if time.monotonic() >= deadline:
-                    raise BrokerUnavailableError(
-                        f"cannot {what}: RabbitMQ at {self.params.masked} is unreachable ({exc}); "
-                        f"is it running? Check with: rabbitmqctl status"
-                    ) from exc
-                pause = backoff.next()
-                logger.warning("cannot %s (%s); retrying in %.1fs", what, exc, pause)
-                time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
     def close(self) -> None:
         with self._lock:

@@ -39,7 +39,7 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import TypeVar, cast
+from typing import cast
 
 import amqp
 import amqp.exceptions
@@ -49,8 +49,10 @@ from taskq.errors import BrokerUnavailableError, ConfigError
 from taskq_amqp._connection import (
     CONNECTION_ERRORS,
     RECONNECT_TIMEOUT,
+    RECOVERABLE,
     REPLIES,
     Backoff,
+    Reconnecting,
     close_quietly,
     encode_message,
     from_amqp,
@@ -72,11 +74,6 @@ from taskq_amqp._layout import (
 from taskq_amqp._reader import has_buffered
 
 logger = logging.getLogger(__name__)
-
-# What a reconnect may cure.
-RECOVERABLE: tuple[type[BaseException], ...] = (BrokerUnavailableError, *CONNECTION_ERRORS)
-
-T = TypeVar("T")
 
 # Broker prefetch before the first claim says how many the worker wants, in messages.
 DEFAULT_PREFETCH = 4
@@ -102,7 +99,7 @@ Outgoing = tuple[str, str, bytes, bytes]
 """A message as sent: exchange, routing key, encoded properties, body."""
 
 
-class AmqpTransport(Transport):
+class AmqpTransport(Reconnecting, Transport):
     """RabbitMQ through py-amqp; see the module docstring for how the contract maps."""
 
     capabilities = Capabilities(delayed_delivery=True, leases=False, dead_letter=True, priority=True, wakeup=True)
@@ -215,30 +212,6 @@ class AmqpTransport(Transport):
         pending = self._pending.copy()
         self._reset(None, None)
         self._pending = pending  # sent again on the next connection
-
-    def _retrying(self, what: str, operation: Callable[[amqp.Channel], T]) -> T:
-        """Run ``operation`` on the channel, reconnecting for up to ``reconnect_timeout``."""
-        deadline = time.monotonic() + self.reconnect_timeout
-        backoff = Backoff()
-        while True:
-            try:
-                return operation(self._ensure())
-            except amqp.exceptions.PreconditionFailed as exc:
-                self._lost(exc)
-                raise ConfigError(
-                    f"RabbitMQ refused to {what}: {exc.reply_text}. A queue of that name exists with other "
-                    f"arguments (priority, queue type): delete it or set the same transport options"
-                ) from exc
-            except RECOVERABLE as exc:
-                self._lost(exc)
-                if time.monotonic() >= deadline:
-                    raise BrokerUnavailableError(
-                        f"cannot {what}: RabbitMQ at {self.params.masked} is unreachable after "
-                        f"{self.reconnect_timeout:.0f}s ({exc}); is it running? Check with: rabbitmqctl status"
-                    ) from exc
-                pause = backoff.next()
-                logger.warning("cannot %s on %s (%s); retrying in %.1fs", what, self.params.masked, exc, pause)
-                time.sleep(pause)
 
     def _warn_unreachable(self, exc: BaseException) -> None:
         now = time.monotonic()
@@ -363,21 +336,18 @@ class AmqpTransport(Transport):
         while readable(conn, 0.0):
             conn.drain_events(timeout=None)
         if len(self._pending) >= CONFIRM_WINDOW:
-            deadline = time.monotonic() + CONFIRM_TIMEOUT
-            while len(self._pending) >= CONFIRM_WINDOW // 2:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BrokerUnavailableError(
-                        f"RabbitMQ at {self.params.masked} confirmed no publish for {CONFIRM_TIMEOUT:.0f}s"
-                    )
-                if readable(conn, remaining):
-                    conn.drain_events(timeout=None)
+            self._await_confirms(CONFIRM_WINDOW // 2)
 
     def _flush_confirms(self) -> None:
         """Wait until the broker has confirmed everything published on this connection."""
+        if self._pending:
+            self._await_confirms(1)
+
+    def _await_confirms(self, below: int) -> None:
+        """Take in the broker's confirms until fewer than ``below`` publishes wait for one."""
         conn = self._conn
         deadline = time.monotonic() + CONFIRM_TIMEOUT
-        while self._pending and conn is not None:
+        while len(self._pending) >= below and conn is not None:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise BrokerUnavailableError(
