@@ -203,6 +203,48 @@ def sleep_until(deadline: float, pause: float) -> None:
     time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
 
 
+class WakeSocket:
+    """A socket pair that ends a ``select`` on :attr:`reader` from another thread or a signal handler."""
+
+    def __init__(self) -> None:
+        self.reader, self._writer = self._pair()
+
+    @staticmethod
+    def _pair() -> tuple[socket.socket, socket.socket]:
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        return reader, writer
+
+    def reopen(self) -> None:
+        """After :meth:`close`, for an instance used again."""
+        if self.reader.fileno() == -1:
+            self.reader, self._writer = self._pair()
+
+    def poke(self) -> None:
+        with contextlib.suppress(OSError):  # full: poked already; closed: nobody waits
+            self._writer.send(b"!")
+
+    def drain(self) -> bool:
+        """Swallow pending pokes; say whether there were any."""
+        woken = False
+        with contextlib.suppress(OSError):
+            while self.reader.recv(64):
+                woken = True
+        return woken
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep unless poked; True when poked."""
+        if select.select([self.reader], [], [], seconds)[0]:
+            self.drain()
+            return True
+        return False
+
+    def close(self) -> None:
+        self.reader.close()
+        self._writer.close()
+
+
 class Reconnecting(ABC):
     """A connection's user (the transport, the rpc backend): operations retried across reconnects."""
 
