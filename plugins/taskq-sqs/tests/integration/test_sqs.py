@@ -10,7 +10,8 @@ import pytest
 from taskq.drivers.support.envelope import UNDECODABLE_HEADER
 from taskq.drivers.transport import Delivery, Message
 from taskq.testing.conformance.transport import make_message
-from taskq_sqs.transport import DUE, SQSMessageTooLargeError, SQSTransport
+from taskq_sqs._layout import DUE
+from taskq_sqs.transport import SQSMessageTooLargeError, SQSTransport
 
 pytestmark = pytest.mark.integration
 

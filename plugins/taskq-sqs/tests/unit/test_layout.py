@@ -12,25 +12,26 @@ from taskq.drivers.transport import Message
 from taskq.errors import ConfigError
 from taskq.testing.conformance.transport import make_message
 from taskq_sqs import plugin
-from taskq_sqs.transport import SQSReceipt, _decode, _encode, dead_queue_name, sqs_queue_name, whole_seconds
+from taskq_sqs._layout import dead_queue_name, decode_body, encode_body, sqs_queue_name, whole_seconds
+from taskq_sqs.transport import SQSReceipt
 
 
 def test_the_body_round_trips_every_field() -> None:
     sent = make_message()
-    assert _decode(_encode(sent)) == sent
+    assert decode_body(encode_body(sent)) == sent
 
 
 def test_the_body_is_ascii_text() -> None:
-    assert _encode(make_message(nested="gr\u00fc\u00df \u2713 \ufffe")).isascii()
+    assert encode_body(make_message(nested="gr\u00fc\u00df \u2713 \ufffe")).isascii()
 
 
 def test_a_body_from_taskq_sqs_01_without_the_base64_marker_is_read() -> None:
     old = json.dumps({"body": base64.b64encode(b"\x00\xff").decode(), "headers": {"id": "x"}, "properties": {}})
-    assert _decode(old) == Message(b"\x00\xff", {"id": "x"})
+    assert decode_body(old) == Message(b"\x00\xff", {"id": "x"})
 
 
 def test_a_foreign_body_becomes_the_stand_in_that_says_why() -> None:
-    stand_in = _decode("[1, 2]")
+    stand_in = decode_body("[1, 2]")
     assert stand_in.body == b"[1, 2]"
     assert "not a JSON object" in str(stand_in.headers[UNDECODABLE_HEADER])
 
