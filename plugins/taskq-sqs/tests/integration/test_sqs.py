@@ -23,6 +23,7 @@ def test_a_message_renewed_past_its_lease_is_not_received_by_another_consumer(
     transport: SQSTransport, sqs_url: str, sqs_options: dict[str, object], unique_queue: str
 ) -> None:
     other = SQSTransport(sqs_url, sqs_options)
+    other.connect()  # its boto3 client made now, not inside the half-second lease window
     try:
         transport.publish(unique_queue, make_message())
         held = transport.claim([unique_queue], 10, lease=1)
