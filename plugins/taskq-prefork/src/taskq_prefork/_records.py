@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from collections.abc import Sequence
 from typing import Literal
 
 import billiard
 
 from taskq.drivers import pool
+from taskq_prefork._child import ChildConfig, child_main
 
 State = Literal["idle", "busy", "retiring", "dying"]
 #: A job and its outcome, reported once the lock is released: (job, ok, value or exception).
@@ -27,6 +29,8 @@ class Job(pool.Job):
 
 
 class Child:
+    """A child process as the parent tracks it: its pipes, state and current job."""
+
     __slots__ = (
         "buffer",
         "job",
@@ -55,6 +59,34 @@ class Child:
         self.buffer = bytearray()
         self.kill_at: float | None = None
         self.sending = False  # a thread is writing a job: job_fd must stay open
+
+    @classmethod
+    def fork(cls, name: str, inherited: Sequence[int], max_tasks: int | None, max_memory: int | None) -> Child:
+        """Fork a child with its two pipes; it closes ``inherited`` (the parent's other descriptors)."""
+        job_r, job_w = os.pipe()
+        outcome_r, outcome_w = os.pipe()
+        config = ChildConfig(
+            name=name,
+            job_fd=job_r,
+            outcome_fd=outcome_w,
+            close_fds=tuple(fd for fd in (*inherited, job_w, outcome_r) if fd >= 0),
+            max_tasks=max_tasks,
+            max_memory=max_memory,
+        )
+        process = billiard.get_context("fork").Process(target=child_main, args=(config,), name=name, daemon=True)
+        try:
+            process.start()
+        finally:
+            os.close(job_r)
+            os.close(outcome_w)
+        os.set_blocking(outcome_r, False)
+        child = cls(process, name, job_w, outcome_r)
+        try:
+            child.watch_fd = os.pidfd_open(child.pid)
+            child.watch_owned = True
+        except (AttributeError, OSError):
+            child.watch_fd = process.sentinel
+        return child
 
     def fds(self) -> list[int]:
         fds = [self.job_fd, self.outcome_fd, self.watch_fd]
