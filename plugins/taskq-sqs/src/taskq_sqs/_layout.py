@@ -49,9 +49,9 @@ class SQSMessageTooLargeError(SerializationError):
     """A message is larger than the 256 KiB SQS takes."""
 
 
-def message_size(body: str, attributes: Mapping[str, Mapping[str, str]]) -> int:
-    """Bytes SQS counts against its limit: the body and every attribute's name, type, value."""
-    size = len(body.encode("utf-8"))
+def message_size(body_bytes: int, attributes: Mapping[str, Mapping[str, str]]) -> int:
+    """Bytes SQS counts against its limit: the body's and every attribute's name, type, value."""
+    size = body_bytes
     for name, value in attributes.items():
         size += len(name.encode()) + len(value["DataType"].encode()) + len(value["StringValue"].encode())
     return size

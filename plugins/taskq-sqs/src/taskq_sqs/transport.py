@@ -183,7 +183,7 @@ class SQSTransport(Transport):
             entry["DelaySeconds"] = min(self.max_delay_seconds, int(delay))
         if attributes:
             entry["MessageAttributes"] = attributes
-        size = message_size(body, attributes)
+        size = message_size(len(body), attributes)  # ASCII: as many bytes as characters
         if size > MAX_MESSAGE_BYTES:
             raise SQSMessageTooLargeError(
                 f"message {message.headers.get('id', '?')} for queue {queue!r} is {size} bytes as SQS "
@@ -205,7 +205,7 @@ class SQSTransport(Transport):
             batch: list[dict[str, object]] = []
             size = 0
             for entry in [*entries, None]:
-                entry_size = 0 if entry is None else len(str(entry["MessageBody"]).encode()) + 512
+                entry_size = 0 if entry is None else len(str(entry["MessageBody"])) + 512  # ASCII
                 if batch and (entry is None or len(batch) == MAX_BATCH or size + entry_size > MAX_MESSAGE_BYTES):
                     self._send_batch(queue, url, batch)
                     batch, size = [], 0

@@ -32,14 +32,13 @@ mistake is visible in the dead letters, and the worker goes on.
 from __future__ import annotations
 
 import binascii
-import contextlib
 import json
 import uuid
 from binascii import a2b_base64, b2a_base64
 from collections.abc import Mapping
 
-from taskq.drivers.serializer import _default as _tagged  # the JSON serializer's tagged types
-from taskq.drivers.serializer import json_dumps, json_loads
+# the JSON serializer's tagged types (dates, UUIDs...), both ways
+from taskq.drivers.serializer import _default, _object_hook, json_dumps, json_loads
 from taskq.drivers.transport import Message
 from taskq.errors import MessageDecodeError, SerializationError
 
@@ -55,11 +54,9 @@ FIELDS = frozenset({"body", "content-encoding", "content-type", "headers", "prop
 REASON_MAX = 200
 
 _KOMBU_OWN = LAYOUT_PROPERTIES | {"priority"}
-# Only an envelope with kombu's tagged values needs the decoder with an object hook.
-_TAG = '"__type__"'
-_TAG_BYTES = b'"__type__"'
-_plain = json.JSONDecoder()
-_ascii = json.JSONEncoder(default=_tagged, separators=(",", ":"), ensure_ascii=True)
+# The JSON serializer's decoder, without its wrapper: called once per message on every claim.
+_tagged = json.JSONDecoder(object_hook=_object_hook)
+_ascii = json.JSONEncoder(default=_default, separators=(",", ":"), ensure_ascii=True)
 
 
 # ---- Writing ---------------------------------------------------------------------------
@@ -77,14 +74,18 @@ def encode(
     Raises:
         SerializationError: a header or property JSON cannot hold.
     """
-    properties = {k: v for k, v in message.properties.items() if k not in LAYOUT_PROPERTIES}
-    body = None
+    properties = message.properties
+    if not LAYOUT_PROPERTIES.isdisjoint(properties):
+        properties = {k: v for k, v in properties.items() if k not in LAYOUT_PROPERTIES}
+    body: str | None = None
     if text_body:
-        with contextlib.suppress(UnicodeDecodeError):  # not text: base64 after all
+        try:
             body = message.body.decode("utf-8")
+        except UnicodeDecodeError:
+            body = None  # not text: base64 after all
     if body is None:
         body = b2a_base64(message.body, newline=False).decode("ascii")
-        properties["body_encoding"] = "base64"
+        properties = {**properties, "body_encoding": "base64"}
     document: dict[str, object] = {
         "body": body,
         "content-encoding": message.content_encoding,
@@ -170,13 +171,11 @@ def decode(data: bytes | str, *, body_encoding: str | None = None) -> Message:
     try:
         if type(data) is bytes:
             text = data.decode("utf-8")
-            tagged = _TAG_BYTES in data
         elif type(data) is str:
-            text, tagged = data, _TAG in data
+            text = data
         else:
             raise MessageDecodeError(f"an envelope is bytes or text, not {type(data).__name__}")
-        # the C decoder alone, unless kombu's tagged values (dates, UUIDs) are in there
-        document = json_loads(text) if tagged else _plain.decode(text)
+        document = _tagged.decode(text)  # kombu's tagged values (dates, UUIDs) come back as they were
         if type(document) is not dict:
             raise MessageDecodeError(f"the envelope is {_kind(document)}, not a JSON object")
         properties = document.get("properties")
@@ -239,16 +238,12 @@ def decode_fields(
         MessageDecodeError: headers or properties are not a JSON object, and never anything else.
     """
     try:
-        # the usual case inline: bytes without tagged values, read by the C decoder alone
-        if type(headers) is bytes and _TAG_BYTES not in headers:
-            loaded = _plain.decode(headers.decode("utf-8"))
-        else:
-            loaded = _load(headers)
+        loaded = _tagged.decode(headers.decode("utf-8") if isinstance(headers, bytes) else headers)
         if type(loaded) is not dict:
             loaded = _mapping(loaded, "headers", "the message's stored")
         if properties is None:
             return Message(body, loaded, content_type, content_encoding, {})
-        extra = _load(properties)
+        extra = _tagged.decode(properties.decode("utf-8") if isinstance(properties, bytes) else properties)
         if type(extra) is not dict:
             extra = _mapping(extra, "properties", "the message's stored")
         return Message(body, loaded, content_type, content_encoding, extra)
@@ -273,15 +268,6 @@ def undecodable(raw: bytes | str, error: BaseException | str) -> Message:
 
 
 # ---- Checks ------------------------------------------------------------------------------
-
-
-def _load(data: bytes | str) -> object:
-    """JSON from bytes or text; the C decoder alone unless tagged values are in there."""
-    if type(data) is bytes:
-        return json_loads(data) if _TAG_BYTES in data else _plain.decode(data.decode("utf-8"))
-    if type(data) is str:
-        return json_loads(data) if _TAG in data else _plain.decode(data)
-    raise MessageDecodeError(f"stored JSON is bytes or text, not {type(data).__name__}")
 
 
 def _mapping(value: object, name: str, whose: str = "the envelope's") -> dict[str, object]:
