@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import cast
 
 from taskq._serialization import SerializerRegistry
+from taskq.drivers.support.envelope import UNDECODABLE_HEADER
 from taskq.drivers.transport import Message
 from taskq.errors import MessageDecodeError, TaskqError
 
@@ -166,6 +167,9 @@ def decode(registry: SerializerRegistry, message: Message) -> TaskMessage:
     name = headers.get("task")
     task_id = headers.get("id")
     if not isinstance(name, str) or not isinstance(task_id, str):
+        why = headers.get(UNDECODABLE_HEADER)
+        if isinstance(why, str):  # the transport could not read the envelope: say why
+            raise MessageDecodeError(why)
         if "task" not in headers and message.content_type == "application/json":
             raise MessageDecodeError(
                 "message has no 'task' and 'id' headers: it is not a protocol 2 task message "

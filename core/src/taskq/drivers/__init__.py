@@ -19,9 +19,11 @@ worker bootstep     :class:`Step`                          :mod:`taskq.drivers.b
 Event hooks hand plugins two more objects, listed here as part of the contract:
 :class:`Request` (a task the worker holds: ``id``, ``name``, ``args``, ``kwargs``,
 ``retries``, ``delivery``, ``message``) and :class:`Worker` (``hostname``, ``app``,
-``pool``, ``queues``). What several drivers share (wake-ups between processes, the green
-thread pool, interrupting a thread, masking URLs) is in :mod:`taskq.drivers.support`. The conformance
-kit that checks a driver against its contract is :mod:`taskq.testing.conformance`.
+``pool``, ``queues``). What several drivers share (the message envelope, wake-ups
+between processes, result waiters, retrying, cloud-service errors, the green thread
+pool, interrupting a thread, masking URLs) is in :mod:`taskq.drivers.support`. The
+conformance kit that checks a driver against its contract is
+:mod:`taskq.testing.conformance`.
 
 Names are imported on first use, so ``from taskq.drivers.pool import Pool`` loads the
 pool contract and nothing else.
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
         meta_to_exception,
     )
     from taskq.drivers.bootstep import Step
-    from taskq.drivers.pool import Pool, PoolCapabilities
+    from taskq.drivers.pool import Job, Pool, PoolCapabilities
     from taskq.drivers.scheduler import EntryState, LeasedScheduler, ScheduleEntry, Scheduler
     from taskq.drivers.serializer import JSON, Serializer
     from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
@@ -58,6 +60,7 @@ _EXPORTS = {
     "Delivery": "taskq.drivers.transport",
     "EntryState": "taskq.drivers.scheduler",
     "JSON": "taskq.drivers.serializer",
+    "Job": "taskq.drivers.pool",
     "KeyValueBackend": "taskq.drivers.backend",
     "LeasedScheduler": "taskq.drivers.scheduler",
     "Message": "taskq.drivers.transport",
@@ -84,6 +87,7 @@ __all__ = [
     "DeadLetter",
     "Delivery",
     "EntryState",
+    "Job",
     "KeyValueBackend",
     "LeasedScheduler",
     "Message",

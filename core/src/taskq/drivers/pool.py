@@ -6,6 +6,11 @@ processes, green threads or an event loop. A pool says what it can do in
 :attr:`Pool.capabilities`; the worker says at start-up what a chosen pool cannot honour
 (a hard time limit on threads, say) instead of silently ignoring the setting.
 
+The worker calls :meth:`Pool.apply`, which makes a :class:`Job` (what to run, whom to
+tell, its time limits) and hands it to :meth:`Pool.submit`, the one method a pool must
+write. The pool calls :meth:`Job.report` when the job ends; the job tells the worker
+exactly once, whatever path ends it (returned, raised, timed out, terminated, lost).
+
 What runs in the pool is always ``target(*args)``: the worker's tracer, which runs one
 task and records its outcome, with ``args`` ``(app, request)``. A pool that declares
 ``coroutines`` is handed a coroutine function as ``target`` for ``async def`` tasks and
@@ -24,12 +29,15 @@ Time limits mean the same on every pool that can honour them:
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from taskq.errors import PoolFeatureError
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +54,66 @@ class PoolCapabilities:
     coroutines: bool = False  # ``async def`` tasks run natively on an event loop
 
 
+class Job:
+    """One :meth:`Pool.apply`: what to run, whom to tell and its time limits, reported exactly once.
+
+    A pool that tracks more about a running job (its thread, green thread or process, why
+    it was stopped) subclasses this, adding ``__slots__`` that its :meth:`Pool.submit`
+    sets, and names the subclass in :attr:`Pool.job_class`.
+    """
+
+    __slots__ = (
+        "args",
+        "callback",
+        "error_callback",
+        "hard_time_limit",
+        "job_id",
+        "reported",
+        "soft_time_limit",
+        "target",
+    )
+
+    def __init__(
+        self,
+        target: Callable[..., object],
+        args: tuple[object, ...],
+        callback: Callable[[object], None],
+        error_callback: Callable[[BaseException], None],
+        job_id: str | None = None,
+        soft_time_limit: float | None = None,
+        hard_time_limit: float | None = None,
+    ) -> None:
+        self.target = target
+        self.args = args
+        self.callback = callback
+        self.error_callback = error_callback
+        #: The task id, which :meth:`Pool.terminate_job` names; None for an anonymous job.
+        self.job_id = job_id
+        self.soft_time_limit = soft_time_limit
+        self.hard_time_limit = hard_time_limit
+        #: True once the worker has been told how the job ended.
+        self.reported = False
+
+    def report(self, ok: bool, outcome: object) -> bool:
+        """Tell the worker how the job ended, the first time only; True if this call told it.
+
+        ``callback(outcome)`` when ``ok``, else ``error_callback(outcome)`` (an exception).
+        A callback that raises is logged, never raised here: pools report from threads of
+        their own. Call it from one thread at a time (the pool's own state sees to that).
+        """
+        if self.reported:
+            return False
+        self.reported = True
+        try:
+            if ok:
+                self.callback(outcome)
+            else:
+                self.error_callback(outcome)  # type: ignore[arg-type]  # not ok: the outcome is the exception
+        except Exception:
+            logger.exception("the outcome callback of job %s raised", self.job_id)
+        return True
+
+
 class Pool(ABC):
     """Base class of every pool. Up to ``concurrency`` tasks run at once.
 
@@ -54,6 +122,8 @@ class Pool(ABC):
     """
 
     capabilities: ClassVar[PoolCapabilities] = PoolCapabilities()
+    #: What :meth:`apply` makes for each job: :class:`Job` or a subclass that tracks more.
+    job_class: ClassVar[type[Job]] = Job
 
     def __init__(
         self,
@@ -76,7 +146,6 @@ class Pool(ABC):
     def stop(self, *, wait: bool = True) -> None:  # noqa: B027 - optional hook
         """Stop; with ``wait``, let running tasks finish first. Never raises."""
 
-    @abstractmethod
     def apply(
         self,
         target: Callable[..., object],
@@ -94,13 +163,29 @@ class Pool(ABC):
         be quick. ``error_callback`` receives :class:`taskq.errors.TimeLimitExceeded`
         for a hard limit and :class:`taskq.errors.WorkerLostError` when the process
         running the job died. ``job_id`` (the task id) names the job for
-        :meth:`terminate_job`.
+        :meth:`terminate_job`. Makes the :class:`Job` and hands it to :meth:`submit`.
+        """
+        self.submit(self.job_class(target, args, callback, error_callback, job_id, soft_time_limit, hard_time_limit))
+
+    @abstractmethod
+    def submit(self, job: Job) -> None:
+        """Run ``job`` (now, or once a slot frees); call ``job.report`` when it ends.
+
+        Honour ``job.soft_time_limit`` and ``job.hard_time_limit`` as far as
+        :attr:`capabilities` say. A job the pool cannot run (stopping, say) is reported
+        as an error or refused with an exception here.
         """
 
     @property
     def free_slots(self) -> int:
-        """How many more jobs could start right now."""
-        return self.concurrency
+        """How many more jobs could start right now.
+
+        A pool overrides this or :attr:`running`, and the other follows: by default, the
+        concurrency less the jobs running (all of it, for a pool that overrides neither).
+        """
+        if type(self).running is Pool.running:
+            return self.concurrency
+        return max(0, self.concurrency - self.running)
 
     @property
     def room(self) -> int:
@@ -132,7 +217,7 @@ class Pool(ABC):
 
     @property
     def running(self) -> int:
-        """How many jobs are running now."""
+        """How many jobs are running now (by default, what :attr:`free_slots` leaves)."""
         return self.concurrency - self.free_slots
 
     def terminate_job(self, job_id: str) -> bool:
@@ -169,4 +254,4 @@ class Pool(ABC):
         }
 
 
-__all__ = ["Pool", "PoolCapabilities"]
+__all__ = ["Job", "Pool", "PoolCapabilities"]

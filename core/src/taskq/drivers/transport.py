@@ -21,6 +21,7 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Self
 
 # Default lease: seconds a claimed message stays with its worker without a renewal.
 DEFAULT_LEASE_SECONDS = 30.0
@@ -100,7 +101,7 @@ class Transport(ABC):
     def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Release connections. Safe to call twice."""
 
-    def clone(self) -> Transport:
+    def clone(self) -> Self:
         """Another connection acting for the same lease owner, for another thread.
 
         The worker renews leases from a helper thread through a clone: the clone may

@@ -12,10 +12,11 @@ import socket
 import ssl
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import amqp
@@ -65,6 +66,10 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     EOFError,
 )
+# What a reconnect may cure.
+RECOVERABLE: tuple[type[BaseException], ...] = (BrokerUnavailableError, *CONNECTION_ERRORS)
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +201,90 @@ class Backoff:
 
 def sleep_until(deadline: float, pause: float) -> None:
     time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
+
+
+class WakeSocket:
+    """A socket pair that ends a ``select`` on :attr:`reader` from another thread or a signal handler."""
+
+    def __init__(self) -> None:
+        self.reader, self._writer = self._pair()
+
+    @staticmethod
+    def _pair() -> tuple[socket.socket, socket.socket]:
+        reader, writer = socket.socketpair()
+        reader.setblocking(False)
+        writer.setblocking(False)
+        return reader, writer
+
+    def reopen(self) -> None:
+        """After :meth:`close`, for an instance used again."""
+        if self.reader.fileno() == -1:
+            self.reader, self._writer = self._pair()
+
+    def poke(self) -> None:
+        with contextlib.suppress(OSError):  # full: poked already; closed: nobody waits
+            self._writer.send(b"!")
+
+    def drain(self) -> bool:
+        """Swallow pending pokes; say whether there were any."""
+        woken = False
+        with contextlib.suppress(OSError):
+            while self.reader.recv(64):
+                woken = True
+        return woken
+
+    def sleep(self, seconds: float) -> bool:
+        """Sleep unless poked; True when poked."""
+        if select.select([self.reader], [], [], seconds)[0]:
+            self.drain()
+            return True
+        return False
+
+    def close(self) -> None:
+        self.reader.close()
+        self._writer.close()
+
+
+class Reconnecting(ABC):
+    """A connection's user (the transport, the rpc backend): operations retried across reconnects."""
+
+    params: ConnectionParams
+    #: How long a call keeps trying to reconnect before it raises, in seconds.
+    reconnect_timeout: float = RECONNECT_TIMEOUT
+
+    @abstractmethod
+    def _ensure(self) -> amqp.Channel:
+        """The channel, connecting first if need be; raises BrokerUnavailableError."""
+
+    @abstractmethod
+    def _lost(self, exc: BaseException) -> None:
+        """Forget a broken connection; the next call opens a new one."""
+
+    def _retrying(self, what: str, operation: Callable[[amqp.Channel], T], deadline: float | None = None) -> T:
+        """Run ``operation`` on the channel, reconnecting until ``deadline`` (monotonic; by default
+        :attr:`reconnect_timeout` from now), then :class:`BrokerUnavailableError`."""
+        started = time.monotonic()
+        deadline = started + self.reconnect_timeout if deadline is None else deadline
+        backoff = Backoff()
+        while True:
+            try:
+                return operation(self._ensure())
+            except amqp.exceptions.PreconditionFailed as exc:
+                self._lost(exc)
+                raise ConfigError(
+                    f"RabbitMQ refused to {what}: {exc.reply_text}. A queue of that name exists with other "
+                    f"arguments (priority, queue type): delete it or set the same transport options"
+                ) from exc
+            except RECOVERABLE as exc:
+                self._lost(exc)
+                if time.monotonic() >= deadline:
+                    raise BrokerUnavailableError(
+                        f"cannot {what}: RabbitMQ at {self.params.masked} is unreachable after "
+                        f"{time.monotonic() - started:.0f}s ({exc}); is it running? Check with: rabbitmqctl status"
+                    ) from exc
+                pause = backoff.next()
+                logger.warning("cannot %s on %s (%s); retrying in %.1fs", what, self.params.masked, exc, pause)
+                sleep_until(deadline, pause)
 
 
 # ---- Message conversion ------------------------------------------------------------

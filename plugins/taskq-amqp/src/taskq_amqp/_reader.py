@@ -27,6 +27,8 @@ import amqp.exceptions
 import amqp.method_framing
 import amqp.transport
 
+from taskq_amqp._frames import BASIC_PROPERTIES
+
 # Most bytes one recv takes from the socket.
 READ_SIZE = 65536
 # basic.deliver: class 60, method 60.
@@ -55,25 +57,6 @@ _ITEM_FORMATS = {
     ord("d"): struct.Struct(">d"),
 }
 _DECIMAL = struct.Struct(">Bi").unpack_from
-
-# The basic properties in wire order with their flag bits: py-amqp's names and types.
-_PROPERTIES: tuple[tuple[str, str, int], ...] = (
-    ("content_type", "s", 0x8000),
-    ("content_encoding", "s", 0x4000),
-    ("application_headers", "F", 0x2000),
-    ("delivery_mode", "o", 0x1000),
-    ("priority", "o", 0x0800),
-    ("correlation_id", "s", 0x0400),
-    ("reply_to", "s", 0x0200),
-    ("expiration", "s", 0x0100),
-    ("message_id", "s", 0x0080),
-    ("timestamp", "L", 0x0040),
-    ("type", "s", 0x0020),
-    ("user_id", "s", 0x0010),
-    ("app_id", "s", 0x0008),
-    ("cluster_id", "s", 0x0004),
-)
-
 
 # ---- Decoding ---------------------------------------------------------------------------
 
@@ -167,7 +150,7 @@ def decode_properties(buf: bytes, offset: int) -> dict[str, object]:
     properties: dict[str, object] = {}
     if not flags:
         return properties
-    for name, kind, bit in _PROPERTIES:
+    for name, kind, bit in BASIC_PROPERTIES:
         if not flags & bit:
             continue
         if kind == "s":

@@ -14,30 +14,20 @@ reconnects in time still gets what arrived meanwhile; it is not durable, so resu
 published while the broker restarts, or after the client gave up, are lost (Celery has the
 same limit). Groups are kept in this process's memory; there is no chord counter.
 
-Revocations go to a RabbitMQ stream (``taskq.revocations``), an append-only log every
-worker reads from its own offset, so a worker that was offline still honours them. A
-worker's reader stays attached to the stream between its polls (one channel, opened once),
-so polling costs the broker no channel or consumer set-up.
-
-Worker heartbeats (``taskq inspect ping``) go to another stream (``taskq.workers``): each
-worker appends one every couple of seconds, confirmed, on a channel it keeps, and a
-reader takes the newest entry per worker over the stream's last minute, keeping those
-still within their ``ttl`` (by the workers' clocks). A worker that stops cleanly appends
-a "gone" entry.
+Revocations and worker heartbeats (``taskq inspect ping``) go to two RabbitMQ streams,
+append-only logs every reader follows from its own offset (:mod:`._streams`), so a worker
+that was offline still honours a revocation.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
-from typing import TypeVar
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlsplit
 
 import amqp
@@ -49,8 +39,9 @@ from taskq.errors import BrokerUnavailableError, ConfigError, TimeoutError
 from taskq_amqp._connection import (
     CONNECTION_ERRORS,
     RECONNECT_TIMEOUT,
+    RECOVERABLE,
     REPLIES,
-    Backoff,
+    Reconnecting,
     close_quietly,
     new_channel,
     open_connection,
@@ -58,46 +49,23 @@ from taskq_amqp._connection import (
     readable,
 )
 from taskq_amqp._frames import encode_properties, write_publish
+from taskq_amqp._streams import Heartbeats, Revocations
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
 
 # How long a reply queue outlives its client's connection, in seconds (x-expires).
 REPLY_QUEUE_EXPIRES = 60.0
 # Most results kept per backend instance; the oldest are dropped first.
 RESULT_CACHE_MAX = 100_000
-# The revocation log: a stream queue, and how long it keeps entries (RabbitMQ's syntax).
-REVOCATIONS_QUEUE = "taskq.revocations"
-REVOCATIONS_MAX_AGE = "7D"
-# Silence, in seconds, after which a read of a stream counts as caught up when its end is
-# unknown, and the longest wait for the next delivery before that end.
-REVOCATIONS_IDLE = 0.1
-# Silence, in seconds, after which a read that has reached a stream's reported end (which
-# lags by a few seconds) counts as caught up.
-STREAM_SETTLE = 0.05
-# Entries of the revocation log in flight to a reader at once (basic_qos).
-REVOCATIONS_PREFETCH = 1000
-# Worker heartbeats: a stream every worker appends to; a reader looks at its last minute.
-WORKERS_STREAM = "taskq.workers"
-WORKERS_MAX_AGE = "1h"
-# Small segments, so that the stream's age limit (applied per segment) takes effect.
-WORKERS_SEGMENT_BYTES = 1_000_000
-# Seconds of the heartbeat stream a reader looks at (longer than any heartbeat's ttl).
-WORKERS_LOOKBACK = 60.0
-# Longest wait, in seconds, for a heartbeat read to reach the marker it appended.
-WORKERS_READ_TIMEOUT = 10.0
 # Message type of the marker a client sends itself to know its queue is read up to now.
 BARRIER_TYPE = "taskq.barrier"
-
-RECOVERABLE: tuple[type[BaseException], ...] = (BrokerUnavailableError, *CONNECTION_ERRORS)
 
 # Groups saved by this process (rpc results are local to the client, and so are groups).
 _groups: dict[str, list[str]] = {}
 _groups_lock = threading.Lock()
 
 
-class RpcBackend(ResultBackend):
+class RpcBackend(Reconnecting, ResultBackend):
     """Results as messages on the client's reply queue; see the module docstring."""
 
     capabilities = BackendCapabilities(push_wait=True)
@@ -114,8 +82,8 @@ class RpcBackend(ResultBackend):
         self._consuming = False
         self._results: OrderedDict[str, Meta] = OrderedDict()
         self._barriers: set[str] = set()
-        self._reader: _RevocationReader | None = None
-        self._beats: amqp.Channel | None = None  # heartbeats go out on it, confirmed
+        self._heartbeats = Heartbeats()
+        self._revocations = Revocations()
 
     # ---- Connection -------------------------------------------------------------------
 
@@ -141,30 +109,13 @@ class RpcBackend(ResultBackend):
             close_quietly(self._conn)
             self._conn = self._channel = None
 
-    def _retrying(self, what: str, operation: Callable[[amqp.Channel], T], deadline: float | None = None) -> T:
-        deadline = time.monotonic() + RECONNECT_TIMEOUT if deadline is None else deadline
-        backoff = Backoff()
-        while True:
-            try:
-                return operation(self._ensure())
-            except RECOVERABLE as exc:
-                self._lost(exc)
-                if time.monotonic() >= deadline:
-                    raise BrokerUnavailableError(
-                        f"cannot {what}: RabbitMQ at {self.params.masked} is unreachable ({exc}); "
-                        f"is it running? Check with: rabbitmqctl status"
-                    ) from exc
-                pause = backoff.next()
-                logger.warning("cannot %s (%s); retrying in %.1fs", what, exc, pause)
-                time.sleep(max(0.0, min(pause, deadline - time.monotonic())))
-
     def close(self) -> None:
         with self._lock:
             close_quietly(self._conn)
             self._conn = self._channel = None
             self._consuming = False
-            self._reader = None
-            self._beats = None
+            self._heartbeats.forget()
+            self._revocations.forget()
 
     # ---- The reply queue ----------------------------------------------------------------
 
@@ -329,225 +280,32 @@ class RpcBackend(ResultBackend):
         with _groups_lock:
             _groups.pop(group_id, None)
 
-    # ---- Worker heartbeats: a stream every worker appends to -------------------------------
+    # ---- Worker heartbeats and revocations: streams (see _streams) -------------------------
 
-    def _declare_workers(self, channel: amqp.Channel) -> None:
-        """Declare the heartbeat stream."""
-        arguments = {
-            "x-queue-type": "stream",
-            "x-max-age": WORKERS_MAX_AGE,
-            "x-stream-max-segment-size-bytes": WORKERS_SEGMENT_BYTES,
-        }
-        channel.queue_declare(WORKERS_STREAM, durable=True, auto_delete=False, arguments=arguments)
+    def _connection(self) -> amqp.Connection:
+        """The live connection, for an operation :meth:`_retrying` runs (after it connected)."""
+        conn = self._conn
+        assert conn is not None
+        return conn
 
     def heartbeat(self, hostname: str, info: Mapping[str, object], ttl: float) -> None:
         entry = {**info, "hostname": hostname, "timestamp": time.time(), "ttl": ttl}
-        self._retrying("write a heartbeat", lambda _: self._append_beat(entry))
+        self._retrying("write a heartbeat", lambda _: self._heartbeats.append(self._connection(), entry))
 
     def forget_worker(self, hostname: str) -> None:
         entry = {"hostname": hostname, "timestamp": time.time(), "gone": True}
-        self._retrying("remove a heartbeat", lambda _: self._append_beat(entry))
-
-    def _append_beat(self, entry: Mapping[str, object]) -> None:
-        """Append to the heartbeat stream on a channel kept for it, and wait for the broker's confirm."""
-        conn = self._conn
-        assert conn is not None
-        channel = self._beats
-        if channel is None or channel.connection is not conn:
-            channel = new_channel(conn)
-            channel.confirm_select()
-            self._declare_workers(channel)
-            self._beats = channel
-        body = json.dumps(entry, default=str).encode()
-        message = amqp.Message(body, content_type="application/json", delivery_mode=2)
-        try:
-            channel.basic_publish_confirm(message, exchange="", routing_key=WORKERS_STREAM)
-        except amqp.exceptions.AMQPError:
-            self._beats = None  # a channel error closed it: the next beat opens another
-            raise
+        self._retrying("remove a heartbeat", lambda _: self._heartbeats.append(self._connection(), entry))
 
     def workers(self) -> dict[str, Meta]:
-        return self._retrying("read the heartbeats", lambda _: self._read_beats())
-
-    def _read_beats(self) -> dict[str, Meta]:
-        """The newest heartbeat of every worker whose last one is within its ttl.
-
-        Appends a marker to the stream (confirmed), then reads the stream's last
-        ``WORKERS_LOOKBACK`` seconds up to that marker: every heartbeat confirmed before
-        this call is read, whatever size the broker reports. A worker's "gone" entry drops
-        what came before it.
-        """
-        conn = self._conn
-        assert conn is not None
-        marker = uuid.uuid4().hex
-        self._append_beat({"marker": marker})
-        latest: dict[str, Meta] = {}
-        reached = [False]
-
-        def on_beat(raw: amqp.Message) -> None:
-            with contextlib.suppress(ValueError, TypeError):
-                entry = json.loads(raw.body)
-                if isinstance(entry, dict):
-                    name = entry.get("hostname")
-                    if entry.get("marker") == marker:
-                        reached[0] = True
-                    elif isinstance(name, str):
-                        if entry.get("gone"):
-                            latest.pop(name, None)
-                        else:
-                            latest[name] = entry
-            raw.channel.basic_ack(raw.delivery_tag)
-
-        channel = new_channel(conn)
-        try:
-            since = datetime.fromtimestamp(time.time() - WORKERS_LOOKBACK, tz=UTC)
-            channel.basic_qos(0, REVOCATIONS_PREFETCH, False)
-            channel.basic_consume(WORKERS_STREAM, callback=on_beat, arguments={"x-stream-offset": since})
-            deadline = time.monotonic() + WORKERS_READ_TIMEOUT
-            while not reached[0]:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise TimeoutError(
-                        f"the heartbeat stream {WORKERS_STREAM!r} did not deliver this reader's own marker "
-                        f"within {WORKERS_READ_TIMEOUT:g} s; check RabbitMQ's health (rabbitmq-diagnostics status)"
-                    )
-                if readable(conn, left):
-                    conn.drain_events(timeout=None)
-        finally:
-            with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
-                channel.close()
-        now = time.time()
-        return {
-            name: entry
-            for name, entry in sorted(latest.items())
-            if _number(entry.get("timestamp")) + _number(entry.get("ttl")) >= now
-        }
-
-    # ---- Revocations: a stream every worker reads from its own offset ------------------------
-
-    def _declare_revocations(self, channel: amqp.Channel) -> None:
-        arguments = {"x-queue-type": "stream", "x-max-age": REVOCATIONS_MAX_AGE}
-        channel.queue_declare(REVOCATIONS_QUEUE, durable=True, auto_delete=False, arguments=arguments)
+        return self._retrying("read the heartbeats", lambda _: self._heartbeats.read(self._connection()))
 
     def revoke(self, task_ids: Sequence[str], *, terminate: bool = False) -> None:
-        def send(_: amqp.Channel) -> None:
-            assert self._conn is not None
-            channel = new_channel(self._conn)
-            try:
-                channel.confirm_select()
-                self._declare_revocations(channel)
-                for task_id in task_ids:
-                    body = json.dumps({"task_id": task_id, "terminate": terminate}).encode()
-                    message = amqp.Message(body, content_type="application/json", delivery_mode=2)
-                    channel.basic_publish_confirm(message, exchange="", routing_key=REVOCATIONS_QUEUE)
-            finally:
-                with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
-                    channel.close()
-
-        self._retrying("record a revocation", send)
+        self._retrying(
+            "record a revocation", lambda _: self._revocations.append(self._connection(), task_ids, terminate)
+        )
 
     def revocations_since(self, cursor: int) -> tuple[list[tuple[str, bool]], int]:
-        return self._retrying("read revocations", lambda _: self._read_revocations(cursor))
-
-    def _read_revocations(self, cursor: int) -> tuple[list[tuple[str, bool]], int]:
-        """What the log holds from ``cursor`` up to now.
-
-        The stream consumer stays attached between reads (on a channel of its own), so new
-        entries have been pushed to it meanwhile. It is attached again only for another
-        cursor or after a reconnect. How far "now" is: see :func:`_catch_up`.
-        """
-        conn = self._conn
-        assert conn is not None
-        reader = self._reader
-        if reader is None or reader.conn is not conn or reader.next != cursor:
-            if reader is not None and reader.conn is conn:
-                with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
-                    reader.channel.close()
-            self._reader = None
-            reader = self._attach(conn, cursor)
-            self._reader = reader
-        held = int(reader.channel.queue_declare(REVOCATIONS_QUEUE, passive=True).message_count)
-        if held and reader.first is None:
-            reader.first = self._first_offset(conn)
-        _catch_up(conn, lambda: reader.next, None if reader.first is None else reader.first + held)
-        return reader.take()
-
-    def _attach(self, conn: amqp.Connection, cursor: int) -> _RevocationReader:
-        channel = new_channel(conn)
-        reader = _RevocationReader(conn, channel, cursor)
-        try:
-            self._declare_revocations(channel)
-            channel.basic_qos(0, REVOCATIONS_PREFETCH, False)
-            offset = {"x-stream-offset": cursor}
-            channel.basic_consume(REVOCATIONS_QUEUE, callback=reader.on_entry, arguments=offset)
-        except BaseException:
-            with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
-                channel.close()
-            raise
-        return reader
-
-    def _first_offset(self, conn: amqp.Connection) -> int | None:
-        """The offset of the oldest entry the revocation log keeps (older ones have expired), if it answers."""
-        found: list[int] = []
-
-        def on_first(raw: amqp.Message) -> None:
-            offset = raw.headers.get("x-stream-offset")
-            if isinstance(offset, int) and not found:
-                found.append(offset)
-
-        channel = new_channel(conn)
-        try:
-            channel.basic_qos(0, 1, False)
-            channel.basic_consume(REVOCATIONS_QUEUE, callback=on_first, arguments={"x-stream-offset": "first"})
-            while not found and readable(conn, REVOCATIONS_IDLE):
-                conn.drain_events(timeout=None)
-        finally:
-            with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
-                channel.close()
-        return found[0] if found else None
-
-
-class _RevocationReader:
-    """A consumer attached to the revocation stream, and what it was sent since the last read."""
-
-    def __init__(self, conn: amqp.Connection, channel: amqp.Channel, cursor: int) -> None:
-        self.conn = conn
-        self.channel = channel
-        self.next = cursor  # the offset after the last entry taken in
-        self.first: int | None = None  # the log's oldest offset, when it was attached
-        self.found: list[tuple[str, bool]] = []
-
-    def on_entry(self, raw: amqp.Message) -> None:
-        offset = raw.headers.get("x-stream-offset")
-        if isinstance(offset, int) and offset >= self.next:
-            self.next = offset + 1
-            with contextlib.suppress(ValueError, KeyError, TypeError):
-                entry = json.loads(raw.body)
-                self.found.append((str(entry["task_id"]), bool(entry.get("terminate"))))
-        raw.channel.basic_ack(raw.delivery_tag)  # credit for the next entries (a stream keeps them)
-
-    def take(self) -> tuple[list[tuple[str, bool]], int]:
-        found, self.found = self.found, []
-        return found, self.next
-
-
-def _catch_up(conn: amqp.Connection, position: Callable[[], int], end: int | None) -> None:
-    """Handle a stream consumer's deliveries until it has caught up with the stream.
-
-    AMQP 0-9-1 says nothing when a stream consumer reaches the end, and the size a
-    declare reports lags by a few seconds. So: read up to ``end`` (the stream's first
-    offset plus that size) while deliveries keep coming, then what follows within
-    ``STREAM_SETTLE`` s of quiet (``REVOCATIONS_IDLE`` s where ``end`` is unknown).
-    Entries that come later still reach an attached reader: its next read takes them.
-    """
-    while end is not None and position() < end and readable(conn, REVOCATIONS_IDLE):
-        conn.drain_events(timeout=None)
-    while readable(conn, REVOCATIONS_IDLE if end is None else STREAM_SETTLE):
-        conn.drain_events(timeout=None)
-
-
-def _number(value: object) -> float:
-    return float(value) if isinstance(value, (int, float)) else 0.0
+        return self._retrying("read revocations", lambda _: self._revocations.read(self._connection(), cursor))
 
 
 def _broker_url(url: str, broker: str | None) -> str:

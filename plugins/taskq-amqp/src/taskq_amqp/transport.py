@@ -2,11 +2,9 @@
 
 How the contract maps onto AMQP 0-9-1:
 
-* **Queues** are declared as Celery 5 declares its default queue: a durable queue, a
-  durable direct exchange of the same name and a binding with the queue's name as the
-  routing key; messages are published to that exchange. Options add ``x-max-priority``
-  (``max_priority``) or ``x-queue-type: quorum`` (``queue_type``), which Celery must be
-  told too (``task_queue_max_priority``, ``x-queue-type`` in its queue arguments).
+* **Queues** are declared as Celery 5 declares its default queue, with its exchange and
+  binding; messages are published to that exchange (:mod:`._layout`: queue, delay and
+  dead-letter queues, and the options that change them, which Celery must be told too).
 * **Claim** consumes (``basic_consume``) with the broker's prefetch (``basic_qos``) as
   the window and returns what has been delivered so far; when nothing has and the broker
   may hold back (a consumer just started or is at its prefetch, or this instance published
@@ -23,10 +21,12 @@ How the contract maps onto AMQP 0-9-1:
   task messages that carry an ETA, which the worker holds until due or sends back.
 * **Dead letters** are copies in ``<queue>.dead`` with the reason in headers.
 * **Publisher confirms** are batched by default: publish returns at once, unconfirmed
-  messages are kept and sent again after a reconnect, and everything is confirmed before
-  an ack, a depth or purge, and close.
+  messages are kept (:mod:`._confirms`) and sent again after a reconnect, and everything
+  is confirmed before an ack, a depth or purge, and close.
 
-The module stays whole (a little over 500 lines): it is one connection's state machine.
+The module stays whole past 500 lines: it is one connection's state machine, and every
+method reads and changes the same state (the channel, its consumers, the deliveries held
+and the publishes unconfirmed on it), which a reconnect resets in one place.
 """
 
 from __future__ import annotations
@@ -34,23 +34,26 @@ from __future__ import annotations
 import contextlib
 import logging
 import select
-import socket
 import time
-from collections import OrderedDict, deque
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import partial
-from typing import TypeVar, cast
+from typing import cast
 
 import amqp
 import amqp.exceptions
 
 from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
 from taskq.errors import BrokerUnavailableError, ConfigError
+from taskq_amqp._confirms import Unconfirmed
 from taskq_amqp._connection import (
     CONNECTION_ERRORS,
     RECONNECT_TIMEOUT,
+    RECOVERABLE,
     REPLIES,
     Backoff,
+    Reconnecting,
+    WakeSocket,
     close_quietly,
     encode_message,
     from_amqp,
@@ -64,19 +67,15 @@ from taskq_amqp._layout import (
     HEADER_DEAD_AT,
     HEADER_DEAD_QUEUE,
     HEADER_DEAD_REASON,
-    MAX_TTL_MS,
+    QueueLayout,
     dead_queue_name,
     delay_bucket,
     delay_queue_name,
+    read_dead_letters,
 )
 from taskq_amqp._reader import has_buffered
 
 logger = logging.getLogger(__name__)
-
-# What a reconnect may cure.
-RECOVERABLE: tuple[type[BaseException], ...] = (BrokerUnavailableError, *CONNECTION_ERRORS)
-
-T = TypeVar("T")
 
 # Broker prefetch before the first claim says how many the worker wants, in messages.
 DEFAULT_PREFETCH = 4
@@ -87,22 +86,13 @@ CONFIRM_READ_EVERY = 64
 # A publish after this many seconds without one first reads what the broker sent meanwhile
 # (confirms, a connection.close), so it finds a dead connection before sending, in seconds.
 CONFIRM_READ_IDLE = 0.05
-# Longest wait for the broker to confirm publishes, in seconds; then the connection is dropped.
-CONFIRM_TIMEOUT = 30.0
-# A delay queue lives this long (ms) beyond twice its TTL once nobody declares it.
-DELAY_QUEUE_GRACE_MS = 60_000
-# Most dead letters read per queue by dead_letters(), in messages.
-DEAD_LETTER_SCAN_MAX = 10_000
 # Least pause between two "broker unreachable" warnings from claim/wait, in seconds.
 WARNING_INTERVAL = 5.0
 
 CONFIRM_MODES = ("off", "batch", "each")
 
-Outgoing = tuple[str, str, bytes, bytes]
-"""A message as sent: exchange, routing key, encoded properties, body."""
 
-
-class AmqpTransport(Transport):
+class AmqpTransport(Reconnecting, Transport):
     """RabbitMQ through py-amqp; see the module docstring for how the contract maps."""
 
     capabilities = Capabilities(delayed_delivery=True, leases=False, dead_letter=True, priority=True, wakeup=True)
@@ -111,13 +101,7 @@ class AmqpTransport(Transport):
         super().__init__(url, options)
         opts = self.options
         self.params = parse_url(url, opts)
-        self.queue_type = str(opts.get("queue_type", "classic"))
-        if self.queue_type not in ("classic", "quorum"):
-            raise ConfigError(f"queue_type must be 'classic' or 'quorum', not {self.queue_type!r}")
-        max_priority = opts.get("max_priority")
-        self.max_priority = int(max_priority) if isinstance(max_priority, (int, str)) else None
-        if self.max_priority is not None and self.queue_type == "quorum":
-            raise ConfigError("quorum queues have no priorities in RabbitMQ 3.10: drop max_priority or queue_type")
+        self._layout = QueueLayout(opts)
         prefetch = opts.get("prefetch_count")
         self.prefetch_count = int(prefetch) if isinstance(prefetch, (int, str)) else None
         self.confirm_publish = str(opts.get("confirm_publish", "batch"))
@@ -127,7 +111,6 @@ class AmqpTransport(Transport):
             )
         timeout = opts.get("reconnect_timeout", RECONNECT_TIMEOUT)
         self.reconnect_timeout = float(timeout) if isinstance(timeout, (int, float, str)) else RECONNECT_TIMEOUT
-        self.extra_queue_arguments = dict(opts.get("queue_arguments") or {})  # type: ignore[call-overload]  # a mapping option
         # Connection state; _reset() clears what dies with a connection.
         self._conn: amqp.Connection | None = None
         self._channel: amqp.Channel | None = None
@@ -136,21 +119,12 @@ class AmqpTransport(Transport):
         self._buffer: deque[Delivery] = deque()
         self._consumers: dict[str, str] = {}
         self._unacked: dict[int, str] = {}
-        self._declared: set[str] = set()
-        self._delay_declared: dict[str, float] = {}
         self._qos = 0
-        self._sequence = 0
         self._sent = 0  # publishes, counted to read what the broker sent now and then
         self._published = False  # since the last basic_get, which sees what we published
         self._last_read = 0.0  # time.monotonic() of the last look at what the broker sent
-        # Unconfirmed publishes by sequence number: (exchange, routing key, properties, body).
-        self._pending: OrderedDict[int, Outgoing] = OrderedDict()
-        # What outlives a connection: the delay and dead-letter queues this instance used.
-        self._delays: dict[str, set[int]] = {}
-        self._dead_queues: set[str] = set()
-        self._wake_r, self._wake_w = socket.socketpair()
-        self._wake_r.setblocking(False)
-        self._wake_w.setblocking(False)
+        self._unconfirmed = Unconfirmed()  # kept across connections: sent again on the next
+        self._wake = WakeSocket()
         self._last_warning = 0.0
         self._backoff = Backoff()
 
@@ -165,28 +139,25 @@ class AmqpTransport(Transport):
                 self._flush_confirms()
         close_quietly(self._conn)
         self._reset(None, None)
-        for sock in (self._wake_r, self._wake_w):
-            sock.close()
+        self._unconfirmed.take_all()
+        self._wake.close()
 
     def _ensure(self) -> amqp.Channel:
         """The channel, connecting first if need be; raises BrokerUnavailableError."""
         if self._channel is not None:
             return self._channel
-        if self._wake_r.fileno() == -1:  # closed, and used again
-            self._wake_r, self._wake_w = socket.socketpair()
-            self._wake_r.setblocking(False)
-            self._wake_w.setblocking(False)
+        self._wake.reopen()
         conn = open_connection(self.params)
         try:
             channel = new_channel(conn)
             if self.confirm_publish != "off":
                 channel.confirm_select()
-                channel.events["basic_ack"].add(self._on_confirm)
+                channel.events["basic_ack"].add(self._unconfirmed.on_ack)
                 channel.events["basic_nack"].add(self._on_nack)
         except CONNECTION_ERRORS as exc:
             close_quietly(conn)
             raise BrokerUnavailableError(f"RabbitMQ at {self.params.masked} closed the connection: {exc}") from exc
-        unconfirmed = list(self._pending.values())
+        unconfirmed = self._unconfirmed.take_all()
         self._reset(conn, channel)
         if self._generation > 1:
             logger.info("reconnected to %s", self.params.masked)
@@ -201,44 +172,15 @@ class AmqpTransport(Transport):
         self._buffer.clear()
         self._consumers.clear()
         self._unacked.clear()
-        self._declared.clear()
-        self._delay_declared.clear()
+        self._layout.forget_connection()
         self._qos = 0
-        self._pending.clear()
-        self._sequence = 0  # confirms count from 1 again on a new channel
 
     def _lost(self, exc: BaseException) -> None:
         """Forget a broken connection; the next call opens a new one."""
         if self._conn is not None:
             logger.warning("lost the connection to %s: %s", self.params.masked, exc or type(exc).__name__)
         close_quietly(self._conn)
-        pending = self._pending.copy()
-        self._reset(None, None)
-        self._pending = pending  # sent again on the next connection
-
-    def _retrying(self, what: str, operation: Callable[[amqp.Channel], T]) -> T:
-        """Run ``operation`` on the channel, reconnecting for up to ``reconnect_timeout``."""
-        deadline = time.monotonic() + self.reconnect_timeout
-        backoff = Backoff()
-        while True:
-            try:
-                return operation(self._ensure())
-            except amqp.exceptions.PreconditionFailed as exc:
-                self._lost(exc)
-                raise ConfigError(
-                    f"RabbitMQ refused to {what}: {exc.reply_text}. A queue of that name exists with other "
-                    f"arguments (priority, queue type): delete it or set the same transport options"
-                ) from exc
-            except RECOVERABLE as exc:
-                self._lost(exc)
-                if time.monotonic() >= deadline:
-                    raise BrokerUnavailableError(
-                        f"cannot {what}: RabbitMQ at {self.params.masked} is unreachable after "
-                        f"{self.reconnect_timeout:.0f}s ({exc}); is it running? Check with: rabbitmqctl status"
-                    ) from exc
-                pause = backoff.next()
-                logger.warning("cannot %s on %s (%s); retrying in %.1fs", what, self.params.masked, exc, pause)
-                time.sleep(pause)
+        self._reset(None, None)  # what is unconfirmed stays, sent again on the next connection
 
     def _warn_unreachable(self, exc: BaseException) -> None:
         now = time.monotonic()
@@ -246,50 +188,9 @@ class AmqpTransport(Transport):
             self._last_warning = now
             logger.warning("RabbitMQ at %s is unreachable (%s); still trying", self.params.masked, exc)
 
-    # ---- Declaring ------------------------------------------------------------------
-
     def queue_arguments(self) -> dict[str, object]:
         """The arguments every work queue is declared with (they must match Celery's)."""
-        args: dict[str, object] = dict(self.extra_queue_arguments)
-        if self.queue_type == "quorum":
-            args["x-queue-type"] = "quorum"
-        if self.max_priority is not None:
-            args["x-max-priority"] = self.max_priority
-        return args
-
-    def _declare(self, channel: amqp.Channel, queue: str) -> None:
-        if queue in self._declared:
-            return
-        channel.exchange_declare(queue, "direct", durable=True, auto_delete=False)
-        channel.queue_declare(queue, durable=True, auto_delete=False, arguments=self.queue_arguments())
-        channel.queue_bind(queue, queue, queue)
-        self._declared.add(queue)
-
-    def _declare_delay(self, channel: amqp.Channel, queue: str, ms: int) -> str:
-        name = delay_queue_name(queue, ms)
-        now = time.monotonic()
-        declared = self._delay_declared.get(name)
-        # Declaring again restarts the queue's x-expires clock; it must outlast our messages.
-        if declared is None or now - declared > ms / 1000 + DELAY_QUEUE_GRACE_MS / 2000:
-            self._declare(channel, queue)
-            arguments = {
-                "x-message-ttl": ms,
-                "x-dead-letter-exchange": "",
-                "x-dead-letter-routing-key": queue,
-                "x-expires": min(2 * ms + DELAY_QUEUE_GRACE_MS, MAX_TTL_MS),
-            }
-            channel.queue_declare(name, durable=True, auto_delete=False, arguments=arguments)
-            self._delay_declared[name] = now
-        self._delays.setdefault(queue, set()).add(ms)
-        return name
-
-    def _declare_dead(self, channel: amqp.Channel, queue: str) -> str:
-        name = dead_queue_name(queue)
-        if name not in self._declared:
-            channel.queue_declare(name, durable=True, auto_delete=False)
-            self._declared.add(name)
-        self._dead_queues.add(queue)
-        return name
+        return self._layout.queue_arguments()
 
     # ---- Publishing -----------------------------------------------------------------
 
@@ -312,9 +213,9 @@ class AmqpTransport(Transport):
         properties = encode_message(message, reply_to=reply_to)
         ms = delay_bucket(delay, early_ok=bool(message.headers.get("eta"))) if delay > 0 else 0
         if ms:
-            exchange, routing_key = "", self._declare_delay(channel, queue, ms)
+            exchange, routing_key = "", self._layout.declare_delay(channel, queue, ms)
         else:
-            self._declare(channel, queue)
+            self._layout.declare(channel, queue)
             exchange, routing_key = queue, queue
         self._send(channel, exchange, routing_key, properties, message.body)
 
@@ -324,29 +225,18 @@ class AmqpTransport(Transport):
         write_publish(channel.connection, channel.channel_id, exchange, routing_key, properties, body)
         self._sent += 1
         self._published = True
-        pending = self._pending
+        unconfirmed = self._unconfirmed
         if self.confirm_publish != "off":
-            self._sequence += 1
-            pending[self._sequence] = (exchange, routing_key, properties, body)
+            unconfirmed.sequence += 1
+            unconfirmed.pending[unconfirmed.sequence] = (exchange, routing_key, properties, body)
         # Without confirms too: what the broker says (connection.blocked, a channel error) is read.
-        if not self._sent % CONFIRM_READ_EVERY or len(pending) >= CONFIRM_WINDOW:
+        if not self._sent % CONFIRM_READ_EVERY or len(unconfirmed.pending) >= CONFIRM_WINDOW:
             self._read_confirms()
-
-    def _on_confirm(self, delivery_tag: int, multiple: bool) -> None:
-        if multiple:
-            while self._pending:
-                tag = next(iter(self._pending))
-                if tag > delivery_tag:
-                    break
-                del self._pending[tag]
-        else:
-            self._pending.pop(delivery_tag, None)
 
     def _on_nack(self, delivery_tag: int, multiple: bool, requeue: bool = False) -> None:
         # The broker could not take them (an internal error): send them again.
-        tags = [t for t in self._pending if t <= delivery_tag] if multiple else [delivery_tag]
-        logger.warning("RabbitMQ refused %d published message(s); sending them again", len(tags))
-        again = [self._pending.pop(t) for t in tags if t in self._pending]
+        again = self._unconfirmed.take_nacked(delivery_tag, multiple)
+        logger.warning("RabbitMQ refused %d published message(s); sending them again", len(again))
         if self._channel is not None:
             for outgoing in again:
                 self._send(self._channel, *outgoing)
@@ -362,29 +252,13 @@ class AmqpTransport(Transport):
         self._last_read = time.monotonic()
         while readable(conn, 0.0):
             conn.drain_events(timeout=None)
-        if len(self._pending) >= CONFIRM_WINDOW:
-            deadline = time.monotonic() + CONFIRM_TIMEOUT
-            while len(self._pending) >= CONFIRM_WINDOW // 2:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise BrokerUnavailableError(
-                        f"RabbitMQ at {self.params.masked} confirmed no publish for {CONFIRM_TIMEOUT:.0f}s"
-                    )
-                if readable(conn, remaining):
-                    conn.drain_events(timeout=None)
+        if len(self._unconfirmed.pending) >= CONFIRM_WINDOW:
+            self._unconfirmed.wait(conn, CONFIRM_WINDOW // 2, self.params.masked)
 
     def _flush_confirms(self) -> None:
         """Wait until the broker has confirmed everything published on this connection."""
-        conn = self._conn
-        deadline = time.monotonic() + CONFIRM_TIMEOUT
-        while self._pending and conn is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise BrokerUnavailableError(
-                    f"RabbitMQ at {self.params.masked} confirmed no publish for {CONFIRM_TIMEOUT:.0f}s"
-                )
-            if readable(conn, remaining):
-                conn.drain_events(timeout=None)
+        if self._unconfirmed.pending and self._conn is not None:
+            self._unconfirmed.wait(self._conn, 1, self.params.masked)
 
     # ---- Consuming ------------------------------------------------------------------
 
@@ -435,7 +309,7 @@ class AmqpTransport(Transport):
             channel.basic_qos(0, self._qos, False)
         for queue in queues:
             if queue not in consumers:
-                self._declare(channel, queue)
+                self._layout.declare(channel, queue)
                 consumers[queue] = channel.basic_consume(
                     queue, callback=partial(self._on_message, queue), on_cancel=partial(self._on_cancel, queue)
                 )
@@ -515,36 +389,20 @@ class AmqpTransport(Transport):
                     self._drain_ready()
                     continue
                 sock = conn.sock
-                ready = select.select([sock, self._wake_r], [], [], remaining)[0]
+                ready = select.select([sock, self._wake.reader], [], [], remaining)[0]
                 if sock in ready:
                     self._drain_ready()
                 # An interrupt left over from a wait that ended otherwise ends the next one early.
-                if self._wake_r in ready and self._woken():
+                if self._wake.reader in ready and self._wake.drain():
                     return
             except RECOVERABLE as exc:
                 self._lost(exc)
                 self._warn_unreachable(exc)
-                if remaining <= 0 or self._sleep(min(backoff.next(), remaining)):
+                if remaining <= 0 or self._wake.sleep(min(backoff.next(), remaining)):
                     return
 
     def interrupt(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"!")
-
-    def _woken(self) -> bool:
-        """Swallow pending interrupts; say whether there were any."""
-        woken = False
-        with contextlib.suppress(OSError):
-            while self._wake_r.recv(64):
-                woken = True
-        return woken
-
-    def _sleep(self, seconds: float) -> bool:
-        """Sleep unless interrupted; True when interrupted."""
-        if select.select([self._wake_r], [], [], seconds)[0]:
-            self._woken()
-            return True
-        return False
+        self._wake.poke()
 
     # ---- Settling -------------------------------------------------------------------
 
@@ -567,7 +425,7 @@ class AmqpTransport(Transport):
         if not tags or self._channel is None:
             return
         try:
-            if self._pending:  # what the worker published in their stead is confirmed first
+            if self._unconfirmed.pending:  # what the worker published in their stead is confirmed first
                 self._flush_confirms()
             self._ack_tags(self._channel, tags)
         except CONNECTION_ERRORS as exc:
@@ -613,7 +471,9 @@ class AmqpTransport(Transport):
         properties = encode_message(delivery.message, headers)
 
         def send(channel: amqp.Channel) -> None:
-            self._send(channel, "", self._declare_dead(channel, delivery.queue), properties, delivery.message.body)
+            self._send(
+                channel, "", self._layout.declare_dead(channel, delivery.queue), properties, delivery.message.body
+            )
             self._flush_confirms()
 
         self._retrying("dead-letter a message", send)
@@ -634,7 +494,7 @@ class AmqpTransport(Transport):
         def run(_: amqp.Channel) -> int:
             self._flush_confirms()  # what we published is in its queue before we count
             total = 0
-            for name in [queue, *(delay_queue_name(queue, ms) for ms in sorted(self._delays.get(queue, ())))]:
+            for name in self._layout.with_delays(queue):
                 try:
                     total += operation(self._admin_channel(), name)
                 except amqp.exceptions.NotFound:
@@ -656,54 +516,24 @@ class AmqpTransport(Transport):
 
         def run(_: amqp.Channel) -> None:
             self._flush_confirms()
-            names = [
-                queue,
-                dead_queue_name(queue),
-                *(delay_queue_name(queue, ms) for ms in self._delays.get(queue, ())),
-            ]
             if queue in self._consumers and self._channel is not None:
                 self._channel.basic_cancel(self._consumers.pop(queue))
-            for name in names:
+            for name in [*self._layout.with_delays(queue), dead_queue_name(queue)]:
                 self._admin_channel().queue_delete(name)
             self._admin_channel().exchange_delete(queue)
-            self._declared.discard(queue)
-            self._delays.pop(queue, None)
+            self._layout.forget(queue)
 
         self._retrying("delete queue " + queue, run)
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        """Dead letters of ``queue`` (or of every queue this instance dead-lettered to).
+        """Dead letters of ``queue`` (or of every queue this instance dead-lettered to); reading keeps them."""
+        queues = [queue] if queue is not None else sorted(self._layout.dead_queues)
 
-        Read with ``basic_get`` on a channel of their own that is then closed, which puts
-        them back in place: reading does not consume them.
-        """
-        queues = [queue] if queue is not None else sorted(self._dead_queues)
-        return self._retrying("read dead letters", lambda _: self._read_dead(queues, limit))
+        def read(_: amqp.Channel) -> list[DeadLetter]:
+            assert self._conn is not None
+            return read_dead_letters(self._conn, queues, limit)
 
-    def _read_dead(self, queues: list[str], limit: int) -> list[DeadLetter]:
-        assert self._conn is not None
-        found: list[tuple[float, int, DeadLetter]] = []
-        for queue in queues:
-            channel = new_channel(self._conn)
-            try:
-                for index in range(DEAD_LETTER_SCAN_MAX):
-                    raw = channel.basic_get(dead_queue_name(queue), no_ack=False)
-                    if raw is None:
-                        break
-                    message, _ = from_amqp(raw)
-                    reason = str(message.headers.pop(HEADER_DEAD_REASON, ""))
-                    origin = str(message.headers.pop(HEADER_DEAD_QUEUE, queue))
-                    at = message.headers.pop(HEADER_DEAD_AT, 0.0)
-                    timestamp = float(at) if isinstance(at, (int, float)) else 0.0
-                    found.append((timestamp, index, DeadLetter(message, origin, reason, timestamp)))
-            except amqp.exceptions.NotFound:
-                continue  # nothing was ever dead-lettered there
-            finally:
-                with contextlib.suppress(*CONNECTION_ERRORS, amqp.exceptions.AMQPError):
-                    if channel.is_open:
-                        channel.close()  # gives every message read back to the queue
-        found.sort(key=lambda item: (item[0], item[1]), reverse=True)
-        return [dead for _, _, dead in found[:limit]]
+        return self._retrying("read dead letters", read)
 
 
 def _tag_of(delivery: Delivery) -> tuple[int, int]:

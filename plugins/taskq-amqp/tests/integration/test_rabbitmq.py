@@ -163,7 +163,7 @@ def test_many_delays_share_few_delay_queues(make_transport, queue: str) -> None:
     transport = make_transport()
     for number in range(50):
         transport.publish(queue, make_message(eta="2100-01-01T00:00:00+00:00"), delay=3600 + number * 0.37)
-    assert len(transport._delays[queue]) <= 2
+    assert len(transport._layout.delays[queue]) <= 2
     assert transport.depth(queue) == 50
 
 

@@ -22,7 +22,7 @@ def backends(broker_url: str) -> Iterator[tuple[RpcBackend, RpcBackend]]:
 def test_a_reader_stays_attached_and_gets_each_new_revocation_once(backends: tuple[RpcBackend, RpcBackend]) -> None:
     reader, writer = backends
     _, cursor = reader.revocations_since(0)
-    attached = reader._reader
+    attached = reader._revocations._reader
     assert attached is not None
     channel_id = attached.channel.channel_id
     for round_ in range(3):
@@ -30,7 +30,7 @@ def test_a_reader_stays_attached_and_gets_each_new_revocation_once(backends: tup
         writer.revoke([task_id], terminate=bool(round_ % 2))
         found, cursor = reader.revocations_since(cursor)
         assert found == [(task_id, bool(round_ % 2))]
-        assert reader._reader is attached and attached.channel.channel_id == channel_id  # no new channel
+        assert reader._revocations._reader is attached and attached.channel.channel_id == channel_id  # no new channel
     assert reader.revocations_since(cursor) == ([], cursor)
 
 

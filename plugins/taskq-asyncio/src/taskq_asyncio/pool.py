@@ -34,12 +34,12 @@ import inspect
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Coroutine, Generator
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 from typing import cast
 
-from taskq.drivers.pool import Pool, PoolCapabilities
+from taskq.drivers.pool import Job, Pool, PoolCapabilities
 from taskq.drivers.support.interrupt import InterruptibleCall
 from taskq.errors import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, WorkerLostError
 
@@ -110,48 +110,16 @@ class _SoftLimitable(Coroutine[object, object, object]):
         return self._coro.__await__()
 
 
-class _Job(InterruptibleCall):
-    """One ``apply``: what to run, whom to tell, its limits and how it was stopped."""
+class _Job(Job):
+    """One ``apply``: how it runs and how it was stopped (set by :meth:`AsyncioPool.submit`)."""
 
-    __slots__ = (
-        "args",
-        "callback",
-        "error_callback",
-        "hard_time_limit",
-        "is_coroutine",
-        "job_id",
-        "reported",
-        "soft_time_limit",
-        "steering",
-        "stop_reason",
-        "target",
-        "task",
-    )
+    __slots__ = ("interruptible", "is_coroutine", "steering", "stop_reason", "task")
 
-    def __init__(
-        self,
-        target: Callable[..., object],
-        args: tuple[object, ...],
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None,
-        soft_time_limit: float | None,
-        hard_time_limit: float | None,
-        is_coroutine: bool,
-    ) -> None:
-        super().__init__()
-        self.target = target
-        self.args = args
-        self.callback = callback
-        self.error_callback = error_callback
-        self.job_id = job_id
-        self.soft_time_limit = soft_time_limit
-        self.hard_time_limit = hard_time_limit
-        self.is_coroutine = is_coroutine
-        self.task: asyncio.Task[object] | None = None
-        self.steering: _SoftLimitable | None = None
-        self.stop_reason: str | None = None
-        self.reported = False
+    is_coroutine: bool  # runs on the loop; else in an executor thread, through `interruptible`
+    interruptible: InterruptibleCall
+    task: asyncio.Task[object] | None
+    steering: _SoftLimitable | None
+    stop_reason: str | None
 
 
 class _Slots:
@@ -202,6 +170,7 @@ class AsyncioPool(Pool):
     capabilities = PoolCapabilities(
         soft_time_limit=True, hard_time_limit=True, terminate=True, resize=True, coroutines=True
     )
+    job_class = _Job
 
     def __init__(self, concurrency: int = 1, **options: object) -> None:
         super().__init__(concurrency, **options)  # type: ignore[arg-type]  # Pool's keyword options
@@ -288,30 +257,22 @@ class AsyncioPool(Pool):
 
     # ---- Running --------------------------------------------------------------------
 
-    def apply(
-        self,
-        target: Callable[..., object],
-        args: tuple[object, ...],
-        *,
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None = None,
-        soft_time_limit: float | None = None,
-        hard_time_limit: float | None = None,
-    ) -> None:
+    def submit(self, job: Job) -> None:
+        assert isinstance(job, _Job)
         if self._loop is None:
             self.start()
         loop = self._loop
         assert loop is not None
-        is_coroutine = self._is_coroutine_function(target)
-        job = _Job(target, args, callback, error_callback, job_id, soft_time_limit, hard_time_limit, is_coroutine)
+        job.is_coroutine = self._is_coroutine_function(job.target)
+        job.interruptible = InterruptibleCall()
+        job.task = job.steering = job.stop_reason = None
         with self._lock:
             if self._stopping:
                 raise RuntimeError("the asyncio pool is stopping; it takes no more jobs")
             self._pending += 1
-            if job_id is not None:
-                self._by_id[job_id] = job
-        loop.call_soon_threadsafe(self._submit, job)
+            if job.job_id is not None:
+                self._by_id[job.job_id] = job
+        loop.call_soon_threadsafe(self._start_task, job)
 
     def _is_coroutine_function(self, fn: object) -> bool:
         found = self._is_async.get(fn)
@@ -319,7 +280,7 @@ class AsyncioPool(Pool):
             found = self._is_async[fn] = inspect.iscoroutinefunction(fn)
         return found
 
-    def _submit(self, job: _Job) -> None:
+    def _start_task(self, job: _Job) -> None:
         """In the loop: start the job's asyncio task."""
         assert self._loop is not None
         steering = _SoftLimitable(self._run(job))
@@ -353,7 +314,9 @@ class AsyncioPool(Pool):
                 outcome = await cast("Coroutine[object, object, object]", job.target(*job.args))
                 ok = True
             else:
-                ok, outcome = await loop.run_in_executor(self._executor_for_jobs(), job.call, job.target, job.args)
+                ok, outcome = await loop.run_in_executor(
+                    self._executor_for_jobs(), job.interruptible.call, job.target, job.args
+                )
         except BaseException as exc:  # the job's exception, a cancellation, or the soft limit unhandled
             ok, outcome = False, exc
         finally:
@@ -376,20 +339,13 @@ class AsyncioPool(Pool):
     def _report(self, job: _Job, ok: bool, outcome: object) -> None:
         if job.reported:
             return
-        job.reported = True
         with self._lock:
             self._pending -= 1
             if job.job_id is not None and self._by_id.get(job.job_id) is job:
                 del self._by_id[job.job_id]
         if not ok and job.stop_reason is not None and isinstance(outcome, (asyncio.CancelledError, _Stop)):
             outcome = self._stopped_error(job)
-        try:
-            if ok:
-                job.callback(outcome)
-            else:
-                job.error_callback(cast(BaseException, outcome))
-        except Exception:
-            logger.exception("the outcome callback of job %s failed", job.job_id)
+        job.report(ok, outcome)
 
     def _stopped_error(self, job: _Job) -> BaseException:
         if job.stop_reason == _HARD:
@@ -410,7 +366,7 @@ class AsyncioPool(Pool):
                 job.steering.message = f"soft time limit ({job.soft_time_limit}s) exceeded"
                 job.task.cancel()
         else:
-            job.raise_in(SoftTimeLimitExceeded)
+            job.interruptible.raise_in(SoftTimeLimitExceeded)
 
     def _stop_job(self, job: _Job, reason: str) -> None:
         if job.reported:
@@ -420,7 +376,7 @@ class AsyncioPool(Pool):
         if job.steering is not None:
             job.steering.soft_due = False
         if not job.is_coroutine:
-            job.raise_in(_Stop)
+            job.interruptible.raise_in(_Stop)
         if job.task is not None and (job.is_coroutine or reason == _STOP):
             # A sync job's thread cannot be cancelled: its task is, only when the pool stops.
             job.task.cancel()
@@ -436,12 +392,8 @@ class AsyncioPool(Pool):
     # ---- Size -----------------------------------------------------------------------
 
     @property
-    def free_slots(self) -> int:
-        return max(0, self.concurrency - self._pending)
-
-    @property
     def running(self) -> int:
-        return self._pending
+        return self._pending  # applied and not yet reported; free_slots follows (Pool's)
 
     def grow(self, n: int = 1) -> None:
         """Allow ``n`` more jobs at once."""

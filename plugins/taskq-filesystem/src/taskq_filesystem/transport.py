@@ -7,13 +7,15 @@ The one idea: a message's state is the directory it sits in, and every change of
 is an ``os.rename``, which is atomic: of several processes renaming the same file,
 exactly one succeeds and the others get ``ENOENT``.
 
-* **Publish** writes the envelope to ``tmp/`` and renames it into ``waiting/`` under the
+* **Publish** writes the envelope (:mod:`taskq.drivers.support.envelope`, the body kept as
+  text when it is UTF-8, so ``cat`` shows it) to ``tmp/`` and renames it into ``waiting/`` under the
   name ``<due ns, 19 digits>-<unique>-<deliveries>``: names sort by due time, then by a
   per-process sequence number, so a sorted listing is the queue in FIFO-by-due order and
   a delayed message is simply one whose name sorts after "now".
 * **Claim** lists ``waiting/`` (the listing is cached until its due part is used up),
   sets the file's mtime to the lease deadline and renames it to
-  ``claimed/<owner>~<name with deliveries + 1>``. The winner reads the file.
+  ``claimed/<owner>~<name with deliveries + 1>``. The winner reads the file; one that
+  cannot be decoded is handed out as the stand-in the worker dead-letters, with the reason.
 * **Renew** is ``os.utime`` of the claimed file, only for names carrying this owner; a
   file that is gone (acked, or taken back after its lease lapsed) renews nothing.
 * **Lapsed leases**: a claimer looks at ``claimed/`` at most every
@@ -45,24 +47,16 @@ import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
-from taskq.drivers.support import wakeup
-from taskq.drivers.transport import (
-    DEFAULT_LEASE_SECONDS,
-    Capabilities,
-    DeadLetter,
-    Delivery,
-    Message,
-    Transport,
-)
+from taskq.drivers.support import envelope
+from taskq.drivers.support.wakeup import QueueWakeups
+from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
-from taskq_filesystem import _envelope, _layout
+from taskq_filesystem import _layout
 
 logger = logging.getLogger(__name__)
 
 # Seconds between two looks, per queue and instance, for claimed messages whose lease lapsed.
 SWEEP_INTERVAL = 1.0
-# Added to a computed sleep, in seconds, so a waiter wakes just after something is due.
-WAKE_MARGIN = 0.001
 # Digits of the due time (nanoseconds since the epoch) that start every waiting file name.
 DUE_DIGITS = 19
 # Separates the lease owner from the message's name in claimed/.
@@ -86,14 +80,7 @@ def _due_prefix(due_ns: int) -> str:
 class FilesystemTransport(Transport):
     """Broker transport on a directory tree, shared by every process on the machine that opens it."""
 
-    capabilities = Capabilities(
-        delayed_delivery=True,
-        leases=True,
-        dead_letter=True,
-        priority=False,
-        wakeup=True,
-        shared_between_processes=True,
-    )
+    capabilities = Capabilities(delayed_delivery=True, leases=True, dead_letter=True, priority=False, wakeup=True)
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
@@ -106,14 +93,7 @@ class FilesystemTransport(Transport):
         self._made: set[str] = set()  # queues whose folders exist
         self._listing: dict[str, list[str]] = {}  # queue -> sorted waiting names not yet tried
         self._next_sweep: dict[str, float] = {}
-        self._notifier = wakeup.Notifier(self._wake, wakeup.QUEUE_KIND)
-        self._waiter: wakeup.Waiter | None = None
-        self._interrupted = False
-
-    def clone(self) -> FilesystemTransport:
-        twin = FilesystemTransport(self.url, self.options)
-        twin.owner = self.owner
-        return twin
+        self._wakeups = QueueWakeups(self._wake)
 
     # ---- Life cycle -------------------------------------------------------------
 
@@ -125,19 +105,12 @@ class FilesystemTransport(Transport):
         if self._ready_pid == os.getpid():
             return
         if self._ready_pid:
-            if self._waiter is not None:
-                self._waiter.close()  # our copy of the parent's socket; its announcement stays
-                self._waiter = None
-            self._notifier.close()
-            self._notifier = wakeup.Notifier(self._wake, wakeup.QUEUE_KIND)
+            self._wakeups.after_fork()
         _layout.make_directories(self.root, ROOT_FOLDERS, BrokerUnavailableError, "broker")
         self._ready_pid = os.getpid()
 
     def close(self) -> None:
-        if self._waiter is not None:
-            self._waiter.close()
-            self._waiter = None
-        self._notifier.close()
+        self._wakeups.close()
         self._ready_pid = 0 if self._ready_pid == os.getpid() else self._ready_pid
 
     def _fail(self, exc: OSError) -> BrokerUnavailableError:
@@ -162,7 +135,7 @@ class FilesystemTransport(Transport):
         now_ns = time.time_ns()
         published = False
         for queue, message, delay in items:
-            data = _envelope.encode(message)
+            data = envelope.encode(message, text_body=True)
             due_ns = now_ns + int(delay * 1e9) if delay > 0 else now_ns
             name = f"{_due_prefix(due_ns)}-{_unique()}-0"
             try:
@@ -171,7 +144,7 @@ class FilesystemTransport(Transport):
                 raise self._fail(exc) from exc
             published = True
         if published:
-            self._notifier.notify()
+            self._wakeups.notify()
 
     def _write(self, queue: str, part: str, name: str, data: bytes) -> None:
         self._make_queue(queue)
@@ -260,17 +233,10 @@ class FilesystemTransport(Transport):
         except FileNotFoundError:
             return None
         try:
-            message, _ = _envelope.decode(data)
-        except MessageDecodeError as exc:
-            self._bury_unreadable(queue, target, exc)
-            return None
+            message = envelope.decode(data)
+        except MessageDecodeError as exc:  # handed out anyway: the worker dead-letters it with the reason
+            message = envelope.undecodable(data, exc)
         return Delivery(message, queue, target, deliveries)
-
-    def _bury_unreadable(self, queue: str, path: str, exc: MessageDecodeError) -> None:
-        dead = os.path.join(self._folder(queue, DEAD), f"{_due_prefix(time.time_ns())}-{_unique()}.unreadable")
-        with contextlib.suppress(OSError):
-            os.rename(path, dead)
-        logger.error("moved an unreadable message file of queue %s to %s: %s", queue, dead, exc)
 
     def _sweep(self, queue: str) -> None:
         """Give back the messages of ``queue`` whose lease lapsed, at most every SWEEP_INTERVAL."""
@@ -295,33 +261,22 @@ class FilesystemTransport(Transport):
                 returned += 1
         if returned:
             logger.info("%d message(s) of queue %s came back after their lease lapsed", returned, queue)
-            self._notifier.notify()
+            self._wakeups.notify()
 
     def wait(self, queues: Sequence[str], timeout: float) -> None:
         self._ready()
-        waiter = self._waiter
-        if waiter is None:
-            waiter = self._waiter = wakeup.Waiter(self._wake, wakeup.QUEUE_KIND)
-            if not waiter.is_registered:
-                self.capabilities = dataclasses.replace(type(self).capabilities, wakeup=False)
-        waiter.drain()  # before looking at the folders: a later rename's wake-up must stay
-        if self._interrupted:
-            self._interrupted = False
-            return
-        try:
-            next_due = self._next_due(queues)
-        except OSError as exc:
-            raise self._fail(exc) from exc
-        if next_due is not None:
-            until_due = next_due - time.time()
-            if until_due <= 0:
-                return
-            timeout = min(timeout, until_due + WAKE_MARGIN)
-        waiter.block(timeout)
-        self._interrupted = False
+        self._wakeups.wait(lambda: self._next_due(queues), timeout)
+        if not self._wakeups.is_registered and self.capabilities.wakeup:
+            self.capabilities = dataclasses.replace(type(self).capabilities, wakeup=False)
 
     def _next_due(self, queues: Sequence[str]) -> float | None:
         """The epoch time when something in ``queues`` may next be claimable, or None."""
+        try:
+            return self._earliest(queues)
+        except OSError as exc:
+            raise self._fail(exc) from exc
+
+    def _earliest(self, queues: Sequence[str]) -> float | None:
         times: list[float] = []
         for queue in queues:
             waiting = [n for n in self._list_waiting(queue) if n[:DUE_DIGITS].isdigit()]
@@ -339,10 +294,7 @@ class FilesystemTransport(Transport):
         return min(times) if times else None
 
     def interrupt(self) -> None:
-        self._interrupted = True
-        waiter = self._waiter
-        if waiter is not None:
-            waiter.poke()
+        self._wakeups.interrupt()
 
     def renew(self, deliveries: Sequence[Delivery], *, lease: float = DEFAULT_LEASE_SECONDS) -> int:
         deadline_ns = time.time_ns() + int(lease * 1e9)
@@ -386,18 +338,13 @@ class FilesystemTransport(Transport):
                 continue  # acked, or already back after its lease lapsed
             except OSError as exc:
                 raise self._fail(exc) from exc
-        self._notifier.notify()
+        self._wakeups.notify()
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
         self._ready()
         now = time.time()
-        data = _envelope.encode(
-            delivery.message,
-            queue=delivery.queue,
-            reason=reason,
-            timestamp=now,
-            deliveries=delivery.deliveries,
-        )
+        extra = {"queue": delivery.queue, "reason": reason, "timestamp": now, "deliveries": delivery.deliveries}
+        data = envelope.encode(delivery.message, text_body=True, extra=extra)
         name = f"{_due_prefix(time.time_ns())}-{_unique()}.json"
         try:
             # kept first, removed second: a crash in between duplicates, never loses
@@ -429,15 +376,15 @@ class FilesystemTransport(Transport):
             if not name.endswith(".json"):
                 continue
             try:
-                message, envelope = _envelope.decode(_layout.read_file(path))
+                message, extra = envelope.decode_with_extra(_layout.read_file(path))
             except (OSError, MessageDecodeError):
                 continue
-            timestamp = envelope.get("timestamp")
+            timestamp = extra.get("timestamp")
             letters.append(
                 DeadLetter(
                     message,
-                    str(envelope.get("queue")),
-                    str(envelope.get("reason")),
+                    str(extra.get("queue")),
+                    str(extra.get("reason")),
                     float(timestamp) if isinstance(timestamp, (int, float)) else 0.0,
                 )
             )

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from taskq import states
+from taskq.drivers.support.envelope import UNDECODABLE_HEADER
 from taskq.drivers.transport import Message
 from taskq.testing.conformance.processes import finish
 from taskq_filesystem.backend import FilesystemBackend
@@ -72,14 +73,16 @@ def test_dead_letters_are_kept_in_files_with_their_reason_and_outlive_the_instan
     reopened.close()
 
 
-def test_an_unreadable_message_file_is_set_aside_and_the_rest_are_claimed(
+def test_an_unreadable_message_file_is_handed_out_with_the_reason_beside_the_rest(
     transport: FilesystemTransport, tmp_path: Path
 ) -> None:
     transport.publish("mixed", message(1))
     waiting = tmp_path / "shared" / "queues" / "mixed" / "waiting"
     (waiting / "0000000000000000001-broken-0").write_bytes(b"{not json")
-    assert [d.message.body for d in transport.claim(["mixed"], 10)] == [b"1"]
-    assert [p.suffix for p in (tmp_path / "shared" / "queues" / "mixed" / "dead").iterdir()] == [".unreadable"]
+    broken, good = transport.claim(["mixed"], 10)
+    assert broken.message.body == b"{not json"
+    assert "not JSON" in str(broken.message.headers[UNDECODABLE_HEADER])
+    assert good.message.body == b"1"
 
 
 @pytest.mark.parametrize("driver", [FilesystemTransport, FilesystemBackend])

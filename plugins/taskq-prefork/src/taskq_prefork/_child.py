@@ -66,6 +66,33 @@ def write_frame(fd: int, payload: bytes) -> None:
         _write_all(fd, payload)
 
 
+def read_frames(fd: int, pending: bytearray, scratch: bytearray) -> tuple[list[bytes], bool]:
+    """The whole frames that have arrived on the non-blocking ``fd``, and whether it is at end of file.
+
+    A frame cut short stays in ``pending`` for the next call. ``scratch`` is a buffer kept
+    for reading into (os.read would allocate, then shrink, a buffer on every call).
+    """
+    frames: list[bytes] = []
+    while True:
+        try:
+            count = os.readv(fd, [scratch])
+        except BlockingIOError:
+            return frames, False
+        except OSError:
+            count = 0
+        if not count:
+            return frames, True
+        pending += memoryview(scratch)[:count]
+        while len(pending) >= HEADER.size:
+            (size,) = HEADER.unpack_from(pending)
+            if len(pending) < HEADER.size + size:
+                break
+            frames.append(bytes(pending[HEADER.size : HEADER.size + size]))
+            del pending[: HEADER.size + size]
+        if count < len(scratch):
+            return frames, False
+
+
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -223,4 +250,4 @@ def _close_quietly(app: App) -> None:
         app.close()
 
 
-__all__ = ["HEADER", "ChildConfig", "child_main", "resident_kib", "write_frame"]
+__all__ = ["HEADER", "ChildConfig", "child_main", "read_frames", "resident_kib", "write_frame"]

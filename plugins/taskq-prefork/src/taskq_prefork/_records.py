@@ -3,42 +3,34 @@
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Sequence
 from typing import Literal
 
 import billiard
 
-logger = logging.getLogger("taskq_prefork.pool")
+from taskq.drivers import pool
+from taskq_prefork._child import ChildConfig, child_main
 
 State = Literal["idle", "busy", "retiring", "dying"]
-Report = tuple[Callable[..., None], object]
+#: A job and its outcome, reported once the lock is released: (job, ok, value or exception).
+Report = tuple["Job", bool, object]
 
 
-class Job:
-    __slots__ = ("callback", "deadline", "error_callback", "fate", "hard", "job_id", "payload")
+class Job(pool.Job):
+    """A job as the parent tracks it (set by :meth:`PreforkPool.submit`)."""
 
-    def __init__(
-        self,
-        payload: bytes,
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None,
-        hard: float | None,
-    ) -> None:
-        self.payload = payload
-        self.callback = callback
-        self.error_callback = error_callback
-        self.job_id = job_id
-        self.hard = hard
-        self.deadline: float | None = None
-        #: Why the job is being stopped: "terminated", or None.
-        self.fate: str | None = None
+    __slots__ = ("deadline", "fate", "payload")
+
+    payload: bytes  # (target, args, soft limit), pickled for the child
+    deadline: float | None  # time.monotonic() of the hard limit, once a child runs it
+    fate: str | None  # why the job is being stopped: "terminated", or None
 
 
 class Child:
+    """A child process as the parent tracks it: its pipes, state and current job."""
+
     __slots__ = (
         "buffer",
         "job",
@@ -67,6 +59,34 @@ class Child:
         self.buffer = bytearray()
         self.kill_at: float | None = None
         self.sending = False  # a thread is writing a job: job_fd must stay open
+
+    @classmethod
+    def fork(cls, name: str, inherited: Sequence[int], max_tasks: int | None, max_memory: int | None) -> Child:
+        """Fork a child with its two pipes; it closes ``inherited`` (the parent's other descriptors)."""
+        job_r, job_w = os.pipe()
+        outcome_r, outcome_w = os.pipe()
+        config = ChildConfig(
+            name=name,
+            job_fd=job_r,
+            outcome_fd=outcome_w,
+            close_fds=tuple(fd for fd in (*inherited, job_w, outcome_r) if fd >= 0),
+            max_tasks=max_tasks,
+            max_memory=max_memory,
+        )
+        process = billiard.get_context("fork").Process(target=child_main, args=(config,), name=name, daemon=True)
+        try:
+            process.start()
+        finally:
+            os.close(job_r)
+            os.close(outcome_w)
+        os.set_blocking(outcome_r, False)
+        child = cls(process, name, job_w, outcome_r)
+        try:
+            child.watch_fd = os.pidfd_open(child.pid)
+            child.watch_owned = True
+        except (AttributeError, OSError):
+            child.watch_fd = process.sentinel
+        return child
 
     def fds(self) -> list[int]:
         fds = [self.job_fd, self.outcome_fd, self.watch_fd]
@@ -105,11 +125,9 @@ def drain(fd: int) -> None:
 
 
 def call_all(reports: list[Report]) -> None:
-    for function, value in reports:
-        try:
-            function(value)
-        except Exception:
-            logger.exception("prefork pool: a job's callback raised")
+    """Report what the lock-holding code collected (callbacks never run under the pool's lock)."""
+    for job, ok, outcome in reports:
+        job.report(ok, outcome)
 
 
 __all__ = ["Child", "Job", "Report", "State", "call_all", "close_fd", "describe_exit", "drain", "send_signal"]

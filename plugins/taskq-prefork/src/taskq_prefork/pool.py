@@ -17,10 +17,10 @@ hard deadline as its timeout; each such *turn* reads outcomes, hands queued jobs
 children that became idle, reaps and replaces dead children, kills children past their
 hard limit, and calls the callbacks. While the worker is busy it takes the turns in its
 own thread (:meth:`poll`), so a task costs no hop between threads; while it waits on the
-broker (after :meth:`release`) a supervisor thread takes them. ``apply`` writes the job
-to an idle child directly from the caller's thread, or queues it (up to the concurrency:
-``room``: twice the concurrency) for the next child to free, which gets it in the same turn that read the
-outcome; a task costs one pickle and one pipe write each way. billiard's ``Pool`` is not
+broker (after :meth:`release`) a supervisor thread takes them (:mod:`._turns`). ``apply``
+writes the job to an idle child directly from the caller's thread, or queues it (``room``:
+twice the concurrency) for the next child to free, which gets it in the same turn that
+read the outcome; a task costs one pickle and one pipe write each way. billiard's ``Pool`` is not
 used: its shared job queue hides which child holds which job, which is what the
 accounting above needs, and its result and timeout threads add a hop per task.
 
@@ -39,27 +39,31 @@ killed with ``SIGKILL``, replaced, and the job reported as
 Replacement happens before the outcome that freed the slot is reported, so when the
 worker hears a job ended, the pool has room again. Children ignore ``SIGINT`` (Ctrl-C is
 the parent's) and reset every other handler the parent installed.
+
+The module stays whole past 500 lines: every method keeps one state consistent under one
+lock (the children, which job each runs, the queued jobs and the counts), and the turn
+that changes it most reads like the rest. What is an idea of its own lives beside it:
+the child's side and the frames (:mod:`._child`), the records (:mod:`._records`), who
+takes the turns (:mod:`._turns`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import pickle
 import selectors
 import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 
-import billiard
-
+from taskq.drivers import pool
 from taskq.drivers.pool import Pool, PoolCapabilities
 from taskq.errors import TaskqError, Terminated, TimeLimitExceeded, WorkerLostError
-from taskq_prefork._child import HEADER, ChildConfig, child_main, write_frame
-from taskq_prefork._records import Child, Job, Report, call_all, close_fd, describe_exit, drain, send_signal
+from taskq_prefork._child import read_frames, write_frame
+from taskq_prefork._records import Child, Job, Report, call_all, close_fd, describe_exit, send_signal
+from taskq_prefork._turns import Turns
 
 logger = logging.getLogger(__name__)
 
@@ -71,13 +75,9 @@ RETIRE_GRACE = 10.0
 STOP_TIMEOUT = 10.0
 # Seconds stop() waits for children to exit before killing them, and for the supervisor.
 JOIN_TIMEOUT = 3.0
-# Longest the supervisor sleeps with nothing due, in seconds (a safety net; it is woken).
-IDLE_WAKE = 5.0
 # Jobs queued in the parent per child, beyond the running ones: enough to keep children
 # busy through the consumer's round trip to the broker for the next batch.
 QUEUE_PER_CHILD = 2
-# Seconds without a turn from an attached caller before the supervisor takes one itself.
-STALL = 1.0
 # Bytes read from an outcome pipe at once.
 READ_SIZE = 64 * 1024
 
@@ -93,6 +93,7 @@ class PreforkPool(Pool):
         terminate=True,
         resize=True,
     )
+    job_class = Job
 
     def __init__(self, concurrency: int = 1, **options: object) -> None:
         super().__init__(concurrency, **options)  # type: ignore[arg-type]  # Pool's keyword options
@@ -109,17 +110,9 @@ class PreforkPool(Pool):
         self._closing = False  # the supervisor leaves; no more children are made
         self._next_wake = float("inf")
         self._selector: selectors.BaseSelector | None = None
-        self._wake_r = self._wake_w = -1
-        self._supervisor: threading.Thread | None = None
-        # Whoever runs a turn (waits on the pipes and reports) holds `_reader`: the
-        # supervisor thread, or the consumer while it is attached (`poll`), when the
-        # supervisor waits on `_handover` until `release`.
-        self._reader = threading.Lock()
-        self._handover = threading.Condition(threading.Lock())
-        self._attached = False
-        self._last_turn = 0.0  # when a turn last began (monotonic)
+        self._turns = Turns(self._turn, lambda: self._closing)  # who takes turns, and the wake-up pipe
+        self._wake_fds: tuple[int, int] = (-1, -1)
         self._read_buffer = bytearray(READ_SIZE)
-        self._read_view = memoryview(self._read_buffer)
 
     # ---- Life cycle -------------------------------------------------------------------
 
@@ -128,14 +121,11 @@ class PreforkPool(Pool):
             return
         self._started = True
         self._selector = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
+        self._wake_fds = self._turns.open()
+        self._selector.register(self._turns.wake_fd, selectors.EVENT_READ, None)
         for _ in range(self.concurrency):
             self._add_child(self._spawn())
-        self._supervisor = threading.Thread(target=self._supervise, name="taskq-prefork", daemon=True)
-        self._supervisor.start()
+        self._turns.start_supervisor()
         logger.info("prefork pool started %d child process(es)", self.concurrency)
 
     def stop(self, *, wait: bool = True) -> None:
@@ -156,15 +146,7 @@ class PreforkPool(Pool):
                 )
         with self._lock:
             self._closing = True
-        with self._handover:
-            self._attached = False
-            self._handover.notify_all()
-        self._wake()
-        supervisor = self._supervisor
-        if supervisor is not None and supervisor is not threading.current_thread():
-            supervisor.join(JOIN_TIMEOUT)
-            if supervisor.is_alive():
-                logger.error("prefork pool: the supervisor thread is stuck (in a callback?); stopping without it")
+        self._turns.stop(JOIN_TIMEOUT)
         self._teardown()
 
     def _teardown(self) -> None:
@@ -174,7 +156,7 @@ class PreforkPool(Pool):
             children = list(self._children)
             for child in children:
                 if child.job is not None:
-                    reports.append((child.job.error_callback, self._stop_error(child.job)))
+                    reports.append((child.job, False, self._stop_error(child.job)))
                     child.job = None
                 if child.state == "busy" or child.state == "dying":
                     send_signal(child.pid, signal.SIGTERM)
@@ -182,7 +164,7 @@ class PreforkPool(Pool):
                 self._close_job_fd(child)
             while self._pending:
                 job = self._pending.popleft()
-                reports.append((job.error_callback, self._stop_error(job)))
+                reports.append((job, False, self._stop_error(job)))
             self._busy = 0
             self._idle.clear()
             self._by_job.clear()
@@ -200,9 +182,7 @@ class PreforkPool(Pool):
                 self._forget(child)
             if self._selector is not None:
                 self._selector.close()
-            for fd in (self._wake_r, self._wake_w):
-                close_fd(fd)
-            self._wake_r = self._wake_w = -1
+            self._turns.close()
 
     @staticmethod
     def _stop_error(job: Job) -> BaseException:
@@ -212,23 +192,16 @@ class PreforkPool(Pool):
 
     # ---- Running jobs ---------------------------------------------------------------
 
-    def apply(
-        self,
-        target: Callable[..., object],
-        args: tuple[object, ...],
-        *,
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None = None,
-        soft_time_limit: float | None = None,
-        hard_time_limit: float | None = None,
-    ) -> None:
+    def submit(self, job: pool.Job) -> None:
+        assert isinstance(job, Job)
         try:
-            payload = pickle.dumps((target, args, soft_time_limit), pickle.HIGHEST_PROTOCOL)
+            job.payload = pickle.dumps((job.target, job.args, job.soft_time_limit), pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
-            error_callback(TaskqError(f"cannot send task {job_id} to a pool process: {type(exc).__name__}: {exc}"))
+            job.report(
+                False, TaskqError(f"cannot send task {job.job_id} to a pool process: {type(exc).__name__}: {exc}")
+            )
             return
-        job = Job(payload, callback, error_callback, job_id, hard_time_limit)
+        job.deadline = job.fate = None
         child: Child | None = None
         with self._lock:
             if self._stopping or not self._started:
@@ -239,12 +212,12 @@ class PreforkPool(Pool):
                 if child is None:
                     self._pending.append(job)
         if refused:
-            error_callback(WorkerLostError(f"the prefork pool is not running; task {job_id} was not run"))
+            job.report(False, WorkerLostError(f"the prefork pool is not running; task {job.job_id} was not run"))
             return
         if child is not None:
             self._send(child, job)
             if job.deadline is not None and job.deadline < self._next_wake:
-                self._wake()
+                self._turns.wake()
 
     def _claim_idle(self, job: Job) -> Child | None:
         """Give ``job`` to an idle child (lock held); None when none may take it."""
@@ -257,8 +230,8 @@ class PreforkPool(Pool):
         self._busy += 1
         if job.job_id is not None:
             self._by_job[job.job_id] = child
-        if job.hard:
-            job.deadline = time.monotonic() + job.hard
+        if job.hard_time_limit:
+            job.deadline = time.monotonic() + job.hard_time_limit
         return child
 
     def _send(self, child: Child, job: Job) -> None:
@@ -288,9 +261,9 @@ class PreforkPool(Pool):
             if child.state == "retiring" or child.state == "dying":
                 self._close_job_fd(child)
         if lost is not None:
-            call_all([(job.error_callback, lost)])
+            job.report(False, lost)
         if failed:
-            self._wake()
+            self._turns.wake()
 
     @property
     def free_slots(self) -> int:
@@ -319,7 +292,7 @@ class PreforkPool(Pool):
                 for job in self._pending:
                     if job.job_id == job_id:
                         self._pending.remove(job)
-                        reports.append((job.error_callback, Terminated(f"task {job_id} was terminated")))
+                        reports.append((job, False, Terminated(f"task {job_id} was terminated")))
                         break
             elif child.job is not None:
                 child.job.fate = "terminated"
@@ -327,19 +300,19 @@ class PreforkPool(Pool):
                 send_signal(child.pid, signal.SIGTERM)
         call_all(reports)
         if child is not None:
-            self._wake()
+            self._turns.wake()
             return True
         return bool(reports)
 
     def grow(self, n: int = 1) -> None:
         with self._lock:
             self.concurrency += max(0, int(n))
-        self._wake()
+        self._turns.wake()
 
     def shrink(self, n: int = 1) -> None:
         with self._lock:
             self.concurrency = max(1, self.concurrency - max(0, int(n)))
-        self._wake()
+        self._turns.wake()
 
     def info(self) -> dict[str, object]:
         info = super().info()
@@ -353,37 +326,14 @@ class PreforkPool(Pool):
 
     def _spawn(self) -> Child:
         """Fork a child (outside the lock; only start() and the supervisor do this)."""
-        job_r, job_w = os.pipe()
-        outcome_r, outcome_w = os.pipe()
         with self._lock:
             self._counter += 1
             name = f"ForkPoolWorker-{self._counter}"
             inherited = [fd for child in self._children for fd in child.fds()]
         selector_fd = getattr(self._selector, "fileno", lambda: -1)()  # epoll and kqueue have an fd
-        close_fds = tuple(
-            fd for fd in (*inherited, job_w, outcome_r, self._wake_r, self._wake_w, selector_fd) if fd >= 0
+        child = Child.fork(
+            name, [*inherited, *self._wake_fds, selector_fd], self.max_tasks_per_child, self.max_memory_per_child
         )
-        config = ChildConfig(
-            name=name,
-            job_fd=job_r,
-            outcome_fd=outcome_w,
-            close_fds=close_fds,
-            max_tasks=self.max_tasks_per_child,
-            max_memory=self.max_memory_per_child,
-        )
-        process = billiard.get_context("fork").Process(target=child_main, args=(config,), name=name, daemon=True)
-        try:
-            process.start()
-        finally:
-            os.close(job_r)
-            os.close(outcome_w)
-        os.set_blocking(outcome_r, False)
-        child = Child(process, name, job_w, outcome_r)
-        try:
-            child.watch_fd = os.pidfd_open(child.pid)
-            child.watch_owned = True
-        except (AttributeError, OSError):
-            child.watch_fd = process.sentinel
         logger.debug("prefork pool: started %s (pid %d)", name, child.pid)
         return child
 
@@ -441,63 +391,25 @@ class PreforkPool(Pool):
         with contextlib.suppress(ValueError):  # still running (a kill that has not landed): billiard keeps it
             child.process.close()
 
-    # ---- The supervisor thread ------------------------------------------------------
-
-    def _wake(self) -> None:
-        with contextlib.suppress(OSError):  # the pipe is full (a wake-up is pending anyway) or closed (stopping)
-            os.write(self._wake_w, b"\0")
+    # ---- Turns: the worker's thread or the supervisor (see _turns) ----------------------
 
     def poll(self, timeout: float) -> bool:
         # The consumer's thread takes the turns while the pool is busy: no thread hop
         # between a child's outcome and the next job (the supervisor waits meanwhile).
         if not self._started or self._closing:
             return False
-        if not self._attached:
-            with self._handover:
-                self._attached = True
-            self._wake()  # the supervisor ends its turn and steps aside
-        if not self._reader.acquire(blocking=False):
-            self._wake()  # the supervisor stood in for a stalled caller: end its turn
-            self._reader.acquire()
-        try:
-            if self._closing:
-                return False
-            self._turn(timeout)
-        finally:
-            self._reader.release()
-        return True
+        return self._turns.poll(timeout)
 
     def release(self) -> None:
-        if self._attached:
-            with self._handover:
-                self._attached = False
-                self._handover.notify_all()
+        self._turns.release()
 
     def interrupt(self) -> None:
-        self._wake()
-
-    def _supervise(self) -> None:
-        while not self._closing:
-            stand_in = False
-            with self._handover:
-                while self._attached and not self._closing:
-                    # A consumer that stopped polling without release() (it waits on a
-                    # broker that is away, say) must not leave hard limits and dead
-                    # children unattended: after STALL seconds this thread stands in.
-                    if time.monotonic() - self._last_turn >= STALL:
-                        stand_in = True
-                        break
-                    self._handover.wait(STALL)
-            with self._reader:
-                if self._closing or (self._attached and not stand_in):
-                    continue
-                self._turn(STALL if stand_in else IDLE_WAKE)
+        self._turns.wake()
 
     def _turn(self, timeout: float) -> None:
         """Wait up to ``timeout`` for outcomes, exits and deadlines, and act on them."""
         selector = self._selector
         assert selector is not None
-        self._last_turn = time.monotonic()
         try:
             self._next_wake = due = self._next_due()
             events = selector.select(max(0.0, min(timeout, due - time.monotonic())))
@@ -507,7 +419,7 @@ class PreforkPool(Pool):
             reports: list[Report] = []
             for key, _mask in events:
                 if key.data is None:
-                    drain(self._wake_r)
+                    self._turns.woken()
                     continue
                 kind, child = key.data
                 if kind == "outcome":
@@ -533,33 +445,14 @@ class PreforkPool(Pool):
                     due = min(due, child.kill_at)
         return due
 
-    def _read_outcomes(self, child: Child, reports: list[Report]) -> bool:
-        """Read what the child wrote; False at end of file (the child has gone)."""
-        while True:
-            # Into one buffer kept for the purpose (turns never overlap): os.read would
-            # allocate READ_SIZE bytes, and shrink them, on every call.
-            try:
-                count = os.readv(child.outcome_fd, [self._read_buffer])
-            except BlockingIOError:
-                return True
-            except OSError:
-                count = 0
-            if not count:
-                if self._selector is not None:
-                    with contextlib.suppress(KeyError, ValueError, OSError):
-                        self._selector.unregister(child.outcome_fd)
-                return False
-            buffer = child.buffer
-            buffer += self._read_view[:count]
-            while len(buffer) >= HEADER.size:
-                (size,) = HEADER.unpack_from(buffer)
-                if len(buffer) < HEADER.size + size:
-                    break
-                frame = bytes(buffer[HEADER.size : HEADER.size + size])
-                del buffer[: HEADER.size + size]
-                self._on_outcome(child, frame, reports)
-            if count < READ_SIZE:
-                return True
+    def _read_outcomes(self, child: Child, reports: list[Report]) -> None:
+        """Act on what the child wrote; at end of file (the child has gone) stop watching its pipe."""
+        frames, at_end = read_frames(child.outcome_fd, child.buffer, self._read_buffer)  # turns never overlap
+        for frame in frames:
+            self._on_outcome(child, frame, reports)
+        if at_end and self._selector is not None:
+            with contextlib.suppress(KeyError, ValueError, OSError):
+                self._selector.unregister(child.outcome_fd)
 
     def _on_outcome(self, child: Child, frame: bytes, reports: list[Report]) -> None:
         try:
@@ -588,7 +481,7 @@ class PreforkPool(Pool):
                 child.state = "idle"
                 self._idle.append(child)
             self._changed.notify_all()
-        reports.append((job.callback, value) if ok else (job.error_callback, value))
+        reports.append((job, ok, value))
 
     def _on_exit(self, child: Child, reports: list[Report]) -> None:
         if child.outcome_fd >= 0:
@@ -606,11 +499,12 @@ class PreforkPool(Pool):
             closing = self._closing or self._stopping
         if job is not None:
             if job.fate == "terminated":
-                reports.append((job.error_callback, Terminated(f"task {job.job_id} was terminated")))
+                reports.append((job, False, Terminated(f"task {job.job_id} was terminated")))
             else:
                 reports.append(
                     (
-                        job.error_callback,
+                        job,
+                        False,
                         WorkerLostError(
                             f"the pool process {child.name} (pid {child.pid}) running task {job.job_id} "
                             f"exited unexpectedly ({describe_exit(code)})"
@@ -634,22 +528,24 @@ class PreforkPool(Pool):
                     logger.warning(
                         "prefork pool: task %s ran past its hard time limit (%ss); killing %s (pid %d)",
                         job.job_id,
-                        job.hard,
+                        job.hard_time_limit,
                         child.name,
                         child.pid,
                     )
                     send_signal(child.pid, signal.SIGKILL)
                     self._set_dying(child, None)
                     child.job = None
-                    error = TimeLimitExceeded(f"task {job.job_id} ran past its hard time limit ({job.hard}s)")
-                    reports.append((job.error_callback, error))
+                    error = TimeLimitExceeded(
+                        f"task {job.job_id} ran past its hard time limit ({job.hard_time_limit}s)"
+                    )
+                    reports.append((job, False, error))
                 elif child.kill_at is not None and child.kill_at <= now:
                     logger.warning("prefork pool: %s (pid %d) did not exit in time; killing it", child.name, child.pid)
                     send_signal(child.pid, signal.SIGKILL)
                     child.kill_at = None
                     if job is not None:
                         child.job = None
-                        reports.append((job.error_callback, Terminated(f"task {job.job_id} was terminated")))
+                        reports.append((job, False, Terminated(f"task {job.job_id} was terminated")))
 
     def _maintain(self) -> None:
         """Replace missing children, retire extra idle ones, and start queued jobs."""

@@ -21,7 +21,8 @@ from taskq.plugins import load_plugins
 from taskq.testing import start_worker
 from taskq.testing.conformance.pool import Outcome
 from taskq_prefork._child import resident_kib
-from taskq_prefork.pool import STALL, PreforkPool
+from taskq_prefork._turns import STALL
+from taskq_prefork.pool import PreforkPool
 
 # Seconds any condition in these tests may take.
 DEADLINE = 20.0

@@ -36,7 +36,9 @@ server's, so workers on machines with skewed clocks agree on leases.
 sorted set ``_taskq.delayed.<queue>`` until due; taskq claimers move it to its list.
 Celery workers do not (their ETAs are held in the worker instead), so on a shared broker
 a delayed message is run by a taskq worker or after one has moved it. Dead letters go to
-the list ``_taskq.dead.<queue>`` (newest first, with the reason, time and envelope).
+the list ``_taskq.dead.<queue>`` (newest first, with the reason, time and envelope). An
+entry that is not an envelope (:mod:`taskq.drivers.support.envelope`) is handed out as the
+stand-in the worker dead-letters, with the reason.
 ``_taskq.deliveries`` counts hand-outs per tag, for the worker's poison-message check.
 
 **Wake-up.** A waiting worker holds one pub/sub connection subscribed to
@@ -48,7 +50,7 @@ would take a message out of Redis before it is recorded as unacked: Celery's at-
 window on a killed worker). Before blocking, one probe script says whether anything is
 claimable now and when the next delayed message or lease comes due, which bounds the
 sleep. Messages published by Celery clients (a bare LPUSH, no notification) are picked up
-within ``poll_interval`` (1 s) of an idle worker. :meth:`interrupt` writes to a pipe the
+within ``poll_interval`` (1 s) of an idle worker. :meth:`interrupt` writes to a socket pair the
 waiter selects on, so it works from a signal handler and while Redis is down.
 
 **Priorities** mean what they mean for Celery on Redis: 0 (or none) is served first, then
@@ -63,34 +65,21 @@ Redis has lost its script cache: scripts are sent again on ``NOSCRIPT``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import dataclasses
 import json
 import logging
-import selectors
-import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 
-from taskq.drivers.serializer import json_dumps as dumps
-from taskq.drivers.serializer import json_loads as loads
 from taskq.drivers.support.connections import current_pid
-from taskq.drivers.transport import (
-    DEFAULT_LEASE_SECONDS,
-    Capabilities,
-    DeadLetter,
-    Delivery,
-    Message,
-    Transport,
-)
-from taskq.errors import BrokerUnavailableError
+from taskq.drivers.support.envelope import decode, encode_kombu, undecodable
+from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
+from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
-from taskq_redis._resp import Client, PubSub
+from taskq_redis._subscriber import Subscriber
 from taskq_redis._wire import Wire
 
 logger = logging.getLogger(__name__)
@@ -104,8 +93,6 @@ PRIORITY_STEPS = (0, 3, 6, 9)
 POLL_INTERVAL = 1.0
 # Messages acknowledged, renewed or requeued per script call (keeps Lua's stack small).
 BATCH = 1000
-# Envelope properties that belong to the Redis layout, not to the message.
-_LAYOUT_PROPERTIES = ("delivery_info", "body_encoding", "delivery_tag")
 
 
 def priority_step(priority: object) -> str:
@@ -129,147 +116,10 @@ def queue_key(queue: str, priority: object = None, prefix: str = "") -> str:
     return f"{prefix}{queue}" if step == "0" else f"{prefix}{queue}{SEP}{step}"
 
 
-def encode_envelope(queue: str, message: Message) -> str:
-    """kombu's Redis envelope for ``message``, as JSON, with a new delivery tag."""
-    properties = {k: v for k, v in message.properties.items() if k not in _LAYOUT_PROPERTIES and k != "priority"}
-    priority = message.properties.get("priority")
-    properties["delivery_info"] = {"exchange": "", "routing_key": queue}
-    properties["priority"] = priority if isinstance(priority, int) else 0
-    properties["body_encoding"] = "base64"
-    properties["delivery_tag"] = str(uuid.uuid4())  # last: the claim script reads it off the tail
-    envelope = {
-        "body": base64.b64encode(message.body).decode("ascii"),
-        "content-encoding": message.content_encoding,
-        "content-type": message.content_type,
-        "headers": message.headers,
-        "properties": properties,
-    }
-    return dumps(envelope).decode("utf-8")
-
-
-def decode_envelope(raw: bytes) -> Message:
-    """The :class:`Message` in a kombu envelope; an undecodable one keeps its raw bytes."""
-    try:
-        # the C decoder alone, unless kombu's tagged types (datetimes, UUIDs...) are in there
-        envelope = loads(raw) if b'"__type__"' in raw else json.loads(raw)
-        if not isinstance(envelope, dict):
-            raise ValueError("the envelope is not a JSON object")
-        properties = dict(envelope.get("properties") or {})
-        body = envelope.get("body") or ""
-        content_encoding = str(envelope.get("content-encoding") or "utf-8")
-        if properties.get("body_encoding") == "base64":
-            data = base64.b64decode(body)
-        elif isinstance(body, str):
-            data = body.encode(content_encoding if content_encoding != "binary" else "utf-8")
-        else:
-            data = dumps(body)
-        for key in _LAYOUT_PROPERTIES:
-            properties.pop(key, None)
-        if not properties.get("priority"):
-            properties.pop("priority", None)  # kombu writes 0 when no priority was given
-        headers = envelope.get("headers") or {}
-        return Message(
-            data,
-            headers if isinstance(headers, dict) else {},
-            str(envelope.get("content-type") or "application/json"),
-            content_encoding,
-            properties,
-        )
-    except (ValueError, TypeError, binascii.Error, UnicodeError) as exc:
-        # handed out anyway: the worker dead-letters it with the reason
-        reason: dict[str, object] = {"x-taskq-undecodable": f"{type(exc).__name__}: {exc}"}
-        return Message(raw, reason, "application/x-undecodable", "binary")
-
-
-class _Subscriber:
-    """The waiter's pub/sub connection and the socket pair :meth:`RedisTransport.interrupt` writes to."""
-
-    def __init__(self) -> None:
-        # Sockets, not a pipe: eventlet's patched os.read() and os.write() wait for the
-        # descriptor even when it is non-blocking (a drain would hang, a poke from a
-        # signal handler in the hub would raise); non-blocking sockets never wait.
-        self.reader, self.writer = socket.socketpair()
-        self.reader.setblocking(False)
-        self.writer.setblocking(False)
-        self.selector = selectors.DefaultSelector()
-        self.selector.register(self.reader, selectors.EVENT_READ)
-        self.pubsub: PubSub | None = None
-        self.channels: set[str] = set()
-        self.sock_fd: int | None = None
-
-    def poke(self) -> None:
-        with contextlib.suppress(OSError):  # a full buffer has been poked already
-            self.writer.send(b"x")
-
-    def drain_pipe(self) -> bool:
-        poked = False
-        try:
-            while self.reader.recv(512):
-                poked = True
-        except (BlockingIOError, OSError):
-            pass
-        return poked
-
-    def follow(self, client: Client, channels: set[str]) -> None:
-        """Be subscribed to exactly ``channels``."""
-        if self.pubsub is None:
-            self.pubsub = client.pubsub()
-            self.channels = set()
-        new, old = channels - self.channels, self.channels - channels
-        self.pubsub.switch(old, new)
-        self.channels = set(channels)
-        fd = self.pubsub.fileno()
-        if fd != self.sock_fd:
-            if self.sock_fd is not None:
-                self.selector.unregister(self.sock_fd)
-            if fd is not None:
-                self.selector.register(fd, selectors.EVENT_READ)
-            self.sock_fd = fd
-
-    def pending(self) -> bool:
-        """Read every notification already here; True if there was one."""
-        assert self.pubsub is not None
-        got = False
-        while True:
-            message = self.pubsub.get_message(timeout=0.0)
-            if message is None:
-                return got
-            got = got or message.get("type") == "message"
-
-    def block(self, timeout: float) -> None:
-        """Sleep until a notification, a poke or ``timeout`` seconds."""
-        if timeout > 0:
-            self.selector.select(timeout)
-
-    def reset(self) -> None:
-        """Forget the connection (lost or inherited); the next wait subscribes again."""
-        if self.sock_fd is not None:
-            with contextlib.suppress(KeyError, ValueError):
-                self.selector.unregister(self.sock_fd)
-            self.sock_fd = None
-        if self.pubsub is not None:
-            self.pubsub.close()
-            self.pubsub = None
-        self.channels = set()
-
-    def close(self) -> None:
-        self.reset()
-        self.selector.close()
-        self.reader.close()
-        self.writer.close()
-
-
 class RedisTransport(Transport):
     """Broker transport on Redis in kombu's layout; see the module docstring."""
 
-    capabilities = Capabilities(
-        delayed_delivery=True,
-        leases=True,
-        dead_letter=True,
-        priority=True,
-        wakeup=True,
-        shared_between_processes=True,
-    )
+    capabilities = Capabilities(delayed_delivery=True, leases=True, dead_letter=True, priority=True, wakeup=True)
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
@@ -286,7 +136,7 @@ class RedisTransport(Transport):
         self._endpoint: Endpoint | None = None
         self._wire: Wire | None = None
         self._pid = 0
-        self._subscriber: _Subscriber | None = None
+        self._subscriber: Subscriber | None = None
         self._interrupted = False
         self._lock = threading.Lock()  # guards creating the subscriber against interrupt()
         self._routing: dict[str, str] = {}
@@ -294,11 +144,6 @@ class RedisTransport(Transport):
         self._turn = 0
         self._prefix = ""
         self._wake = ""
-
-    def clone(self) -> RedisTransport:
-        twin = RedisTransport(self.url, self.options)
-        twin.owner = self.owner
-        return twin
 
     # ---- Life cycle -------------------------------------------------------------
 
@@ -373,14 +218,14 @@ class RedisTransport(Transport):
     def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
         if not self.delayed_delivery:
             delay = 0.0
-        envelope = encode_envelope(queue, message)
+        envelope = encode_kombu(message, queue)
         self._run(_scripts.PUBLISH, queue, priority_step(message.properties.get("priority")), delay, envelope)
 
     def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
         args: list[object] = []
         for queue, message, delay in items:
             delay = delay if self.delayed_delivery else 0.0
-            args += (queue, priority_step(message.properties.get("priority")), delay, encode_envelope(queue, message))
+            args += (queue, priority_step(message.properties.get("priority")), delay, encode_kombu(message, queue))
             if len(args) >= BATCH * 4:
                 self._run(_scripts.PUBLISH, *args)
                 args = []
@@ -408,9 +253,12 @@ class RedisTransport(Transport):
         assert isinstance(reply, list)
         deliveries = []
         for i in range(0, len(reply), 4):
-            deliveries.append(
-                Delivery(decode_envelope(reply[i + 3]), queues[reply[i] - 1], reply[i + 1].decode(), reply[i + 2])
-            )
+            raw = reply[i + 3]
+            try:
+                message = decode(raw)
+            except MessageDecodeError as exc:  # handed out anyway: the worker dead-letters it with the reason
+                message = undecodable(raw, exc)
+            deliveries.append(Delivery(message, queues[reply[i] - 1], reply[i + 1].decode(), reply[i + 2]))
         return deliveries
 
     def _bind(self, queues: Sequence[str]) -> None:
@@ -433,8 +281,8 @@ class RedisTransport(Transport):
         with self._lock:
             subscriber = self._subscriber
             if subscriber is None:
-                subscriber = self._subscriber = _Subscriber()
-        if self._interrupted or subscriber.drain_pipe():
+                subscriber = self._subscriber = Subscriber()
+        if self._interrupted or subscriber.drain():
             self._interrupted = False
             return
         try:
@@ -457,7 +305,7 @@ class RedisTransport(Transport):
             raise
         finally:
             self._interrupted = False
-            subscriber.drain_pipe()
+            subscriber.drain()
 
     def interrupt(self) -> None:
         self._interrupted = True
@@ -496,7 +344,7 @@ class RedisTransport(Transport):
             "reason": reason,
             "timestamp": time.time(),
             "deliveries": delivery.deliveries,
-            "envelope": encode_envelope(delivery.queue, delivery.message),
+            "envelope": encode_kombu(delivery.message, delivery.queue).decode(),
         }
         self._run(_scripts.DEAD_LETTER, self.owner, delivery.queue, str(delivery.tag), json.dumps(entry))
         logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
@@ -521,7 +369,11 @@ class RedisTransport(Transport):
         letters = []
         for item in raw:
             entry = json.loads(item)
-            message = decode_envelope(str(entry["envelope"]).encode())
+            envelope = str(entry["envelope"])
+            try:
+                message = decode(envelope)
+            except MessageDecodeError as exc:
+                message = undecodable(envelope, exc)
             letters.append(DeadLetter(message, str(entry["queue"]), str(entry["reason"]), float(entry["timestamp"])))
         letters.sort(key=lambda letter: letter.timestamp, reverse=True)
         return letters[:limit]
@@ -540,4 +392,4 @@ def _log_failed_ack(exc: Exception) -> None:
     logger.error("Redis refused an acknowledgement (%s); the message comes back when its lease lapses", exc)
 
 
-__all__ = ["PRIORITY_STEPS", "SEP", "RedisTransport", "decode_envelope", "encode_envelope", "queue_key"]
+__all__ = ["PRIORITY_STEPS", "SEP", "RedisTransport", "queue_key"]

@@ -11,10 +11,9 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Callable
 from types import FrameType
 
-from taskq.drivers.pool import Pool, PoolCapabilities
+from taskq.drivers.pool import Job, Pool, PoolCapabilities
 from taskq.errors import SoftTimeLimitExceeded, TimeLimitExceeded
 
 logger = logging.getLogger(__name__)
@@ -40,32 +39,23 @@ class SoloPool(Pool):
         self._busy = False
         self._warned_thread = False
 
-    def apply(
-        self,
-        target: Callable[..., object],
-        args: tuple[object, ...],
-        *,
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None = None,
-        soft_time_limit: float | None = None,
-        hard_time_limit: float | None = None,
-    ) -> None:
-        timed = self._arm(soft_time_limit, hard_time_limit)
+    def submit(self, job: Job) -> None:
+        hard = job.hard_time_limit
+        timed = self._arm(job.soft_time_limit, hard)
         self._busy = True
         try:
-            result = target(*args)
+            result = job.target(*job.args)
         except _HardLimit:
-            error_callback(TimeLimitExceeded(f"task {job_id} ran past its hard time limit ({hard_time_limit}s)"))
+            job.report(False, TimeLimitExceeded(f"task {job.job_id} ran past its hard time limit ({hard}s)"))
             return
         except Exception as exc:
-            error_callback(exc)
+            job.report(False, exc)
             return
         finally:
             self._busy = False
             if timed:
                 self._disarm()
-        callback(result)
+        job.report(True, result)
 
     def _arm(self, soft: float | None, hard: float | None) -> bool:
         if soft is None and hard is None:

@@ -21,8 +21,10 @@ plus delay); claiming sets it to the *lease expiry* and records the ``owner``. S
   when it becomes claimable, with no polling.
 
 ``due`` keeps the time the message first became due, to return a batch in due order.
-Headers and properties are stored as JSON (the core's JSON serializer, so dates and
-UUIDs survive); the body as a blob. Dead letters live in their own table with queue,
+Headers and properties are stored as JSON (:func:`taskq.drivers.support.envelope.encode_fields`,
+so dates and UUIDs survive); the body as a blob. A row whose headers or properties cannot
+be decoded (written by another program) is handed out as the stand-in the worker
+dead-letters, with the reason and the stored columns. Dead letters live in their own table with queue,
 reason, time and the whole message. Priority is not supported (``priority=False``): an
 index that ordered by priority would have to scan delayed rows.
 
@@ -32,31 +34,25 @@ announced in the database's folder of the temporary directory (:func:`._database
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 
-from taskq.drivers.serializer import json_dumps as dumps
-from taskq.drivers.serializer import json_loads as loads
-from taskq.drivers.support import wakeup
-from taskq.drivers.transport import (
-    DEFAULT_LEASE_SECONDS,
-    Capabilities,
-    DeadLetter,
-    Delivery,
-    Message,
-    Transport,
-)
-from taskq.errors import BrokerUnavailableError, SerializationError
+from taskq.drivers.support.envelope import decode_fields, encode_fields, undecodable
+from taskq.drivers.support.wakeup import QueueWakeups
+from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
+from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_sqlite import _database
 
 logger = logging.getLogger(__name__)
 
-# Added to a computed sleep, in seconds, so a waiter wakes just after a message is due.
-WAKE_MARGIN = 0.001
+# Headers of the stand-in for a row that cannot be decoded: the columns as they were stored.
+STORED_HEADERS = "x-taskq-stored-headers"
+STORED_PROPERTIES = "x-taskq-stored-properties"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS taskq_messages (
@@ -151,14 +147,7 @@ def _next_visible_sql(queue_count: int) -> str:
 class SqliteTransport(Transport):
     """Broker transport on one SQLite file, shared by every process that opens it."""
 
-    capabilities = Capabilities(
-        delayed_delivery=True,
-        leases=True,
-        dead_letter=True,
-        priority=False,
-        wakeup=True,
-        shared_between_processes=True,
-    )
+    capabilities = Capabilities(delayed_delivery=True, leases=True, dead_letter=True, priority=False, wakeup=True)
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
@@ -166,14 +155,7 @@ class SqliteTransport(Transport):
         self._directory = _database.signal_directory(self.path)
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
-        self._notifier = wakeup.Notifier(self._directory, wakeup.QUEUE_KIND)
-        self._waiter: wakeup.Waiter | None = None
-        self._interrupted = False
-
-    def clone(self) -> SqliteTransport:
-        twin = SqliteTransport(self.url, self.options)
-        twin.owner = self.owner
-        return twin
+        self._wakeups = QueueWakeups(self._directory, owns_directory=True)
 
     # ---- Life cycle -------------------------------------------------------------
 
@@ -192,17 +174,10 @@ class SqliteTransport(Transport):
         """Drop what the parent process opened; its sockets and connection stay its own."""
         if self._conn is not None:
             self._conn = None  # never close a connection inherited across fork
-        if self._waiter is not None:
-            self._waiter.close()  # closes our copy of the fd; the parent keeps its announcement
-            self._waiter = None
-        self._notifier.close()
-        self._notifier = wakeup.Notifier(self._directory, wakeup.QUEUE_KIND)
+        self._wakeups.after_fork()
 
     def close(self) -> None:
-        if self._waiter is not None:
-            self._waiter.close()
-            self._waiter = None
-        self._notifier.close()
+        self._wakeups.close()
         if self._conn is not None and self._pid == os.getpid():
             self._conn.close()
         self._conn = None
@@ -210,6 +185,21 @@ class SqliteTransport(Transport):
 
     def _fail(self, exc: sqlite3.Error) -> BrokerUnavailableError:
         return BrokerUnavailableError(_database.advice(self.path, exc))
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The block's statements in one write transaction, rolled back if it raises."""
+        conn = self._connection()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
 
     # ---- Client side ------------------------------------------------------------
 
@@ -221,7 +211,7 @@ class SqliteTransport(Transport):
             conn.execute(_INSERT, (queue, due, due, *_encode(message)))
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
-        self._notifier.notify()
+        self._wakeups.notify()
 
     def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
         now = time.time()
@@ -231,18 +221,9 @@ class SqliteTransport(Transport):
             rows.append((queue, due, due, *_encode(message)))
         if not rows:
             return
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_INSERT, rows)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
-        self._notifier.notify()
+        with self._transaction() as conn:
+            conn.executemany(_INSERT, rows)
+        self._wakeups.notify()
 
     # ---- Worker side ------------------------------------------------------------
 
@@ -261,49 +242,31 @@ class SqliteTransport(Transport):
             raise self._fail(exc) from exc
         if len(rows) > 1:
             rows.sort(key=_due_order)
-        return [
-            Delivery(
-                Message(
-                    body,
-                    loads(headers),  # type: ignore[arg-type]  # stored by _encode: always a dict
-                    content_type,
-                    content_encoding,
-                    loads(properties) if properties is not None else {},  # type: ignore[arg-type]  # idem
-                ),
-                row_queue,
-                row_id,
-                deliveries,
-            )
-            for row_id, row_queue, _, deliveries, body, headers, properties, content_type, content_encoding in rows
-        ]
+        deliveries = []
+        for row_id, row_queue, _, count, body, headers, properties, content_type, content_encoding in rows:
+            try:
+                message = decode_fields(body, headers, properties, content_type, content_encoding)
+            except MessageDecodeError as exc:  # handed out anyway: the worker dead-letters it with the reason
+                message = _undecodable(body, headers, properties, exc)
+            deliveries.append(Delivery(message, row_queue, row_id, count))
+        return deliveries
 
     def wait(self, queues: Sequence[str], timeout: float) -> None:
         conn = self._connection()  # first: after a fork it drops the parent's socket
-        waiter = self._waiter
-        if waiter is None:
-            waiter = self._waiter = wakeup.Waiter(self._directory, wakeup.QUEUE_KIND, owns_directory=True)
-        waiter.drain()  # before reading the database: a later commit's wake-up must stay
-        if self._interrupted:
-            self._interrupted = False
-            return
-        if queues:
-            try:
-                (next_visible,) = conn.execute(_next_visible_sql(len(queues)), tuple(queues)).fetchone()
-            except sqlite3.Error as exc:
-                raise self._fail(exc) from exc
-            if next_visible is not None:
-                until_due = next_visible - time.time()
-                if until_due <= 0:
-                    return
-                timeout = min(timeout, until_due + WAKE_MARGIN)
-        waiter.block(timeout)
-        self._interrupted = False
+        self._wakeups.wait(lambda: self._next_visible(conn, queues), timeout)
+
+    def _next_visible(self, conn: sqlite3.Connection, queues: Sequence[str]) -> float | None:
+        """When a message of ``queues`` next becomes claimable (due, or its lease lapsed), or None."""
+        if not queues:
+            return None
+        try:
+            (next_visible,) = conn.execute(_next_visible_sql(len(queues)), tuple(queues)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
+        return float(next_visible) if next_visible is not None else None
 
     def interrupt(self) -> None:
-        self._interrupted = True
-        waiter = self._waiter
-        if waiter is not None:
-            waiter.poke()
+        self._wakeups.interrupt()
 
     def renew(self, deliveries: Sequence[Delivery], *, lease: float = DEFAULT_LEASE_SECONDS) -> int:
         if not deliveries:
@@ -340,22 +303,13 @@ class SqliteTransport(Transport):
             conn.execute(_REQUEUE, (time.time() + max(0.0, delay), _id_array(deliveries)))
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
-        self._notifier.notify()
+        self._wakeups.notify()
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        conn = self._connection()
         row = (delivery.queue, reason, time.time(), delivery.deliveries, *_encode(delivery.message))
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(_ACK_ONE, (delivery.tag,))
-                conn.execute(_BURY, row)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with self._transaction() as conn:
+            conn.execute(_ACK_ONE, (delivery.tag,))
+            conn.execute(_BURY, row)
         logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
@@ -367,21 +321,7 @@ class SqliteTransport(Transport):
                 rows = conn.execute(_DEAD_LETTERS_OF_QUEUE, (queue, limit)).fetchall()
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
-        return [
-            DeadLetter(
-                Message(
-                    body,
-                    loads(headers),  # type: ignore[arg-type]  # stored by _encode: always a dict
-                    content_type,
-                    content_encoding,
-                    loads(properties) if properties is not None else {},  # type: ignore[arg-type]  # idem
-                ),
-                row_queue,
-                reason,
-                dead_at,
-            )
-            for row_queue, reason, dead_at, body, headers, properties, content_type, content_encoding in rows
-        ]
+        return [DeadLetter(_message(*row[3:]), row[0], row[1], row[2]) for row in rows]
 
     # ---- Administration ---------------------------------------------------------
 
@@ -404,15 +344,25 @@ class SqliteTransport(Transport):
 
 def _encode(message: Message) -> tuple[bytes, bytes, bytes | None, str, str]:
     """The stored columns of ``message``: body, headers, properties, content type and encoding."""
-    try:
-        headers = dumps(message.headers)
-        properties = dumps(message.properties) if message.properties else None
-    except (TypeError, ValueError) as exc:
-        raise SerializationError(
-            f"message headers or properties cannot be stored as JSON ({exc}); keep them to "
-            f"str, int, float, bool, None, lists, dicts, dates and UUIDs"
-        ) from exc
+    headers, properties = encode_fields(message)
     return message.body, headers, properties, message.content_type, message.content_encoding
+
+
+def _message(
+    body: bytes, headers: bytes, properties: bytes | None, content_type: str, content_encoding: str
+) -> Message:
+    """The message in a row's columns; a row that cannot be decoded becomes the stand-in the worker dead-letters."""
+    try:
+        return decode_fields(body, headers, properties, content_type, content_encoding)
+    except MessageDecodeError as exc:
+        return _undecodable(body, headers, properties, exc)
+
+
+def _undecodable(body: bytes, headers: object, properties: object, error: MessageDecodeError) -> Message:
+    """The stand-in for a row whose headers or properties cannot be read; it keeps their stored bytes."""
+    message = undecodable(body, error)
+    message.headers.update({STORED_HEADERS: headers, STORED_PROPERTIES: properties})
+    return message
 
 
 def _due_order(row: tuple[object, ...]) -> tuple[float, int]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from taskq.drivers.support.envelope import UNDECODABLE_HEADER
 from taskq.drivers.transport import Message
 from taskq.errors import BackendUnavailableError, BrokerUnavailableError
 from taskq_sqlite import transport as transport_module
@@ -79,3 +80,28 @@ def test_claim_with_many_delayed_messages_searches_the_index_and_never_scans_the
     assert delivery.message.body == b"now"
     assert transport.depth("q") == DELAYED_ROWS + 1  # depth counts claimed messages too
     transport.close()
+
+
+def test_a_row_written_by_another_program_with_garbage_headers_is_claimed_and_dead_lettered(tmp_path: Path) -> None:
+    path = tmp_path / "taskq.db"
+    transport = SqliteTransport(f"sqlite:///{path}")
+    try:
+        transport.publish("q", Message(b"good", {"id": "1"}))
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "INSERT INTO taskq_messages (queue, visible_at, due, body, headers, content_type, content_encoding)"
+                " VALUES ('q', 0, 0, ?, ?, 'application/json', 'utf-8')",
+                (b"garbage body", b"{not json"),
+            )
+        claimed = transport.claim(["q"], 10)
+        assert sorted(d.message.body for d in claimed) == [b"garbage body", b"good"]
+        [stand_in] = [d for d in claimed if d.message.body == b"garbage body"]
+        assert "headers or properties cannot be read" in str(stand_in.message.headers[UNDECODABLE_HEADER])
+        transport.dead_letter(stand_in, "cannot decode the message")
+        transport.ack([d for d in claimed if d is not stand_in])
+        assert transport.depth("q") == 0
+        [dead] = transport.dead_letters("q")
+        assert dead.message.body == b"garbage body"
+        assert dead.message.headers[transport_module.STORED_HEADERS] == b"{not json"
+    finally:
+        transport.close()

@@ -101,7 +101,7 @@ def test_chord_counter_is_atomic_across_processes(url: str) -> None:
 
 def _publish_from_forked_child(transport: SqliteTransport) -> None:
     transport.wait(["other"], 0.001)  # announces a socket of its own, leaves the parent's alone
-    assert transport._waiter is not None and transport._waiter.pid == os.getpid()
+    assert transport._wakeups.waiter is not None and transport._wakeups.waiter.pid == os.getpid()
     transport.publish("forked", message(99))
     transport.close()
 
@@ -115,4 +115,4 @@ def test_an_instance_used_after_fork_opens_its_own_connection(transport: SqliteT
     assert child.exitcode == 0
     bodies = sorted(int(d.message.body) for d in transport.claim(["forked"], 10))
     assert bodies == [1, 99]
-    assert transport._waiter is not None and os.path.exists(str(transport._waiter.announcement))
+    assert transport._wakeups.waiter is not None and os.path.exists(str(transport._wakeups.waiter.announcement))

@@ -44,8 +44,8 @@ def test_the_last_waiter_to_close_removes_the_folder(tmp_path: Path) -> None:
     directory = _database.signal_directory(first.path)
     assert len(os.listdir(directory)) == 2
     first.close()
-    assert second._waiter is not None and second._waiter.announcement is not None
-    assert os.listdir(directory) == [os.path.basename(second._waiter.announcement)]
+    assert second._wakeups.waiter is not None and second._wakeups.waiter.announcement is not None
+    assert os.listdir(directory) == [os.path.basename(second._wakeups.waiter.announcement)]
     second.close()
     assert not os.path.exists(directory)
 

@@ -38,52 +38,48 @@ effect within that. Several queues are polled in turn; hence ``wakeup=False``.
 demand) with the reason, source queue and time as message attributes, then deletes the
 original. The SQS-native alternative is a redrive policy: with ``max_receive_count = N``,
 queues this transport creates move a message to ``<queue>-dead`` after N receives without a
-delete; :meth:`dead_letters` lists both kinds (SQS's own carry no reason).
-
-**Body.** The envelope is JSON text: ``headers``, ``properties``, ``content-type``,
-``content-encoding`` and the body in base64. SQS takes at most 256 KiB per message,
-attributes included; a larger one raises :class:`SQSMessageTooLargeError` at publish.
+delete; :meth:`dead_letters` lists both kinds. Names, attributes and the body: :mod:`._layout`.
 
 **Purge** receives and deletes the waiting messages (SQS's ``PurgeQueue`` tells no count,
-may take 60 s and is allowed once a minute). Queues are created on first use; their URLs
-are cached.
-
-The module stays whole past 500 lines: every method shares the held-message buffer and
-the receipt bookkeeping above, and a plugin author reads the SQS mapping in one place.
+may take 60 s and is allowed once a minute). The client and the queues (created on first
+use, URLs cached, dead letters read back) are :mod:`._queues`'.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import logging
-import math
-import os
-import re
 import threading
 import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
-import boto3
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import ClientError
 
 from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
-from taskq.errors import BrokerUnavailableError, ConfigError, SerializationError
+from taskq.errors import BrokerUnavailableError, ConfigError
+from taskq_sqs._layout import (
+    DEFAULT_GROUP,
+    DUE,
+    FIFO_SUFFIX,
+    MAX_BATCH,
+    MAX_DELAY_SECONDS,
+    MAX_MESSAGE_BYTES,
+    MAX_VISIBILITY_SECONDS,
+    SQSMessageTooLargeError,
+    dead_letter_attributes,
+    dead_queue_name,
+    decode_body,
+    encode_body,
+    message_size,
+    number_attribute,
+    whole_seconds,
+)
+from taskq_sqs._queues import SQSQueues
 
 logger = logging.getLogger(__name__)
 
-# SQS's limits.
-MAX_MESSAGE_BYTES = 256 * 1024  # body plus message attributes, bytes
-MAX_DELAY_SECONDS = 900  # DelaySeconds, s
-MAX_VISIBILITY_SECONDS = 43_200  # visibility timeout, s (12 h)
-MAX_BATCH = 10  # entries per Receive/Send/Delete/ChangeVisibility batch
-MAX_QUEUE_NAME = 80  # characters
 # Default long-poll cap, s: an interrupt() takes effect within it.
 DEFAULT_WAIT_TIME_SECONDS = 2
 # A message received this close to its due time (s) is held here rather than sent back.
@@ -94,26 +90,9 @@ LEASE_MARGIN = 0.5
 VISIBILITY_LIMIT_MARGIN = 60
 # Pause (s) between short polls when less than a second is left to wait.
 SHORT_POLL = 0.05
-# How many dead letters dead_letters() reads at most, and how long it hides them (s).
-DEAD_LETTER_SCAN = 1000
-DEAD_LETTER_PEEK_SECONDS = 5
-
-DUE = "taskq-due"
-REASON = "taskq-reason"
-SOURCE = "taskq-queue"
-DEAD_AT = "taskq-dead-at"
-DEAD_SUFFIX = "-dead"
-FIFO_SUFFIX = ".fifo"
-DEFAULT_GROUP = "default"
-INVALID_NAME_CHARACTERS = re.compile(r"[^A-Za-z0-9_-]")
-MISSING_QUEUE_CODES = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
 
 
-class SQSMessageTooLargeError(SerializationError):
-    """A message is larger than the 256 KiB SQS takes."""
-
-
-@dataclass(slots=True)
+@dataclass(slots=True, eq=False)  # hashed by identity: the worker keys what it holds by tag
 class SQSReceipt:
     """A delivery's tag: where the message is, its receipt handle and its lease's end."""
 
@@ -133,82 +112,6 @@ class _Held:
     due: float  # epoch seconds
 
 
-def encode(message: Message) -> str:
-    """The JSON envelope SQS carries as the message body (ASCII text)."""
-    return json.dumps(
-        {
-            "body": base64.b64encode(message.body).decode("ascii"),
-            "content-type": message.content_type,
-            "content-encoding": message.content_encoding,
-            "headers": message.headers,
-            "properties": message.properties,
-        },
-        separators=(",", ":"),
-    )
-
-
-def decode(text: str) -> Message:
-    """The message an envelope holds; raise ValueError when ``text`` is not one."""
-    try:
-        envelope = json.loads(text)
-        if not isinstance(envelope, dict):
-            raise ValueError("the envelope is not a JSON object")
-        headers = envelope.get("headers") or {}
-        properties = envelope.get("properties") or {}
-        if not isinstance(headers, dict) or not isinstance(properties, dict):
-            raise ValueError("headers and properties must be JSON objects")
-        return Message(
-            body=base64.b64decode(envelope.get("body") or "", validate=True),
-            headers=headers,
-            content_type=str(envelope.get("content-type", "application/json")),
-            content_encoding=str(envelope.get("content-encoding", "utf-8")),
-            properties=properties,
-        )
-    except (TypeError, binascii.Error, UnicodeError) as exc:
-        raise ValueError(str(exc)) from exc
-
-
-def message_size(body: str, attributes: Mapping[str, Mapping[str, str]]) -> int:
-    """Bytes SQS counts against its limit: the body and every attribute's name, type, value."""
-    size = len(body.encode("utf-8"))
-    for name, value in attributes.items():
-        size += len(name.encode()) + len(value["DataType"].encode()) + len(value["StringValue"].encode())
-    return size
-
-
-def sqs_queue_name(queue: str, prefix: str = "") -> str:
-    """The SQS name of taskq's ``queue``: prefixed, characters SQS refuses replaced by ``-``."""
-    fifo = queue.endswith(FIFO_SUFFIX)
-    base = queue[: -len(FIFO_SUFFIX)] if fifo else queue
-    name = INVALID_NAME_CHARACTERS.sub("-", prefix + base) + (FIFO_SUFFIX if fifo else "")
-    if len(name) > MAX_QUEUE_NAME:
-        raise ConfigError(
-            f"the SQS queue name {name!r} is {len(name)} characters long; SQS allows {MAX_QUEUE_NAME}. "
-            "Use a shorter queue name or queue_name_prefix."
-        )
-    return name
-
-
-def dead_queue_name(name: str) -> str:
-    """The dead-letter queue of the SQS queue ``name``."""
-    if name.endswith(FIFO_SUFFIX):
-        return name[: -len(FIFO_SUFFIX)] + DEAD_SUFFIX + FIFO_SUFFIX
-    return name + DEAD_SUFFIX
-
-
-def whole_seconds(seconds: float) -> int:
-    """``seconds`` rounded up to SQS's whole seconds (never early)."""
-    return max(0, math.ceil(seconds - 1e-9))
-
-
-def _string(value: str) -> dict[str, str]:
-    return {"DataType": "String", "StringValue": value}
-
-
-def _number(value: float) -> dict[str, str]:
-    return {"DataType": "Number", "StringValue": repr(float(value))}
-
-
 def _option(options: Mapping[str, object], name: str, default: float) -> float:
     value = options.get(name, default)
     try:
@@ -220,28 +123,12 @@ def _option(options: Mapping[str, object], name: str, default: float) -> float:
 class SQSTransport(Transport):
     """taskq's transport on Amazon SQS. See the module docstring for the design."""
 
-    capabilities = Capabilities(
-        delayed_delivery=True,
-        leases=True,
-        dead_letter=True,
-        priority=False,
-        wakeup=False,  # polls: a long poll on one queue at a time, capped at a few seconds
-        shared_between_processes=True,
-    )
+    # wakeup=False: it polls, a long poll on one queue at a time, capped at a few seconds
+    capabilities = Capabilities(delayed_delivery=True, leases=True, dead_letter=True, priority=False, wakeup=False)
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
         opts = self.options
-        parts = urlsplit(url)
-        self._access_key = unquote(parts.username) if parts.username else None
-        self._secret_key = unquote(parts.password) if parts.password else None
-        endpoint = opts.get("endpoint_url")
-        if endpoint is None and parts.hostname:
-            scheme = "http" if str(opts.get("is_secure", True)).lower() in {"false", "0", "no"} else "https"
-            endpoint = f"{scheme}://{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-        self._endpoint = str(endpoint) if endpoint else None
-        self._region = str(opts.get("region") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1")
-        self._prefix = str(opts.get("queue_name_prefix", ""))
         self.visibility_timeout = int(_option(opts, "visibility_timeout", DEFAULT_LEASE_SECONDS))
         self.wait_time_seconds = min(20, max(0, int(_option(opts, "wait_time_seconds", DEFAULT_WAIT_TIME_SECONDS))))
         self.max_delay_seconds = min(MAX_DELAY_SECONDS, int(_option(opts, "max_delay_seconds", MAX_DELAY_SECONDS)))
@@ -249,8 +136,7 @@ class SQSTransport(Transport):
         self.max_receive_count = int(_option(opts, "max_receive_count", 0)) if receives is not None else None
         group = opts.get("message_group_id")
         self.message_group_id = str(group) if group else None
-        self._client: Any = None
-        self._urls: dict[str, str] = {}
+        self._sqs = SQSQueues(url, opts, self.visibility_timeout, self.max_receive_count, self.wait_time_seconds)
         self._held: list[_Held] = []
         self._interrupted = threading.Event()
 
@@ -259,85 +145,29 @@ class SQSTransport(Transport):
     @property
     def client(self) -> Any:
         """This instance's boto3 SQS client, made on first use."""
-        if self._client is None:
-            session = boto3.session.Session(
-                aws_access_key_id=self._access_key,
-                aws_secret_access_key=self._secret_key,
-                region_name=self._region,
-            )
-            self._client = session.client(
-                "sqs",
-                endpoint_url=self._endpoint,
-                config=Config(
-                    connect_timeout=5,
-                    read_timeout=self.wait_time_seconds + 10,
-                    retries={"max_attempts": 3, "mode": "standard"},
-                ),
-            )
-        return self._client
+        return self._sqs.client
 
     def connect(self) -> None:
-        self._call("list_queues", MaxResults=1)
+        self._sqs.call("list_queues", MaxResults=1)
 
     def close(self) -> None:
         held, self._held = self._held, []
-        if held and self._client is not None:
+        if held and self._sqs.is_open:
             try:  # give back what wait() or an early claim kept, rather than wait out its lease
                 self._change_visibility([h.delivery for h in held], 0)
             except (BrokerUnavailableError, ClientError):
                 logger.debug("could not give back %d held SQS messages", len(held), exc_info=True)
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-
-    def _where(self) -> str:
-        return self._endpoint or f"SQS in {self._region}"
-
-    def _call(self, operation: str, **kwargs: object) -> Any:
-        try:
-            return getattr(self.client, operation)(**kwargs)
-        except BotoCoreError as exc:
-            raise BrokerUnavailableError(
-                f"cannot reach {self._where()} ({exc}); check the network, the region "
-                "and endpoint_url in broker_transport_options"
-            ) from exc
-
-    # ---- Queues -------------------------------------------------------------------
-
-    def _queue_url(self, queue: str) -> str:
-        url = self._urls.get(queue)
-        if url is None:
-            url = self._urls[queue] = self._ensure(sqs_queue_name(queue, self._prefix))
-        return url
-
-    def _ensure(self, name: str, *, dead: bool = False) -> str:
-        """The URL of the SQS queue ``name``, created if missing."""
-        try:
-            return str(self._call("get_queue_url", QueueName=name)["QueueUrl"])
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") not in MISSING_QUEUE_CODES:
-                raise
-        attributes = {"VisibilityTimeout": str(self.visibility_timeout)}
-        if name.endswith(FIFO_SUFFIX):
-            attributes["FifoQueue"] = "true"
-        if self.max_receive_count and not dead:
-            target = self._ensure(dead_queue_name(name), dead=True)
-            arn = self._call("get_queue_attributes", QueueUrl=target, AttributeNames=["QueueArn"])
-            attributes["RedrivePolicy"] = json.dumps(
-                {"deadLetterTargetArn": arn["Attributes"]["QueueArn"], "maxReceiveCount": str(self.max_receive_count)}
-            )
-        logger.info("creating SQS queue %s", name)
-        return str(self._call("create_queue", QueueName=name, Attributes=attributes)["QueueUrl"])
+        self._sqs.close()
 
     # ---- Client side --------------------------------------------------------------
 
     def _entry(self, queue: str, message: Message, delay: float) -> dict[str, object]:
         """SendMessage's arguments for ``message`` (without QueueUrl); checks the size."""
-        body = encode(message)
+        body = encode_body(message)
         attributes: dict[str, dict[str, str]] = {}
         entry: dict[str, object] = {"MessageBody": body}
         if delay > 0:
-            attributes[DUE] = _number(time.time() + delay)
+            attributes[DUE] = number_attribute(time.time() + delay)
         if queue.endswith(FIFO_SUFFIX):
             group = message.properties.get("MessageGroupId") or message.headers.get("MessageGroupId")
             entry["MessageGroupId"] = str(group or self.message_group_id or DEFAULT_GROUP)
@@ -353,7 +183,7 @@ class SQSTransport(Transport):
             entry["DelaySeconds"] = min(self.max_delay_seconds, int(delay))
         if attributes:
             entry["MessageAttributes"] = attributes
-        size = message_size(body, attributes)
+        size = message_size(len(body), attributes)  # ASCII: as many bytes as characters
         if size > MAX_MESSAGE_BYTES:
             raise SQSMessageTooLargeError(
                 f"message {message.headers.get('id', '?')} for queue {queue!r} is {size} bytes as SQS "
@@ -364,18 +194,18 @@ class SQSTransport(Transport):
 
     def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
         entry = self._entry(queue, message, delay)
-        self._call("send_message", QueueUrl=self._queue_url(queue), **entry)
+        self._sqs.call("send_message", QueueUrl=self._sqs.url(queue), **entry)
 
     def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
         by_queue: dict[str, list[dict[str, object]]] = {}
         for queue, message, delay in items:
             by_queue.setdefault(queue, []).append(self._entry(queue, message, delay))
         for queue, entries in by_queue.items():
-            url = self._queue_url(queue)
+            url = self._sqs.url(queue)
             batch: list[dict[str, object]] = []
             size = 0
             for entry in [*entries, None]:
-                entry_size = 0 if entry is None else len(str(entry["MessageBody"]).encode()) + 512
+                entry_size = 0 if entry is None else len(str(entry["MessageBody"])) + 512  # ASCII
                 if batch and (entry is None or len(batch) == MAX_BATCH or size + entry_size > MAX_MESSAGE_BYTES):
                     self._send_batch(queue, url, batch)
                     batch, size = [], 0
@@ -386,9 +216,9 @@ class SQSTransport(Transport):
     def _send_batch(self, queue: str, url: str, batch: list[dict[str, object]]) -> None:
         if len(batch) == 1:  # a message near the size limit would not fit a batch's overhead
             entry = {k: v for k, v in batch[0].items() if k != "Id"}
-            self._call("send_message", QueueUrl=url, **entry)
+            self._sqs.call("send_message", QueueUrl=url, **entry)
             return
-        failed = self._call("send_message_batch", QueueUrl=url, Entries=batch).get("Failed") or []
+        failed = self._sqs.call("send_message_batch", QueueUrl=url, Entries=batch).get("Failed") or []
         if failed:
             reasons = "; ".join(f"{f.get('Code')}: {f.get('Message')}" for f in failed)
             raise BrokerUnavailableError(f"SQS refused {len(failed)} of {len(batch)} messages for {queue!r}: {reasons}")
@@ -396,9 +226,9 @@ class SQSTransport(Transport):
     # ---- Worker side --------------------------------------------------------------
 
     def _receive(self, queue: str, count: int, visibility: int, wait: int = 0) -> list[_Held]:
-        url = self._queue_url(queue)
+        url = self._sqs.url(queue)
         started = time.monotonic()
-        reply = self._call(
+        reply = self._sqs.call(
             "receive_message",
             QueueUrl=url,
             MaxNumberOfMessages=count,
@@ -419,13 +249,7 @@ class SQSTransport(Transport):
                 sent_at=int(system.get("SentTimestamp", time.time() * 1000)) / 1000,
                 group_id=system.get("MessageGroupId"),
             )
-            try:
-                message = decode(raw.get("Body") or "")
-            except ValueError as exc:
-                logger.warning("dead-lettering an undecodable SQS message %s from %s", raw.get("MessageId"), queue)
-                broken = Message(body=(raw.get("Body") or "").encode(), headers={}, content_type="text/plain")
-                self.dead_letter(Delivery(broken, queue, tag), f"undecodable message: {exc}")
-                continue
+            message = decode_body(raw.get("Body") or "")
             due = float(attributes.get(DUE, {}).get("StringValue", 0) or 0)
             deliveries = int(system.get("ApproximateReceiveCount", 1))
             received.append(_Held(Delivery(message, queue, tag, deliveries), due))
@@ -513,7 +337,7 @@ class SQSTransport(Transport):
         for url, tags in by_url.items():
             for start in range(0, len(tags), MAX_BATCH):
                 chunk = tags[start : start + MAX_BATCH]
-                reply = self._call(
+                reply = self._sqs.call(
                     "change_message_visibility_batch",
                     QueueUrl=url,
                     Entries=[
@@ -551,7 +375,7 @@ class SQSTransport(Transport):
         for url, handles in by_url.items():
             for start in range(0, len(handles), MAX_BATCH):
                 entries = [{"Id": str(i), "ReceiptHandle": h} for i, h in enumerate(handles[start : start + MAX_BATCH])]
-                reply = self._call("delete_message_batch", QueueUrl=url, Entries=entries)
+                reply = self._sqs.call("delete_message_batch", QueueUrl=url, Entries=entries)
                 for failure in reply.get("Failed") or []:  # already deleted: not an error
                     logger.debug("SQS did not delete a message: %s", failure.get("Code"))
 
@@ -563,24 +387,18 @@ class SQSTransport(Transport):
                 delivery.tag.lease_ends = 0.0
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
-        name = sqs_queue_name(delivery.queue, self._prefix)
-        target = self._urls.get(DEAD_SUFFIX + name) or self._ensure(dead_queue_name(name), dead=True)
-        self._urls[DEAD_SUFFIX + name] = target
-        body = encode(delivery.message)
+        name, target = self._sqs.dead_url(delivery.queue)
+        body = encode_body(delivery.message)
         entry: dict[str, object] = {
             "QueueUrl": target,
             "MessageBody": body,
-            "MessageAttributes": {
-                REASON: _string(reason[:4096] or "-"),
-                SOURCE: _string(delivery.queue),
-                DEAD_AT: _number(time.time()),
-            },
+            "MessageAttributes": dead_letter_attributes(delivery.queue, reason),
         }
         if name.endswith(FIFO_SUFFIX):
             tag = delivery.tag
             entry["MessageGroupId"] = (tag.group_id if isinstance(tag, SQSReceipt) else None) or DEFAULT_GROUP
             entry["MessageDeduplicationId"] = uuid.uuid4().hex
-        self._call("send_message", **entry)
+        self._sqs.call("send_message", **entry)
         logger.warning("dead-lettered a message of %s to %s: %s", delivery.queue, dead_queue_name(name), reason)
         self.ack([delivery])
 
@@ -599,9 +417,9 @@ class SQSTransport(Transport):
             count += len(received)
 
     def depth(self, queue: str) -> int:
-        reply = self._call(
+        reply = self._sqs.call(
             "get_queue_attributes",
-            QueueUrl=self._queue_url(queue),
+            QueueUrl=self._sqs.url(queue),
             AttributeNames=[
                 "ApproximateNumberOfMessages",
                 "ApproximateNumberOfMessagesNotVisible",
@@ -612,62 +430,7 @@ class SQSTransport(Transport):
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, most recent first. Reads the ``-dead`` queues, hiding each for a moment."""
-        if queue is not None:
-            names = [dead_queue_name(sqs_queue_name(queue, self._prefix))]
-        else:
-            listed = (
-                self._call("list_queues", QueueNamePrefix=self._prefix) if self._prefix else self._call("list_queues")
-            )
-            names = [
-                url.rsplit("/", 1)[-1]
-                for url in listed.get("QueueUrls") or []
-                if url.endswith(DEAD_SUFFIX) or url.endswith(DEAD_SUFFIX + FIFO_SUFFIX)
-            ]
-        found: list[DeadLetter] = []
-        for name in names:
-            found.extend(self._read_dead(name))
-        found.sort(key=lambda d: d.timestamp, reverse=True)
-        return found[:limit]
-
-    def _read_dead(self, name: str) -> list[DeadLetter]:
-        url = self._ensure(name, dead=True)
-        seen: list[tuple[str, DeadLetter]] = []
-        while len(seen) < DEAD_LETTER_SCAN:
-            reply = self._call(
-                "receive_message",
-                QueueUrl=url,
-                MaxNumberOfMessages=MAX_BATCH,
-                VisibilityTimeout=DEAD_LETTER_PEEK_SECONDS,
-                WaitTimeSeconds=0,
-                AttributeNames=["SentTimestamp", "ApproximateReceiveCount"],
-                MessageAttributeNames=["All"],
-            )
-            batch = reply.get("Messages") or []
-            if not batch:
-                break
-            for raw in batch:
-                attributes = raw.get("MessageAttributes") or {}
-                system = raw.get("Attributes") or {}
-                try:
-                    message = decode(raw.get("Body") or "")
-                except ValueError:
-                    message = Message(body=(raw.get("Body") or "").encode(), headers={}, content_type="text/plain")
-                source = attributes.get(SOURCE, {}).get("StringValue") or name[: -len(DEAD_SUFFIX)]
-                reason = attributes.get(REASON, {}).get("StringValue") or (
-                    f"moved by the SQS redrive policy after {system.get('ApproximateReceiveCount', '?')} receives"
-                )
-                stamp = float(
-                    attributes.get(DEAD_AT, {}).get("StringValue") or int(system.get("SentTimestamp", 0)) / 1000
-                )
-                seen.append((raw["ReceiptHandle"], DeadLetter(message, source, reason, stamp)))
-        for start in range(0, len(seen), MAX_BATCH):  # visible again for the next reader
-            chunk = seen[start : start + MAX_BATCH]
-            self._call(
-                "change_message_visibility_batch",
-                QueueUrl=url,
-                Entries=[{"Id": str(i), "ReceiptHandle": h, "VisibilityTimeout": 0} for i, (h, _) in enumerate(chunk)],
-            )
-        return [dead for _, dead in seen]
+        return self._sqs.dead_letters(queue, limit)
 
 
 def _tag(delivery: Delivery) -> SQSReceipt:
@@ -676,4 +439,4 @@ def _tag(delivery: Delivery) -> SQSReceipt:
     return tag
 
 
-__all__ = ["SQSMessageTooLargeError", "SQSReceipt", "SQSTransport", "decode", "encode"]
+__all__ = ["SQSMessageTooLargeError", "SQSReceipt", "SQSTransport"]

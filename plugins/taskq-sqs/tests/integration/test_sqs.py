@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
-from taskq.drivers.transport import Message
+from taskq.drivers.support.envelope import UNDECODABLE_HEADER
+from taskq.drivers.transport import Delivery, Message
 from taskq.testing.conformance.transport import make_message
-from taskq_sqs.transport import DUE, SQSMessageTooLargeError, SQSTransport
+from taskq_sqs._layout import DUE
+from taskq_sqs.transport import SQSMessageTooLargeError, SQSTransport
 
 pytestmark = pytest.mark.integration
 
@@ -21,6 +23,7 @@ def test_a_message_renewed_past_its_lease_is_not_received_by_another_consumer(
     transport: SQSTransport, sqs_url: str, sqs_options: dict[str, object], unique_queue: str
 ) -> None:
     other = SQSTransport(sqs_url, sqs_options)
+    other.connect()  # its boto3 client made now, not inside the half-second lease window
     try:
         transport.publish(unique_queue, make_message())
         held = transport.claim([unique_queue], 10, lease=1)
@@ -147,3 +150,23 @@ def test_wait_keeps_what_it_received_for_the_next_claim(transport: SQSTransport,
     [delivery] = transport.claim([unique_queue], 10)
     assert delivery.message.headers["id"] == sent.headers["id"]
     assert delivery.deliveries == 1
+
+
+def test_a_garbage_body_is_claimed_as_a_stand_in_and_dead_lettered_with_its_bytes(
+    transport: SQSTransport, sqs_client: Any, unique_queue: str
+) -> None:
+    transport.publish(unique_queue, make_message())  # creates the queue
+    url = sqs_client.get_queue_url(QueueName=unique_queue)["QueueUrl"]
+    sqs_client.send_message(QueueUrl=url, MessageBody="not an envelope at all")
+    claimed: list[Delivery] = []
+    deadline = time.monotonic() + DEADLINE
+    while len(claimed) < 2 and time.monotonic() < deadline:
+        claimed += transport.claim([unique_queue], 10)
+    [garbage] = [d for d in claimed if UNDECODABLE_HEADER in d.message.headers]
+    assert "not JSON" in str(garbage.message.headers[UNDECODABLE_HEADER])
+    transport.dead_letter(garbage, "cannot decode the message: the envelope is not JSON")
+    transport.ack([d for d in claimed if d is not garbage])
+    assert transport.depth(unique_queue) == 0
+    [dead] = transport.dead_letters(unique_queue)
+    assert dead.message.body == b"not an envelope at all"
+    assert dead.reason == "cannot decode the message: the envelope is not JSON"

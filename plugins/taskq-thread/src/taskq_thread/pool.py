@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from taskq.drivers.pool import Pool, PoolCapabilities
+from taskq.drivers.pool import Job, Pool, PoolCapabilities
 from taskq.drivers.support.interrupt import InterruptibleCall
 from taskq.errors import SoftTimeLimitExceeded
 
@@ -42,27 +42,12 @@ STOP_TIMEOUT = 10.0
 ALARM_COMPACT_RATIO = 0.5
 
 
-class _Job(InterruptibleCall):
-    """One ``apply``: what to run, whom to tell, and the thread running it."""
+class _Job(Job):
+    """One ``apply`` and the call running it, which the alarm thread may interrupt."""
 
-    __slots__ = ("args", "callback", "error_callback", "job_id", "soft_time_limit", "target")
+    __slots__ = ("interruptible",)
 
-    def __init__(
-        self,
-        target: Callable[..., object],
-        args: tuple[object, ...],
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None,
-        soft_time_limit: float | None,
-    ) -> None:
-        super().__init__()
-        self.target = target
-        self.args = args
-        self.callback = callback
-        self.error_callback = error_callback
-        self.job_id = job_id
-        self.soft_time_limit = soft_time_limit
+    interruptible: InterruptibleCall  # set by submit
 
 
 # Put in the queue to make one thread exit (shrink, stop).
@@ -135,6 +120,7 @@ class ThreadPool(Pool):
     """Up to ``concurrency`` tasks at once, each in its own worker thread."""
 
     capabilities = PoolCapabilities(soft_time_limit=True, resize=True)
+    job_class = _Job
 
     def __init__(self, concurrency: int = 1, **options: object) -> None:
         super().__init__(concurrency, **options)  # type: ignore[arg-type]  # Pool's keyword options
@@ -183,20 +169,12 @@ class ThreadPool(Pool):
 
     # ---- Running --------------------------------------------------------------------
 
-    def apply(
-        self,
-        target: Callable[..., object],
-        args: tuple[object, ...],
-        *,
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None = None,
-        soft_time_limit: float | None = None,
-        hard_time_limit: float | None = None,
-    ) -> None:
+    def submit(self, job: Job) -> None:
+        assert isinstance(job, _Job)
+        job.interruptible = InterruptibleCall()
         if not self._started:
             self.start()
-        if soft_time_limit is not None and self._alarms is None:
+        if job.soft_time_limit is not None and self._alarms is None:
             with self._lock:
                 if self._alarms is None:
                     self._alarms = _Alarms()
@@ -206,7 +184,7 @@ class ThreadPool(Pool):
                 raise RuntimeError("the thread pool is stopping; it takes no more jobs")
             self._pending += 1
         # hard_time_limit is ignored: capabilities say so, and the worker warns at start-up.
-        self._jobs.put(_Job(target, args, callback, error_callback, job_id, soft_time_limit))
+        self._jobs.put(job)
 
     def _work(self) -> None:
         jobs = self._jobs
@@ -223,33 +201,22 @@ class ThreadPool(Pool):
         alarm = None
         if job.soft_time_limit is not None and self._alarms is not None:
             alarm = self._alarms.add(job.soft_time_limit, lambda: self._soft_limit(job))
-        ok, outcome = job.call(job.target, job.args)
+        ok, outcome = job.interruptible.call(job.target, job.args)
         if alarm is not None and self._alarms is not None:
             self._alarms.cancel(alarm)
         with self._lock:
             self._pending -= 1
-        try:
-            if ok:
-                job.callback(outcome)
-            else:
-                assert isinstance(outcome, BaseException)
-                job.error_callback(outcome)
-        except Exception:
-            logger.exception("the outcome callback of job %s failed", job.job_id)
+        job.report(ok, outcome)
 
     def _soft_limit(self, job: _Job) -> None:
-        if job.raise_in(SoftTimeLimitExceeded):
+        if job.interruptible.raise_in(SoftTimeLimitExceeded):
             logger.warning("job %s ran past its soft time limit (%ss)", job.job_id, job.soft_time_limit)
 
     # ---- Size -----------------------------------------------------------------------
 
     @property
-    def free_slots(self) -> int:
-        return max(0, self.concurrency - self._pending)
-
-    @property
     def running(self) -> int:
-        return self._pending
+        return self._pending  # applied and not yet reported; free_slots follows (Pool's)
 
     def grow(self, n: int = 1) -> None:
         """Add ``n`` threads at once."""

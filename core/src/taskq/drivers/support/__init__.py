@@ -1,5 +1,8 @@
 """What several drivers share, so that no plugin writes it again.
 
+* :mod:`~taskq.drivers.support.envelope`: a message as kombu's JSON envelope and back,
+  and the one policy for a message that cannot be decoded (hand the worker
+  :func:`~taskq.drivers.support.envelope.undecodable`; it dead-letters it with the reason);
 * :mod:`~taskq.drivers.support.connections`: :func:`mask_url` for logs and errors,
   :func:`current_pid` to notice a fork cheaply;
 * :mod:`~taskq.drivers.support.wakeup`: wake-ups between processes that share a store
@@ -18,4 +21,4 @@
 Import from the modules; this package's own namespace only lists them.
 """
 
-__all__ = ["connections", "greenpool", "interrupt", "retrying", "services", "waiters", "wakeup"]
+__all__ = ["connections", "envelope", "greenpool", "interrupt", "retrying", "services", "waiters", "wakeup"]

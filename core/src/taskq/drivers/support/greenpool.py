@@ -55,7 +55,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import ClassVar, Protocol, cast
 
-from taskq.drivers.pool import Pool, PoolCapabilities
+from taskq.drivers.pool import Job, Pool, PoolCapabilities
 from taskq.errors import SoftTimeLimitExceeded, Terminated, TimeLimitExceeded, WorkerLostError
 
 logger = logging.getLogger(__name__)
@@ -80,44 +80,15 @@ class _Stop(BaseException):
     """Unwinds a task (hard limit, terminate, stop): not caught by ``except Exception``."""
 
 
-class _Job:
-    """One applied task and where it stands."""
+class _Job(Job):
+    """One applied task and where it stands in its green thread (set by :meth:`GreenPool.submit`)."""
 
-    __slots__ = (
-        "args",
-        "callback",
-        "error_callback",
-        "finished",
-        "greenlet",
-        "hard_time_limit",
-        "job_id",
-        "soft_time_limit",
-        "started",
-        "stop_error",
-        "target",
-    )
+    __slots__ = ("finished", "greenlet", "started", "stop_error")
 
-    def __init__(
-        self,
-        target: Callable[..., object],
-        args: tuple[object, ...],
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None,
-        soft_time_limit: float | None,
-        hard_time_limit: float | None,
-    ) -> None:
-        self.target = target
-        self.args = args
-        self.callback = callback
-        self.error_callback = error_callback
-        self.job_id = job_id
-        self.soft_time_limit = soft_time_limit
-        self.hard_time_limit = hard_time_limit
-        self.greenlet: GreenThread | None = None
-        self.started = False  # the green thread runs the target (limits armed)
-        self.finished = False  # the target returned or raised; nothing may be thrown in now
-        self.stop_error: BaseException | None = None  # what to report instead of the outcome
+    greenlet: GreenThread | None
+    started: bool  # the green thread runs the target (limits armed)
+    finished: bool  # the target returned or raised; nothing may be thrown in now
+    stop_error: BaseException | None  # what to report instead of the outcome
 
 
 class GreenPool(Pool):
@@ -130,6 +101,7 @@ class GreenPool(Pool):
     """
 
     capabilities = PoolCapabilities(soft_time_limit=True, hard_time_limit=True, terminate=True, resize=True)
+    job_class = _Job
 
     #: The library's import name, which is also the pool's ``--pool`` name ("gevent"):
     #: it names the pool in messages and its hub thread.
@@ -265,25 +237,16 @@ class GreenPool(Pool):
 
     # ---- Running ----------------------------------------------------------------------
 
-    def apply(
-        self,
-        target: Callable[..., object],
-        args: tuple[object, ...],
-        *,
-        callback: Callable[[object], None],
-        error_callback: Callable[[BaseException], None],
-        job_id: str | None = None,
-        soft_time_limit: float | None = None,
-        hard_time_limit: float | None = None,
-    ) -> None:
+    def submit(self, job: Job) -> None:
+        assert isinstance(job, _Job)
         hub_ident = self._hub_ident
         if hub_ident is None:
             raise RuntimeError(f"the {self.library} pool is not started (or already stopped)")
-        job = _Job(target, args, callback, error_callback, job_id, soft_time_limit, hard_time_limit)
+        job.greenlet, job.started, job.finished, job.stop_error = None, False, False, None
         with self._lock:
             self._jobs.add(job)
-            if job_id is not None:
-                self._by_id[job_id] = job
+            if job.job_id is not None:
+                self._by_id[job.job_id] = job
         if hub_ident == self._os_thread_ident():
             self._admit(job)  # never switches: safe from any green thread of the hub's thread
         else:
@@ -346,13 +309,10 @@ class GreenPool(Pool):
             self._jobs.discard(job)
             if job.job_id is not None and self._by_id.get(job.job_id) is job:
                 del self._by_id[job.job_id]
-        try:
-            if error is None:
-                job.callback(value)
-            else:
-                job.error_callback(error)
-        except Exception:
-            logger.exception("the outcome callback of task %s raised", job.job_id)
+        if error is None:
+            job.report(True, value)
+        else:
+            job.report(False, error)
 
     def _soft_limit(self, job: _Job) -> None:
         """In the hub, when the soft limit passes: raise inside the task, which may catch it."""

@@ -44,6 +44,8 @@ Why this shape:
   one ``stat`` and one ``sendto`` per waiter. Directory mtimes come from a coarse kernel
   clock: a listing read less than :data:`MTIME_GRAIN` after that mtime is not trusted,
   since an announcement made in the same clock tick would not have changed it.
+* A transport uses the three together through :class:`QueueWakeups`: notify after a
+  write, wait until poked or something is due, interrupt a wait from another thread.
 * When the socket cannot be bound or announced, the waiter logs a warning and says so
   (:attr:`Waiter.is_registered` is false), and :meth:`Waiter.block` returns at least
   every :data:`FALLBACK_POLL` seconds: the caller polls, slower to react but correct.
@@ -63,6 +65,7 @@ import stat
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +78,8 @@ FALLBACK_POLL = 0.1
 ANNOUNCE_ATTEMPTS = 3
 # Datagrams read per drain at most; each is one byte and means the same thing.
 DRAIN_BATCH = 256
+# Added to a sleep until something is due, in seconds, so a waiter wakes just after it is.
+WAKE_MARGIN = 0.001
 
 # The kinds of waiter taskq's drivers announce: a transport's, a result backend's.
 QUEUE_KIND = "q"
@@ -284,6 +289,76 @@ class Waiter:
         self._address = None
 
 
+class QueueWakeups:
+    """A transport's wake-ups on a shared store: notify after a write, wait, interrupt a wait.
+
+    One per transport instance, used as its :meth:`notify`, ``wait`` and ``interrupt``
+    (taskq-sqlite, taskq-filesystem). The waiter is made on the first :meth:`wait`.
+    """
+
+    def __init__(self, directory: str, *, owns_directory: bool = False) -> None:
+        self.directory = directory
+        self.owns_directory = owns_directory
+        self._notifier = Notifier(directory, QUEUE_KIND)
+        self._waiter: Waiter | None = None
+        self._interrupted = False
+
+    @property
+    def waiter(self) -> Waiter | None:
+        """The waiter, once the first :meth:`wait` made it."""
+        return self._waiter
+
+    @property
+    def is_registered(self) -> bool:
+        """False once the waiter could not be announced: :meth:`wait` then polls (capabilities.wakeup)."""
+        return self._waiter is None or self._waiter.is_registered
+
+    def notify(self) -> None:
+        """Wake the waiters of this store's queues, after a write they should see; never raises."""
+        self._notifier.notify()
+
+    def wait(self, next_due: Callable[[], float | None], timeout: float) -> None:
+        """Block until a write, :meth:`interrupt`, ``timeout`` seconds, or the time ``next_due()`` gives.
+
+        ``next_due`` reads the store (after pending wake-ups are drained, so a write it
+        misses has queued one already) and returns when something may next be claimable,
+        in epoch seconds, or None; a time already past returns at once.
+        """
+        waiter = self._waiter
+        if waiter is None:
+            waiter = self._waiter = Waiter(self.directory, QUEUE_KIND, owns_directory=self.owns_directory)
+        waiter.drain()  # before reading the store: a later write's wake-up must stay
+        if self._interrupted:
+            self._interrupted = False
+            return
+        due = next_due()
+        if due is not None:
+            until_due = due - time.time()
+            if until_due <= 0:
+                return
+            timeout = min(timeout, until_due + WAKE_MARGIN)
+        waiter.block(timeout)
+        self._interrupted = False
+
+    def interrupt(self) -> None:
+        """End a :meth:`wait` in another thread of this process now (or the next one)."""
+        self._interrupted = True
+        waiter = self._waiter
+        if waiter is not None:
+            waiter.poke()
+
+    def after_fork(self) -> None:
+        """In a forked child: drop the parent's sockets (its announcement stays the parent's)."""
+        self.close()
+        self._notifier = Notifier(self.directory, QUEUE_KIND)
+
+    def close(self) -> None:
+        if self._waiter is not None:
+            self._waiter.close()
+            self._waiter = None
+        self._notifier.close()
+
+
 def _make_private_directory(path: str) -> bool:
     """Create ``path`` for this user alone if missing; False (logged) if it cannot be used.
 
@@ -349,7 +424,9 @@ __all__ = [
     "MTIME_GRAIN",
     "QUEUE_KIND",
     "RESULT_KIND",
+    "WAKE_MARGIN",
     "Notifier",
+    "QueueWakeups",
     "Waiter",
     "socket_address",
 ]

@@ -1,0 +1,79 @@
+"""Message files: readable with cat, older files still read, a damaged one dead-lettered with its bytes."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from taskq.drivers.support.envelope import UNDECODABLE_HEADER
+from taskq.drivers.transport import Message
+from taskq.testing.conformance.transport import make_message
+from taskq_filesystem._layout import file_name
+from taskq_filesystem.transport import FilesystemTransport
+
+QUEUE = "jobs"
+
+
+@pytest.fixture
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "taskq"
+
+
+@pytest.fixture
+def transport(root: Path) -> Iterator[FilesystemTransport]:
+    transport = FilesystemTransport(f"file://{root}")
+    transport.connect()
+    yield transport
+    transport.close()
+
+
+def drop_file(root: Path, data: bytes) -> None:
+    """Put ``data`` in the queue's waiting/ as another program would, due now."""
+    folder = root / "queues" / file_name(QUEUE)
+    for part in ("waiting", "claimed", "dead"):
+        (folder / part).mkdir(parents=True, exist_ok=True)
+    (folder / "waiting" / f"{time.time_ns() - 1_000_000:019d}-dropped-0").write_bytes(data)
+
+
+def test_a_text_body_is_stored_as_text_in_kombus_spelling(transport: FilesystemTransport, root: Path) -> None:
+    transport.publish(QUEUE, Message(b"[[1], {}, {}]", {"id": "x"}))
+    [path] = (root / "queues" / file_name(QUEUE) / "waiting").iterdir()
+    document = json.loads(path.read_bytes())
+    assert document["body"] == "[[1], {}, {}]"
+    assert document["content-type"] == "application/json"
+
+
+def test_a_file_written_by_taskq_filesystem_01_is_claimed(transport: FilesystemTransport, root: Path) -> None:
+    old = {
+        "headers": {"id": "x"},
+        "properties": {},
+        "content_type": "application/x-msgpack",
+        "content_encoding": "binary",
+        "body_encoding": "base64",
+        "body": base64.b64encode(b"\x00\xff").decode(),
+    }
+    drop_file(root, json.dumps(old).encode())
+    [delivery] = transport.claim([QUEUE], 10)
+    assert delivery.message == Message(b"\x00\xff", {"id": "x"}, "application/x-msgpack", "binary")
+
+
+@pytest.mark.parametrize("garbage", [b"\xff\x00 not json", b"[1, 2]", b'{"headers": {}}', b"[" * 100_000])
+def test_a_damaged_file_is_claimed_as_a_stand_in_and_dead_lettered_with_its_bytes(
+    transport: FilesystemTransport, root: Path, garbage: bytes
+) -> None:
+    drop_file(root, garbage)
+    transport.publish(QUEUE, make_message())
+    claimed = transport.claim([QUEUE], 10)
+    [stand_in] = [d for d in claimed if UNDECODABLE_HEADER in d.message.headers]
+    assert stand_in.message.body == garbage
+    transport.dead_letter(stand_in, f"cannot decode the message: {stand_in.message.headers[UNDECODABLE_HEADER]}")
+    transport.ack([d for d in claimed if d is not stand_in])
+    assert transport.depth(QUEUE) == 0
+    [dead] = transport.dead_letters(QUEUE)
+    assert dead.message.body == garbage
+    assert dead.reason.startswith("cannot decode the message: the envelope")

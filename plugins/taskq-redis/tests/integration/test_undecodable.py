@@ -1,0 +1,58 @@
+"""A list entry that is not an envelope is handed out with the reason, and dead-lettered with its bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from taskq.drivers.support.envelope import UNDECODABLE_HEADER
+from taskq.testing.conformance.transport import make_message
+from taskq_redis.transport import RedisTransport
+
+pytestmark = pytest.mark.integration
+
+GARBAGE = [b"\xff\x00 not json", b'{"body": 5, "properties": {"delivery_tag": "t-1"}}', b"[" * 100_000]
+
+
+@pytest.fixture
+def transport(redis_url: str, prefix: str) -> Iterator[RedisTransport]:
+    transport = RedisTransport(redis_url, {"global_keyprefix": prefix})
+    transport.connect()
+    yield transport
+    transport.close()
+
+
+@pytest.fixture
+def raw(redis_url: str) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
+@pytest.mark.parametrize("garbage", GARBAGE, ids=["binary", "wrong-types", "deep"])
+def test_a_garbage_entry_is_claimed_as_a_stand_in_that_says_why(
+    transport: RedisTransport, raw: redis.Redis, prefix: str, garbage: bytes
+) -> None:
+    raw.lpush(f"{prefix}jobs", garbage)
+    [delivery] = transport.claim(["jobs"], 10)
+    assert delivery.message.body == garbage
+    assert "envelope" in str(delivery.message.headers[UNDECODABLE_HEADER])
+    assert delivery.deliveries == 1
+
+
+def test_a_dead_lettered_garbage_entry_keeps_its_bytes_and_leaves_the_queue(
+    transport: RedisTransport, raw: redis.Redis, prefix: str
+) -> None:
+    raw.lpush(f"{prefix}jobs", GARBAGE[0])
+    transport.publish("jobs", make_message())
+    claimed = transport.claim(["jobs"], 10)
+    [garbage] = [d for d in claimed if UNDECODABLE_HEADER in d.message.headers]
+    transport.dead_letter(garbage, "cannot decode the message: the envelope is not UTF-8")
+    transport.ack([d for d in claimed if d is not garbage])
+    [dead] = transport.dead_letters("jobs")
+    assert dead.message.body == GARBAGE[0]
+    assert dead.reason == "cannot decode the message: the envelope is not UTF-8"
+    assert transport.depth("jobs") == 0
+    assert raw.hlen(f"{prefix}unacked") == 0
