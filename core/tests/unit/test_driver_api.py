@@ -19,6 +19,7 @@ DRIVER_API = [
     "DeadLetter",
     "Delivery",
     "EntryState",
+    "Job",
     "KeyValueBackend",
     "LeasedScheduler",
     "Message",
