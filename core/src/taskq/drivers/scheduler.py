@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import socket
 import threading
 from collections.abc import Mapping, Sequence
@@ -325,7 +324,7 @@ class LeasedScheduler(Scheduler):
     def __init__(self, app: App, *, schedule_filename: str | os.PathLike[str] | None = None) -> None:
         super().__init__(app, schedule_filename=schedule_filename)
         #: Who this beat is in the lock: ``host:pid:random``.
-        self.holder = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(4).hex()}"
 
     @property
     def renew_seconds(self) -> float:

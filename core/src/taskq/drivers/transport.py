@@ -17,7 +17,7 @@ that needs it (:meth:`Transport.clone` shares the lease owner; a new instance do
 
 from __future__ import annotations
 
-import uuid
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,7 +91,7 @@ class Transport(ABC):
         self.url = url
         self.options: dict[str, object] = dict(options or {})
         #: Identifies this instance's leases; unique per instance.
-        self.owner = uuid.uuid4().hex
+        self.owner = os.urandom(16).hex()
 
     # ---- Life cycle -------------------------------------------------------------
 

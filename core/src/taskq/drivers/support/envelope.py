@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import binascii
 import json
-import uuid
 from binascii import a2b_base64, b2a_base64
 from collections.abc import Mapping
 
 # the JSON serializer's tagged types (dates, UUIDs...), both ways
+from taskq._ids import new_id
 from taskq.drivers.serializer import _default, _object_hook, json_dumps, json_loads
 from taskq.drivers.transport import Message
 from taskq.errors import MessageDecodeError, SerializationError
@@ -118,7 +118,7 @@ def encode_kombu(message: Message, routing_key: str, delivery_tag: str | None = 
     properties["delivery_info"] = {"exchange": "", "routing_key": routing_key}
     properties["priority"] = priority if isinstance(priority, int) else 0
     properties["body_encoding"] = "base64"
-    properties["delivery_tag"] = delivery_tag or str(uuid.uuid4())  # last: see the docstring
+    properties["delivery_tag"] = delivery_tag or new_id()  # last: see the docstring
     document = {
         "body": b2a_base64(message.body, newline=False).decode("ascii"),
         "content-encoding": message.content_encoding,

@@ -58,7 +58,6 @@ import contextlib
 import logging
 import math
 import os
-import secrets
 import select
 import socket
 import stat
@@ -177,7 +176,7 @@ class Waiter:
         self._peer: socket.socket | None = None
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._sock.setblocking(False)
-        token = secrets.token_hex(8)
+        token = os.urandom(8).hex()  # not secrets.token_hex: its hmac import costs start-up
         address = socket_address(token)
         if self._bind(address):
             self.announcement = self._announce(f"{kind}-{self.pid}-{token}", address)
