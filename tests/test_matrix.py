@@ -3,7 +3,8 @@
 Each case is what a user gets from ``pip install taskq-core taskq-<broker> taskq-<pool>``:
 a worker started from the command line on a small task module, with its results in the
 store the broker lives in (sqlite and sqlite, redis and redis, RabbitMQ and rpc, a
-directory and the same directory). The test sends tasks with results, one that raises
+directory and the same directory), or, for Amazon SQS (moto's server here), which keeps
+no results, in an SQLite file. The test sends tasks with results, one that raises
 (``get()`` raises it again), one that retries, and an ``async def`` one (every pool runs
 it: the asyncio pool on its loop, the others to the end in the thread that runs the task);
 then it stops the worker with SIGTERM, which must end it with exit code 0, leave nothing
@@ -33,6 +34,7 @@ from e2e_helpers import (
 )
 
 from taskq import App
+from taskq.testing.conformance import moto_server
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +42,7 @@ pytestmark = pytest.mark.integration
 TASKS = "e2e_app.tasks"
 
 POOLS = ["solo", "prefork", "thread", "asyncio", "gevent", "eventlet"]
-BROKERS = ["sqlite", "redis", "amqp", "filesystem"]
+BROKERS = ["sqlite", "redis", "amqp", "filesystem", "sqs"]
 # Tasks at once per pool: enough to overlap, few enough to start fast (prefork forks each).
 CONCURRENCY = {"solo": 1, "prefork": 2, "thread": 4, "asyncio": 4, "gevent": 10, "eventlet": 10}
 # Seconds any one result may take.
@@ -63,6 +65,13 @@ class Store:
         for name, value in self.settings.items():
             env[f"TASKQ_{name.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
         return env
+
+
+@pytest.fixture(scope="module")
+def moto_endpoint() -> Iterator[str]:
+    """moto's server for the SQS cases, started once for the module."""
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 def _sqlite(tmp_path: Path, name: str) -> Store:
@@ -92,6 +101,21 @@ def _amqp(tmp_path: Path, name: str) -> Store:
     return Store(name, {"broker_url": AMQP_URL, "result_backend": "rpc://"}, [lambda: delete_rabbitmq_queue(name)])
 
 
+def _sqs_at(endpoint: str) -> Callable[[Path, str], Store]:
+    """Stores on the SQS API at ``endpoint`` (a queue of their own), results in an SQLite file."""
+    address = endpoint.removeprefix("http://")
+
+    def make(tmp_path: Path, name: str) -> Store:
+        settings: dict[str, object] = {
+            "broker_url": f"sqs://testing:testing@{address}",
+            "broker_transport_options": {"region": "us-east-1", "is_secure": False},
+            "result_backend": f"sqlite:///{tmp_path / name}-results.db",
+        }
+        return Store(name, settings)
+
+    return make
+
+
 def _sqlite_with_redis_results(tmp_path: Path, name: str) -> Store:
     broker, results = _sqlite(tmp_path, name), _redis(tmp_path, name)
     for setting in ("result_backend", "result_backend_transport_options"):
@@ -116,7 +140,9 @@ def errors_logged(log: str, but: str | None = None) -> list[str]:
 @pytest.fixture
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """The store named by the test's ``store`` parameter (one of STORES), with a queue of its own."""
-    made = STORES[request.param](tmp_path, f"taskq-matrix-{uuid.uuid4().hex[:12]}")
+    # SQS needs moto's server, which only its cases start.
+    factory = _sqs_at(request.getfixturevalue("moto_endpoint")) if request.param == "sqs" else STORES[request.param]
+    made = factory(tmp_path, f"taskq-matrix-{uuid.uuid4().hex[:12]}")
     yield made
     for cleanup in made.cleanups:
         cleanup()
