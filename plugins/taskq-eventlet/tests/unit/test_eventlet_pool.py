@@ -10,7 +10,7 @@ import eventlet
 import pytest
 
 from taskq.drivers.support.greenpool import GreenPool
-from taskq.testing.conformance.pool import GreenPoolContract
+from taskq.testing.conformance import GreenPoolContract
 from taskq_eventlet.pool import EventletPool
 
 

@@ -42,9 +42,10 @@ its binary is missing.
 from __future__ import annotations
 
 from taskq.testing.conformance.backend import ResultBackendContract
+from taskq.testing.conformance.green_pool import GreenPoolContract
 from taskq.testing.conformance.key_value import KeyValueStoreContract
 from taskq.testing.conformance.plugin import PluginContract
-from taskq.testing.conformance.pool import GreenPoolContract, PoolContract
+from taskq.testing.conformance.pool import PoolContract
 from taskq.testing.conformance.processes import MultiProcessTransportContract, TransportRecipe
 from taskq.testing.conformance.scheduler import SchedulerContract, StandbySchedulerContract
 from taskq.testing.conformance.serializer import SerializerContract
