@@ -5,8 +5,8 @@ a worker started from the command line on a small task module, with its results 
 store the broker lives in (sqlite and sqlite, redis and redis, RabbitMQ and rpc, a
 directory and the same directory), or, for Amazon SQS (moto's server here), which keeps
 no results, in an SQLite file. The test sends tasks with results, one that raises
-(``get()`` raises it again), one that retries, and an ``async def`` one (every pool runs
-it: the asyncio pool on its loop, the others to the end in the thread that runs the task);
+(``get()`` raises it again), one that retries, and ``async def`` ones sent at once (every pool runs
+them: the asyncio pool on its loop, the others to the end in the thread that runs the task);
 then it stops the worker with SIGTERM, which must end it with exit code 0, leave nothing
 in its queue, claimed or waiting, and log no error but the failing task's. Every case has
 its own queue, key prefix and directory.
@@ -45,6 +45,8 @@ POOLS = ["solo", "prefork", "thread", "asyncio", "gevent", "eventlet"]
 BROKERS = ["sqlite", "redis", "amqp", "filesystem", "sqs"]
 # Tasks at once per pool: enough to overlap, few enough to start fast (prefork forks each).
 CONCURRENCY = {"solo": 1, "prefork": 2, "thread": 4, "asyncio": 4, "gevent": 10, "eventlet": 10}
+# async def tasks sent at once, so that pools which can overlap them do.
+ASYNC_TASKS = 4
 # Seconds any one result may take.
 RESULT_TIMEOUT = 20.0
 # Log lines at these levels are failures, except the one the failing task writes.
@@ -165,13 +167,14 @@ def test_a_worker_runs_every_kind_of_task_and_stops_cleanly_on_sigterm(pool, sto
     sums = [client.send_task(f"{TASKS}.add", (i, i)) for i in range(5)]
     failing = client.send_task(f"{TASKS}.fail", ("boom",))
     retried = client.send_task(f"{TASKS}.flaky", (f"retry-{pool}",))
-    awaited = client.send_task(f"{TASKS}.async_add", (20, 22))
+    # Several at once: on pools that run them in threads or green threads, they overlap.
+    awaited = [client.send_task(f"{TASKS}.async_add", (20, i)) for i in range(ASYNC_TASKS)]
     assert [r.get(timeout=RESULT_TIMEOUT) for r in sums] == [0, 2, 4, 6, 8]
     with pytest.raises(ValueError, match=r"^boom$"):
         failing.get(timeout=RESULT_TIMEOUT)
     assert retried.get(timeout=RESULT_TIMEOUT) == f"retry-{pool}"
     assert [event for event, key, _ in runs(e2e_env) if key == f"retry-{pool}"] == ["try", "try", "try"]
-    assert awaited.get(timeout=RESULT_TIMEOUT) == 42
+    assert [r.get(timeout=RESULT_TIMEOUT) for r in awaited] == [20 + i for i in range(ASYNC_TASKS)]
 
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0, worker.log()

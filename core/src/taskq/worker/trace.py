@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import threading
 import time
 import traceback as tb
 from dataclasses import dataclass
@@ -33,6 +34,9 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+#: A lock per OS thread that runs ``async def`` tasks without a loop of its pool's (see _run_to_the_end).
+_LOOP_TURNS: dict[int, threading.Lock] = {}
+
 
 @dataclass(slots=True)
 class TraceOutcome:
@@ -51,9 +55,7 @@ def trace_task(app: App, request: Request) -> TraceOutcome:
             retval = request.task.run(*request.args, **request.kwargs)
             if inspect.isawaitable(retval):
                 # An async def task on a pool without an event loop: run it to the end here.
-                import asyncio  # imported on use: it adds ~25 ms to every start-up
-
-                retval = asyncio.run(_await(retval))
+                retval = _run_to_the_end(retval)
         except Exception as exc:
             return _raised(app, request, exc, started, store_results)
         return _returned(app, request, retval, started, store_results)
@@ -77,6 +79,24 @@ async def trace_task_async(app: App, request: Request) -> TraceOutcome:
         return _returned(app, request, retval, started, store_results)
     finally:
         _end(request)
+
+
+def _run_to_the_end(awaitable: Awaitable[object]) -> object:
+    """Run a coroutine on an event loop of its own, one loop at a time per OS thread.
+
+    ``asyncio.run`` refuses to start while another loop runs in the same OS thread, and
+    green threads (gevent, eventlet) are many tasks in one OS thread: while one task's
+    loop waits, the hub runs another green thread, whose ``async def`` task would fail.
+    So each OS thread has a lock, taken for the whole run; the library's patched lock
+    makes a green thread that waits for it let the others run. Threads of a thread pool
+    each have their own and never wait.
+    """
+    import asyncio  # imported on use: it adds ~25 ms to every start-up
+
+    thread = threading.get_native_id()
+    turn = _LOOP_TURNS.get(thread) or _LOOP_TURNS.setdefault(thread, threading.Lock())
+    with turn:
+        return asyncio.run(_await(awaitable))
 
 
 async def _await(awaitable: Awaitable[object]) -> object:
