@@ -14,9 +14,10 @@ exactly once, whatever path ends it (returned, raised, timed out, terminated, lo
 What runs in the pool is always ``target(*args)``: the worker's tracer, which runs one
 task and records its outcome, with ``args`` ``(app, request)``. A pool that declares
 ``coroutines`` is handed a coroutine function as ``target`` for ``async def`` tasks and
-awaits it on its loop; any other target is a plain function. Both pickle *by reference*: a child process rebuilds
-them from its own copy of the app (see ``App.__reduce__`` and ``Request.__reduce__``),
-so a process pool only ships task names, ids and arguments.
+awaits it on its loop; any other target is a plain function. The app and the request
+pickle *by reference*: a child process rebuilds them from its own copy of the app (see
+``App.__reduce__`` and ``Request.__reduce__``), so a process pool only ships task
+names, ids and arguments.
 
 Time limits mean the same on every pool that can honour them:
 
