@@ -18,13 +18,12 @@ lock serializes its connection, and each waiting thread gets its own wake-up soc
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
 from taskq.drivers.support.waiters import ResultWaiters
@@ -78,16 +77,15 @@ class SqliteBackend(KeyValueBackend):
 
     # ---- Connection -------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _connected(self) -> Iterator[sqlite3.Connection]:
-        """This process's connection, under the lock; SQLite's errors raised as ours, with advice."""
+    def _rows(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        """The rows of ``sql`` on this process's connection, under the lock; SQLite's errors raised as ours."""
         with self._lock:
             if self._pid != os.getpid():  # first use, or a forked child: leave the parent's connection unclosed
                 self._conn = _database.connect(self.path, SCHEMA, BackendUnavailableError)
                 self._pid = os.getpid()
             assert self._conn is not None
             try:
-                yield self._conn
+                return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as exc:
                 raise BackendUnavailableError(_database.advice(self.path, exc)) from exc
 
@@ -101,35 +99,29 @@ class SqliteBackend(KeyValueBackend):
     # ---- Storage primitives -----------------------------------------------------
 
     def get(self, key: str) -> bytes | None:
-        with self._connected() as conn:
-            row = conn.execute(_GET, (key, time.time())).fetchone()
-        return None if row is None else _as_bytes(row[0])
+        rows = self._rows(_GET, (key, time.time()))
+        return _as_bytes(rows[0][0]) if rows else None
 
     def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         if not keys:
             return []
-        with self._connected() as conn:
-            rows = conn.execute(_MGET, (json.dumps(list(keys)), time.time())).fetchall()
-        found = {key: _as_bytes(value) for key, value in rows}
+        found = {key: _as_bytes(value) for key, value in self._rows(_MGET, (json.dumps(list(keys)), time.time()))}
         return [found.get(key) for key in keys]
 
     def set(self, key: str, value: bytes, *, expires: float | None = None) -> None:
         now = time.time()
-        with self._connected() as conn:
-            conn.execute(_SET, (key, value, now + expires if expires else None))
-            if now >= self._next_cleanup:
-                self._next_cleanup = now + CLEANUP_INTERVAL
-                conn.execute("DELETE FROM taskq_results WHERE expires_at <= ?", (now,))
+        self._rows(_SET, (key, value, now + expires if expires else None))
+        if now >= self._next_cleanup:
+            self._next_cleanup = now + CLEANUP_INTERVAL
+            self._rows("DELETE FROM taskq_results WHERE expires_at <= ?", (now,))
 
     def delete(self, key: str) -> None:
-        with self._connected() as conn:
-            conn.execute("DELETE FROM taskq_results WHERE key = ?", (key,))
+        self._rows("DELETE FROM taskq_results WHERE key = ?", (key,))
 
     def incr(self, key: str, *, expires: float | None = None) -> int:
         now = time.time()
-        with self._connected() as conn:
-            (value,) = conn.execute(_INCR, (key, now + expires if expires else None, now)).fetchone()
-        return int(value)
+        ((value,),) = self._rows(_INCR, (key, now + expires if expires else None, now))
+        return int(str(value))
 
     # ---- Push wake-ups ----------------------------------------------------------
 
