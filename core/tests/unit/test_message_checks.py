@@ -117,7 +117,13 @@ def test_a_normal_message_decodes_to_typed_fields(app: App) -> None:
 def test_celery_s_empty_header_values_are_accepted(app: App) -> None:
     raw = message(
         app,
-        headers={"timelimit": [None, None], "group_index": None, "retries": None, "ignore_result": None, "stamps": None},
+        headers={
+            "timelimit": [None, None],
+            "group_index": None,
+            "retries": None,
+            "ignore_result": None,
+            "stamps": None,
+        },
     )
     request = request_of(app, raw)
     assert request.time_limits == (None, None)
@@ -149,7 +155,9 @@ def test_a_hostile_property_is_refused_at_decode_naming_it(app: App, prop: str, 
 
 
 @pytest.mark.parametrize(("embed", "named"), HOSTILE_EMBEDS)
-def test_a_hostile_workflow_field_is_refused_at_decode_naming_it(app: App, embed: dict[str, object], named: str) -> None:
+def test_a_hostile_workflow_field_is_refused_at_decode_naming_it(
+    app: App, embed: dict[str, object], named: str
+) -> None:
     raw = message(app)
     body = [[1, 2], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None, **embed}]
     raw.body = app.serializers.dumps(body, "json")[0]
@@ -158,8 +166,8 @@ def test_a_hostile_workflow_field_is_refused_at_decode_naming_it(app: App, embed
 
 
 def test_kwargs_with_keys_that_are_not_text_are_refused(app: App) -> None:
-    from taskq.builtins.pickle import PICKLE
     from taskq._serialization import SerializerRegistry
+    from taskq.builtins.pickle import PICKLE
 
     registry = SerializerRegistry([PICKLE], ["pickle"])
     raw = message(app)
@@ -232,3 +240,55 @@ def test_send_task_refuses_a_header_the_worker_would_reject(app: App) -> None:
         with pytest.raises((TaskqError, TypeError, ValueError), match=next(iter(headers))):
             app.send_task("tests.add", [1, 2], headers=headers)
     assert broker(app).depth("taskq") == 0
+
+
+# ---- The consumer's own dead-letter path ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [None, [], "text", 5, {"id": 5}, {"id": ["x"]}, {"id": ""}, {"id": "x" * 10_000}, {1: 2}],
+    ids=repr,
+)
+def test_the_consumer_reads_no_task_id_from_odd_headers_and_never_raises(headers: object) -> None:
+    from taskq.worker.consumer import _header_id
+
+    delivery = Delivery(Message(b"", headers), "taskq", "tag", 1)  # type: ignore[arg-type]  # hostile on purpose
+    assert _header_id(delivery) is None
+
+
+def test_the_consumer_reads_the_task_id_of_an_undecodable_message() -> None:
+    from taskq.worker.consumer import _header_id
+
+    assert _header_id(Delivery(Message(b"", {"id": "abc", "eta": "x"}), "taskq", "tag", 1)) == "abc"
+
+
+class PickyTransport(MemoryTransport):
+    """A memory broker whose dead-letter store, like a JSON store, refuses headers JSON cannot hold."""
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> None:
+        import json
+
+        json.dumps(delivery.message.headers)  # TypeError on a value JSON cannot hold
+        super().dead_letter(delivery, reason)
+
+
+def test_a_message_the_dead_letter_store_cannot_hold_is_dead_lettered_as_its_raw_body(
+    app: App, memory_url: str
+) -> None:
+    from taskq.worker.consumer import Consumer
+
+    worker = app.Worker(pool="solo")
+    consumer = Consumer(worker)
+    consumer.transport = PickyTransport(memory_url)
+    raw = Message(b"raw bytes", {"task": "tests.add", "id": "abc", "eta": object()})
+    consumer.transport.publish("taskq", raw)
+    [delivery] = consumer.transport.claim(["taskq"], 1)
+    consumer._on_delivery(delivery)
+    [letter] = consumer.transport.dead_letters("taskq")
+    assert "eta is <object object" in letter.reason, letter.reason
+    assert letter.message.body == b"raw bytes"
+    assert "could not be kept" in str(letter.message.headers)
+    assert consumer.transport.depth("taskq") == 0
+    assert app.AsyncResult("abc").state == "FAILURE"
+    consumer.close()

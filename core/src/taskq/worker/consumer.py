@@ -30,10 +30,12 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
 from taskq import _protocol as protocol
+from taskq.drivers.support import envelope
 from taskq.drivers.support.connections import mask_url
 from taskq.errors import BrokerUnavailableError, NotRegisteredError, TaskqError
 from taskq.worker import acks, endings
@@ -59,6 +61,8 @@ RECONNECT_START = 0.5
 RECONNECT_MAX = 15.0
 #: What a transport raises when its broker is unreachable.
 BROKER_ERRORS = (BrokerUnavailableError, ConnectionError, TimeoutError)
+# Longest task id read from an undecodable message's headers, to record its failure under.
+ID_MAX = 255
 
 
 class Consumer:
@@ -243,13 +247,11 @@ class Consumer:
         with self.held_lock:
             self.held[delivery.tag] = delivery
         try:
+            # the one guarded place: past it, every field the worker reads has been checked
             message = protocol.decode(self.registry, delivery.message)
-        except TaskqError as exc:
-            self._reject(delivery, _header_id(delivery), f"cannot decode the message: {exc}")
-            return
-        except Exception as exc:
-            reason = f"cannot decode the message: {type(exc).__name__}: {exc}"
-            self._reject(delivery, _header_id(delivery), reason)
+        except Exception as exc:  # MessageDecodeError, by decode's contract; anything else is a bug there
+            reason = str(exc) if isinstance(exc, TaskqError) else f"{type(exc).__name__}: {exc}"
+            self._reject(delivery, _header_id(delivery), f"cannot decode the message: {reason}")
             return
         if delivery.deliveries > self.max_deliveries:
             self._reject(
@@ -322,9 +324,19 @@ class Consumer:
         error: BaseException | None = None,
         request: Request | None = None,
     ) -> None:
-        """Dead-letter ``delivery`` with ``reason``; the sender of ``task_id`` learns why."""
+        """Dead-letter ``delivery`` with ``reason``; the sender of ``task_id`` learns why.
+
+        Never raises on what the message holds: one the transport cannot store as it came
+        (headers JSON cannot hold) is dead-lettered as its raw body with the reason.
+        """
         try:
-            self.transport.dead_letter(delivery, reason)
+            try:
+                self.transport.dead_letter(delivery, reason)
+            except BROKER_ERRORS:
+                raise
+            except Exception as exc:
+                stand_in = envelope.undecodable(_raw_body(delivery), f"{reason} (its headers could not be kept: {exc})")
+                self.transport.dead_letter(replace(delivery, message=stand_in), reason)
         except Exception:
             logger.exception(
                 "could not dead-letter a message from queue %r (%s); it stays in the queue", delivery.queue, reason
@@ -502,9 +514,25 @@ class Consumer:
 
 
 def _header_id(delivery: Delivery) -> str | None:
-    """The task id in an undecodable message's headers, so its sender learns why it failed."""
-    task_id = delivery.message.headers.get("id")
-    return task_id if isinstance(task_id, str) else None
+    """The task id in an undecodable message's headers, so its sender learns why it failed.
+
+    None when the headers hold no usable id; never raises, whatever the headers are.
+    """
+    headers = getattr(delivery.message, "headers", None)
+    if type(headers) is not dict:
+        return None
+    task_id = headers.get("id")
+    return task_id if type(task_id) is str and 0 < len(task_id) <= ID_MAX else None
+
+
+def _raw_body(delivery: Delivery) -> bytes:
+    """The bytes of a message's body, whatever a transport put there."""
+    body = getattr(delivery.message, "body", b"")
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8", "surrogatepass")
+    return repr(body).encode("utf-8", "replace")
 
 
 __all__ = ["Consumer"]
