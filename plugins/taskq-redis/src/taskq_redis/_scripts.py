@@ -84,6 +84,14 @@ local function push_front(q, step, envelope)
   -- the consuming end (kombu pops from the right): a message given back is next in line
   if redis.call('RPUSH', list_key(q, step), envelope) == 1 then redis.call('PUBLISH', WAKE .. q, '') end
 end
+-- A delivery tag as written in an envelope, if it is one a client can use as it is: 1 to 100
+-- letters, digits and '-_.:' (kombu's and taskq's are UUIDs); else nil.
+local function plain_tag(tag)
+  if type(tag) == 'string' and #tag > 0 and #tag <= 100 and not string.find(tag, '[^%w%-_%.:]') then
+    return tag
+  end
+  return nil
+end
 -- Give a held message back: to its list now, or to the delayed set at time `due`.
 -- With `owner`, only if that owner holds it. Returns 1 if it moved.
 local function restore(q, tag, due, owner)
@@ -159,16 +167,15 @@ for s = 1, 4 do
     if got then
       local leases, routing = {}, ARGV[6 + n + i]
       for _, envelope in ipairs(got) do
-        -- kombu and taskq both write delivery_tag last: read it off the tail, else parse
-        local tag = string.match(string.sub(envelope, -100), '"delivery_tag": ?"([^"\\]+)"}}$')
+        -- kombu and taskq both write delivery_tag last: read it off the tail, else parse;
+        -- a tag that is not plain ASCII (anyone can write the envelope) is replaced
+        local tag = plain_tag(string.match(string.sub(envelope, -100), '"delivery_tag": ?"([^"\\]+)"}}$'))
         if not tag then
           local ok, decoded = pcall(cjson.decode, envelope)
-          if ok and type(decoded) == 'table' and type(decoded.properties) == 'table'
-              and type(decoded.properties.delivery_tag) == 'string' then
-            tag = decoded.properties.delivery_tag
-          else
-            tag = 'taskq-' .. redis.sha1hex(envelope)
+          if ok and type(decoded) == 'table' and type(decoded.properties) == 'table' then
+            tag = plain_tag(decoded.properties.delivery_tag)
           end
+          tag = tag or ('taskq-' .. redis.sha1hex(envelope))
         end
         unacked[#unacked + 1] = tag
         unacked[#unacked + 1] = '[' .. envelope .. ', "", ' .. routing .. ']'
