@@ -34,6 +34,19 @@ SHOWN_MAX = 80
 _REPR = reprlib.Repr()
 _REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, SHOWN_MAX, SHOWN_MAX
 _NO_LIMITS: tuple[float | None, float | None] = (None, None)
+_NO_LIMITS_LIST = [None, None]
+# The header and property values that are text or null, in the order _checked_headers reads them.
+_TEXT_FIELDS = (
+    "root_id",
+    "parent_id",
+    "group",
+    "argsrepr",
+    "kwargsrepr",
+    "origin",
+    "shadow",
+    "reply_to",
+    "correlation_id",
+)
 
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 
@@ -213,13 +226,16 @@ def decode(registry: SerializerRegistry, message: Message) -> TaskMessage:
     """
     try:
         return _decode(registry, message)
-    except MessageDecodeError:
-        raise
+    except MessageDecodeError as exc:
+        whose = _whose(message)  # the reason names the task when the headers do
+        if whose is None:
+            raise
+        raise MessageDecodeError(f"{whose}: {exc}") from exc.__cause__
     except RecursionError as exc:
-        raise MessageDecodeError(f"{_whose(message)}: the message is nested too deeply to read") from exc
+        raise MessageDecodeError(f"{_whose(message) or 'a message'}: the message is nested too deeply to read") from exc
     except Exception as exc:  # a serializer's library, or a value whose methods raise: never out of here
         raise MessageDecodeError(
-            f"{_whose(message)}: the message cannot be read ({type(exc).__name__}: {_short(_str(exc))})"
+            f"{_whose(message) or 'a message'}: the message cannot be read ({type(exc).__name__}: {_short(_str(exc))})"
         ) from exc
 
 
@@ -243,49 +259,48 @@ def _decode(registry: SerializerRegistry, message: Message) -> TaskMessage:
                 f"the message's 'task' header is {_kind(name)} and its 'id' {_kind(task_id)}: both must be text"
             )
         raise MessageDecodeError(f"message headers lack a task name or id: {_show(sorted(map(str, headers)))}")
-    whose = f"task {_short(name)}[{_short(task_id)}]"
     properties = message.properties
     if type(properties) is not dict:
-        raise MessageDecodeError(f"{whose}: the message's properties are {_kind(properties)}")
-    try:
-        checked = _checked_headers(headers, properties)
-    except MessageDecodeError as exc:
-        raise MessageDecodeError(f"{whose}: {exc}") from None
+        raise MessageDecodeError(f"the message's properties are {_kind(properties)}")
+    checked = _checked_headers(headers, properties)
     try:
         body = registry.loads(message.body, message.content_type)
     except TaskqError as exc:  # content outside accept_content, an unknown serializer
-        raise MessageDecodeError(f"{whose}: {_str(exc)}") from exc
+        raise MessageDecodeError(_str(exc)) from exc
     except RecursionError as exc:
-        raise MessageDecodeError(
-            f"{whose}: the body ({_show(message.content_type)}) is nested too deeply to read"
-        ) from exc
+        raise MessageDecodeError(f"the body ({_show(message.content_type)}) is nested too deeply to read") from exc
     except Exception as exc:  # a serializer raises whatever its library raises on bad bytes
         raise MessageDecodeError(
-            f"{whose}: cannot read the body as {_show(message.content_type)}: {type(exc).__name__}: {_short(_str(exc))}"
+            f"cannot read the body as {_show(message.content_type)}: {type(exc).__name__}: {_short(_str(exc))}"
         ) from exc
     if not isinstance(body, (list, tuple)) or len(body) != 3:
-        raise MessageDecodeError(f"{whose}: body is not [args, kwargs, embed] (got {type(body).__name__})")
+        raise MessageDecodeError(f"body is not [args, kwargs, embed] (got {type(body).__name__})")
     args, kwargs, embed = body
     if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
-        raise MessageDecodeError(f"{whose}: args must be a list and kwargs a mapping")
+        raise MessageDecodeError("args must be a list and kwargs a mapping")
     for key in kwargs:
         if type(key) is not str:
-            raise MessageDecodeError(f"{whose}: kwargs has a key that is {_kind(key)}, not text")
+            raise MessageDecodeError(f"kwargs has a key that is {_kind(key)}, not text")
     callbacks = errbacks = chain = None
     chord: dict[str, object] | None = None
     if isinstance(embed, dict):
-        try:
-            callbacks = _signatures(embed.get("callbacks"), "callbacks")
-            errbacks = _signatures(embed.get("errbacks"), "errbacks")
-            chain = _signatures(embed.get("chain"), "chain")
-            chord_value = embed.get("chord")
-            if chord_value is not None and not isinstance(chord_value, dict):
-                raise _bad("chord", chord_value, "a mapping (a signature) or null")
-            chord = chord_value
-        except MessageDecodeError as exc:
-            raise MessageDecodeError(f"{whose}: {exc}") from None
+        callbacks, errbacks, chain, chord_value = (
+            embed.get("callbacks"),
+            embed.get("errbacks"),
+            embed.get("chain"),
+            embed.get("chord"),
+        )
+        if callbacks is not None:
+            callbacks = _signatures(callbacks, "callbacks")
+        if errbacks is not None:
+            errbacks = _signatures(errbacks, "errbacks")
+        if chain is not None:
+            chain = _signatures(chain, "chain")
+        if chord_value is not None and not isinstance(chord_value, dict):
+            raise _bad("chord", chord_value, "a mapping (a signature) or null")
+        chord = chord_value
     elif embed is not None:
-        raise MessageDecodeError(f"{whose}: embed must be a mapping")
+        raise MessageDecodeError("embed must be a mapping")
     return TaskMessage(
         name,
         task_id,
@@ -344,22 +359,42 @@ def _checked_headers(headers: dict[str, object], properties: dict[str, object]) 
     if value is not None and type(value) is not int:
         raise _bad("priority", value, "a whole number or null")
     priority = value
+    texts = (
+        get("root_id"),
+        get("parent_id"),
+        get("group"),
+        get("argsrepr"),
+        get("kwargsrepr"),
+        get("origin"),
+        get("shadow"),
+        properties.get("reply_to"),
+        properties.get("correlation_id"),
+    )
+    for value in texts:  # inline: the per-message path; the name is found only for the reason
+        if value is not None and type(value) is not str:
+            raise next(_bad(n, v, "text or null") for n, v in zip(_TEXT_FIELDS, texts, strict=True) if v is value)
+    root_id, parent_id, group, argsrepr, kwargsrepr, origin, shadow, reply_to, correlation_id = cast(
+        "tuple[str | None, ...]", texts
+    )
+    eta = get("eta")
+    expires = get("expires")
+    timelimit = get("timelimit")
     return (
-        _when(get("eta"), "eta"),
-        _when(get("expires"), "expires"),
+        None if eta is None else _when(eta, "eta"),
+        None if expires is None else _when(expires, "expires"),
         retries,
-        _timelimit(get("timelimit")),
-        _text(get("root_id"), "root_id"),
-        _text(get("parent_id"), "parent_id"),
-        _text(get("group"), "group"),
+        _NO_LIMITS if timelimit is None or timelimit == _NO_LIMITS_LIST else _timelimit(timelimit),
+        root_id,
+        parent_id,
+        group,
         group_index,
         ignore_result,
-        _text(get("argsrepr"), "argsrepr"),
-        _text(get("kwargsrepr"), "kwargsrepr"),
-        _text(get("origin"), "origin"),
-        _text(get("shadow"), "shadow"),
-        _text(properties.get("reply_to"), "reply_to"),
-        _text(properties.get("correlation_id"), "correlation_id"),
+        argsrepr,
+        kwargsrepr,
+        origin,
+        shadow,
+        reply_to,
+        correlation_id,
         priority,
     )
 
@@ -441,12 +476,12 @@ def _kind(value: object) -> str:
     return "null" if value is None else f"a {type(value).__name__}"
 
 
-def _whose(message: Message) -> str:
-    """``task name[id]`` of a message, when its headers say so; else ``a message``."""
+def _whose(message: Message) -> str | None:
+    """``task name[id]`` of a message, when its headers say so; else None."""
     headers = message.headers
     if type(headers) is dict and type(headers.get("task")) is str and type(headers.get("id")) is str:
         return f"task {_short(cast(str, headers['task']))}[{_short(cast(str, headers['id']))}]"
-    return "a message"
+    return None
 
 
 __all__ = [
