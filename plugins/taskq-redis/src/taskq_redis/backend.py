@@ -199,7 +199,7 @@ class RedisBackend(KeyValueBackend):
             elif record is None:
                 meta = {"status": states.PENDING, "result": None, "traceback": None, "task_id": task_id}
             else:
-                meta = self.decode(cast(bytes, record))
+                meta = self.decode_meta(cast(bytes, record))
             record = _NOT_READ
             if meta["status"] in states.READY_STATES:
                 return meta
@@ -210,7 +210,7 @@ class RedisBackend(KeyValueBackend):
                 while (remaining := slice_end - time.monotonic()) > 0:
                     message = _next_message(pubsub, remaining)
                     if message is not None and message["type"] == "message" and message["channel"] == expected:
-                        meta = self.decode(cast(bytes, message["data"]))
+                        meta = self.decode_meta(cast(bytes, message["data"]))
                         if meta["status"] in states.READY_STATES:
                             return meta
             except CONNECTION_ERRORS:
