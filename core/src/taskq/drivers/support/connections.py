@@ -35,7 +35,10 @@ _SECRET_PARAM = re.compile(
     re.IGNORECASE,
 )
 #: Schemes whose user name is an access key (``dynamodb://KEY_ID:SECRET@region``): masked too.
-_KEY_SCHEMES = frozenset({"dynamodb", "s3", "sqs"})
+#: Matched as parts of the scheme, so that a misspelt ``dynamo://`` is masked as well.
+_KEY_SCHEMES = ("dynamo", "s3", "sqs", "aws")
+#: An AWS access key id, masked wherever it stands as a URL's user (a misspelt scheme too).
+_ACCESS_KEY = re.compile(r"(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,}")
 MASK = "****"
 
 
@@ -51,14 +54,15 @@ def mask_url(url: str) -> str:
     if not isinstance(url, str):
         url = str(url)
     starts = list(_SCHEME.finditer(url))
-    if not starts:
-        return _mask_query(url)
+    if not starts:  # not a URL (a mistake, quoted in an error): hide anything before an "@"
+        at = url.rfind("@")
+        return _mask_query(url if at < 0 else MASK + url[at:])
     out = [url[: starts[0].start()]]
     for index, match in enumerate(starts):
         end = starts[index + 1].start() if index + 1 < len(starts) else len(url)
-        scheme = match.group()[:-3].lower().rpartition("+")[2]
+        scheme = match.group()[:-3].lower()
         out.append(match.group())
-        out.append(_mask_authority(url[match.end() : end], scheme in _KEY_SCHEMES))
+        out.append(_mask_authority(url[match.end() : end], any(name in scheme for name in _KEY_SCHEMES)))
     return "".join(out)
 
 
@@ -77,6 +81,7 @@ def _mask_authority(rest: str, user_is_key: bool) -> str:
         return _mask_query(rest)
     userinfo, tail = rest[:at], rest[at:]
     user, colon, _ = userinfo.partition(":")
+    user_is_key = user_is_key or _ACCESS_KEY.fullmatch(user) is not None
     if colon and not user_is_key:
         masked = f"{user}:{MASK}"
     elif colon:
