@@ -75,11 +75,17 @@ class RedisBackend(KeyValueBackend):
                     self._subscribers = []
                     self._wires = []
                     self._local = threading.local()
-                    self._endpoint = connect(self.url, self.options, retries=RETRIES)
+                    self._endpoint = connect(self.url, self.options, retries=RETRIES, setting=self._setting())
                     self._prefix = self._endpoint.prefix
                     self._pid = current_pid()
         assert self._endpoint is not None
         return self._endpoint
+
+    def _setting(self) -> str:
+        """Where this backend's URL is configured, for the advice on a refused password."""
+        if self.url == self.broker_url:
+            return "result_backend (or broker_url, which it follows when unset)"
+        return "result_backend"
 
     def _fail(self, exc: BaseException) -> BackendUnavailableError:
         assert self._endpoint is not None
