@@ -45,7 +45,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, cast
 
 from taskq_redis._codec import (
@@ -111,6 +111,7 @@ class Client:
         self.setting = "the Redis URL"
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
+        self._bound = threading.local()  # .deadline: this thread's caller gives up then
 
     def refused(self, reply: ResponseError) -> RedisAuthError:
         """The error for credentials Redis refused: what it said, and which setting to fix."""
@@ -127,6 +128,28 @@ class Client:
         error = RedisAuthError(f"Redis at {self.masked_url} refused the credentials ({said}); {advice}")
         error.__cause__ = None
         return error
+
+    @contextlib.contextmanager
+    def deadline(self, deadline: float | None) -> Iterator[None]:
+        """Within it, this thread's retries stop before ``deadline`` (``time.monotonic()``).
+
+        A caller with a timeout of its own (``AsyncResult.get(timeout=...)``) retries
+        across reconnects itself until then; a retry pause that would end past it is not
+        taken, so the caller hears of the lost connection in time to honour its timeout.
+        """
+        previous = getattr(self._bound, "deadline", None)
+        self._bound.deadline = deadline
+        try:
+            yield
+        finally:
+            self._bound.deadline = previous
+
+    def gives_up(self, failures: int) -> bool:
+        """Whether a command that failed ``failures + 1`` times is not tried again."""
+        if failures >= self.retries:
+            return True
+        deadline: float | None = getattr(self._bound, "deadline", None)
+        return deadline is not None and time.monotonic() + backoff(failures) >= deadline
 
     def connection(self, *, resp3: bool = False) -> Connection:
         """A new connection of its own (opened on first use); ``resp3``: ask for RESP3."""
@@ -150,7 +173,7 @@ class Client:
                 replies = [conn.read_reply() for _ in commands]
             except OSError:
                 conn.disconnect()
-                if failures >= self.retries:
+                if self.gives_up(failures):
                     raise
                 time.sleep(backoff(failures))
                 failures += 1
@@ -236,7 +259,7 @@ class Connection(ReplyParser):
                 self._connect()
                 return
             except OSError:
-                if not retry or failures >= self._client.retries:
+                if not retry or self._client.gives_up(failures):
                     raise
                 time.sleep(backoff(failures))
                 failures += 1
