@@ -55,6 +55,14 @@ SQLITE_BUSY_TIMEOUT = 30.0
 DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
 SUPPORTED_BACKENDS = ("postgresql", "mysql", "mariadb", "sqlite")
 
+#: What installs each driver's DB-API module (the extras install the default drivers).
+DRIVER_INSTALL = {
+    "psycopg": "pip install 'taskq-sqlalchemy[postgresql]'",
+    "psycopg2": "pip install psycopg2-binary",
+    "pymysql": "pip install 'taskq-sqlalchemy[mysql]'",
+    "mysqldb": "pip install mysqlclient",
+}
+
 T = TypeVar("T")
 
 
@@ -76,6 +84,21 @@ def sqlalchemy_url(url: str) -> sa.URL:
     if parsed.drivername in DEFAULT_DRIVERS:
         parsed = parsed.set(drivername=DEFAULT_DRIVERS[parsed.drivername])
     return parsed
+
+
+def create_engine(url: sa.URL, shown: str, **options: object) -> sa.Engine:
+    """:func:`sqlalchemy.create_engine`, with a one-line ``ConfigError`` for a driver not installed.
+
+    ``shown`` is the URL as the user wrote it, masked, for the message.
+    """
+    try:
+        return sa.create_engine(url, **options)
+    except ImportError as exc:
+        driver = url.get_driver_name()
+        install = DRIVER_INSTALL.get(driver, f"pip install {driver}")
+        raise ConfigError(
+            f"the database driver {driver!r} for {shown} is not installed ({exc}); install it with: {install}"
+        ) from None
 
 
 def results_table(name: str, schema: str | None = None, metadata: sa.MetaData | None = None) -> sa.Table:
@@ -186,7 +209,7 @@ class DatabaseBackend(KeyValueBackend):
         if self.backend_name == "sqlite":
             options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
         options.update(self._engine_options)
-        engine = sa.create_engine(self.db_url, **options)
+        engine = create_engine(self.db_url, self.masked_url, **options)
         if self.backend_name == "sqlite":
 
             @sa.event.listens_for(engine, "connect")
