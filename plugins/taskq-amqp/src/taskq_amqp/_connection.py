@@ -146,10 +146,12 @@ def open_connection(params: ConnectionParams) -> amqp.Connection:
     try:
         conn.connect()
     except amqp.exceptions.AccessRefused as exc:
-        raise BrokerUnavailableError(
-            f"RabbitMQ at {params.masked} refused the login of {params.userid!r} ({exc}); check the user, "
-            f"password and virtual host: rabbitmqctl list_permissions -p {params.virtual_host}"
-        ) from exc
+        # Retrying cannot help: a ConfigError, which no retry loop catches, fails at once.
+        raise ConfigError(
+            f"RabbitMQ at {params.masked} refused the credentials of {params.userid!r} "
+            f"({str(exc).replace(params.password, '***') if params.password else exc}); fix the user name and "
+            f"password in broker_url. Check them with: rabbitmqctl authenticate_user {params.userid} PASSWORD"
+        ) from None
     except CONNECTION_ERRORS as exc:  # socket.timeout is an OSError
         raise BrokerUnavailableError(
             f"cannot reach RabbitMQ at {params.masked} ({exc}); is it running? Start it with: "

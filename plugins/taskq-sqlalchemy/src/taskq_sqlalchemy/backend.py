@@ -128,6 +128,24 @@ def first_line(exc: BaseException) -> str:
     return text.splitlines()[0] if text else type(orig).__name__
 
 
+#: MySQL/MariaDB error codes for refused credentials: access denied (to the server, to the database).
+_MYSQL_REFUSED = frozenset({1044, 1045, 1698})
+#: How PostgreSQL words refused credentials (the connection errors carry no SQLSTATE).
+_POSTGRES_REFUSED = ("password authentication failed", "no password supplied", "pg_hba.conf", "authentication failed")
+
+
+def credentials_refused(exc: BaseException) -> bool:
+    """Whether the database refused the user name or password (retrying cannot help)."""
+    orig = getattr(exc, "orig", None) or exc
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_REFUSED:
+        return True
+    text = str(orig)
+    return any(words in text for words in _POSTGRES_REFUSED) or (
+        "FATAL:" in text and "role" in text and "does not exist" in text
+    )
+
+
 def check_advice(url: sa.URL, backend_name: str) -> str:
     """What to check, and the command that checks it, when the database at ``url`` fails."""
     if backend_name == "postgresql":
@@ -224,7 +242,13 @@ class DatabaseBackend(KeyValueBackend):
     def _advice(self) -> str:
         return check_advice(self.db_url, self.backend_name)
 
-    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError | ConfigError:
+        """The error to raise for ``exc``: refused credentials are a ConfigError, never retried."""
+        if credentials_refused(exc):
+            return ConfigError(
+                f"the result database at {self.masked_url} refused the credentials ({first_line(exc)}); "
+                f"fix the user name and password in result_backend"
+            )
         return BackendUnavailableError(
             f"cannot reach the result database at {self.masked_url} ({first_line(exc)}); {self._advice()}"
         )
