@@ -37,6 +37,7 @@ DEFAULTS: dict[str, object] = {
     "result_extended": False,
     "result_compression": None,  # "zlib", "gzip", "bzip2" or "lzma"
     "result_max_size": None,  # bytes of one encoded result record; None: no limit
+    "result_exception_modules": [],  # modules a client may import to rebuild a failed task's exception
     # serialization
     "task_serializer": "json",
     "accept_content": ["json"],

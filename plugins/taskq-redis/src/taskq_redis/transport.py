@@ -155,7 +155,7 @@ class RedisTransport(Transport):
             if self._wire is not None:
                 self._wire.forget()  # the parent's, never used here
             self._wire = None
-            self._endpoint = connect(self.url, self.options)
+            self._endpoint = connect(self.url, self.options, setting="broker_url")
             self._pid = current_pid()
             self._prefix = self._endpoint.prefix
             self._wake = f"{self._prefix}_taskq.wake/{self._endpoint.db}."
