@@ -149,7 +149,15 @@ def plugin_settings() -> dict[str, object]:
                     f"the settings of plugin {entry_point.name!r} ({entry_point.value}) fail to load: "
                     f"{type(exc).__name__}: {exc}. Reinstall the plugin, or disable it."
                 ) from exc
-            found.update(_declared(declared, f"plugin {entry_point.name!r} ({entry_point.value})"))
+            owner = f"plugin {entry_point.name!r} ({entry_point.value})"
+            settings = _declared(declared, owner)
+            clash = sorted(name for name in settings if name in found)
+            if clash:
+                raise ConfigError(
+                    f"{owner} declares settings another installed plugin declares too: {', '.join(clash)}; "
+                    f"uninstall or rename one"
+                )
+            found.update(settings)
         _plugin_defaults = found
     if _registered_defaults:
         return {**_plugin_defaults, **_registered_defaults}

@@ -18,7 +18,6 @@ from taskq.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from taskq import App
-    from taskq.drivers import Worker
     from taskq.drivers.transport import Message
     from taskq_security.signing import Signer, Verifier
 
@@ -129,6 +128,11 @@ def taskq_message_received(app: App, message: Message) -> str | None:
 
 
 @hookimpl
-def taskq_worker_init(worker: Worker) -> None:
-    # Load the keys and the store now, so a wrong setting shows at start, not at the first message.
-    _security(worker.app)
+def taskq_register_bootsteps() -> dict[str, list[str]]:
+    # Loads the keys and the store as the worker starts: a wrong setting stops it there.
+    return {"worker": ["taskq_security.step:SecurityStep"]}
+
+
+def load_security(app: App) -> None:
+    """Load ``app``'s signing key and trusted certificates now (raises ConfigError on a mistake)."""
+    _security(app)

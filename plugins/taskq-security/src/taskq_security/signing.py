@@ -251,6 +251,9 @@ class Verifier:
         self.trusted: dict[str, x509.Certificate] = {fingerprint(c): c for c in certificates}
         self.store = store
         self._clock = clock
+        # Per signer, what a check needs, parsed once: reading a key out of its certificate
+        # costs more than checking a signature with it.
+        self._keys = {name: _TrustedKey(certificate) for name, certificate in self.trusted.items()}
 
     @classmethod
     def from_store(cls, store: str) -> Verifier:
@@ -289,19 +292,20 @@ class Verifier:
             )
         if not isinstance(signature_text, str) or not isinstance(signer, str):
             return f"malformed signature{_claim(headers)}: {SIGNATURE_HEADER} and {SIGNER_HEADER} must both be text"
-        certificate = self.trusted.get(signer)
-        if certificate is None:
+        trusted = self._keys.get(signer)
+        if trusted is None:
             return (
                 f"unknown signer {_quote(signer)}{_claim(headers)}: no certificate with this fingerprint is in "
                 f"security_cert_store = {self.store!r}; add the sender's certificate there to accept its messages"
             )
+        certificate = trusted.certificate
         now = self._clock()
-        if now > certificate.not_valid_after_utc.timestamp():
+        if now > trusted.not_after:
             return (
                 f"expired certificate{_claim(headers)}: the signer's certificate (subject {_subject(certificate)}) "
                 f"was valid until {certificate.not_valid_after_utc.isoformat()}; renew it on the sender"
             )
-        if now < certificate.not_valid_before_utc.timestamp():
+        if now < trusted.not_before:
             return (
                 f"certificate not yet valid{_claim(headers)}: the signer's certificate (subject "
                 f"{_subject(certificate)}) is valid from {certificate.not_valid_before_utc.isoformat()}; "
@@ -319,7 +323,7 @@ class Verifier:
             data = canonical_form(message)
         except (binascii.Error, ValueError) as exc:
             return f"malformed signature{_claim(headers)}: {exc}"
-        if not _verifies(certificate, signature, data, algorithm()):
+        if not _verifies(trusted.public_key, signature, data, algorithm()):
             return (
                 f"bad signature{_claim(headers)} from {_subject(certificate)}: the message was changed after it "
                 f"was signed (task, id, arguments, eta, expires, time limits, retries, workflow or body)"
@@ -327,8 +331,19 @@ class Verifier:
         return None
 
 
-def _verifies(certificate: x509.Certificate, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm) -> bool:
-    public_key = certificate.public_key()
+class _TrustedKey:
+    """A trusted certificate with its public key and validity read out once."""
+
+    __slots__ = ("certificate", "not_after", "not_before", "public_key")
+
+    def __init__(self, certificate: x509.Certificate) -> None:
+        self.certificate = certificate
+        self.public_key = certificate.public_key()
+        self.not_before = certificate.not_valid_before_utc.timestamp()
+        self.not_after = certificate.not_valid_after_utc.timestamp()
+
+
+def _verifies(public_key: object, signature: bytes, data: bytes, algorithm: hashes.HashAlgorithm) -> bool:
     try:
         if isinstance(public_key, rsa.RSAPublicKey):
             public_key.verify(signature, data, _pss(algorithm), algorithm)

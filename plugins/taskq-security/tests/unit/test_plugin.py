@@ -74,10 +74,23 @@ def test_setup_security_loads_the_files_at_once(identity: MakeIdentity, tmp_path
     assert app.conf["security_certificate"] == str(producer.certificate_path)
 
 
-def test_a_checking_worker_needs_a_key_of_its_own(identity: MakeIdentity, trusting: Trusting) -> None:
+def test_a_checking_worker_without_a_key_of_its_own_does_not_start(identity: MakeIdentity, trusting: Trusting) -> None:
     app = memory_app(security_cert_store=str(trusting(identity("producer"))))
-    with pytest.raises(ConfigError, match="could not sign the retries, chain steps"):
-        taskq_security.setup_security(app, key=None, certificate=None, cert_store=app.conf["security_cert_store"])  # type: ignore[arg-type]  # as a config file would leave them
+    with pytest.raises(ConfigError, match="could not sign the retries, chain steps"), start_worker(app, pool="solo"):
+        pytest.fail("the worker started")
+
+
+def test_a_worker_with_an_empty_cert_store_does_not_start(identity: MakeIdentity, tmp_path: Path) -> None:
+    worker_id = identity("worker")
+    empty = tmp_path / "empty-store"
+    empty.mkdir()
+    app = memory_app(
+        security_key=str(worker_id.key_path),
+        security_certificate=str(worker_id.certificate_path),
+        security_cert_store=str(empty),
+    )
+    with pytest.raises(ConfigError, match="holds no certificate"), start_worker(app, pool="solo"):
+        pytest.fail("the worker started")
 
 
 def test_a_checking_worker_runs_signed_tasks_and_dead_letters_unsigned_ones(
