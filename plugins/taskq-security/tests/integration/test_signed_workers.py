@@ -214,6 +214,16 @@ def test_a_chain_and_a_chord_run_their_next_steps_signed_by_the_worker(setup: Se
     assert setup.worker.new_transport().dead_letters(setup.broker.queue) == []
 
 
+def test_a_signed_task_due_beyond_the_eta_horizon_goes_back_to_the_broker_and_still_verifies(setup: Setup) -> None:
+    # The worker puts the very message it claimed back with a delay, and checks it again
+    # when it claims it the second time: the signature must survive the round trip.
+    setup.worker.conf.update(worker_eta_horizon=0.2)
+    with start_worker(setup.worker, pool="solo"):
+        result = setup.producer.send_task("sec.add", [4, 5], countdown=1.0)
+        assert result.get(timeout=TIMEOUT) == 9
+    assert setup.worker.new_transport().dead_letters(setup.broker.queue) == []
+
+
 # ---- Everything else is dead-lettered, and the worker goes on -----------------------------
 
 
