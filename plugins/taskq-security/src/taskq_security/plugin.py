@@ -128,6 +128,11 @@ def taskq_message_received(app: App, message: Message) -> str | None:
 
 
 @hookimpl
+def taskq_register_commands() -> dict[str, str]:
+    return {"security": "taskq_security.commands:security"}
+
+
+@hookimpl
 def taskq_register_bootsteps() -> dict[str, list[str]]:
     # Loads the keys and the store as the worker starts: a wrong setting stops it there.
     return {"worker": ["taskq_security.step:SecurityStep"]}

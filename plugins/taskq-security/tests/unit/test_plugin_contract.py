@@ -1,4 +1,4 @@
-"""taskq-security as a plugin: a cheap plugin module that offers no driver, only hooks."""
+"""taskq-security as a plugin: a cheap plugin module that offers the security command and hooks."""
 
 from __future__ import annotations
 
@@ -8,4 +8,4 @@ from taskq.testing.conformance import PluginContract
 class TestSecurityPlugin(PluginContract):
     entry_point = "security"
     distribution = "taskq-security"
-    offers: dict[str, list[str]] = {}
+    offers = {"commands": ["security"]}
