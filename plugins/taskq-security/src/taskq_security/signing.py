@@ -278,6 +278,21 @@ class Verifier:
 
         Never raises on what the message holds.
         """
+        if (
+            type(message.headers) is not dict
+            or type(message.properties) is not dict
+            or not isinstance(message.body, bytes)
+            or not isinstance(message.content_type, str)
+            or not isinstance(message.content_encoding, str)
+        ):
+            return "malformed message: its headers or properties are not a mapping, or its body is not bytes"
+        try:
+            return self._check(message)
+        except Exception as exc:  # a bug here must not stop the worker: the message is refused
+            logger.exception("checking the signature of a message failed")
+            return f"cannot check the signature: {type(exc).__name__}"
+
+    def _check(self, message: Message) -> str | None:
         headers = message.headers
         why = headers.get(UNDECODABLE_HEADER)
         if isinstance(why, str):  # the transport could not read the envelope: say so, as decoding would

@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from taskq.drivers.support.envelope import UNDECODABLE_HEADER
 from taskq.drivers.transport import Message
@@ -343,3 +345,51 @@ def test_a_file_in_the_cert_store_that_is_no_certificate_is_named(tmp_path: Path
     (tmp_path / "broken.pem").write_text("-----BEGIN NOTHING-----\n")
     with pytest.raises(ConfigError, match=r"broken\.pem .* holds no PEM certificate"):
         load_certificates(str(tmp_path))
+
+
+# ---- Whatever a message holds, the check answers -----------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+header_names = st.sampled_from([*SIGNED_HEADERS, SIGNATURE_HEADER, SIGNER_HEADER, "argsrepr"]) | st.text(max_size=12)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    headers=st.dictionaries(header_names, json_values, max_size=8),
+    body=st.binary(max_size=64),
+    properties=st.dictionaries(st.sampled_from(["reply_to", "priority"]), json_values, max_size=2),
+    keep_signature=st.booleans(),
+)
+def test_any_message_gets_an_answer_and_only_an_unchanged_signed_one_passes(
+    signer: Signer,
+    verifier: Verifier,
+    headers: dict[str, object],
+    body: bytes,
+    properties: dict[str, object],
+    keep_signature: bool,
+) -> None:
+    message = Message(body, headers, "application/json", "utf-8", properties)
+    if keep_signature:
+        original = signed(signer)
+        message.headers.update({name: original.headers[name] for name in (SIGNATURE_HEADER, SIGNER_HEADER)})
+    reason = verifier.check(message)
+    assert reason is None or isinstance(reason, str)
+    if reason is None:  # passing means: signed, and the signed form is the original's
+        assert canonical_form(message) == canonical_form(signed(signer))
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        Message(b"", ["not", "a", "dict"]),  # type: ignore[arg-type]  # what a broken transport could hand over
+        Message("text, not bytes", {}),  # type: ignore[arg-type]  # idem
+        Message(b"", {}, properties=None),  # type: ignore[arg-type]  # idem
+    ],
+    ids=["headers-list", "body-str", "properties-none"],
+)
+def test_a_message_of_the_wrong_shape_is_refused_without_raising(verifier: Verifier, message: Message) -> None:
+    assert str(verifier.check(message)).startswith("malformed message")
