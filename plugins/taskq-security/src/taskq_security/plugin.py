@@ -9,6 +9,7 @@ per app and process (again if the settings change), so importing this module sta
 
 from __future__ import annotations
 
+import logging
 import threading
 import weakref
 from typing import TYPE_CHECKING
@@ -21,8 +22,17 @@ if TYPE_CHECKING:
     from taskq.drivers.transport import Message
     from taskq_security.signing import Signer, Verifier
 
+logger = logging.getLogger(__name__)
+
 #: The settings that decide what this plugin does, in the order of :class:`_Security`'s key.
-SETTINGS = ("security_key", "security_key_password", "security_certificate", "security_cert_store", "security_digest")
+SETTINGS = (
+    "security_key",
+    "security_key_password",
+    "security_certificate",
+    "security_cert_store",
+    "security_digest",
+    "security_reject_replays",
+)
 
 
 class _Security:
@@ -33,9 +43,15 @@ class _Security:
 
         self.key = key
         conf = app.conf
-        key_path, password, certificate, store, digest = key
+        key_path, password, certificate, store, digest, reject_replays = key
         self.signer: Signer | None = None
         self.verifier: Verifier | None = None
+        self.reject_replays = bool(reject_replays) and store is not None
+        if self.reject_replays and app.backend_url is None:
+            raise ConfigError(
+                "security_reject_replays is on, but results are disabled: it looks for a finished task's "
+                "record in the result backend. Set result_backend, or turn security_reject_replays off."
+            )
         if key_path is not None or certificate is not None:
             if key_path is None or certificate is None:
                 missing = "security_certificate" if certificate is None else "security_key"
@@ -59,9 +75,7 @@ class _Security:
                 )
             self.verifier = Verifier.from_store(str(store))
             if not self.verifier.trusts(self.signer.certificate):
-                import logging
-
-                logging.getLogger(__name__).warning(
+                logger.warning(
                     "this worker's own certificate (security_certificate = %s) is not in security_cert_store = "
                     "%s: workers trusting only that store will dead-letter the retries and chain steps it sends",
                     conf["security_certificate"],
@@ -123,8 +137,40 @@ def taskq_message_encoded(app: App, message: Message) -> None:
 
 @hookimpl
 def taskq_message_received(app: App, message: Message) -> str | None:
-    verifier = _security(app).verifier
-    return None if verifier is None else verifier.check(message)
+    state = _security(app)
+    if state.verifier is None:
+        return None
+    reason = state.verifier.check(message)
+    if reason is None and state.reject_replays:
+        return _replayed(app, message)
+    return reason
+
+
+def _replayed(app: App, message: Message) -> str | None:
+    """Why a genuinely signed message is a replay (its task already finished), or None."""
+    from taskq import states
+
+    task_id, name = message.headers.get("id"), message.headers.get("task")
+    if not isinstance(task_id, str):
+        return None
+    try:
+        status = app.backend.get_task_meta(task_id).get("status")
+    except Exception as exc:
+        # Refusing here would dead-letter every message while the store is away: run it, and say so.
+        logger.warning(
+            "could not look for a replay of task %s[%s] (%s: %s); running it",
+            name,
+            task_id,
+            type(exc).__name__,
+            exc,
+        )
+        return None
+    if status in states.READY_STATES:
+        return (
+            f"replayed message (task {name!r}[{task_id}]): a task with this id already finished ({status}); "
+            f"with security_reject_replays on, a signed message runs once"
+        )
+    return None
 
 
 @hookimpl

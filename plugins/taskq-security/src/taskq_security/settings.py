@@ -18,6 +18,9 @@ DEFAULTS: dict[str, object] = {
     "security_cert_store": None,
     # Digest of the signatures this process makes: sha256, sha384 or sha512.
     "security_digest": "sha256",
+    # With checking on: dead-letter a signed message whose task id already finished
+    # (SUCCESS, FAILURE or REVOKED in the result backend), a replay. One backend read per message.
+    "security_reject_replays": False,
 }
 
 __all__ = ["DEFAULTS"]

@@ -8,6 +8,7 @@ signing, through a plugin that runs last on the sending side, as a man in the mi
 
 from __future__ import annotations
 
+import copy
 import datetime
 import time
 import uuid
@@ -257,3 +258,50 @@ def test_a_message_that_fails_its_check_is_dead_lettered_once_and_the_next_task_
         assert setup.producer.AsyncResult(refused.id).state == "PENDING"
     finally:
         sender.close()
+
+
+# ---- Replays -----------------------------------------------------------------------------
+
+
+class Capture:
+    """A plugin that keeps a copy of every message its app sends, signed, as a broker reader could."""
+
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    @hookimpl(trylast=True)
+    def taskq_message_encoded(self, message: Message) -> None:
+        self.sent.append(copy.deepcopy(message))
+
+
+@pytest.mark.parametrize("reject_replays", [True, False], ids=["rejected", "allowed"])
+def test_a_captured_signed_message_sent_again_after_its_task_finished(setup: Setup, reject_replays: bool) -> None:
+    capture = Capture()
+    sender = setup.sender("producer", capture)
+    setup.worker.conf.update(security_reject_replays=reject_replays)
+    try:
+        with start_worker(setup.worker, pool="solo"):
+            first = sender.send_task("sec.add", [2, 3])
+            assert first.get(timeout=TIMEOUT) == 5
+            [message] = capture.sent
+            transport = sender.new_transport()
+            transport.publish(setup.broker.queue, message)  # the replay: the same bytes, signature and id
+            transport.close()
+            # A task sent after the replay has run once the replay has been dealt with.
+            assert setup.producer.send_task("sec.add", [20, 30]).get(timeout=TIMEOUT) == 50
+            if reject_replays:
+                [letter] = dead_letters(setup.worker, setup.broker.queue)
+                assert letter.reason.startswith(f"replayed message (task 'sec.add'[{first.id}])"), letter.reason
+                assert "already finished (SUCCESS)" in letter.reason
+        if not reject_replays:
+            assert setup.worker.new_transport().dead_letters(setup.broker.queue) == []
+    finally:
+        sender.close()
+
+
+def test_a_task_that_retries_is_no_replay(setup: Setup) -> None:
+    # Its retries carry the same id, but it has not finished when they arrive.
+    setup.worker.conf.update(security_reject_replays=True)
+    with start_worker(setup.worker, pool="solo"):
+        assert setup.producer.send_task("sec.flaky", [2]).get(timeout=TIMEOUT) == "ok after 2 retries"
+    assert setup.worker.new_transport().dead_letters(setup.broker.queue) == []

@@ -115,3 +115,18 @@ def test_a_checking_worker_runs_signed_tasks_and_dead_letters_unsigned_ones(
         assert add.delay(2, 3).get(timeout=TIMEOUT) == 5
     [letter] = app.new_transport().dead_letters()
     assert letter.reason.startswith("unsigned message (task 'proj.add'"), letter.reason
+
+
+def test_rejecting_replays_without_a_result_backend_is_a_configuration_error(
+    identity: MakeIdentity, trusting: Trusting
+) -> None:
+    worker_id = identity("worker")
+    app = memory_app(
+        result_backend="disabled",
+        security_key=str(worker_id.key_path),
+        security_certificate=str(worker_id.certificate_path),
+        security_cert_store=str(trusting(worker_id)),
+        security_reject_replays=True,
+    )
+    with pytest.raises(ConfigError, match="security_reject_replays is on, but results are disabled"):
+        app.send_task("proj.add", [1, 2])
