@@ -35,8 +35,14 @@ DISTS = {"taskq-core": "core"} | {p.name: f"plugins/{p.name}" for p in PLUGINS}
 #: need a pool, and the lightest one is solo.
 TEST_COMPANIONS = {
     "taskq-core": ["plugins/taskq-solo"],
-    # its tests run signed tasks on real workers (solo and prefork pools), on SQLite and on Redis
-    "taskq-security": ["plugins/taskq-solo", "plugins/taskq-prefork", "plugins/taskq-sqlite", "plugins/taskq-redis"],
+    # its tests run signed tasks on real workers (solo and prefork pools), on SQLite, Redis and RabbitMQ
+    "taskq-security": [
+        "plugins/taskq-solo",
+        "plugins/taskq-prefork",
+        "plugins/taskq-sqlite",
+        "plugins/taskq-redis",
+        "plugins/taskq-amqp",
+    ],
 }
 ROOT_PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 

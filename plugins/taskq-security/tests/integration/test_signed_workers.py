@@ -1,9 +1,10 @@
-"""Real workers with signing on, on SQLite and on Redis: signed tasks run, everything else is
-dead-lettered once with its reason, and the worker goes on with the next task.
+"""Real workers with signing on, on SQLite, Redis and RabbitMQ: signed tasks run, everything
+else is dead-lettered once with its reason, and the worker goes on with the next task.
 
-Every test runs on both brokers. The worker trusts the producer, itself and a producer whose
-certificate has expired; a stranger signs with a key nobody trusts. Tampering happens after
-signing, through a plugin that runs last on the sending side, as a man in the middle would.
+Every test runs on each broker (RabbitMQ with Redis for results). The worker trusts the
+producer, itself and a producer whose certificate has expired; a stranger signs with a key
+nobody trusts. Tampering happens after signing, through a plugin that runs last on the
+sending side, as a man in the middle would.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.integration
 MakeIdentity = Callable[..., Any]
 Trusting = Callable[..., Path]
 REDIS_URL = "redis://127.0.0.1:6379/0"
+AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
+START_RABBITMQ = "rabbitmq-server -detached"
 START_REDIS = "redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save '' --appendonly no"
 # Longest wait for a result or a dead letter, in seconds; a pass never comes near it.
 TIMEOUT = 20.0
@@ -36,25 +39,29 @@ TIMEOUT = 20.0
 
 @dataclass
 class Broker:
-    """Where the apps of one test meet: a broker URL and its transport options."""
+    """Where the apps of one test meet: a broker and a result store, with their options."""
 
     url: str
     options: dict[str, object]
     queue: str
+    backend: str | None = None  # None: the broker's own store
+    backend_options: dict[str, object] | None = None
+
+    def settings(self) -> dict[str, object]:
+        return {
+            "broker": self.url,
+            "backend": self.backend,
+            "read_config": False,
+            "broker_transport_options": self.options,
+            "result_backend_transport_options": self.options if self.backend_options is None else self.backend_options,
+            "task_default_queue": self.queue,
+        }
 
     def app(self, name: str, **settings: object) -> App:
-        return App(
-            name,
-            broker=self.url,
-            read_config=False,
-            broker_transport_options=self.options,
-            result_backend_transport_options=self.options,
-            task_default_queue=self.queue,
-            **settings,
-        )
+        return App(name, **self.settings(), **settings)  # type: ignore[arg-type]  # App's keyword arguments
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "amqp"])
 def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
     queue = f"signed-{uuid.uuid4().hex[:8]}"
     if request.param == "sqlite":
@@ -69,7 +76,21 @@ def broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Broker]:
         pytest.fail(f"Redis is not running at {REDIS_URL} ({exc}); start it with: {START_REDIS}")
     prefix = f"taskq-test-{uuid.uuid4().hex[:8]}:"
     try:
-        yield Broker(REDIS_URL, {"global_keyprefix": prefix}, queue)
+        if request.param == "redis":
+            yield Broker(REDIS_URL, {"global_keyprefix": prefix}, queue)
+        else:
+            # RabbitMQ carries the headers in AMQP tables, not JSON: the signed form must survive them.
+            broker = Broker(AMQP_URL, {}, queue, REDIS_URL, {"global_keyprefix": prefix})
+            transport = App("cleanup", broker=AMQP_URL, read_config=False).new_transport()
+            try:
+                transport.connect()
+            except Exception as exc:
+                pytest.fail(f"RabbitMQ is not running at {AMQP_URL} ({exc}); start it with: {START_RABBITMQ}")
+            try:
+                yield broker
+            finally:
+                transport.delete(queue)  # type: ignore[attr-defined]  # AmqpTransport's: the queue and its dead letters
+                transport.close()
     finally:
         for key in client.scan_iter(match=f"{prefix}*"):
             client.delete(key)
@@ -89,16 +110,7 @@ class Setup:
         if name is not None:
             who = self.identities[name]
             settings = {"security_key": str(who.key_path), "security_certificate": str(who.certificate_path)}
-        return App(
-            f"sender-{name}",
-            broker=self.broker.url,
-            read_config=False,
-            broker_transport_options=self.broker.options,
-            result_backend_transport_options=self.broker.options,
-            task_default_queue=self.broker.queue,
-            extra_plugins=list(plugins),
-            **settings,
-        )
+        return self.broker.app(f"sender-{name}", extra_plugins=list(plugins), **settings)
 
 
 @pytest.fixture
