@@ -200,9 +200,9 @@ def taskq_message_received(app: App, message: Message) -> str | None:
     decode it, or a reason (``"bad signature: ..."``) to have it dead-lettered once with
     that reason instead; the first reason returned wins (``firstresult``). Called per
     message, in the worker's main process, before protocol decoding; it must be quick and
-    must not raise on any input. An exception that is not a ``taskq.errors.TaskqError``
-    dead-letters the message with the plugin's name in the reason; a ``TaskqError`` (a
-    configuration error) stops the worker. Skipped when no plugin implements it.
+    must not raise on any input. An exception dead-letters the message with the plugin's
+    name in the reason, except a ``taskq.errors.ConfigError`` (the plugin is misconfigured
+    and can check nothing), which stops the worker. Skipped when no plugin implements it.
     """
 
 

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, cast
 import pluggy
 
 from taskq import _entry_points, hookspecs
-from taskq.errors import DriverNotFoundError, PluginError
+from taskq.errors import ConfigError, DriverNotFoundError, PluginError
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
@@ -276,16 +276,15 @@ class Plugins:
     def message_received(self, app: App, message: Message) -> str | None:
         """Why a claimed message must be dead-lettered before decoding, or None to go on.
 
-        A plugin's configuration error (a ``TaskqError``) propagates: the worker cannot
-        check anything. Any other exception refuses the message, naming the plugin.
+        A plugin's configuration error (``ConfigError``) propagates: the worker cannot
+        check anything. Any other exception (a ``MessageDecodeError`` too: the message may be
+        anything) refuses the message, naming the plugin.
         """
-        from taskq.errors import TaskqError
-
+        arguments = {"app": app, "message": message}
         for impl in reversed(self.manager.hook.taskq_message_received.get_hookimpls()):
-            arguments = {"app": app, "message": message}
             try:
                 reason = impl.function(*[arguments[arg] for arg in impl.argnames])
-            except TaskqError:
+            except ConfigError:
                 raise
             except Exception as exc:
                 plugin_name = self.manager.get_name(impl.plugin)

@@ -121,3 +121,22 @@ def test_the_first_reason_wins(make_plugin: MakePlugin, memory_url: str) -> None
     assert app.plugins.message_received(app, Message(b"", {})) in {"first says no", "second says no"}
     silent = hooked_app(memory_url, make_plugin("silent", taskq_message_received=lambda: None))
     assert silent.plugins.message_received(silent, Message(b"", {})) is None
+
+
+def test_a_decode_error_raised_by_a_check_refuses_the_message_but_a_config_error_stops(
+    make_plugin: MakePlugin, memory_url: str
+) -> None:
+    from taskq.errors import MessageDecodeError
+
+    def decode_error(message: Message) -> None:
+        raise MessageDecodeError("the check could not read it")
+
+    def config_error(message: Message) -> None:
+        raise ConfigError("no trust store")
+
+    app = hooked_app(memory_url, make_plugin("reads", taskq_message_received=decode_error))
+    reason = app.plugins.message_received(app, Message(b"", {}))
+    assert reason == "plugin reads could not check the message: MessageDecodeError: the check could not read it"
+    broken = hooked_app(memory_url, make_plugin("broken", taskq_message_received=config_error))
+    with pytest.raises(ConfigError, match="no trust store"):
+        broken.plugins.message_received(broken, Message(b"", {}))
