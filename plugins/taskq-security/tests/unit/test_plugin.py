@@ -130,3 +130,7 @@ def test_rejecting_replays_without_a_result_backend_is_a_configuration_error(
     )
     with pytest.raises(ConfigError, match="security_reject_replays is on, but results are disabled"):
         app.send_task("proj.add", [1, 2])
+
+
+def test_the_public_api_is_pinned() -> None:
+    assert taskq_security.__all__ == ["setup_security"]
