@@ -39,14 +39,16 @@ class _Security:
     """One app's signer and verifier, as its settings say (either may be None: off)."""
 
     def __init__(self, app: App, key: tuple[object, ...]) -> None:
-        from taskq_security.signing import Signer, Verifier  # heavy: only once signing is used
-
         self.key = key
         conf = app.conf
         key_path, password, certificate, store, digest, reject_replays = key
         self.signer: Signer | None = None
         self.verifier: Verifier | None = None
         self.reject_replays = bool(reject_replays) and store is not None
+        if key_path is None and certificate is None and store is None:
+            return  # off: cryptography is not even imported
+        from taskq_security.signing import Signer, Verifier  # heavy: only once signing is used
+
         if self.reject_replays and app.backend_url is None:
             raise ConfigError(
                 "security_reject_replays is on, but results are disabled: it looks for a finished task's "

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -134,3 +136,16 @@ def test_rejecting_replays_without_a_result_backend_is_a_configuration_error(
 
 def test_the_public_api_is_pinned() -> None:
     assert taskq_security.__all__ == ["setup_security"]
+
+
+def test_an_app_that_does_not_sign_never_imports_cryptography() -> None:
+    code = (
+        "import sys, uuid\n"
+        "from taskq import App\n"
+        "app = App('x', broker=f'memory://{uuid.uuid4().hex}', read_config=False)\n"
+        "app.send_task('proj.add', [1, 2])\n"
+        "assert 'security' in app.plugins.infos\n"
+        "print('cryptography' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert done.stdout.strip() == "False", done.stderr
