@@ -33,7 +33,17 @@ PLUGINS = sorted(p for p in (ROOT / "plugins").glob("taskq-*") if (p / "pyprojec
 DISTS = {"taskq-core": "core"} | {p.name: f"plugins/{p.name}" for p in PLUGINS}
 #: Distributions a distribution's tests need beside taskq-core. Core's own worker tests
 #: need a pool, and the lightest one is solo.
-TEST_COMPANIONS = {"taskq-core": ["plugins/taskq-solo"]}
+TEST_COMPANIONS = {
+    "taskq-core": ["plugins/taskq-solo"],
+    # its tests run signed tasks on real workers (solo and prefork pools), on SQLite, Redis and RabbitMQ
+    "taskq-security": [
+        "plugins/taskq-solo",
+        "plugins/taskq-prefork",
+        "plugins/taskq-sqlite",
+        "plugins/taskq-redis",
+        "plugins/taskq-amqp",
+    ],
+}
 ROOT_PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
 #: The lock: every third-party version a session installs, nox and uv included.

@@ -84,6 +84,8 @@ class Consumer:
         self.max_deliveries = int(conf["task_max_deliveries"])  # type: ignore[call-overload]  # an int setting
         self.eta_horizon = float(conf["worker_eta_horizon"])  # type: ignore[arg-type]  # a float setting
         self.registry = self.app.serializers
+        # A plugin checks each message before it is decoded (taskq-security's signatures).
+        self._checks_messages = self.app.plugins.has_impl("taskq_message_received")
         self.held: dict[object, Delivery] = {}
         self.held_lock = threading.Lock()
         self.reserved: deque[Request] = deque()
@@ -246,6 +248,9 @@ class Consumer:
     def _on_delivery(self, delivery: Delivery) -> None:
         with self.held_lock:
             self.held[delivery.tag] = delivery
+        if self._checks_messages and (refusal := self.app.plugins.message_received(self.app, delivery.message)):
+            self._reject(delivery, None, refusal)  # no result under an id nobody vouched for
+            return
         try:
             # the one guarded place: past it, every field the worker reads has been checked
             message = protocol.decode(self.registry, delivery.message)
