@@ -39,7 +39,9 @@ a delayed message is run by a taskq worker or after one has moved it. Dead lette
 the list ``_taskq.dead.<queue>`` (newest first, with the reason, time and envelope). An
 entry that is not an envelope (:mod:`taskq.drivers.support.envelope`) is handed out as the
 stand-in the worker dead-letters, with the reason.
-``_taskq.deliveries`` counts hand-outs per tag, for the worker's poison-message check.
+``_taskq.deliveries`` counts the starts of held messages per tag (:meth:`RedisTransport.started`,
+one script per batch the worker starts), for the worker's poison-message check; a claim
+reads it, so a message prefetched beside a task that kills its worker is not blamed.
 
 **Wake-up.** A waiting worker holds one pub/sub connection subscribed to
 ``_taskq.wake/<db>.<queue>`` for each of its queues; a publish whose ``LPUSH`` made a
@@ -119,7 +121,9 @@ def queue_key(queue: str, priority: object = None, prefix: str = "") -> str:
 class RedisTransport(Transport):
     """Broker transport on Redis in kombu's layout; see the module docstring."""
 
-    capabilities = Capabilities(delayed_delivery=True, leases=True, dead_letter=True, priority=True, wakeup=True)
+    capabilities = Capabilities(
+        delayed_delivery=True, leases=True, dead_letter=True, priority=True, wakeup=True, counts_starts=True
+    )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
@@ -325,6 +329,11 @@ class RedisTransport(Transport):
         for pairs in self._pairs(deliveries):
             renewed += _scripts.as_int(self._run(_scripts.RENEW, self.owner, lease, *pairs))
         return renewed
+
+    def started(self, deliveries: Sequence[Delivery]) -> None:
+        # Waited for: the count must be in Redis before the task runs (it may kill this process).
+        for pairs in self._pairs(deliveries):
+            self._run(_scripts.STARTED, self.owner, *pairs)
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         # Sent, not waited for: a killed worker's written ack still reaches Redis, so an
