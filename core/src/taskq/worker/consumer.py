@@ -383,15 +383,14 @@ class Consumer:
                 return
 
     def _start_batch(self, batch: list[Request]) -> None:
-        """Start ``batch``: ack early what does not ack late (one call), record the starts of
-        what stays held (one call, or one per task on an inline pool, where the batch runs
-        in turn), and hand each to the pool. Whatever has not started when an exception
-        comes (a cold stop in the middle of an inline batch) goes back to the broker."""
-        # Early ack: the messages are gone before their tasks start (at most once),
-        # acked together in one call.
-        early = [request.delivery for request in batch if not request.acks_late]
-        if early:
-            self._ack(early)
+        """Start ``batch``: record the starts of what stays held while it runs (one call, or
+        one per task on an inline pool, where the batch runs in turn), ack early the rest
+        (one call), and hand each to the pool.
+
+        What has not started when an exception comes stays with this worker: back in the
+        reserved queue when the broker failed (it runs once the broker answers), else (a
+        cold stop in the middle of an inline batch) back to the broker.
+        """
         inline = self.inline
         position = 0
         entered = False  # whether batch[position] is in the pool (it may be running)
@@ -400,6 +399,11 @@ class Consumer:
                 late = [request.delivery for request in batch if request.acks_late]
                 if late:
                     self.transport.started(late)
+            # Early ack: the messages are gone before their tasks start (at most once),
+            # acked together in one call.
+            early = [request.delivery for request in batch if not request.acks_late]
+            if early:
+                self._ack(early)
             for position, request in enumerate(batch):
                 entered = False
                 if self.should_stop and inline:
@@ -410,9 +414,13 @@ class Consumer:
                     self.transport.started([request.delivery])
                 entered = True
                 self._start(request)
-        except BaseException:
+        except BaseException as exc:
             rest = batch[position + 1 :] if entered else batch[position:]
-            if rest:
+            if self._alone is not None and self._alone in rest:
+                self._alone = None
+            if isinstance(exc, BROKER_ERRORS):
+                self.reserved.extendleft(reversed(rest))
+            elif rest:
                 self._give_back_batch(rest)
             raise
 
