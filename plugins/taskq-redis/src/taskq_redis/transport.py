@@ -73,7 +73,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from taskq.drivers.support.connections import current_pid
 from taskq.drivers.support.envelope import decode, encode_kombu, undecodable
@@ -208,11 +208,13 @@ class RedisTransport(Transport):
             assert self._endpoint is not None
             raise BrokerUnavailableError(unreachable(self._endpoint, exc)) from exc
 
-    def _send(self, script: _scripts.Script, *args: object) -> None:
+    def _send(
+        self, script: _scripts.Script, *args: object, on_error: Callable[[Exception], None] | None = None
+    ) -> None:
         """Run ``script`` without waiting for its reply (read before the next :meth:`_run`)."""
         wire = self._wire_here()
         try:
-            wire.script(script, self._prefix, self._wake, *args, defer=True, on_error=_log_failed_ack)
+            wire.script(script, self._prefix, self._wake, *args, defer=True, on_error=on_error or _log_failed_ack)
         except CONNECTION_ERRORS as exc:
             assert self._endpoint is not None
             raise BrokerUnavailableError(unreachable(self._endpoint, exc)) from exc
@@ -331,9 +333,11 @@ class RedisTransport(Transport):
         return renewed
 
     def started(self, deliveries: Sequence[Delivery]) -> None:
-        # Waited for: the count must be in Redis before the task runs (it may kill this process).
+        # Sent, not waited for, as an ack is: once written, the count reaches Redis even
+        # if the task then kills this process (Redis reads what the kernel holds for it
+        # before it sees the connection reset), and the task does not wait a round trip.
         for pairs in self._pairs(deliveries):
-            self._run(_scripts.STARTED, self.owner, *pairs)
+            self._send(_scripts.STARTED, self.owner, *pairs, on_error=_log_failed_start)
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         # Sent, not waited for: a killed worker's written ack still reaches Redis, so an
@@ -399,6 +403,14 @@ class RedisTransport(Transport):
 
 def _log_failed_ack(exc: Exception) -> None:
     logger.error("Redis refused an acknowledgement (%s); the message comes back when its lease lapses", exc)
+
+
+def _log_failed_start(exc: Exception) -> None:
+    logger.error(
+        "Redis refused to count the start of a task (%s); should that task kill its worker, it may "
+        "run more than task_max_deliveries times before it is dead-lettered",
+        exc,
+    )
 
 
 __all__ = ["PRIORITY_STEPS", "SEP", "RedisTransport", "queue_key"]
