@@ -110,6 +110,9 @@ class Site:
         self.worker = Worker(worker_args(f"fuzz-{self.name}@test"), env, log, self.root)
         self.worker.wait_ready()
         self.client = App("faults-client", read_config=False, task_default_queue=self.queue, **settings)
+        # A first task run end to end: the worker has made its schema, declared its queue (a raw
+        # basic_publish to a queue not yet declared is dropped by RabbitMQ) and is consuming.
+        assert self.client.send_task(f"{TASKS}.add", (0, 0)).get(timeout=SENTINEL_TIMEOUT) == 0
 
     def stop(self) -> None:
         if self.worker is not None:
