@@ -276,9 +276,16 @@ def tests(session: nox.Session, dist: str) -> None:
 
 @nox.session(python=PYTHON)
 def integration(session: nox.Session) -> None:
-    """Top-level tests/: every distribution together, end to end and faults."""
+    """Top-level tests/: every distribution together, end to end (faults have their own session)."""
     _install(session, "core", *(f"plugins/{p.name}" for p in PLUGINS))
-    _pytest(session, "tests", "--ignore=tests/interop")
+    _pytest(session, "tests", "--ignore=tests/interop", "--ignore=tests/faults")
+
+
+@nox.session(python=PYTHON)
+def faults(session: nox.Session) -> None:
+    """tests/faults: kill -9 storms, SIGTERM, broker restarts and fuzzed messages, with a summary."""
+    _install(session, "core", *(f"plugins/{p.name}" for p in PLUGINS))
+    _pytest(session, "tests/faults")
 
 
 @nox.session(python=PYTHON)
