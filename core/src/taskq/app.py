@@ -21,7 +21,7 @@ from taskq import sending
 from taskq._running import running_context
 from taskq._serialization import SerializerRegistry
 from taskq.config import Settings, load_settings
-from taskq.drivers.support.connections import current_pid
+from taskq.drivers.support.connections import current_pid, mask_url
 from taskq.errors import ConfigError, ResultNotEnabledError
 from taskq.plugins import Plugins, load_plugins
 from taskq.sending import SendOptions, takes_send_options_by_name
@@ -58,7 +58,7 @@ def _scheme(url: str) -> str:
     scheme, sep, _ = url.partition("://")
     if not sep:
         raise ConfigError(
-            f"{url!r} is not a URL; write it as scheme://..., for example sqlite:///taskq.db "
+            f"{mask_url(url)!r} is not a URL; write it as scheme://..., for example sqlite:///taskq.db "
             f"or redis://127.0.0.1:6379/0"
         )
     return scheme
@@ -401,7 +401,7 @@ class App:
         return Worker(self, **options)  # type: ignore[arg-type]  # options are checked by Worker
 
     def __repr__(self) -> str:
-        return f"<App {self.main or '__main__'} broker={self.conf['broker_url']}>"
+        return f"<App {self.main or '__main__'} broker={mask_url(str(self.conf['broker_url']))}>"
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         # An app travels to pool processes by reference: the child has its own copy

@@ -16,7 +16,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 from taskq import states
-from taskq.drivers.backend import Meta, meta_to_exception
+from taskq.drivers.backend import Meta, check_meta, meta_to_exception
 from taskq.errors import TimeoutError
 
 if TYPE_CHECKING:
@@ -30,6 +30,11 @@ logger = logging.getLogger(__name__)
 # Polling when a backend cannot push, for ResultSet.join: first and longest sleep, seconds.
 JOIN_POLL_START = 0.005
 JOIN_POLL_MAX = 0.5
+
+
+def _exception(app: App, value: object) -> BaseException:
+    """The stored exception ``value`` rebuilt (see :func:`meta_to_exception`), with the app's allow-list."""
+    return meta_to_exception(value, cast("list[str]", app.conf["result_exception_modules"]))
 
 
 def _child_id(entry: object) -> str | None:
@@ -71,7 +76,7 @@ class AsyncResult(Generic[R]):
     def _meta(self) -> Meta:
         if self._cache is not None:
             return self._cache
-        meta = self.backend.get_task_meta(self.id)
+        meta = check_meta(self.backend.get_task_meta(self.id))
         if meta.get("status") in states.READY_STATES:
             self._cache = meta
         return meta
@@ -90,10 +95,13 @@ class AsyncResult(Generic[R]):
         """The return value, or the exception when the task failed (without raising)."""
         meta = self._meta()
         if meta["status"] in states.EXCEPTION_STATES and meta.get("result") is not None:
-            return meta_to_exception(meta["result"])
+            return self._exception(meta["result"])
         return meta.get("result")
 
     info = result
+
+    def _exception(self, value: object) -> BaseException:
+        return _exception(self.app, value)
 
     @property
     def traceback(self) -> str | None:
@@ -136,10 +144,10 @@ class AsyncResult(Generic[R]):
 
         Raises :class:`taskq.errors.TimeoutError` when ``timeout`` seconds pass first.
         """
-        meta = self._cache or self.backend.wait_for(self.id, timeout=timeout)
+        meta = self._cache or check_meta(self.backend.wait_for(self.id, timeout=timeout))
         self._cache = meta
         if meta["status"] in states.PROPAGATE_STATES:
-            exc = meta_to_exception(meta.get("result"))
+            exc = self._exception(meta.get("result"))
             if propagate:
                 raise exc
             return cast(R, exc)
@@ -286,7 +294,7 @@ class ResultSet:
         return [r.id for r in self.results]
 
     def _metas(self) -> dict[str, Meta]:
-        return self.app.backend.get_many(self.ids) if self.results else {}
+        return {i: check_meta(m) for i, m in self.app.backend.get_many(self.ids).items()} if self.results else {}
 
     def completed_count(self) -> int:
         """How many finished successfully."""
@@ -315,14 +323,14 @@ class ResultSet:
         interval = JOIN_POLL_START
         ids = self.ids
         while True:
-            metas = backend.get_many(ids) if ids else {}
+            metas = {i: check_meta(m) for i, m in backend.get_many(ids).items()} if ids else {}
             pending = [i for i in ids if metas[i]["status"] not in states.READY_STATES]
             if not pending:
                 break
             if propagate:
                 for task_id in ids:
                     if metas[task_id]["status"] in states.PROPAGATE_STATES:
-                        raise meta_to_exception(metas[task_id].get("result"))
+                        raise _exception(self.app, metas[task_id].get("result"))
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"{len(pending)} of {len(ids)} results still not ready after {timeout}s")
@@ -332,7 +340,7 @@ class ResultSet:
         for task_id in ids:
             meta = metas[task_id]
             if meta["status"] in states.PROPAGATE_STATES:
-                exc = meta_to_exception(meta.get("result"))
+                exc = _exception(self.app, meta.get("result"))
                 if propagate:
                     raise exc
                 values.append(exc)

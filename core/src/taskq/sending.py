@@ -325,6 +325,8 @@ def send(
         reply_to=options.reply_to,
         priority=priority if priority is not None else cast("int | None", conf["task_default_priority"]),
     )
+    if plugins.has_impl("taskq_message_encoded"):
+        plugins.message_encoded(app, message)
     app.transport.publish(queue, message, delay=delay if delay > 0 else 0.0)
     if plugins.has_impl("taskq_after_publish"):
         plugins.after_publish(app, name, task_id, queue)

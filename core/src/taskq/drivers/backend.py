@@ -12,13 +12,13 @@ the storage primitives (``get``, ``mget``, ``set``, ``delete``, ``incr``), plus
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import importlib
 import sys
 import time
+import types
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypedDict
 
@@ -60,40 +60,85 @@ def _safe_args(exc: BaseException) -> list[object]:
     return args
 
 
-def meta_to_exception(value: object) -> BaseException:
-    """Rebuild a stored exception: its own type when importable, else :class:`TaskError`."""
+def meta_to_exception(value: object, modules: Collection[str] = ()) -> BaseException:
+    """Rebuild a stored exception as its own type where that is safe, else as :class:`TaskError`.
+
+    A record in the result store is untrusted: whoever can write there names the module
+    and type. The type is looked up only in modules this process has already imported
+    (``builtins``, the application's own, taskq's), or in ``modules`` (the
+    ``result_exception_modules`` setting), the only ones ever imported here. It must be a
+    class deriving from :class:`Exception` (never ``SystemExit`` or ``KeyboardInterrupt``,
+    which would end the reading program) whose constructor takes the stored arguments.
+    Anything else comes back as :class:`TaskError`, which carries the original module,
+    type name and message.
+    """
     if isinstance(value, BaseException):
         return value
     if not isinstance(value, Mapping) or "exc_type" not in value:
-        return TaskError("Exception", "", repr(value))
-    type_name = str(value["exc_type"])
-    module_name = str(value.get("exc_module") or "builtins")
+        return TaskError("Exception", "", _text(value))
+    type_name = _text(value["exc_type"])
+    module_name = _text(value.get("exc_module") or "builtins")
     raw_args = value.get("exc_message", [])
     args = tuple(raw_args) if isinstance(raw_args, (list, tuple)) else (raw_args,)
-    cls = _find_exception_class(module_name, type_name)
+    cls = _find_exception_class(module_name, type_name, modules)
     if cls is not None:
-        # A constructor with another signature falls through to TaskError.
-        with contextlib.suppress(Exception):
-            return cls(*args)
-    message = ", ".join(str(a) for a in args)
-    return TaskError(type_name, module_name, message)
+        try:
+            exc = cls(*args)
+        except Exception:  # a constructor with another signature, or one that refuses
+            exc = None
+        if isinstance(exc, cls):
+            return exc
+    return TaskError(type_name, module_name, ", ".join(_text(a) for a in args))
 
 
-def _find_exception_class(module_name: str, type_name: str) -> type[BaseException] | None:
+def _text(value: object, limit: int = 10_000) -> str:
+    """``value`` as text for a message, never raising, at most ``limit`` characters."""
+    try:
+        text = value if isinstance(value, str) else repr(value)
+    except Exception:  # a hostile record holds plain JSON, but be sure
+        text = f"<unprintable {type(value).__name__}>"
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+def _find_exception_class(module_name: str, type_name: str, modules: Collection[str]) -> type[Exception] | None:
+    """The exception class ``module_name.type_name`` if already imported (or allowed), else None.
+
+    Looks names up in the objects' own ``__dict__``: a module-level ``__getattr__`` (a
+    lazy import) or a descriptor never runs.
+    """
     module = sys.modules.get(module_name)
-    if module is None:
+    if module is None and module_name in modules:
         try:
             module = importlib.import_module(module_name)
         except Exception:  # any import failure means "not importable here"
             return None
+    if not isinstance(module, types.ModuleType):
+        return None
     obj: object = module
     for part in type_name.split("."):
-        obj = getattr(obj, part, None)
-        if obj is None:
+        if not isinstance(obj, (types.ModuleType, type)) or not part.isidentifier():
             return None
-    if isinstance(obj, type) and issubclass(obj, BaseException):
+        obj = vars(obj).get(part)
+    if isinstance(obj, type) and issubclass(obj, Exception):
         return obj
     return None
+
+
+def check_meta(meta: object) -> Meta:
+    """``meta`` when it is a task's result record (a mapping whose ``status`` is a text).
+
+    Raises :class:`SerializationError` saying what is wrong otherwise: a record in the
+    store may have been written by anyone.
+    """
+    if not isinstance(meta, dict):
+        raise SerializationError(f"malformed result record: {_text(meta, 200)}; a record is a mapping")
+    status = meta.get("status")
+    if not isinstance(status, str):
+        raise SerializationError(
+            f"malformed result record for task {_text(meta.get('task_id'), 200)}: its status is "
+            f"{_text(status, 200)}, not a state name; it was not written by taskq or Celery"
+        )
+    return meta
 
 
 #: Compression codecs for result records, and the magic bytes that start their output.
@@ -212,11 +257,21 @@ class ResultBackend(ABC):
         return data
 
     def decode(self, data: bytes) -> Meta:
-        data = decompress(bytes(data))
-        value = self.serializer.loads(data)
+        """A record read from the store; :class:`SerializationError` when it is not one."""
+        try:
+            value = self.serializer.loads(decompress(bytes(data)))
+        except (ValueError, TypeError, RecursionError, UnicodeError, EOFError, OSError) as exc:
+            raise SerializationError(
+                f"a record in the result store cannot be read ({type(exc).__name__}: {_text(exc, 200)}); "
+                f"it was not written by taskq or Celery with result_serializer {self.serializer.name!r}"
+            ) from None
         if not isinstance(value, dict):
-            raise TaskError("ValueError", "builtins", f"malformed result record: {value!r}")
+            raise SerializationError(f"malformed result record: {_text(value, 200)}; a record is a mapping")
         return value
+
+    def decode_meta(self, data: bytes) -> Meta:
+        """A task's result record read from the store, checked by :func:`check_meta`."""
+        return check_meta(self.decode(data))
 
     @staticmethod
     def make_meta(
@@ -273,7 +328,7 @@ class ResultBackend(ABC):
         deadline = None if timeout is None else time.monotonic() + timeout
         interval = POLL_INTERVAL_START
         while True:
-            meta = self.get_task_meta(task_id)
+            meta = check_meta(self.get_task_meta(task_id))
             if meta["status"] in states.READY_STATES:
                 return meta
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -391,7 +446,7 @@ class KeyValueBackend(ResultBackend):
         data = self.get(self.task_key(task_id))
         if data is None:
             return {"status": states.PENDING, "result": None, "traceback": None, "task_id": task_id}
-        return self.decode(data)
+        return self.decode_meta(data)
 
     def get_many(self, task_ids: Sequence[str]) -> dict[str, Meta]:
         values = self.mget([self.task_key(t) for t in task_ids])
@@ -400,7 +455,7 @@ class KeyValueBackend(ResultBackend):
             if data is None:
                 out[task_id] = {"status": states.PENDING, "result": None, "task_id": task_id}
             else:
-                out[task_id] = self.decode(data)
+                out[task_id] = self.decode_meta(data)
         return out
 
     def forget(self, task_id: str) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taskq.drivers.bootstep import Step
-from taskq.errors import PoolFeatureError
+from taskq.errors import ConfigError, PoolFeatureError
 
 if TYPE_CHECKING:
     from taskq.drivers.backend import ResultBackend
@@ -139,6 +139,8 @@ class RevocationStep(Step):
         backend = worker.app.new_backend()
         try:
             revocations.sync(backend)
+        except ConfigError:
+            raise  # refused credentials, say: retrying cannot help, the worker must not start
         except Exception:
             logger.exception("could not read revocations from the result backend; retrying")
         self._thread = threading.Thread(target=self._run, args=(backend,), name="taskq-revocations", daemon=True)

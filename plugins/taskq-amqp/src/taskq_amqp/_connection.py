@@ -15,13 +15,14 @@ import time
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 import amqp
 import amqp.exceptions
 
+from taskq.drivers.support.connections import mask_url
 from taskq.drivers.transport import Message
 from taskq.errors import BrokerUnavailableError, ConfigError
 from taskq_amqp._frames import encode_properties
@@ -79,7 +80,7 @@ class ConnectionParams:
     host: str
     port: int
     userid: str
-    password: str
+    password: str = field(repr=False)
     virtual_host: str
     use_tls: bool
     tls: Mapping[str, object]
@@ -96,7 +97,7 @@ def parse_url(url: str, options: Mapping[str, object]) -> ConnectionParams:
     """``amqp[s]://user:password@host:port/vhost``; an empty vhost is ``/``."""
     parts = urlsplit(url)
     if parts.scheme not in SCHEMES:
-        raise ConfigError(f"not an AMQP URL: {url.split('@')[-1]!r}; use amqp://user:password@host:5672/vhost")
+        raise ConfigError(f"not an AMQP URL: {mask_url(url)!r}; use amqp://user:password@host:5672/vhost")
     tls_option = options.get("ssl")
     use_tls = parts.scheme == "amqps" or bool(tls_option)
     vhost = unquote(parts.path[1:]) if parts.path and parts.path != "/" else "/"
@@ -145,10 +146,12 @@ def open_connection(params: ConnectionParams) -> amqp.Connection:
     try:
         conn.connect()
     except amqp.exceptions.AccessRefused as exc:
-        raise BrokerUnavailableError(
-            f"RabbitMQ at {params.masked} refused the login of {params.userid!r} ({exc}); check the user, "
-            f"password and virtual host: rabbitmqctl list_permissions -p {params.virtual_host}"
-        ) from exc
+        # Retrying cannot help: a ConfigError, which no retry loop catches, fails at once.
+        raise ConfigError(
+            f"RabbitMQ at {params.masked} refused the credentials of {params.userid!r} "
+            f"({str(exc).replace(params.password, '***') if params.password else exc}); fix the user name and "
+            f"password in broker_url. Check them with: rabbitmqctl authenticate_user {params.userid} PASSWORD"
+        ) from None
     except CONNECTION_ERRORS as exc:  # socket.timeout is an OSError
         raise BrokerUnavailableError(
             f"cannot reach RabbitMQ at {params.masked} ({exc}); is it running? Start it with: "

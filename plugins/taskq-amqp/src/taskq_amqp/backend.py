@@ -137,7 +137,7 @@ class RpcBackend(Reconnecting, ResultBackend):
             self._barriers.add(str(props.get("correlation_id")))
             return
         try:
-            meta = self.decode(bytes(raw.body))
+            meta = self.decode_meta(bytes(raw.body))
         except Exception as exc:
             logger.warning("ignoring an unreadable result on %s: %s", self.queue_name, exc)
             return

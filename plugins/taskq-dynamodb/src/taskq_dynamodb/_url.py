@@ -5,9 +5,10 @@ from __future__ import annotations
 import ipaddress
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from taskq.drivers.support.connections import mask_url
 from taskq.errors import ConfigError
 
 # Region used for a local endpoint when neither the options nor the environment name one.
@@ -22,8 +23,8 @@ class Settings:
     table: str
     region: str | None  # None: boto3's default chain (AWS_REGION, ~/.aws/config)
     endpoint_url: str | None  # None: the AWS endpoint of the region
-    access_key: str | None  # None: boto3's default credential chain
-    secret_key: str | None
+    access_key: str | None = field(repr=False)  # None: boto3's default credential chain
+    secret_key: str | None = field(repr=False)
     read_capacity: int | None  # None with write_capacity None: on-demand billing
     write_capacity: int | None
 
@@ -38,16 +39,16 @@ def _is_local(host: str) -> bool:
     return True
 
 
-def _capacity(query: dict[str, list[str]], name: str, url: str) -> int | None:
+def _capacity(query: dict[str, list[str]], name: str, shown: str) -> int | None:
     values = query.get(name)
     if not values:
         return None
     try:
         value = int(values[-1])
     except ValueError:
-        raise ConfigError(f"{name}={values[-1]!r} in {url} is not a whole number of capacity units") from None
+        raise ConfigError(f"{name}={values[-1]!r} in {shown} is not a whole number of capacity units") from None
     if value < 1:
-        raise ConfigError(f"{name}={value} in {url}: capacity units start at 1")
+        raise ConfigError(f"{name}={value} in {shown}: capacity units start at 1")
     return value
 
 
@@ -59,14 +60,15 @@ def parse_url(url: str, options: Mapping[str, object]) -> Settings:
     ``endpoint_url``, ``region``, ``aws_access_key_id`` and ``aws_secret_access_key``
     (``result_backend_transport_options``) win over the URL.
     """
+    shown = mask_url(url)  # errors name the URL without its access key and secret
     parts = urlsplit(url)
     if parts.scheme != "dynamodb":
-        raise ConfigError(f"not a dynamodb:// URL: {url!r}")
+        raise ConfigError(f"not a dynamodb:// URL: {shown!r}")
     host = parts.hostname or ""
     try:
         port = parts.port
     except ValueError:
-        raise ConfigError(f"the port in {url!r} is not a number") from None
+        raise ConfigError(f"the port in {shown!r} is not a number") from None
     region: str | None = None
     endpoint: str | None = None
     if host and _is_local(host):
@@ -77,10 +79,10 @@ def parse_url(url: str, options: Mapping[str, object]) -> Settings:
         region = host
     table = unquote(parts.path.lstrip("/")) or DEFAULT_TABLE
     query = parse_qs(parts.query)
-    read = _capacity(query, "read", url)
-    write = _capacity(query, "write", url)
+    read = _capacity(query, "read", shown)
+    write = _capacity(query, "write", shown)
     if (read is None) != (write is None):
-        raise ConfigError(f"{url}: give both read= and write= capacity units, or neither for on-demand billing")
+        raise ConfigError(f"{shown}: give both read= and write= capacity units, or neither for on-demand billing")
     access_key = unquote(parts.username) if parts.username else None
     secret_key = unquote(parts.password) if parts.password else None
     return Settings(

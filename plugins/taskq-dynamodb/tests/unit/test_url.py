@@ -46,3 +46,34 @@ def test_only_one_capacity_is_a_config_error() -> None:
 def test_a_capacity_that_is_not_a_number_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="whole number"):
         parse_url("dynamodb://@us-east-1/t?read=x&write=1", {})
+
+
+# ---- Credentials never appear in an error or a repr -----------------------------------
+
+KEY_ID = "AKIADISTINCTIVEKEY01"
+SECRET = "s3cr3t-Distinctive-Dynamo-Value"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"dynamo://{KEY_ID}:{SECRET}@us-east-1/t",
+        f"dynamodb://{KEY_ID}:{SECRET}@127.0.0.1:notaport/t",
+        f"dynamodb://{KEY_ID}:{SECRET}@us-east-1/t?read=x&write=1",
+        f"dynamodb://{KEY_ID}:{SECRET}@us-east-1/t?read=0&write=1",
+        f"dynamodb://{KEY_ID}:{SECRET}@us-east-1/t?read=5",
+    ],
+)
+def test_a_bad_url_is_reported_without_its_access_key_or_secret(url: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_url(url, {})
+    assert "****" in str(info.value)
+    assert SECRET not in str(info.value)
+    assert KEY_ID not in str(info.value)
+
+
+def test_the_settings_repr_holds_no_credentials() -> None:
+    settings = parse_url(f"dynamodb://{KEY_ID}:{SECRET}@us-east-1/t", {})
+    assert settings.secret_key == SECRET
+    assert SECRET not in repr(settings)
+    assert KEY_ID not in repr(settings)

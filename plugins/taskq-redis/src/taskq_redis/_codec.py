@@ -9,6 +9,8 @@ messages) become :class:`Push` lists.
 
 from __future__ import annotations
 
+from taskq.errors import ConfigError
+
 
 class RedisConnectionError(ConnectionError):
     """Redis cannot be reached, closed the connection, or spoke something else than RESP."""
@@ -22,6 +24,18 @@ class NoScriptError(ResponseError):
     """``NOSCRIPT``: the server does not know the script (restarted or flushed)."""
 
 
+class RedisAuthError(ResponseError, ConfigError):
+    """Redis refused the credentials (``NOAUTH``, ``WRONGPASS``, an unwanted ``AUTH``).
+
+    A :class:`~taskq.errors.ConfigError`: retrying cannot help, so nothing retries it,
+    and the worker and the client report it at once (see ``Client.refused``).
+    """
+
+
+#: How the error replies that mean "these credentials are refused" start.
+_AUTH_REPLIES = ("NOAUTH", "WRONGPASS", "ERR AUTH", "ERR invalid password", "ERR Client sent AUTH")
+
+
 class Push(list):  # type: ignore[type-arg]  # the items of a RESP3 push, as parsed
     """Something Redis sent unasked on a RESP3 connection (a pub/sub message or confirmation)."""
 
@@ -29,6 +43,8 @@ class Push(list):  # type: ignore[type-arg]  # the items of a RESP3 push, as par
 def _error(text: str) -> ResponseError:
     if text.startswith("NOSCRIPT"):
         return NoScriptError(text)
+    if text.startswith(_AUTH_REPLIES):
+        return RedisAuthError(text)
     return ResponseError(text)
 
 
@@ -129,4 +145,4 @@ def _hashable(key: object) -> object:
     return tuple(key) if isinstance(key, list) else key
 
 
-__all__ = ["NoScriptError", "Push", "RedisConnectionError", "ReplyParser", "ResponseError", "pack"]
+__all__ = ["NoScriptError", "Push", "RedisAuthError", "RedisConnectionError", "ReplyParser", "ResponseError", "pack"]

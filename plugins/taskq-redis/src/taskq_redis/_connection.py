@@ -55,8 +55,14 @@ class Endpoint:
     masked_url: str
 
 
-def connect(url: str, options: Mapping[str, object], *, retries: int | None = None) -> Endpoint:
-    """A client for ``url``; connections open lazily, on the first command."""
+def connect(
+    url: str, options: Mapping[str, object], *, retries: int | None = None, setting: str = "the Redis URL"
+) -> Endpoint:
+    """A client for ``url``; connections open lazily, on the first command.
+
+    ``setting`` names where ``url`` came from (``broker_url``, ``result_backend``), for the
+    error that a refused password raises: it fails at once, never retried.
+    """
     common = _common_kwargs(options, retries)
     scheme = url.split("://", 1)[0].lower()
     if scheme == "sentinel":
@@ -68,6 +74,7 @@ def connect(url: str, options: Mapping[str, object], *, retries: int | None = No
     else:
         raise ConfigError(f"taskq-redis cannot open {mask_url(url)!r}: use redis://, rediss://, sentinel:// or unix://")
     prefix = str(options.get("global_keyprefix") or "")
+    client.masked_url, client.setting = mask_url(url), setting
     return Endpoint(client, client.db, prefix, mask_url(url))
 
 

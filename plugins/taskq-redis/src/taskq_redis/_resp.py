@@ -45,10 +45,18 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, cast
 
-from taskq_redis._codec import NoScriptError, Push, RedisConnectionError, ReplyParser, ResponseError, pack
+from taskq_redis._codec import (
+    NoScriptError,
+    Push,
+    RedisAuthError,
+    RedisConnectionError,
+    ReplyParser,
+    ResponseError,
+    pack,
+)
 
 if TYPE_CHECKING:
     import ssl  # imported by taskq_redis._connection only for rediss:// URLs
@@ -98,8 +106,50 @@ class Client:
         self.socket_timeout, self.connect_timeout = socket_timeout, connect_timeout
         self.retries = retries
         self.health_check_interval = health_check_interval
+        #: The URL (masked) and the setting it came from, for the error a refused password raises.
+        self.masked_url = f"{unix_path or f'{host}:{port}'}"
+        self.setting = "the Redis URL"
         self._idle: list[Connection] = []
         self._lock = threading.Lock()
+        self._bound = threading.local()  # .deadline: this thread's caller gives up then
+
+    def refused(self, reply: ResponseError) -> RedisAuthError:
+        """The error for credentials Redis refused: what it said, and which setting to fix."""
+        said = str(reply)
+        for secret in (self.password, self.username):
+            if secret:
+                said = said.replace(secret, "****")
+        if self.password is None:
+            advice = f"the server requires a password: put it in {self.setting} (redis://:PASSWORD@host:port/db)"
+        elif said.startswith("ERR AUTH") or "without any password configured" in said:
+            advice = f"the server has no password set: remove it from {self.setting}, or set requirepass on the server"
+        else:
+            advice = f"fix the user name and password in {self.setting}"
+        error = RedisAuthError(f"Redis at {self.masked_url} refused the credentials ({said}); {advice}")
+        error.__cause__ = None
+        return error
+
+    @contextlib.contextmanager
+    def deadline(self, deadline: float | None) -> Iterator[None]:
+        """Within it, this thread's retries stop before ``deadline`` (``time.monotonic()``).
+
+        A caller with a timeout of its own (``AsyncResult.get(timeout=...)``) retries
+        across reconnects itself until then; a retry pause that would end past it is not
+        taken, so the caller hears of the lost connection in time to honour its timeout.
+        """
+        previous = getattr(self._bound, "deadline", None)
+        self._bound.deadline = deadline
+        try:
+            yield
+        finally:
+            self._bound.deadline = previous
+
+    def gives_up(self, failures: int) -> bool:
+        """Whether a command that failed ``failures + 1`` times is not tried again."""
+        if failures >= self.retries:
+            return True
+        deadline: float | None = getattr(self._bound, "deadline", None)
+        return deadline is not None and time.monotonic() + backoff(failures) >= deadline
 
     def connection(self, *, resp3: bool = False) -> Connection:
         """A new connection of its own (opened on first use); ``resp3``: ask for RESP3."""
@@ -123,7 +173,7 @@ class Client:
                 replies = [conn.read_reply() for _ in commands]
             except OSError:
                 conn.disconnect()
-                if failures >= self.retries:
+                if self.gives_up(failures):
                     raise
                 time.sleep(backoff(failures))
                 failures += 1
@@ -133,6 +183,8 @@ class Client:
                 raise
             self._checkin(conn)
             for reply in replies:
+                if isinstance(reply, RedisAuthError):
+                    raise self.refused(reply) from None
                 if isinstance(reply, ResponseError):
                     raise reply
             return replies
@@ -207,7 +259,7 @@ class Connection(ReplyParser):
                 self._connect()
                 return
             except OSError:
-                if not retry or failures >= self._client.retries:
+                if not retry or self._client.gives_up(failures):
                     raise
                 time.sleep(backoff(failures))
                 failures += 1
@@ -264,8 +316,11 @@ class Connection(ReplyParser):
             hello.append(("SELECT", client.db))
         if hello:
             self.send(b"".join(pack(command) for command in hello))
-            for _ in hello:
+            for command in hello:
                 reply = self.read_reply()
+                if isinstance(reply, RedisAuthError) or (isinstance(reply, ResponseError) and command[0] == "AUTH"):
+                    self.disconnect()
+                    raise client.refused(reply) from None
                 if isinstance(reply, ResponseError):
                     self.disconnect()
                     raise RedisConnectionError(f"Redis at {where} refused the connection: {reply}")
@@ -330,6 +385,8 @@ class Connection(ReplyParser):
     def read_response(self) -> object:
         """The next reply; an error reply is raised."""
         reply = self.read_reply()
+        if isinstance(reply, RedisAuthError):
+            raise self._client.refused(reply) from None
         if isinstance(reply, ResponseError):
             raise reply
         return reply

@@ -60,7 +60,7 @@ def as_text(reply: object) -> str:
 #   Punacked_index                        zset tag -> claim or last renewal time (kombu's)
 #   P_taskq.leases.<queue>                zset tag -> lease expiry, for taskq's holders
 #   P_taskq.claims                        hash tag -> "owner\n<envelope length>\n<step>"
-#   P_taskq.deliveries                    hash tag -> times handed out
+#   P_taskq.deliveries                    hash tag -> times started and not settled (STARTED)
 #   P_taskq.delayed.<queue>               zset "<step><envelope>" -> due time
 #   P_taskq.dead.<queue>                  list of dead letters, newest first
 #   P_taskq.dead_queues                   set of queues that have dead letters
@@ -190,7 +190,7 @@ for s = 1, 4 do
         leases[#leases + 1] = tag
         claims[#claims + 1] = tag
         claims[#claims + 1] = owner .. '\n' .. #envelope .. '\n' .. step
-        local count = redis.call('HINCRBY', COUNTS, tag, 1)
+        local count = tonumber(redis.call('HGET', COUNTS, tag) or '0') + 1
         out[#out + 1] = i
         out[#out + 1] = tag
         out[#out + 1] = count
@@ -227,6 +227,20 @@ for i = 5, #ARGV, 2 do
   end
 end
 return renewed
+"""
+)
+
+# ARGV: P, WAKE, owner, then (queue, tag) pairs. Counts a start of each message this owner holds.
+STARTED = Script(
+    _PRELUDE
+    + r"""
+local owner = ARGV[3] .. '\n'
+for i = 4, #ARGV, 2 do
+  local tag = ARGV[i + 1]
+  local claim = redis.call('HGET', CLAIMS, tag)
+  if claim and string.sub(claim, 1, #owner) == owner then redis.call('HINCRBY', COUNTS, tag, 1) end
+end
+return 0
 """
 )
 
@@ -371,6 +385,7 @@ _BY_SHA = {
         PUBLISH,
         CLAIM,
         RENEW,
+        STARTED,
         ACK,
         REQUEUE,
         DEAD_LETTER,
@@ -400,6 +415,7 @@ __all__ = [
     "PURGE",
     "RENEW",
     "REQUEUE",
+    "STARTED",
     "STORE_AND_ANNOUNCE",
     "Script",
     "as_int",

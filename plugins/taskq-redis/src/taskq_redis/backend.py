@@ -50,6 +50,8 @@ RETRIES = 20
 RETRY_SECONDS = 17
 # Pause, in seconds, after the subscriber lost its connection, before the caller reads again.
 RECONNECT_PAUSE = 0.1
+#: What a waiting client with a timeout outlives by trying again: Redis not answering.
+OUTAGE_ERRORS: tuple[type[Exception], ...] = (BackendUnavailableError, *CONNECTION_ERRORS)
 # Longest wait for Redis to confirm a subscription, in seconds.
 SUBSCRIBE_TIMEOUT = 1.0
 
@@ -75,11 +77,17 @@ class RedisBackend(KeyValueBackend):
                     self._subscribers = []
                     self._wires = []
                     self._local = threading.local()
-                    self._endpoint = connect(self.url, self.options, retries=RETRIES)
+                    self._endpoint = connect(self.url, self.options, retries=RETRIES, setting=self._setting())
                     self._prefix = self._endpoint.prefix
                     self._pid = current_pid()
         assert self._endpoint is not None
         return self._endpoint
+
+    def _setting(self) -> str:
+        """Where this backend's URL is configured, for the advice on a refused password."""
+        if self.url == self.broker_url:
+            return "result_backend (or broker_url, which it follows when unset)"
+        return "result_backend"
 
     def _fail(self, exc: BaseException) -> BackendUnavailableError:
         assert self._endpoint is not None
@@ -172,6 +180,34 @@ class RedisBackend(KeyValueBackend):
     # ---- Push -------------------------------------------------------------------
 
     def wait_for(self, task_id: str, timeout: float | None = None) -> Meta:
+        """Block until ``task_id`` is ready; with ``timeout``, across any outage until then.
+
+        With a timeout, a Redis that stops answering is tried again (every
+        :data:`RECONNECT_PAUSE` s, no retry pause ever ending past the deadline) until the
+        result comes or the timeout ends: then :class:`~taskq.errors.TimeoutError`, which
+        says Redis did not answer. Without one, an outage longer than the backend's own
+        retries (about :data:`RETRY_SECONDS` s) raises ``BackendUnavailableError``.
+        """
+        if timeout is None:
+            return self._wait_for(task_id, None, None)
+        deadline = time.monotonic() + timeout
+        client = self._connection().client
+        while True:
+            try:
+                with client.deadline(deadline):
+                    return self._wait_for(task_id, timeout, deadline)
+            except TimeoutError:
+                raise  # the task's own timeout (an OSError too, as the builtin is)
+            except OUTAGE_ERRORS as exc:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"task {task_id} has no result after {timeout}s: the result backend did not answer ({exc})"
+                    ) from exc
+                self._drop_subscriber()
+                time.sleep(min(RECONNECT_PAUSE, remaining))
+
+    def _wait_for(self, task_id: str, timeout: float | None, deadline: float | None) -> Meta:
         """Block until ``task_id`` is ready: subscribe, read, then take the record as published.
 
         The subscription is in place before the record is read, so a result stored in
@@ -183,14 +219,15 @@ class RedisBackend(KeyValueBackend):
         record is read again every ``POLL_INTERVAL_MAX`` s in case an announcement was
         lost with a connection.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
         key = self._connection().prefix + self.task_key(task_id)
         channel = key
         try:
             pubsub, record = self._subscribed(channel, deadline, read=key)
         except CONNECTION_ERRORS:
+            if deadline is not None:
+                raise  # wait_for tries again until the caller's deadline
             self._drop_subscriber()
-            return super().wait_for(task_id, None if deadline is None else max(0.0, deadline - time.monotonic()))
+            return super().wait_for(task_id, None)
         expected = channel.encode()
         interval = POLL_INTERVAL_START
         while True:
@@ -199,7 +236,7 @@ class RedisBackend(KeyValueBackend):
             elif record is None:
                 meta = {"status": states.PENDING, "result": None, "traceback": None, "task_id": task_id}
             else:
-                meta = self.decode(cast(bytes, record))
+                meta = self.decode_meta(cast(bytes, record))
             record = _NOT_READ
             if meta["status"] in states.READY_STATES:
                 return meta
@@ -210,12 +247,14 @@ class RedisBackend(KeyValueBackend):
                 while (remaining := slice_end - time.monotonic()) > 0:
                     message = _next_message(pubsub, remaining)
                     if message is not None and message["type"] == "message" and message["channel"] == expected:
-                        meta = self.decode(cast(bytes, message["data"]))
+                        meta = self.decode_meta(cast(bytes, message["data"]))
                         if meta["status"] in states.READY_STATES:
                             return meta
             except CONNECTION_ERRORS:
+                if deadline is not None:
+                    raise  # wait_for subscribes again until the caller's deadline
                 self._drop_subscriber()
-                return super().wait_for(task_id, None if deadline is None else max(0.0, deadline - time.monotonic()))
+                return super().wait_for(task_id, None)
             if deadline is not None and time.monotonic() >= deadline:
                 raise TimeoutError(
                     f"task {task_id} is still {meta['status']} after {timeout}s; "

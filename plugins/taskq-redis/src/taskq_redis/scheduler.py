@@ -112,7 +112,7 @@ class RedisScheduler(LeasedScheduler):
         return f"the lock {self.lock_key} at {mask_url(self.url)}"
 
     def connect(self) -> None:
-        self._endpoint = connect(self.url, self.options)
+        self._endpoint = connect(self.url, self.options, setting="beat_scheduler_url (or broker_url, when unset)")
 
     def disconnect(self) -> None:
         endpoint, self._endpoint = self._endpoint, None

@@ -70,7 +70,9 @@ def parse_url(url: str) -> tuple[str, str]:
     """``(bucket, prefix)`` from ``s3://bucket/prefix``; the prefix ends in ``/`` unless empty."""
     parts = urlsplit(url)
     if parts.scheme != "s3" or not parts.hostname:
-        raise ConfigError(f"not an s3://bucket/prefix URL: {url!r}; write result_backend = 's3://my-bucket/results'")
+        raise ConfigError(
+            f"not an s3://bucket/prefix URL: {mask_url(url)!r}; write result_backend = 's3://my-bucket/results'"
+        )
     prefix = unquote(parts.path).strip("/")
     return parts.netloc.rsplit("@", 1)[-1], f"{prefix}/" if prefix else ""
 

@@ -55,6 +55,14 @@ SQLITE_BUSY_TIMEOUT = 30.0
 DEFAULT_DRIVERS = {"postgresql": "postgresql+psycopg", "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
 SUPPORTED_BACKENDS = ("postgresql", "mysql", "mariadb", "sqlite")
 
+#: What installs each driver's DB-API module (the extras install the default drivers).
+DRIVER_INSTALL = {
+    "psycopg": "pip install 'taskq-sqlalchemy[postgresql]'",
+    "psycopg2": "pip install psycopg2-binary",
+    "pymysql": "pip install 'taskq-sqlalchemy[mysql]'",
+    "mysqldb": "pip install mysqlclient",
+}
+
 T = TypeVar("T")
 
 
@@ -76,6 +84,21 @@ def sqlalchemy_url(url: str) -> sa.URL:
     if parsed.drivername in DEFAULT_DRIVERS:
         parsed = parsed.set(drivername=DEFAULT_DRIVERS[parsed.drivername])
     return parsed
+
+
+def create_engine(url: sa.URL, shown: str, **options: object) -> sa.Engine:
+    """:func:`sqlalchemy.create_engine`, with a one-line ``ConfigError`` for a driver not installed.
+
+    ``shown`` is the URL as the user wrote it, masked, for the message.
+    """
+    try:
+        return sa.create_engine(url, **options)
+    except ImportError as exc:
+        driver = url.get_driver_name()
+        install = DRIVER_INSTALL.get(driver, f"pip install {driver}")
+        raise ConfigError(
+            f"the database driver {driver!r} for {shown} is not installed ({exc}); install it with: {install}"
+        ) from None
 
 
 def results_table(name: str, schema: str | None = None, metadata: sa.MetaData | None = None) -> sa.Table:
@@ -103,6 +126,24 @@ def first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip()
     return text.splitlines()[0] if text else type(orig).__name__
+
+
+#: MySQL/MariaDB error codes for refused credentials: access denied (to the server, to the database).
+_MYSQL_REFUSED = frozenset({1044, 1045, 1698})
+#: How PostgreSQL words refused credentials (the connection errors carry no SQLSTATE).
+_POSTGRES_REFUSED = ("password authentication failed", "no password supplied", "pg_hba.conf", "authentication failed")
+
+
+def credentials_refused(exc: BaseException) -> bool:
+    """Whether the database refused the user name or password (retrying cannot help)."""
+    orig = getattr(exc, "orig", None) or exc
+    args = getattr(orig, "args", ())
+    if args and isinstance(args[0], int) and args[0] in _MYSQL_REFUSED:
+        return True
+    text = str(orig)
+    return any(words in text for words in _POSTGRES_REFUSED) or (
+        "FATAL:" in text and "role" in text and "does not exist" in text
+    )
 
 
 def check_advice(url: sa.URL, backend_name: str) -> str:
@@ -186,7 +227,7 @@ class DatabaseBackend(KeyValueBackend):
         if self.backend_name == "sqlite":
             options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
         options.update(self._engine_options)
-        engine = sa.create_engine(self.db_url, **options)
+        engine = create_engine(self.db_url, self.masked_url, **options)
         if self.backend_name == "sqlite":
 
             @sa.event.listens_for(engine, "connect")
@@ -201,7 +242,13 @@ class DatabaseBackend(KeyValueBackend):
     def _advice(self) -> str:
         return check_advice(self.db_url, self.backend_name)
 
-    def _unavailable(self, exc: BaseException) -> BackendUnavailableError:
+    def _unavailable(self, exc: BaseException) -> BackendUnavailableError | ConfigError:
+        """The error to raise for ``exc``: refused credentials are a ConfigError, never retried."""
+        if credentials_refused(exc):
+            return ConfigError(
+                f"the result database at {self.masked_url} refused the credentials ({first_line(exc)}); "
+                f"fix the user name and password in result_backend"
+            )
         return BackendUnavailableError(
             f"cannot reach the result database at {self.masked_url} ({first_line(exc)}); {self._advice()}"
         )

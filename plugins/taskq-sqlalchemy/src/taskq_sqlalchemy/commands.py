@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from taskq.drivers.support.connections import mask_url
 from taskq.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -31,7 +32,7 @@ def _backend(ctx: click.Context, url: str | None, table: str | None) -> Database
     if not isinstance(backend, DatabaseBackend):
         backend.close()
         raise ConfigError(
-            f"the result backend {app.backend_url!r} is not a database (db+...) one; "
+            f"the result backend {mask_url(str(app.backend_url))!r} is not a database (db+...) one; "
             f"set result_backend = 'db+postgresql://...' in taskq.toml or pass --url"
         )
     if table is not None:

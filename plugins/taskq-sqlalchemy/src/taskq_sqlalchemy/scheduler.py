@@ -45,7 +45,7 @@ from taskq.drivers.scheduler import EntryState, LeasedScheduler
 from taskq.drivers.support.connections import mask_url
 from taskq.drivers.support.retrying import RetryPolicy
 from taskq.errors import BackendUnavailableError, ConfigError
-from taskq_sqlalchemy.backend import SQLITE_BUSY_TIMEOUT, check_advice, first_line, sqlalchemy_url
+from taskq_sqlalchemy.backend import SQLITE_BUSY_TIMEOUT, check_advice, create_engine, first_line, sqlalchemy_url
 
 if TYPE_CHECKING:
     from taskq import App
@@ -258,7 +258,7 @@ class DatabaseScheduler(LeasedScheduler):
         options: dict[str, object] = {"pool_pre_ping": True}
         if self.backend_name == "sqlite":
             options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT}
-        return sa.create_engine(self.db_url, **options)
+        return create_engine(self.db_url, mask_url(self.url), **options)
 
     def _create_tables(self) -> None:
         metadata = self.entries_table.metadata

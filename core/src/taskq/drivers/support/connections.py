@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from urllib.parse import urlsplit, urlunsplit
+import re
 
 _pid = os.getpid()
 
@@ -26,17 +26,73 @@ def current_pid() -> int:
     return _pid
 
 
+#: Where a URL's authority starts: a scheme and ``://``. A URL may hold several
+#: (``sentinel://:pw@h1;sentinel://:pw@h2``), and each has its own user part.
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+#: Query parameters whose value is a credential: ``?password=``, ``?token=``, ``?access_key=``...
+_SECRET_PARAM = re.compile(
+    r"([?&;])([^=&;#?]*(?:pass|pwd|secret|token|credential|signature|auth|key|key_?id|sas)[^=&;#?]*)=([^&;#]*)",
+    re.IGNORECASE,
+)
+#: Schemes whose user name is an access key (``dynamodb://KEY_ID:SECRET@region``): masked too.
+#: Matched as parts of the scheme, so that a misspelt ``dynamo://`` is masked as well.
+_KEY_SCHEMES = ("dynamo", "s3", "sqs", "aws")
+#: An AWS access key id, masked wherever it stands as a URL's user (a misspelt scheme too).
+_ACCESS_KEY = re.compile(r"(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,}")
+MASK = "****"
+
+
 def mask_url(url: str) -> str:
-    """``url`` with its password replaced by ``****``, safe to log."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
-        return url
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)[1]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc}"))
+    """``url`` with every password, access key and secret replaced by ``****``, safe to log.
+
+    Masks the user part of each host of a multi-host URL (``;`` or ``,`` between them),
+    the whole user part where it is an access key (``dynamodb://``, ``s3://``, ``sqs://``)
+    or a token alone (``https://TOKEN@host``), and query parameters that carry a
+    credential (``?password=``, ``?token=``, ``?aws_secret_access_key=``...). A password
+    written unencoded with ``@``, ``;``, ``,`` or ``/`` in it is still masked whole.
+    """
+    if not isinstance(url, str):
+        url = str(url)
+    starts = list(_SCHEME.finditer(url))
+    if not starts:  # not a URL (a mistake, quoted in an error): hide anything before an "@"
+        at = url.rfind("@")
+        return _mask_query(url if at < 0 else MASK + url[at:])
+    out = [url[: starts[0].start()]]
+    for index, match in enumerate(starts):
+        end = starts[index + 1].start() if index + 1 < len(starts) else len(url)
+        scheme = match.group()[:-3].lower()
+        out.append(match.group())
+        out.append(_mask_authority(url[match.end() : end], any(name in scheme for name in _KEY_SCHEMES)))
+    return "".join(out)
+
+
+def _mask_authority(rest: str, user_is_key: bool) -> str:
+    """One host's part of a URL (all after ``scheme://``), its user part and secret parameters masked."""
+    cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, cut)
+    if at < 0:
+        # A password holding an unencoded "/" ends the authority early: take the first "@"
+        # before any query as the end of the user part.
+        first = rest.find("@")
+        query = rest.find("?")
+        if first > 0 and not rest.startswith("/") and (query < 0 or first < query):
+            at = first
+    if at < 0:
+        return _mask_query(rest)
+    userinfo, tail = rest[:at], rest[at:]
+    user, colon, _ = userinfo.partition(":")
+    user_is_key = user_is_key or _ACCESS_KEY.fullmatch(user) is not None
+    if colon and not user_is_key:
+        masked = f"{user}:{MASK}"
+    elif colon:
+        masked = f"{MASK if user else ''}:{MASK}"
+    else:
+        masked = MASK if userinfo else ""
+    return masked + _mask_query(tail)
+
+
+def _mask_query(text: str) -> str:
+    return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}={MASK}", text)
 
 
 __all__ = ["current_pid", "mask_url"]
