@@ -11,8 +11,7 @@ the next example starts a new one on a fresh namespace (a crashed claim would ot
 keep killing workers).
 
 The headers issue 13 names as crashing workers (eta, expires, timelimit) are fuzzed in
-tests of their own, marked ``xfail(strict=True)`` while the fix is not on this branch, so
-the other headers, bodies and options are checked today.
+a test of their own.
 """
 
 from __future__ import annotations
@@ -435,17 +434,12 @@ def test_any_protocol_header_value_is_run_or_dead_lettered(site: Site, ledger: L
 
 
 @pytest.mark.parametrize("site", ALL_SITES, indirect=True)
-@pytest.mark.xfail(
-    strict=True, reason="issue 13: an unparsable eta/expires or a timelimit of [1e9, 'x'] stops the worker"
-)
 @seed(SEED)
 @FUZZ
 @given(batch=batches(hostile_headers(CRASHING_HEADERS), min_size=1, max_size=BATCH))
 @example(batch=crashing_header_example())
 def test_any_eta_expires_or_timelimit_is_run_or_dead_lettered(site: Site, ledger: Ledger, batch: list[Hostile]):
-    row = ledger.row("fuzz eta/expires/limits", site.name)
-    row.known_bugs.append("unparsable eta/expires/timelimit stops the worker")
-    check_batch(site, batch, row)
+    check_batch(site, batch, ledger.row("fuzz eta/expires/limits", site.name))
 
 
 @pytest.mark.parametrize("site", ALL_SITES, indirect=True)
