@@ -236,7 +236,14 @@ def test_the_worker_dead_letters_a_message_with_a_hostile_header_once_and_runs_t
 def test_send_task_refuses_a_header_the_worker_would_reject(app: App) -> None:
     from taskq.errors import TaskqError
 
-    for headers in ({"eta": "not-a-date"}, {"expires": {"a": 1}}, {"timelimit": [1e9, "x"]}, {"retries": "x"}):
+    for headers in (
+        {"eta": "not-a-date"},
+        {"expires": {"a": 1}},
+        {"timelimit": [1e9, "x"]},
+        {"retries": "x"},
+        {"id": 5},
+        {"task": None},
+    ):
         with pytest.raises((TaskqError, TypeError, ValueError), match=next(iter(headers))):
             app.send_task("tests.add", [1, 2], headers=headers)
     assert broker(app).depth("taskq") == 0
