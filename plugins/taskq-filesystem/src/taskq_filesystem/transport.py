@@ -44,6 +44,7 @@ import itertools
 import logging
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -231,9 +232,15 @@ class FilesystemTransport(Transport):
             os.utime(source, ns=(deadline_ns, deadline_ns))
             os.rename(source, target)
             os.utime(target, ns=(deadline_ns, deadline_ns))  # ours, whatever a loser set
+        except FileNotFoundError:
+            return None
+        try:
             data = _layout.read_file(target)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a directory, a file this user may not read: the stand-in, with why
+            reason = f"the message file cannot be read ({exc.strerror or type(exc).__name__})"
+            return Delivery(envelope.undecodable(b"", reason), queue, target, deliveries)
         try:
             message = envelope.decode(data)
         except MessageDecodeError as exc:  # handed out anyway: the worker dead-letters it with the reason
@@ -351,8 +358,7 @@ class FilesystemTransport(Transport):
         try:
             # kept first, removed second: a crash in between duplicates, never loses
             self._write(delivery.queue, DEAD, name, data)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(str(delivery.tag))
+            _remove(str(delivery.tag))
         except OSError as exc:
             raise self._fail(exc) from exc
         logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
@@ -432,6 +438,16 @@ def _mtime_ns(entry: os.DirEntry[str]) -> int:
         return entry.stat().st_mtime_ns
     except FileNotFoundError:
         return 2**63 - 1
+
+
+def _remove(path: str) -> None:
+    """Remove a claimed entry: a message file, or a directory another program put in the queue."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _is_number(text: str) -> bool:
