@@ -388,7 +388,8 @@ def _undecodable(body: bytes, headers: object, properties: object, error: Messag
 
 
 def _due_order(row: tuple[object, ...]) -> tuple[float, int]:
-    return row[2], row[0]  # type: ignore[return-value]  # (due REAL, id INTEGER) by the schema
+    due = row[2]  # REAL by the schema, but another program can store any type there
+    return (due if type(due) is float or type(due) is int else 0.0), row[0]  # type: ignore[return-value]  # id INTEGER PRIMARY KEY
 
 
 def _id_array(deliveries: Sequence[Delivery]) -> str:
