@@ -33,7 +33,17 @@ PLUGINS = sorted(p for p in (ROOT / "plugins").glob("taskq-*") if (p / "pyprojec
 DISTS = {"taskq-core": "core"} | {p.name: f"plugins/{p.name}" for p in PLUGINS}
 #: Distributions a distribution's tests need beside taskq-core. Core's own worker tests
 #: need a pool, and the lightest one is solo.
-TEST_COMPANIONS = {"taskq-core": ["plugins/taskq-solo"]}
+TEST_COMPANIONS = {
+    "taskq-core": ["plugins/taskq-solo"],
+    # its tests run signed tasks on real workers (solo and prefork pools), on SQLite, Redis and RabbitMQ
+    "taskq-security": [
+        "plugins/taskq-solo",
+        "plugins/taskq-prefork",
+        "plugins/taskq-sqlite",
+        "plugins/taskq-redis",
+        "plugins/taskq-amqp",
+    ],
+}
 ROOT_PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
 #: The lock: every third-party version a session installs, nox and uv included.
@@ -266,9 +276,16 @@ def tests(session: nox.Session, dist: str) -> None:
 
 @nox.session(python=PYTHON)
 def integration(session: nox.Session) -> None:
-    """Top-level tests/: every distribution together, end to end and faults."""
+    """Top-level tests/: every distribution together, end to end (faults have their own session)."""
     _install(session, "core", *(f"plugins/{p.name}" for p in PLUGINS))
-    _pytest(session, "tests", "--ignore=tests/interop")
+    _pytest(session, "tests", "--ignore=tests/interop", "--ignore=tests/faults")
+
+
+@nox.session(python=PYTHON)
+def faults(session: nox.Session) -> None:
+    """tests/faults: kill -9 storms, SIGTERM, broker restarts and fuzzed messages, with a summary."""
+    _install(session, "core", *(f"plugins/{p.name}" for p in PLUGINS))
+    _pytest(session, "tests/faults")
 
 
 @nox.session(python=PYTHON)

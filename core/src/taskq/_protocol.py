@@ -10,8 +10,11 @@ can share a broker with taskq.
 from __future__ import annotations
 
 import datetime
+import math
 import os
+import reprlib
 import socket
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import cast
@@ -24,6 +27,26 @@ from taskq.errors import MessageDecodeError, TaskqError
 PROTOCOL_VERSION = 2
 #: Longest argsrepr/kwargsrepr kept in headers, in characters.
 REPR_MAX = 1024
+#: Longest time limit a message may ask for, in seconds: the longest a Python thread can wait.
+LIMIT_MAX = threading.TIMEOUT_MAX
+# Longest value quoted in a reason, in characters.
+SHOWN_MAX = 80
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxstring, _REPR.maxother = 3, SHOWN_MAX, SHOWN_MAX
+_NO_LIMITS: tuple[float | None, float | None] = (None, None)
+_NO_LIMITS_LIST = [None, None]
+# The header and property values that are text or null, in the order _checked_headers reads them.
+_TEXT_FIELDS = (
+    "root_id",
+    "parent_id",
+    "group",
+    "argsrepr",
+    "kwargsrepr",
+    "origin",
+    "shadow",
+    "reply_to",
+    "correlation_id",
+)
 
 _ORIGIN = f"{os.getpid()}@{socket.gethostname()}"
 
@@ -44,23 +67,47 @@ def to_iso(value: datetime.datetime | float | None, now: float | None = None) ->
 
 
 def from_iso(value: object) -> float | None:
-    """POSIX time of an ISO-8601 timestamp (naive means UTC); None stays None."""
+    """POSIX time of an ISO-8601 timestamp (naive means UTC), a datetime or a number; None stays None.
+
+    Raises:
+        MessageDecodeError: the value is none of those, is not a real date, or is not finite.
+    """
+    return _when(value, "timestamp")
+
+
+def _when(value: object, name: str) -> float | None:
+    """An ``eta``/``expires`` value as a finite POSIX time, or None."""
     if value is None:
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
+    kind = type(value)
     try:
-        parsed = datetime.datetime.fromisoformat(str(value))
-    except ValueError as exc:
-        raise MessageDecodeError(f"bad timestamp {value!r} in task headers: {exc}") from exc
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.UTC)
-    return parsed.timestamp()
+        if kind is str:
+            parsed = datetime.datetime.fromisoformat(cast(str, value))
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=datetime.UTC)
+            seconds = parsed.timestamp()
+        elif kind is float or kind is int:
+            seconds = float(cast(float, value))
+        elif isinstance(value, datetime.datetime):  # a tagged JSON value, or pickle's
+            seconds = (value if value.tzinfo else value.replace(tzinfo=datetime.UTC)).timestamp()
+        else:
+            raise _bad(name, value, "an ISO-8601 date and time, a POSIX time or null")
+    except (ValueError, OverflowError, OSError) as exc:
+        raise MessageDecodeError(f"{name} {_show(value)} is not a date and time that can be read: {exc}") from exc
+    if not math.isfinite(seconds):
+        raise _bad(name, value, "a finite date and time")
+    return seconds
 
 
 @dataclass(slots=True)
 class TaskMessage:
-    """A decoded task message: headers, arguments and the workflow that follows it."""
+    """A decoded and checked task message: headers, arguments and the workflow that follows it.
+
+    :func:`decode` fills every field from the message and checks its type, so code that
+    reads these never meets a value of the wrong type. ``headers`` and ``properties``
+    stay as they came (for ``self.request.headers`` and for sending the message on), and
+    every header named by a field has been checked there too.
+    """
 
     name: str
     id: str
@@ -72,18 +119,24 @@ class TaskMessage:
     errbacks: list[dict[str, object]] | None = None
     chain: list[dict[str, object]] | None = None
     chord: dict[str, object] | None = None
-
-    @property
-    def retries(self) -> int:
-        return int(cast("int | str", self.headers.get("retries") or 0))
-
-    @property
-    def eta(self) -> float | None:
-        return from_iso(self.headers.get("eta"))
-
-    @property
-    def expires(self) -> float | None:
-        return from_iso(self.headers.get("expires"))
+    #: POSIX times of the ``eta`` and ``expires`` headers.
+    eta: float | None = None
+    expires: float | None = None
+    retries: int = 0
+    #: ``(hard, soft)`` seconds from the ``timelimit`` header.
+    timelimit: tuple[float | None, float | None] = (None, None)
+    root_id: str | None = None
+    parent_id: str | None = None
+    group: str | None = None
+    group_index: int | None = None
+    ignore_result: bool = False
+    argsrepr: str | None = None
+    kwargsrepr: str | None = None
+    origin: str | None = None
+    shadow: str | None = None
+    reply_to: str | None = None
+    correlation_id: str | None = None
+    priority: int | None = None
 
 
 def build_headers(
@@ -162,11 +215,37 @@ def encode(
 
 
 def decode(registry: SerializerRegistry, message: Message) -> TaskMessage:
-    """Read a protocol 2 message; :class:`MessageDecodeError` says what is wrong with it."""
+    """Read and check a protocol 2 message.
+
+    The one place where a message's content is trusted: every header and property the
+    worker uses, the body and the workflow in it are checked here (docs/protocol.md lists
+    what each accepts), so a :class:`TaskMessage` never makes the worker raise.
+
+    Raises:
+        MessageDecodeError: what is wrong with the message, naming the field; never anything else.
+    """
+    try:
+        return _decode(registry, message)
+    except MessageDecodeError as exc:
+        whose = _whose(message)  # the reason names the task when the headers do
+        if whose is None:
+            raise
+        raise MessageDecodeError(f"{whose}: {exc}") from exc.__cause__
+    except RecursionError as exc:
+        raise MessageDecodeError(f"{_whose(message) or 'a message'}: the message is nested too deeply to read") from exc
+    except Exception as exc:  # a serializer's library, or a value whose methods raise: never out of here
+        raise MessageDecodeError(
+            f"{_whose(message) or 'a message'}: the message cannot be read ({type(exc).__name__}: {_short(_str(exc))})"
+        ) from exc
+
+
+def _decode(registry: SerializerRegistry, message: Message) -> TaskMessage:
     headers = message.headers
+    if type(headers) is not dict:
+        raise MessageDecodeError(f"the message's headers are {_kind(headers)}, not a mapping")
     name = headers.get("task")
     task_id = headers.get("id")
-    if not isinstance(name, str) or not isinstance(task_id, str):
+    if type(name) is not str or type(task_id) is not str:
         why = headers.get(UNDECODABLE_HEADER)
         if isinstance(why, str):  # the transport could not read the envelope: say why
             raise MessageDecodeError(why)
@@ -175,37 +254,243 @@ def decode(registry: SerializerRegistry, message: Message) -> TaskMessage:
                 "message has no 'task' and 'id' headers: it is not a protocol 2 task message "
                 "(protocol 1 messages from Celery 3 are not supported; set task_protocol = 2)"
             )
-        raise MessageDecodeError(f"message headers lack a task name or id: {sorted(headers)}")
+        if "task" in headers and "id" in headers:
+            raise MessageDecodeError(
+                f"the message's 'task' header is {_kind(name)} and its 'id' {_kind(task_id)}: both must be text"
+            )
+        raise MessageDecodeError(f"message headers lack a task name or id: {_show(sorted(map(str, headers)))}")
+    properties = message.properties
+    if type(properties) is not dict:
+        raise MessageDecodeError(f"the message's properties are {_kind(properties)}")
+    checked = _checked_headers(headers, properties)
     try:
         body = registry.loads(message.body, message.content_type)
-    except TaskqError:
-        raise
+    except TaskqError as exc:  # content outside accept_content, an unknown serializer
+        raise MessageDecodeError(_str(exc)) from exc
+    except RecursionError as exc:
+        raise MessageDecodeError(f"the body ({_show(message.content_type)}) is nested too deeply to read") from exc
     except Exception as exc:  # a serializer raises whatever its library raises on bad bytes
         raise MessageDecodeError(
-            f"task {name}[{task_id}]: cannot read the body as {message.content_type}: {type(exc).__name__}: {exc}"
+            f"cannot read the body as {_show(message.content_type)}: {type(exc).__name__}: {_short(_str(exc))}"
         ) from exc
     if not isinstance(body, (list, tuple)) or len(body) != 3:
-        raise MessageDecodeError(
-            f"task {name}[{task_id}]: body is not [args, kwargs, embed] (got {type(body).__name__})"
-        )
+        raise MessageDecodeError(f"body is not [args, kwargs, embed] (got {type(body).__name__})")
     args, kwargs, embed = body
     if not isinstance(args, (list, tuple)) or not isinstance(kwargs, dict):
-        raise MessageDecodeError(f"task {name}[{task_id}]: args must be a list and kwargs a mapping")
-    embed = embed or {}
-    if not isinstance(embed, dict):
-        raise MessageDecodeError(f"task {name}[{task_id}]: embed must be a mapping")
+        raise MessageDecodeError("args must be a list and kwargs a mapping")
+    for key in kwargs:
+        if type(key) is not str:
+            raise MessageDecodeError(f"kwargs has a key that is {_kind(key)}, not text")
+    callbacks = errbacks = chain = None
+    chord: dict[str, object] | None = None
+    if isinstance(embed, dict):
+        callbacks, errbacks, chain, chord_value = (
+            embed.get("callbacks"),
+            embed.get("errbacks"),
+            embed.get("chain"),
+            embed.get("chord"),
+        )
+        if callbacks is not None:
+            callbacks = _signatures(callbacks, "callbacks")
+        if errbacks is not None:
+            errbacks = _signatures(errbacks, "errbacks")
+        if chain is not None:
+            chain = _signatures(chain, "chain")
+        if chord_value is not None and not isinstance(chord_value, dict):
+            raise _bad("chord", chord_value, "a mapping (a signature) or null")
+        chord = chord_value
+    elif embed is not None:
+        raise MessageDecodeError("embed must be a mapping")
     return TaskMessage(
-        name=name,
-        id=task_id,
-        args=list(args),
-        kwargs=kwargs,
-        headers=headers,
-        properties=message.properties,
-        callbacks=embed.get("callbacks"),
-        errbacks=embed.get("errbacks"),
-        chain=embed.get("chain"),
-        chord=embed.get("chord"),
+        name,
+        task_id,
+        args if type(args) is list else list(args),
+        kwargs,
+        headers,
+        properties,
+        callbacks,
+        errbacks,
+        chain,
+        chord,
+        *checked,
     )
 
 
-__all__ = ["PROTOCOL_VERSION", "TaskMessage", "build_headers", "decode", "encode", "from_iso", "to_iso"]
+# The checked header and property values, in TaskMessage's field order from eta on.
+_Checked = tuple[
+    float | None,
+    float | None,
+    int,
+    tuple[float | None, float | None],
+    str | None,
+    str | None,
+    str | None,
+    int | None,
+    bool,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    str | None,
+    int | None,
+]
+
+
+def _checked_headers(headers: dict[str, object], properties: dict[str, object]) -> _Checked:
+    """The checked values of the headers and properties, in :class:`TaskMessage`'s field order
+    from ``eta`` on."""
+    get = headers.get
+    value = get("retries")
+    retries = 0
+    if value is not None:
+        if type(value) is not int or value < 0:
+            raise _bad("retries", value, "a whole number, 0 or more")
+        retries = value
+    value = get("group_index")
+    if value is not None and type(value) is not int:
+        raise _bad("group_index", value, "a whole number or null")
+    group_index = value
+    value = get("ignore_result")
+    if value is not None and type(value) is not bool:
+        raise _bad("ignore_result", value, "true, false or null")
+    ignore_result = value is True
+    value = properties.get("priority")
+    if value is not None and type(value) is not int:
+        raise _bad("priority", value, "a whole number or null")
+    priority = value
+    texts = (
+        get("root_id"),
+        get("parent_id"),
+        get("group"),
+        get("argsrepr"),
+        get("kwargsrepr"),
+        get("origin"),
+        get("shadow"),
+        properties.get("reply_to"),
+        properties.get("correlation_id"),
+    )
+    for value in texts:  # inline: the per-message path; the name is found only for the reason
+        if value is not None and type(value) is not str:
+            raise next(_bad(n, v, "text or null") for n, v in zip(_TEXT_FIELDS, texts, strict=True) if v is value)
+    root_id, parent_id, group, argsrepr, kwargsrepr, origin, shadow, reply_to, correlation_id = cast(
+        "tuple[str | None, ...]", texts
+    )
+    eta = get("eta")
+    expires = get("expires")
+    timelimit = get("timelimit")
+    return (
+        None if eta is None else _when(eta, "eta"),
+        None if expires is None else _when(expires, "expires"),
+        retries,
+        _NO_LIMITS if timelimit is None or timelimit == _NO_LIMITS_LIST else _timelimit(timelimit),
+        root_id,
+        parent_id,
+        group,
+        group_index,
+        ignore_result,
+        argsrepr,
+        kwargsrepr,
+        origin,
+        shadow,
+        reply_to,
+        correlation_id,
+        priority,
+    )
+
+
+def check_headers(headers: Mapping[str, object], properties: Mapping[str, object] | None = None) -> None:
+    """Check headers (and properties) as a worker will, before sending them.
+
+    Raises:
+        MessageDecodeError: a value a worker would refuse, naming its header.
+    """
+    _checked_headers(dict(headers), dict(properties or {}))
+
+
+def _text(value: object, name: str) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise _bad(name, value, "text or null")
+
+
+def _timelimit(value: object) -> tuple[float | None, float | None]:
+    if value is None:
+        return _NO_LIMITS
+    if (type(value) is not list and type(value) is not tuple) or len(cast("list[object]", value)) != 2:
+        raise _bad("timelimit", value, "[hard, soft]: two numbers of seconds, or nulls")
+    hard, soft = cast("list[object]", value)
+    if hard is None and soft is None:
+        return _NO_LIMITS
+    return _seconds(hard), _seconds(soft)
+
+
+def _seconds(value: object) -> float | None:
+    if value is None:
+        return None
+    kind = type(value)
+    if kind is not float and kind is not int:
+        raise _bad("timelimit", value, "[hard, soft]: two numbers of seconds, or nulls")
+    try:
+        seconds = float(cast(float, value))
+    except OverflowError:
+        seconds = math.inf
+    if not 0.0 <= seconds <= LIMIT_MAX:  # NaN fails too
+        raise _bad("timelimit", value, f"[hard, soft]: seconds from 0 to {LIMIT_MAX:.0f}, or nulls")
+    return seconds
+
+
+def _signatures(value: object, name: str) -> list[dict[str, object]] | None:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)) and all(isinstance(item, dict) for item in value):
+        return cast("list[dict[str, object]]", value if type(value) is list else list(value))
+    raise _bad(name, value, "a list of mappings (signatures) or null")
+
+
+def _bad(name: str, value: object, expected: str) -> MessageDecodeError:
+    return MessageDecodeError(f"{name} is {_show(value)}; expected {expected}")
+
+
+def _show(value: object) -> str:
+    """A value in a reason: short, so that a hostile one cannot flood the log."""
+    try:
+        shown = _REPR.repr(value)
+    except Exception:  # a repr that raises (pickle can make any object)
+        shown = f"a {type(value).__name__}"
+    return _short(shown)
+
+
+def _str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception:  # an exception whose __str__ raises
+        return type(exc).__name__
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= SHOWN_MAX else text[: SHOWN_MAX - 3] + "..."
+
+
+def _kind(value: object) -> str:
+    return "null" if value is None else f"a {type(value).__name__}"
+
+
+def _whose(message: Message) -> str | None:
+    """``task name[id]`` of a message, when its headers say so; else None."""
+    headers = message.headers
+    if type(headers) is dict and type(headers.get("task")) is str and type(headers.get("id")) is str:
+        return f"task {_short(cast(str, headers['task']))}[{_short(cast(str, headers['id']))}]"
+    return None
+
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "TaskMessage",
+    "build_headers",
+    "check_headers",
+    "decode",
+    "encode",
+    "from_iso",
+    "to_iso",
+]

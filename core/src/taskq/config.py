@@ -7,6 +7,12 @@ are the upper-case names with a ``TASKQ_`` prefix (``TASKQ_BROKER_URL``); values
 parsed to the setting's type (lists are comma-separated, tables are JSON).
 
 An unknown name anywhere is an error that suggests the nearest valid one.
+
+Plugins declare settings of their own through the entry-point group ``taskq.settings``:
+each entry point names a mapping of setting names to defaults
+(``security = "taskq_security.settings:DEFAULTS"``). They are read once per process, and
+only when a name is not one of core's (:func:`plugin_settings`), so a configuration that
+uses none costs nothing; code can declare more with :func:`register_settings`.
 """
 
 from __future__ import annotations
@@ -91,6 +97,13 @@ DEFAULTS: dict[str, object] = {
 }
 
 PLUGIN_KEYS = frozenset({"enable", "disable"})
+#: The entry-point group through which a plugin declares its settings: a mapping of names to defaults.
+SETTINGS_ENTRY_POINT_GROUP = "taskq.settings"
+
+# Settings declared by plugins (name -> default), read from the entry points when first needed.
+_plugin_defaults: dict[str, object] | None = None
+# Settings declared in code by register_settings, kept apart so a re-read keeps them.
+_registered_defaults: dict[str, object] = {}
 
 #: Types of the settings whose default is None, for reading them from the environment.
 OPTIONAL_TYPES: dict[str, type] = {
@@ -115,10 +128,73 @@ def suggest(name: str, choices: Mapping[str, object] | frozenset[str] | list[str
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def plugin_settings() -> dict[str, object]:
+    """The settings installed plugins declare, by name, with their defaults.
+
+    Read once per process from the ``taskq.settings`` entry points (importing only the
+    modules they name), plus those given to :func:`register_settings`.
+
+    Raises:
+        ConfigError: an entry point fails to load, is not a mapping, or redeclares a setting.
+    """
+    global _plugin_defaults
+    if _plugin_defaults is None:
+        from taskq import _entry_points  # only when a name is not core's: kept off every start-up
+
+        found: dict[str, object] = {}
+        for entry_point in _entry_points.entry_points(SETTINGS_ENTRY_POINT_GROUP):
+            try:
+                declared = entry_point.load()
+            except Exception as exc:
+                raise ConfigError(
+                    f"the settings of plugin {entry_point.name!r} ({entry_point.value}) fail to load: "
+                    f"{type(exc).__name__}: {exc}. Reinstall the plugin, or disable it."
+                ) from exc
+            owner = f"plugin {entry_point.name!r} ({entry_point.value})"
+            settings = _declared(declared, owner)
+            clash = sorted(name for name in settings if name in found)
+            if clash:
+                raise ConfigError(
+                    f"{owner} declares settings another installed plugin declares too: {', '.join(clash)}; "
+                    f"uninstall or rename one"
+                )
+            found.update(settings)
+        _plugin_defaults = found
+    if _registered_defaults:
+        return {**_plugin_defaults, **_registered_defaults}
+    return _plugin_defaults
+
+
+def register_settings(defaults: Mapping[str, object], *, owner: str = "code") -> None:
+    """Declare settings (names and defaults) from code, as a plugin's entry point does."""
+    _registered_defaults.update(_declared(defaults, owner))
+
+
+def _declared(declared: object, owner: str) -> dict[str, object]:
+    if not isinstance(declared, Mapping) or not all(isinstance(name, str) for name in declared):
+        raise ConfigError(f"the settings declared by {owner} are not a mapping of names to defaults")
+    clash = sorted(set(declared) & set(DEFAULTS))
+    if clash:
+        raise ConfigError(f"{owner} declares settings core already has: {', '.join(clash)}; rename them")
+    return dict(declared)
+
+
+def is_setting(name: str) -> bool:
+    """Whether ``name`` is a setting of core or of an installed plugin."""
+    return name in DEFAULTS or name in plugin_settings()
+
+
+def default_of(name: str) -> object:
+    """The default of the setting ``name`` (core's or a plugin's); KeyError if there is none."""
+    if name in DEFAULTS:
+        return DEFAULTS[name]
+    return plugin_settings()[name]
+
+
 def _check_names(values: Mapping[str, object], where: str) -> None:
     for name in values:
-        if name not in DEFAULTS:
-            raise ConfigError(f"unknown setting {name!r} in {where}{suggest(name, DEFAULTS)}")
+        if not is_setting(name):
+            raise ConfigError(f"unknown setting {name!r} in {where}{suggest(name, _all_names())}")
     plugins = values.get("plugins")
     if plugins is not None:
         if not isinstance(plugins, Mapping):
@@ -131,7 +207,7 @@ def _check_names(values: Mapping[str, object], where: str) -> None:
 
 
 def _parse_env(name: str, raw: str) -> object:
-    default = DEFAULTS[name]
+    default = default_of(name)
     if default is None and name in OPTIONAL_TYPES:
         default = OPTIONAL_TYPES[name]()
     if isinstance(default, bool):
@@ -205,10 +281,10 @@ def read_environment(environ: Mapping[str, str]) -> dict[str, object]:
         if not key.startswith(ENV_PREFIX) or key in RESERVED_ENV:
             continue
         name = key[len(ENV_PREFIX) :].lower()
-        if name not in DEFAULTS:
+        if not is_setting(name):
             import difflib
 
-            close = difflib.get_close_matches(name, list(DEFAULTS), n=1, cutoff=0.6)
+            close = difflib.get_close_matches(name, list(_all_names()), n=1, cutoff=0.6)
             hint = f"; did you mean {ENV_PREFIX}{close[0].upper()}?" if close else ""
             raise ConfigError(f"unknown setting in the environment: {key}{hint}")
         values[name] = _parse_env(name, raw)
@@ -225,7 +301,15 @@ class Settings(Mapping[str, object]):
         self.source = source
 
     def __getitem__(self, name: str) -> object:
-        return self._values[name]
+        try:
+            return self._values[name]
+        except KeyError:
+            if name in DEFAULTS:
+                raise
+            # A plugin's setting left at its default: read when first asked for.
+            value = copy.copy(plugin_settings()[name])
+            self._values[name] = value
+            return value
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._values)
@@ -234,10 +318,12 @@ class Settings(Mapping[str, object]):
         return len(self._values)
 
     def __getattr__(self, name: str) -> object:
+        if name.startswith("_"):
+            raise AttributeError(name)
         try:
-            return self._values[name]
+            return self[name]
         except KeyError:
-            raise AttributeError(f"unknown setting {name!r}{suggest(name, self._values)}") from None
+            raise AttributeError(f"unknown setting {name!r}{suggest(name, _all_names())}") from None
 
     def update(self, **values: object) -> None:
         """Change settings at run time (before the app is first used)."""
@@ -256,6 +342,10 @@ class Settings(Mapping[str, object]):
         plugins = self._values.get("plugins") or {}
         assert isinstance(plugins, Mapping)
         return list(plugins.get("disable") or [])
+
+
+def _all_names() -> dict[str, object]:
+    return {**DEFAULTS, **plugin_settings()}
 
 
 def load_settings(
@@ -284,4 +374,15 @@ def load_settings(
     return Settings(values, source)
 
 
-__all__ = ["DEFAULTS", "Settings", "find_config_file", "load_settings", "read_config_file"]
+__all__ = [
+    "DEFAULTS",
+    "SETTINGS_ENTRY_POINT_GROUP",
+    "Settings",
+    "default_of",
+    "find_config_file",
+    "is_setting",
+    "load_settings",
+    "plugin_settings",
+    "read_config_file",
+    "register_settings",
+]

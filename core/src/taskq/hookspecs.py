@@ -23,7 +23,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from taskq import App, Task
-    from taskq.drivers import Request, Serializer, Worker
+    from taskq.drivers import Message, Request, Serializer, Worker
 
 PROJECT = "taskq"
 
@@ -167,10 +167,42 @@ def taskq_before_publish(app: App, name: str, task_id: str, headers: dict[str, o
 
 
 @hookspec
+def taskq_message_encoded(app: App, message: Message) -> None:
+    """A task message is encoded and about to be handed to the broker. Added in 0.2.
+
+    ``message`` is the :class:`~taskq.drivers.Message` exactly as it will be
+    published (body bytes, headers, content type and encoding, properties); a plugin may
+    add headers to it (taskq-security signs it here) but should not change what is already
+    there. Called per message, on the client and wherever a worker sends (retries, chain
+    steps, callbacks, chord bodies), in the sending thread, after ``taskq_before_publish``;
+    skipped when no plugin implements it. An exception stops the send and reaches the
+    caller.
+    """
+
+
+@hookspec
 def taskq_after_publish(app: App, name: str, task_id: str, queue: str) -> None:
     """A task message was handed to the broker. Added in 0.1.
 
     Called per message on the client; skipped when no plugin implements it.
+    """
+
+
+# ---- Worker intake -----------------------------------------------------------------
+
+
+@hookspec(firstresult=True)
+def taskq_message_received(app: App, message: Message) -> str | None:
+    """A worker claimed a message and has decoded nothing of it yet. Added in 0.2.
+
+    ``message`` is the :class:`~taskq.drivers.Message` as the transport handed
+    it over: every header and byte in it is untrusted. Return ``None`` to let the worker
+    decode it, or a reason (``"bad signature: ..."``) to have it dead-lettered once with
+    that reason instead; the first reason returned wins (``firstresult``). Called per
+    message, in the worker's main process, before protocol decoding; it must be quick and
+    must not raise on any input. An exception dead-letters the message with the plugin's
+    name in the reason, except a ``taskq.errors.ConfigError`` (the plugin is misconfigured
+    and can check nothing), which stops the worker. Skipped when no plugin implements it.
     """
 
 

@@ -22,13 +22,14 @@ from typing import TYPE_CHECKING, cast
 import pluggy
 
 from taskq import _entry_points, hookspecs
-from taskq.errors import DriverNotFoundError, PluginError
+from taskq.errors import ConfigError, DriverNotFoundError, PluginError
 
 if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
     from taskq.app import App
     from taskq.drivers.serializer import Serializer
+    from taskq.drivers.transport import Message
     from taskq.task import Task
     from taskq.worker.request import Request
     from taskq.worker.worker import Worker
@@ -267,6 +268,31 @@ class Plugins:
 
     def before_publish(self, app: App, name: str, task_id: str, headers: dict[str, object], queue: str) -> None:
         self._notify("taskq_before_publish", app=app, name=name, task_id=task_id, headers=headers, queue=queue)
+
+    def message_encoded(self, app: App, message: Message) -> None:
+        """Let plugins add to an encoded message; an exception reaches the sender."""
+        self.manager.hook.taskq_message_encoded(app=app, message=message)
+
+    def message_received(self, app: App, message: Message) -> str | None:
+        """Why a claimed message must be dead-lettered before decoding, or None to go on.
+
+        A plugin's configuration error (``ConfigError``) propagates: the worker cannot
+        check anything. Any other exception (a ``MessageDecodeError`` too: the message may be
+        anything) refuses the message, naming the plugin.
+        """
+        arguments = {"app": app, "message": message}
+        for impl in reversed(self.manager.hook.taskq_message_received.get_hookimpls()):
+            try:
+                reason = impl.function(*[arguments[arg] for arg in impl.argnames])
+            except ConfigError:
+                raise
+            except Exception as exc:
+                plugin_name = self.manager.get_name(impl.plugin)
+                logger.exception("plugin %s raised in taskq_message_received", plugin_name)
+                return f"plugin {plugin_name} could not check the message: {type(exc).__name__}: {exc}"
+            if reason is not None:
+                return str(reason)
+        return None
 
     def after_publish(self, app: App, name: str, task_id: str, queue: str) -> None:
         self._notify("taskq_after_publish", app=app, name=name, task_id=task_id, queue=queue)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import KW_ONLY, InitVar, dataclass, fields
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
 from taskq import _protocol as protocol
 from taskq._ids import new_id
 from taskq._running import running_context
+from taskq.errors import MessageDecodeError
 
 if TYPE_CHECKING:
     from taskq.app import App
@@ -268,15 +270,18 @@ def send(
     delay = 0.0
     eta_iso: str | None = None
     if options.countdown is not None:
-        delay = float(options.countdown)
+        delay = _seconds(options.countdown, "countdown", name)
         eta_iso = protocol.to_iso(now + delay)
     elif options.eta is not None:
-        eta_ts = _timestamp(options.eta)
+        eta_ts = _timestamp(options.eta, "eta", name)
         delay = eta_ts - now
         eta_iso = protocol.to_iso(eta_ts)
     expires_iso = None
     if expires is not None:
-        expires_ts = now + float(expires) if isinstance(expires, (int, float)) else _timestamp(expires)
+        if isinstance(expires, (int, float)) and not isinstance(expires, bool):
+            expires_ts = now + _seconds(expires, "expires", name)
+        else:
+            expires_ts = _timestamp(expires, "expires", name)
         expires_iso = protocol.to_iso(expires_ts)
     if queue is None:
         queue = options.routing_key or app.route(name)
@@ -300,6 +305,10 @@ def send(
         shadow=options.shadow,
         extra=options.headers,
     )
+    try:  # what a worker would refuse is refused here, where the caller can fix it
+        protocol.check_headers(headers, {"reply_to": options.reply_to, "priority": priority})
+    except MessageDecodeError as exc:
+        raise ValueError(f"cannot send task {name}: {exc} (a worker would dead-letter the message)") from None
     if plugins.has_impl("taskq_before_publish"):
         plugins.before_publish(app, name, task_id, headers, queue)
     conf = app.conf
@@ -316,24 +325,46 @@ def send(
         reply_to=options.reply_to,
         priority=priority if priority is not None else cast("int | None", conf["task_default_priority"]),
     )
+    if plugins.has_impl("taskq_message_encoded"):
+        plugins.message_encoded(app, message)
     app.transport.publish(queue, message, delay=delay if delay > 0 else 0.0)
     if plugins.has_impl("taskq_after_publish"):
         plugins.after_publish(app, name, task_id, queue)
     return app.AsyncResult(task_id, task_name=name)
 
 
-def _timestamp(value: object) -> float:
+def _timestamp(value: object, option: str, name: str) -> float:
+    """The POSIX time of an ``eta`` or ``expires`` option: a datetime, a POSIX time or ISO-8601 text."""
     if isinstance(value, datetime.datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=datetime.UTC)
         return value.timestamp()
-    if isinstance(value, (int, float)):
-        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return _seconds(value, option, name)
     if isinstance(value, str):
-        ts = protocol.from_iso(value)
+        try:
+            ts = protocol.from_iso(value)
+        except MessageDecodeError as exc:
+            raise ValueError(f"cannot send task {name}: {option}={value!r} is not an ISO-8601 date and time") from exc
         assert ts is not None
         return ts
-    raise TypeError(f"expected a datetime or a POSIX time, got {type(value).__name__}")
+    raise TypeError(
+        f"cannot send task {name}: {option} must be a datetime, a POSIX time or ISO-8601 text, "
+        f"not {type(value).__name__}"
+    )
+
+
+def _seconds(value: object, option: str, name: str) -> float:
+    """A number option (``countdown``, ``expires`` in seconds, a POSIX time), checked finite."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"cannot send task {name}: {option} must be a number, not {type(value).__name__}")
+    try:
+        seconds = float(value)
+    except OverflowError:
+        seconds = math.inf
+    if not math.isfinite(seconds):
+        raise ValueError(f"cannot send task {name}: {option}={value!r} is not a finite number of seconds")
+    return seconds
 
 
 def _signatures(

@@ -165,14 +165,14 @@ def test_decode_of_a_body_that_is_not_json_is_a_decode_error(registry: Serialize
 
 def test_decode_of_disallowed_content_says_so(registry: SerializerRegistry) -> None:
     data, content_type, encoding = registry.dumps([[], {}, {}], "pickle")
-    with pytest.raises(ContentDisallowedError):
+    with pytest.raises(MessageDecodeError, match="accept_content") as caught:
         decode(registry, Message(data, headers_for(), content_type, encoding))
+    assert isinstance(caught.value.__cause__, ContentDisallowedError)
 
 
 def test_decode_of_a_bad_eta_is_a_decode_error(registry: SerializerRegistry) -> None:
-    task = decode(registry, Message(JSON.dumps([[], {}, {}]), headers_for(eta="next tuesday")))
-    with pytest.raises(MessageDecodeError, match="bad timestamp 'next tuesday'"):
-        _ = task.eta
+    with pytest.raises(MessageDecodeError, match="eta 'next tuesday' is not a date and time"):
+        decode(registry, Message(JSON.dumps([[], {}, {}]), headers_for(eta="next tuesday")))
 
 
 def test_to_iso_writes_utc_timestamps() -> None:

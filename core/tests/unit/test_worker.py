@@ -330,9 +330,10 @@ def test_poison_message_delivered_too_often_is_dead_lettered(memory_url: str, st
         ran.append(1)
 
     result = deadly.delay()
-    crashed = broker(app)  # stands for workers that died holding the message
+    crashed = broker(app)  # stands for workers that died running the task
     for _ in range(2):
         [delivery] = crashed.claim(["taskq"], 1)
+        crashed.started([delivery])
         crashed.requeue([delivery])
     start_worker(app)
     with pytest.raises(TaskqError, match="handed out 3 times"):
@@ -340,6 +341,24 @@ def test_poison_message_delivered_too_often_is_dead_lettered(memory_url: str, st
     [dead] = broker(app).dead_letters("taskq")
     assert "task_max_deliveries=2" in dead.reason
     assert ran == []
+
+
+def test_a_message_handed_out_often_but_never_started_is_not_poison(memory_url: str, start_worker: StartWorker) -> None:
+    app = App("tests", broker=memory_url, read_config=False, task_max_deliveries=2)
+
+    @app.task(acks_late=True)
+    def innocent() -> str:
+        return "ran"
+
+    result = innocent.delay()
+    prefetched = broker(app)  # stands for workers that died with the message prefetched, not started
+    for _ in range(5):
+        [delivery] = prefetched.claim(["taskq"], 1)
+        assert delivery.deliveries == 1
+        prefetched.requeue([delivery])
+    start_worker(app)
+    assert result.get(timeout=TIMEOUT) == "ran"
+    assert broker(app).dead_letters("taskq") == []
 
 
 def test_reject_without_requeue_dead_letters_the_message(

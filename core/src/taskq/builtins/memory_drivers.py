@@ -33,7 +33,7 @@ class _Entry:
     due: float
     owner: str | None = None
     lease_until: float = 0.0
-    deliveries: int = 0
+    starts: int = 0  # times a worker started its task without settling it (see Transport.started)
 
 
 @dataclass
@@ -60,7 +60,12 @@ class MemoryTransport(Transport):
     """In-process transport with leases, delays and dead letters."""
 
     capabilities = Capabilities(
-        delayed_delivery=True, leases=True, dead_letter=True, wakeup=True, shared_between_processes=False
+        delayed_delivery=True,
+        leases=True,
+        dead_letter=True,
+        wakeup=True,
+        shared_between_processes=False,
+        counts_starts=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -91,8 +96,7 @@ class MemoryTransport(Transport):
             for entry in taken:
                 entry.owner = self.owner
                 entry.lease_until = now + lease
-                entry.deliveries += 1
-                out.append(Delivery(entry.message, entry.queue, entry.id, entry.deliveries))
+                out.append(Delivery(entry.message, entry.queue, entry.id, entry.starts + 1))
             return out
 
     def wait(self, queues: Sequence[str], timeout: float) -> None:
@@ -130,6 +134,13 @@ class MemoryTransport(Transport):
                     entry.lease_until = until
                     renewed += 1
         return renewed
+
+    def started(self, deliveries: Sequence[Delivery]) -> None:
+        with self._broker.lock:
+            for delivery in deliveries:
+                entry = self._broker.entries.get(delivery.tag)  # type: ignore[call-overload]  # tags are ints here
+                if entry is not None and entry.owner == self.owner:
+                    entry.starts += 1
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         with self._broker.lock:

@@ -36,9 +36,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
-from taskq.errors import PoolFeatureError
+from taskq.errors import PoolFeatureError, WorkerLostError
 
 logger = logging.getLogger(__name__)
+
+
+class JobNotStartedError(WorkerLostError):
+    """What a pool reports for a job it took but never started, when it stops at once
+    (``stop(wait=False)``, a cold shutdown): the worker gives the task back to the broker
+    instead of counting it lost. A pool that queues jobs (prefork) reports each queued one
+    with this; one that starts every job it takes has nothing to report."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,4 +262,4 @@ class Pool(ABC):
         }
 
 
-__all__ = ["Job", "Pool", "PoolCapabilities"]
+__all__ = ["Job", "JobNotStartedError", "Pool", "PoolCapabilities"]

@@ -7,6 +7,16 @@ that lapses (the worker died) puts the message back in its queue. Acknowledging
 (:meth:`ack`) removes a message for good; :meth:`requeue` gives it back early;
 :meth:`dead_letter` sets it aside with a reason so that nothing is ever dropped silently.
 
+Poison messages. A message whose task kills the process running it comes back when the
+lease lapses, again and again; the worker dead-letters it once its
+:attr:`Delivery.deliveries` passes ``task_max_deliveries``. For that count to blame only
+the task that killed its worker, and never the messages prefetched with it, a transport
+counts *starts*: the worker calls :meth:`Transport.started` for the messages it still
+holds right before their tasks start, and a later claim reports one more than the starts
+recorded (see :class:`Delivery`). A transport that cannot record a start cheaply keeps
+the default (a no-op) and counts hand-outs instead, as it states in
+:attr:`Capabilities.counts_starts`.
+
 A transport for a new broker subclasses :class:`Transport`, writes the abstract methods
 and states in :attr:`Transport.capabilities` what it does natively. The conformance kit
 (:mod:`taskq.testing.conformance`) checks every one of them.
@@ -47,9 +57,12 @@ class Message:
 class Delivery:
     """A message handed to a worker, with what the transport needs to ack or requeue it.
 
-    ``tag`` is the transport's own handle (a row id, a delivery tag); ``deliveries``
-    counts how many times this message has been handed out, this time included, so the
-    worker can spot a poison message that keeps killing its workers.
+    ``tag`` is the transport's own handle (a row id, a delivery tag). ``deliveries`` lets
+    the worker spot a poison message that keeps killing its workers: on a transport that
+    counts starts (:attr:`Capabilities.counts_starts`) it is one more than the times a
+    worker started the message's task without settling it (1 for a message never started,
+    however often it was claimed and given back); on any other transport it counts the
+    hand-outs, this one included.
     """
 
     message: Message
@@ -68,6 +81,7 @@ class Capabilities:
     priority: bool = False  # higher priority messages are claimed first
     wakeup: bool = False  # wait() returns as soon as a message arrives (no polling)
     shared_between_processes: bool = True  # several processes may use one broker
+    counts_starts: bool = False  # started() is recorded: deliveries counts starts, not hand-outs
 
 
 @dataclass(slots=True)
@@ -143,6 +157,23 @@ class Transport(ABC):
 
     def interrupt(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Wake a :meth:`wait` blocked in another thread (used at shutdown)."""
+
+    def started(self, deliveries: Sequence[Delivery]) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Record that the tasks of ``deliveries`` (held by this instance) start now.
+
+        Called by the worker, in one call per batch it hands its pool, for messages it
+        still holds while their tasks run (``acks_late``); a message acknowledged before
+        its task starts is never given back, so it is never marked. A transport that
+        counts starts (``capabilities.counts_starts``) adds one to the message's stored
+        count here and leaves the count alone on :meth:`claim`, :meth:`renew` and
+        :meth:`requeue`, so that a later claim reports ``deliveries`` as the recorded
+        starts plus one. It must hold when the worker is then killed with ``SIGKILL``:
+        the count is in the broker before the task runs. :meth:`ack` and
+        :meth:`dead_letter` forget it.
+
+        The default does nothing: ``deliveries`` then counts hand-outs, and messages
+        prefetched beside a task that kills its worker are counted too.
+        """
 
     @abstractmethod
     def renew(self, deliveries: Sequence[Delivery], *, lease: float = DEFAULT_LEASE_SECONDS) -> int:

@@ -30,10 +30,13 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
 from taskq import _protocol as protocol
+from taskq.drivers.pool import JobNotStartedError
+from taskq.drivers.support import envelope
 from taskq.drivers.support.connections import mask_url
 from taskq.errors import BrokerUnavailableError, NotRegisteredError, TaskqError
 from taskq.worker import acks, endings
@@ -59,6 +62,8 @@ RECONNECT_START = 0.5
 RECONNECT_MAX = 15.0
 #: What a transport raises when its broker is unreachable.
 BROKER_ERRORS = (BrokerUnavailableError, ConnectionError, TimeoutError)
+# Longest task id read from an undecodable message's headers, to record its failure under.
+ID_MAX = 255
 
 
 class Consumer:
@@ -80,6 +85,8 @@ class Consumer:
         self.max_deliveries = int(conf["task_max_deliveries"])  # type: ignore[call-overload]  # an int setting
         self.eta_horizon = float(conf["worker_eta_horizon"])  # type: ignore[arg-type]  # a float setting
         self.registry = self.app.serializers
+        # A plugin checks each message before it is decoded (taskq-security's signatures).
+        self._checks_messages = self.app.plugins.has_impl("taskq_message_received")
         self.held: dict[object, Delivery] = {}
         self.held_lock = threading.Lock()
         self.reserved: deque[Request] = deque()
@@ -104,6 +111,12 @@ class Consumer:
         self._chores = Chores()
         #: When the task running inline (solo) started, by the monotonic clock; else None.
         self.busy_since: float | None = None
+        # Poison accounting (see _dispatch): on a transport that counts starts, a held
+        # message that started before and was never settled may be what killed a worker;
+        # it runs alone, so that a death while it runs is its own.
+        self._counts_starts = self.transport.capabilities.counts_starts
+        #: The suspect running alone, if any: nothing else starts until it ends.
+        self._alone: Request | None = None
 
     def _running_in_window(self) -> int:
         """Running tasks that count against the prefetch window.
@@ -158,9 +171,14 @@ class Consumer:
                     failures = 0
             interrupted = False
         finally:
-            if not interrupted and not self.worker.cold:
-                self._finish_running()
-            self._give_back()
+            try:
+                if not interrupted and not self.worker.cold:
+                    self._finish_running()
+            finally:
+                # Also when a cold stop (the second signal) interrupts the warm one's wait.
+                if self.worker.cold:
+                    self._give_back_unstarted()
+                self._give_back()
 
     def _step(self) -> None:
         """One turn of the loop (see the module docstring)."""
@@ -242,14 +260,15 @@ class Consumer:
     def _on_delivery(self, delivery: Delivery) -> None:
         with self.held_lock:
             self.held[delivery.tag] = delivery
-        try:
-            message = protocol.decode(self.registry, delivery.message)
-        except TaskqError as exc:
-            self._reject(delivery, _header_id(delivery), f"cannot decode the message: {exc}")
+        if self._checks_messages and (refusal := self.app.plugins.message_received(self.app, delivery.message)):
+            self._reject(delivery, None, refusal)  # no result under an id nobody vouched for
             return
-        except Exception as exc:
-            reason = f"cannot decode the message: {type(exc).__name__}: {exc}"
-            self._reject(delivery, _header_id(delivery), reason)
+        try:
+            # the one guarded place: past it, every field the worker reads has been checked
+            message = protocol.decode(self.registry, delivery.message)
+        except Exception as exc:  # MessageDecodeError, by decode's contract; anything else is a bug there
+            reason = str(exc) if isinstance(exc, TaskqError) else f"{type(exc).__name__}: {exc}"
+            self._reject(delivery, _header_id(delivery), f"cannot decode the message: {reason}")
             return
         if delivery.deliveries > self.max_deliveries:
             self._reject(
@@ -322,9 +341,19 @@ class Consumer:
         error: BaseException | None = None,
         request: Request | None = None,
     ) -> None:
-        """Dead-letter ``delivery`` with ``reason``; the sender of ``task_id`` learns why."""
+        """Dead-letter ``delivery`` with ``reason``; the sender of ``task_id`` learns why.
+
+        Never raises on what the message holds: one the transport cannot store as it came
+        (headers JSON cannot hold) is dead-lettered as its raw body with the reason.
+        """
         try:
-            self.transport.dead_letter(delivery, reason)
+            try:
+                self.transport.dead_letter(delivery, reason)
+            except BROKER_ERRORS:
+                raise
+            except Exception as exc:
+                stand_in = envelope.undecodable(_raw_body(delivery), f"{reason} (its headers could not be kept: {exc})")
+                self.transport.dead_letter(replace(delivery, message=stand_in), reason)
         except Exception:
             logger.exception(
                 "could not dead-letter a message from queue %r (%s); it stays in the queue", delivery.queue, reason
@@ -338,11 +367,13 @@ class Consumer:
 
     def _dispatch(self) -> None:
         pool = self.pool
-        while self.reserved and not self.should_stop:
+        while self.reserved and not self.should_stop and self._alone is None:
             room = pool.room
             if room <= 0:
                 return
             batch: list[Request] = []
+            # A suspect (see _is_suspect) runs alone: it waits for the pool to empty.
+            suspect_waits = False
             while self.reserved and len(batch) < room:
                 request = self.reserved.popleft()
                 if request.id in self.revocations:
@@ -354,28 +385,80 @@ class Consumer:
                         # Over its rate: it waits in the timer while other tasks go on.
                         heapq.heappush(self.timer, (time.time() + wait, next(self._sequence), request))
                         continue
+                if self._counts_starts and request.acks_late and request.delivery.deliveries > 1:
+                    if batch or self.running:
+                        self.reserved.appendleft(request)
+                        suspect_waits = True
+                        break
+                    self._alone = request
+                    batch.append(request)
+                    break
                 batch.append(request)
+            if batch:
+                self._start_batch(batch)
+            if suspect_waits or not batch:
+                return
+
+    def _start_batch(self, batch: list[Request]) -> None:
+        """Start ``batch``: record the starts of what stays held while it runs (one call, or
+        one per task on an inline pool, where the batch runs in turn), ack early the rest
+        (one call), and hand each to the pool.
+
+        What has not started when an exception comes stays with this worker: back in the
+        reserved queue when the broker failed (it runs once the broker answers), else (a
+        cold stop in the middle of an inline batch) back to the broker.
+        """
+        inline = self.inline
+        position = 0
+        entered = False  # whether batch[position] is in the pool (it may be running)
+        try:
+            if not inline:
+                late = [request.delivery for request in batch if request.acks_late]
+                if late:
+                    self.transport.started(late)
             # Early ack: the messages are gone before their tasks start (at most once),
             # acked together in one call.
             early = [request.delivery for request in batch if not request.acks_late]
             if early:
                 self._ack(early)
-            for index, request in enumerate(batch):
-                if self.should_stop and self.inline:
+            for position, request in enumerate(batch):
+                entered = False
+                if self.should_stop and inline:
                     # A warm stop during an inline batch: what has not started goes back.
-                    self._give_back_batch(batch[index:])
+                    self._give_back_batch(batch[position:])
                     return
+                if inline and request.acks_late:
+                    self.transport.started([request.delivery])
+                entered = True
                 self._start(request)
+        except BaseException as exc:
+            rest = batch[position + 1 :] if entered else batch[position:]
+            if self._alone is not None and self._alone in rest:
+                self._alone = None
+            if isinstance(exc, BROKER_ERRORS):
+                self.reserved.extendleft(reversed(rest))
+            elif rest:
+                self._give_back_batch(rest)
+            raise
 
     def _give_back_batch(self, requests: list[Request]) -> None:
+        """Give back tasks taken for a batch that never started: a copy of what was acked
+        early (the broker no longer has it), the message itself for what is still held."""
         acked = [request.delivery for request in requests if not request.acks_late]
         held = [request.delivery for request in requests if request.acks_late]
-        for delivery in acked:
-            # Acked already: the broker no longer has it, so a copy goes back.
-            self.transport.publish(delivery.queue, delivery.message)
-        if held:
-            self._requeue(held)
-        logger.info("giving %d task(s) of the current batch back to the broker", len(requests))
+        try:
+            for delivery in acked:
+                self.transport.publish(delivery.queue, delivery.message)
+            if held:
+                self._requeue(held)
+        except Exception:
+            logger.exception(
+                "could not give %d unstarted task(s) back; those acknowledged early are lost, the others "
+                "return when their lease lapses",
+                len(requests),
+            )
+            return
+        logger.info("giving %d task(s) that had not started back to the broker", len(requests))
 
     def _start(self, request: Request) -> None:
         pool = self.pool
@@ -427,6 +510,8 @@ class Consumer:
                 self.running_unacked -= 1
             self.active.pop(request.id, None)
             self.processed += 1
+            if request is self._alone:
+                self._alone = None
             if isinstance(outcome, BaseException):
                 # The pool ended the task (hard time limit, terminate) or lost its process.
                 action, reason = acks.after_pool_error(request, outcome)
@@ -480,6 +565,33 @@ class Consumer:
                 self.worker.shutdown_grace,
             )
 
+    def _give_back_unstarted(self) -> None:
+        """On a cold stop: stop the pool now; what it had taken but not started goes back.
+
+        Tasks that finished meanwhile are settled; the ones the stop interrupts are not
+        (their held messages go back with the rest, see :meth:`_give_back`).
+        """
+        try:
+            self.pool.stop(wait=False)
+        except Exception:
+            logger.exception("could not stop the pool")
+        unstarted: list[Request] = []
+        finished: list[tuple[Request, TraceOutcome | BaseException]] = []
+        while self.completions:
+            request, outcome = self.completions.popleft()
+            if isinstance(outcome, JobNotStartedError):
+                unstarted.append(request)
+            elif not isinstance(outcome, BaseException):
+                finished.append((request, outcome))
+        if unstarted:
+            self._give_back_batch(unstarted)
+        if finished:
+            self.completions.extend(finished)
+            try:
+                self._settle()
+            except Exception:
+                logger.exception("could not settle %d finished task(s)", len(finished))
+
     def held_deliveries(self) -> list[Delivery]:
         with self.held_lock:
             return list(self.held.values())
@@ -502,9 +614,25 @@ class Consumer:
 
 
 def _header_id(delivery: Delivery) -> str | None:
-    """The task id in an undecodable message's headers, so its sender learns why it failed."""
-    task_id = delivery.message.headers.get("id")
-    return task_id if isinstance(task_id, str) else None
+    """The task id in an undecodable message's headers, so its sender learns why it failed.
+
+    None when the headers hold no usable id; never raises, whatever the headers are.
+    """
+    headers = getattr(delivery.message, "headers", None)
+    if type(headers) is not dict:
+        return None
+    task_id = headers.get("id")
+    return task_id if type(task_id) is str and 0 < len(task_id) <= ID_MAX else None
+
+
+def _raw_body(delivery: Delivery) -> bytes:
+    """The bytes of a message's body, whatever a transport put there."""
+    body = getattr(delivery.message, "body", b"")
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8", "surrogatepass")
+    return repr(body).encode("utf-8", "replace")
 
 
 __all__ = ["Consumer"]

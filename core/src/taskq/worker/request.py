@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
+from taskq._protocol import to_iso
 from taskq.task import Context
 
 if TYPE_CHECKING:
@@ -57,13 +57,10 @@ class Request:
     @property
     def time_limits(self) -> tuple[float | None, float | None]:
         """``(hard, soft)`` seconds: the message's limits, else the task's."""
-        limits = self.message.headers.get("timelimit")
-        hard = soft = None
-        if isinstance(limits, (list, tuple)) and len(limits) == 2:
-            hard, soft = limits
+        hard, soft = self.message.timelimit
         return (
-            float(hard) if hard is not None else self.task.time_limit,
-            float(soft) if soft is not None else self.task.soft_time_limit,
+            hard if hard is not None else self.task.time_limit,
+            soft if soft is not None else self.task.soft_time_limit,
         )
 
     @property
@@ -72,41 +69,46 @@ class Request:
 
     @property
     def argsrepr(self) -> str:
-        return str(self.message.headers.get("argsrepr") or "")
+        return self.message.argsrepr or ""
 
     @property
     def ignore_result(self) -> bool:
-        return bool(self.message.headers.get("ignore_result")) or bool(self.task.ignore_result)
+        return self.message.ignore_result or bool(self.task.ignore_result)
 
     def context(self) -> Context:
-        """The ``self.request`` a bound task sees while it runs."""
-        headers = self.message.headers
-        properties = self.message.properties
-        timelimit = cast("Sequence[float | None]", headers.get("timelimit") or (None, None))
+        """The ``self.request`` a bound task sees while it runs.
+
+        Every value comes from the checked message (:func:`taskq._protocol.decode`): nothing
+        here can raise on what a producer sent.
+        """
+        message = self.message
+        headers = message.headers
+        eta, expires = headers.get("eta"), headers.get("expires")
         return Context(
-            id=self.message.id,
-            args=self.message.args,
-            kwargs=self.message.kwargs,
-            retries=self.message.retries,
-            eta=cast("str | None", headers.get("eta")),
-            expires=cast("str | None", headers.get("expires")),
+            id=message.id,
+            args=message.args,
+            kwargs=message.kwargs,
+            retries=message.retries,
+            # Celery's request.eta is the header's ISO text; a POSIX time or a date becomes that
+            eta=eta if eta is None or type(eta) is str else to_iso(message.eta),
+            expires=expires if expires is None or type(expires) is str else to_iso(message.expires),
             is_eager=False,
             headers=headers,
             delivery_info={"queue": self.delivery.queue, "deliveries": self.delivery.deliveries},
-            root_id=cast("str | None", headers.get("root_id")),
-            parent_id=cast("str | None", headers.get("parent_id")),
-            group=cast("str | None", headers.get("group")),
-            group_index=cast("int | None", headers.get("group_index")),
-            chord=self.message.chord,
-            chain=self.message.chain,
-            callbacks=self.message.callbacks,
-            errbacks=self.message.errbacks,
-            reply_to=cast("str | None", properties.get("reply_to")),
-            correlation_id=cast("str | None", properties.get("correlation_id")),
-            origin=cast("str | None", headers.get("origin")),
+            root_id=message.root_id,
+            parent_id=message.parent_id,
+            group=message.group,
+            group_index=message.group_index,
+            chord=message.chord,
+            chain=message.chain,
+            callbacks=message.callbacks,
+            errbacks=message.errbacks,
+            reply_to=message.reply_to,
+            correlation_id=message.correlation_id,
+            origin=message.origin,
             hostname=self.hostname,
-            timelimit=cast("tuple[float | None, float | None]", tuple(timelimit)),
-            ignore_result=bool(headers.get("ignore_result")),
+            timelimit=message.timelimit,
+            ignore_result=message.ignore_result,
             called_directly=False,
             deliveries=self.delivery.deliveries,
         )

@@ -4,8 +4,10 @@ py-amqp reads a frame with two or three ``recv`` calls (header, payload, frame-e
 decodes a delivery's properties and headers table in general-purpose Python; for a task
 message that was most of what a worker spends taking it in. Here, on a plain TCP
 connection, each ``recv`` takes whatever has arrived (one call for a burst of frames),
-and ``basic.deliver`` with its content header and body is decoded by this module and
-handed to the consumer's callback as the :class:`amqp.Message` py-amqp would build.
+and ``basic.deliver`` (and ``basic.get-ok``) with its content header and body is decoded by
+this module and handed to the consumer's callback (to py-amqp's channel) as the
+:class:`amqp.Message` py-amqp would build; properties that cannot be decoded make the
+stand-in the worker dead-letters, never an error in the connection.
 Every other frame (and a delivery py-amqp must see, on a closing channel or for an
 unknown consumer) goes to py-amqp's own handler, which keeps the connection, channels,
 confirms and replies.
@@ -27,13 +29,16 @@ import amqp.exceptions
 import amqp.method_framing
 import amqp.transport
 
+from taskq.drivers.support.envelope import UNDECODABLE_CONTENT_TYPE, UNDECODABLE_HEADER
 from taskq_amqp._frames import BASIC_PROPERTIES
 
 # Most bytes one recv takes from the socket.
 READ_SIZE = 65536
-# basic.deliver: class 60, method 60.
+# basic.deliver: class 60, method 60; basic.get-ok: class 60, method 71.
 DELIVER = (60, 60)
 _DELIVER_PREFIX = b"\x00\x3c\x00\x3c"
+GET_OK = (60, 71)
+_GET_OK_PREFIX = b"\x00\x3c\x00\x47"
 # Frames and callbacks, as py-amqp passes them.
 Frame = tuple[int, int, bytes]
 FrameHandler = Callable[[Frame], bool]
@@ -144,7 +149,24 @@ def decode_table(buf: bytes, offset: int = 0) -> tuple[dict[Any, object], int]:
 
 
 def decode_properties(buf: bytes, offset: int) -> dict[str, object]:
-    """The basic properties of a content header (flags first) as py-amqp decodes them."""
+    """The basic properties of a content header (flags first) as py-amqp decodes them.
+
+    Never raises on what a producer wrote (a content type that is not UTF-8, a timestamp
+    past year 9999, a table nested too deeply): such properties become those of the
+    stand-in the worker dead-letters, with the reason, and the body is kept as it came.
+    """
+    try:
+        return _decode_properties(buf, offset)
+    except Exception as exc:  # RecursionError, UnicodeDecodeError, OverflowError, struct.error...
+        reason = f"the message's AMQP properties cannot be read ({type(exc).__name__}: {str(exc)[:200]})"
+        return {
+            "content_type": UNDECODABLE_CONTENT_TYPE,
+            "content_encoding": "binary",
+            "application_headers": {UNDECODABLE_HEADER: reason},
+        }
+
+
+def _decode_properties(buf: bytes, offset: int) -> dict[str, object]:
     flags = _U16(buf, offset)[0]
     offset += 2
     properties: dict[str, object] = {}
@@ -199,7 +221,7 @@ def frame_handler(connection: amqp.Connection, callback: Callable[..., object]) 
         frame_type, channel_id, buf = frame
         delivery = assembling.get(channel_id)
         if delivery is None:
-            if frame_type == 1 and buf[:4] == _DELIVER_PREFIX:
+            if frame_type == 1 and (buf[:4] == _DELIVER_PREFIX or buf[:4] == _GET_OK_PREFIX):
                 connection.bytes_recv += 1
                 assembling[channel_id] = _Delivery(buf)
                 return False
@@ -223,7 +245,12 @@ def frame_handler(connection: amqp.Connection, callback: Callable[..., object]) 
         message = delivery.message
         chunks = delivery.chunks
         message.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        _deliver(connection, callback, channel_id, delivery.method, message)
+        if delivery.method[:4] == _GET_OK_PREFIX:
+            # py-amqp's channel takes it from here; its properties were read above, where a
+            # producer's bytes cannot make the read raise
+            callback(channel_id, GET_OK, delivery.method, message)
+        else:
+            _deliver(connection, callback, channel_id, delivery.method, message)
         return True
 
     return on_frame

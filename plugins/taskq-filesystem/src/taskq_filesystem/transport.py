@@ -59,6 +59,8 @@ logger = logging.getLogger(__name__)
 SWEEP_INTERVAL = 1.0
 # Digits of the due time (nanoseconds since the epoch) that start every waiting file name.
 DUE_DIGITS = 19
+# Longest count or time in a file name that is read as a number, in digits.
+MAX_DIGITS = DUE_DIGITS
 # Separates the lease owner from the message's name in claimed/.
 OWNER_MARK = "~"
 
@@ -218,7 +220,7 @@ class FilesystemTransport(Transport):
     def _take(self, queue: str, name: str, deadline_ns: int) -> Delivery | None:
         """Rename one waiting file into claimed/; None when another claimer was faster."""
         stem, _, count = name.rpartition("-")
-        if not stem or not count.isdigit():
+        if not stem or not _is_number(count):
             return None  # not a message file (an editor's backup?): leave it alone
         deliveries = int(count) + 1
         source = os.path.join(self._folder(queue, WAITING), name)
@@ -279,7 +281,7 @@ class FilesystemTransport(Transport):
     def _earliest(self, queues: Sequence[str]) -> float | None:
         times: list[float] = []
         for queue in queues:
-            waiting = [n for n in self._list_waiting(queue) if n[:DUE_DIGITS].isdigit()]
+            waiting = [n for n in self._list_waiting(queue) if _is_number(n[:DUE_DIGITS])]
             if waiting:
                 times.append(int(min(waiting)[:DUE_DIGITS]) / 1e9)
             try:
@@ -430,6 +432,12 @@ def _mtime_ns(entry: os.DirEntry[str]) -> int:
         return entry.stat().st_mtime_ns
     except FileNotFoundError:
         return 2**63 - 1
+
+
+def _is_number(text: str) -> bool:
+    """Whether a part of a file name is a count or a time taskq wrote: ASCII digits, at most 19
+    (``str.isdigit`` alone takes '²', which ``int`` refuses)."""
+    return text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS
 
 
 __all__ = ["FilesystemTransport"]

@@ -77,3 +77,26 @@ def test_a_damaged_file_is_claimed_as_a_stand_in_and_dead_lettered_with_its_byte
     [dead] = transport.dead_letters(QUEUE)
     assert dead.message.body == garbage
     assert dead.reason.startswith("cannot decode the message: the envelope")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        f"{time.time_ns() - 1_000_000:019d}-dropped-\u00b2",  # a digit int() refuses
+        "\u00b9\u00b2\u00b3" + "0" * 16 + "-dropped-0",
+        f"{time.time_ns() - 1_000_000:019d}-\u0663",
+    ],
+    ids=["superscript-count", "superscript-due", "arabic-digit-count"],
+)
+def test_a_file_whose_name_is_not_a_message_name_is_left_alone(
+    transport: FilesystemTransport, root: Path, name: str
+) -> None:
+    drop_file(root, b"{}")
+    waiting = root / "queues" / file_name(QUEUE) / "waiting"
+    for dropped in waiting.iterdir():
+        dropped.rename(waiting / name)
+    transport.publish(QUEUE, Message(b"good", {"id": "1"}))
+    [delivery] = transport.claim([QUEUE], 10)
+    assert delivery.message.body == b"good"
+    transport.wait([QUEUE], 0.01)  # reads the due times of every waiting name
+    transport.ack([delivery])

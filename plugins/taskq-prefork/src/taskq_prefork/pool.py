@@ -59,7 +59,7 @@ import time
 from collections import deque
 
 from taskq.drivers import pool
-from taskq.drivers.pool import Pool, PoolCapabilities
+from taskq.drivers.pool import JobNotStartedError, Pool, PoolCapabilities
 from taskq.errors import TaskqError, Terminated, TimeLimitExceeded, WorkerLostError
 from taskq_prefork._child import read_frames, write_frame
 from taskq_prefork._records import Child, Job, Report, call_all, close_fd, describe_exit, send_signal
@@ -163,8 +163,11 @@ class PreforkPool(Pool):
                 child.state = "dying"
                 self._close_job_fd(child)
             while self._pending:
+                # Queued here, never written to a child: the worker gives these back.
                 job = self._pending.popleft()
-                reports.append((job, False, self._stop_error(job)))
+                reports.append(
+                    (job, False, JobNotStartedError(f"the prefork pool stopped before task {job.job_id} started"))
+                )
             self._busy = 0
             self._idle.clear()
             self._by_job.clear()

@@ -60,7 +60,7 @@ def as_text(reply: object) -> str:
 #   Punacked_index                        zset tag -> claim or last renewal time (kombu's)
 #   P_taskq.leases.<queue>                zset tag -> lease expiry, for taskq's holders
 #   P_taskq.claims                        hash tag -> "owner\n<envelope length>\n<step>"
-#   P_taskq.deliveries                    hash tag -> times handed out
+#   P_taskq.deliveries                    hash tag -> times started and not settled (STARTED)
 #   P_taskq.delayed.<queue>               zset "<step><envelope>" -> due time
 #   P_taskq.dead.<queue>                  list of dead letters, newest first
 #   P_taskq.dead_queues                   set of queues that have dead letters
@@ -83,6 +83,14 @@ end
 local function push_front(q, step, envelope)
   -- the consuming end (kombu pops from the right): a message given back is next in line
   if redis.call('RPUSH', list_key(q, step), envelope) == 1 then redis.call('PUBLISH', WAKE .. q, '') end
+end
+-- A delivery tag as written in an envelope, if it is one a client can use as it is: 1 to 100
+-- letters, digits and '-_.:' (kombu's and taskq's are UUIDs); else nil.
+local function plain_tag(tag)
+  if type(tag) == 'string' and #tag > 0 and #tag <= 100 and not string.find(tag, '[^%w%-_%.:]') then
+    return tag
+  end
+  return nil
 end
 -- Give a held message back: to its list now, or to the delayed set at time `due`.
 -- With `owner`, only if that owner holds it. Returns 1 if it moved.
@@ -159,16 +167,15 @@ for s = 1, 4 do
     if got then
       local leases, routing = {}, ARGV[6 + n + i]
       for _, envelope in ipairs(got) do
-        -- kombu and taskq both write delivery_tag last: read it off the tail, else parse
-        local tag = string.match(string.sub(envelope, -100), '"delivery_tag": ?"([^"\\]+)"}}$')
+        -- kombu and taskq both write delivery_tag last: read it off the tail, else parse;
+        -- a tag that is not plain ASCII (anyone can write the envelope) is replaced
+        local tag = plain_tag(string.match(string.sub(envelope, -100), '"delivery_tag": ?"([^"\\]+)"}}$'))
         if not tag then
           local ok, decoded = pcall(cjson.decode, envelope)
-          if ok and type(decoded) == 'table' and type(decoded.properties) == 'table'
-              and type(decoded.properties.delivery_tag) == 'string' then
-            tag = decoded.properties.delivery_tag
-          else
-            tag = 'taskq-' .. redis.sha1hex(envelope)
+          if ok and type(decoded) == 'table' and type(decoded.properties) == 'table' then
+            tag = plain_tag(decoded.properties.delivery_tag)
           end
+          tag = tag or ('taskq-' .. redis.sha1hex(envelope))
         end
         unacked[#unacked + 1] = tag
         unacked[#unacked + 1] = '[' .. envelope .. ', "", ' .. routing .. ']'
@@ -178,7 +185,7 @@ for s = 1, 4 do
         leases[#leases + 1] = tag
         claims[#claims + 1] = tag
         claims[#claims + 1] = owner .. '\n' .. #envelope .. '\n' .. step
-        local count = redis.call('HINCRBY', COUNTS, tag, 1)
+        local count = tonumber(redis.call('HGET', COUNTS, tag) or '0') + 1
         out[#out + 1] = i
         out[#out + 1] = tag
         out[#out + 1] = count
@@ -215,6 +222,20 @@ for i = 5, #ARGV, 2 do
   end
 end
 return renewed
+"""
+)
+
+# ARGV: P, WAKE, owner, then (queue, tag) pairs. Counts a start of each message this owner holds.
+STARTED = Script(
+    _PRELUDE
+    + r"""
+local owner = ARGV[3] .. '\n'
+for i = 4, #ARGV, 2 do
+  local tag = ARGV[i + 1]
+  local claim = redis.call('HGET', CLAIMS, tag)
+  if claim and string.sub(claim, 1, #owner) == owner then redis.call('HINCRBY', COUNTS, tag, 1) end
+end
+return 0
 """
 )
 
@@ -359,6 +380,7 @@ _BY_SHA = {
         PUBLISH,
         CLAIM,
         RENEW,
+        STARTED,
         ACK,
         REQUEUE,
         DEAD_LETTER,
@@ -388,6 +410,7 @@ __all__ = [
     "PURGE",
     "RENEW",
     "REQUEUE",
+    "STARTED",
     "STORE_AND_ANNOUNCE",
     "Script",
     "as_int",

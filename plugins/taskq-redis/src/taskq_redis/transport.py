@@ -39,7 +39,9 @@ a delayed message is run by a taskq worker or after one has moved it. Dead lette
 the list ``_taskq.dead.<queue>`` (newest first, with the reason, time and envelope). An
 entry that is not an envelope (:mod:`taskq.drivers.support.envelope`) is handed out as the
 stand-in the worker dead-letters, with the reason.
-``_taskq.deliveries`` counts hand-outs per tag, for the worker's poison-message check.
+``_taskq.deliveries`` counts the starts of held messages per tag (:meth:`RedisTransport.started`,
+one script per batch the worker starts), for the worker's poison-message check; a claim
+reads it, so a message prefetched beside a task that kills its worker is not blamed.
 
 **Wake-up.** A waiting worker holds one pub/sub connection subscribed to
 ``_taskq.wake/<db>.<queue>`` for each of its queues; a publish whose ``LPUSH`` made a
@@ -71,7 +73,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from taskq.drivers.support.connections import current_pid
 from taskq.drivers.support.envelope import decode, encode_kombu, undecodable
@@ -119,7 +121,9 @@ def queue_key(queue: str, priority: object = None, prefix: str = "") -> str:
 class RedisTransport(Transport):
     """Broker transport on Redis in kombu's layout; see the module docstring."""
 
-    capabilities = Capabilities(delayed_delivery=True, leases=True, dead_letter=True, priority=True, wakeup=True)
+    capabilities = Capabilities(
+        delayed_delivery=True, leases=True, dead_letter=True, priority=True, wakeup=True, counts_starts=True
+    )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
@@ -204,11 +208,13 @@ class RedisTransport(Transport):
             assert self._endpoint is not None
             raise BrokerUnavailableError(unreachable(self._endpoint, exc)) from exc
 
-    def _send(self, script: _scripts.Script, *args: object) -> None:
+    def _send(
+        self, script: _scripts.Script, *args: object, on_error: Callable[[Exception], None] | None = None
+    ) -> None:
         """Run ``script`` without waiting for its reply (read before the next :meth:`_run`)."""
         wire = self._wire_here()
         try:
-            wire.script(script, self._prefix, self._wake, *args, defer=True, on_error=_log_failed_ack)
+            wire.script(script, self._prefix, self._wake, *args, defer=True, on_error=on_error or _log_failed_ack)
         except CONNECTION_ERRORS as exc:
             assert self._endpoint is not None
             raise BrokerUnavailableError(unreachable(self._endpoint, exc)) from exc
@@ -326,6 +332,13 @@ class RedisTransport(Transport):
             renewed += _scripts.as_int(self._run(_scripts.RENEW, self.owner, lease, *pairs))
         return renewed
 
+    def started(self, deliveries: Sequence[Delivery]) -> None:
+        # Sent, not waited for, as an ack is: once written, the count reaches Redis even
+        # if the task then kills this process (Redis reads what the kernel holds for it
+        # before it sees the connection reset), and the task does not wait a round trip.
+        for pairs in self._pairs(deliveries):
+            self._send(_scripts.STARTED, self.owner, *pairs, on_error=_log_failed_start)
+
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         # Sent, not waited for: a killed worker's written ack still reaches Redis, so an
         # early ack keeps its meaning (at most once); the reply is read before the next
@@ -390,6 +403,14 @@ class RedisTransport(Transport):
 
 def _log_failed_ack(exc: Exception) -> None:
     logger.error("Redis refused an acknowledgement (%s); the message comes back when its lease lapses", exc)
+
+
+def _log_failed_start(exc: Exception) -> None:
+    logger.error(
+        "Redis refused to count the start of a task (%s); should that task kill its worker, it may "
+        "run more than task_max_deliveries times before it is dead-lettered",
+        exc,
+    )
 
 
 __all__ = ["PRIORITY_STEPS", "SEP", "RedisTransport", "queue_key"]

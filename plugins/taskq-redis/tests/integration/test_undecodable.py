@@ -56,3 +56,31 @@ def test_a_dead_lettered_garbage_entry_keeps_its_bytes_and_leaves_the_queue(
     assert dead.reason == "cannot decode the message: the envelope is not UTF-8"
     assert transport.depth("jobs") == 0
     assert raw.hlen(f"{prefix}unacked") == 0
+
+
+# Envelopes whose delivery_tag (read by the claim script off the tail, else by cjson) is not a
+# tag a worker can hand back: not UTF-8, a quote, a huge one, or not text at all.
+HOSTILE_TAGS = [
+    b'{"body": "", "properties": {"delivery_tag": "\xff\xfe"}}',
+    b'{"body": "", "properties": {"delivery_tag": "a b\\u0000c"}}',
+    b'{"body": "", "properties": {"delivery_tag": "' + b"t" * 5000 + b'"}}',
+    b'{"body": "", "properties": {"delivery_tag": ["x"]}}',
+    b'{"body": "", "properties": {"delivery_tag": ""}}',
+    b'{"headers": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+]
+
+
+@pytest.mark.parametrize("envelope", HOSTILE_TAGS, ids=["not-utf8", "control", "huge", "a-list", "empty", "deep"])
+def test_an_envelope_with_a_hostile_delivery_tag_is_claimed_acked_and_dead_lettered(
+    transport: RedisTransport, raw: redis.Redis, prefix: str, envelope: bytes
+) -> None:
+    raw.lpush(f"{prefix}jobs", envelope)
+    [delivery] = transport.claim(["jobs"], 10)
+    assert isinstance(delivery.tag, str)
+    assert delivery.tag.isprintable() and len(delivery.tag) <= 100
+    transport.dead_letter(delivery, "hostile")
+    [dead] = transport.dead_letters("jobs")
+    assert dead.reason == "hostile"
+    assert transport.depth("jobs") == 0
+    assert raw.hlen(f"{prefix}unacked") == 0
+    assert raw.hlen(f"{prefix}_taskq.claims") == 0

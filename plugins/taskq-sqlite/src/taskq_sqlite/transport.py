@@ -14,8 +14,11 @@ plus delay); claiming sets it to the *lease expiry* and records the ``owner``. S
   messages under a live lease sit past ``now`` in the index and are never read, however
   many there are;
 * a lapsed lease needs no reaper: once ``visible_at`` passes, the next claim takes the
-  message again (``deliveries`` counts the hand-outs); ``renew`` moves ``visible_at``
-  forward for rows whose ``owner`` is this instance's;
+  message again; ``renew`` moves ``visible_at`` forward for rows whose ``owner`` is
+  this instance's;
+* ``deliveries`` counts *starts* (:meth:`SqliteTransport.started`, one statement per
+  batch the worker starts, for messages it holds while they run): a claim reports it
+  plus one, so a message prefetched beside a task that kills its worker is not blamed;
 * :meth:`SqliteTransport.wait` sleeps until ``min(visible_at)`` of its queues (one index
   probe per queue), so a delayed message or a dead worker's lease wakes a waiter exactly
   when it becomes claimable, with no polling.
@@ -61,7 +64,7 @@ CREATE TABLE IF NOT EXISTS taskq_messages (
     visible_at REAL NOT NULL,     -- claimable from: due time, or lease expiry when owned
     due REAL NOT NULL,            -- when it became due, for ordering a claimed batch
     owner TEXT,                   -- lease holder while claimed
-    deliveries INTEGER NOT NULL DEFAULT 0,
+    deliveries INTEGER NOT NULL DEFAULT 0,  -- times started and not settled (Transport.started)
     body BLOB NOT NULL,
     headers BLOB NOT NULL,
     properties BLOB,              -- NULL when empty
@@ -89,14 +92,18 @@ _INSERT = (
     " content_type, content_encoding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _CLAIM_ONE_QUEUE = (
-    "UPDATE taskq_messages SET owner = ?, visible_at = ?, deliveries = deliveries + 1"
+    "UPDATE taskq_messages SET owner = ?, visible_at = ?"
     " WHERE id IN (SELECT id FROM taskq_messages WHERE queue = ? AND visible_at <= ?"
     " ORDER BY visible_at LIMIT ?)"
-    " RETURNING id, queue, due, deliveries, body, headers, properties, content_type, content_encoding"
+    " RETURNING id, queue, due, deliveries + 1, body, headers, properties, content_type, content_encoding"
 )
 # a batch of row ids travels as one bound JSON array, so one prepared statement fits all sizes
 _RENEW_ONE = "UPDATE taskq_messages SET visible_at = ? WHERE id = ? AND owner = ?"
 _RENEW_MANY = "UPDATE taskq_messages SET visible_at = ? WHERE id IN (SELECT value FROM json_each(?)) AND owner = ?"
+_STARTED_ONE = "UPDATE taskq_messages SET deliveries = deliveries + 1 WHERE id = ? AND owner = ?"
+_STARTED_MANY = (
+    "UPDATE taskq_messages SET deliveries = deliveries + 1 WHERE id IN (SELECT value FROM json_each(?)) AND owner = ?"
+)
 _ACK_ONE = "DELETE FROM taskq_messages WHERE id = ?"
 _ACK_MANY = "DELETE FROM taskq_messages WHERE id IN (SELECT value FROM json_each(?))"
 _REQUEUE = (
@@ -131,9 +138,9 @@ def _claim_sql(queue_count: int) -> str:
         for number in range(queue_count)
     )
     return (
-        "UPDATE taskq_messages SET owner = ?3, visible_at = ?4, deliveries = deliveries + 1"  # noqa: S608
+        "UPDATE taskq_messages SET owner = ?3, visible_at = ?4"  # noqa: S608
         f" WHERE id IN (SELECT id FROM ({arms}) ORDER BY visible_at LIMIT ?2)"
-        " RETURNING id, queue, due, deliveries, body, headers, properties, content_type, content_encoding"
+        " RETURNING id, queue, due, deliveries + 1, body, headers, properties, content_type, content_encoding"
     )
 
 
@@ -147,7 +154,9 @@ def _next_visible_sql(queue_count: int) -> str:
 class SqliteTransport(Transport):
     """Broker transport on one SQLite file, shared by every process that opens it."""
 
-    capabilities = Capabilities(delayed_delivery=True, leases=True, dead_letter=True, priority=False, wakeup=True)
+    capabilities = Capabilities(
+        delayed_delivery=True, leases=True, dead_letter=True, priority=False, wakeup=True, counts_starts=True
+    )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
@@ -281,6 +290,19 @@ class SqliteTransport(Transport):
         except sqlite3.Error as exc:
             raise self._fail(exc) from exc
         return cursor.rowcount
+
+    def started(self, deliveries: Sequence[Delivery]) -> None:
+        if not deliveries:
+            return
+        conn = self._conn if self._pid == os.getpid() else self._connection()
+        assert conn is not None
+        try:
+            if len(deliveries) == 1:
+                conn.execute(_STARTED_ONE, (deliveries[0].tag, self.owner))
+            else:
+                conn.execute(_STARTED_MANY, (_id_array(deliveries), self.owner))
+        except sqlite3.Error as exc:
+            raise self._fail(exc) from exc
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:

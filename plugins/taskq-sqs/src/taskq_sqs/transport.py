@@ -48,6 +48,7 @@ use, URLs cached, dead letters read back) are :mod:`._queues`'.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -250,7 +251,7 @@ class SQSTransport(Transport):
                 group_id=system.get("MessageGroupId"),
             )
             message = decode_body(raw.get("Body") or "")
-            due = float(attributes.get(DUE, {}).get("StringValue", 0) or 0)
+            due = _due_of(attributes)
             deliveries = int(system.get("ApproximateReceiveCount", 1))
             received.append(_Held(Delivery(message, queue, tag, deliveries), due))
         return received
@@ -437,6 +438,19 @@ def _tag(delivery: Delivery) -> SQSReceipt:
     tag = delivery.tag
     assert isinstance(tag, SQSReceipt)
     return tag
+
+
+def _due_of(attributes: Mapping[str, Any]) -> float:
+    """When a received message is due, from its ``taskq-due`` attribute; 0 (now) when it has
+    none, or one another program wrote that is not a finite number."""
+    attribute = attributes.get(DUE)
+    if not isinstance(attribute, Mapping):
+        return 0.0
+    try:
+        due = float(attribute.get("StringValue") or 0)
+    except (TypeError, ValueError, OverflowError):
+        return 0.0
+    return due if math.isfinite(due) else 0.0
 
 
 __all__ = ["SQSMessageTooLargeError", "SQSReceipt", "SQSTransport"]

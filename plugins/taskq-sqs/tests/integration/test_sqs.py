@@ -170,3 +170,23 @@ def test_a_garbage_body_is_claimed_as_a_stand_in_and_dead_lettered_with_its_byte
     [dead] = transport.dead_letters(unique_queue)
     assert dead.message.body == b"not an envelope at all"
     assert dead.reason == "cannot decode the message: the envelope is not JSON"
+
+
+@pytest.mark.parametrize("due", ["not a number", "inf", "nan", "1e999"])
+def test_a_due_attribute_another_program_wrote_that_is_not_a_time_makes_the_message_due_now(
+    transport: SQSTransport, sqs_client: Any, unique_queue: str, due: str
+) -> None:
+    transport.publish(unique_queue, make_message())  # creates the queue
+    url = sqs_client.get_queue_url(QueueName=unique_queue)["QueueUrl"]
+    sqs_client.send_message(
+        QueueUrl=url,
+        MessageBody="not an envelope either",
+        MessageAttributes={DUE: {"DataType": "String", "StringValue": due}},
+    )
+    claimed: list[Delivery] = []
+    deadline = time.monotonic() + DEADLINE
+    while len(claimed) < 2 and time.monotonic() < deadline:
+        claimed += transport.claim([unique_queue], 10)
+    assert len(claimed) == 2
+    transport.ack(claimed)
+    assert transport.depth(unique_queue) == 0

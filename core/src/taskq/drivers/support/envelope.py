@@ -230,13 +230,29 @@ def decode_with_extra(data: bytes | str) -> tuple[Message, dict[str, object]]:
 
 
 def decode_fields(
-    body: bytes, headers: bytes | str, properties: bytes | str | None, content_type: str, content_encoding: str
+    body: bytes | str, headers: bytes | str, properties: bytes | str | None, content_type: str, content_encoding: str
 ) -> Message:
     """A message from a store that keeps its fields apart (headers and properties as JSON).
 
+    The arguments are what the store holds, unchecked (an SQLite column holds any type):
+    a body may be bytes or text (kept as UTF-8), the content type and encoding text.
+
     Raises:
-        MessageDecodeError: headers or properties are not a JSON object, and never anything else.
+        MessageDecodeError: headers or properties are not a JSON object, or a field is of the
+            wrong type; never anything else.
     """
+    if type(body) is not bytes:
+        if type(body) is not str:
+            raise MessageDecodeError(f"the message's stored body is {_kind(body)}, not bytes")
+        try:
+            body = body.encode("utf-8")
+        except UnicodeError as exc:
+            raise MessageDecodeError(f"the message's stored body is not Unicode text ({_short(exc)})") from exc
+    if type(content_type) is not str or type(content_encoding) is not str:
+        raise MessageDecodeError(
+            f"the message's stored content type and encoding are {_kind(content_type)} and "
+            f"{_kind(content_encoding)}, not text"
+        )
     try:
         loaded = _tagged.decode(headers.decode("utf-8") if isinstance(headers, bytes) else headers)
         if type(loaded) is not dict:
@@ -257,13 +273,22 @@ def decode_fields(
         ) from exc
 
 
-def undecodable(raw: bytes | str, error: BaseException | str) -> Message:
+def undecodable(raw: object, error: BaseException | str) -> Message:
     """A stand-in the worker dead-letters for a message that could not be decoded.
 
-    Its body is ``raw``, exactly (text as UTF-8), so the dead letter keeps what was
-    sent; the :data:`UNDECODABLE_HEADER` header says why it could not be read.
+    Its body is ``raw``, exactly (text as UTF-8; anything else, which no store should hold
+    there, as its ``repr``), so the dead letter keeps what was sent; the
+    :data:`UNDECODABLE_HEADER` header says why it could not be read.
     """
-    body = raw if isinstance(raw, bytes) else raw.encode("utf-8", "surrogatepass")
+    if isinstance(raw, bytes):
+        body = raw
+    elif isinstance(raw, str):
+        body = raw.encode("utf-8", "surrogatepass")
+    else:  # what a store holds in place of bytes (a number in an SQLite column): its text
+        try:
+            body = _short(raw).encode("utf-8", "backslashreplace")
+        except Exception:  # a repr that raises
+            body = type(raw).__name__.encode()
     return Message(body, {UNDECODABLE_HEADER: str(error)}, UNDECODABLE_CONTENT_TYPE, "binary")
 
 

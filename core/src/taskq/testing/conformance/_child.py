@@ -70,6 +70,16 @@ def consume(transport: Transport, queue: str, argument: str) -> None:
 def hold(transport: Transport, queue: str, argument: str) -> None:
     """Claim one message under a lease of ``argument`` seconds, print ``held <id>``, and
     renew the lease, as a worker's lease keeper does, until killed."""
+    _hold(transport, queue, argument, start=False)
+
+
+def run(transport: Transport, queue: str, argument: str) -> None:
+    """As :func:`hold`, but record the message's start first (:meth:`Transport.started`), as a
+    worker does right before it runs a task it acks late: a task that then kills its worker."""
+    _hold(transport, queue, argument, start=True)
+
+
+def _hold(transport: Transport, queue: str, argument: str, *, start: bool) -> None:
     lease = float(argument)
     deliveries: list[Delivery] = []
     end = time.monotonic() + CHILD_DEADLINE
@@ -79,6 +89,8 @@ def hold(transport: Transport, queue: str, argument: str) -> None:
         deliveries = transport.claim([queue], 1, lease=lease)
         if not deliveries:
             transport.wait([queue], IDLE_WAIT)
+    if start:
+        transport.started(deliveries)
     print("held", *ids(deliveries), flush=True)
     end = time.monotonic() + CHILD_DEADLINE
     while time.monotonic() < end:
@@ -130,6 +142,7 @@ def publish(transport: Transport, queue: str, argument: str) -> None:
 ROLES: dict[str, Callable[[Transport, str, str], None]] = {
     "consume": consume,
     "hold": hold,
+    "run": run,
     "leave": leave,
     "claim-one": claim_one,
     "publish": publish,

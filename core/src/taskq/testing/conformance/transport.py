@@ -84,6 +84,18 @@ def claim_until(transport: Transport, queue: str, what: str, **kwargs: float) ->
     return found
 
 
+def claim_count(transport: Transport, queue: str, count: int, what: str) -> list[Delivery]:
+    """Claim from ``queue`` until ``count`` messages came; fail after :data:`DEADLINE` seconds."""
+    found: list[Delivery] = []
+
+    def claimed() -> bool:
+        found.extend(transport.claim([queue], count - len(found)))
+        return len(found) >= count
+
+    wait_until(claimed, what)
+    return found
+
+
 def task_id(delivery: Delivery) -> object:
     return delivery.message.headers["id"]
 
@@ -273,7 +285,69 @@ class TransportContract:
         [again] = claim_until(other, queue, "the message whose lease lapsed is claimable again")
         assert task_id(again) == sent.headers["id"]
         assert again.message.body == sent.body
-        assert again.deliveries == first.deliveries + 1
+        # Claimed, never started: counted only where the transport counts hand-outs.
+        counted = 0 if transport.capabilities.counts_starts else 1
+        assert again.deliveries == first.deliveries + counted
+
+    def test_a_started_message_whose_lease_lapsed_counts_one_more_delivery(
+        self, transport: Transport, other: Transport, queue: str
+    ) -> None:
+        self.require(transport, "leases")
+        transport.publish(queue, make_message())
+        [first] = transport.claim([queue], 10, lease=SHORT_LEASE)
+        transport.started([first])
+        [again] = claim_until(other, queue, "the message whose lease lapsed is claimable again")
+        assert again.deliveries == first.deliveries + 1 == 2
+
+    # ---- Counting starts (poison messages) -----------------------------------------
+
+    def test_a_message_given_back_unstarted_keeps_its_count(
+        self, transport: Transport, other: Transport, queue: str
+    ) -> None:
+        self.require(transport, "counts_starts")
+        transport.publish(queue, make_message())
+        for _ in range(3):
+            transport.requeue(claim_until(transport, queue, "the message is claimable"))
+        [again] = claim_until(other, queue, "the requeued message is claimable")
+        assert again.deliveries == 1
+
+    def test_each_start_counts_once_and_a_requeue_keeps_the_count(
+        self, transport: Transport, other: Transport, queue: str
+    ) -> None:
+        self.require(transport, "counts_starts")
+        for _ in range(3):
+            transport.publish(queue, make_message())
+        for expected in (1, 2, 3):
+            batch = claim_count(transport, queue, 3, "the batch is claimable")
+            assert [d.deliveries for d in batch] == [expected] * 3
+            transport.started(batch[:2])
+            transport.started([batch[2]])
+            transport.requeue(batch)
+        transport.started([])
+        assert [d.deliveries for d in claim_count(other, queue, 3, "the batch is claimable")] == [4] * 3
+
+    def test_started_counts_only_what_the_caller_holds(
+        self, transport: Transport, other: Transport, queue: str
+    ) -> None:
+        self.require(transport, "counts_starts")
+        transport.publish(queue, make_message())
+        deliveries = transport.claim([queue], 10)
+        other.started(deliveries)  # another owner: not its message
+        transport.requeue(deliveries)
+        [again] = claim_until(transport, queue, "the requeued message is claimable")
+        assert again.deliveries == 1
+
+    def test_a_started_message_acked_and_published_again_starts_from_one(
+        self, transport: Transport, queue: str
+    ) -> None:
+        sent = make_message()
+        transport.publish(queue, sent)
+        deliveries = transport.claim([queue], 10)
+        transport.started(deliveries)
+        transport.ack(deliveries)
+        transport.publish(queue, sent)  # the same message again (a retry, a copy given back)
+        [again] = claim_until(transport, queue, "the message published again is claimable")
+        assert again.deliveries == 1
 
     def test_renew_after_another_claimer_took_the_message_renews_nothing(
         self, transport: Transport, other: Transport, queue: str
@@ -318,7 +392,7 @@ class TransportContract:
         transport.requeue(transport.claim([queue], 10))
         [again] = claim_until(other, queue, "the requeued message is claimable")
         assert task_id(again) == sent.headers["id"]
-        assert again.deliveries == 2
+        assert again.deliveries == (1 if transport.capabilities.counts_starts else 2)
 
     def test_requeue_with_delay_holds_the_message_until_due(self, transport: Transport, queue: str) -> None:
         self.require(transport, "delayed_delivery")

@@ -1,0 +1,217 @@
+"""What the fault tests share: the ledger behind the closing summary, worker processes that
+outlive one test, a private Redis with persistence, and reading the e2e run log.
+
+Worker processes are ``taskq worker -A e2e_app.tasks`` started as tests/conftest.py's
+``spawn_worker`` starts them (same command line, log file, process group), but owned by
+a fixture of any scope: the fuzz tests keep one worker per transport for a whole module.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from e2e_helpers import wait_until
+
+TESTS = Path(__file__).resolve().parent.parent
+# Seconds a worker may take to be ready, and to stop.
+WORKER_READY_TIMEOUT = 30.0
+WORKER_STOP_TIMEOUT = 30.0
+# Seconds a private server may take to accept connections.
+SERVER_START_TIMEOUT = 15.0
+
+#: The seed of this run's random choices (which worker a storm kills, hypothesis's draws):
+#: FAULTS_SEED=<n> repeats a run.
+SEED = int(os.environ.get("FAULTS_SEED") or random.SystemRandom().randrange(2**32))
+
+
+# ---- The ledger -------------------------------------------------------------------------
+
+
+@dataclass
+class Row:
+    """What one kind of check found on one transport, over the run."""
+
+    tried: int = 0  # messages or tasks sent
+    lost: int = 0  # neither done nor dead-lettered at the end (goal 0)
+    duplicates: int = 0  # extra runs of a task that had already started
+    bound: int = 0  # most duplicates the in-flight messages allow
+    input_restarts: int = 0  # worker exits caused by what a message held (goal 0)
+    kills: int = 0  # worker processes the test itself killed or stopped
+    dead_lettered: int = 0
+    seconds: float = 0.0
+    known_bugs: list[str] = field(default_factory=list)
+
+
+LEDGER_KEY: pytest.StashKey[Ledger] = pytest.StashKey()
+
+
+class Ledger:
+    """Counts per (check, transport), printed by tests/faults/conftest.py at the end of the run."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], Row] = {}
+
+    def row(self, check: str, transport: str) -> Row:
+        return self.rows.setdefault((check, transport), Row())
+
+    def is_empty(self) -> bool:
+        return not self.rows
+
+    def report_lines(self) -> list[str]:
+        header = (
+            f"{'check':<24} {'transport':<11} {'tried':>6} {'lost':>5} {'dups':>5} {'bound':>6} "
+            f"{'input-restarts':>14} {'dead-lettered':>13} {'kills':>6} {'seconds':>8}"
+        )
+        lines = [header, "-" * len(header)]
+        for (check, transport), row in sorted(self.rows.items()):
+            lines.append(
+                f"{check:<24} {transport:<11} {row.tried:>6} {row.lost:>5} {row.duplicates:>5} {row.bound:>6} "
+                f"{row.input_restarts:>14} {row.dead_lettered:>13} {row.kills:>6} {row.seconds:>8.1f}"
+            )
+            lines.extend(f"{'':<24} {'':<11} known bug (xfail): {bug}" for bug in dict.fromkeys(row.known_bugs))
+        total = Row()
+        for row in self.rows.values():
+            total.tried += row.tried
+            total.lost += row.lost
+            total.input_restarts += row.input_restarts
+            total.duplicates += row.duplicates
+        over = [f"{c}/{t}" for (c, t), r in sorted(self.rows.items()) if r.duplicates > r.bound]
+        lines.append("-" * len(header))
+        lines.append(
+            f"tried {total.tried}; lost {total.lost} (goal 0); worker restarts caused by input "
+            f"{total.input_restarts} (goal 0); duplicates {total.duplicates}, "
+            + (f"OVER the in-flight bound in {', '.join(over)}" if over else "each within its in-flight bound")
+        )
+        lines.append(f"seed {SEED}: run again with FAULTS_SEED={SEED} to repeat this run's random choices")
+        return lines
+
+
+# ---- Worker processes -------------------------------------------------------------------
+
+
+class Worker:
+    """A ``taskq worker -A e2e_app.tasks`` subprocess, in its own process group, logging to a file."""
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> None:
+        self.log_path = log_path
+        with log_path.open("wb") as log:
+            self.popen = subprocess.Popen(
+                [sys.executable, "-m", "taskq", "worker", "-A", "e2e_app.tasks", "-l", "info", *args],
+                env={**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **env},
+                cwd=cwd,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def wait_ready(self, timeout: float = WORKER_READY_TIMEOUT) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if " ready (pool=" in self.log():
+                return
+            if not self.alive():
+                raise AssertionError(f"worker exited with {self.popen.returncode}:\n{self.log()[-4000:]}")
+            time.sleep(0.02)
+        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log()[-4000:]}")
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            os.kill(self.pid, signum)
+
+    def wait(self, timeout: float = WORKER_STOP_TIMEOUT) -> int:
+        return self.popen.wait(timeout)
+
+    def kill(self) -> None:
+        """kill -9 the whole process group (a prefork worker's children too)."""
+        if self.alive():
+            os.killpg(self.pid, signal.SIGKILL)
+        self.popen.wait(WORKER_STOP_TIMEOUT)
+
+
+def worker_args(name: str, *extra: str) -> list[str]:
+    """A worker's arguments: solo unless ``extra`` names a pool, as tests/conftest.py does."""
+    if not any(arg in ("-P", "--pool") or arg.startswith("--pool=") for arg in extra):
+        extra = ("--pool=solo", *extra)
+    return ["-n", name, *extra]
+
+
+def run_counts(run_log: Path, event: str) -> Counter[str]:
+    """How often the run log records ``event`` for each key (e2e_app.tasks writes it)."""
+    counts: Counter[str] = Counter()
+    if run_log.exists():
+        for line in run_log.read_text(encoding="utf-8").splitlines():
+            parts = line.split()
+            if len(parts) == 3 and parts[0] == event:
+                counts[parts[1]] += 1
+    return counts
+
+
+# ---- Private servers --------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _answers(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+    except OSError:
+        return False
+    return True
+
+
+class PrivateRedis:
+    """A redis-server of this test's own, on a free port, keeping every write (appendonly, fsync always).
+
+    :meth:`kill` and :meth:`start` stop and restart it on the same port and folder, so
+    what it held comes back from its append-only file.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        if shutil.which("redis-server") is None:
+            pytest.fail("redis-server is not on PATH; install it with: apt-get install -y redis-server")
+        self.folder = folder
+        self.port = free_port()
+        self.popen: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
+        command += ["--appendonly", "yes", "--appendfsync", "always", "--dir", str(self.folder)]
+        with (self.folder / "redis.log").open("ab") as log:
+            self.popen = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+        wait_until(lambda: _answers(self.port), SERVER_START_TIMEOUT, f"the private redis-server on port {self.port}")
+
+    def kill(self) -> None:
+        """kill -9: whatever it acknowledged is in its append-only file already (fsync always)."""
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(WORKER_STOP_TIMEOUT)
+        self.popen = None
