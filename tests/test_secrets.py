@@ -22,7 +22,7 @@ import pytest
 
 from taskq import App
 from taskq.errors import ConfigError
-from taskq.testing.conformance import REDIS, free_port, start_server
+from taskq.testing.conformance import REDIS, free_port, moto_server, start_server
 
 SECRET = "Zq7-distinctive-SECRET-4tw"
 KEY_ID = "AKIAZQ7DISTINCTIVEKEY"
@@ -70,6 +70,8 @@ def test_an_app_repr_and_a_url_without_a_scheme_hide_the_password() -> None:
 CLI_TIMEOUT = 60.0
 READY_TIMEOUT = 30.0
 RESULT_TIMEOUT = 20.0
+# Seconds a command given bad settings runs before SIGTERM (a worker retrying an outage).
+BAD_RUN = 8.0
 APP_SOURCE = """
 from taskq import App
 
@@ -116,12 +118,18 @@ class Scan:
 
 @pytest.fixture
 def captured_logs() -> Iterator[list[str]]:
-    """Every log record of this process, formatted with its traceback."""
+    """Every log record taskq and its plugins made in this process, with its traceback.
+
+    Only taskq's loggers: in a client, the application's own logging configuration
+    decides what libraries print (botocore at debug level prints its signed requests).
+    The worker's log, which taskq formats, is scanned whole.
+    """
     lines: list[str] = []
 
     class Keep(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            lines.append(logging.Formatter("%(levelname)s %(name)s %(message)s").format(record))
+            if record.name.startswith("taskq"):
+                lines.append(logging.Formatter("%(levelname)s %(name)s %(message)s").format(record))
 
     handler = Keep(logging.DEBUG)
     root = logging.getLogger()
@@ -135,17 +143,26 @@ def captured_logs() -> Iterator[list[str]]:
         root.setLevel(old_level)
 
 
-def cli(scan: Scan, cwd: Path, env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
+def cli(scan: Scan, cwd: Path, env: dict[str, str], *args: str, run_for: float = CLI_TIMEOUT) -> str:
+    """Run ``taskq ARGS``; one still running after ``run_for`` s (a worker retrying) gets SIGTERM."""
+    popen = subprocess.Popen(
         [sys.executable, "-m", "taskq", *args],
         cwd=cwd,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         text=True,
-        timeout=CLI_TIMEOUT,
-        check=False,
+        start_new_session=True,
     )
-    output = done.stdout + done.stderr
+    try:
+        output, _ = popen.communicate(timeout=run_for)
+    except subprocess.TimeoutExpired:
+        os.killpg(popen.pid, signal.SIGTERM)
+        try:
+            output, _ = popen.communicate(timeout=CLI_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.killpg(popen.pid, signal.SIGKILL)
+            output, _ = popen.communicate(timeout=CLI_TIMEOUT)
     scan.add(f"taskq {' '.join(args)}", output)
     return output
 
@@ -203,7 +220,9 @@ def client_app(env: dict[str, str]) -> App:
     return app
 
 
-def exercise(scan: Scan, tmp_path: Path, env: dict[str, str], queue: str, *, inspect: bool = True) -> None:
+def exercise(
+    scan: Scan, tmp_path: Path, env: dict[str, str], queue: str, *, inspect: bool = True, results: bool = True
+) -> None:
     """Run a worker, a task that succeeds and one that fails, and the CLI around them."""
     app = client_app(env)
     with worker(scan, tmp_path, env, queue):
@@ -217,9 +236,8 @@ def exercise(scan: Scan, tmp_path: Path, env: dict[str, str], queue: str, *, ins
             ["--help"],
             ["worker", "--help"],
             ["plugins"],
-            ["result", ok.id],
-            ["result", failed.id],
             ["call", "secapp.add", "--args", "[2, 3]", "--queue", queue],
+            *([["result", ok.id], ["result", failed.id, "--traceback"]] if results else []),
         ):
             cli(scan, tmp_path, env, *args)
         if inspect:
@@ -259,7 +277,7 @@ def test_redis_with_a_password_never_shows_it(tmp_path: Path, captured_logs: lis
             f"rediss+bogus://:{secret}@127.0.0.1:{port}/0",
         ):
             bad_env = project(tmp_path, broker_url=bad)
-            cli(scan, tmp_path, bad_env, "worker", "-P", "solo", "-Q", queue)
+            cli(scan, tmp_path, bad_env, "worker", "-P", "solo", "-Q", queue, run_for=BAD_RUN)
             cli(scan, tmp_path, bad_env, "inspect", "ping")
             cli(scan, tmp_path, bad_env, "call", "secapp.add", "--args", "[1, 2]")
             scan.error(
@@ -267,5 +285,123 @@ def test_redis_with_a_password_never_shows_it(tmp_path: Path, captured_logs: lis
             )
     finally:
         server.stop()
+    scan.add("this process's log", "\n".join(captured_logs))
+    scan.check()
+
+
+def rabbitmqctl(*args: str) -> None:
+    subprocess.run(["rabbitmqctl", *args], capture_output=True, timeout=CLI_TIMEOUT, check=True)
+
+
+def test_rabbitmq_with_a_user_of_its_own_never_shows_the_password(tmp_path: Path, captured_logs: list[str]) -> None:
+    user, secret, wrong = f"taskq-sec-{uuid.uuid4().hex[:6]}", f"Amqp-{SECRET}", f"Wrong-{SECRET}"
+    rabbitmqctl("add_user", user, secret)
+    scan = Scan(secret, wrong)
+    queue = f"sec-{uuid.uuid4().hex[:8]}"
+    try:
+        rabbitmqctl("set_permissions", "-p", "/", user, ".*", ".*", ".*")
+        env = project(tmp_path, broker_url=f"amqp://{user}:{secret}@127.0.0.1:5672//", result_backend="rpc://")
+        # rpc:// results go to the sender alone: `taskq result` in another process cannot read them.
+        exercise(scan, tmp_path, env, queue, results=False)
+        for bad in (
+            f"amqp://{user}:{wrong}@127.0.0.1:5672//",  # refused
+            f"amqp://{user}:{secret}@127.0.0.1:{free_port()}//",  # nothing there
+            f"amqp://{user}:{secret}@127.0.0.1:notaport//",
+        ):
+            bad_env = project(tmp_path, broker_url=bad, result_backend="rpc://")
+            cli(scan, tmp_path, bad_env, "worker", "-P", "solo", "-Q", queue, run_for=BAD_RUN)
+            cli(scan, tmp_path, bad_env, "call", "secapp.add", "--args", "[1, 2]")
+    finally:
+        rabbitmqctl("delete_user", user)
+        with contextlib.suppress(subprocess.CalledProcessError):
+            rabbitmqctl("delete_queue", queue)
+    scan.add("this process's log", "\n".join(captured_logs))
+    scan.check()
+
+
+def test_a_postgres_result_backend_with_a_password_never_shows_it(tmp_path: Path, captured_logs: list[str]) -> None:
+    # PostgreSQL here trusts 127.0.0.1, so any password gets in: a distinctive one is enough.
+    secret = f"Pg-{SECRET}"
+    table = f"sec_{uuid.uuid4().hex[:8]}"
+    scan = Scan(secret)
+    queue = f"sec-{uuid.uuid4().hex[:8]}"
+    backend = f"db+postgresql://postgres:{secret}@127.0.0.1:5432/test"
+    options = json.dumps({"table": table})
+    env = project(
+        tmp_path,
+        broker_url=f"sqlite:///{tmp_path / 'broker.db'}",
+        result_backend=backend,
+        result_backend_transport_options=options,
+    )
+    try:
+        exercise(scan, tmp_path, env, queue)
+        for bad in (
+            f"db+postgresql://postgres:{secret}@127.0.0.1:{free_port()}/test",  # nothing there
+            f"db+postgresql://no_such_role:{secret}@127.0.0.1:5432/test",  # refused
+            f"db+mysql://root:{secret}@127.0.0.1:3306/test",  # refused: root has no password
+            f"db+oracle://scott:{secret}@127.0.0.1/orcl",  # not supported
+        ):
+            bad_env = project(tmp_path, broker_url=f"sqlite:///{tmp_path / 'broker.db'}", result_backend=bad)
+            cli(scan, tmp_path, bad_env, "worker", "-P", "solo", "-Q", queue, run_for=BAD_RUN)
+            cli(scan, tmp_path, bad_env, "result", str(uuid.uuid4()), "--timeout", "2", run_for=BAD_RUN)
+            cli(scan, tmp_path, bad_env, "db", "--help")
+    finally:
+        from taskq_sqlalchemy.backend import DatabaseBackend
+
+        dropper = DatabaseBackend(backend, {"table": table})
+        dropper.drop_tables()
+        dropper.close()
+    scan.add("this process's log", "\n".join(captured_logs))
+    scan.check()
+
+
+def test_sqs_dynamodb_and_s3_on_moto_never_show_the_keys(tmp_path: Path, captured_logs: list[str]) -> None:
+    key_id, secret = KEY_ID, f"Aws-{SECRET}"
+    scan = Scan(key_id, secret)
+    queue = f"sec-{uuid.uuid4().hex[:8]}"
+    with moto_server(log=tmp_path / "moto.log") as endpoint:
+        port = endpoint.rsplit(":", 1)[1]
+        broker = f"sqs://{key_id}:{secret}@127.0.0.1:{port}"
+        broker_options = json.dumps({"region": "us-east-1", "is_secure": False})
+        backends = {
+            "dynamodb": (f"dynamodb://{key_id}:{secret}@127.0.0.1:{port}/sec{uuid.uuid4().hex[:6]}", "{}"),
+            "s3": (
+                f"s3://sec-{uuid.uuid4().hex[:8]}/results",
+                json.dumps(
+                    {
+                        "endpoint_url": endpoint,
+                        "region": "us-east-1",
+                        "aws_access_key_id": key_id,
+                        "aws_secret_access_key": secret,
+                        "create_bucket": True,
+                    }
+                ),
+            ),
+        }
+        for backend, options in backends.values():
+            env = project(
+                tmp_path,
+                broker_url=broker,
+                broker_transport_options=broker_options,
+                result_backend=backend,
+                result_backend_transport_options=options,
+            )
+            exercise(scan, tmp_path, env, queue)
+        gone = free_port()
+        for bad_broker, bad_backend in (
+            (f"sqs://{key_id}:{secret}@127.0.0.1:{gone}", f"dynamodb://{key_id}:{secret}@127.0.0.1:{gone}/t"),
+            (broker, f"dynamodb://{key_id}:{secret}@127.0.0.1:notaport/t"),
+            (broker, f"dynamodb://{key_id}:{secret}@127.0.0.1:{port}/t?read=1"),
+            (broker, f"s3://{key_id}:{secret}@/nobucket"),
+        ):
+            bad_env = project(
+                tmp_path,
+                broker_url=bad_broker,
+                broker_transport_options=broker_options,
+                result_backend=bad_backend,
+            )
+            cli(scan, tmp_path, bad_env, "worker", "-P", "solo", "-Q", queue, run_for=BAD_RUN)
+            cli(scan, tmp_path, bad_env, "result", str(uuid.uuid4()), "--timeout", "2", run_for=BAD_RUN)
+            cli(scan, tmp_path, bad_env, "call", "secapp.add", "--args", "[1, 2]")
     scan.add("this process's log", "\n".join(captured_logs))
     scan.check()

@@ -192,16 +192,7 @@ def read_back(store: Store, record: bytes) -> list[str]:
     return problems
 
 
-#: Found by this suite beside issue 13's list: what a raw record makes the client raise today.
-UNDECODED_RECORDS = (
-    "found by tests/faults (not in issue 13's list): a raw result record that is not JSON, not UTF-8, "
-    "compressed-looking garbage, {} or a status that is a list makes AsyncResult.state/.get() raise "
-    "JSONDecodeError, UnicodeDecodeError, zlib.error/EOFError/OSError/LZMAError, KeyError or TypeError"
-)
-
-
 @pytest.mark.parametrize("store", list(STORES), indirect=True)
-@pytest.mark.xfail(strict=True, reason=UNDECODED_RECORDS)
 @seed(SEED)
 @FUZZ
 @given(record=raw_records())
@@ -215,21 +206,14 @@ def test_a_client_reads_any_stored_record_without_a_decoding_error(
 ):
     row = ledger.row("fuzz result records", store.name)
     row.tried += 1
-    row.known_bugs.append("undecodable records raise decoding errors from AsyncResult")
     problems = read_back(store, record[1])
     row.lost += bool(problems)  # here: reads that failed with an error of the decoding itself
     assert not problems, f"record {record[1][:300]!r}: {problems}"
 
 
 @pytest.mark.parametrize("store", list(STORES), indirect=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by tests/faults (not in issue 13's list): a result record nested 100,000 deep makes "
-    "AsyncResult.state/.traceback/.get() raise RecursionError",
-)
 def test_a_client_reads_a_record_nested_too_deeply_without_a_decoding_error(store: Store, ledger: Ledger):
     row = ledger.row("deep result record", store.name)
-    row.known_bugs.append("RecursionError reading a deep record")
     row.tried += 1
     problems = read_back(store, deep_record())
     row.lost += bool(problems)
@@ -237,11 +221,9 @@ def test_a_client_reads_a_record_nested_too_deeply_without_a_decoding_error(stor
 
 
 @pytest.mark.parametrize("store", list(STORES), indirect=True)
-@pytest.mark.xfail(strict=True, reason="issue 13: a result record makes get() import the module it names")
 def test_a_stored_failure_never_makes_the_client_import_its_module(store: Store, ledger: Ledger):
     row = ledger.row("result record imports", store.name)
     row.tried += 1
-    row.known_bugs.append("get() imports the exception's module named by the record")
     sys.modules.pop("faults_canary", None)
     record = {"status": "FAILURE", "result": {"exc_type": "Boom", "exc_module": "faults_canary", "exc_message": []}}
     assert read_back(store, json.dumps(record).encode()) == []

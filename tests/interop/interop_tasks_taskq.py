@@ -37,3 +37,10 @@ def flaky(self, key: str) -> str:  # type: ignore[no-untyped-def]
 @app.task(name="interop.echo_request", bind=True)
 def echo_request(self) -> dict[str, object]:  # type: ignore[no-untyped-def]
     return {"id": self.request.id, "retries": self.request.retries}
+
+
+@app.task(name="interop.fail_custom")
+def fail_custom(message: str) -> None:
+    from interop_errors import InteropError
+
+    raise InteropError(message)

@@ -81,6 +81,26 @@ def test_a_taskq_client_sees_a_celery_worker_failure_with_its_type_and_traceback
     assert "ValueError: from celery" in (result.traceback or "")
 
 
+def test_a_celery_worker_failure_of_a_type_not_imported_here_is_a_task_error_and_imports_nothing(interop, start_worker):
+    import sys
+
+    from taskq import TaskError
+
+    start_worker("celery")
+    taskq_side = module(interop, "taskq")
+    sys.modules.pop("interop_errors", None)
+    result = taskq_side.fail_custom.delay("custom from celery")
+    with pytest.raises(TaskError, match="custom from celery") as info:
+        result.get(timeout=TIMEOUT)
+    assert (info.value.exc_module, info.value.exc_type) == ("interop_errors", "InteropError")
+    assert "interop_errors" not in sys.modules  # importable here, yet never imported by get()
+    import interop_errors  # the application imports it: now its type comes back
+
+    result._cache = None
+    with pytest.raises(interop_errors.InteropError, match="custom from celery"):
+        result.get(timeout=TIMEOUT)
+
+
 def test_a_taskq_countdown_and_retries_are_honoured_by_a_celery_worker(interop, start_worker):
     start_worker("celery")
     taskq_side = module(interop, "taskq")

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from taskq.drivers.support.connections import mask_url
+from taskq.drivers.support.connections import mask_url, redact
 
 SECRET = "\x00SECRET\x00"  # placeholder in the templates below, replaced by a generated secret
 
@@ -92,3 +92,23 @@ def test_no_generated_secret_survives_mask_url(template: str, secret: str, encod
     masked = mask_url(template.replace("{s}", written))
     assert written not in masked
     assert secret not in masked
+
+
+def test_redact_masks_urls_and_credentials_in_free_text() -> None:
+    line = (
+        "lost redis://:pw1@h1:6379/0 and 'sentinel://:pw2@h2;sentinel://:pw3@h3' (user@example.org) "
+        "headers={'Authorization': b'AWS4-HMAC-SHA256 Credential=AKIAZQ7EXAMPLEKEY1/2026/us-east-1/s3/aws4_request, "
+        "Signature=abc'} key AKIAZQ7EXAMPLEKEY2 Credential=ASIAEXAMPLEEXAMPLE3/x"
+    )
+    out = redact(line)
+    for secret in (
+        "pw1",
+        "pw2",
+        "pw3",
+        "AKIAZQ7EXAMPLEKEY1",
+        "AKIAZQ7EXAMPLEKEY2",
+        "ASIAEXAMPLEEXAMPLE3",
+        "Signature=abc",
+    ):
+        assert secret not in out, out
+    assert "redis://:****@h1:6379/0" in out and "user@example.org" in out

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 
 from taskq import App, AsyncResult, TaskError, TaskqError, states
 from taskq.drivers.backend import KeyValueBackend
+from taskq.errors import SerializationError
 
 CANARY = "taskq_result_canary_module"
 
@@ -189,3 +190,19 @@ def test_any_json_record_reads_as_a_value_or_a_taskq_error_and_imports_nothing(
                 raise
     assert set(sys.modules) - before == set()
     assert not canary.exists()
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"\x78\x9cgarbage", b"\x1f\x8bgarbage", b"BZhgarbage", b"\xfd7zXZgarbage", b"{nope", b'{"status": "\xff"}'],
+)
+def test_bytes_that_are_no_record_raise_serialization_error(app: App, data: bytes) -> None:
+    backend = app.backend
+    assert isinstance(backend, KeyValueBackend)
+    task_id = str(uuid.uuid4())
+    backend.set(backend.task_key(task_id), data)
+    result = AsyncResult(task_id, app=app)
+    with pytest.raises(SerializationError, match="cannot be read"):
+        result.state  # noqa: B018 - the read is the test
+    with pytest.raises(SerializationError):
+        result.get(timeout=1)

@@ -179,9 +179,22 @@ def run_worker(
         os.execv(sys.executable, [sys.executable, "-m", "taskq", *sys.argv[1:]])  # noqa: S606 - our own argv
 
 
+class RedactingFormatter(logging.Formatter):
+    """Formats a record, then masks every URL and credential in it (tracebacks included).
+
+    Libraries log through the root logger too, and some print credentials at debug level
+    (botocore its signed requests, with the access key id): no line leaves unmasked.
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        from taskq.drivers.support.connections import redact
+
+        return redact(super().format(record))
+
+
 def setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(fmt))
+    handler.setFormatter(RedactingFormatter(fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

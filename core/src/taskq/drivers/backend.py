@@ -24,7 +24,7 @@ from typing import TypedDict
 
 from taskq import states
 from taskq.drivers.serializer import Serializer
-from taskq.errors import ConfigError, SerializationError, TaskError, TimeoutError
+from taskq.errors import ConfigError, SerializationError, TaskError, TaskqError, TimeoutError
 
 # Polling a store that cannot push: first interval and ceiling, in seconds.
 POLL_INTERVAL_START = 0.005
@@ -260,7 +260,9 @@ class ResultBackend(ABC):
         """A record read from the store; :class:`SerializationError` when it is not one."""
         try:
             value = self.serializer.loads(decompress(bytes(data)))
-        except (ValueError, TypeError, RecursionError, UnicodeError, EOFError, OSError) as exc:
+        except TaskqError:
+            raise  # the serializer's own refusal (content not allowed, say) says it already
+        except Exception as exc:  # anyone may write the store: zlib.error, LZMAError, RecursionError...
             raise SerializationError(
                 f"a record in the result store cannot be read ({type(exc).__name__}: {_text(exc, 200)}); "
                 f"it was not written by taskq or Celery with result_serializer {self.serializer.name!r}"

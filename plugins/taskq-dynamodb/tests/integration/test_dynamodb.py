@@ -40,11 +40,12 @@ def test_a_missing_table_without_create_table_says_how_to_create_it(table_url: s
         DynamoDBBackend(table_url, {"create_table": "false"})
 
 
-def test_an_unreachable_endpoint_names_the_url_with_its_secret_masked() -> None:
+def test_an_unreachable_endpoint_names_the_url_with_its_keys_masked() -> None:
     url = "dynamodb://AKID:topsecret@127.0.0.1:9/results"
-    with pytest.raises(BackendUnavailableError, match=r"AKID:\*\*\*\*@127.0.0.1:9.*is the local DynamoDB") as info:
+    with pytest.raises(BackendUnavailableError, match=r"\*\*\*\*:\*\*\*\*@127.0.0.1:9.*is the local DynamoDB") as info:
         DynamoDBBackend(url, {"max_attempts": 2, "connect_timeout": 1})
     assert "topsecret" not in str(info.value)
+    assert "AKID" not in str(info.value)  # the access key id too
 
 
 def test_a_result_larger_than_an_item_fails_clearly_and_stores_nothing(table_url: str) -> None:

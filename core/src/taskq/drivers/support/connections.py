@@ -95,4 +95,27 @@ def _mask_query(text: str) -> str:
     return _SECRET_PARAM.sub(lambda m: f"{m.group(1)}{m.group(2)}={MASK}", text)
 
 
-__all__ = ["current_pid", "mask_url"]
+#: A URL in free text (a log line): a scheme, ``://`` and everything up to a space or a quote.
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+#: Credentials libraries print in their own debug logs: SigV4's ``Credential=KEYID/...``,
+#: an ``Authorization`` header's value, and access key ids on their own.
+_CREDENTIALS_IN_TEXT = (
+    (re.compile(r"(Credential=)[^/,\s'\"]+"), r"\1" + MASK),
+    (re.compile(r"""((?:'|")?Authorization(?:'|")?\s*[:=]\s*b?(?:'|")?)[^'"\r\n]+""", re.IGNORECASE), r"\1" + MASK),
+    (re.compile(r"\b(?:AKIA|ASIA|AIDA|AROA)[A-Z0-9]{12,}\b"), MASK),
+)
+
+
+def redact(text: str) -> str:
+    """``text`` (a log line, an error) with every URL masked and other credentials removed.
+
+    The worker's log formatter runs every line through it, so that a library's own debug
+    logging (botocore prints its signed requests) shows no credential either.
+    """
+    text = _URL_IN_TEXT.sub(lambda m: mask_url(m.group()), text)
+    for pattern, replacement in _CREDENTIALS_IN_TEXT:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+__all__ = ["current_pid", "mask_url", "redact"]
