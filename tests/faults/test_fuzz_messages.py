@@ -47,7 +47,7 @@ pytestmark = pytest.mark.integration
 
 TASKS = "e2e_app.tasks"
 # Examples per test and transport, and hostile messages per example: the time budget.
-EXAMPLES = 4
+EXAMPLES = 8
 BATCH = 5
 # Seconds the sentinel may take (a bare LPUSH is seen within the 1 s poll), and the queue to empty.
 SENTINEL_TIMEOUT = 30.0
