@@ -33,11 +33,15 @@ LEASE = "1.0"
 RUN_TIMEOUT = 150.0
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def broker(request: pytest.FixtureRequest, e2e_env: dict[str, str]) -> Iterator[dict[str, str]]:
+@pytest.fixture(params=["sqlite", "redis", "filesystem"])
+def broker(request: pytest.FixtureRequest, e2e_env: dict[str, str], tmp_path: Path) -> Iterator[dict[str, str]]:
     """The worker's environment for one broker; Redis gets a key prefix of its own."""
     env = {"TASKQ_WORKER_LEASE_SECONDS": LEASE, "TASKQ_TASK_MAX_DELIVERIES": str(MAX_DELIVERIES)}
     if request.param == "sqlite":
+        yield env
+        return
+    if request.param == "filesystem":
+        env["TASKQ_BROKER_URL"] = f"file://{tmp_path / 'broker'}"
         yield env
         return
     require_redis()
