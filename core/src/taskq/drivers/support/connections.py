@@ -19,10 +19,13 @@ from __future__ import annotations
 import logging  # noqa: F401 - imported first, see the register_at_fork call below
 import os
 import threading
+from collections.abc import Callable
 from types import TracebackType
+from typing import Generic, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 _pid = os.getpid()
+T = TypeVar("T")
 
 
 class ForkGate:
@@ -132,6 +135,44 @@ def keep_inherited(*inherited: object) -> None:
 _INHERITED: list[object] = []
 
 
+class PerProcess(Generic[T]):
+    """A client made by ``factory`` on first use in each process: a forked child makes its own.
+
+    For a library client that owns sockets or threads (a boto3 client and its connection
+    pool, a thread pool executor): :meth:`get` returns this process's, and in a forked
+    child hands the parent's to :func:`keep_inherited` and makes a new one.
+    """
+
+    def __init__(self, factory: Callable[[], T]) -> None:
+        self._factory = factory
+        self._value: T | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._lock_pid = current_pid()
+
+    def get(self) -> T:
+        """This process's client, made now if it has none."""
+        value, pid = self._value, current_pid()
+        if value is not None and self._pid == pid:
+            return value
+        if self._lock_pid != pid:  # another thread of the parent may have held it at the fork
+            self._lock, self._lock_pid = threading.Lock(), pid
+        with self._lock:
+            if self._value is None or self._pid != pid:
+                keep_inherited(self._value)
+                self._value = self._factory()
+                self._pid = pid
+            return self._value
+
+    def close(self, closer: Callable[[T], object]) -> None:
+        """Call ``closer`` on this process's client, if it made one; the next :meth:`get` makes a new one."""
+        value, self._value = self._value, None
+        if value is not None and self._pid == current_pid():
+            closer(value)
+        else:
+            keep_inherited(value)
+
+
 def mask_url(url: str) -> str:
     """``url`` with its password replaced by ``****``, safe to log."""
     try:
@@ -145,4 +186,4 @@ def mask_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{user}:****@{netloc}"))
 
 
-__all__ = ["ForkGate", "current_pid", "fork_gate", "keep_inherited", "mask_url"]
+__all__ = ["ForkGate", "PerProcess", "current_pid", "fork_gate", "keep_inherited", "mask_url"]

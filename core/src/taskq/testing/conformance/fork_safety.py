@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from taskq import states
-from taskq.drivers.backend import ResultBackend
+from taskq.drivers.backend import KeyValueBackend, ResultBackend
 from taskq.drivers.transport import Delivery, Message, Transport
 
 # Children forked, one after another, while the parent's threads use the driver.
@@ -184,6 +184,10 @@ class BackendForkSafetyContract:
             meta = backend.get_task_meta(task_id)
             assert meta["status"] == states.SUCCESS, meta
             assert meta["result"] == {"child": number, "pid": os.getpid()}, meta
+            if isinstance(backend, KeyValueBackend):  # several keys at once (S3 reads them on a thread pool)
+                key = f"fork-child-{number}-{uuid.uuid4().hex}"
+                backend.set(key, b"from the child")
+                assert backend.mget([key, f"{key}-missing"]) == [b"from the child", None]
             if self.children_read_the_parents_results:
                 assert backend.get_task_meta(warm)["result"] == "parent"
 
