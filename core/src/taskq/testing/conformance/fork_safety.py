@@ -52,6 +52,8 @@ CHILD_DEADLINE = 20.0
 BETWEEN_FORKS = 0.05
 # Seconds before the deadline at which a child still working writes its threads' stacks.
 STACK_DUMP_LEAD = 3.0
+# Seconds after which a child's own thread stores the result the child waits for.
+STORE_DELAY = 0.2
 # Longest error text a child sends back, in bytes.
 REPORT_MAX = 4000
 
@@ -190,6 +192,12 @@ class BackendForkSafetyContract:
                 assert backend.mget([key, f"{key}-missing"]) == [b"from the child", None]
             if self.children_read_the_parents_results:
                 assert backend.get_task_meta(warm)["result"] == "parent"
+            # a wait in the child, woken by a result a thread of the child stores meanwhile
+            later = f"fork-child-{number}-later-{uuid.uuid4().hex}"
+            storer = threading.Timer(STORE_DELAY, backend.store_result, (later, "later", states.SUCCESS))
+            storer.start()
+            assert backend.wait_for(later, timeout=CHILD_DEADLINE / 2)["result"] == "later"
+            storer.join()
 
         with hammer.running():
             failures = fork_and_check(child)
