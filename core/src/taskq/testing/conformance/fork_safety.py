@@ -168,6 +168,8 @@ class BackendForkSafetyContract:
             task_id = uuid.uuid4().hex
             backend.store_result(task_id, {"from": "parent"}, states.SUCCESS)
             assert backend.get_task_meta(task_id)["status"] == states.SUCCESS
+            if isinstance(backend, KeyValueBackend):  # a chord counter: some stores lock for it
+                assert backend.incr(f"fork-counter-{task_id}") == 1
 
         def wait() -> None:  # a waiting thread, as AsyncResult.get() has
             backend.wait_for_change([warm], 0.05)
@@ -190,6 +192,7 @@ class BackendForkSafetyContract:
                 key = f"fork-child-{number}-{uuid.uuid4().hex}"
                 backend.set(key, b"from the child")
                 assert backend.mget([key, f"{key}-missing"]) == [b"from the child", None]
+                assert backend.incr(f"{key}-counter") == 1
             if self.children_read_the_parents_results:
                 assert backend.get_task_meta(warm)["result"] == "parent"
             # a wait in the child, woken by a result a thread of the child stores meanwhile
