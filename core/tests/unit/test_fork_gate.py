@@ -92,6 +92,23 @@ def test_a_thread_inside_the_gate_may_fork_itself() -> None:
         assert fork_and_wait(_enter_the_gate) == 0
 
 
+def test_a_thread_inside_the_gate_forks_once_the_other_threads_left() -> None:
+    inside, leave = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with fork_gate:
+            inside.set()
+            leave.wait(DEADLINE)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(DEADLINE)
+    threading.Timer(0.2, leave.set).start()
+    with fork_gate:
+        assert fork_and_wait(_enter_the_gate) == 0
+    holder.join(DEADLINE)
+
+
 def _enter_the_gate() -> bool:
     with fork_gate:
         return True

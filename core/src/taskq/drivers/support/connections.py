@@ -67,7 +67,7 @@ class ForkGate:
             return
         with self._lock:
             self._inside -= 1
-            if not self._inside:
+            if self._forking:  # only a fork waits for the count to fall
                 self._changed.notify_all()
 
     def before_fork(self) -> None:
@@ -80,7 +80,7 @@ class ForkGate:
 
     def after_fork_in_parent(self) -> None:
         self._forking = False
-        self._changed.notify_all()
+        self._changed.notify_all()  # the threads waiting to enter
         self._lock.release()
 
     def after_fork_in_child(self) -> None:
