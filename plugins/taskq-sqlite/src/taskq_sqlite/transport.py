@@ -307,15 +307,15 @@ class SqliteTransport(Transport):
     def started(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
             return
-        conn = self._conn if self._pid == os.getpid() else self._connection()
-        assert conn is not None
-        try:
-            if len(deliveries) == 1:
-                conn.execute(_STARTED_ONE, (deliveries[0].tag, self.owner))
-            else:
-                conn.execute(_STARTED_MANY, (_id_array(deliveries), self.owner))
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with fork_gate:
+            conn = self._connection()
+            try:
+                if len(deliveries) == 1:
+                    conn.execute(_STARTED_ONE, (deliveries[0].tag, self.owner))
+                else:
+                    conn.execute(_STARTED_MANY, (_id_array(deliveries), self.owner))
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
