@@ -95,13 +95,7 @@ def test_a_warm_shutdown_mid_run_loses_nothing(pool: str, tmp_path: Path, ledger
 
 
 @pytest.mark.parametrize("pool", ["solo", "prefork"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 13: a cold shutdown also loses unstarted tasks acknowledged early with the running ones "
-    "(3 on solo, 4 on prefork -c 2, from a full first claim)",
-)
 def test_a_cold_shutdown_loses_at_most_the_running_early_acked_tasks(pool: str, tmp_path: Path, ledger: Ledger) -> None:
-    ledger.row("double SIGTERM (cold)", f"sqlite/{pool}").known_bugs.append("unstarted early-acked tasks lost")
     lost, running = run_and_stop(pool, 2, tmp_path, ledger, "double SIGTERM (cold)")
     # What docs/worker.md allows: the tasks running at the cold stop, acknowledged early.
     assert set(lost) <= running, f"lost {sorted(set(lost) - running)}, which had not started"
