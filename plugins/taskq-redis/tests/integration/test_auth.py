@@ -24,6 +24,8 @@ from taskq.errors import ConfigError
 
 from ..conftest import RedisServer
 
+pytestmark = pytest.mark.integration
+
 PASSWORD = "Right-Pw-7Qe9-distinctive"
 WRONG = "Wrong-Pw-3Xk1-distinctive"
 # Longest a refused password may take to be reported, in seconds (no retries: well under).
