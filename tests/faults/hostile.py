@@ -47,7 +47,17 @@ PROTOCOL_HEADERS = (
 #: The headers issue 13 names as crashing a worker when unparsable (fuzzed apart, see the tests).
 CRASHING_HEADERS = ("eta", "expires", "timelimit")
 # Delivery properties a worker reads.
-PROPERTY_NAMES = ("correlation_id", "reply_to", "priority", "delivery_mode", "content_type", "body_encoding")
+PROPERTY_NAMES = (
+    "correlation_id",
+    "reply_to",
+    "priority",
+    "delivery_mode",
+    "content_type",
+    "body_encoding",
+    "message_id",
+    "type",
+    "app_id",
+)
 CONTENT_TYPES = (
     "application/json",
     "application/x-python-serialize",

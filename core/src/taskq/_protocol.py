@@ -405,6 +405,9 @@ def check_headers(headers: Mapping[str, object], properties: Mapping[str, object
     Raises:
         MessageDecodeError: a value a worker would refuse, naming its header.
     """
+    for name in ("task", "id"):
+        if type(headers.get(name)) is not str:
+            raise _bad(name, headers.get(name), "text")
     _checked_headers(dict(headers), dict(properties or {}))
 
 

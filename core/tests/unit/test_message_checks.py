@@ -236,7 +236,14 @@ def test_the_worker_dead_letters_a_message_with_a_hostile_header_once_and_runs_t
 def test_send_task_refuses_a_header_the_worker_would_reject(app: App) -> None:
     from taskq.errors import TaskqError
 
-    for headers in ({"eta": "not-a-date"}, {"expires": {"a": 1}}, {"timelimit": [1e9, "x"]}, {"retries": "x"}):
+    for headers in (
+        {"eta": "not-a-date"},
+        {"expires": {"a": 1}},
+        {"timelimit": [1e9, "x"]},
+        {"retries": "x"},
+        {"id": 5},
+        {"task": None},
+    ):
         with pytest.raises((TaskqError, TypeError, ValueError), match=next(iter(headers))):
             app.send_task("tests.add", [1, 2], headers=headers)
     assert broker(app).depth("taskq") == 0
@@ -292,3 +299,37 @@ def test_a_message_the_dead_letter_store_cannot_hold_is_dead_lettered_as_its_raw
     assert consumer.transport.depth("taskq") == 0
     assert app.AsyncResult("abc").state == "FAILURE"
     consumer.close()
+
+
+@pytest.mark.parametrize(
+    ("options", "named"),
+    [
+        ({"eta": "not-a-date"}, "eta"),
+        ({"eta": {"a": 1}}, "eta"),
+        ({"eta": float("nan")}, "eta"),
+        ({"countdown": "x"}, "countdown"),
+        ({"countdown": float("inf")}, "countdown"),
+        ({"expires": object()}, "expires"),
+        ({"expires": float("nan")}, "expires"),
+        ({"time_limit": "x"}, "timelimit"),  # the header the worker reads
+        ({"soft_time_limit": -1}, "timelimit"),
+        ({"retries": -1}, "retries"),
+        ({"group_index": "x"}, "group_index"),
+    ],
+    ids=repr,
+)
+def test_apply_async_refuses_options_the_worker_would_reject(app: App, options: dict[str, object], named: str) -> None:
+    with pytest.raises((TypeError, ValueError), match=f"cannot send task tests.add: .*{named}"):
+        app.tasks["tests.add"].apply_async((1, 2), **options)
+    assert broker(app).depth("taskq") == 0
+
+
+def test_apply_async_still_takes_every_kind_of_eta_and_expires(app: App) -> None:
+    import datetime
+
+    task = app.tasks["tests.add"]
+    task.apply_async((1, 2), eta=datetime.datetime(2030, 1, 1), expires=60)
+    task.apply_async((1, 2), eta="2030-01-01T00:00:00+00:00", expires="2030-01-02T00:00:00")
+    task.apply_async((1, 2), eta=1893456000, expires=datetime.datetime(2030, 1, 2, tzinfo=datetime.UTC))
+    task.apply_async((1, 2), countdown=5, time_limit=10, soft_time_limit=5.5)
+    assert broker(app).depth("taskq") == 4

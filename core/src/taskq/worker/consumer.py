@@ -4,7 +4,9 @@ The loop, in the worker's main thread:
 
 1. settle finished tasks (ack late, requeue or dead-letter what they asked for);
 2. move ETA tasks that came due from the timer to the ready queue;
-3. start ready tasks while the pool has room (acking first unless the task acks late);
+3. start ready tasks while the pool has room (acking first unless the task acks late, else
+   recording the start in the broker, which counts starts for the poison-message check;
+   a held message that started before and was never settled runs alone);
 4. claim up to the prefetch window under a lease, and sort what came: undecodable,
    unknown or poison messages are dead-lettered, expired ones recorded as REVOKED, ETAs
    beyond the horizon go back to the broker, near ones wait in the timer;

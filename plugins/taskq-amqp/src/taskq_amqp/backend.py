@@ -35,6 +35,7 @@ import amqp.exceptions
 
 from taskq import states
 from taskq.drivers.backend import BackendCapabilities, Meta, ResultBackend
+from taskq.drivers.support.connections import current_pid, keep_inherited
 from taskq.errors import BrokerUnavailableError, ConfigError, TimeoutError
 from taskq_amqp._connection import (
     CONNECTION_ERRORS,
@@ -84,10 +85,32 @@ class RpcBackend(Reconnecting, ResultBackend):
         self._barriers: set[str] = set()
         self._heartbeats = Heartbeats()
         self._revocations = Revocations()
+        self._pid = current_pid()  # the process whose connection and reply queue these are
 
     # ---- Connection -------------------------------------------------------------------
 
+    def _forget_parent(self) -> None:
+        """In a forked child: a reply queue and a connection of its own; the parent's stay the parent's.
+
+        Nothing of the parent's is closed or read (its replies would be stolen, its
+        connection closed under it); its lock, which another thread of the parent may have
+        held at the fork, is replaced.
+        """
+        if self._pid == current_pid():
+            return
+        keep_inherited(self._conn)
+        self._lock = threading.RLock()
+        self._conn = self._channel = None
+        self.queue_name = f"taskq.reply.{uuid.uuid4()}"
+        self._consuming = False
+        self._results = OrderedDict()
+        self._barriers = set()
+        self._heartbeats = Heartbeats()
+        self._revocations = Revocations()
+        self._pid = current_pid()
+
     def _ensure(self) -> amqp.Channel:
+        self._forget_parent()
         with self._lock:
             if self._channel is not None:
                 return self._channel
@@ -103,6 +126,7 @@ class RpcBackend(Reconnecting, ResultBackend):
             return channel
 
     def _lost(self, exc: BaseException) -> None:
+        self._forget_parent()
         with self._lock:
             if self._conn is not None:
                 logger.warning("lost the result connection to %s: %s", self.params.masked, exc)
@@ -110,6 +134,7 @@ class RpcBackend(Reconnecting, ResultBackend):
             self._conn = self._channel = None
 
     def close(self) -> None:
+        self._forget_parent()
         with self._lock:
             close_quietly(self._conn)
             self._conn = self._channel = None
@@ -121,6 +146,7 @@ class RpcBackend(Reconnecting, ResultBackend):
 
     def reply_queue(self) -> str:
         """Declare this backend's reply queue and consume it; return its name."""
+        self._forget_parent()
         if not self._consuming:
             self._retrying("declare the reply queue", self._consume)
         return self.queue_name
@@ -150,6 +176,7 @@ class RpcBackend(Reconnecting, ResultBackend):
 
     def _drain(self, timeout: float) -> None:
         """Handle replies that arrive within ``timeout`` seconds (0: only those already here)."""
+        self._forget_parent()
         conn = self._conn
         if conn is None:
             self._ensure()

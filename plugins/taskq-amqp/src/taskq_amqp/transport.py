@@ -43,6 +43,7 @@ from typing import cast
 import amqp
 import amqp.exceptions
 
+from taskq.drivers.support.connections import current_pid, keep_inherited
 from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
 from taskq.errors import BrokerUnavailableError, ConfigError
 from taskq_amqp._confirms import Unconfirmed
@@ -127,6 +128,7 @@ class AmqpTransport(Reconnecting, Transport):
         self._wake = WakeSocket()
         self._last_warning = 0.0
         self._backoff = Backoff()
+        self._pid = current_pid()  # the process whose connection and wake-up socket these are
 
     # ---- Life cycle -----------------------------------------------------------------
 
@@ -134,6 +136,7 @@ class AmqpTransport(Reconnecting, Transport):
         self._ensure()
 
     def close(self) -> None:
+        self._forget_parent()
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._flush_confirms()
@@ -144,6 +147,8 @@ class AmqpTransport(Reconnecting, Transport):
 
     def _ensure(self) -> amqp.Channel:
         """The channel, connecting first if need be; raises BrokerUnavailableError."""
+        if self._pid != current_pid():
+            self._forget_parent()
         if self._channel is not None:
             return self._channel
         self._wake.reopen()
@@ -164,6 +169,22 @@ class AmqpTransport(Reconnecting, Transport):
         for outgoing in unconfirmed:  # lost with the old connection: send again
             self._send(channel, *outgoing)
         return channel
+
+    def _forget_parent(self) -> None:
+        """In a forked child, leave the parent's connection, wake-up socket and unconfirmed publishes to it.
+
+        Nothing of theirs is closed or read here (a close would say goodbye on the parent's
+        socket); the child's next call opens a connection of its own.
+        """
+        if self._pid == current_pid():
+            return
+        keep_inherited(self._conn, self._wake)
+        self._wake = WakeSocket()
+        self._unconfirmed = Unconfirmed()  # the parent confirms, or sends again, its own
+        self._backoff = Backoff()
+        self._reset(None, None)  # the parent's deliveries: never acked from here
+        self._generation = 0
+        self._pid = current_pid()
 
     def _reset(self, conn: amqp.Connection | None, channel: amqp.Channel | None) -> None:
         self._conn, self._channel, self._admin = conn, channel, None
@@ -402,6 +423,7 @@ class AmqpTransport(Reconnecting, Transport):
                     return
 
     def interrupt(self) -> None:
+        self._forget_parent()
         self._wake.poke()
 
     # ---- Settling -------------------------------------------------------------------
@@ -421,6 +443,7 @@ class AmqpTransport(Reconnecting, Transport):
         return tags
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
+        self._forget_parent()
         tags = self._current(deliveries)
         if not tags or self._channel is None:
             return

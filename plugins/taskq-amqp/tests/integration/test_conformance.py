@@ -6,12 +6,17 @@ from collections.abc import Iterator
 
 import pytest
 
-from taskq.testing.conformance import MultiProcessTransportContract, ResultBackendContract
+from taskq.testing.conformance import (
+    BackendForkSafetyContract,
+    MultiProcessTransportContract,
+    ResultBackendContract,
+    TransportForkSafetyContract,
+)
 from taskq_amqp.backend import RpcBackend
 from taskq_amqp.transport import AmqpTransport
 
 
-class TestAmqpTransport(MultiProcessTransportContract):
+class TestAmqpTransport(MultiProcessTransportContract, TransportForkSafetyContract):
     @pytest.fixture
     def transport(self, broker_url: str, queue: str) -> Iterator[AmqpTransport]:
         transport = AmqpTransport(broker_url)
@@ -22,7 +27,10 @@ class TestAmqpTransport(MultiProcessTransportContract):
         transport.close()
 
 
-class TestRpcBackend(ResultBackendContract):
+class TestRpcBackend(ResultBackendContract, BackendForkSafetyContract):
+    threads_share_one_instance = False  # one consumer of the reply queue per instance
+    children_read_the_parents_results = False  # a forked child gets a reply queue of its own
+
     @pytest.fixture
     def backend(self, broker_url: str) -> Iterator[RpcBackend]:
         backend = RpcBackend("rpc://", broker_url=broker_url)

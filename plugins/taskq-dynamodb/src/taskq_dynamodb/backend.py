@@ -22,13 +22,14 @@ import random
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.support.connections import mask_url
+from taskq.drivers.support.connections import PerProcess, mask_url
 from taskq.drivers.support.services import ServiceErrors, error_code
 from taskq.errors import BackendUnavailableError, ConfigError, SerializationError
 from taskq_dynamodb._url import Settings, parse_url
@@ -88,6 +89,11 @@ class DynamoDBBackend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=False, native_join=True, chord_counter=True, expiry=True)
 
+    @property
+    def client(self) -> Any:
+        """This process's boto3 DynamoDB client."""
+        return self._clients.get()
+
     def setup(self) -> None:
         self.settings: Settings = parse_url(self.url, self.options)
         self.table = self.settings.table
@@ -105,8 +111,11 @@ class DynamoDBBackend(KeyValueBackend):
             aws_secret_access_key=self.settings.secret_key,
             region_name=self.settings.region,
         )
-        try:
-            self.client = session.client("dynamodb", endpoint_url=self.settings.endpoint_url, config=config)
+        try:  # one client per process: a forked child must not share the parent's pooled connections
+            self._clients = PerProcess(
+                lambda: session.client("dynamodb", endpoint_url=self.settings.endpoint_url, config=config)
+            )
+            self._clients.get()
         except BotoCoreError as exc:  # no region anywhere, most often
             raise ConfigError(
                 f"cannot set up DynamoDB for {self.masked_url}: {exc}; name the region in the URL "
@@ -332,7 +341,7 @@ class DynamoDBBackend(KeyValueBackend):
             if self._closed:
                 return
             self._closed = True
-        self.client.close()
+        self._clients.close(lambda client: client.close())
 
 
 __all__ = ["DynamoDBBackend"]

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import KeyValueStoreContract, ResultBackendContract
+from taskq.testing.conformance import BackendForkSafetyContract, KeyValueStoreContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_dynamodb.backend import DynamoDBBackend
 
 
-class TestDynamoDBBackend(ResultBackendContract, KeyValueStoreContract):
+class TestDynamoDBBackend(ResultBackendContract, KeyValueStoreContract, BackendForkSafetyContract):
     @pytest.fixture
     def backend(self, table_url: str) -> Iterator[DynamoDBBackend]:
         backend = DynamoDBBackend(table_url)

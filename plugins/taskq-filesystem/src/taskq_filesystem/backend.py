@@ -26,6 +26,7 @@ import time
 from collections.abc import Sequence
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
+from taskq.drivers.support.connections import fork_gate
 from taskq.drivers.support.waiters import ResultWaiters
 from taskq.errors import BackendUnavailableError
 from taskq_filesystem import _layout
@@ -58,7 +59,7 @@ class FilesystemBackend(KeyValueBackend):
     def _ready(self) -> None:
         if self._ready_pid == os.getpid():
             return
-        with self._lock:
+        with fork_gate, self._lock:  # the gate first: no fork while the lock is held
             if self._ready_pid == os.getpid():
                 return
             _layout.make_directories(self.root, ROOT_FOLDERS, BackendUnavailableError, "result backend")
@@ -114,7 +115,8 @@ class FilesystemBackend(KeyValueBackend):
         now = time.time()
         path = self._path(key)
         try:
-            with open(self._counter_lock, "ab") as lock:
+            # No fork while the lock is held: a child's copy of the file would hold it for its whole life.
+            with fork_gate, open(self._counter_lock, "ab") as lock:
                 fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
                 try:
                     current = _unwrap(_layout.read_file(path), now)

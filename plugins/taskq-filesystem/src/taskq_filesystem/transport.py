@@ -9,13 +9,18 @@ exactly one succeeds and the others get ``ENOENT``.
 
 * **Publish** writes the envelope (:mod:`taskq.drivers.support.envelope`, the body kept as
   text when it is UTF-8, so ``cat`` shows it) to ``tmp/`` and renames it into ``waiting/`` under the
-  name ``<due ns, 19 digits>-<unique>-<deliveries>``: names sort by due time, then by a
+  name ``<due ns, 19 digits>-<unique>-<starts>``: names sort by due time, then by a
   per-process sequence number, so a sorted listing is the queue in FIFO-by-due order and
   a delayed message is simply one whose name sorts after "now".
 * **Claim** lists ``waiting/`` (the listing is cached until its due part is used up),
-  sets the file's mtime to the lease deadline and renames it to
-  ``claimed/<owner>~<name with deliveries + 1>``. The winner reads the file; one that
-  cannot be decoded is handed out as the stand-in the worker dead-letters, with the reason.
+  sets the file's mtime to the lease deadline and renames it to ``claimed/<owner>~<name>``.
+  The winner reads the file; one that cannot be decoded is handed out as the stand-in the
+  worker dead-letters, with the reason. The delivery it hands out counts the starts in
+  the name plus one.
+* **Started** (a held message's task starts) renames the claimed file to the same name
+  with ``<starts>`` raised by one, and points the delivery's tag (:class:`ClaimedFile`)
+  at the new name: a message that was only claimed keeps its count, whatever killed its
+  worker.
 * **Renew** is ``os.utime`` of the claimed file, only for names carrying this owner; a
   file that is gone (acked, or taken back after its lease lapsed) renews nothing.
 * **Lapsed leases**: a claimer looks at ``claimed/`` at most every
@@ -44,6 +49,7 @@ import itertools
 import logging
 import os
 import secrets
+import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -79,10 +85,32 @@ def _due_prefix(due_ns: int) -> str:
     return f"{due_ns:0{DUE_DIGITS}d}"
 
 
+class ClaimedFile:
+    """The tag of a claimed message: the path of its file in ``claimed/``.
+
+    :meth:`FilesystemTransport.started` renames the file (the count of starts is part of
+    its name) and moves the tag along, so the tag stays the same object, as the worker's
+    records of what it holds need; ``str(tag)`` is the current path.
+    """
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __str__(self) -> str:
+        return self.path
+
+    def __repr__(self) -> str:
+        return f"ClaimedFile({self.path!r})"
+
+
 class FilesystemTransport(Transport):
     """Broker transport on a directory tree, shared by every process on the machine that opens it."""
 
-    capabilities = Capabilities(delayed_delivery=True, leases=True, dead_letter=True, priority=False, wakeup=True)
+    capabilities = Capabilities(
+        delayed_delivery=True, leases=True, dead_letter=True, priority=False, wakeup=True, counts_starts=True
+    )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
@@ -224,21 +252,27 @@ class FilesystemTransport(Transport):
             return None  # not a message file (an editor's backup?): leave it alone
         deliveries = int(count) + 1
         source = os.path.join(self._folder(queue, WAITING), name)
-        target = os.path.join(self._folder(queue, CLAIMED), f"{self.owner}{OWNER_MARK}{stem}-{deliveries}")
+        target = os.path.join(self._folder(queue, CLAIMED), f"{self.owner}{OWNER_MARK}{name}")
         try:
             # the lease deadline goes on before the move: a sweeper must never see a claimed
             # file with the old mtime of a waiting one
             os.utime(source, ns=(deadline_ns, deadline_ns))
             os.rename(source, target)
             os.utime(target, ns=(deadline_ns, deadline_ns))  # ours, whatever a loser set
+        except FileNotFoundError:
+            return None
+        try:
             data = _layout.read_file(target)
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a directory, a file this user may not read: the stand-in, with why
+            reason = f"the message file cannot be read ({exc.strerror or type(exc).__name__})"
+            return Delivery(envelope.undecodable(b"", reason), queue, target, deliveries)
         try:
             message = envelope.decode(data)
         except MessageDecodeError as exc:  # handed out anyway: the worker dead-letters it with the reason
             message = envelope.undecodable(data, exc)
-        return Delivery(message, queue, target, deliveries)
+        return Delivery(message, queue, ClaimedFile(target), deliveries)
 
     def _sweep(self, queue: str) -> None:
         """Give back the messages of ``queue`` whose lease lapsed, at most every SWEEP_INTERVAL."""
@@ -315,6 +349,25 @@ class FilesystemTransport(Transport):
             renewed += 1
         return renewed
 
+    def started(self, deliveries: Sequence[Delivery]) -> None:
+        mine = self.owner + OWNER_MARK
+        for delivery in deliveries:
+            tag = delivery.tag
+            if not isinstance(tag, ClaimedFile):
+                continue
+            folder, name = os.path.split(tag.path)
+            stem, _, count = name.rpartition("-")
+            if not name.startswith(mine) or not _is_number(count):
+                continue
+            target = os.path.join(folder, f"{stem}-{int(count) + 1}")
+            try:
+                os.rename(tag.path, target)
+            except FileNotFoundError:
+                continue  # acked, or taken back after its lease lapsed
+            except OSError as exc:
+                raise self._fail(exc) from exc
+            tag.path = target
+
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         for delivery in deliveries:
             try:
@@ -351,8 +404,7 @@ class FilesystemTransport(Transport):
         try:
             # kept first, removed second: a crash in between duplicates, never loses
             self._write(delivery.queue, DEAD, name, data)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(str(delivery.tag))
+            _remove(str(delivery.tag))
         except OSError as exc:
             raise self._fail(exc) from exc
         logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
@@ -434,10 +486,20 @@ def _mtime_ns(entry: os.DirEntry[str]) -> int:
         return 2**63 - 1
 
 
+def _remove(path: str) -> None:
+    """Remove a claimed entry: a message file, or a directory another program put in the queue."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except IsADirectoryError:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _is_number(text: str) -> bool:
     """Whether a part of a file name is a count or a time taskq wrote: ASCII digits, at most 19
     (``str.isdigit`` alone takes '²', which ``int`` refuses)."""
     return text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS
 
 
-__all__ = ["FilesystemTransport"]
+__all__ = ["ClaimedFile", "FilesystemTransport"]

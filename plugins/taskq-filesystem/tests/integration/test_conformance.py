@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import KeyValueStoreContract, MultiProcessTransportContract, ResultBackendContract
+from taskq.testing.conformance import (
+    BackendForkSafetyContract,
+    KeyValueStoreContract,
+    MultiProcessTransportContract,
+    ResultBackendContract,
+    TransportForkSafetyContract,
+)
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_filesystem.backend import FilesystemBackend
 from taskq_filesystem.transport import FilesystemTransport
@@ -19,7 +25,7 @@ def url(tmp_path: Path) -> str:
     return f"file://{tmp_path}/taskq"
 
 
-class TestFilesystemTransport(MultiProcessTransportContract):
+class TestFilesystemTransport(MultiProcessTransportContract, TransportForkSafetyContract):
     @pytest.fixture
     def transport(self, url: str) -> Iterator[FilesystemTransport]:
         transport = FilesystemTransport(url)
@@ -28,7 +34,7 @@ class TestFilesystemTransport(MultiProcessTransportContract):
         transport.close()
 
 
-class TestFilesystemBackend(ResultBackendContract, KeyValueStoreContract):
+class TestFilesystemBackend(ResultBackendContract, KeyValueStoreContract, BackendForkSafetyContract):
     @pytest.fixture
     def backend(self, url: str) -> Iterator[FilesystemBackend]:
         backend = FilesystemBackend(url)

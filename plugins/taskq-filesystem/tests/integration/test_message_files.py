@@ -100,3 +100,24 @@ def test_a_file_whose_name_is_not_a_message_name_is_left_alone(
     assert delivery.message.body == b"good"
     transport.wait([QUEUE], 0.01)  # reads the due times of every waiting name
     transport.ack([delivery])
+
+
+def test_a_directory_named_like_a_message_is_handed_over_as_a_stand_in_and_dead_lettered(
+    transport: FilesystemTransport, root: Path
+) -> None:
+    drop_file(root, b"{}")
+    waiting = root / "queues" / file_name(QUEUE) / "waiting"
+    for dropped in waiting.iterdir():
+        dropped.unlink()
+        dropped.mkdir()
+        (dropped / "inside").write_bytes(b"x")
+    transport.publish(QUEUE, Message(b"good", {"id": "1"}))
+    claimed = transport.claim([QUEUE], 10)  # raised BrokerUnavailableError ("Is a directory")
+    assert sorted(d.message.body for d in claimed) == [b"", b"good"]
+    [stand_in] = [d for d in claimed if d.message.body == b""]
+    assert "cannot be read" in str(stand_in.message.headers[UNDECODABLE_HEADER])
+    transport.dead_letter(stand_in, "cannot decode the message")
+    transport.ack([d for d in claimed if d is not stand_in])
+    assert transport.depth(QUEUE) == 0
+    [dead] = transport.dead_letters(QUEUE)
+    assert dead.reason == "cannot decode the message"

@@ -36,7 +36,7 @@ from pymemcache.client.hash import HashClient
 from pymemcache.exceptions import MemcacheError, MemcacheUnexpectedCloseError
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.support.connections import mask_url
+from taskq.drivers.support.connections import current_pid, keep_inherited, mask_url
 from taskq.drivers.support.retrying import RetryPolicy
 from taskq.errors import BackendUnavailableError, ConfigError
 
@@ -91,15 +91,25 @@ class MemcachedBackend(KeyValueBackend):
         self.servers = parse_servers(self.url)
         self._client: Client | None = None
         self._lock = threading.Lock()
+        self._pid = current_pid()  # the process whose sockets the client holds
 
     # ---- Connection -------------------------------------------------------------------
 
     def _connection(self) -> Client:
+        if self._pid != current_pid():
+            self._forget_parent()
         if self._client is None:
             with self._lock:
                 if self._client is None:
                     self._client = self._connect()
         return self._client
+
+    def _forget_parent(self) -> None:
+        """In a forked child: the parent's sockets stay the parent's (a reply read here would be one of its own)."""
+        keep_inherited(self._client)
+        self._client = None
+        self._lock = threading.Lock()  # another thread of the parent may have held it at the fork
+        self._pid = current_pid()
 
     def _connect(self) -> Client:
         common: dict[str, object] = {"connect_timeout": CONNECT_TIMEOUT, "timeout": TIMEOUT, "no_delay": True}
@@ -163,6 +173,8 @@ class MemcachedBackend(KeyValueBackend):
             self._retry(lambda client: client.add(key, b"0", expire=exptime(expires), noreply=False))
 
     def close(self) -> None:
+        if self._pid != current_pid():
+            self._forget_parent()
         with self._lock:
             client, self._client = self._client, None
         if client is not None:

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import KeyValueStoreContract, ResultBackendContract
+from taskq.testing.conformance import BackendForkSafetyContract, KeyValueStoreContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_memcached.backend import MemcachedBackend
 
 
-class TestMemcachedBackend(ResultBackendContract, KeyValueStoreContract):
+class TestMemcachedBackend(ResultBackendContract, KeyValueStoreContract, BackendForkSafetyContract):
     @pytest.fixture
     def backend(self, memcached_url: str) -> Iterator[MemcachedBackend]:
         backend = MemcachedBackend(memcached_url)

@@ -45,7 +45,7 @@ from pymongo import ReturnDocument
 
 from taskq import states
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend, Meta
-from taskq.drivers.support.connections import mask_url
+from taskq.drivers.support.connections import current_pid, keep_inherited, mask_url
 from taskq.drivers.support.retrying import RetryPolicy
 from taskq.errors import BackendUnavailableError
 
@@ -104,15 +104,25 @@ class MongoBackend(KeyValueBackend):
         self._client: pymongo.MongoClient[Document] | None = None
         self._database: Database[Document] | None = None
         self._lock = threading.Lock()
+        self._pid = current_pid()  # the process whose client (sockets, monitor threads) this is
 
     # ---- Connection -------------------------------------------------------------------
 
     def _db(self) -> Database[Document]:
+        if self._pid != current_pid():
+            self._forget_parent()
         if self._database is None:
             with self._lock:
                 if self._database is None:
                     self._database = self._connect()
         return self._database
+
+    def _forget_parent(self) -> None:
+        """In a forked child: a client of its own (pymongo's are not fork-safe); the parent's is left alone."""
+        keep_inherited(self._client)
+        self._client = self._database = None
+        self._lock = threading.Lock()  # another thread of the parent may have held it at the fork
+        self._pid = current_pid()
 
     def _connect(self) -> Database[Document]:
         seconds = self.options.get("server_selection_timeout", SERVER_SELECTION_TIMEOUT_MS / 1000)
@@ -299,6 +309,8 @@ class MongoBackend(KeyValueBackend):
             kv.insert_one({"_id": key, "n": 0, "expires_at": self._expires_at(expires)})
 
     def close(self) -> None:
+        if self._pid != current_pid():
+            self._forget_parent()
         with self._lock:
             client, self._client, self._database = self._client, None, None
         if client is not None:

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import KeyValueStoreContract, ResultBackendContract
+from taskq.testing.conformance import BackendForkSafetyContract, KeyValueStoreContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_mongo.backend import MongoBackend
 
 
-class TestMongoBackend(ResultBackendContract, KeyValueStoreContract):
+class TestMongoBackend(ResultBackendContract, KeyValueStoreContract, BackendForkSafetyContract):
     @pytest.fixture
     def backend(self, mongo_url: str) -> Iterator[MongoBackend]:
         backend = MongoBackend(mongo_url)

@@ -6,12 +6,33 @@ then a pickle. A job is ``(target, args, soft_time_limit)``; an outcome is
 after this job (``max_tasks_per_child``, ``max_memory_per_child``, or the task raised
 ``SystemExit``). The child also leaves when its job pipe reaches end of file: the
 parent closed it (shrink, stop) or died.
+
+A child never outlives its parent, even in the middle of a task: the task's message is
+the parent's, and once the parent is gone its lease lapses and another worker runs it,
+so a child that went on would run it twice. Two guards, armed before the child does
+anything else (:func:`die_with_parent`), both carried out by the kernel, so they work
+even while a task holds the GIL in C code:
+
+* the *lifeline*: a pipe of its own whose write end only the parent holds, and nobody
+  writes to. The child asks for ``SIGIO`` when it becomes readable (``O_ASYNC``, owner
+  itself). When the parent dies, however it dies, the kernel closes that end and sends
+  ``SIGIO``, whose default action ends the process. (Where ``SIGIO`` is ignored by
+  default, as on macOS, a handler ends it instead, between two bytecodes.)
+* on Linux, ``prctl(PR_SET_PDEATHSIG, SIGKILL)`` as well, where the child was forked by
+  the parent's main thread. Linux ties that signal to the *thread* that forked, so it is
+  not used for children forked by the pool's supervisor thread, which ends before the
+  pool does.
+
+After arming them the child checks that its parent is still the process that forked it:
+one that died in between would have left the child adopted and unwarned.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import dataclasses
+import fcntl
 import os
 import pickle
 import resource
@@ -47,6 +68,9 @@ class ChildConfig:
     close_fds: tuple[int, ...]  # the parent's ends and the other children's pipes
     max_tasks: int | None
     max_memory: int | None  # KiB of resident memory
+    parent_pid: int  # the process that forked this child
+    lifeline_fd: int  # read end of this child's lifeline, whose write end only the parent holds
+    parent_death_signal: bool  # forked by the parent's main thread: PR_SET_PDEATHSIG applies
 
 
 class _Running:
@@ -106,6 +130,7 @@ def child_main(config: ChildConfig) -> None:
     for fd in config.close_fds:
         with contextlib.suppress(OSError):
             os.close(fd)
+    die_with_parent(config)
     _name_process(config.name)
     reader = open(config.job_fd, "rb", buffering=READ_BUFFER)  # noqa: SIM115 - read for the child's whole life
     apps: dict[int, App] = {}
@@ -235,6 +260,39 @@ def _reset_signals() -> None:
     signal.pthread_sigmask(signal.SIG_SETMASK, set())
     with contextlib.suppress(ValueError, OSError):
         signal.set_wakeup_fd(-1)
+
+
+# prctl(2) option: the signal this process gets when its parent (thread) dies. Linux only.
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(config: ChildConfig) -> None:
+    """Arm the guards that end this child when its parent dies (see the module docstring)."""
+    if config.parent_death_signal and sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):  # no libc to call: the lifeline still holds
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if config.lifeline_fd >= 0 and hasattr(os, "O_ASYNC"):
+        if sys.platform.startswith("linux"):
+            signal.signal(signal.SIGIO, signal.SIG_DFL)  # its default action ends the process
+        else:
+            signal.signal(signal.SIGIO, _on_lifeline_signal)
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(config.lifeline_fd, fcntl.F_SETOWN, os.getpid())
+            flags = fcntl.fcntl(config.lifeline_fd, fcntl.F_GETFL)
+            fcntl.fcntl(config.lifeline_fd, fcntl.F_SETFL, flags | os.O_ASYNC)
+    if os.getppid() != config.parent_pid:  # it died before the guards were up
+        _parent_gone()
+
+
+def _on_lifeline_signal(_signum: int, _frame: FrameType | None) -> None:
+    _parent_gone()
+
+
+def _parent_gone() -> None:
+    with contextlib.suppress(OSError):
+        os.write(2, f"taskq prefork child {os.getpid()}: the worker process died; stopping at once\n".encode())
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _name_process(name: str) -> None:

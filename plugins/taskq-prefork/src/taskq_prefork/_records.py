@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 from collections.abc import Sequence
 from typing import Literal
 
@@ -36,6 +37,7 @@ class Child:
         "job",
         "job_fd",
         "kill_at",
+        "lifeline_fd",
         "name",
         "outcome_fd",
         "pid",
@@ -52,6 +54,7 @@ class Child:
         self.pid: int = process.pid
         self.job_fd = job_fd
         self.outcome_fd = outcome_fd
+        self.lifeline_fd = -1  # the write end of the lifeline: closed only once the child has exited
         self.watch_fd: int = -1
         self.watch_owned = False  # a pidfd this pool opened (else billiard's sentinel)
         self.state: State = "idle"
@@ -61,17 +64,32 @@ class Child:
         self.sending = False  # a thread is writing a job: job_fd must stay open
 
     @classmethod
-    def fork(cls, name: str, inherited: Sequence[int], max_tasks: int | None, max_memory: int | None) -> Child:
-        """Fork a child with its two pipes; it closes ``inherited`` (the parent's other descriptors)."""
+    def fork(
+        cls,
+        name: str,
+        inherited: Sequence[int],
+        max_tasks: int | None,
+        max_memory: int | None,
+    ) -> Child:
+        """Fork a child with its pipes; it closes ``inherited`` (the parent's other descriptors).
+
+        Besides the job and outcome pipes, a *lifeline*: a pipe nobody writes to, whose
+        write end only the parent holds, so that the child dies with the parent (see
+        :func:`._child.die_with_parent`).
+        """
         job_r, job_w = os.pipe()
         outcome_r, outcome_w = os.pipe()
+        lifeline_r, lifeline_w = os.pipe()
         config = ChildConfig(
             name=name,
             job_fd=job_r,
             outcome_fd=outcome_w,
-            close_fds=tuple(fd for fd in (*inherited, job_w, outcome_r) if fd >= 0),
+            close_fds=tuple(fd for fd in (*inherited, job_w, outcome_r, lifeline_w) if fd >= 0),
             max_tasks=max_tasks,
             max_memory=max_memory,
+            parent_pid=os.getpid(),
+            lifeline_fd=lifeline_r,
+            parent_death_signal=threading.current_thread() is threading.main_thread(),
         )
         process = billiard.get_context("fork").Process(target=child_main, args=(config,), name=name, daemon=True)
         try:
@@ -79,8 +97,10 @@ class Child:
         finally:
             os.close(job_r)
             os.close(outcome_w)
+            os.close(lifeline_r)
         os.set_blocking(outcome_r, False)
         child = cls(process, name, job_w, outcome_r)
+        child.lifeline_fd = lifeline_w
         try:
             child.watch_fd = os.pidfd_open(child.pid)
             child.watch_owned = True
@@ -89,7 +109,7 @@ class Child:
         return child
 
     def fds(self) -> list[int]:
-        fds = [self.job_fd, self.outcome_fd, self.watch_fd]
+        fds = [self.job_fd, self.outcome_fd, self.watch_fd, self.lifeline_fd]
         sentinel = self.process.sentinel if self.watch_owned else None
         return [fd for fd in [*fds, sentinel] if fd is not None and fd >= 0]
 

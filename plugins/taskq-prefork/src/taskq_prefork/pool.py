@@ -391,6 +391,8 @@ class PreforkPool(Pool):
         if child.watch_owned:
             close_fd(child.watch_fd)
         child.watch_fd = -1
+        close_fd(child.lifeline_fd)  # after its exit: closing it earlier would kill the child
+        child.lifeline_fd = -1
         with contextlib.suppress(ValueError):  # still running (a kill that has not landed): billiard keeps it
             child.process.close()
 

@@ -156,7 +156,7 @@ for i = 1, n do
     redis.call('ZREM', delayed, unpack(due))
   end
 end
-local out, unacked, index, claims = {}, {}, {}, {}
+local out, unacked, index, claims, seen = {}, {}, {}, {}, {}
 local taken, expiry = 0, now + lease
 for s = 1, 4 do
   local step = STEPS[s]
@@ -177,6 +177,11 @@ for s = 1, 4 do
           end
           tag = tag or ('taskq-' .. redis.sha1hex(envelope))
         end
+        if seen[tag] or redis.call('HEXISTS', UNACKED, tag) == 1 then
+          -- another message held under that tag (anyone can copy a tag): one of its own
+          tag = 'taskq-' .. redis.sha1hex(envelope .. '\n' .. now .. '\n' .. #out)
+        end
+        seen[tag] = true
         unacked[#unacked + 1] = tag
         unacked[#unacked + 1] = '[' .. envelope .. ', "", ' .. routing .. ']'
         index[#index + 1] = now

@@ -69,9 +69,12 @@ class RedisBackend(KeyValueBackend):
         self._subscribers: list[PubSub] = []
         self._wires: list[Wire] = []
         self._lock = threading.Lock()
+        self._lock_pid = current_pid()
 
     def _connection(self) -> Endpoint:
         if self._pid != current_pid():  # first use, or a forked child
+            if self._lock_pid != current_pid():  # a thread of the parent may have held it at the fork
+                self._lock, self._lock_pid = threading.Lock(), current_pid()
             with self._lock:
                 if self._pid != current_pid():
                     self._subscribers = []

@@ -7,7 +7,13 @@ from collections.abc import Iterator
 import pytest
 
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import KeyValueStoreContract, MultiProcessTransportContract, ResultBackendContract
+from taskq.testing.conformance import (
+    BackendForkSafetyContract,
+    KeyValueStoreContract,
+    MultiProcessTransportContract,
+    ResultBackendContract,
+    TransportForkSafetyContract,
+)
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_redis.backend import RedisBackend
 from taskq_redis.transport import RedisTransport
@@ -15,7 +21,7 @@ from taskq_redis.transport import RedisTransport
 pytestmark = pytest.mark.integration
 
 
-class TestRedisTransport(MultiProcessTransportContract):
+class TestRedisTransport(MultiProcessTransportContract, TransportForkSafetyContract):
     @pytest.fixture
     def transport(self, redis_url: str, prefix: str) -> Iterator[RedisTransport]:
         transport = RedisTransport(redis_url, {"global_keyprefix": prefix})
@@ -24,7 +30,7 @@ class TestRedisTransport(MultiProcessTransportContract):
         transport.close()
 
 
-class TestRedisBackend(ResultBackendContract, KeyValueStoreContract):
+class TestRedisBackend(ResultBackendContract, KeyValueStoreContract, BackendForkSafetyContract):
     @pytest.fixture
     def backend(self, redis_url: str, prefix: str) -> Iterator[RedisBackend]:
         backend = RedisBackend(redis_url, {"global_keyprefix": prefix})

@@ -84,3 +84,19 @@ def test_an_envelope_with_a_hostile_delivery_tag_is_claimed_acked_and_dead_lette
     assert transport.depth("jobs") == 0
     assert raw.hlen(f"{prefix}unacked") == 0
     assert raw.hlen(f"{prefix}_taskq.claims") == 0
+
+
+def test_two_envelopes_with_the_same_delivery_tag_are_held_and_acked_apart(
+    transport: RedisTransport, raw: redis.Redis, prefix: str
+) -> None:
+    copy = b'{"body": "", "headers": {"n": %d}, "properties": {"delivery_tag": "same-tag"}}'
+    raw.lpush(f"{prefix}jobs", copy % 1)
+    [first] = transport.claim(["jobs"], 10)
+    raw.lpush(f"{prefix}jobs", copy % 2, copy % 3)  # one more while the first is held, two in one claim
+    second, third = transport.claim(["jobs"], 10)
+    assert len({first.tag, second.tag, third.tag}) == 3
+    transport.ack([first])
+    assert transport.depth("jobs") == 2  # the copies are still held, not acknowledged with it
+    transport.ack([second, third])
+    assert transport.depth("jobs") == 0
+    assert raw.hlen(f"{prefix}unacked") == 0

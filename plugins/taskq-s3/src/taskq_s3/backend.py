@@ -29,6 +29,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import boto3
@@ -36,7 +37,7 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
-from taskq.drivers.support.connections import mask_url
+from taskq.drivers.support.connections import PerProcess, mask_url
 from taskq.drivers.support.services import ServiceErrors, error_code
 from taskq.errors import BackendUnavailableError, ConfigError, SerializationError
 
@@ -91,6 +92,11 @@ class S3Backend(KeyValueBackend):
 
     capabilities = BackendCapabilities(push_wait=False, native_join=False, chord_counter=True, expiry=True)
 
+    @property
+    def client(self) -> Any:
+        """This process's boto3 S3 client."""
+        return self._clients.get()
+
     def setup(self) -> None:
         self.bucket, self.prefix = parse_url(self.url)
         self.masked_url = mask_url(self.url)
@@ -100,7 +106,8 @@ class S3Backend(KeyValueBackend):
         self._closed = False
         self._next_cleanup = time.monotonic() + self.cleanup_interval
         self._cleaning = False
-        self._readers: ThreadPoolExecutor | None = None
+        # made on first use in each process: a forked child has none of the parent's threads
+        self._readers = PerProcess(lambda: ThreadPoolExecutor(MGET_THREADS, thread_name_prefix="taskq-s3-mget"))
         self._counter_locks: dict[str, threading.Lock] = {}
         config = Config(
             connect_timeout=float(str(self.options.get("connect_timeout", CONNECT_TIMEOUT))),
@@ -114,8 +121,9 @@ class S3Backend(KeyValueBackend):
             aws_session_token=_option(self.options, "aws_session_token"),
             region_name=_option(self.options, "region"),
         )
-        try:
-            self.client = session.client("s3", endpoint_url=self.endpoint_url, config=config)
+        try:  # one client per process: a forked child must not share the parent's pooled connections
+            self._clients = PerProcess(lambda: session.client("s3", endpoint_url=self.endpoint_url, config=config))
+            self._clients.get()
         except BotoCoreError as exc:
             raise ConfigError(f"cannot set up S3 for {self.masked_url}: {exc}") from exc
         self._call = self._errors().call
@@ -237,11 +245,7 @@ class S3Backend(KeyValueBackend):
     def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         if len(keys) <= 1:
             return [self.get(key) for key in keys]
-        with self._lock:
-            if self._readers is None:
-                self._readers = ThreadPoolExecutor(MGET_THREADS, thread_name_prefix="taskq-s3-mget")
-            readers = self._readers
-        return list(readers.map(self.get, keys))
+        return list(self._readers.get().map(self.get, keys))
 
     def _metadata(self, expires: float | None) -> dict[str, str]:
         return {} if expires is None else {EXPIRES_META: repr(time.time() + expires)}
@@ -365,10 +369,8 @@ class S3Backend(KeyValueBackend):
             if self._closed:
                 return
             self._closed = True
-            readers, self._readers = self._readers, None
-        if readers is not None:
-            readers.shutdown(wait=True)
-        self.client.close()
+        self._readers.close(lambda readers: readers.shutdown(wait=True))
+        self._clients.close(lambda client: client.close())
 
 
 __all__ = ["S3Backend", "parse_url"]

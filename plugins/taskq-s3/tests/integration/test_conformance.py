@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import KeyValueStoreContract, ResultBackendContract
+from taskq.testing.conformance import BackendForkSafetyContract, KeyValueStoreContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_s3.backend import S3Backend
 
 
-class TestS3Backend(ResultBackendContract, KeyValueStoreContract):
+class TestS3Backend(ResultBackendContract, KeyValueStoreContract, BackendForkSafetyContract):
     @pytest.fixture
     def backend(self, url: str, options: dict[str, object]) -> Iterator[S3Backend]:
         backend = S3Backend(url, options)

@@ -22,7 +22,6 @@ DUPLICATE KEY UPDATE counter = LAST_INSERT_ID(counter + 1)`` on MySQL/MariaDB.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +32,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects import mysql, postgresql, sqlite
 
 from taskq.drivers.backend import BackendCapabilities, BackendSettings, KeyValueBackend
-from taskq.drivers.support.connections import mask_url
+from taskq.drivers.support.connections import current_pid, fork_gate, mask_url
 from taskq.drivers.support.retrying import RetryPolicy
 from taskq.errors import BackendUnavailableError, ConfigError
 
@@ -193,7 +192,7 @@ class DatabaseBackend(KeyValueBackend):
             raise ConfigError(f"engine_options must be a table of create_engine() arguments, not {engine_options!r}")
         self._engine_options: dict[str, object] = dict(engine_options)
         self._engine: sa.Engine | None = None
-        self._pid = os.getpid()
+        self._pid = current_pid()
         self._lock = threading.Lock()
         self._has_table = False
         self._next_cleanup = 0.0  # time.monotonic() of the next opportunistic clean-up
@@ -208,7 +207,7 @@ class DatabaseBackend(KeyValueBackend):
     def engine(self) -> sa.Engine:
         """This process's engine; in a forked child the parent's pool is dropped first."""
         engine = self._engine
-        pid = os.getpid()
+        pid = current_pid()
         if engine is not None and self._pid != pid:
             # Forked: the pooled connections belong to the parent. Forget them without
             # closing them (closing would end the parent's sessions), as SQLAlchemy documents.
@@ -260,6 +259,10 @@ class DatabaseBackend(KeyValueBackend):
             BackendUnavailableError: the database cannot be reached (no retries: at start
                 one clear message beats a slow one).
         """
+        with fork_gate:  # no fork halfway through a statement (SQLite's file locks; the pool's state)
+            return self._create_tables()
+
+    def _create_tables(self) -> bool:
         try:
             connection = self.engine.connect()
         except sa_exc.DBAPIError as exc:
@@ -293,7 +296,7 @@ class DatabaseBackend(KeyValueBackend):
             self.create_tables()
 
         def transaction() -> T:
-            with self.engine.begin() as connection:
+            with fork_gate, self.engine.begin() as connection:  # no fork halfway through a transaction
                 return operation(connection)
 
         def retrying(exc: BaseException, delay: float) -> None:
@@ -420,7 +423,7 @@ class DatabaseBackend(KeyValueBackend):
         engine, self._engine = self._engine, None
         if engine is not None:
             # In a forked child the connections are the parent's: leave them open.
-            engine.dispose(close=self._pid == os.getpid())
+            engine.dispose(close=self._pid == current_pid())
 
 
 __all__ = ["DEFAULT_TABLE", "DatabaseBackend", "results_table", "sqlalchemy_url"]

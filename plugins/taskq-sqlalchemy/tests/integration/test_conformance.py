@@ -7,12 +7,12 @@ from collections.abc import Iterator
 import pytest
 
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import KeyValueStoreContract, ResultBackendContract
+from taskq.testing.conformance import BackendForkSafetyContract, KeyValueStoreContract, ResultBackendContract
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_sqlalchemy.backend import DatabaseBackend
 
 
-class TestDatabaseBackend(ResultBackendContract, KeyValueStoreContract):
+class TestDatabaseBackend(ResultBackendContract, KeyValueStoreContract, BackendForkSafetyContract):
     @pytest.fixture
     def backend(self, db_url: str, table_name: str, drop_table: None) -> Iterator[DatabaseBackend]:
         backend = DatabaseBackend(db_url, {"table": table_name})

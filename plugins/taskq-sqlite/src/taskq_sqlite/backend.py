@@ -19,13 +19,13 @@ lock serializes its connection, and each waiting thread gets its own wake-up soc
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import threading
 import time
 from collections.abc import Sequence
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
+from taskq.drivers.support.connections import current_pid, fork_gate, keep_inherited
 from taskq.drivers.support.waiters import ResultWaiters
 from taskq.errors import BackendUnavailableError
 from taskq_sqlite import _database
@@ -79,10 +79,12 @@ class SqliteBackend(KeyValueBackend):
 
     def _rows(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
         """The rows of ``sql`` on this process's connection, under the lock; SQLite's errors raised as ours."""
-        with self._lock:
-            if self._pid != os.getpid():  # first use, or a forked child: leave the parent's connection unclosed
+        with fork_gate, self._lock:  # the gate first: no fork while the lock is held (see ForkGate)
+            if self._pid != current_pid():  # first use, or a forked child: leave the parent's connection unclosed
+                if self._conn is not None:
+                    keep_inherited(self._conn)  # closing it would unlock and checkpoint the parent's file
                 self._conn = _database.connect(self.path, SCHEMA, BackendUnavailableError)
-                self._pid = os.getpid()
+                self._pid = current_pid()
             assert self._conn is not None
             try:
                 return self._conn.execute(sql, params).fetchall()
@@ -91,8 +93,8 @@ class SqliteBackend(KeyValueBackend):
 
     def close(self) -> None:
         self._waiters.close()
-        with self._lock:
-            if self._conn is not None and self._pid == os.getpid():
+        with fork_gate, self._lock:
+            if self._conn is not None and self._pid == current_pid():
                 self._conn.close()
             self._conn, self._pid = None, 0
 

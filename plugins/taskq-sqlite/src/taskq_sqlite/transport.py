@@ -40,11 +40,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
-import os
 import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 
+from taskq.drivers.support.connections import current_pid, fork_gate, keep_inherited
 from taskq.drivers.support.envelope import decode_fields, encode_fields, undecodable
 from taskq.drivers.support.wakeup import QueueWakeups
 from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
@@ -169,28 +169,32 @@ class SqliteTransport(Transport):
     # ---- Life cycle -------------------------------------------------------------
 
     def connect(self) -> None:
-        self._connection()
+        with fork_gate:
+            self._connection()
 
     def _connection(self) -> sqlite3.Connection:
-        if self._pid != os.getpid():  # first use, or we are a forked child
+        """This process's connection, opened on first use and again in a forked child (call inside the fork gate)."""
+        if self._pid != current_pid():  # first use, or we are a forked child
             self._reset_after_fork()
             self._conn = _database.connect(self.path, SCHEMA, BrokerUnavailableError)
-            self._pid = os.getpid()
+            self._pid = current_pid()
         assert self._conn is not None
         return self._conn
 
     def _reset_after_fork(self) -> None:
         """Drop what the parent process opened; its sockets and connection stay its own."""
         if self._conn is not None:
-            self._conn = None  # never close a connection inherited across fork
+            keep_inherited(self._conn)  # closing it would unlock and checkpoint the parent's file
+            self._conn = None
         self._wakeups.after_fork()
 
     def close(self) -> None:
         self._wakeups.close()
-        if self._conn is not None and self._pid == os.getpid():
-            self._conn.close()
-        self._conn = None
-        self._pid = 0
+        with fork_gate:
+            if self._conn is not None and self._pid == current_pid():
+                self._conn.close()
+            self._conn = None
+            self._pid = 0
 
     def _fail(self, exc: sqlite3.Error) -> BrokerUnavailableError:
         return BrokerUnavailableError(_database.advice(self.path, exc))
@@ -198,28 +202,30 @@ class SqliteTransport(Transport):
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
         """The block's statements in one write transaction, rolled back if it raises."""
-        conn = self._connection()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
+        with fork_gate:
+            conn = self._connection()
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
 
     # ---- Client side ------------------------------------------------------------
 
     def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
-        conn = self._conn if self._pid == os.getpid() else self._connection()
-        assert conn is not None
         due = time.time() + delay if delay > 0 else time.time()
-        try:
-            conn.execute(_INSERT, (queue, due, due, *_encode(message)))
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with fork_gate:
+            conn = self._conn if self._pid == current_pid() else self._connection()
+            assert conn is not None
+            try:
+                conn.execute(_INSERT, (queue, due, due, *_encode(message)))
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
         self._wakeups.notify()
 
     def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
@@ -239,16 +245,19 @@ class SqliteTransport(Transport):
     def claim(self, queues: Sequence[str], limit: int, *, lease: float = DEFAULT_LEASE_SECONDS) -> list[Delivery]:
         if limit <= 0 or not queues:
             return []
-        conn = self._conn if self._pid == os.getpid() else self._connection()
-        assert conn is not None
         now = time.time()
-        try:
-            if len(queues) == 1:
-                rows = conn.execute(_CLAIM_ONE_QUEUE, (self.owner, now + lease, queues[0], now, limit)).fetchall()
-            else:
-                rows = conn.execute(_claim_sql(len(queues)), (now, limit, self.owner, now + lease, *queues)).fetchall()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with fork_gate:
+            conn = self._conn if self._pid == current_pid() else self._connection()
+            assert conn is not None
+            try:
+                if len(queues) == 1:
+                    rows = conn.execute(_CLAIM_ONE_QUEUE, (self.owner, now + lease, queues[0], now, limit)).fetchall()
+                else:
+                    rows = conn.execute(
+                        _claim_sql(len(queues)), (now, limit, self.owner, now + lease, *queues)
+                    ).fetchall()
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
         if len(rows) > 1:
             rows.sort(key=_due_order)
         deliveries = []
@@ -261,17 +270,20 @@ class SqliteTransport(Transport):
         return deliveries
 
     def wait(self, queues: Sequence[str], timeout: float) -> None:
-        conn = self._connection()  # first: after a fork it drops the parent's socket
-        self._wakeups.wait(lambda: self._next_visible(conn, queues), timeout)
+        with fork_gate:
+            self._connection()  # first: after a fork it drops the parent's socket
+        self._wakeups.wait(lambda: self._next_visible(queues), timeout)
 
-    def _next_visible(self, conn: sqlite3.Connection, queues: Sequence[str]) -> float | None:
+    def _next_visible(self, queues: Sequence[str]) -> float | None:
         """When a message of ``queues`` next becomes claimable (due, or its lease lapsed), or None."""
         if not queues:
             return None
-        try:
-            (next_visible,) = conn.execute(_next_visible_sql(len(queues)), tuple(queues)).fetchone()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with fork_gate:
+            conn = self._connection()
+            try:
+                (next_visible,) = conn.execute(_next_visible_sql(len(queues)), tuple(queues)).fetchone()
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
         return float(next_visible) if next_visible is not None else None
 
     def interrupt(self) -> None:
@@ -281,50 +293,53 @@ class SqliteTransport(Transport):
         if not deliveries:
             return 0
         until = time.time() + lease
-        conn = self._connection()
-        try:
-            if len(deliveries) == 1:
-                cursor = conn.execute(_RENEW_ONE, (until, deliveries[0].tag, self.owner))
-            else:
-                cursor = conn.execute(_RENEW_MANY, (until, _id_array(deliveries), self.owner))
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with fork_gate:
+            conn = self._connection()
+            try:
+                if len(deliveries) == 1:
+                    cursor = conn.execute(_RENEW_ONE, (until, deliveries[0].tag, self.owner))
+                else:
+                    cursor = conn.execute(_RENEW_MANY, (until, _id_array(deliveries), self.owner))
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
         return cursor.rowcount
 
     def started(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
             return
-        conn = self._conn if self._pid == os.getpid() else self._connection()
-        assert conn is not None
-        try:
-            if len(deliveries) == 1:
-                conn.execute(_STARTED_ONE, (deliveries[0].tag, self.owner))
-            else:
-                conn.execute(_STARTED_MANY, (_id_array(deliveries), self.owner))
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with fork_gate:
+            conn = self._connection()
+            try:
+                if len(deliveries) == 1:
+                    conn.execute(_STARTED_ONE, (deliveries[0].tag, self.owner))
+                else:
+                    conn.execute(_STARTED_MANY, (_id_array(deliveries), self.owner))
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
 
     def ack(self, deliveries: Sequence[Delivery]) -> None:
         if not deliveries:
             return
-        conn = self._conn if self._pid == os.getpid() else self._connection()
-        assert conn is not None
-        try:
-            if len(deliveries) == 1:
-                conn.execute(_ACK_ONE, (deliveries[0].tag,))
-            else:
-                conn.execute(_ACK_MANY, (_id_array(deliveries),))
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with fork_gate:
+            conn = self._conn if self._pid == current_pid() else self._connection()
+            assert conn is not None
+            try:
+                if len(deliveries) == 1:
+                    conn.execute(_ACK_ONE, (deliveries[0].tag,))
+                else:
+                    conn.execute(_ACK_MANY, (_id_array(deliveries),))
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
 
     def requeue(self, deliveries: Sequence[Delivery], *, delay: float = 0.0) -> None:
         if not deliveries:
             return
-        conn = self._connection()
-        try:
-            conn.execute(_REQUEUE, (time.time() + max(0.0, delay), _id_array(deliveries)))
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with fork_gate:
+            conn = self._connection()
+            try:
+                conn.execute(_REQUEUE, (time.time() + max(0.0, delay), _id_array(deliveries)))
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
         self._wakeups.notify()
 
     def dead_letter(self, delivery: Delivery, reason: str) -> None:
@@ -335,32 +350,35 @@ class SqliteTransport(Transport):
         logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
-        conn = self._connection()
-        try:
-            if queue is None:
-                rows = conn.execute(_DEAD_LETTERS, (limit,)).fetchall()
-            else:
-                rows = conn.execute(_DEAD_LETTERS_OF_QUEUE, (queue, limit)).fetchall()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with fork_gate:
+            conn = self._connection()
+            try:
+                if queue is None:
+                    rows = conn.execute(_DEAD_LETTERS, (limit,)).fetchall()
+                else:
+                    rows = conn.execute(_DEAD_LETTERS_OF_QUEUE, (queue, limit)).fetchall()
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
         return [DeadLetter(_message(*row[3:]), row[0], row[1], row[2]) for row in rows]
 
     # ---- Administration ---------------------------------------------------------
 
     def purge(self, queue: str) -> int:
         """Delete the messages of ``queue`` that nobody holds under a live lease."""
-        conn = self._connection()
-        try:
-            return conn.execute(_PURGE, (queue, time.time())).rowcount
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with fork_gate:
+            conn = self._connection()
+            try:
+                return int(conn.execute(_PURGE, (queue, time.time())).rowcount)
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
 
     def depth(self, queue: str) -> int:
-        conn = self._connection()
-        try:
-            (count,) = conn.execute(_DEPTH, (queue,)).fetchone()
-        except sqlite3.Error as exc:
-            raise self._fail(exc) from exc
+        with fork_gate:
+            conn = self._connection()
+            try:
+                (count,) = conn.execute(_DEPTH, (queue,)).fetchone()
+            except sqlite3.Error as exc:
+                raise self._fail(exc) from exc
         return int(count)
 
 
@@ -388,7 +406,8 @@ def _undecodable(body: bytes, headers: object, properties: object, error: Messag
 
 
 def _due_order(row: tuple[object, ...]) -> tuple[float, int]:
-    return row[2], row[0]  # type: ignore[return-value]  # (due REAL, id INTEGER) by the schema
+    due = row[2]  # REAL by the schema, but another program can store any type there
+    return (due if type(due) is float or type(due) is int else 0.0), row[0]  # type: ignore[return-value]  # id INTEGER PRIMARY KEY
 
 
 def _id_array(deliveries: Sequence[Delivery]) -> str:

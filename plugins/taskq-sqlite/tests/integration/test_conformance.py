@@ -8,7 +8,13 @@ from pathlib import Path
 import pytest
 
 from taskq.drivers.backend import ResultBackend
-from taskq.testing.conformance import KeyValueStoreContract, MultiProcessTransportContract, ResultBackendContract
+from taskq.testing.conformance import (
+    BackendForkSafetyContract,
+    KeyValueStoreContract,
+    MultiProcessTransportContract,
+    ResultBackendContract,
+    TransportForkSafetyContract,
+)
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_sqlite.backend import SqliteBackend
 from taskq_sqlite.transport import SqliteTransport
@@ -19,7 +25,7 @@ def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/taskq.db"
 
 
-class TestSqliteTransport(MultiProcessTransportContract):
+class TestSqliteTransport(MultiProcessTransportContract, TransportForkSafetyContract):
     @pytest.fixture
     def transport(self, url: str) -> Iterator[SqliteTransport]:
         transport = SqliteTransport(url)
@@ -28,7 +34,7 @@ class TestSqliteTransport(MultiProcessTransportContract):
         transport.close()
 
 
-class TestSqliteBackend(ResultBackendContract, KeyValueStoreContract):
+class TestSqliteBackend(ResultBackendContract, KeyValueStoreContract, BackendForkSafetyContract):
     @pytest.fixture
     def backend(self, url: str) -> Iterator[SqliteBackend]:
         backend = SqliteBackend(url)

@@ -85,3 +85,21 @@ def test_a_row_with_unreadable_headers_says_why_in_the_stand_in(tmp_path: Path) 
         assert "nested too deeply" in str(delivery.message.headers[UNDECODABLE_HEADER])
     finally:
         transport.close()
+
+
+def test_rows_whose_due_time_is_not_a_number_are_claimed_with_the_others(tmp_path: Path) -> None:
+    path = tmp_path / "taskq.db"
+    transport = SqliteTransport(f"sqlite:///{path}")
+    try:
+        transport.publish("q", Message(b"good", {"id": "1"}))
+        with sqlite3.connect(path) as conn:
+            conn.execute(
+                "INSERT INTO taskq_messages (queue, visible_at, due, body, headers, content_type, content_encoding)"
+                " VALUES ('q', 0, 'soon', x'00', '{}', 'application/json', 'utf-8')"
+            )
+        claimed = transport.claim(["q"], 10)  # sorting the batch by due time raised TypeError
+        assert sorted(d.message.body for d in claimed) == [b"\x00", b"good"]
+        transport.ack(claimed)
+        assert transport.depth("q") == 0
+    finally:
+        transport.close()

@@ -21,6 +21,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from taskq.drivers.support.connections import current_pid, keep_inherited
 from taskq.drivers.transport import DeadLetter
 from taskq.errors import BrokerUnavailableError
 from taskq_sqs._layout import (
@@ -67,12 +68,17 @@ class SQSQueues:
         self.max_receive_count = max_receive_count
         self._read_timeout = wait_time_seconds + READ_TIMEOUT_MARGIN
         self._client: Any = None
+        self._pid = 0  # the process that made _client
         self._urls: dict[str, str] = {}
 
     @property
     def client(self) -> Any:
-        """The boto3 SQS client, made on first use."""
+        """The boto3 SQS client, made on first use in each process (a forked child must not share its parent's)."""
+        if self._client is not None and self._pid != current_pid():
+            keep_inherited(self._client)
+            self._client = None
         if self._client is None:
+            self._pid = current_pid()
             session = boto3.session.Session(
                 aws_access_key_id=self._access_key,
                 aws_secret_access_key=self._secret_key,
@@ -91,12 +97,13 @@ class SQSQueues:
 
     @property
     def is_open(self) -> bool:
-        return self._client is not None
+        return self._client is not None and self._pid == current_pid()
 
     def close(self) -> None:
-        if self._client is not None:
+        if self._client is not None and self._pid == current_pid():
             self._client.close()
-            self._client = None
+        keep_inherited(self._client if self._pid != current_pid() else None)
+        self._client = None
 
     def where(self) -> str:
         """What the client talks to, for messages."""

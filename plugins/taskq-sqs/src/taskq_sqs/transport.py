@@ -58,6 +58,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from taskq.drivers.support.connections import current_pid
 from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
 from taskq.errors import BrokerUnavailableError, ConfigError
 from taskq_sqs._layout import (
@@ -140,6 +141,14 @@ class SQSTransport(Transport):
         self._sqs = SQSQueues(url, opts, self.visibility_timeout, self.max_receive_count, self.wait_time_seconds)
         self._held: list[_Held] = []
         self._interrupted = threading.Event()
+        self._pid = current_pid()  # the process that holds _held
+
+    def _forget_parent(self) -> None:
+        """In a forked child, leave the messages the parent holds to it: the child never runs nor gives them back."""
+        if self._pid != current_pid():
+            self._held = []
+            self._interrupted = threading.Event()
+            self._pid = current_pid()
 
     # ---- Life cycle ---------------------------------------------------------------
 
@@ -152,6 +161,7 @@ class SQSTransport(Transport):
         self._sqs.call("list_queues", MaxResults=1)
 
     def close(self) -> None:
+        self._forget_parent()
         held, self._held = self._held, []
         if held and self._sqs.is_open:
             try:  # give back what wait() or an early claim kept, rather than wait out its lease
@@ -257,6 +267,7 @@ class SQSTransport(Transport):
         return received
 
     def claim(self, queues: Sequence[str], limit: int, *, lease: float = DEFAULT_LEASE_SECONDS) -> list[Delivery]:
+        self._forget_parent()
         visibility = min(MAX_VISIBILITY_SECONDS, max(1, whole_seconds(lease)))
         ready = self._take_held(queues, limit)
         if ready:  # held since wait() or an early receive: leased anew, for this claim's lease
@@ -299,6 +310,7 @@ class SQSTransport(Transport):
         return taken
 
     def wait(self, queues: Sequence[str], timeout: float) -> None:
+        self._forget_parent()
         deadline = time.monotonic() + max(0.0, timeout)
         while not self._interrupted.is_set():
             now = time.time()

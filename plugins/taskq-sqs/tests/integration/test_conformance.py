@@ -6,13 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from taskq.testing.conformance import TransportContract
+from taskq.testing.conformance import TransportContract, TransportForkSafetyContract
 from taskq_sqs.transport import SQSTransport
 
 pytestmark = pytest.mark.integration
 
 
-class TestSQSTransport(TransportContract):
+class TestSQSTransport(TransportContract, TransportForkSafetyContract):
     @pytest.fixture
     def transport(self, sqs_url: str, sqs_options: dict[str, object]) -> Iterator[SQSTransport]:
         transport = SQSTransport(sqs_url, sqs_options)

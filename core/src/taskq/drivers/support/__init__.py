@@ -3,8 +3,10 @@
 * :mod:`~taskq.drivers.support.envelope`: a message as kombu's JSON envelope and back,
   and the one policy for a message that cannot be decoded (hand the worker
   :func:`~taskq.drivers.support.envelope.undecodable`; it dead-letters it with the reason);
-* :mod:`~taskq.drivers.support.connections`: :func:`mask_url` for logs and errors,
-  :func:`current_pid` to notice a fork cheaply;
+* :mod:`~taskq.drivers.support.connections`: :func:`mask_url` for logs and errors, and
+  fork safety: :func:`current_pid` to notice a fork cheaply, :data:`fork_gate` to keep a
+  fork from cutting a library call in two, :func:`keep_inherited` for the parent's
+  connections a child must never close, :class:`PerProcess` for a client per process;
 * :mod:`~taskq.drivers.support.wakeup`: wake-ups between processes that share a store
   which cannot push (an SQLite file, a directory tree);
 * :mod:`~taskq.drivers.support.greenpool`: :class:`GreenPool`, the pool logic a green

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 
 from taskq.drivers.support import wakeup
-from taskq.drivers.support.connections import current_pid
+from taskq.drivers.support.connections import current_pid, fork_gate
 
 
 class ResultWaiters:
@@ -45,7 +45,7 @@ class ResultWaiters:
 
     def notify(self) -> None:
         """Wake every thread, in any process, waiting on this store; call after the result is visible."""
-        with self._lock:
+        with fork_gate, self._lock:  # the gate first: no fork while the lock is held
             self._forget_parent()
             self._notifier.notify()
 
@@ -57,7 +57,7 @@ class ResultWaiters:
         """
         waiter: wakeup.Waiter | None = getattr(self._local, "waiter", None)
         if waiter is None or waiter.pid != current_pid():
-            with self._lock:
+            with fork_gate, self._lock:
                 self._forget_parent()
                 waiter = wakeup.Waiter(self.directory, wakeup.RESULT_KIND, owns_directory=self.owns_directory)
                 self._local.waiter = waiter
@@ -68,7 +68,7 @@ class ResultWaiters:
 
     def close(self) -> None:
         """Withdraw this instance's waiters and close its sockets; a later call starts afresh."""
-        with self._lock:
+        with fork_gate, self._lock:
             self._close_all()
 
     def _forget_parent(self) -> None:

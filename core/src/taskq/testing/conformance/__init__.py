@@ -20,6 +20,9 @@ beat scheduler that leases its store's lock and stands by for it subclasses
 A result backend on a key-value store (a :class:`~taskq.drivers.backend.KeyValueBackend`)
 subclasses :class:`KeyValueStoreContract` besides :class:`ResultBackendContract`: it checks
 the storage primitives the result logic is built on, with the same ``backend`` fixture.
+Every backend and transport also adds :class:`BackendForkSafetyContract` or
+:class:`TransportForkSafetyContract` (same fixtures): the driver keeps working in
+children forked while the parent's threads use it.
 
 See :class:`TransportContract`, :class:`MultiProcessTransportContract`,
 :class:`ResultBackendContract`, :class:`KeyValueStoreContract`, :class:`PoolContract`,
@@ -42,6 +45,7 @@ its binary is missing.
 from __future__ import annotations
 
 from taskq.testing.conformance.backend import ResultBackendContract
+from taskq.testing.conformance.fork_safety import BackendForkSafetyContract, TransportForkSafetyContract
 from taskq.testing.conformance.green_pool import GreenPoolContract
 from taskq.testing.conformance.key_value import KeyValueStoreContract
 from taskq.testing.conformance.plugin import PluginContract
@@ -70,6 +74,7 @@ __all__ = [
     "MOTO",
     "REDIS",
     "SECANTUSDB",
+    "BackendForkSafetyContract",
     "Binary",
     "GreenPoolContract",
     "KeyValueStoreContract",
@@ -82,6 +87,7 @@ __all__ = [
     "ServerProcess",
     "StandbySchedulerContract",
     "TransportContract",
+    "TransportForkSafetyContract",
     "TransportRecipe",
     "accepts_connections",
     "free_port",
