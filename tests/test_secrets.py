@@ -246,6 +246,7 @@ def exercise(
     app.close()
 
 
+@pytest.mark.integration
 def test_redis_with_a_password_never_shows_it(tmp_path: Path, captured_logs: list[str]) -> None:
     secret, wrong = f"Redis-{SECRET}", f"Wrong-{SECRET}"
     port = free_port()
@@ -293,6 +294,7 @@ def rabbitmqctl(*args: str) -> None:
     subprocess.run(["rabbitmqctl", *args], capture_output=True, timeout=CLI_TIMEOUT, check=True)
 
 
+@pytest.mark.integration
 def test_rabbitmq_with_a_user_of_its_own_never_shows_the_password(tmp_path: Path, captured_logs: list[str]) -> None:
     user, secret, wrong = f"taskq-sec-{uuid.uuid4().hex[:6]}", f"Amqp-{SECRET}", f"Wrong-{SECRET}"
     rabbitmqctl("add_user", user, secret)
@@ -319,6 +321,7 @@ def test_rabbitmq_with_a_user_of_its_own_never_shows_the_password(tmp_path: Path
     scan.check()
 
 
+@pytest.mark.integration
 def test_a_postgres_result_backend_with_a_password_never_shows_it(tmp_path: Path, captured_logs: list[str]) -> None:
     # PostgreSQL here trusts 127.0.0.1, so any password gets in: a distinctive one is enough.
     secret = f"Pg-{SECRET}"
@@ -355,6 +358,7 @@ def test_a_postgres_result_backend_with_a_password_never_shows_it(tmp_path: Path
     scan.check()
 
 
+@pytest.mark.integration
 def test_sqs_dynamodb_and_s3_on_moto_never_show_the_keys(tmp_path: Path, captured_logs: list[str]) -> None:
     key_id, secret = KEY_ID, f"Aws-{SECRET}"
     scan = Scan(key_id, secret)

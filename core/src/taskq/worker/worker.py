@@ -79,7 +79,15 @@ class ConsumerStep(Step):
     requires = ("pool",)
 
     def start(self) -> None:
-        self.worker.consumer = Consumer(self.worker)
+        consumer = self.worker.consumer = Consumer(self.worker)
+        # A broker that refuses the credentials stops the worker before it says "ready";
+        # one that does not answer yet is the loop's to wait for (it logs and retries).
+        try:
+            consumer.transport.connect()
+        except ConfigError:
+            raise
+        except Exception as exc:  # any failure to reach the broker: the loop reports it
+            logger.debug("the broker did not answer at start (%s); the consumer retries", exc)
 
     def stop(self) -> None:
         consumer = self.worker.consumer

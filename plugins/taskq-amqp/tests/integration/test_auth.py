@@ -19,6 +19,8 @@ import pytest
 from taskq import App
 from taskq.errors import ConfigError
 
+pytestmark = pytest.mark.integration
+
 WRONG = "Wrong-Amqp-Pw-5Tz8-distinctive"
 URL = f"amqp://guest:{WRONG}@127.0.0.1:5672//"
 # Longest a refused login may take to be reported, in seconds (one connection attempt).

@@ -24,6 +24,8 @@ from taskq.errors import ConfigError
 
 from ..conftest import RedisServer
 
+pytestmark = pytest.mark.integration
+
 PASSWORD = "Right-Pw-7Qe9-distinctive"
 WRONG = "Wrong-Pw-3Xk1-distinctive"
 # Longest a refused password may take to be reported, in seconds (no retries: well under).
@@ -113,11 +115,16 @@ def test_the_right_password_works(locked_redis: RedisServer) -> None:
     assert app.transport.depth(str(app.conf["task_default_queue"])) == 1
 
 
-def test_a_worker_with_a_wrong_password_exits_at_once_and_says_why(locked_redis: RedisServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("results", ["the same Redis", "disabled"])
+def test_a_worker_with_a_wrong_password_exits_at_once_and_says_why(
+    locked_redis: RedisServer, tmp_path: Path, results: str
+) -> None:
     (tmp_path / "authapp.py").write_text(
         "from taskq import App\napp = App('authapp')\n@app.task\ndef add(x, y):\n    return x + y\n", encoding="utf-8"
     )
     env = {**os.environ, "TASKQ_BROKER_URL": url(locked_redis, WRONG), "PYTHONPATH": str(tmp_path)}
+    if results == "disabled":  # the broker alone refuses: the worker must not say "ready" either
+        env["TASKQ_RESULT_BACKEND"] = "disabled"
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "taskq", "-A", "authapp", "worker", "-P", "solo", "-Q", f"auth-{uuid.uuid4().hex[:8]}"],

@@ -19,6 +19,8 @@ from taskq.errors import TimeoutError
 
 from ..conftest import RedisServer
 
+pytestmark = pytest.mark.integration
+
 OUTAGE = 5.0
 # The backend's own retries after a lost connection: ~0.35 s in all, far under OUTAGE.
 FEW_RETRIES = 2

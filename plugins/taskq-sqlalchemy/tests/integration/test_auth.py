@@ -19,6 +19,8 @@ import pytest
 from taskq import App
 from taskq.errors import ConfigError
 
+pytestmark = pytest.mark.integration
+
 WRONG = "Wrong-Db-Pw-6Rb3-distinctive"
 AT_ONCE = 3.0
 WORKER_EXIT_TIMEOUT = 30.0
