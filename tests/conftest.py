@@ -81,8 +81,8 @@ def spawn_worker(tmp_path: Path, e2e_env: dict[str, str]) -> Iterator[Callable[.
     """Start ``taskq worker`` processes for the e2e app; all are killed at the end."""
     started: list[WorkerProcess] = []
 
-    def spawn(*extra: str, env: dict[str, str] | None = None) -> WorkerProcess:
-        """``extra`` goes to ``taskq worker``; without ``--pool``/``-P`` the pool is solo.
+    def spawn(*extra: str, env: dict[str, str] | None = None, app: str = "e2e_app.tasks") -> WorkerProcess:
+        """``extra`` goes to ``taskq worker -A app``; without ``--pool``/``-P`` the pool is solo.
 
         (With every plugin installed the default would be prefork; tests that are not
         about a pool keep to the simplest one, whose run log shows the worker's own pid.)
@@ -99,7 +99,7 @@ def spawn_worker(tmp_path: Path, e2e_env: dict[str, str]) -> Iterator[Callable[.
                     "taskq",
                     "worker",
                     "-A",
-                    "e2e_app.tasks",
+                    app,
                     "-l",
                     "info",
                     "-n",

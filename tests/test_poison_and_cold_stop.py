@@ -10,13 +10,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -71,29 +69,9 @@ def app(e2e_env: dict[str, str], broker: dict[str, str]) -> Iterator[object]:
 
 
 @pytest.fixture
-def spawn(tmp_path: Path, e2e_env: dict[str, str], broker: dict[str, str]) -> Iterator[Callable[..., WorkerProcess]]:
-    """Start ``taskq worker -A e2e_app.poison`` processes; all are killed at the end."""
-    started: list[WorkerProcess] = []
-
-    def start(*extra: str) -> WorkerProcess:
-        log_path = tmp_path / f"worker{len(started)}.log"
-        name = f"p{len(started)}@test"
-        with log_path.open("wb") as log:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "taskq", "worker", "-A", "e2e_app.poison", "-l", "info", "-n", name, *extra],
-                env={**os.environ, **e2e_env, **broker},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = WorkerProcess(popen, log_path)
-        started.append(worker)
-        return worker
-
-    yield start
-    for worker in started:
-        worker.kill()
-        print(f"---- {worker.log_path.name} (exit code {worker.popen.returncode}) ----\n{worker.log()}")
+def spawn(spawn_worker: Callable[..., WorkerProcess], broker: dict[str, str]) -> Callable[..., WorkerProcess]:
+    """Start ``taskq worker -A e2e_app.poison`` processes on the broker under test."""
+    return partial(spawn_worker, env=broker, app="e2e_app.poison")
 
 
 POOLS = {

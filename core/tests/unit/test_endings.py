@@ -59,6 +59,6 @@ def test_a_task_that_rejects_its_message_says_so_once_and_is_dead_lettered(
 
     start_worker(app)
     refuse.delay()
-    wait_until(lambda: "dead-lettering" in caplog.text, "the dead letter")
+    wait_until(lambda: "dead-lettered a message" in caplog.text, "the dead letter")
     assert caplog.text.count("rejected its message") == 1
     assert "rejected by the task: not today" in caplog.text

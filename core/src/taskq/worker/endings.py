@@ -199,7 +199,8 @@ def dead_lettered(
     ``request`` is None when the message was refused before one was built (undecodable,
     unknown task, poison message).
     """
-    logger.warning("dead-lettering a message from queue %r: %s", queue, reason)
+    # The one WARNING line per dead letter (a transport logs its own part at DEBUG).
+    logger.warning("dead-lettered a message from queue %r: %s", queue, reason)
     if task_id is not None and app.has_backend:
         try:
             app.backend.store_result(task_id, error or TaskqError(reason), states.FAILURE)

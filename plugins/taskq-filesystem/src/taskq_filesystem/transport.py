@@ -407,7 +407,7 @@ class FilesystemTransport(Transport):
             _remove(str(delivery.tag))
         except OSError as exc:
             raise self._fail(exc) from exc
-        logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
+        logger.debug("dead-lettered a message of queue %s: %s", delivery.queue, reason)
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         self._ready()

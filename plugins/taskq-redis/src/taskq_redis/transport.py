@@ -360,7 +360,7 @@ class RedisTransport(Transport):
             "envelope": encode_kombu(delivery.message, delivery.queue).decode(),
         }
         self._run(_scripts.DEAD_LETTER, self.owner, delivery.queue, str(delivery.tag), json.dumps(entry))
-        logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
+        logger.debug("dead-lettered a message of queue %s: %s", delivery.queue, reason)
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         endpoint = self._connection()

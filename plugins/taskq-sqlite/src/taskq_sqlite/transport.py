@@ -347,7 +347,7 @@ class SqliteTransport(Transport):
         with self._transaction() as conn:
             conn.execute(_ACK_ONE, (delivery.tag,))
             conn.execute(_BURY, row)
-        logger.warning("dead-lettered a message of queue %s: %s", delivery.queue, reason)
+        logger.debug("dead-lettered a message of queue %s: %s", delivery.queue, reason)
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         with fork_gate:

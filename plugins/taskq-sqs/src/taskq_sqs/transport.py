@@ -412,7 +412,7 @@ class SQSTransport(Transport):
             entry["MessageGroupId"] = (tag.group_id if isinstance(tag, SQSReceipt) else None) or DEFAULT_GROUP
             entry["MessageDeduplicationId"] = uuid.uuid4().hex
         self._sqs.call("send_message", **entry)
-        logger.warning("dead-lettered a message of %s to %s: %s", delivery.queue, dead_queue_name(name), reason)
+        logger.debug("dead-lettered a message of %s to %s: %s", delivery.queue, dead_queue_name(name), reason)
         self.ack([delivery])
 
     # ---- Administration -----------------------------------------------------------
