@@ -425,21 +425,21 @@ def _timelimit(value: object) -> tuple[float | None, float | None]:
     hard, soft = cast("list[object]", value)
     if hard is None and soft is None:
         return _NO_LIMITS
-    return _seconds(hard), _seconds(soft)
+    return _seconds(hard, "hard"), _seconds(soft, "soft")
 
 
-def _seconds(value: object) -> float | None:
+def _seconds(value: object, which: str) -> float | None:
     if value is None:
         return None
     kind = type(value)
     if kind is not float and kind is not int:
-        raise _bad("timelimit", value, "[hard, soft]: two numbers of seconds, or nulls")
+        raise _bad(f"timelimit's {which} limit", value, "a number of seconds or null")
     try:
         seconds = float(cast(float, value))
     except OverflowError:
         seconds = math.inf
     if not 0.0 <= seconds <= LIMIT_MAX:  # NaN fails too
-        raise _bad("timelimit", value, f"[hard, soft]: seconds from 0 to {LIMIT_MAX:.0f}, or nulls")
+        raise _bad(f"timelimit's {which} limit", value, f"seconds from 0 to {LIMIT_MAX:.0f}, or null")
     return seconds
 
 
