@@ -35,6 +35,11 @@ DISTS = {"taskq-core": "core"} | {p.name: f"plugins/{p.name}" for p in PLUGINS}
 #: need a pool, and the lightest one is solo.
 TEST_COMPANIONS = {
     "taskq-core": ["plugins/taskq-solo"],
+    # a worker started on a broker or backend that refuses its login must exit before it
+    # runs anything: those tests start `taskq worker -P solo`
+    "taskq-amqp": ["plugins/taskq-solo"],
+    "taskq-redis": ["plugins/taskq-solo"],
+    "taskq-sqlalchemy": ["plugins/taskq-solo"],
     # its tests run signed tasks on real workers (solo and prefork pools), on SQLite, Redis and RabbitMQ
     "taskq-security": [
         "plugins/taskq-solo",
