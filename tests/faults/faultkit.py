@@ -44,6 +44,7 @@ class Row:
 
     tried: int = 0  # messages or tasks sent
     lost: int = 0  # neither done nor dead-lettered at the end (goal 0)
+    interrupted: int = 0  # early-acked tasks a cold stop interrupted: lost, as documented
     duplicates: int = 0  # extra runs of a task that had already started
     bound: int = 0  # most duplicates the in-flight messages allow
     input_restarts: int = 0  # worker exits caused by what a message held (goal 0)
@@ -90,6 +91,12 @@ class Ledger:
             f"{sum(r.duplicates for r in self.rows.values())}, "
             + (f"OVER the in-flight bound in {', '.join(over)}" if over else "each within its in-flight bound")
         )
+        interrupted = sum(r.interrupted for r in self.rows.values())
+        if interrupted:
+            lines.append(
+                f"besides, {interrupted} early-acked task(s) running at a cold stop were lost, as docs/worker.md "
+                f"says a cold stop may (none that had not started)"
+            )
         if known:
             lines.append(
                 f"besides, in checks of known bugs (xfail): lost {sum(r.lost for r in known)}, "
