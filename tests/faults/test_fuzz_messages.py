@@ -286,6 +286,8 @@ class AmqpSite(Site):
         conn.connect()
         try:
             channel = conn.channel()
+            # Confirmed: a publish the broker refuses raises here, and is not counted as lost later.
+            channel.confirm_select()
             headers = message.headers if isinstance(message.headers, dict) else {"x-fuzz": message.token}
             properties: dict[str, object] = {
                 "application_headers": _amqp_value(headers),
@@ -318,6 +320,10 @@ def _amqp_properties(options: object) -> dict[str, object]:
         value = options.get(name)
         if isinstance(value, int) and not isinstance(value, bool):
             carried[name] = value % 256
+    if carried.get("delivery_mode") not in (None, 1, 2):
+        # RabbitMQ refuses any other (406 PRECONDITION_FAILED, closing the channel): such a
+        # message never reaches the broker, so no producer can hand a worker one.
+        del carried["delivery_mode"]
     return carried
 
 
