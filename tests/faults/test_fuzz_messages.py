@@ -286,8 +286,6 @@ class AmqpSite(Site):
         conn.connect()
         try:
             channel = conn.channel()
-            # Confirmed: a publish the broker refuses raises here, and is not counted as lost later.
-            channel.confirm_select()
             headers = message.headers if isinstance(message.headers, dict) else {"x-fuzz": message.token}
             properties: dict[str, object] = {
                 "application_headers": _amqp_value(headers),
@@ -296,6 +294,9 @@ class AmqpSite(Site):
                 **_amqp_properties(message.properties),
             }
             channel.basic_publish(amqp.Message(message.body, **properties), exchange="", routing_key=self.queue)
+            # A round trip on the channel: a publish the broker refused (it closes the channel)
+            # raises here, as the writer's error, instead of being counted as lost by the worker.
+            channel.queue_declare(self.queue, passive=True)
         finally:
             conn.close()
 
