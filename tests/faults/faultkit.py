@@ -50,6 +50,7 @@ class Row:
     input_restarts: int = 0  # worker exits caused by what a message held (goal 0)
     kills: int = 0  # worker processes the test itself killed or stopped
     dead_lettered: int = 0
+    held: int = 0  # messages whose eta is past the check's end, still waiting in the broker as they should
     seconds: float = 0.0
     known_bugs: list[str] = field(default_factory=list)
 
@@ -72,13 +73,13 @@ class Ledger:
     def report_lines(self) -> list[str]:
         header = (
             f"{'check':<24} {'transport':<11} {'tried':>6} {'lost':>5} {'dups':>5} {'bound':>6} "
-            f"{'input-restarts':>14} {'dead-lettered':>13} {'kills':>6} {'seconds':>8}"
+            f"{'input-restarts':>14} {'dead-lettered':>13} {'held':>5} {'kills':>6} {'seconds':>8}"
         )
         lines = [header, "-" * len(header)]
         for (check, transport), row in sorted(self.rows.items()):
             lines.append(
                 f"{check:<24} {transport:<11} {row.tried:>6} {row.lost:>5} {row.duplicates:>5} {row.bound:>6} "
-                f"{row.input_restarts:>14} {row.dead_lettered:>13} {row.kills:>6} {row.seconds:>8.1f}"
+                f"{row.input_restarts:>14} {row.dead_lettered:>13} {row.held:>5} {row.kills:>6} {row.seconds:>8.1f}"
             )
             lines.extend(f"{'':<24} {'':<11} known bug (xfail): {bug}" for bug in dict.fromkeys(row.known_bugs))
         clean = [row for row in self.rows.values() if not row.known_bugs]

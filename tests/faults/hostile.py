@@ -11,6 +11,7 @@ its result afterwards, whatever else in it is broken.
 from __future__ import annotations
 
 import base64
+import datetime
 import json
 import pickle
 import uuid
@@ -88,6 +89,29 @@ class Hostile:
         if isinstance(self.headers, dict) and isinstance(self.headers.get("id"), str):
             return str(self.headers["id"])
         return None
+
+    def due(self) -> float | None:
+        """When the ``eta`` header asks the task to run, as a POSIX time; None when there is none
+        or it is no date a worker can keep.
+
+        Read as the protocol defines it: ISO-8601 text (no zone means UTC) or seconds since
+        1970, a date in the years 1 to 9999 (what Python's datetime, and so Celery, can hold).
+        """
+        if self.headers_raw is not None or self.envelope is not None or not isinstance(self.headers, dict):
+            return None
+        eta = self.headers.get("eta")
+        try:
+            if isinstance(eta, str):
+                when = datetime.datetime.fromisoformat(eta)
+                seconds = (when if when.tzinfo else when.replace(tzinfo=datetime.UTC)).timestamp()
+            elif isinstance(eta, (int, float)) and not isinstance(eta, bool):
+                seconds = float(eta)
+            else:
+                return None
+            datetime.datetime.fromtimestamp(seconds, datetime.UTC)  # within the years 1 to 9999
+        except (ValueError, OverflowError, OSError):
+            return None
+        return seconds
 
     def headers_bytes(self) -> bytes:
         if self.headers_raw is not None:

@@ -96,6 +96,11 @@ def _when(value: object, name: str) -> float | None:
         raise MessageDecodeError(f"{name} {_show(value)} is not a date and time that can be read: {exc}") from exc
     if not math.isfinite(seconds):
         raise _bad(name, value, "a finite date and time")
+    try:
+        # what to_iso does with it (self.request.eta, a result, a message sent on)
+        datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    except (ValueError, OverflowError, OSError):
+        raise _bad(name, value, "a date and time between the years 1 and 9999") from None
     return seconds
 
 

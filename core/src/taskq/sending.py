@@ -271,18 +271,18 @@ def send(
     eta_iso: str | None = None
     if options.countdown is not None:
         delay = _seconds(options.countdown, "countdown", name)
-        eta_iso = protocol.to_iso(now + delay)
+        eta_iso = _iso(now + delay, "countdown", options.countdown, name)
     elif options.eta is not None:
         eta_ts = _timestamp(options.eta, "eta", name)
         delay = eta_ts - now
-        eta_iso = protocol.to_iso(eta_ts)
+        eta_iso = _iso(eta_ts, "eta", options.eta, name)
     expires_iso = None
     if expires is not None:
         if isinstance(expires, (int, float)) and not isinstance(expires, bool):
             expires_ts = now + _seconds(expires, "expires", name)
         else:
             expires_ts = _timestamp(expires, "expires", name)
-        expires_iso = protocol.to_iso(expires_ts)
+        expires_iso = _iso(expires_ts, "expires", expires, name)
     if queue is None:
         queue = options.routing_key or app.route(name)
     headers = protocol.build_headers(
@@ -345,13 +345,28 @@ def _timestamp(value: object, option: str, name: str) -> float:
         try:
             ts = protocol.from_iso(value)
         except MessageDecodeError as exc:
-            raise ValueError(f"cannot send task {name}: {option}={value!r} is not an ISO-8601 date and time") from exc
+            raise ValueError(
+                f"cannot send task {name}: {option}={value!r} is not an ISO-8601 date and time between the "
+                "years 1 and 9999"
+            ) from exc
         assert ts is not None
         return ts
     raise TypeError(
         f"cannot send task {name}: {option} must be a datetime, a POSIX time or ISO-8601 text, "
         f"not {type(value).__name__}"
     )
+
+
+def _iso(seconds: float, option: str, value: object, name: str) -> str:
+    """The header text of a POSIX time computed from ``option``, which must fall in the years 1 to 9999."""
+    try:
+        text = protocol.to_iso(seconds)
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(
+            f"cannot send task {name}: {option}={value!r} gives a time outside the years 1 to 9999"
+        ) from None
+    assert text is not None
+    return text
 
 
 def _seconds(value: object, option: str, name: str) -> float:

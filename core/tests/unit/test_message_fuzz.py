@@ -37,6 +37,7 @@ scalars = (
     | st.integers()
     | st.integers(min_value=10**20, max_value=10**400)
     | st.floats()  # NaN and infinities too
+    | st.floats(min_value=-1e20, max_value=1e20)  # POSIX times, most of them past the year 9999
     | st.text(max_size=30)
     | st.sampled_from(["not-a-date", "2026-01-01T00:00:00", "9999-12-31T23:59:59+14:00", "0001-01-01", ""])
 )
@@ -164,6 +165,26 @@ def test_decoded_headers_and_bodies_are_refused_or_never_make_the_request_raise(
     app: App, headers: dict[str, object], properties: dict[str, object], body: object, content_type: str
 ) -> None:
     intake(app, Message(dumps(body), headers, content_type, "utf-8", properties))
+
+
+times = (
+    any_values
+    | st.floats(min_value=-1e20, max_value=1e20)
+    | st.datetimes(timezones=st.none() | st.timezones()).map(lambda when: when.isoformat())
+)
+
+
+@FUZZ
+@given(eta=times, expires=times)
+@example(eta=2.603480286016317e16, expires=None)
+@example(eta=None, expires=-1e20)
+def test_any_eta_or_expires_of_a_good_message_is_refused_or_read_as_a_date(
+    app: App, eta: object, expires: object
+) -> None:
+    """A time the worker keeps must be one it can write back as a date (self.request.eta)."""
+    headers = build_headers("tests.add", "id-1", args=(1, 2), kwargs={})
+    headers.update(eta=eta, expires=expires)
+    intake(app, Message(json_dumps([[1, 2], {}, {}]), headers, "application/json", "utf-8", {}))
 
 
 @FUZZ
