@@ -1,13 +1,18 @@
-"""Helpers for the end-to-end tests: reading the run log, waiting on a condition, the shared servers."""
+"""Helpers for the end-to-end tests: worker processes, reading the run log, waiting on a
+condition, the shared servers."""
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
+import taskq.testing
 
 # The servers every development and CI machine runs (shared/SERVICES.md), and how to start them.
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -19,6 +24,27 @@ AMQP_URL = "amqp://guest:guest@127.0.0.1:5672//"
 START_RABBITMQ = "rabbitmq-server -detached"
 # Seconds to wait for a shared server to accept a connection.
 CONNECT_TIMEOUT = 2.0
+# The folder of this file: e2e_app and the helpers, for a worker's PYTHONPATH.
+TESTS = Path(__file__).resolve().parent
+
+
+def worker_command(app: str, name: str, *extra: str) -> list[str]:
+    """``taskq worker -A app -l info -n name extra...``; without ``--pool``/``-P`` the pool is solo.
+
+    (With every plugin installed the default would be prefork; tests that are not about a
+    pool keep to the simplest one, whose run log shows the worker's own pid.)
+    """
+    if not any(arg in ("-P", "--pool") or arg.startswith("--pool=") for arg in extra):
+        extra = ("--pool=solo", *extra)
+    return [sys.executable, "-m", "taskq", "worker", "-A", app, "-l", "info", "-n", name, *extra]
+
+
+class WorkerProcess(taskq.testing.WorkerProcess):
+    """A worker process that can import e2e_app and these helpers."""
+
+    def __init__(self, command: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None) -> None:
+        path = f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+        super().__init__(command, log_path, env={"PYTHONPATH": path, **env}, cwd=cwd)
 
 
 def runs(e2e_env: dict[str, str]) -> list[tuple[str, str, int]]:

@@ -14,7 +14,6 @@ its own queue, key prefix and directory.
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import uuid
@@ -34,6 +33,7 @@ from e2e_helpers import (
 )
 
 from taskq import App
+from taskq.testing import settings_env
 from taskq.testing.conformance import moto_server
 
 pytestmark = pytest.mark.integration
@@ -64,8 +64,7 @@ class Store:
     def worker_env(self) -> dict[str, str]:
         """The settings as a worker reads them from its environment (TASKQ_ + upper case)."""
         env = {"TASKQ_TASK_DEFAULT_QUEUE": self.queue}
-        for name, value in self.settings.items():
-            env[f"TASKQ_{name.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
+        env.update(settings_env(self.settings))
         return env
 
 

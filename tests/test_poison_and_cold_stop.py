@@ -18,8 +18,7 @@ from functools import partial
 from pathlib import Path
 
 import pytest
-from conftest import WorkerProcess
-from e2e_helpers import REDIS_URL, delete_redis_keys, require_redis, runs, wait_until
+from e2e_helpers import REDIS_URL, WorkerProcess, delete_redis_keys, require_redis, runs, wait_until
 
 pytestmark = pytest.mark.integration
 

@@ -22,6 +22,7 @@ import pytest
 
 from taskq import App
 from taskq.errors import ConfigError
+from taskq.testing import settings_env
 from taskq.testing.conformance import REDIS, free_port, moto_server, start_server
 
 SECRET = "Zq7-distinctive-SECRET-4tw"
@@ -202,7 +203,7 @@ def project(tmp_path: Path, **settings: str) -> dict[str, str]:
     (tmp_path / "secapp.py").write_text(APP_SOURCE, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith("TASKQ_")}
     env.update({"PYTHONPATH": str(tmp_path), "TASKQ_APP": "secapp"})
-    env.update({f"TASKQ_{name.upper()}": value for name, value in settings.items()})
+    env.update(settings_env(settings))
     return env
 
 

@@ -8,7 +8,6 @@ every kind of hostile message: headers no worker can use, and bytes that are no 
 
 from __future__ import annotations
 
-import json
 import re
 import signal
 import socket
@@ -27,7 +26,7 @@ from e2e_helpers import AMQP_URL, require_rabbitmq, require_redis
 from taskq import App
 from taskq._protocol import build_headers, encode
 from taskq.drivers.transport import DeadLetter, Message, Transport
-from taskq.testing import start_worker
+from taskq.testing import settings_env, start_worker
 
 pytestmark = pytest.mark.integration
 
@@ -223,8 +222,7 @@ class Broker:
 
     def worker_env(self) -> dict[str, str]:
         env = {"TASKQ_TASK_DEFAULT_QUEUE": self.queue}
-        for name, value in self.settings.items():
-            env[f"TASKQ_{name.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
+        env.update(settings_env(self.settings))
         return env
 
 

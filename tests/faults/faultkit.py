@@ -1,9 +1,9 @@
 """What the fault tests share: the ledger behind the closing summary, worker processes that
 outlive one test, a private Redis with persistence, and reading the e2e run log.
 
-Worker processes are ``taskq worker -A e2e_app.tasks`` started as tests/conftest.py's
-``spawn_worker`` starts them (same command line, log file, process group), but owned by
-a fixture of any scope: the fuzz tests keep one worker per transport for a whole module.
+Worker processes are e2e_helpers' ``WorkerProcess`` (as tests/conftest.py's ``spawn_worker``
+starts them), owned by a fixture of any scope: the fuzz tests keep one worker per
+transport for a whole module.
 """
 
 from __future__ import annotations
@@ -11,22 +11,17 @@ from __future__ import annotations
 import os
 import random
 import shutil
-import signal
 import socket
 import subprocess
-import sys
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from e2e_helpers import wait_until
+from e2e_helpers import REDIS_URL, WorkerProcess, require_redis, wait_until, worker_command
 
-TESTS = Path(__file__).resolve().parent.parent
-# Seconds a worker may take to be ready, and to stop.
-WORKER_READY_TIMEOUT = 30.0
-WORKER_STOP_TIMEOUT = 30.0
+from taskq.testing.process import STOP_TIMEOUT as WORKER_STOP_TIMEOUT
+
 # Seconds a private server may take to accept connections.
 SERVER_START_TIMEOUT = 15.0
 
@@ -110,60 +105,26 @@ class Ledger:
 # ---- Worker processes -------------------------------------------------------------------
 
 
-class Worker:
-    """A ``taskq worker -A e2e_app.tasks`` subprocess, in its own process group, logging to a file."""
-
-    def __init__(self, args: list[str], env: dict[str, str], log_path: Path, cwd: Path) -> None:
-        self.log_path = log_path
-        with log_path.open("wb") as log:
-            self.popen = subprocess.Popen(
-                [sys.executable, "-m", "taskq", "worker", "-A", "e2e_app.tasks", "-l", "info", *args],
-                env={**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", **env},
-                cwd=cwd,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
-
-    def alive(self) -> bool:
-        return self.popen.poll() is None
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def wait_ready(self, timeout: float = WORKER_READY_TIMEOUT) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if " ready (pool=" in self.log():
-                return
-            if not self.alive():
-                raise AssertionError(f"worker exited with {self.popen.returncode}:\n{self.log()[-4000:]}")
-            time.sleep(0.02)
-        raise AssertionError(f"worker not ready after {timeout}s:\n{self.log()[-4000:]}")
-
-    def signal(self, signum: int) -> None:
-        if self.alive():
-            os.kill(self.pid, signum)
-
-    def wait(self, timeout: float = WORKER_STOP_TIMEOUT) -> int:
-        return self.popen.wait(timeout)
-
-    def kill(self) -> None:
-        """kill -9 the whole process group (a prefork worker's children too)."""
-        if self.alive():
-            os.killpg(self.pid, signal.SIGKILL)
-        self.popen.wait(WORKER_STOP_TIMEOUT)
+#: A ``taskq worker -A e2e_app.tasks`` subprocess, as tests/conftest.py's ``spawn_worker``
+#: starts one, but owned by whoever holds it (a fixture of any scope).
+Worker = WorkerProcess
 
 
 def worker_args(name: str, *extra: str) -> list[str]:
-    """A worker's arguments: solo unless ``extra`` names a pool, as tests/conftest.py does."""
-    if not any(arg in ("-P", "--pool") or arg.startswith("--pool=") for arg in extra):
-        extra = ("--pool=solo", *extra)
-    return ["-n", name, *extra]
+    """The command line of an e2e worker named ``name`` (solo unless ``extra`` names a pool)."""
+    return worker_command("e2e_app.tasks", name, *extra)
+
+
+def redis_settings(namespace: str) -> dict[str, object]:
+    """Broker and results on the shared Redis, every key under ``namespace:`` (deleted after)."""
+    require_redis()
+    prefix = {"global_keyprefix": f"{namespace}:"}
+    return {
+        "broker_url": REDIS_URL,
+        "result_backend": REDIS_URL,
+        "broker_transport_options": prefix,
+        "result_backend_transport_options": prefix,
+    }
 
 
 def run_counts(run_log: Path, event: str) -> Counter[str]:

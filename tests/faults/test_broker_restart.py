@@ -23,6 +23,7 @@ from e2e_helpers import wait_until
 from faultkit import Ledger, PrivateRedis, Worker, free_port, run_counts, worker_args
 
 from taskq import App
+from taskq.testing import settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -142,15 +143,13 @@ def _exists(pid: int) -> bool:
 
 def restart_mid_run(broker: str, settings: dict[str, object], stop, start, tmp_path: Path, ledger: Ledger) -> None:  # type: ignore[no-untyped-def]
     """Run TASKS acks-late tasks; ``stop`` the broker when some have ended, ``start`` it again."""
-    import json
 
     row = ledger.row("broker restart", broker)
     started_at = time.monotonic()
     run_log = tmp_path / "runs.log"
     run_log.touch()
     env = {"E2E_LOG": str(run_log), "TASKQ_WORKER_LEASE_SECONDS": "2.0"}
-    for key, value in settings.items():
-        env[f"TASKQ_{key.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
+    env.update(settings_env(settings))
     worker = Worker(
         worker_args("restart@test", "--prefetch-multiplier", str(PREFETCH)), env, tmp_path / "w.log", tmp_path
     )

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import AMQP_URL, REDIS_URL, delete_rabbitmq_queue, delete_redis_keys, require_rabbitmq, require_redis
-from faultkit import SEED, Ledger, Row, Worker, worker_args
+from e2e_helpers import AMQP_URL, REDIS_URL, delete_rabbitmq_queue, delete_redis_keys, require_rabbitmq
+from faultkit import SEED, Ledger, Row, Worker, redis_settings, worker_args
 from hostile import (
     CRASHING_HEADERS,
     PROTOCOL_HEADERS,
@@ -43,6 +43,7 @@ from hypothesis import HealthCheck, Phase, example, given, seed, settings
 from hypothesis import strategies as st
 
 from taskq import App
+from taskq.testing import settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -118,8 +119,7 @@ class Site:
         self.run_log.touch()
         settings = self.settings()
         env = {"TASKQ_TASK_DEFAULT_QUEUE": self.queue, "E2E_LOG": str(self.run_log)}
-        for key, value in settings.items():
-            env[f"TASKQ_{key.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
+        env.update(settings_env(settings))
         log = self.root / f"{self.namespace}-worker.log"
         self.worker = Worker(worker_args(f"fuzz-{self.name}@test"), env, log, self.root)
         self.worker.wait_ready()
@@ -191,14 +191,7 @@ class RedisSite(Site):
     name = "redis"
 
     def settings(self) -> dict[str, object]:
-        require_redis()
-        prefix = {"global_keyprefix": f"{self.namespace}:"}
-        return {
-            "broker_url": REDIS_URL,
-            "result_backend": REDIS_URL,
-            "broker_transport_options": prefix,
-            "result_backend_transport_options": prefix,
-        }
+        return redis_settings(self.namespace)
 
     def write(self, message: Hostile) -> None:
         import redis
@@ -533,54 +526,45 @@ def header_examples(values: tuple[tuple[str, object], ...]) -> list[Hostile]:
 # ---- The tests -------------------------------------------------------------------------------
 
 ALL_SITES = list(SITES)
-batches = st.lists  # a batch of hostile messages per example
 
 
-@pytest.mark.parametrize("site", DOCUMENT_SITES, indirect=True)
-@seed(SEED)
-@FUZZ
-@given(batch=batches(hostile_envelopes(), min_size=1, max_size=BATCH))
+def fuzz(sites: list[str], messages: st.SearchStrategy[Hostile], *examples: list[Hostile]) -> Callable[..., object]:
+    """A fuzz test of ``sites``: batches of ``messages`` (and ``examples``), drawn from this run's seed."""
+
+    def decorate(test: Callable[..., None]) -> Callable[..., object]:
+        wrapped = given(batch=st.lists(messages, min_size=1, max_size=BATCH))(test)
+        for batch in examples:
+            wrapped = example(batch=batch)(wrapped)
+        return pytest.mark.parametrize("site", sites, indirect=True)(seed(SEED)(FUZZ(wrapped)))
+
+    return decorate
+
+
+@fuzz(DOCUMENT_SITES, hostile_envelopes())
 def test_no_envelope_stops_the_worker_and_each_is_dead_lettered(site: Site, ledger: Ledger, batch: list[Hostile]):
     check_batch(site, batch, ledger.row("fuzz envelope", site.name))
 
 
-@pytest.mark.parametrize("site", ["sqlite", *DOCUMENT_SITES], indirect=True)
-@seed(SEED)
-@FUZZ
-@given(batch=batches(hostile_shapes(), min_size=1, max_size=BATCH))
+@fuzz(["sqlite", *DOCUMENT_SITES], hostile_shapes())
 def test_headers_or_properties_of_the_wrong_shape_are_dead_lettered(site: Site, ledger: Ledger, batch: list[Hostile]):
     check_batch(site, batch, ledger.row("fuzz header shapes", site.name))
 
 
-@pytest.mark.parametrize("site", ALL_SITES, indirect=True)
-@seed(SEED)
-@FUZZ
-@given(batch=batches(hostile_headers(OTHER_HEADERS), min_size=1, max_size=BATCH))
+@fuzz(ALL_SITES, hostile_headers(OTHER_HEADERS))
 def test_any_protocol_header_value_is_run_or_dead_lettered(site: Site, ledger: Ledger, batch: list[Hostile]):
     check_batch(site, batch, ledger.row("fuzz headers", site.name))
 
 
-@pytest.mark.parametrize("site", ALL_SITES, indirect=True)
-@seed(SEED)
-@FUZZ
-@given(batch=batches(hostile_headers(CRASHING_HEADERS), min_size=1, max_size=BATCH))
-@example(batch=crashing_header_example())
-@example(batch=far_eta_example())
+@fuzz(ALL_SITES, hostile_headers(CRASHING_HEADERS), crashing_header_example(), far_eta_example())
 def test_any_eta_expires_or_timelimit_is_run_or_dead_lettered(site: Site, ledger: Ledger, batch: list[Hostile]):
     check_batch(site, batch, ledger.row("fuzz eta/expires/limits", site.name))
 
 
-@pytest.mark.parametrize("site", ALL_SITES, indirect=True)
-@seed(SEED)
-@FUZZ
-@given(batch=batches(hostile_bodies(), min_size=1, max_size=BATCH))
+@fuzz(ALL_SITES, hostile_bodies())
 def test_any_body_and_content_type_is_run_or_dead_lettered(site: Site, ledger: Ledger, batch: list[Hostile]):
     check_batch(site, batch, ledger.row("fuzz bodies", site.name))
 
 
-@pytest.mark.parametrize("site", ALL_SITES, indirect=True)
-@seed(SEED)
-@FUZZ
-@given(batch=batches(hostile_options(), min_size=1, max_size=BATCH))
+@fuzz(ALL_SITES, hostile_options())
 def test_any_delivery_option_is_run_or_dead_lettered(site: Site, ledger: Ledger, batch: list[Hostile]):
     check_batch(site, batch, ledger.row("fuzz options", site.name))

@@ -18,10 +18,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import AMQP_URL, REDIS_URL, delete_rabbitmq_queue, delete_redis_keys, require_rabbitmq, require_redis
-from faultkit import SEED, Ledger, Worker, run_counts, worker_args
+from e2e_helpers import AMQP_URL, delete_rabbitmq_queue, delete_redis_keys, require_rabbitmq
+from faultkit import SEED, Ledger, Worker, redis_settings, run_counts, worker_args
 
 from taskq import App
+from taskq.testing import settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -45,14 +46,7 @@ def broker_settings(broker: str, root: Path, name: str) -> dict[str, object]:
         url = f"sqlite:///{root / name}.db"
         return {"broker_url": url, "result_backend": url}
     if broker == "redis":
-        require_redis()
-        prefix = {"global_keyprefix": f"{name}:"}
-        return {
-            "broker_url": REDIS_URL,
-            "result_backend": REDIS_URL,
-            "broker_transport_options": prefix,
-            "result_backend_transport_options": prefix,
-        }
+        return redis_settings(name)
     require_rabbitmq()
     return {"broker_url": AMQP_URL, "result_backend": results}
 
@@ -68,11 +62,9 @@ def storm_broker(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tup
 
 
 def env_for(queue: str, settings: dict[str, object], run_log: Path) -> dict[str, str]:
-    import json
 
     env = {"TASKQ_TASK_DEFAULT_QUEUE": queue, "E2E_LOG": str(run_log), "TASKQ_WORKER_LEASE_SECONDS": LEASE_SECONDS}
-    for key, value in settings.items():
-        env[f"TASKQ_{key.upper()}"] = json.dumps(value) if isinstance(value, dict) else str(value)
+    env.update(settings_env(settings))
     return env
 
 

@@ -7,17 +7,14 @@ retries ending in "is it running?".
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from taskq import App
 from taskq.errors import ConfigError
+from taskq.testing import run_worker
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +22,6 @@ WRONG = "Wrong-Amqp-Pw-5Tz8-distinctive"
 URL = f"amqp://guest:{WRONG}@127.0.0.1:5672//"
 # Longest a refused login may take to be reported, in seconds (one connection attempt).
 AT_ONCE = 3.0
-WORKER_EXIT_TIMEOUT = 30.0
 
 
 def test_a_refused_login_fails_a_send_at_once_naming_broker_url() -> None:
@@ -40,24 +36,9 @@ def test_a_refused_login_fails_a_send_at_once_naming_broker_url() -> None:
     assert WRONG not in message and "is it running" not in message, message
 
 
-def test_a_worker_with_a_refused_login_exits_at_once_and_says_why(tmp_path: Path) -> None:
-    (tmp_path / "amqpapp.py").write_text(
-        "from taskq import App\napp = App('amqpapp')\n@app.task\ndef add(x, y):\n    return x + y\n", encoding="utf-8"
-    )
-    env = {**os.environ, "TASKQ_BROKER_URL": URL, "TASKQ_RESULT_BACKEND": "disabled", "PYTHONPATH": str(tmp_path)}
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "taskq", "-A", "amqpapp", "worker", "-P", "solo", "-Q", f"auth-{uuid.uuid4().hex[:8]}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WORKER_EXIT_TIMEOUT,
-        check=False,
-    )
-    elapsed = time.monotonic() - started
-    output = done.stdout + done.stderr
-    assert done.returncode != 0, output
-    assert "refused the credentials" in output and "broker_url" in output, output
-    assert WRONG not in output and "Traceback" not in output, output
-    assert elapsed < 10, f"the worker took {elapsed:.1f}s to give up:\n{output}"
+def test_a_worker_with_a_refused_login_exits_at_once_and_says_why() -> None:
+    run = run_worker({"broker_url": URL, "result_backend": "disabled"}, "-Q", f"auth-{uuid.uuid4().hex[:8]}")
+    assert run.returncode != 0, run.output
+    assert "refused the credentials" in run.output and "broker_url" in run.output, run.output
+    assert WRONG not in run.output and "Traceback" not in run.output, run.output
+    assert run.seconds < 10, f"the worker took {run.seconds:.1f}s to give up:\n{run.output}"

@@ -8,9 +8,6 @@ a worker given a wrong password exits before it says "ready".
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -21,6 +18,7 @@ import redis
 
 from taskq import App
 from taskq.errors import ConfigError
+from taskq.testing import run_worker
 
 from ..conftest import RedisServer
 
@@ -116,30 +114,15 @@ def test_the_right_password_works(locked_redis: RedisServer) -> None:
 
 
 @pytest.mark.parametrize("results", ["the same Redis", "disabled"])
-def test_a_worker_with_a_wrong_password_exits_at_once_and_says_why(
-    locked_redis: RedisServer, tmp_path: Path, results: str
-) -> None:
-    (tmp_path / "authapp.py").write_text(
-        "from taskq import App\napp = App('authapp')\n@app.task\ndef add(x, y):\n    return x + y\n", encoding="utf-8"
-    )
-    env = {**os.environ, "TASKQ_BROKER_URL": url(locked_redis, WRONG), "PYTHONPATH": str(tmp_path)}
+def test_a_worker_with_a_wrong_password_exits_at_once_and_says_why(locked_redis: RedisServer, results: str) -> None:
+    settings = {"broker_url": url(locked_redis, WRONG)}
     if results == "disabled":  # the broker alone refuses: the worker must not say "ready" either
-        env["TASKQ_RESULT_BACKEND"] = "disabled"
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, "-m", "taskq", "-A", "authapp", "worker", "-P", "solo", "-Q", f"auth-{uuid.uuid4().hex[:8]}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WORKER_EXIT_TIMEOUT,
-        check=False,
-    )
-    elapsed = time.monotonic() - started
-    output = done.stdout + done.stderr
-    assert done.returncode != 0, output
+        settings["result_backend"] = "disabled"
+    run = run_worker(settings, "-Q", f"auth-{uuid.uuid4().hex[:8]}", timeout=WORKER_EXIT_TIMEOUT)
+    output = run.output
+    assert run.returncode != 0, output
     assert " ready (pool=" not in output, output
     assert "refused the credentials" in output and "broker_url" in output, output
     assert WRONG not in output and PASSWORD not in output, output
     assert "is it running" not in output, output
-    assert elapsed < 10, f"the worker took {elapsed:.1f}s to give up:\n{output}"
+    assert run.seconds < 10, f"the worker took {run.seconds:.1f}s to give up:\n{output}"

@@ -7,11 +7,8 @@ worker cleanly. A worker whose key file is missing does not start and says which
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +16,7 @@ from typing import Any
 import pytest
 
 from taskq import App, chain
+from taskq.testing import WorkerProcess
 
 pytestmark = pytest.mark.integration
 
@@ -47,55 +45,30 @@ def flaky(self, fail_times):
 """
 
 
-class Worker:
-    def __init__(self, popen: subprocess.Popen[bytes], log: Path) -> None:
-        self.popen, self.log_path = popen, log
-
-    def log(self) -> str:
-        return self.log_path.read_text(encoding="utf-8", errors="replace")
-
-    def wait_for(self, text: str) -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            if text in self.log():
-                return
-            if self.popen.poll() is not None:
-                raise AssertionError(f"the worker exited with {self.popen.returncode}:\n{self.log()}")
-            time.sleep(0.05)
-        raise AssertionError(f"{text!r} not in the worker's log after {TIMEOUT}s:\n{self.log()}")
-
-
 @pytest.fixture
-def spawn(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+def spawn(tmp_path: Path) -> Iterator[Callable[..., WorkerProcess]]:
     (tmp_path / "signed_app.py").write_text(APP_MODULE)
-    started: list[Worker] = []
+    started: list[WorkerProcess] = []
 
-    def start(env: dict[str, str]) -> Worker:
-        log = tmp_path / f"worker{len(started)}.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(
-                [sys.executable, "-m", "taskq", "worker", "-A", "signed_app", "-P", "prefork", "-c", "2", "-l", "info"],
-                # the queue as the default, so that the steps a worker sends go there too
-                env={**os.environ, "PYTHONPATH": str(tmp_path), "TASKQ_TASK_DEFAULT_QUEUE": QUEUE, **env},
-                cwd=tmp_path,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = Worker(popen, log)
+    def start(env: dict[str, str]) -> WorkerProcess:
+        worker = WorkerProcess(
+            [sys.executable, "-m", "taskq", "worker", "-A", "signed_app", "-P", "prefork", "-c", "2", "-l", "info"],
+            tmp_path / f"worker{len(started)}.log",
+            # the queue as the default, so that the steps a worker sends go there too
+            env={"PYTHONPATH": str(tmp_path), "TASKQ_TASK_DEFAULT_QUEUE": QUEUE, **env},
+            cwd=tmp_path,
+        )
         started.append(worker)
         return worker
 
     yield start
     for worker in started:
-        if worker.popen.poll() is None:
-            os.killpg(worker.popen.pid, signal.SIGKILL)
-            worker.popen.wait(TIMEOUT)
+        worker.kill()
         print(f"---- {worker.log_path.name} ----\n{worker.log()}")  # shown when the test failed
 
 
 def test_a_prefork_worker_process_signs_what_its_children_send(
-    tmp_path: Path, spawn: Callable[..., Worker], identity: MakeIdentity, trusting: Trusting
+    tmp_path: Path, spawn: Callable[..., WorkerProcess], identity: MakeIdentity, trusting: Trusting
 ) -> None:
     producer_id, worker_id = identity("producer", kind="rsa"), identity("worker", kind="ed25519")
     broker = f"sqlite:///{tmp_path}/broker.db"
@@ -138,7 +111,7 @@ def test_a_prefork_worker_process_signs_what_its_children_send(
 
 
 def test_a_worker_whose_key_file_is_missing_does_not_start_and_names_the_setting(
-    tmp_path: Path, spawn: Callable[..., Worker], identity: MakeIdentity, trusting: Trusting
+    tmp_path: Path, spawn: Callable[..., WorkerProcess], identity: MakeIdentity, trusting: Trusting
 ) -> None:
     worker_id = identity("worker")
     worker = spawn(

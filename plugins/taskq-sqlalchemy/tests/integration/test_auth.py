@@ -7,23 +7,19 @@ accepted: what can be tested is a user that does not exist (refused the same way
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 import uuid
-from pathlib import Path
 
 import pytest
 
 from taskq import App
 from taskq.errors import ConfigError
+from taskq.testing import run_worker
 
 pytestmark = pytest.mark.integration
 
 WRONG = "Wrong-Db-Pw-6Rb3-distinctive"
 AT_ONCE = 3.0
-WORKER_EXIT_TIMEOUT = 30.0
 REFUSED = [
     f"db+mysql://root:{WRONG}@127.0.0.1:3306/test",
     f"db+postgresql://no_such_user_{uuid.uuid4().hex[:6]}:{WRONG}@127.0.0.1:5432/test",
@@ -43,28 +39,11 @@ def test_refused_credentials_fail_a_client_call_at_once(url: str) -> None:
     assert WRONG not in message and "running" not in message, message
 
 
-def test_a_worker_with_a_refused_database_password_exits_at_once(tmp_path: Path) -> None:
-    (tmp_path / "dbapp.py").write_text(
-        "from taskq import App\napp = App('dbapp')\n@app.task\ndef add(x, y):\n    return x + y\n", encoding="utf-8"
-    )
-    env = {
-        **os.environ,
-        # core's own broker: this distribution's tests run with no other transport installed
-        "TASKQ_BROKER_URL": "memory://dbauth",
-        "TASKQ_RESULT_BACKEND": REFUSED[0],
-        "PYTHONPATH": str(tmp_path),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", "taskq", "-A", "dbapp", "worker", "-P", "solo"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=WORKER_EXIT_TIMEOUT,
-        check=False,
-    )
-    output = done.stdout + done.stderr
-    assert done.returncode != 0, output
+def test_a_worker_with_a_refused_database_password_exits_at_once() -> None:
+    # core's own broker: this distribution's tests run with no other transport installed
+    run = run_worker({"broker_url": "memory://dbauth", "result_backend": REFUSED[0]})
+    output = run.output
+    assert run.returncode != 0, output
     assert " ready (pool=" not in output and "Traceback" not in output, output
     assert "refused the credentials" in output and "result_backend" in output, output
     assert WRONG not in output, output
