@@ -246,9 +246,9 @@ def frame_handler(connection: amqp.Connection, callback: Callable[..., object]) 
         chunks = delivery.chunks
         message.body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if delivery.method[:4] == _GET_OK_PREFIX:
-            # py-amqp's channel takes it from here; its properties were read above, where a
-            # producer's bytes cannot make the read raise
-            callback(channel_id, GET_OK, delivery.method, message)
+            # py-amqp's channel takes it from here; its properties were read above, and its
+            # exchange and routing key made readable, where a producer's bytes cannot make a read raise
+            callback(channel_id, GET_OK, readable_method(delivery.method, GET_OK_FIELDS), message)
         else:
             _deliver(connection, callback, channel_id, delivery.method, message)
         return True
@@ -264,15 +264,19 @@ def _deliver(
     message: amqp.Message,
 ) -> None:
     """Hand a whole delivery to its consumer as py-amqp's channel would; else to py-amqp."""
+    try:
+        consumer_tag, offset = _shortstr(method, 4)
+        delivery_tag = _U64(method, offset)[0]
+        redelivered = bool(method[offset + 8] & 1)
+        exchange, offset = _shortstr(method, offset + 9)
+        routing_key, _ = _shortstr(method, offset)
+    except UnicodeDecodeError:  # an exchange or routing key a producer wrote in bytes that are not UTF-8
+        _deliver(connection, callback, channel_id, readable_method(method, DELIVER_FIELDS), message)
+        return
     channel = connection.channels.get(channel_id) if connection.channels is not None else None
-    consumer_tag, offset = _shortstr(method, 4)
     if channel is None or channel.is_closing or channel.auto_decode or consumer_tag not in channel.callbacks:
         callback(channel_id, DELIVER, method, message)  # py-amqp's way: warnings, rejects, decoding
         return
-    delivery_tag = _U64(method, offset)[0]
-    redelivered = bool(method[offset + 8] & 1)
-    exchange, offset = _shortstr(method, offset + 9)
-    routing_key, _ = _shortstr(method, offset)
     message.channel = channel
     message.delivery_info = {
         "consumer_tag": consumer_tag,
@@ -282,6 +286,41 @@ def _deliver(
         "routing_key": routing_key,
     }
     channel.callbacks[consumer_tag](message)
+
+
+# The arguments of basic.deliver and basic.get-ok, after the class and method ids: short
+# strings (s), 64-bit tags (Q), a bit (b) and a 32-bit count (l).
+DELIVER_FIELDS = "sQbss"
+GET_OK_FIELDS = "Qbssl"
+_WIDTHS = {"Q": 8, "b": 1, "l": 4}
+
+
+def readable_method(method: bytes, fields: str) -> bytes:
+    """``method`` with every short string that is not UTF-8 made readable (U+FFFD for each bad
+    byte), so that neither this module nor py-amqp raises reading it; ``method`` itself when
+    all of them are UTF-8. An exchange or routing key is whatever the producer chose."""
+    parts = [method[:4]]
+    offset = 4
+    changed = False
+    for kind in fields:
+        if kind != "s":
+            parts.append(method[offset : offset + _WIDTHS[kind]])
+            offset += _WIDTHS[kind]
+            continue
+        size = method[offset]
+        raw = method[offset + 1 : offset + 1 + size]
+        offset += 1 + size
+        try:
+            raw.decode("utf-8", "surrogatepass")
+        except UnicodeDecodeError:
+            text = raw.decode("utf-8", "replace")
+            while len(text.encode("utf-8")) > 255:  # U+FFFD takes 3 bytes: shorten to fit
+                text = text[:-1]
+            raw = text.encode("utf-8")
+            changed = True
+        parts.append(bytes([len(raw)]) + raw)
+    parts.append(method[offset:])
+    return b"".join(parts) if changed else method
 
 
 # ---- Reading the socket ---------------------------------------------------------------------

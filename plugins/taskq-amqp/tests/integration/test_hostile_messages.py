@@ -71,3 +71,35 @@ def test_a_content_type_that_is_not_utf8_is_handed_over_as_the_stand_in(
     [dead] = transport.dead_letters(queue)
     assert dead.reason == "cannot decode the message"
     assert dead.message.body == b"raw body"
+
+
+@pytest.mark.parametrize("first_claim_consumes", [True, False], ids=["pushed", "fetched"])
+def test_a_routing_key_that_is_not_utf8_is_handed_over_as_it_came(
+    transport: AmqpTransport, queue: str, first_claim_consumes: bool
+) -> None:
+    """A producer picks the routing key (here through a fanout exchange bound to the queue):
+    bytes that are not UTF-8 made every claim raise, and the worker exit."""
+    if first_claim_consumes:
+        assert transport.claim([queue], 10) == []
+    else:
+        transport.publish(queue, Message(b"", {"id": "declare"}))
+        [first] = claim_all(transport, queue, 1)
+        transport.ack([first])
+    exchange = f"{queue}-fanout"
+    conn = amqp.Connection("127.0.0.1:5672", userid="guest", password="guest", connect_timeout=5)
+    conn.connect()
+    try:
+        channel = conn.channel()
+        channel.exchange_declare(exchange, "fanout", durable=False, auto_delete=False)
+        channel.queue_bind(queue, exchange)
+        hostile = amqp.Message(b"odd key", content_type="application/json", application_headers={"id": "odd"})
+        channel.basic_publish(hostile, exchange=exchange, routing_key=b"\xff\xfe")
+        channel.queue_declare(queue, passive=True)  # a round trip: the publish has reached the queue
+        transport.publish(queue, Message(b"good", {"id": "good"}))
+        claimed = claim_all(transport, queue, 2)
+        assert sorted(d.message.body for d in claimed) == [b"good", b"odd key"]
+        transport.ack(claimed)
+        assert transport.claim([queue], 10) == []
+    finally:
+        channel.exchange_delete(exchange)
+        conn.close()
