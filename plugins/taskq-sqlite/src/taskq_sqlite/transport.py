@@ -91,11 +91,19 @@ _INSERT = (
     "INSERT INTO taskq_messages (queue, visible_at, due, body, headers, properties,"
     " content_type, content_encoding) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
+# A claim reads a message's stored fields as bytes (CAST AS BLOB), checked in Python. Another
+# program can store text that is not UTF-8 (CAST(x'ff' AS TEXT)), which sqlite3 cannot hand
+# over as str: the whole claim raised, after its UPDATE had leased every row of the batch.
+_STORED_FIELDS = (
+    "CAST(body AS BLOB), CAST(headers AS BLOB), CAST(properties AS BLOB), CAST(content_type AS BLOB),"
+    " CAST(content_encoding AS BLOB)"
+)
 _CLAIM_ONE_QUEUE = (
     "UPDATE taskq_messages SET owner = ?, visible_at = ?"
     " WHERE id IN (SELECT id FROM taskq_messages WHERE queue = ? AND visible_at <= ?"
     " ORDER BY visible_at LIMIT ?)"
-    " RETURNING id, queue, due, deliveries + 1, body, headers, properties, content_type, content_encoding"
+    " RETURNING id, queue, due, deliveries + 1, CAST(body AS BLOB), CAST(headers AS BLOB),"
+    " CAST(properties AS BLOB), CAST(content_type AS BLOB), CAST(content_encoding AS BLOB)"
 )
 # a batch of row ids travels as one bound JSON array, so one prepared statement fits all sizes
 _RENEW_ONE = "UPDATE taskq_messages SET visible_at = ? WHERE id = ? AND owner = ?"
@@ -140,7 +148,7 @@ def _claim_sql(queue_count: int) -> str:
     return (
         "UPDATE taskq_messages SET owner = ?3, visible_at = ?4"  # noqa: S608
         f" WHERE id IN (SELECT id FROM ({arms}) ORDER BY visible_at LIMIT ?2)"
-        " RETURNING id, queue, due, deliveries + 1, body, headers, properties, content_type, content_encoding"
+        " RETURNING id, queue, due, deliveries + 1, " + _STORED_FIELDS
     )
 
 

@@ -18,6 +18,12 @@ pytestmark = pytest.mark.integration
 DEEP = b"[" * 100_000 + b"]" * 100_000
 DEEP_OBJECT = b'{"a":' * 100_000 + b"1" + b"}" * 100_000
 
+
+class BadText(bytes):
+    """Stored as TEXT that is not UTF-8 (``CAST(? AS TEXT)``), which sqlite3 cannot read back as str."""
+
+
+GOOD_HEADERS = b'{"task": "x", "id": "1"}'
 # (id, body, headers, properties, content type, content encoding), as SQLite stores any type in any column
 HOSTILE_ROWS: list[tuple[str, object, object, object, object, object]] = [
     ("headers-not-json", b"b", b"{not json", None, "application/json", "utf-8"),
@@ -37,15 +43,21 @@ HOSTILE_ROWS: list[tuple[str, object, object, object, object, object]] = [
     ("body-a-float-good-headers", 1.5, b'{"task": "x", "id": "1"}', None, "application/json", "utf-8"),
     ("content-type-a-number", b"b", b'{"task": "x", "id": "1"}', None, 5, "utf-8"),
     ("content-type-bytes", b"b", b'{"task": "x", "id": "1"}', None, b"\xff", 7),
+    ("content-type-text-not-utf8", b"b", GOOD_HEADERS, None, BadText(b"\xff"), "utf-8"),
+    ("content-encoding-text-not-utf8", b"b", GOOD_HEADERS, None, "application/json", BadText(b"\xfe")),
+    ("headers-text-not-utf8", b"b", BadText(b"\xff{}"), None, "application/json", "utf-8"),
+    ("properties-text-not-utf8", b"b", GOOD_HEADERS, BadText(b"\xff"), "application/json", "utf-8"),
+    ("body-text-not-utf8", BadText(b"\xff"), GOOD_HEADERS, None, "application/json", "utf-8"),
     ("tagged-value-that-does-not-parse", b"b", b'{"eta": {"__type__": "datetime", "__value__": "x"}}', None, "a", "b"),
 ]
 
 
 def insert(path: Path, row: tuple[object, ...]) -> None:
+    values = ", ".join("CAST(? AS TEXT)" if isinstance(value, BadText) else "?" for value in row)
     with sqlite3.connect(path) as conn:
         conn.execute(
             "INSERT INTO taskq_messages (queue, visible_at, due, body, headers, properties, content_type,"
-            " content_encoding) VALUES ('q', 0, 0, ?, ?, ?, ?, ?)",
+            f" content_encoding) VALUES ('q', 0, 0, {values})",
             row,
         )
 

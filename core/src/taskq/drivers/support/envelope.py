@@ -230,12 +230,17 @@ def decode_with_extra(data: bytes | str) -> tuple[Message, dict[str, object]]:
 
 
 def decode_fields(
-    body: bytes | str, headers: bytes | str, properties: bytes | str | None, content_type: str, content_encoding: str
+    body: bytes | str,
+    headers: bytes | str,
+    properties: bytes | str | None,
+    content_type: str | bytes,
+    content_encoding: str | bytes,
 ) -> Message:
     """A message from a store that keeps its fields apart (headers and properties as JSON).
 
     The arguments are what the store holds, unchecked (an SQLite column holds any type):
-    a body may be bytes or text (kept as UTF-8), the content type and encoding text.
+    a body may be bytes or text (kept as UTF-8), the content type and encoding text or
+    its UTF-8 bytes.
 
     Raises:
         MessageDecodeError: headers or properties are not a JSON object, or a field is of the
@@ -248,6 +253,14 @@ def decode_fields(
             body = body.encode("utf-8")
         except UnicodeError as exc:
             raise MessageDecodeError(f"the message's stored body is not Unicode text ({_short(exc)})") from exc
+    if type(content_type) is bytes or type(content_encoding) is bytes:
+        try:
+            content_type = content_type.decode("utf-8") if type(content_type) is bytes else content_type
+            content_encoding = content_encoding.decode("utf-8") if type(content_encoding) is bytes else content_encoding
+        except UnicodeDecodeError as exc:
+            raise MessageDecodeError(
+                f"the message's stored content type or encoding is not UTF-8 text ({_short(exc)})"
+            ) from exc
     if type(content_type) is not str or type(content_encoding) is not str:
         raise MessageDecodeError(
             f"the message's stored content type and encoding are {_kind(content_type)} and "
