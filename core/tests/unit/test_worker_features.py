@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -308,6 +309,61 @@ def test_a_worker_keeps_trying_when_the_broker_is_unreachable_and_then_consumes(
     assert "lost the broker" in caplog.text
     assert "answers again" in caplog.text
     assert health.exists()
+
+
+class StumblingTransport(MemoryTransport):
+    """An in-process broker whose first ``started`` call fails as an outage would (fault
+    injection), and that counts every start and ack per message."""
+
+    stumbles_left = 1
+    started_ids: ClassVar[list[str]] = []
+    acked_ids: ClassVar[list[str]] = []
+
+    def started(self, deliveries):  # type: ignore[no-untyped-def]
+        if StumblingTransport.stumbles_left > 0:
+            StumblingTransport.stumbles_left -= 1
+            raise BrokerUnavailableError("connection reset (injected)")
+        StumblingTransport.started_ids += [d.message.headers["id"] for d in deliveries]
+        super().started(deliveries)
+
+    def ack(self, deliveries):  # type: ignore[no-untyped-def]
+        StumblingTransport.acked_ids += [d.message.headers["id"] for d in deliveries]
+        super().ack(deliveries)
+
+
+def test_a_broker_error_in_the_middle_of_a_batch_acks_and_counts_nothing_twice(
+    make_plugin: Callable[..., object], start_worker: Callable[..., object], wait_until: Callable[..., None]
+) -> None:
+    """A solo batch of early, late, early tasks: the late one's start cannot be recorded
+    (the broker dropped), so it and the early task after it wait for the broker. The early
+    one was acknowledged with the batch: it was acked a second time when the batch went on."""
+    import uuid
+
+    plugin = make_plugin("stumbling", taskq_register_transports=lambda: {"stumbling": f"{__name__}:StumblingTransport"})
+    url = f"stumbling://{uuid.uuid4().hex}"
+    app = App(
+        "stumbling", broker=url, backend=f"memory://{uuid.uuid4().hex}", read_config=False, extra_plugins=[plugin]
+    )
+    ran: list[str] = []
+
+    @app.task
+    def early(key: str) -> None:
+        ran.append(key)
+
+    @app.task(acks_late=True)
+    def late(key: str) -> None:
+        ran.append(key)
+
+    StumblingTransport.stumbles_left = 1
+    StumblingTransport.started_ids, StumblingTransport.acked_ids = [], []
+    sent = [early.delay("e1"), late.delay("l1"), early.delay("e2")]  # waiting before the worker claims them
+    start_worker(app, pool="solo")
+    wait_until(lambda: sorted(ran) == ["e1", "e2", "l1"], "every task to run")
+    ids = [result.id for result in sent]
+    wait_until(lambda: sorted(StumblingTransport.acked_ids) == sorted(ids), "every message to be acked")
+    assert sorted(ran) == ["e1", "e2", "l1"]
+    assert StumblingTransport.started_ids == [ids[1]]
+    assert sorted(StumblingTransport.acked_ids) == sorted(ids), "a message was acked twice"
 
 
 def test_taskq_health_reports_a_stale_or_missing_file(tmp_path: Path) -> None:

@@ -414,23 +414,30 @@ class Consumer:
         position = 0
         entered = False  # whether batch[position] is in the pool (it may be running)
         try:
+            # A request put back after a broker error has its start recorded or its early ack
+            # done already (the flags say so): neither is done twice.
             if not inline:
-                late = [request.delivery for request in batch if request.acks_late]
+                late = [request for request in batch if request.acks_late and not request.start_recorded]
                 if late:
-                    self.transport.started(late)
+                    self.transport.started([request.delivery for request in late])
+                    for request in late:
+                        request.start_recorded = True
             # Early ack: the messages are gone before their tasks start (at most once),
             # acked together in one call.
-            early = [request.delivery for request in batch if not request.acks_late]
+            early = [request for request in batch if not request.acks_late and not request.acknowledged]
             if early:
-                self._ack(early)
+                self._ack([request.delivery for request in early])
+                for request in early:
+                    request.acknowledged = True
             for position, request in enumerate(batch):
                 entered = False
                 if self.should_stop and inline:
                     # A warm stop during an inline batch: what has not started goes back.
                     self._give_back_batch(batch[position:])
                     return
-                if inline and request.acks_late:
+                if inline and request.acks_late and not request.start_recorded:
                     self.transport.started([request.delivery])
+                    request.start_recorded = True
                 entered = True
                 self._start(request)
         except BaseException as exc:
@@ -446,8 +453,8 @@ class Consumer:
     def _give_back_batch(self, requests: list[Request]) -> None:
         """Give back tasks taken for a batch that never started: a copy of what was acked
         early (the broker no longer has it), the message itself for what is still held."""
-        acked = [request.delivery for request in requests if not request.acks_late]
-        held = [request.delivery for request in requests if request.acks_late]
+        acked = [request.delivery for request in requests if request.acknowledged]
+        held = [request.delivery for request in requests if not request.acknowledged]
         try:
             for delivery in acked:
                 self.transport.publish(delivery.queue, delivery.message)
@@ -599,9 +606,14 @@ class Consumer:
             return list(self.held.values())
 
     def _give_back(self) -> None:
-        """Requeue everything held: prefetched, waiting on an ETA, or interrupted mid-run."""
+        """Requeue everything held: prefetched, waiting on an ETA, or interrupted mid-run;
+        and a copy of what was acknowledged early but put back unstarted (a broker error in
+        the middle of its batch), which the broker no longer has."""
+        acked = [request for request in self.reserved if request.acknowledged]
         self.reserved.clear()
         self.timer.clear()
+        if acked:
+            self._give_back_batch(acked)
         held = self.held_deliveries()
         if held:
             logger.info("giving %d unfinished task(s) back to the broker", len(held))

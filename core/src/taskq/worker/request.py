@@ -16,7 +16,17 @@ if TYPE_CHECKING:
 class Request:
     """What the worker knows about one task it holds: the message, the task and timings."""
 
-    __slots__ = ("acknowledged", "delivery", "eta", "expires", "hostname", "message", "task", "time_start")
+    __slots__ = (
+        "acknowledged",
+        "delivery",
+        "eta",
+        "expires",
+        "hostname",
+        "message",
+        "start_recorded",
+        "task",
+        "time_start",
+    )
 
     def __init__(
         self,
@@ -33,6 +43,8 @@ class Request:
         self.expires = message.expires
         self.time_start: float | None = None
         self.acknowledged = False
+        #: Whether the transport was told this message started (Transport.started).
+        self.start_recorded = False
 
     @property
     def id(self) -> str:

@@ -117,6 +117,7 @@ class AmqpTransport(Reconnecting, Transport):
         self._channel: amqp.Channel | None = None
         self._admin: amqp.Channel | None = None
         self._generation = 0
+        self._connected_before = False  # for the "reconnected" log line
         self._buffer: deque[Delivery] = deque()
         self._consumers: dict[str, str] = {}
         self._unacked: dict[int, str] = {}
@@ -164,8 +165,9 @@ class AmqpTransport(Reconnecting, Transport):
             raise BrokerUnavailableError(f"RabbitMQ at {self.params.masked} closed the connection: {exc}") from exc
         unconfirmed = self._unconfirmed.take_all()
         self._reset(conn, channel)
-        if self._generation > 1:
+        if self._connected_before:
             logger.info("reconnected to %s", self.params.masked)
+        self._connected_before = True
         for outgoing in unconfirmed:  # lost with the old connection: send again
             self._send(channel, *outgoing)
         return channel
@@ -182,8 +184,10 @@ class AmqpTransport(Reconnecting, Transport):
         self._wake = WakeSocket()
         self._unconfirmed = Unconfirmed()  # the parent confirms, or sends again, its own
         self._backoff = Backoff()
-        self._reset(None, None)  # the parent's deliveries: never acked from here
-        self._generation = 0
+        # The parent's deliveries: never acked from here. The generation only grows, so a
+        # delivery tag of the parent's connection never passes for one of the child's.
+        self._reset(None, None)
+        self._connected_before = False
         self._pid = current_pid()
 
     def _reset(self, conn: amqp.Connection | None, channel: amqp.Channel | None) -> None:

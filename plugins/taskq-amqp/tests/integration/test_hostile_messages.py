@@ -1,7 +1,8 @@
 """A message another program published with properties Python cannot read as they are (a
 content type that is not UTF-8): the transport hands it over as the stand-in the worker
 dead-letters, whether the broker pushed it (basic.deliver) or the claim fetched it
-(basic.get), and the connection goes on."""
+(basic.get), and the connection goes on. Also what must never be taken for one's own: a
+delivery tag of the parent's connection, acked in a forked child."""
 
 from __future__ import annotations
 
@@ -103,3 +104,30 @@ def test_a_routing_key_that_is_not_utf8_is_handed_over_as_it_came(
     finally:
         channel.exchange_delete(exchange)
         conn.close()
+
+
+def test_a_delivery_of_the_parent_acked_in_a_forked_child_acks_nothing_of_the_child(
+    transport: AmqpTransport, queue: str
+) -> None:
+    """Delivery tags count per channel: the parent's tag 1 is also the child's first tag.
+    The child's transport once restarted its connection count, so acking the parent's
+    delivery there acked the child's own first message."""
+    from taskq.testing.conformance.fork_safety import fork_and_check
+
+    transport.publish(queue, Message(b"parent", {"id": "parent"}))
+    [parents] = claim_all(transport, queue, 1)
+
+    def child(number: int) -> None:
+        own = f"{queue}-child-{number}"
+        transport.publish(own, Message(b"child", {"id": "child"}))
+        [mine] = claim_all(transport, own, 1)
+        transport.ack([parents])  # not this connection's: nothing happens
+        assert transport.depth(own) == 1, "the child's own message was acked by the parent's tag"
+        transport.ack([mine])
+        assert transport.depth(own) == 0
+        transport.delete(own)
+
+    failures = fork_and_check(child, children=1)
+    assert not failures, "\n".join(failures)
+    transport.ack([parents])
+    assert transport.depth(queue) == 0
