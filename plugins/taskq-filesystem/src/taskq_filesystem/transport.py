@@ -121,6 +121,7 @@ class FilesystemTransport(Transport):
         self._wake = os.path.join(self.root, "wake")
         self._ready_pid = 0
         self._made: set[str] = set()  # queues whose folders exist
+        self._untakable: set[str] = set()  # waiting files this user cannot claim, warned about once
         self._listing: dict[str, list[str]] = {}  # queue -> sorted waiting names not yet tried
         self._next_sweep: dict[str, float] = {}
         self._wakeups = QueueWakeups(self._wake)
@@ -261,6 +262,16 @@ class FilesystemTransport(Transport):
             os.utime(target, ns=(deadline_ns, deadline_ns))  # ours, whatever a loser set
         except FileNotFoundError:
             return None
+        except OSError as exc:  # a file whose times this user may not set (another owner, immutable)
+            if source not in self._untakable:
+                self._untakable.add(source)
+                logger.warning(
+                    "cannot claim %s (%s): it stays in the queue; a message file must belong to the user "
+                    "the workers run as",
+                    source,
+                    exc.strerror or type(exc).__name__,
+                )
+            return None
         try:
             data = _layout.read_file(target)
         except FileNotFoundError:
@@ -315,7 +326,13 @@ class FilesystemTransport(Transport):
     def _earliest(self, queues: Sequence[str]) -> float | None:
         times: list[float] = []
         for queue in queues:
-            waiting = [n for n in self._list_waiting(queue) if _is_number(n[:DUE_DIGITS])]
+            folder = self._folder(queue, WAITING)
+            waiting = [
+                n
+                for n in self._list_waiting(queue)
+                if _is_number(n[:DUE_DIGITS])
+                and (not self._untakable or os.path.join(folder, n) not in self._untakable)
+            ]
             if waiting:
                 times.append(int(min(waiting)[:DUE_DIGITS]) / 1e9)
             try:

@@ -121,3 +121,30 @@ def test_a_directory_named_like_a_message_is_handed_over_as_a_stand_in_and_dead_
     assert transport.depth(QUEUE) == 0
     [dead] = transport.dead_letters(QUEUE)
     assert dead.reason == "cannot decode the message"
+
+
+def test_a_file_this_user_cannot_claim_stays_and_the_others_are_claimed(
+    transport: FilesystemTransport, root: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An immutable file (chattr +i; root ignores ownership, not that) cannot have its lease
+    time set: every claim raised BrokerUnavailableError, and the queue stood still."""
+    import subprocess
+
+    drop_file(root, b"{}")
+    [stuck] = (root / "queues" / file_name(QUEUE) / "waiting").iterdir()
+    made = subprocess.run(["chattr", "+i", str(stuck)], capture_output=True, text=True, check=False)
+    if made.returncode != 0:
+        pytest.fail(f"chattr +i failed ({made.stderr.strip()}): this test needs root on ext4, as on CI")
+    try:
+        transport.publish(QUEUE, Message(b"good", {"id": "1"}))
+        [delivery] = transport.claim([QUEUE], 10)
+        assert delivery.message.body == b"good"
+        transport.ack([delivery])
+        assert transport.claim([QUEUE], 10) == []
+        started = time.monotonic()
+        transport.wait([QUEUE], 0.3)  # the stuck file is due, but not claimable: no busy loop
+        assert time.monotonic() - started >= 0.25
+        assert stuck.exists()
+        assert caplog.text.count("cannot claim") == 1
+    finally:
+        subprocess.run(["chattr", "-i", str(stuck)], check=False)
