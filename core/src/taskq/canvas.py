@@ -172,6 +172,28 @@ def _as_signature(item: Mapping[str, object], app: App | None) -> Signature:
     return item if isinstance(item, Signature) else Signature.from_dict(item, app)
 
 
+#: Sending options that make a call a member of a group or a chord's header: they belong to
+#: the task whose result is the member's result (a chain's last step, a chord's body).
+MEMBERSHIP = ("group_id", "group_index", "chord")
+
+
+def _membership(options: dict[str, object]) -> dict[str, object]:
+    """Take the membership options out of ``options``."""
+    return {key: options.pop(key) for key in MEMBERSHIP if key in options}
+
+
+def _refuse_nested_group(member: Signature, where: str) -> None:
+    """A group directly inside a group or a chord's header is refused: its result would be a
+    list inside the list, which the chord counter and GroupResult cannot collect yet."""
+    last = member.tasks[-1] if isinstance(member, chain) and member.tasks else member
+    if isinstance(last, group):
+        raise ValueError(
+            f"a group (or a chain ending in one) inside {where} is not supported: its result would be a "
+            "nested list; make it a chord with a body that returns the list (chord(group(...), collect.s())), "
+            "or flatten the groups into one"
+        )
+
+
 class chain(Signature):  # noqa: N801 - Celery's name, used like a function
     """Tasks run one after another, each given the previous one's result."""
 
@@ -199,6 +221,13 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
     def tasks(self) -> list[Signature]:
         return cast("list[Signature]", self.kwargs["tasks"])
 
+    def freeze(self) -> str:
+        """Fix every step's id now; the chain's result is its last step's, whose id is returned."""
+        if not self.tasks:
+            raise ValueError("an empty chain has nothing to run")
+        ids = [step.freeze() for step in self.tasks]
+        return ids[-1]
+
     def __or__(self, other: Signature) -> chain:  # type: ignore[override]  # | chains tasks, as in Celery
         return chain(*self.tasks, other, app=self._app)
 
@@ -212,11 +241,12 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
         new.options.update({**self.options, **options})
         return new
 
-    def apply_async(
+    def apply_async(  # type: ignore[override]  # a chain ending in a group returns its GroupResult
         self, args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None, **options: object
-    ) -> AsyncResult[object]:
-        """Send the first task, carrying the rest; returns the last task's result."""
-        from taskq.result import AsyncResult
+    ) -> AsyncResult[object] | GroupResult:
+        """Send the first task, carrying the rest; returns the last step's result (a
+        :class:`GroupResult` when the chain ends in a group)."""
+        from taskq.result import AsyncResult, GroupResult
 
         if not self.tasks:
             raise ValueError("an empty chain has nothing to run")
@@ -232,22 +262,34 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
         steps = merged
         ids = [step.freeze() for step in steps]
         app = self.app
+        options = {**self.options, **options}
+        # The chain's result is its last step's: that step is the member of an enclosing
+        # group or chord header, and the first message must not count as one.
+        membership = _membership(options)
+        if membership and isinstance(steps[-1], group):
+            _refuse_nested_group(steps[-1], "a group or a chord's header")
+        steps[-1].options.update(membership)
         root_id = cast("str | None", options.pop("root_id", None)) or ids[0]
         for step in steps[1:]:
             step.options.setdefault("root_id", root_id)
         first, rest = steps[0], steps[1:]
-        extra: dict[str, object] = {**self.options, **options, "root_id": root_id}
+        extra: dict[str, object] = {**options, "root_id": root_id}
         if rest:
             extra["chain"] = [dict(step) for step in reversed(rest)]
+        if not rest:
+            extra.update(membership)
         first.apply_async((), None, **extra)
-        parent: AsyncResult[object] | None = None
-        result: AsyncResult[object] | None = None
-        for task_id in ids:
-            result = AsyncResult(task_id, app=app)
+        parent: AsyncResult[object] | GroupResult | None = None
+        for step, task_id in zip(steps, ids, strict=True):
+            if isinstance(step, group):
+                members = [app.AsyncResult(member.freeze()) for member in step.tasks]
+                result: AsyncResult[object] | GroupResult = GroupResult(task_id, members, app=app)
+            else:
+                result = AsyncResult(task_id, app=app)
             result.parent = parent
             parent = result
-        assert result is not None
-        return result
+        assert parent is not None
+        return parent
 
 
 class group(Signature):  # noqa: N801 - Celery's name, used like a function
@@ -277,6 +319,12 @@ class group(Signature):  # noqa: N801 - Celery's name, used like a function
     def __len__(self) -> int:
         return len(self.tasks)
 
+    def freeze(self) -> str:
+        """Fix the group's id and every member's now; return the group's id."""
+        for member in self.tasks:
+            member.freeze()
+        return super().freeze()
+
     def clone(
         self, args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None, **options: object
     ) -> group:
@@ -291,8 +339,12 @@ class group(Signature):  # noqa: N801 - Celery's name, used like a function
         from taskq.result import GroupResult
 
         app = self.app
+        if "group_index" in options or "chord" in options:
+            _refuse_nested_group(self, "a group or a chord's header")
         group_id = cast("str | None", options.pop("group_id", None)) or self.freeze()
         members = [t.clone(args, kwargs) for t in self.tasks]
+        for member in members:
+            _refuse_nested_group(member, "a group")
         ids = [m.freeze() for m in members]
         result = GroupResult(group_id, [app.AsyncResult(i) for i in ids], app=app)
         if app.has_backend:
@@ -366,6 +418,10 @@ class chord(Signature):  # noqa: N801 - Celery's name, used like a function
             )
         body = self.body.clone()
         body_id = body.freeze()
+        options = dict(options)
+        # This chord's result is its body's: the body is the member of an enclosing group
+        # or chord header; the header is a group of its own.
+        body.options.update(_membership(options))
         for key in ("root_id", "parent_id"):
             if key in options:
                 body.options.setdefault(key, options[key])
@@ -373,8 +429,10 @@ class chord(Signature):  # noqa: N801 - Celery's name, used like a function
         if chain_rest:
             body.options["chain"] = chain_rest
         members = [t.clone(args, kwargs) for t in self.header.tasks]
+        for member in members:
+            _refuse_nested_group(member, "a chord's header")
         body["chord_size"] = len(members)
-        group_id = cast("str | None", options.pop("group_id", None)) or new_id()
+        group_id = cast("str | None", self.header.options.get("task_id")) or new_id()
         ids = [m.freeze() for m in members]
         header_result = GroupResult(group_id, [app.AsyncResult(i) for i in ids], app=app)
         header_result.save()

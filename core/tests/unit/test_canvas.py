@@ -187,3 +187,72 @@ def test_track_started_records_started_while_running(memory_url: str, start_work
     release.set()
     assert deadline_ok, "STARTED was never recorded"
     assert result.get(timeout=TIMEOUT) == "done"
+
+
+# ---- Workflows inside workflows: the member's result is its last step's -------------------
+
+
+def test_a_group_of_chains_gives_each_chain_s_last_result(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, mul = math_app.tasks["math.add"], math_app.tasks["math.mul"]
+    start_worker(math_app)
+    result = group(chain(add.s(1, 1), mul.s(10)), chain(add.s(1, 2), mul.s(10))).apply_async()
+    assert result.get(timeout=TIMEOUT) == [20, 30]  # was [2, 3]: the first steps' results
+
+
+def test_a_chord_waits_for_the_last_step_of_a_chain_in_its_header(
+    math_app: App, start_worker: Callable[..., object]
+) -> None:
+    add, mul, tsum = math_app.tasks["math.add"], math_app.tasks["math.mul"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    result = chord([chain(add.s(1, 1), mul.s(10)), add.s(5, 5)], tsum.s()).apply_async()
+    assert result.get(timeout=TIMEOUT) == 30  # was 12: the body fired after the chain's first step
+
+
+def test_a_chord_in_a_chord_s_header_gives_its_body_s_result(
+    math_app: App, start_worker: Callable[..., object]
+) -> None:
+    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    inner = chord([add.s(1, 1), add.s(2, 2)], tsum.s())
+    result = chord([inner, add.s(5, 5)], tsum.s()).apply_async()  # raised TypeError at send
+    assert result.get(timeout=TIMEOUT) == 16
+
+
+def test_a_chord_in_a_group_gives_its_body_s_result(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    result = group(chord([add.s(1, 1), add.s(2, 2)], tsum.s()), add.s(1, 0)).apply_async()
+    assert result.get(timeout=TIMEOUT) == [6, 1]
+
+
+def test_a_chain_ending_in_a_group_returns_the_group_s_results(
+    math_app: App, start_worker: Callable[..., object]
+) -> None:
+    add, mul = math_app.tasks["math.add"], math_app.tasks["math.mul"]
+    start_worker(math_app)
+    result = chain(add.s(1, 1), group(mul.s(10), mul.s(100))).apply_async()
+    assert isinstance(result, GroupResult)
+    assert result.get(timeout=TIMEOUT) == [20, 200]  # was PENDING for ever
+    assert result.parent is not None and result.parent.get(timeout=TIMEOUT) == 2
+
+
+def test_a_chain_ending_in_a_chord_inside_a_group(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, mul, tsum = math_app.tasks["math.add"], math_app.tasks["math.mul"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    flow = chain(add.s(1, 1), chord([mul.s(2), mul.s(3)], tsum.s()))
+    assert group(flow, add.s(0, 1)).apply_async().get(timeout=TIMEOUT) == [10, 1]
+
+
+@pytest.mark.parametrize(
+    "member",
+    ["group", "chain ending in a group"],
+)
+def test_a_group_inside_a_group_or_a_chord_header_is_refused_at_send(math_app: App, member: str) -> None:
+    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+    inner = group(add.s(1, 1), add.s(2, 2))
+    if member != "group":
+        inner = chain(add.s(1, 1), inner)
+    with pytest.raises(ValueError, match="nested list"):
+        group(inner, add.s(1, 1)).apply_async()
+    with pytest.raises(ValueError, match="nested list"):
+        chord([inner, add.s(1, 1)], tsum.s()).apply_async()
