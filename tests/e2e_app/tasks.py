@@ -132,6 +132,16 @@ def add(x: int, y: int) -> int:
 
 
 @app.task
+def mul(x: int, y: int) -> int:
+    return x * y
+
+
+@app.task
+def tsum(values: list[int]) -> int:
+    return sum(values)
+
+
+@app.task
 def fail(message: str) -> None:
     """Raises ValueError(message), for the client's get() to raise again."""
     raise ValueError(message)

@@ -1,0 +1,90 @@
+"""Workflows inside workflows on real worker processes, with results on the SQLite default
+and on Redis: a member's result is its last task's, and a chord's body waits for every
+member's last task.
+
+The worker runs the thread pool with four threads, so header tasks end side by side and
+the chord counter is counted from several threads at once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from e2e_helpers import REDIS_URL, WorkerProcess, delete_redis_keys, require_redis
+
+from taskq import App, GroupResult, chain, chord, group
+from taskq.canvas import Signature
+from taskq.testing import settings_env
+
+pytestmark = pytest.mark.integration
+
+TASKS = "e2e_app.tasks"
+# Seconds a workflow may take to give its result.
+RESULT_TIMEOUT = 30.0
+
+
+def _settings(store: str, tmp_path: Path, queue: str) -> dict[str, object]:
+    if store == "sqlite":
+        url = f"sqlite:///{tmp_path / queue}.db"
+        return {"broker_url": url, "result_backend": url}
+    require_redis()
+    prefix = {"global_keyprefix": f"{queue}:"}
+    return {
+        "broker_url": REDIS_URL,
+        "result_backend": REDIS_URL,
+        "broker_transport_options": prefix,
+        "result_backend_transport_options": prefix,
+    }
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def client(request: pytest.FixtureRequest, tmp_path: Path, spawn_worker: Callable[..., WorkerProcess]) -> Iterator[App]:
+    """A client, and a worker process running e2e_app.tasks, on the store named by the parameter."""
+    queue = f"taskq-canvas-{uuid.uuid4().hex[:12]}"
+    settings = _settings(request.param, tmp_path, queue)
+    worker = spawn_worker("--pool=thread", "-c", "4", env={"TASKQ_TASK_DEFAULT_QUEUE": queue, **settings_env(settings)})
+    worker.wait_ready()
+    app = App("canvas-client", read_config=False, task_default_queue=queue, **settings)
+    yield app
+    app.close()
+    if request.param == "redis":
+        delete_redis_keys(f"{queue}:")
+
+
+def s(app: App, name: str, *args: object) -> Signature:
+    return Signature(f"{TASKS}.{name}", args, app=app)
+
+
+def test_a_group_of_chains(client: App) -> None:
+    flow = group(
+        chain(s(client, "add", 1, 1), s(client, "mul", 10)), chain(s(client, "add", 1, 2), s(client, "mul", 10))
+    )
+    assert flow.apply_async().get(timeout=RESULT_TIMEOUT) == [20, 30]
+
+
+def test_a_chord_with_a_chain_in_its_header(client: App) -> None:
+    header = [chain(s(client, "add", 1, 1), s(client, "mul", 10)), s(client, "add", 5, 5)]
+    assert chord(header, s(client, "tsum")).apply_async().get(timeout=RESULT_TIMEOUT) == 30
+
+
+def test_a_chord_of_chords(client: App) -> None:
+    inner = [chord([s(client, "add", i, i), s(client, "add", i, 1)], s(client, "tsum")) for i in range(3)]
+    result = chord(inner, s(client, "tsum")).apply_async()
+    assert result.get(timeout=RESULT_TIMEOUT) == sum(3 * i + 1 for i in range(3))
+
+
+def test_a_chain_ending_in_a_group(client: App) -> None:
+    result = chain(s(client, "add", 1, 1), group(s(client, "mul", 10), s(client, "mul", 100))).apply_async()
+    assert isinstance(result, GroupResult)
+    assert result.get(timeout=RESULT_TIMEOUT) == [20, 200]
+
+
+def test_a_chain_of_a_chord_then_a_chord(client: App) -> None:
+    flow = chain(
+        chord([s(client, "add", 1, 1), s(client, "add", 2, 2)], s(client, "tsum")),
+        chord([s(client, "mul", 2), s(client, "mul", 3)], s(client, "tsum")),
+    )
+    assert flow.apply_async().get(timeout=RESULT_TIMEOUT) == 6 * 2 + 6 * 3
