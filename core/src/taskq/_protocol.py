@@ -253,7 +253,7 @@ def _decode(registry: SerializerRegistry, message: Message) -> TaskMessage:
     if type(name) is not str or type(task_id) is not str:
         why = headers.get(UNDECODABLE_HEADER)
         if isinstance(why, str):  # the transport could not read the envelope: say why
-            raise MessageDecodeError(why)
+            raise MessageDecodeError(why or f"the message carries an empty {UNDECODABLE_HEADER} header")
         if "task" not in headers and message.content_type == "application/json":
             raise MessageDecodeError(
                 "message has no 'task' and 'id' headers: it is not a protocol 2 task message "

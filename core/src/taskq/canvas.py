@@ -182,6 +182,27 @@ def _membership(options: dict[str, object]) -> dict[str, object]:
     return {key: options.pop(key) for key in MEMBERSHIP if key in options}
 
 
+def _listed(value: object) -> list[object]:
+    """A ``link``/``link_error`` option as a list: None, one signature, or several."""
+    if value is None:
+        return []
+    if isinstance(value, Mapping):
+        return [value]
+    return list(cast("Iterable[object]", value))
+
+
+def _add_errbacks(sig: Signature, errbacks: list[object]) -> None:
+    """Attach ``errbacks`` to every task that runs for ``sig``: a chord's header and body,
+    a group's members, a chain's steps, or the task itself."""
+    if isinstance(sig, chord):  # a header task's failure fails the body, which calls them
+        _add_errbacks(sig.body, errbacks)
+    elif isinstance(sig, (group, chain)):
+        for member in sig.tasks:
+            _add_errbacks(member, errbacks)
+    else:
+        sig.options["link_error"] = [*_listed(sig.options.get("link_error")), *errbacks]
+
+
 def _refuse_nested_group(member: Signature, where: str) -> None:
     """A group directly inside a group or a chord's header is refused: its result would be a
     list inside the list, which the chord counter and GroupResult cannot collect yet."""
@@ -269,6 +290,11 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
         if membership and isinstance(steps[-1], group):
             _refuse_nested_group(steps[-1], "a group or a chord's header")
         steps[-1].options.update(membership)
+        # An errback of the chain is every step's: whichever step fails calls it (once).
+        errbacks = _listed(options.pop("link_error", None))
+        if errbacks:
+            for step in steps:
+                _add_errbacks(step, errbacks)
         root_id = cast("str | None", options.pop("root_id", None)) or ids[0]
         for step in steps[1:]:
             step.options.setdefault("root_id", root_id)
@@ -418,7 +444,13 @@ class chord(Signature):  # noqa: N801 - Celery's name, used like a function
             )
         body = self.body.clone()
         body_id = body.freeze()
-        options = dict(options)
+        options = {**self.options, **options}
+        options.pop("task_id", None)
+        # The chord's errbacks are its body's: called when the body fails, or when a header
+        # task fails (the body then fails with ChordError).
+        errbacks = _listed(options.pop("link_error", None))
+        if errbacks:
+            _add_errbacks(body, errbacks)
         # This chord's result is its body's: the body is the member of an enclosing group
         # or chord header; the header is a group of its own.
         body.options.update(_membership(options))

@@ -12,6 +12,8 @@ from taskq import App, GroupResult, chain, chord, group, states
 from taskq.errors import ChordError, TimeoutError
 
 TIMEOUT = 10.0
+# The ids the errback task was given, in the order it was called.
+ERRBACKS: list[str] = []
 
 
 @pytest.fixture
@@ -33,6 +35,10 @@ def math_app(memory_url: str) -> App:
     @app.task(name="math.boom")
     def boom(x: int) -> int:
         raise ValueError(f"boom {x}")
+
+    @app.task(name="math.failed")
+    def failed(task_id: str) -> None:  # an errback: it is given the failed task's id
+        ERRBACKS.append(task_id)
 
     @app.task(name="math.fanout", bind=True)
     def fanout(self, n: int) -> int:  # type: ignore[no-untyped-def]
@@ -256,3 +262,62 @@ def test_a_group_inside_a_group_or_a_chord_header_is_refused_at_send(math_app: A
         group(inner, add.s(1, 1)).apply_async()
     with pytest.raises(ValueError, match="nested list"):
         chord([inner, add.s(1, 1)], tsum.s()).apply_async()
+
+
+# ---- Failures in workflows: raised by get(), errbacks called once, nothing left waiting ---
+
+
+@pytest.fixture
+def errbacks() -> list[str]:
+    ERRBACKS.clear()
+    return ERRBACKS
+
+
+def test_a_chain_s_errback_is_called_for_a_later_step_and_get_raises(
+    math_app: App, start_worker: Callable[..., object], errbacks: list[str], wait_until: Callable[..., None]
+) -> None:
+    add, boom, failed = math_app.tasks["math.add"], math_app.tasks["math.boom"], math_app.tasks["math.failed"]
+    start_worker(math_app)
+    flow = chain(add.s(1, 1), boom.s(), add.s(1))
+    flow.link_error(failed.s())
+    result = flow.apply_async()
+    with pytest.raises(ValueError, match="boom 2"):
+        result.get(timeout=TIMEOUT)  # hung: the last step never ran and nothing said so
+    failing = result.parent
+    assert failing is not None
+    wait_until(lambda: errbacks == [failing.id], "the errback, once, with the failed step's id")
+
+
+def test_a_chord_s_errback_is_called_when_a_header_task_fails(
+    math_app: App, start_worker: Callable[..., object], errbacks: list[str], wait_until: Callable[..., None]
+) -> None:
+    add, boom, tsum = math_app.tasks["math.add"], math_app.tasks["math.boom"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    flow = chord([add.s(1, 1), boom.s(3)], tsum.s())
+    flow.link_error(math_app.tasks["math.failed"].s())
+    result = flow.apply_async()
+    with pytest.raises(ChordError, match="boom 3"):
+        result.get(timeout=TIMEOUT)
+    wait_until(lambda: errbacks == [result.id], "the errback, once, with the body's id")
+
+
+def test_a_failed_inner_chord_fails_the_outer_one(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, boom, tsum = math_app.tasks["math.add"], math_app.tasks["math.boom"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    inner = chord([add.s(1, 1), boom.s(3)], tsum.s())
+    result = chord([inner, add.s(5, 5)], tsum.s()).apply_async()
+    with pytest.raises(ChordError):
+        result.get(timeout=TIMEOUT)
+
+
+def test_a_failed_step_of_a_chain_in_a_chord_header_fails_the_chord(
+    math_app: App, start_worker: Callable[..., object]
+) -> None:
+    add, boom, tsum = math_app.tasks["math.add"], math_app.tasks["math.boom"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    header = [chain(boom.s(1), add.s(1)), add.s(5, 5)]
+    with pytest.raises(ChordError, match="boom 1"):
+        chord(header, tsum.s()).apply_async().get(timeout=TIMEOUT)
+    members = group(chain(boom.s(1), add.s(1)), add.s(1, 1)).apply_async()
+    with pytest.raises(ValueError, match="boom 1"):
+        members.get(timeout=TIMEOUT)

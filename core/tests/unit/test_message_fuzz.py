@@ -150,6 +150,12 @@ def dumps(value: object) -> bytes:
     content_type="application/json",
 )
 @example(
+    headers={"task": "tests.add", "id": None, envelope.UNDECODABLE_HEADER: ""},
+    properties={},
+    body=None,
+    content_type="application/json",
+)
+@example(
     headers={"task": "tests.add", "id": "1", "timelimit": [1e9, "x"]},
     properties={},
     body=[[], {}, None],

@@ -180,7 +180,45 @@ def _failure(app: App, request: Request, exc: BaseException, started: float) -> 
             logger.exception("could not send the error callback %r of %s[%s]", errback, request.name, request.id)
     if request.message.chord:
         on_chord_part_return(app, request)
+    if request.message.chain:
+        _fail_chain(app, request, exc, store)
     return TraceOutcome(states.FAILURE)
+
+
+def _fail_chain(app: App, request: Request, exc: BaseException, store: bool) -> None:
+    """The steps after a failed one never run: each is given the failure (see :func:`_fail_unrun`)."""
+    for data in request.message.chain or ():
+        try:
+            _fail_unrun(app, _signature(data, app), exc, request, store=store)
+        except Exception:
+            logger.exception("could not fail the chain step %r after %s[%s]", data, request.name, request.id)
+
+
+def _fail_unrun(app: App, step: Signature, exc: BaseException, request: Request, *, store: bool = True) -> None:
+    """``step`` will never run, because of ``exc`` (met by ``request``'s task): its results
+    are the failure, so that a ``get()`` raises it rather than waiting for ever; where it
+    is a member of a chord's header it counts as a failed part (the chord's body then
+    fails too); and the chain that was to follow it fails the same way."""
+    for task in _result_tasks(step):
+        task_id = cast("str | None", task.options.get("task_id"))
+        if store and task_id and app.has_backend:
+            app.backend.store_result(task_id, exc, states.FAILURE)
+        chord, group_id = task.options.get("chord"), task.options.get("group_id")
+        if chord and isinstance(group_id, str):
+            count_chord_part(app, cast("Mapping[str, object]", chord), group_id, request)
+        for data in cast("list[Mapping[str, object]]", task.options.get("chain") or []):
+            _fail_unrun(app, _signature(data, app), exc, request, store=store)
+
+
+def _result_tasks(step: Signature) -> list[Signature]:
+    """The tasks whose results are ``step``'s: a chord's body, a group's members, or the task."""
+    from taskq.canvas import chord, group
+
+    if isinstance(step, chord):
+        return [step.body]
+    if isinstance(step, group):
+        return list(step.tasks)
+    return [step]
 
 
 def on_chord_part_return(app: App, request: Request) -> None:
@@ -188,6 +226,14 @@ def on_chord_part_return(app: App, request: Request) -> None:
     chord = request.message.chord
     group_id = cast("str | None", request.message.headers.get("group"))
     if not chord or not group_id or not app.has_backend:
+        return
+    count_chord_part(app, chord, group_id, request)
+
+
+def count_chord_part(app: App, chord: Mapping[str, object], group_id: str, request: Request) -> None:
+    """Count one ended part of the chord ``group_id`` (ended by ``request``'s task); the
+    last part sends the body with every result, or fails it when a part failed."""
+    if not app.has_backend:
         return
     body = _signature(chord, app)
     try:
@@ -209,8 +255,10 @@ def on_chord_part_return(app: App, request: Request) -> None:
         culprit, meta = failed[0]
         error = ChordError(f"chord {group_id}: header task {culprit} ended {meta['status']}: {meta.get('result')!r}")
         logger.error("%s; the body %s will not run", error, body.task)
-        if body_id:
-            backend.store_result(body_id, error, states.FAILURE)
+        try:
+            _fail_unrun(app, body, error, request)
+        except Exception:
+            logger.exception("chord %s: could not fail its body %s[%s]", group_id, body.task, body_id)
         for errback in cast("list[Mapping[str, object]]", body.options.get("link_error") or []):
             _signature(errback, app).apply_async((body_id,))
         return
