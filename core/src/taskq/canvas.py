@@ -22,7 +22,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from taskq._ids import new_id
-from taskq.errors import ResultNotEnabledError
+from taskq.drivers.support.connections import mask_url
+from taskq.errors import ConfigError, ResultNotEnabledError
 
 if TYPE_CHECKING:
     from taskq.app import App
@@ -283,6 +284,8 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
         steps = merged
         ids = [step.freeze() for step in steps]
         app = self.app
+        if app.has_backend and any(_has_chord(step) for step in steps[1:]):
+            _require_chords(app)  # here, not in the worker that would send that step
         options = {**self.options, **options}
         # The chain's result is its last step's: that step is the member of an enclosing
         # group or chord header, and the first message must not count as one.
@@ -442,6 +445,7 @@ class chord(Signature):  # noqa: N801 - Celery's name, used like a function
             raise ResultNotEnabledError(
                 "a chord needs a result backend to collect its header's results; set result_backend"
             )
+        _require_chords(app)
         body = self.body.clone()
         body_id = body.freeze()
         options = {**self.options, **options}
@@ -475,6 +479,38 @@ class chord(Signature):  # noqa: N801 - Celery's name, used like a function
         result: AsyncResult[object] = AsyncResult(body_id, app=app)
         result.parent = header_result
         return result
+
+
+def _require_chords(app: App) -> None:
+    """Refuse a chord, at send, on a result backend that cannot count its header's results."""
+    if app.backend.capabilities.chord_counter:
+        return
+    where = mask_url(str(app.backend_url))
+    raise ConfigError(
+        f"the result backend {where!r} cannot run a chord: it has no atomic counter for "
+        f"its header's results (results over rpc:// go to one client only). Backends installed here "
+        f"that can: {', '.join(_chord_backends(app)) or 'none'} (set result_backend to one of them)"
+    )
+
+
+def _has_chord(sig: Signature) -> bool:
+    if isinstance(sig, chord):
+        return True
+    return isinstance(sig, (group, chain)) and any(_has_chord(member) for member in sig.tasks)
+
+
+def _chord_backends(app: App) -> list[str]:
+    """The URL schemes of the installed result backends that can run a chord."""
+    able = []
+    for name in sorted(app.plugins.drivers("result_backends")):
+        try:
+            driver = app.plugins.resolve_driver("result_backends", name)
+        except Exception:  # noqa: S112 - a backend that cannot be loaded cannot run one either
+            continue
+        capabilities = getattr(driver, "capabilities", None)
+        if getattr(capabilities, "chord_counter", False):
+            able.append(f"{name}://")
+    return able
 
 
 _WORKFLOWS: dict[str, Callable[[Mapping[str, object], App | None], Signature]] = {

@@ -280,6 +280,8 @@ def _send_callbacks(app: App, request: Request, retval: object) -> None:
         options: dict[str, object] = {"parent_id": request.id, "root_id": root_id}
         if remaining:
             options["chain"] = remaining
+        if request.message.reply_to:  # the client that sent the chain waits for its result there (rpc://)
+            options["reply_to"] = request.message.reply_to
         following.apply_async((retval,), **cast("dict[str, Any]", options))
 
 
