@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -185,6 +186,27 @@ def test_rate_limit_spaces_out_tasks_of_one_type_only(app: App, start_worker: Ca
     # Four takes at 5/s with a burst of one: at least three intervals of 0.2 s.
     assert stamps[-1] - stamps[0] >= 0.55
     assert len(others) == 4
+
+
+def test_rate_limited_tasks_that_fill_the_prefetch_window_still_run_at_their_rate(
+    app: App, start_worker: Callable[..., object]
+) -> None:
+    """Six tasks at 2/s: one every half second, about 2.5 s in all. They ran at 0, 5, 10,
+    10.5, 11 and 11.5 s: with the window full of waiting tasks the loop slept its idle
+    interval without looking at its timer."""
+    stamps: list[float] = []
+
+    @app.task(rate_limit="2/s")
+    def limited() -> None:
+        stamps.append(time.monotonic())
+
+    start_worker(app, pool="solo", prefetch_multiplier=4)
+    results = [limited.delay() for _ in range(6)]
+    for result in results:
+        result.get(timeout=TIMEOUT)
+    gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
+    assert min(gaps) >= 0.45, gaps  # the rate holds
+    assert stamps[-1] - stamps[0] < 5.0, gaps  # and nothing waits an idle interval for no reason
 
 
 def test_token_bucket_refills_at_its_rate() -> None:

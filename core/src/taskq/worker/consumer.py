@@ -197,7 +197,7 @@ class Consumer:
                 if not self.should_stop:
                     # The pool is full: sleep until a task ends (spinning here would hold the
                     # GIL the pool's threads need to finish it, and burn a CPU).
-                    self._wait_for_pool(self._until_chore())
+                    self._wait_for_pool(self._until_next())
                 return
         if self.should_stop:
             return
@@ -208,9 +208,7 @@ class Consumer:
                 for delivery in claimed:
                     self._on_delivery(delivery)
                 return
-            timeout = self._until_chore()
-            if self.timer:
-                timeout = max(0.0, min(timeout, self.timer[0][0] - time.time()))
+            timeout = self._until_next()
             # A task that ends now must interrupt this wait; one that ended before the
             # flag was up is seen by the check under it.
             self.pool.release()
@@ -221,12 +219,16 @@ class Consumer:
             finally:
                 self._in_broker_wait = False
         else:
-            # The window is full: wait for a task to finish, not for new messages.
-            self._wait_for_pool(self._until_chore())
+            # The window is full: wait for a task to finish, not for new messages; a task
+            # in the timer (an ETA, or one over its rate limit) may come due first.
+            self._wait_for_pool(self._until_next())
 
-    def _until_chore(self) -> float:
-        """How long the loop may wait before its next periodic call (at most IDLE_WAIT), in seconds."""
-        return self._chores.time_left(time.monotonic(), IDLE_WAIT)
+    def _until_next(self) -> float:
+        """How long the loop may wait: until its next periodic call or the timer's first task."""
+        timeout = self._chores.time_left(time.monotonic(), IDLE_WAIT)
+        if self.timer:
+            timeout = max(0.0, min(timeout, self.timer[0][0] - time.time()))
+        return timeout
 
     def _wait_for_pool(self, timeout: float) -> None:
         """Until a task ends (or ``timeout``): in the pool's :meth:`~taskq.drivers.pool.Pool.poll`
