@@ -92,6 +92,10 @@ def test_fields_accept_an_int_or_an_iterable_of_ints() -> None:
         ("5-7", (0, 5, 6)),
         ("fri-mon", (0, 1, 5, 6)),
         ("*/2", (0, 2, 4, 6)),
+        # Celery reads a name by its first three letters: its beat_schedule entries use these
+        ("thursday", (4,)),
+        ("tuesday,sunday,fri", (0, 2, 5)),
+        ("Monday-Wednesday", (1, 2, 3)),
     ],
 )
 def test_day_of_week_takes_names_and_counts_sunday_as_0_or_7(text: str, expected: tuple[int, ...]) -> None:
@@ -100,6 +104,8 @@ def test_day_of_week_takes_names_and_counts_sunday_as_0_or_7(text: str, expected
 
 def test_month_of_year_takes_names_in_any_case() -> None:
     assert crontab(month_of_year="JAN-mar,jul,Dec").month_of_year == (1, 2, 3, 7, 12)
+    assert crontab(month_of_year="april").month_of_year == (4,)
+    assert crontab(month_of_year="september,October").month_of_year == (9, 10)
 
 
 def test_hours_can_wrap_past_midnight() -> None:
@@ -124,7 +130,8 @@ def test_hours_can_wrap_past_midnight() -> None:
         ({"minute": "1,,2"}, r"crontab minute '1,,2' is not understood"),
         ({"minute": ""}, r"crontab minute is empty"),
         ({"day_of_week": "fry"}, r"crontab day_of_week 'fry' is not understood.*day names sun\.\.sat"),
-        ({"month_of_year": "janu"}, r"crontab month_of_year 'janu' is not understood.*month names jan\.\.dec"),
+        ({"month_of_year": "jxn"}, r"crontab month_of_year 'jxn' is not understood.*month names jan\.\.dec"),
+        ({"day_of_week": "th"}, r"crontab day_of_week 'th' is not understood"),
         ({"minute": []}, r"crontab minute is an empty list; give at least one number, or '\*' for all"),
         ({"minute": [0, "30"]}, r"crontab minute holds '30', which is not a whole number"),
         ({"minute": 1.5}, r"crontab minute 1.5 is not understood"),

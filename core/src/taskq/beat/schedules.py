@@ -227,8 +227,17 @@ class _Field:
 _MINUTE_FIELD = _Field("minute", 0, 59, {})
 _HOUR_FIELD = _Field("hour", 0, 23, {})
 _DAY_OF_MONTH_FIELD = _Field("day_of_month", 1, 31, {})
-_MONTH_FIELD = _Field("month_of_year", 1, 12, _MONTH_NAMES, "month names jan..dec work too ('jan,jul')")
-_DAY_OF_WEEK_FIELD = _Field("day_of_week", 0, 6, _DAY_NAMES, "day names sun..sat work too ('mon-fri')", alias_high=7)
+_MONTH_FIELD = _Field(
+    "month_of_year", 1, 12, _MONTH_NAMES, "month names jan..dec work too, or words they begin ('jan,jul', 'april')"
+)
+_DAY_OF_WEEK_FIELD = _Field(
+    "day_of_week",
+    0,
+    6,
+    _DAY_NAMES,
+    "day names sun..sat work too, or words they begin ('mon-fri', 'thursday')",
+    alias_high=7,
+)
 
 
 def _parse_field(value: object, field: _Field) -> tuple[int, ...]:
@@ -307,8 +316,9 @@ def _parse_part(part: str, text: str, field: _Field) -> list[int]:
 def _parse_number(token: str, text: str, field: _Field) -> int:
     if token.isdigit():
         return _check_number(int(token), token, field, within=text)
-    if token in field.names:
-        return field.names[token]
+    if len(token) >= 3 and token.isalpha() and token[:3] in field.names:
+        # Celery reads a name by its first three letters: "thursday", "thurs", "april"
+        return field.names[token[:3]]
     raise ConfigError(f"crontab {field.name} {text!r} is not understood; {field.syntax_hint}")
 
 
@@ -388,7 +398,8 @@ class Crontab(Schedule):
     Each field is an int, an iterable of ints, or cron text: ``*``, ``*/15``, ``5``,
     ``1-5``, ``1-10/2``, ``5/15`` (from 5 to the highest), ``0,30``, ranges that wrap
     (``fri-mon``, hours ``22-2``), and names for days (``sun``..``sat``) and months
-    (``jan``..``dec``) in any case. ``day_of_week`` counts from Sunday = 0 (7 is Sunday
+    (``jan``..``dec``) in any case, read as Celery reads them, by their first three letters
+    (``thursday``, ``april``). ``day_of_week`` counts from Sunday = 0 (7 is Sunday
     too). Unlike Vixie cron, and like Celery, a day must match *both* ``day_of_month``
     and ``day_of_week`` when both are restricted.
 
