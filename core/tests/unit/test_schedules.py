@@ -394,11 +394,30 @@ def test_interval_takes_a_timedelta_or_float_seconds() -> None:
     assert Interval(timedelta(minutes=2)).run_every == timedelta(seconds=120)
 
 
-def test_relative_interval_runs_on_multiples_of_the_period_since_the_epoch() -> None:
+def test_relative_interval_rounds_the_next_run_down_to_its_unit_as_celery_does() -> None:
     five_minutes = every(300, relative=True)
-    assert next_run(five_minutes, utc(2024, 5, 1, 12, 3, 10)) == utc(2024, 5, 1, 12, 5)
-    assert next_run(five_minutes, utc(2024, 5, 1, 12, 5)) == utc(2024, 5, 1, 12, 10)
-    assert five_minutes.remaining(utc(2024, 5, 1, 12, 3, 10), utc(2024, 5, 1, 12, 4), UTC) == 60.0
+    assert next_run(five_minutes, utc(2024, 5, 1, 12, 3, 10)) == utc(2024, 5, 1, 12, 8)
+    assert five_minutes.remaining(utc(2024, 5, 1, 12, 3, 10), utc(2024, 5, 1, 12, 4), UTC) == 240.0
+    assert next_run(every(7200, relative=True), utc(2024, 5, 1, 12, 37)) == utc(2024, 5, 1, 14)
+    assert next_run(every(12.5, relative=True), utc(2024, 5, 1, 12, 0, 0, 300_000)) == utc(2024, 5, 1, 12, 0, 12)
+
+
+def test_a_daily_relative_interval_runs_at_midnight_on_the_app_s_clock() -> None:
+    paris = ZoneInfo("Europe/Paris")
+    daily = every(timedelta(days=1), relative=True)
+    last = datetime(2024, 5, 1, 15, 30, tzinfo=paris)
+    now = datetime(2024, 5, 1, 16, tzinfo=paris)
+    due = datetime(2024, 5, 2, tzinfo=paris)  # 22:00 UTC the day before
+    assert daily.remaining(last.astimezone(UTC), now.astimezone(UTC), paris) == (due - now).total_seconds()
+
+
+def test_an_interval_counts_real_seconds_across_a_daylight_saving_change() -> None:
+    """Both datetimes on one zone's clock: Python subtracts them as wall times (an hour off
+    when the clocks went back between them)."""
+    paris = ZoneInfo("Europe/Paris")
+    before = datetime(2024, 10, 27, 2, 30, tzinfo=paris)  # CEST, the first 02:30
+    after = datetime(2024, 10, 27, 2, 30, fold=1, tzinfo=paris)  # CET, an hour later
+    assert every(7200).remaining(before, after, paris) == 3600.0
 
 
 def test_missed_interval_runs_are_due_once() -> None:

@@ -8,8 +8,8 @@ missed several runs (beat was down) is due once, not once per missed run.
 
 Three kinds ship here, each with a lower-case factory:
 
-* :class:`Interval` (:func:`every`): a fixed period after the last run, or on the
-  multiples of the period counted from the Unix epoch (``relative=True``).
+* :class:`Interval` (:func:`every`): a fixed period after the last run, rounded down to
+  the period's unit on the wall clock with ``relative=True`` (as Celery).
 * :class:`Crontab` (:func:`crontab`): cron's five fields read on a wall clock, with
   explicit rules for daylight-saving changes.
 * :class:`Solar` (:func:`solar`): dawn, sunrise, solar noon, sunset or dusk at a place,
@@ -147,10 +147,11 @@ def _positive_seconds(value: object) -> float:
 class Interval(Schedule):
     """Due ``run_every`` after the last run.
 
-    With ``relative=True`` runs fall instead on the multiples of the period counted
-    from the Unix epoch (every 300 s: at :00, :05, :10... UTC), so they stay on the
-    same marks however late the last one ran. ``run_every`` is seconds (int or float)
-    or a :class:`~datetime.timedelta`, and must be more than zero.
+    With ``relative=True``, as Celery's ``schedule(relative=True)``: the next run is the
+    last one plus the period on the app's wall clock, rounded down to the period's unit
+    (a daily schedule runs at local midnight, an hourly one on the hour, one of 5 minutes
+    on the minute). ``run_every`` is seconds (int or float) or a
+    :class:`~datetime.timedelta`, and must be more than zero.
     """
 
     __slots__ = ("relative", "seconds")
@@ -167,9 +168,13 @@ class Interval(Schedule):
     def remaining(self, last_run_at: datetime, now: datetime, tz: tzinfo) -> float:
         _require_aware(last_run_at=last_run_at, now=now)
         if self.relative:
-            due = (math.floor(last_run_at.timestamp() / self.seconds) + 1) * self.seconds
-            return due - now.timestamp()
-        return self.seconds - (now - last_run_at).total_seconds()
+            # As Celery: the next run, on the app's wall clock, rounded down to the period's
+            # resolution (a day, an hour, a minute, a second)
+            due = _round_down(last_run_at.astimezone(tz) + self.run_every, self.seconds)
+            return due.timestamp() - now.timestamp()
+        # timestamps, not now - last_run_at: two datetimes that share a tzinfo subtract as
+        # wall-clock times, an hour off across a daylight-saving change
+        return self.seconds - (now.timestamp() - last_run_at.timestamp())
 
     def describe(self) -> str:
         text = f"every {_format_number(self.seconds)}s"
@@ -178,6 +183,18 @@ class Interval(Schedule):
     def __repr__(self) -> str:
         relative = ", relative=True" if self.relative else ""
         return f"Interval({_format_number(self.seconds)}{relative})"
+
+
+def _round_down(moment: datetime, period: float) -> datetime:
+    """``moment`` without the parts finer than ``period``'s unit: a period of a day or more
+    keeps the date, of an hour or more the hour, of a minute or more the minute."""
+    if period >= 86400:
+        return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period >= 3600:
+        return moment.replace(minute=0, second=0, microsecond=0)
+    if period >= 60:
+        return moment.replace(second=0, microsecond=0)
+    return moment.replace(microsecond=0)
 
 
 # ---- Crontab ------------------------------------------------------------------
