@@ -8,7 +8,9 @@ retry and error handling a worker applies.
 
 from __future__ import annotations
 
+import inspect
 import random
+import reprlib
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -22,6 +24,12 @@ if TYPE_CHECKING:
     from taskq.app import App
     from taskq.canvas import Signature
     from taskq.result import AsyncResult, EagerResult
+
+
+def _call_text(args: Sequence[object], kwargs: Mapping[str, object]) -> str:
+    parts = [reprlib.repr(arg) for arg in args] + [f"{key}={reprlib.repr(value)}" for key, value in kwargs.items()]
+    return f"({', '.join(parts)})"
+
 
 P = ParamSpec("P")
 R = TypeVar("R", covariant=True)
@@ -142,6 +150,9 @@ class Task(Generic[P, R]):
         self.retry_backoff_max = float(cast(float, merged["retry_backoff_max"]))
         self.retry_jitter = bool(merged["retry_jitter"])
         self.throws = tuple(cast("Sequence[type[BaseException]]", merged["throws"]))
+        #: Check the arguments of a send against the function's signature (Celery's ``typing``).
+        self.typing = bool(merged["typing"])
+        self._parameters: inspect.Signature | None = None
         # A context variable, not a thread-local: each thread, greenlet and asyncio task
         # running this task sees its own request.
         self._requests: ContextVar[tuple[Context, ...]] = ContextVar(f"taskq.request.{name}", default=())
@@ -235,9 +246,38 @@ class Task(Generic[P, R]):
         """
         return cast("AsyncResult[R]", self._send(args, kwargs, options))
 
+    def check_arguments(self, args: Sequence[object], kwargs: Mapping[str, object], *, partial: bool = False) -> None:
+        """Raise ``TypeError`` when the function cannot take these arguments (with
+        ``partial``, when it cannot take them as the first of its arguments: a signature
+        may be given the rest later). Does nothing when the task has ``typing=False``."""
+        if not self.typing:
+            return
+        parameters = self._parameters
+        if parameters is None:
+            try:
+                parameters = inspect.signature(self.fn)
+            except (TypeError, ValueError):  # a callable with no signature to read: not checked
+                self.typing = False
+                return
+            kept = list(parameters.parameters.values())[1 if self.bind else 0 :]
+            # shown without annotations, which are text under `from __future__ import annotations`
+            parameters = parameters.replace(
+                parameters=[parameter.replace(annotation=inspect.Parameter.empty) for parameter in kept],
+                return_annotation=inspect.Signature.empty,
+            )
+            self._parameters = parameters
+        try:
+            if partial:
+                parameters.bind_partial(*args, **kwargs)
+            else:
+                parameters.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise TypeError(f"{self.name}{parameters} cannot take {_call_text(args, kwargs)}: {exc}") from None
+
     def _send(
         self, args: Sequence[object] | None, kwargs: Mapping[str, object] | None, options: SendOptions
     ) -> AsyncResult[object]:
+        self.check_arguments(args or (), kwargs or {})
         if self.app.conf["task_always_eager"]:
             return self.apply(args, kwargs, task_id=options.task_id, link=options.link, link_error=options.link_error)
         return send(self.app, self.name, args, kwargs, options, cast("Task[..., object]", self))
@@ -284,11 +324,15 @@ class Task(Generic[P, R]):
         return Signature(self.name, args, kwargs, options, app=self.app)
 
     def s(self, *args: object, **kwargs: object) -> Signature:
-        """A signature with these arguments (a result passed in is prepended)."""
+        """A signature with these arguments (a result passed in is prepended): ``TypeError``
+        when the function could not take them even so (too many, or an unknown keyword)."""
+        self.check_arguments(args, kwargs, partial=True)
         return self.signature(args, kwargs)
 
     def si(self, *args: object, **kwargs: object) -> Signature:
-        """An immutable signature: the parent's result is not passed in."""
+        """An immutable signature: the parent's result is not passed in, so the arguments
+        must be all the function takes (``TypeError`` otherwise)."""
+        self.check_arguments(args, kwargs)
         return self.signature(args, kwargs, immutable=True)
 
     def AsyncResult(self, task_id: str) -> AsyncResult[R]:  # noqa: N802 - Celery's name

@@ -212,3 +212,49 @@ def test_task_without_backoff_waits_the_default_retry_delay(app: App) -> None:
         pass
 
     assert job.backoff_for(3) == 7.0
+
+
+# ---- Arguments checked at send, as Celery's typing=True does ------------------------------
+
+
+def test_delay_and_apply_async_refuse_arguments_the_function_cannot_take(app: App) -> None:
+    @app.task(name="typed.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    transport = app.transport
+    for send in (lambda: add.delay(1), lambda: add.apply_async((1, 2, 3)), lambda: add.apply_async((1,), {"z": 2})):
+        with pytest.raises(TypeError, match=r"typed\.add\(x, y\) cannot take"):
+            send()
+    assert transport.depth("taskq") == 0  # nothing was sent
+    add.apply_async((1,), {"y": 2})
+    assert transport.depth("taskq") == 1
+
+
+def test_a_signature_refuses_what_the_function_could_never_take(app: App) -> None:
+    @app.task(name="typed.mul")
+    def mul(x: int, y: int) -> int:
+        return x * y
+
+    assert mul.s(10).args == [10]  # the parent's result comes first, later
+    with pytest.raises(TypeError, match="too many positional arguments"):
+        mul.s(1, 2, 3)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'z'"):
+        mul.s(z=1)
+    with pytest.raises(TypeError, match="missing a required argument: 'y'"):
+        mul.si(1)  # immutable: nothing is added later
+
+
+def test_a_bound_task_is_checked_without_self_and_typing_false_turns_checks_off(app: App) -> None:
+    @app.task(name="typed.bound", bind=True)
+    def bound(self, x: int) -> int:  # type: ignore[no-untyped-def]
+        return x
+
+    @app.task(name="typed.loose", typing=False)
+    def loose(x: int) -> int:
+        return x
+
+    bound.delay(1)
+    with pytest.raises(TypeError):
+        bound.delay(1, 2)
+    loose.delay(1, 2, 3)  # as Celery with typing=False: the worker will find out
