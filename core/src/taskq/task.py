@@ -311,6 +311,27 @@ class Task(Generic[P, R]):
             ),
         )
 
+    def update_state(
+        self,
+        task_id: str | None = None,
+        state: str | None = None,
+        meta: Mapping[str, object] | object = None,
+        **_: object,
+    ) -> None:
+        """Record a state of the task ``task_id`` (the running one by default): a custom one
+        such as ``"PROGRESS"``, with ``meta``. ``AsyncResult.state`` and ``.info`` show them
+        until the task ends, whose outcome replaces them. Does nothing when results are
+        disabled (``result_backend = "disabled"`` or ``ignore_result``)."""
+        if not state or not isinstance(state, str):
+            raise ValueError(f"update_state() needs a state name, such as 'PROGRESS', not {state!r}")
+        request = self.request
+        task_id = task_id or request.id
+        if not task_id:
+            raise ValueError("update_state() outside a running task needs task_id=")
+        if not self.app.has_backend or (task_id == request.id and self.ignore_result):
+            return
+        self.app.backend.store_result(task_id, meta, state)
+
     # ---- Signatures and results --------------------------------------------------------
 
     def signature(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -258,3 +260,38 @@ def test_a_bound_task_is_checked_without_self_and_typing_false_turns_checks_off(
     with pytest.raises(TypeError):
         bound.delay(1, 2)
     loose.delay(1, 2, 3)  # as Celery with typing=False: the worker will find out
+
+
+def test_update_state_shows_a_custom_state_and_meta_while_the_task_runs(
+    app: App, start_worker: Callable[..., object], wait_until: Callable[..., None]
+) -> None:
+    go_on = threading.Event()
+
+    @app.task(name="progress.count", bind=True)
+    def count(self, n: int) -> int:  # type: ignore[no-untyped-def]
+        for done in range(1, n + 1):
+            self.update_state(state="PROGRESS", meta={"done": done, "of": n})
+        go_on.wait(10)
+        return n
+
+    start_worker(app)
+    result = count.delay(3)
+    wait_until(lambda: result.state == "PROGRESS", "the custom state")
+    assert result.info == {"done": 3, "of": 3}
+    assert not result.ready()
+    go_on.set()
+    assert result.get(timeout=10) == 3
+    assert result.state == states.SUCCESS
+
+
+def test_update_state_needs_a_state_and_outside_a_task_an_id(app: App) -> None:
+    @app.task(name="progress.other")
+    def other() -> None: ...
+
+    with pytest.raises(ValueError, match="needs a state name"):
+        other.update_state(task_id="x", meta={})
+    with pytest.raises(ValueError, match="needs task_id"):
+        other.update_state(state="PROGRESS")
+    other.update_state(task_id="abc", state="PROGRESS", meta={"n": 1})
+    assert app.AsyncResult("abc").state == "PROGRESS"
+    assert app.AsyncResult("abc").info == {"n": 1}

@@ -68,6 +68,20 @@ class ResultBackendContract:
         assert meta["traceback"] is None
         assert meta["date_done"]
 
+    def test_a_custom_state_and_its_meta_round_trip_and_are_replaced_by_the_outcome(
+        self, backend: ResultBackend
+    ) -> None:
+        """``self.update_state(state="PROGRESS", meta={...})``: shown while the task runs."""
+        task_id = new_id()
+        backend.store_result(task_id, {"done": 3, "of": 10}, "PROGRESS")
+        meta = backend.get_task_meta(task_id)
+        assert (meta["status"], meta["result"]) == ("PROGRESS", {"done": 3, "of": 10})
+        backend.store_result(task_id, {"done": 7, "of": 10}, "PROGRESS")
+        assert backend.get_task_meta(task_id)["result"] == {"done": 7, "of": 10}
+        backend.store_result(task_id, 10, states.SUCCESS)
+        meta = backend.get_task_meta(task_id)
+        assert (meta["status"], meta["result"]) == (states.SUCCESS, 10)
+
     def test_unknown_task_is_pending(self, backend: ResultBackend) -> None:
         task_id = new_id()
         meta = backend.get_task_meta(task_id)
