@@ -26,6 +26,7 @@ from taskq.errors import ConfigError, ResultNotEnabledError
 from taskq.plugins import Plugins, load_plugins
 from taskq.sending import SendOptions, takes_send_options_by_name
 from taskq.task import Context, Task
+from taskq.task import Task as _Task
 
 if TYPE_CHECKING:
     from taskq.canvas import Signature
@@ -269,7 +270,13 @@ class App:
 
     def _register(self, fn: Callable[P, R], options: dict[str, object]) -> Task[P, R]:
         name = cast("str | None", options.pop("name", None)) or self.gen_task_name(fn)
-        task: Task[P, R] = Task(self, fn, name, options)
+        base = options.pop("base", None) or Task
+        if not (isinstance(base, type) and issubclass(base, Task)):
+            raise ConfigError(
+                f"task {name}: base={base!r} is not a subclass of taskq.Task; write class MyTask(taskq.Task) "
+                "(or app.Task) and give base=MyTask"
+            )
+        task: Task[P, R] = base(self, fn, name, options)
         if self._configured:
             task.resolve_defaults()
         self.tasks[name] = cast("Task[..., object]", task)
@@ -407,6 +414,11 @@ class App:
         # An app travels to pool processes by reference: the child has its own copy
         # (forked, or imported by -A) and the worker made it the current app.
         return (current_app, ())
+
+    @property
+    def Task(self) -> type[_Task[..., object]]:  # noqa: N802 - Celery's name: class MyTask(app.Task)
+        """The class tasks are made of, to subclass for ``@app.task(base=MyTask)``."""
+        return _Task
 
 
 def shared_task(fn: Callable[P, R] | None = None, /, **options: object) -> object:

@@ -63,6 +63,25 @@ TASK_OPTIONS: dict[str, object] = {
 }
 
 
+#: The methods a subclass of Task may override to hear of its runs, as in Celery.
+HANDLERS = ("before_start", "on_success", "on_failure", "on_retry", "after_return")
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionInfo:
+    """What a handler is told of an exception (Celery's ``einfo``)."""
+
+    exception: BaseException
+    traceback: str
+
+    @property
+    def type(self) -> type[BaseException]:
+        return type(self.exception)
+
+    def __str__(self) -> str:
+        return self.traceback
+
+
 @dataclass
 class Context:
     """What a running task knows about the message that started it (``self.request``)."""
@@ -126,7 +145,14 @@ class Task(Generic[P, R]):
         self.__doc__ = fn.__doc__
         self.__module__ = getattr(fn, "__module__", __name__)
         self.__wrapped__ = fn
-        merged = {**TASK_OPTIONS, **options}
+        # A subclass (``@app.task(base=MyTask)``) sets defaults as class attributes, as in Celery.
+        declared = {
+            key: value
+            for klass in reversed(type(self).__mro__[: type(self).__mro__.index(Task)])
+            for key, value in vars(klass).items()
+            if key in TASK_OPTIONS
+        }
+        merged = {**TASK_OPTIONS, **declared, **options}
         self.bind = bool(merged["bind"])
         self.max_retries = cast("int | None", merged["max_retries"])
         self.default_retry_delay = cast("float | None", merged["default_retry_delay"])
@@ -153,9 +179,53 @@ class Task(Generic[P, R]):
         #: Check the arguments of a send against the function's signature (Celery's ``typing``).
         self.typing = bool(merged["typing"])
         self._parameters: inspect.Signature | None = None
+        #: The handlers a subclass overrides (before_start, on_success...): only those are called.
+        self.handlers = frozenset(
+            handler for handler in HANDLERS if getattr(type(self), handler) is not getattr(Task, handler)
+        )
         # A context variable, not a thread-local: each thread, greenlet and asyncio task
         # running this task sees its own request.
         self._requests: ContextVar[tuple[Context, ...]] = ContextVar(f"taskq.request.{name}", default=())
+
+    # ---- Handlers: a subclass overrides them (``@app.task(base=MyTask)``) --------------------
+
+    def before_start(self, task_id: str, args: Sequence[object], kwargs: Mapping[str, object]) -> None:
+        """Called in the worker just before the task runs."""
+
+    def on_success(self, retval: object, task_id: str, args: Sequence[object], kwargs: Mapping[str, object]) -> None:
+        """Called in the worker after the task returned ``retval`` (and it was stored)."""
+
+    def on_failure(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: Sequence[object],
+        kwargs: Mapping[str, object],
+        einfo: ExceptionInfo,
+    ) -> None:
+        """Called in the worker after the task raised ``exc`` and will not be retried."""
+
+    def on_retry(
+        self,
+        exc: BaseException,
+        task_id: str,
+        args: Sequence[object],
+        kwargs: Mapping[str, object],
+        einfo: ExceptionInfo,
+    ) -> None:
+        """Called in the worker after the task asked to be retried (``exc``: why)."""
+
+    def after_return(
+        self,
+        status: str,
+        retval: object,
+        task_id: str,
+        args: Sequence[object],
+        kwargs: Mapping[str, object],
+        einfo: ExceptionInfo | None,
+    ) -> None:
+        """Called in the worker after the task succeeded or failed (not after a retry, an
+        ``Ignore`` or a ``Reject``), with its state and its return value or exception."""
 
     def resolve_defaults(self) -> None:
         """Fill options left unset from the app's settings (once the settings are final)."""
@@ -439,7 +509,8 @@ class Task(Generic[P, R]):
     def backoff_for(self, retries: int) -> float:
         """Countdown for an automatic retry after ``retries`` earlier ones."""
         if not self.retry_backoff:
-            return float(cast(float, self.retry_kwargs.get("countdown", self.default_retry_delay or 180.0)))
+            delay = self.default_retry_delay if self.default_retry_delay is not None else 180.0
+            return float(cast(float, self.retry_kwargs.get("countdown", delay)))  # 0 means at once
         factor = 1.0 if self.retry_backoff is True else float(self.retry_backoff)
         return backoff_delay(retries, factor, self.retry_backoff_max, self.retry_jitter)
 
@@ -447,4 +518,4 @@ class Task(Generic[P, R]):
         return f"<@task: {self.name} of {self.app.main}>"
 
 
-__all__ = ["TASK_OPTIONS", "Context", "Task", "backoff_delay"]
+__all__ = ["HANDLERS", "TASK_OPTIONS", "Context", "ExceptionInfo", "Task", "backoff_delay"]

@@ -9,6 +9,7 @@ from collections.abc import Callable
 import pytest
 
 from taskq import App, EagerResult, MaxRetriesExceededError, Retry, Task, states
+from taskq.errors import ConfigError
 from taskq.task import backoff_delay
 
 
@@ -295,3 +296,114 @@ def test_update_state_needs_a_state_and_outside_a_task_an_id(app: App) -> None:
     other.update_state(task_id="abc", state="PROGRESS", meta={"n": 1})
     assert app.AsyncResult("abc").state == "PROGRESS"
     assert app.AsyncResult("abc").info == {"n": 1}
+
+
+# ---- Task classes: base=, class-level defaults, handlers called as Celery calls them ------
+
+
+def test_a_base_class_s_handlers_are_called_where_celery_calls_them(
+    app: App, start_worker: Callable[..., object], wait_until: Callable[..., None]
+) -> None:
+    heard: list[tuple[object, ...]] = []
+
+    class Audited(app.Task):  # type: ignore[name-defined,misc]
+        def before_start(self, task_id, args, kwargs):  # type: ignore[no-untyped-def]
+            heard.append(("before_start", task_id, tuple(args), dict(kwargs)))
+
+        def on_success(self, retval, task_id, args, kwargs):  # type: ignore[no-untyped-def]
+            heard.append(("on_success", retval, task_id))
+
+        def on_failure(self, exc, task_id, args, kwargs, einfo):  # type: ignore[no-untyped-def]
+            heard.append(("on_failure", repr(exc), task_id, einfo.type, "ValueError: no" in einfo.traceback))
+
+        def on_retry(self, exc, task_id, args, kwargs, einfo):  # type: ignore[no-untyped-def]
+            heard.append(("on_retry", repr(exc), task_id))
+
+        def after_return(self, status, retval, task_id, args, kwargs, einfo):  # type: ignore[no-untyped-def]
+            heard.append(("after_return", status, repr(retval), task_id, einfo is not None))
+
+    @app.task(name="audited.add", base=Audited)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="audited.fail", base=Audited)
+    def fail() -> None:
+        raise ValueError("no")
+
+    @app.task(name="audited.again", base=Audited, bind=True, default_retry_delay=0)
+    def again(self) -> str:  # type: ignore[no-untyped-def]
+        if self.request.retries == 0:
+            raise self.retry(exc=KeyError("once"))
+        return "done"
+
+    start_worker(app)
+    ok = add.delay(2, 3)
+    assert ok.get(timeout=10) == 5
+    wait_until(lambda: len(heard) == 3, "the success handlers")
+    assert heard == [
+        ("before_start", ok.id, (2, 3), {}),
+        ("on_success", 5, ok.id),
+        ("after_return", "SUCCESS", "5", ok.id, False),
+    ]
+    heard.clear()
+    bad = fail.delay()
+    with pytest.raises(ValueError, match="no"):
+        bad.get(timeout=10)
+    wait_until(lambda: len(heard) == 3, "the failure handlers")
+    assert heard[1] == ("on_failure", "ValueError('no')", bad.id, ValueError, True)
+    assert heard[2] == ("after_return", "FAILURE", "ValueError('no')", bad.id, True)
+    heard.clear()
+    retried = again.delay()
+    assert retried.get(timeout=10) == "done"
+    wait_until(lambda: len(heard) == 5, "the retry and success handlers")
+    assert [entry[0] for entry in heard] == ["before_start", "on_retry", "before_start", "on_success", "after_return"]
+    assert heard[1] == ("on_retry", "KeyError('once')", retried.id)
+
+
+def test_a_base_class_s_attributes_are_its_tasks_defaults(app: App, start_worker: Callable[..., object]) -> None:
+    class Patient(app.Task):  # type: ignore[name-defined,misc]
+        autoretry_for = (ConnectionError,)
+        max_retries = 2
+        default_retry_delay = 0
+        retry_jitter = False
+
+    tries: list[int] = []
+
+    @app.task(name="patient.flaky", base=Patient)
+    def flaky() -> int:
+        tries.append(1)
+        if len(tries) < 3:
+            raise ConnectionError("down")
+        return len(tries)
+
+    @app.task(name="patient.strict", base=Patient, max_retries=0)
+    def strict() -> None: ...
+
+    assert isinstance(flaky, Patient) and flaky.max_retries == 2
+    assert strict.max_retries == 0  # an option given to @app.task wins
+    start_worker(app)
+    assert flaky.delay().get(timeout=10) == 3
+
+
+def test_a_handler_that_raises_is_logged_and_the_outcome_stands(
+    app: App, start_worker: Callable[..., object], caplog: pytest.LogCaptureFixture, wait_until: Callable[..., None]
+) -> None:
+    class Broken(app.Task):  # type: ignore[name-defined,misc]
+        def on_success(self, retval, task_id, args, kwargs):  # type: ignore[no-untyped-def]
+            raise RuntimeError("handler bug")
+
+    @app.task(name="broken.one", base=Broken)
+    def one() -> int:
+        return 1
+
+    start_worker(app)
+    assert one.delay().get(timeout=10) == 1
+    wait_until(lambda: "the on_success handler of broken.one" in caplog.text, "the handler's error in the log")
+
+
+def test_base_must_be_a_task_class(app: App) -> None:
+    class NotATask:
+        pass
+
+    with pytest.raises(ConfigError, match=r"is not a subclass of taskq\.Task"):
+        app.task(base=NotATask)(lambda: None)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from taskq import states
 from taskq._running import set_running_context
 from taskq.errors import ChordError, Ignore, Reject, Retry
-from taskq.task import Context
+from taskq.task import Context, ExceptionInfo
 from taskq.worker import endings
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ def trace_task(app: App, request: Request) -> TraceOutcome:
     started, store_results = _begin(app, request)
     try:
         try:
+            if request.task.handlers:
+                _handler(request, "before_start", request.id, request.args, request.kwargs)
             retval = request.task.run(*request.args, **request.kwargs)
             if inspect.isawaitable(retval):
                 # An async def task on a pool without an event loop: run it to the end here.
@@ -71,6 +73,8 @@ async def trace_task_async(app: App, request: Request) -> TraceOutcome:
     started, store_results = _begin(app, request)
     try:
         try:
+            if request.task.handlers:
+                _handler(request, "before_start", request.id, request.args, request.kwargs)
             retval = request.task.run(*request.args, **request.kwargs)
             if inspect.isawaitable(retval):
                 retval = await retval
@@ -123,6 +127,9 @@ def _returned(app: App, request: Request, retval: object, started: float, store_
         _send_callbacks(app, request, retval)
     if request.message.chord:
         on_chord_part_return(app, request)
+    if request.task.handlers:
+        _handler(request, "on_success", retval, request.id, request.args, request.kwargs)
+        _handler(request, "after_return", states.SUCCESS, retval, request.id, request.args, request.kwargs, None)
     endings.ran(app, request, states.SUCCESS, retval)
     return TraceOutcome(states.SUCCESS)
 
@@ -165,6 +172,8 @@ def _classify(
 def _retry(app: App, request: Request, signal: Retry, store_results: bool) -> tuple[TraceOutcome, object]:
     reason = signal.exc if signal.exc is not None else signal
     endings.retried(app, request, reason, store=store_results)
+    if request.task.handlers:
+        _handler(request, "on_retry", reason, request.id, request.args, request.kwargs, _einfo(reason))
     return TraceOutcome(states.RETRY), reason
 
 
@@ -182,7 +191,25 @@ def _failure(app: App, request: Request, exc: BaseException, started: float) -> 
         on_chord_part_return(app, request)
     if request.message.chain:
         _fail_chain(app, request, exc, store)
+    if task.handlers:
+        einfo = _einfo(exc)
+        _handler(request, "on_failure", exc, request.id, request.args, request.kwargs, einfo)
+        _handler(request, "after_return", states.FAILURE, exc, request.id, request.args, request.kwargs, einfo)
     return TraceOutcome(states.FAILURE)
+
+
+def _handler(request: Request, name: str, *args: object) -> None:
+    """Call the task's handler ``name`` if its class overrides it; what it raises is logged."""
+    if name not in request.task.handlers:
+        return
+    try:
+        getattr(request.task, name)(*args)
+    except Exception:
+        logger.exception("the %s handler of %s[%s] raised", name, request.name, request.id)
+
+
+def _einfo(exc: BaseException) -> ExceptionInfo:
+    return ExceptionInfo(exc, "".join(tb.format_exception(type(exc), exc, exc.__traceback__)))
 
 
 def _fail_chain(app: App, request: Request, exc: BaseException, store: bool) -> None:
