@@ -210,6 +210,22 @@ def taskq_message_received(app: App, message: Message) -> str | None:
 
 
 @hookspec
+def taskq_task_received(request: Request) -> None:
+    """The worker took a task message and made its request (not yet due, maybe). Added in 0.2.
+
+    Called per message, in the worker's main process; skipped when no plugin implements it.
+    """
+
+
+@hookspec
+def taskq_task_unknown(app: App, name: str, task_id: str | None, message: Message) -> None:
+    """The worker got a message for a task it does not know (it dead-letters it). Added in 0.2.
+
+    Called in the worker's main process.
+    """
+
+
+@hookspec
 def taskq_task_prerun(task: Task[..., object], request: Request) -> None:
     """A task is about to run. Added in 0.1.
 

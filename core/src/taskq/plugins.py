@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import importlib
 import logging
+import sys
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
@@ -114,6 +116,14 @@ def import_string(target: str) -> object:
     return obj
 
 
+#: Every plugin manager alive, so that a signal connected later reaches each (taskq.signals).
+_LIVE: weakref.WeakSet[Plugins] = weakref.WeakSet()
+
+
+def live_plugin_managers() -> list[Plugins]:
+    return list(_LIVE)
+
+
 class Plugins:
     """The loaded plugins, the drivers they offer, and typed calls into their hooks."""
 
@@ -123,6 +133,11 @@ class Plugins:
         self.infos: dict[str, PluginInfo] = {}
         self._drivers: dict[str, dict[str, DriverEntry]] = {}
         self._has_impl_cache: dict[str, bool] = {}
+        _LIVE.add(self)
+        signals = sys.modules.get("taskq.signals")  # only once the application imported it
+        if signals is not None:
+            for name, bridge in signals.active_bridges().items():
+                self.register(bridge, name, distribution="taskq (signals)", version="")
 
     # ---- Registration -----------------------------------------------------------
 
@@ -151,6 +166,13 @@ class Plugins:
             ) from exc
         self.infos[info.name] = info
         self._drivers.clear()
+        self._has_impl_cache.clear()
+
+    def unregister(self, name: str) -> None:
+        """Remove the plugin registered as ``name`` (a signal's, once it has no receiver)."""
+        if self.manager.get_plugin(name) is not None:
+            self.manager.unregister(name=name)
+        self.infos.pop(name, None)
         self._has_impl_cache.clear()
 
     def record_failure(self, name: str, module: str, error: str, origin: tuple[str, str] | None = None) -> None:
@@ -311,6 +333,12 @@ class Plugins:
 
     def task_retry(self, task: Task[..., object], request: Request, reason: BaseException) -> None:
         self._notify("taskq_task_retry", task=task, request=request, reason=reason)
+
+    def task_received(self, request: Request) -> None:
+        self._notify("taskq_task_received", request=request)
+
+    def task_unknown(self, app: App, name: str, task_id: str | None, message: Message) -> None:
+        self._notify("taskq_task_unknown", app=app, name=name, task_id=task_id, message=message)
 
     def task_revoked(self, request: Request, terminated: bool, expired: bool) -> None:
         self._notify("taskq_task_revoked", request=request, terminated=terminated, expired=expired)

@@ -36,10 +36,12 @@ def test_the_task_hooks_are_found_in_the_contract() -> None:
         "taskq_task_failure",
         "taskq_task_postrun",
         "taskq_task_prerun",
+        "taskq_task_received",
         "taskq_task_rejected",
         "taskq_task_retry",
         "taskq_task_revoked",
         "taskq_task_success",
+        "taskq_task_unknown",
     ]
 
 

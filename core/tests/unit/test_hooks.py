@@ -377,6 +377,39 @@ def test_hook_taskq_task_rejected(
     assert "unknown task 'proj.unknown_task'" in str(reason)
 
 
+def test_hook_taskq_task_received(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, wait_until: WaitUntil
+) -> None:
+    events: list[tuple[object, ...]] = []
+    plugin = make_plugin("receiver", taskq_task_received=lambda request: events.append((request.id, request.eta)))
+    app = hooked_app(memory_url, plugin)
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    start_worker(app)
+    now = add.delay(1, 2)
+    assert now.get(timeout=TIMEOUT) == 3
+    wait_until(lambda: events, "the message to be received")
+    assert events == [(now.id, None)]
+
+
+def test_hook_taskq_task_unknown(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, wait_until: WaitUntil
+) -> None:
+    events: list[tuple[object, ...]] = []
+    plugin = make_plugin(
+        "unknowns",
+        taskq_task_unknown=lambda app, name, task_id, message: events.append((name, task_id, type(message).__name__)),
+    )
+    app = hooked_app(memory_url, plugin)
+    sent = app.send_task("proj.nobody")
+    start_worker(app)
+    wait_until(lambda: events, "the unknown task")
+    assert events == [("proj.nobody", sent.id, "Message")]
+
+
 def test_event_hook_that_raises_in_the_worker_loses_no_task(
     make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker
 ) -> None:

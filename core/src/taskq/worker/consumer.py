@@ -285,6 +285,7 @@ class Consumer:
             return
         task = self.app.tasks.get(message.name)
         if task is None:
+            endings.unknown(self.app, message.name, message.id, delivery.message)
             known = ", ".join(sorted(n for n in self.app.tasks if not n.startswith("taskq."))) or "none"
             self._reject(
                 delivery,
@@ -297,6 +298,7 @@ class Consumer:
         request = Request(delivery, message, task, self.hostname)
         if self._log_info:
             logger.info("Task %s[%s] received", message.name, message.id)
+        endings.received(self.app, request)
         if message.id in self.revocations:
             self._discard_revoked(request)
             return

@@ -8,6 +8,8 @@ the consumer in the worker's main process what happened to it from outside.
 ====================  =====  ===========================  ====================  ===================
 function              where  state stored                 hook                  log line
 ====================  =====  ===========================  ====================  ===================
+:func:`received`      main   -                            taskq_task_received   - (the consumer's)
+:func:`unknown`       main   - (then dead-lettered)       taskq_task_unknown    -
 :func:`started`       pool   STARTED (``track_started``)  taskq_task_prerun     -
 :func:`succeeded`     pool   SUCCESS                      taskq_task_success    info
 :func:`failed`        pool   FAILURE                      taskq_task_failure    error; info if in
@@ -46,6 +48,7 @@ from taskq.errors import (
 
 if TYPE_CHECKING:
     from taskq.app import App
+    from taskq.drivers.transport import Message
     from taskq.worker.request import Request
 
 logger = logging.getLogger(__name__)
@@ -69,6 +72,21 @@ def read_log_levels() -> None:
 
 
 # ---- In the pool: what the task did --------------------------------------------------
+
+
+def received(app: App, request: Request) -> None:
+    """The consumer made ``request`` from a message it took: ``taskq_task_received``."""
+    plugins = app.plugins
+    if plugins.has_impl("taskq_task_received"):
+        plugins.task_received(request)
+
+
+def unknown(app: App, name: str, task_id: str | None, message: Message) -> None:
+    """The consumer took a message for a task this worker does not know (it dead-letters
+    it next): ``taskq_task_unknown``."""
+    plugins = app.plugins
+    if plugins.has_impl("taskq_task_unknown"):
+        plugins.task_unknown(app, name, task_id, message)
 
 
 def started(app: App, request: Request, *, store: bool) -> None:

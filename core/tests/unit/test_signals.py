@@ -1,0 +1,155 @@
+"""Signals in application code, with Celery's names and arguments, built on the plugin hooks."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from taskq import App, signals
+
+TIMEOUT = 10.0
+Heard = list[tuple[str, dict[str, object]]]
+
+
+@pytest.fixture
+def heard() -> Iterator[Heard]:
+    """Receivers connected in a test are all disconnected after it (signals are global)."""
+    found: Heard = []
+    everything = [value for value in vars(signals).values() if isinstance(value, signals.Signal)]
+    yield found
+    for signal in everything:  # the test's own receivers, and the hook implementations they opened
+        signal._receivers.clear()
+        signals._bridges.close(signal)
+
+
+def listen(heard: Heard, *names: str) -> None:
+    for name in names:
+        signal = getattr(signals, name)
+
+        def receiver(sender: object = None, _name: str = name, **kwargs: object) -> None:
+            heard.append((_name, {"sender": sender, **kwargs}))
+
+        signal.connect(receiver, dispatch_uid=f"test-{name}")
+
+
+def test_task_signals_are_sent_with_celery_s_arguments(
+    app: App, start_worker: Callable[..., object], wait_until: Callable[..., None], heard: Heard
+) -> None:
+    @app.task(name="sig.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="sig.fail")
+    def fail() -> None:
+        raise ValueError("no")
+
+    listen(heard, "before_task_publish", "after_task_publish", "task_received", "task_prerun")
+    listen(heard, "task_success", "task_failure", "task_postrun")
+    start_worker(app)
+    result = add.delay(2, 3)
+    assert result.get(timeout=TIMEOUT) == 5
+    wait_until(lambda: [name for name, _ in heard][-1:] == ["task_postrun"], "the postrun signal")
+    by_name = dict(heard)
+    assert by_name["before_task_publish"]["sender"] == "sig.add"
+    assert by_name["before_task_publish"]["headers"]["id"] == result.id  # type: ignore[index]
+    assert by_name["after_task_publish"]["routing_key"] == "taskq"
+    assert by_name["task_received"]["request"].id == result.id  # type: ignore[attr-defined]
+    assert by_name["task_prerun"]["sender"] is add
+    assert (by_name["task_prerun"]["task_id"], by_name["task_prerun"]["args"]) == (result.id, [2, 3])
+    assert by_name["task_success"]["result"] == 5
+    assert (by_name["task_postrun"]["state"], by_name["task_postrun"]["retval"]) == ("SUCCESS", 5)
+    heard.clear()
+    failed = fail.delay()
+    with pytest.raises(ValueError, match="no"):
+        failed.get(timeout=TIMEOUT)
+    wait_until(lambda: "task_failure" in dict(heard), "the failure signal")
+    failure = dict(heard)["task_failure"]
+    assert failure["task_id"] == failed.id
+    assert repr(failure["exception"]) == "ValueError('no')"
+    assert "ValueError: no" in failure["einfo"].traceback  # type: ignore[attr-defined]
+
+
+def test_a_receiver_for_one_sender_hears_only_that_task(
+    app: App, start_worker: Callable[..., object], wait_until: Callable[..., None], heard: Heard
+) -> None:
+    @app.task(name="sig.one")
+    def one() -> int:
+        return 1
+
+    @app.task(name="sig.two")
+    def two() -> int:
+        return 2
+
+    @signals.task_success.connect(sender=one)
+    def by_task(sender: object = None, result: object = None, **_: object) -> None:
+        heard.append(("by task", {"result": result}))
+
+    @signals.task_success.connect(sender="sig.two")
+    def by_name(sender: object = None, result: object = None, **_: object) -> None:
+        heard.append(("by name", {"result": result}))
+
+    start_worker(app)
+    assert [one.delay().get(timeout=TIMEOUT), two.delay().get(timeout=TIMEOUT)] == [1, 2]
+    wait_until(lambda: len(heard) == 2, "both receivers")
+    assert sorted((name, found["result"]) for name, found in heard) == [("by name", 2), ("by task", 1)]
+
+
+def test_a_receiver_that_raises_is_logged_and_the_task_and_others_go_on(
+    app: App,
+    start_worker: Callable[..., object],
+    wait_until: Callable[..., None],
+    heard: Heard,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    @app.task(name="sig.ok")
+    def ok() -> str:
+        return "ok"
+
+    @signals.task_prerun.connect
+    def broken(**_: object) -> None:
+        raise RuntimeError("receiver bug")
+
+    listen(heard, "task_prerun")
+    start_worker(app)
+    assert ok.delay().get(timeout=TIMEOUT) == "ok"
+    wait_until(lambda: heard, "the other receiver")
+    assert "a receiver of signal task_prerun raised" in caplog.text
+
+
+def test_unknown_tasks_and_the_worker_s_life_are_signalled(
+    app: App, start_worker: Callable[..., object], wait_until: Callable[..., None], heard: Heard
+) -> None:
+    listen(heard, "worker_init", "worker_ready", "task_unknown")
+    runner = start_worker(app)
+    wait_until(lambda: {"worker_init", "worker_ready"} <= set(dict(heard)), "the worker's signals")
+    app.send_task("sig.nobody", [])
+    wait_until(lambda: "task_unknown" in dict(heard), "the unknown task")
+    assert dict(heard)["task_unknown"]["name"] == "sig.nobody"
+    listen(heard, "worker_shutdown")
+    runner.stop()  # type: ignore[attr-defined]
+    wait_until(lambda: "worker_shutdown" in dict(heard), "the shutdown signal")
+
+
+def test_a_signal_without_receivers_registers_nothing_and_reaches_apps_made_before_or_after(heard: Heard) -> None:
+    before = App("before", broker=f"memory://{uuid.uuid4().hex}", read_config=False)
+    assert not before.plugins.has_impl("taskq_task_prerun")
+
+    def receiver(**_: object) -> None: ...
+
+    signals.task_prerun.connect(receiver)
+    after = App("after", broker=f"memory://{uuid.uuid4().hex}", read_config=False)
+    assert before.plugins.has_impl("taskq_task_prerun") and after.plugins.has_impl("taskq_task_prerun")
+    assert signals.task_prerun.disconnect(receiver)
+    assert not before.plugins.has_impl("taskq_task_prerun") and not after.plugins.has_impl("taskq_task_prerun")
+
+
+def test_an_application_s_own_signal_is_sent_by_hand(heard: Heard) -> None:
+    cleaned = signals.Signal("cache_cleaned")
+
+    @cleaned.connect
+    def on_clean(sender: object = None, count: int = 0, **_: object) -> int:
+        return count * 2
+
+    assert cleaned.send(sender="cron", count=21) == [(on_clean, 42)]
