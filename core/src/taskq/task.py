@@ -11,6 +11,7 @@ from __future__ import annotations
 import inspect
 import random
 import reprlib
+import types
 from collections.abc import Callable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -228,8 +229,10 @@ class Task(Generic[P, R]):
         ``Ignore`` or a ``Reject``), with its state and its return value or exception."""
 
     def resolve_defaults(self) -> None:
-        """Fill options left unset from the app's settings (once the settings are final)."""
+        """Apply ``task_annotations``, then fill options left unset from the app's settings
+        (once the settings are final)."""
         conf = self.app.conf
+        self._annotate(conf["task_annotations"])
         if self.max_retries is None and "max_retries" not in self.retry_kwargs:
             self.max_retries = cast(int, conf["task_max_retries"])
         if self.default_retry_delay is None:
@@ -252,6 +255,37 @@ class Task(Generic[P, R]):
             self.soft_time_limit = cast("float | None", conf["task_soft_time_limit"])
         if self.rate_limit is None:
             self.rate_limit = cast("str | None", conf["task_default_rate_limit"])
+
+    def _annotate(self, annotations: object) -> None:
+        """Celery's ``task_annotations``: options (and handlers) for ``"*"`` and for this
+        task's name, which override those the task was declared with."""
+        from taskq.config import suggest
+        from taskq.errors import ConfigError
+
+        tables = annotations if isinstance(annotations, (list, tuple)) else [annotations]
+        for table in tables:
+            if not isinstance(table, Mapping):
+                raise ConfigError(
+                    f"task_annotations must map a task name (or '*') to its options, as "
+                    f"{{'proj.add': {{'rate_limit': '10/s'}}}}, not {table!r}"
+                )
+            for key in ("*", self.name):
+                options = table.get(key)
+                if options is None:
+                    continue
+                if not isinstance(options, Mapping):
+                    raise ConfigError(f"task_annotations[{key!r}] must be a mapping of options, not {options!r}")
+                for option, value in options.items():
+                    if option in HANDLERS and callable(value):
+                        setattr(self, option, types.MethodType(value, self))
+                        self.handlers = self.handlers | {option}
+                    elif option in TASK_OPTIONS and option != "bind":
+                        setattr(self, option, tuple(value) if isinstance(value, list) else value)
+                    else:
+                        raise ConfigError(
+                            f"task_annotations[{key!r}] sets {option!r}, which is not a task option"
+                            f"{suggest(str(option), [*TASK_OPTIONS, *HANDLERS])}"
+                        )
 
     # ---- Running here -------------------------------------------------------------
 

@@ -407,3 +407,44 @@ def test_base_must_be_a_task_class(app: App) -> None:
 
     with pytest.raises(ConfigError, match=r"is not a subclass of taskq\.Task"):
         app.task(base=NotATask)(lambda: None)
+
+
+# ---- task_annotations ----------------------------------------------------------------------
+
+
+def test_task_annotations_override_a_task_s_options_for_every_task_and_by_name(memory_url: str) -> None:
+    failures: list[str] = []
+
+    def on_failure(self, exc, task_id, args, kwargs, einfo):  # type: ignore[no-untyped-def]
+        failures.append(self.name)
+
+    app = App(
+        "annotated",
+        broker=memory_url,
+        read_config=False,
+        task_annotations={"*": {"rate_limit": "10/s"}, "ann.add": {"max_retries": 7, "on_failure": on_failure}},
+    )
+
+    @app.task(name="ann.add", max_retries=1)
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @app.task(name="ann.other", rate_limit="1/s")
+    def other() -> None: ...
+
+    app.plugins  # noqa: B018 - settles the settings: each task's defaults, annotations first
+    assert (add.rate_limit, add.max_retries) == ("10/s", 7)  # annotations win, as in Celery
+    assert other.rate_limit == "10/s"
+    assert "on_failure" in add.handlers and "on_failure" not in other.handlers
+    add.on_failure(ValueError(), "id", (), {}, None)
+    assert failures == ["ann.add"]
+
+
+def test_a_task_annotation_that_is_no_option_is_a_config_error_naming_it(memory_url: str) -> None:
+    app = App("annotated", broker=memory_url, read_config=False, task_annotations={"*": {"rate_limt": "1/s"}})
+
+    @app.task(name="ann.x")
+    def x() -> None: ...
+
+    with pytest.raises(ConfigError, match=r"task_annotations\['\*'\] sets 'rate_limt'.*did you mean 'rate_limit'"):
+        x.resolve_defaults()
