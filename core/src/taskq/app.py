@@ -109,6 +109,9 @@ class App:
         _apps.add(self)
         if set_as_current:
             _default_app = self
+        from taskq import builtin_tasks
+
+        builtin_tasks.register(self)
         for fn, options in _shared_tasks:
             self._register(fn, dict(options))
 

@@ -499,6 +499,49 @@ def _has_chord(sig: Signature) -> bool:
     return isinstance(sig, (group, chain)) and any(_has_chord(member) for member in sig.tasks)
 
 
+class chunks(Signature):  # noqa: N801 - Celery's name, used like a function
+    """A task called once per item of ``it`` (the item its arguments), in tasks of ``n``
+    calls each: sent as a group of ``celery.starmap`` tasks (:meth:`group`)."""
+
+    def __init__(
+        self, task: Mapping[str, object], it: Iterable[Iterable[object]], n: int, app: App | None = None
+    ) -> None:
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ValueError(f"chunks of {n!r} calls: give a whole number of calls per chunk, 1 or more")
+        items = [list(item) for item in it]
+        kwargs = {"task": _as_signature(task, app), "it": items, "n": n}
+        super().__init__("celery.chunks", (), kwargs, {}, subtask_type="chunks", app=app)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object], app: App | None = None) -> chunks:
+        kwargs = cast("Mapping[str, object]", data.get("kwargs") or {})
+        task = cast("Mapping[str, object]", kwargs["task"])
+        new = cls(task, cast("list[list[object]]", kwargs.get("it") or []), cast(int, kwargs.get("n")), app=app)
+        new.options.update(cast("Mapping[str, object]", data.get("options") or {}))
+        return new
+
+    def group(self) -> group:
+        """The chunks as a group of ``celery.starmap`` tasks, one per chunk, in order."""
+        from taskq.builtin_tasks import STARMAP
+
+        task = cast(Signature, self.kwargs["task"])
+        items = cast("list[list[object]]", self.kwargs["it"])
+        n = cast(int, self.kwargs["n"])
+        parts = [
+            Signature(STARMAP, (), {"task": task, "it": items[start : start + n]}, immutable=True, app=self._app)
+            for start in range(0, len(items), n)
+        ]
+        return group(parts, app=self._app)
+
+    def apply_async(  # type: ignore[override]  # a GroupResult, as Celery's chunks gives
+        self, args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None, **options: object
+    ) -> GroupResult:
+        return self.group().apply_async((), None, **{**self.options, **options})
+
+    def delay(self, *args: object, **kwargs: object) -> GroupResult:  # type: ignore[override]
+        return self.apply_async(args, kwargs)
+
+
 def _chord_backends(app: App) -> list[str]:
     """The URL schemes of the installed result backends that can run a chord."""
     able = []
@@ -517,6 +560,7 @@ _WORKFLOWS: dict[str, Callable[[Mapping[str, object], App | None], Signature]] =
     "chain": chain.from_dict,
     "group": group.from_dict,
     "chord": chord.from_dict,
+    "chunks": chunks.from_dict,
 }
 
 
@@ -532,4 +576,4 @@ def signature(
     return Signature(task, args, kwargs, options)
 
 
-__all__ = ["Signature", "chain", "chord", "group", "signature"]
+__all__ = ["Signature", "chain", "chord", "chunks", "group", "signature"]

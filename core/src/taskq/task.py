@@ -12,7 +12,7 @@ import inspect
 import random
 import reprlib
 import types
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast
@@ -23,7 +23,7 @@ from taskq.sending import NO_OPTIONS, SendOptions, send, send_options, takes_sen
 
 if TYPE_CHECKING:
     from taskq.app import App
-    from taskq.canvas import Signature
+    from taskq.canvas import Signature, chunks
     from taskq.result import AsyncResult, EagerResult
 
 
@@ -459,6 +459,31 @@ class Task(Generic[P, R]):
         must be all the function takes (``TypeError`` otherwise)."""
         self.check_arguments(args, kwargs)
         return self.signature(args, kwargs, immutable=True)
+
+    def map(self, it: Iterable[object]) -> Signature:
+        """One task that calls this one for each item of ``it`` (``celery.map``); its result
+        is the list of theirs."""
+        from taskq.builtin_tasks import MAP
+        from taskq.canvas import Signature
+
+        return Signature(MAP, (), {"task": self.s(), "it": list(it)}, immutable=True, subtask_type="xmap", app=self.app)
+
+    def starmap(self, it: Iterable[Iterable[object]]) -> Signature:
+        """One task that calls this one with each item of ``it`` as its arguments (``celery.starmap``)."""
+        from taskq.builtin_tasks import STARMAP
+        from taskq.canvas import Signature
+
+        items = [list(item) for item in it]
+        return Signature(
+            STARMAP, (), {"task": self.s(), "it": items}, immutable=True, subtask_type="xstarmap", app=self.app
+        )
+
+    def chunks(self, it: Iterable[Iterable[object]], n: int) -> chunks:
+        """The calls ``it`` (each item the arguments of one) split into tasks of ``n`` calls
+        each: ``.apply_async()`` sends them as a group, whose result is a list per chunk."""
+        from taskq.canvas import chunks
+
+        return chunks(self.s(), it, n, app=self.app)
 
     def AsyncResult(self, task_id: str) -> AsyncResult[R]:  # noqa: N802 - Celery's name
         from taskq.result import AsyncResult

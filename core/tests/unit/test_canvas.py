@@ -321,3 +321,50 @@ def test_a_failed_step_of_a_chain_in_a_chord_header_fails_the_chord(
     members = group(chain(boom.s(1), add.s(1)), add.s(1, 1)).apply_async()
     with pytest.raises(ValueError, match="boom 1"):
         members.get(timeout=TIMEOUT)
+
+
+# ---- map, starmap, chunks --------------------------------------------------------------------
+
+
+def test_map_and_starmap_run_in_one_task(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    assert tsum.map([[1, 2], [3, 4]]).delay().get(timeout=TIMEOUT) == [3, 7]
+    assert add.starmap(zip(range(5), range(5), strict=True)).delay().get(timeout=TIMEOUT) == [0, 2, 4, 6, 8]
+
+
+def test_chunks_split_the_calls_into_tasks_of_n(math_app: App, start_worker: Callable[..., object]) -> None:
+    add = math_app.tasks["math.add"]
+    start_worker(math_app)
+    calls = list(zip(range(10), range(10), strict=True))
+    parts = add.chunks(calls, 4)
+    assert [len(member.kwargs["it"]) for member in parts.group().tasks] == [4, 4, 2]  # type: ignore[arg-type]
+    result = parts.apply_async()
+    assert result.get(timeout=TIMEOUT) == [[0, 2, 4, 6], [8, 10, 12, 14], [16, 18]]
+    with pytest.raises(ValueError, match="whole number of calls per chunk"):
+        add.chunks(calls, 0)
+
+
+def test_a_chunks_group_can_head_a_chord(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+
+    @math_app.task(name="math.flatten_sum")
+    def flatten_sum(parts: list[list[int]]) -> int:
+        return sum(sum(part) for part in parts)
+
+    start_worker(math_app)
+    header = add.chunks([(i, i) for i in range(6)], 2).group()
+    assert chord(header, flatten_sum.s()).apply_async().get(timeout=TIMEOUT) == 30
+    assert tsum.map([[1], [2, 3]]).apply_async().get(timeout=TIMEOUT) == [1, 5]
+
+
+def test_a_map_of_a_task_the_worker_does_not_know_fails_naming_it(
+    math_app: App, start_worker: Callable[..., object]
+) -> None:
+    from taskq.canvas import Signature
+    from taskq.errors import NotRegisteredError
+
+    start_worker(math_app)
+    flow = Signature("celery.map", (), {"task": Signature("math.nowhere"), "it": [1]}, app=math_app)
+    with pytest.raises(NotRegisteredError, match=r"'math\.nowhere'"):
+        flow.delay().get(timeout=TIMEOUT)

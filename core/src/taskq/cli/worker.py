@@ -207,16 +207,17 @@ def _banner(app: App, worker: Worker) -> str:
         return mask_url(url) if url else "disabled"
 
     plugin_names = ", ".join(info.name for info in app.plugins.describe() if info.enabled)
+    own = sorted(name for name in app.tasks if not name.startswith("celery."))  # not the built-in ones
     lines = [
         f"taskq {__version__} worker {worker.hostname}",
-        f"  app:         {app.main or '__main__'} ({len(app.tasks)} tasks)",
+        f"  app:         {app.main or '__main__'} ({len(own)} tasks)",
         f"  broker:      {mask(str(app.conf['broker_url']))}",
         f"  results:     {mask(app.backend_url)}",
         f"  pool:        {worker.pool_name} (concurrency {worker.concurrency}, prefetch {worker.prefetch_count})",
         f"  queues:      {', '.join(worker.queues)}",
         f"  plugins:     {plugin_names}",
         "  tasks:",
-        *[f"    . {name}" for name in sorted(app.tasks)],
+        *[f"    . {name}" for name in own],
     ]
     return "\n".join(lines)
 

@@ -286,7 +286,7 @@ class Consumer:
         task = self.app.tasks.get(message.name)
         if task is None:
             endings.unknown(self.app, message.name, message.id, delivery.message)
-            known = ", ".join(sorted(n for n in self.app.tasks if not n.startswith("taskq."))) or "none"
+            known = ", ".join(sorted(n for n in self.app.tasks if not n.startswith(("taskq.", "celery.")))) or "none"
             self._reject(
                 delivery,
                 message.id,
