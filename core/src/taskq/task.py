@@ -88,6 +88,8 @@ class Context:
     """What a running task knows about the message that started it (``self.request``)."""
 
     id: str | None = None
+    #: The task's name.
+    task: str | None = None
     args: Sequence[object] = ()
     kwargs: Mapping[str, object] = field(default_factory=dict)
     retries: int = 0
@@ -293,7 +295,7 @@ class Task(Generic[P, R]):
         """Run the function in this process, as a plain call."""
         if not self._requests.get():
             # A direct call: give the task a context so self.request works.
-            self.push_request(Context(args=args, kwargs=kwargs, called_directly=True))
+            self.push_request(Context(task=self.name, args=args, kwargs=kwargs, called_directly=True))
             try:
                 return self.run(*args, **kwargs)
             finally:

@@ -368,3 +368,22 @@ def test_a_map_of_a_task_the_worker_does_not_know_fails_naming_it(
     flow = Signature("celery.map", (), {"task": Signature("math.nowhere"), "it": [1]}, app=math_app)
     with pytest.raises(NotRegisteredError, match=r"'math\.nowhere'"):
         flow.delay().get(timeout=TIMEOUT)
+
+
+def test_an_errback_taking_request_exc_traceback_is_called_in_the_worker_as_celery_5_does(
+    math_app: App, start_worker: Callable[..., object], errbacks: list[str], wait_until: Callable[..., None]
+) -> None:
+    boom = math_app.tasks["math.boom"]
+    seen: list[tuple[object, ...]] = []
+
+    @math_app.task(name="math.on_error")
+    def on_error(request: object, exc: BaseException, traceback: str, label: str) -> None:
+        seen.append((request.id, request.task, request.args, repr(exc), "ValueError: boom 4" in traceback, label))  # type: ignore[attr-defined]
+
+    start_worker(math_app)
+    result = boom.apply_async((4,), link_error=[on_error.s("new style"), math_app.tasks["math.failed"].s()])
+    with pytest.raises(ValueError, match="boom 4"):
+        result.get(timeout=TIMEOUT)
+    wait_until(lambda: seen and errbacks, "both errbacks")
+    assert seen == [(result.id, "math.boom", [4], "ValueError('boom 4')", True, "new style")]
+    assert errbacks == [result.id]  # the old style: sent as a task with the failed task's id

@@ -98,6 +98,7 @@ class Request:
         eta, expires = headers.get("eta"), headers.get("expires")
         return Context(
             id=message.id,
+            task=message.name,
             args=message.args,
             kwargs=message.kwargs,
             retries=message.retries,

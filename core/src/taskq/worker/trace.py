@@ -182,11 +182,8 @@ def _failure(app: App, request: Request, exc: BaseException, started: float) -> 
     task = request.task
     store = app.has_backend and (not request.ignore_result or bool(task.store_errors_even_if_ignored))
     endings.failed(app, request, exc, runtime, store=store)
-    for errback in request.message.errbacks or ():
-        try:
-            _signature(errback, app).apply_async((request.id,), parent_id=request.id)
-        except Exception:
-            logger.exception("could not send the error callback %r of %s[%s]", errback, request.name, request.id)
+    if request.message.errbacks:
+        call_errbacks(app, request.message.errbacks, request.id, request.context(), exc)
     if request.message.chord:
         on_chord_part_return(app, request)
     if request.message.chain:
@@ -196,6 +193,42 @@ def _failure(app: App, request: Request, exc: BaseException, started: float) -> 
         _handler(request, "on_failure", exc, request.id, request.args, request.kwargs, einfo)
         _handler(request, "after_return", states.FAILURE, exc, request.id, request.args, request.kwargs, einfo)
     return TraceOutcome(states.FAILURE)
+
+
+def call_errbacks(
+    app: App, errbacks: Sequence[Mapping[str, object]], task_id: str, context: Context, exc: BaseException
+) -> None:
+    """Call the error callbacks of the failed task ``task_id``, each the way its function asks,
+    as Celery 5 does: one that takes ``(request, exc, traceback)`` is called here and now,
+    with the failed task's context, its exception and traceback text; one that takes a task id
+    (a function of one parameter, or a task this worker does not have) is sent as a task."""
+    text: str | None = None
+    for data in errbacks:
+        try:
+            errback = _signature(data, app)
+            task = app.tasks.get(errback.task)
+            if task is not None and _takes_request_exc_traceback(task):
+                if text is None:
+                    text = "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
+                task(context, exc, text, *errback.args, **errback.kwargs)
+            else:
+                errback.apply_async((task_id,), parent_id=task_id)
+        except Exception:
+            logger.exception("the error callback %r of task %s failed", data, task_id)
+
+
+def _takes_request_exc_traceback(task: Task[..., object]) -> bool:
+    """Whether ``task``'s function takes more than one positional argument (``self`` aside)."""
+    try:
+        parameters = list(inspect.signature(task.fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    if task.bind:
+        parameters = parameters[1:]
+    positional = [
+        p for p in parameters if p.kind in (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    ]
+    return len(positional) > 1 or any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters)
 
 
 def _handler(request: Request, name: str, *args: object) -> None:
@@ -286,8 +319,10 @@ def count_chord_part(app: App, chord: Mapping[str, object], group_id: str, reque
             _fail_unrun(app, body, error, request)
         except Exception:
             logger.exception("chord %s: could not fail its body %s[%s]", group_id, body.task, body_id)
-        for errback in cast("list[Mapping[str, object]]", body.options.get("link_error") or []):
-            _signature(errback, app).apply_async((body_id,))
+        errbacks = cast("list[Mapping[str, object]]", body.options.get("link_error") or [])
+        if errbacks and body_id:
+            context = Context(id=body_id, task=body.task, args=body.args, kwargs=body.kwargs, group=group_id)
+            call_errbacks(app, errbacks, body_id, context, error)
         return
     values = [metas[i].get("result") for i in member_ids]
     body.apply_async((values,), parent_id=request.id, root_id=request.message.headers.get("root_id"))
@@ -336,7 +371,9 @@ def trace_eager(
     app = task.app
     app.plugins  # noqa: B018 - settle the task's defaults from the settings
     while True:
-        context = Context(id=task_id, args=args, kwargs=kwargs, retries=retries, is_eager=True, called_directly=False)
+        context = Context(
+            id=task_id, task=task.name, args=args, kwargs=kwargs, retries=retries, is_eager=True, called_directly=False
+        )
         task.push_request(context)
         set_running_context(context)
         try:
@@ -352,8 +389,8 @@ def trace_eager(
                     continue
             if throw:
                 raise
-            for errback in _as_list(link_error):
-                _signature(errback, app).apply_async((task_id,))
+            if link_error:
+                call_errbacks(app, [dict(e) for e in _as_list(link_error)], task_id, context, exc)
             text = "".join(tb.format_exception(exc))
             return EagerResult(task_id, exc, states.FAILURE, text, app=app, task_name=task.name)
         finally:
