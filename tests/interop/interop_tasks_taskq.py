@@ -44,3 +44,31 @@ def fail_custom(message: str) -> None:
     from interop_errors import InteropError
 
     raise InteropError(message)
+
+
+@app.task(name="interop.mul")
+def mul(x: int, y: int) -> int:
+    return x * y
+
+
+@app.task(name="interop.slow_add")
+def slow_add(x: int, y: int) -> int:
+    import time
+
+    time.sleep(0.2)  # long enough for the other worker to take a share of a chord's header
+    return x + y
+
+
+@app.task(name="interop.listed")
+def listed(values: list[int]) -> list[int]:
+    return list(values)
+
+
+@app.task(name="interop.total")
+def total(values: list[int]) -> int:
+    return sum(values)
+
+
+@app.task(name="interop.on_error")
+def on_error(task_id: str) -> str:
+    return f"handled {task_id}"

@@ -472,6 +472,7 @@ class chord(Signature):  # noqa: N801 - Celery's name, used like a function
         ids = [m.freeze() for m in members]
         header_result = GroupResult(group_id, [app.AsyncResult(i) for i in ids], app=app)
         header_result.save()
+        app.backend.set_chord_size(group_id, len(members))  # where Celery's workers read it (Redis: <group>.s)
         if not members:
             body.apply_async(([],))
         for index, member in enumerate(members):

@@ -16,6 +16,7 @@ DRIVER_API = [
     "JSON",
     "BackendCapabilities",
     "Capabilities",
+    "ChordPart",
     "DeadLetter",
     "Delivery",
     "EntryState",

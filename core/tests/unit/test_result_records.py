@@ -20,8 +20,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taskq import App, AsyncResult, TaskError, TaskqError, states
-from taskq.drivers.backend import KeyValueBackend
+from taskq import App, AsyncResult, TaskError, TaskqError, errors, states
+from taskq.drivers.backend import KeyValueBackend, exception_to_meta, group_member_ids
 from taskq.errors import SerializationError
 
 CANARY = "taskq_result_canary_module"
@@ -206,3 +206,66 @@ def test_bytes_that_are_no_record_raise_serialization_error(app: App, data: byte
         result.state  # noqa: B018 - the read is the test
     with pytest.raises(SerializationError):
         result.get(timeout=1)
+
+
+# ---- taskq's exceptions under Celery's names ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("exc", "module", "name"),
+    [
+        (errors.TaskRevokedError("expired"), "celery.exceptions", "TaskRevokedError"),
+        (errors.ChordError("a part failed"), "celery.exceptions", "ChordError"),
+        (errors.TimeLimitExceeded(5.0), "billiard.exceptions", "TimeLimitExceeded"),
+        (errors.WorkerLostError("killed"), "billiard.exceptions", "WorkerLostError"),
+    ],
+)
+def test_taskq_exceptions_that_celery_has_are_stored_under_celery_names_and_read_back_as_taskq_ones(
+    app: App, exc: Exception, module: str, name: str
+) -> None:
+    stored = exception_to_meta(exc)
+    assert (stored["exc_module"], stored["exc_type"]) == (module, name)
+    result = write_raw(app, {"status": "FAILURE", "result": stored, "traceback": None, "task_id": "x"})
+    with pytest.raises(type(exc)) as info:
+        result.get(timeout=1)
+    assert info.value.args == exc.args
+
+
+def test_a_celery_revoked_record_is_read_as_taskq_revoked_error(app: App) -> None:
+    result = write_raw(app, failure("celery.exceptions", "TaskRevokedError", ["expired"]))
+    with pytest.raises(errors.TaskRevokedError, match="expired"):
+        result.get(timeout=1)
+
+
+def test_other_exceptions_keep_their_own_names() -> None:
+    stored = exception_to_meta(ValueError("x"))
+    assert stored == {"exc_type": "ValueError", "exc_message": ["x"], "exc_module": "builtins"}
+    assert exception_to_meta(errors.ConfigError("x"))["exc_module"] == "taskq.errors"
+
+
+# ---- Saved groups: Celery's layout, and the one taskq wrote before -----------------------
+
+
+def test_a_group_is_saved_as_celery_saves_it(app: App) -> None:
+    backend = app.backend
+    assert isinstance(backend, KeyValueBackend)
+    backend.save_group("g1", ["a", "b"])
+    raw = backend.get(backend.group_keyprefix + "g1")
+    assert raw is not None
+    assert json.loads(raw)["result"] == [["g1", None], [[["a", None], None], [["b", None], None]]]
+
+
+@pytest.mark.parametrize(
+    "saved",
+    [
+        [["g1", None], [[["a", None], None], [["b", None], None]]],  # Celery's GroupResult.as_tuple()
+        [[["a", None], None], [["b", None], None]],  # taskq's earlier layout
+    ],
+)
+def test_a_saved_group_is_read_in_either_layout(saved: object) -> None:
+    assert group_member_ids(saved, "g1") == ["a", "b"]
+
+
+def test_a_malformed_saved_group_is_a_serialization_error() -> None:
+    with pytest.raises(SerializationError, match="saved group g1 is malformed"):
+        group_member_ids({"not": "a list"}, "g1")

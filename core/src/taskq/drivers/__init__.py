@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from taskq.drivers.backend import (
         BackendCapabilities,
+        ChordPart,
         KeyValueBackend,
         Meta,
         ResultBackend,
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "BackendCapabilities": "taskq.drivers.backend",
     "Capabilities": "taskq.drivers.transport",
+    "ChordPart": "taskq.drivers.backend",
     "DEFAULT_LEASE_SECONDS": "taskq.drivers.transport",
     "DeadLetter": "taskq.drivers.transport",
     "Delivery": "taskq.drivers.transport",
@@ -84,6 +86,7 @@ __all__ = [
     "JSON",
     "BackendCapabilities",
     "Capabilities",
+    "ChordPart",
     "DeadLetter",
     "Delivery",
     "EntryState",

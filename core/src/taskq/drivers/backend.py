@@ -24,7 +24,7 @@ from typing import TypedDict
 
 from taskq import states
 from taskq.drivers.serializer import Serializer
-from taskq.errors import ConfigError, SerializationError, TaskError, TaskqError, TimeoutError
+from taskq.errors import ChordError, ConfigError, SerializationError, TaskError, TaskqError, TimeoutError
 
 # Polling a store that cannot push: first interval and ceiling, in seconds.
 POLL_INTERVAL_START = 0.005
@@ -43,14 +43,42 @@ class BackendCapabilities:
     expiry: bool = False  # results expire on their own (result_expires)
 
 
+@dataclass(frozen=True, slots=True)
+class ChordPart:
+    """One ended task of a chord's header, as :meth:`ResultBackend.count_chord_part` counts it."""
+
+    group_id: str  # the header's group (the chord's counter)
+    task_id: str  # the task whose result is this part's
+    index: int | None  # its place in the header (``group_index``); None when not known
+    state: str  # how it ended: SUCCESS, FAILURE, REVOKED...
+    result: object  # what it returned, or the exception it ended with
+
+
+#: taskq's exceptions that Celery has too, by their name in :mod:`taskq.errors`: the
+#: module and type a record names instead, where Celery's own worker would store them, so
+#: that a Celery client catches them as its own (``except celery.exceptions.TaskRevokedError``).
+#: :func:`meta_to_exception` reads either name back as taskq's type.
+CELERY_EXCEPTIONS: dict[str, tuple[str, str]] = {
+    "TaskRevokedError": ("celery.exceptions", "TaskRevokedError"),
+    "ChordError": ("celery.exceptions", "ChordError"),
+    "MaxRetriesExceededError": ("celery.exceptions", "MaxRetriesExceededError"),
+    "NotRegisteredError": ("celery.exceptions", "NotRegistered"),
+    "TimeLimitExceeded": ("billiard.exceptions", "TimeLimitExceeded"),
+    "SoftTimeLimitExceeded": ("billiard.exceptions", "SoftTimeLimitExceeded"),
+    "Terminated": ("billiard.exceptions", "Terminated"),
+    "WorkerLostError": ("billiard.exceptions", "WorkerLostError"),
+}
+_FROM_CELERY = {celery_name: name for name, celery_name in CELERY_EXCEPTIONS.items()}
+
+
 def exception_to_meta(exc: BaseException) -> dict[str, object]:
-    """Describe an exception the way Celery stores it."""
+    """Describe an exception the way Celery stores it (taskq's own under Celery's names, see
+    :data:`CELERY_EXCEPTIONS`)."""
     cls = type(exc)
-    return {
-        "exc_type": cls.__qualname__,
-        "exc_message": list(_safe_args(exc)),
-        "exc_module": cls.__module__,
-    }
+    module, name = cls.__module__, cls.__qualname__
+    if module == "taskq.errors" and name in CELERY_EXCEPTIONS:
+        module, name = CELERY_EXCEPTIONS[name]
+    return {"exc_type": name, "exc_message": list(_safe_args(exc)), "exc_module": module}
 
 
 def _safe_args(exc: BaseException) -> list[object]:
@@ -70,7 +98,9 @@ def meta_to_exception(value: object, modules: Collection[str] = ()) -> BaseExcep
     class deriving from :class:`Exception` (never ``SystemExit`` or ``KeyboardInterrupt``,
     which would end the reading program) whose constructor takes the stored arguments.
     Anything else comes back as :class:`TaskError`, which carries the original module,
-    type name and message.
+    type name and message. Celery's names of taskq's own exceptions
+    (``celery.exceptions.TaskRevokedError``, see :data:`CELERY_EXCEPTIONS`) come back as
+    taskq's.
     """
     if isinstance(value, BaseException):
         return value
@@ -80,7 +110,11 @@ def meta_to_exception(value: object, modules: Collection[str] = ()) -> BaseExcep
     module_name = _text(value.get("exc_module") or "builtins")
     raw_args = value.get("exc_message", [])
     args = tuple(raw_args) if isinstance(raw_args, (list, tuple)) else (raw_args,)
-    cls = _find_exception_class(module_name, type_name, modules)
+    own = _FROM_CELERY.get((module_name, type_name))
+    if own is not None:
+        cls = _find_exception_class("taskq.errors", own, ())
+    else:
+        cls = _find_exception_class(module_name, type_name, modules)
     if cls is not None:
         try:
             exc = cls(*args)
@@ -122,6 +156,23 @@ def _find_exception_class(module_name: str, type_name: str, modules: Collection[
     if isinstance(obj, type) and issubclass(obj, Exception):
         return obj
     return None
+
+
+def group_member_ids(saved: object, group_id: str) -> list[str]:
+    """The task ids of a saved group's ``result``: Celery's ``GroupResult.as_tuple()``, or the
+    bare list of members earlier taskq releases saved (``[[[task_id, None], None], ...]``)."""
+    members = saved
+    if isinstance(saved, list) and len(saved) == 2 and isinstance(saved[0], list) and saved[0][:1] == [group_id]:
+        members = saved[1]  # Celery's layout: ((group_id, parent), members)
+    ids: list[str] = []
+    for entry in members if isinstance(members, list) else [None]:
+        # each member is ((task_id, parent), children)
+        if not (isinstance(entry, list) and entry and isinstance(entry[0], list) and entry[0]):
+            raise SerializationError(
+                f"the saved group {group_id} is malformed: {_text(saved, 200)}; it was not written by taskq or Celery"
+            )
+        ids.append(_text(entry[0][0]))
+    return ids
 
 
 def check_meta(meta: object) -> Meta:
@@ -364,6 +415,45 @@ class ResultBackend(ABC):
             f"that has one (redis, sqlite, database)"
         )
 
+    def set_chord_size(self, group_id: str, size: int) -> None:  # noqa: B027 - optional hook
+        """Record, at send, that the chord counting in ``group_id`` has ``size`` header parts.
+
+        The default records nothing: :meth:`count_chord_part` reads the size from the body
+        (``chord_size``) or the saved group. A backend that keeps chord state as Celery's
+        backend for the same store does (Redis: the ``.s`` key) writes it here.
+        """
+
+    def count_chord_part(self, part: ChordPart, size: int | None = None) -> list[Meta] | None:
+        """Count ``part``; when it is the last of its header, the header's result records.
+
+        ``size`` is the header's size as the body carries it (``chord_size``), when it does.
+        Returns ``None`` while parts are missing (and for a part counted after the chord
+        completed), else one record per header task, in header order, each with
+        ``status``, ``result`` and ``task_id``: exactly one call per chord gets them.
+        Raises :class:`ChordError` when the size cannot be known.
+
+        The default counts with :meth:`incr_chord_counter` and reads the members from the
+        group :meth:`save_group` saved (the size is the group's, unless ``size`` says).
+        """
+        done = self.incr_chord_counter(part.group_id)
+        member_ids = self.restore_group(part.group_id) or []
+        expected = size or len(member_ids)
+        if not expected:
+            raise ChordError(
+                f"chord {part.group_id}: the size of its header is unknown (its body carries no chord_size "
+                f"and no group {part.group_id} is saved in the result backend); its body will not run. "
+                f"Was the group's record expired or forgotten?"
+            )
+        if done != expected:
+            return None
+        if len(member_ids) != expected:
+            raise ChordError(
+                f"chord {part.group_id}: its header has {expected} tasks but the saved group lists "
+                f"{len(member_ids)}; its body will not run"
+            )
+        metas = self.get_many(member_ids)
+        return [{**metas[task_id], "task_id": task_id} for task_id in member_ids]
+
     # ---- Revocations: how a revoke reaches every worker, online or not --------------
 
     #: Most revocations one ``revocations_since`` call reads; ``None``: all recorded so far.
@@ -464,17 +554,16 @@ class KeyValueBackend(ResultBackend):
         self.delete(self.task_key(task_id))
 
     def save_group(self, group_id: str, task_ids: Sequence[str]) -> None:
-        meta = {"result": [[[tid, None], None] for tid in task_ids], "task_id": group_id}
+        # Celery's GroupResult.as_tuple(): ((group_id, parent), [((task_id, parent), children), ...])
+        members = [[[task_id, None], None] for task_id in task_ids]
+        meta = {"result": [[group_id, None], members], "task_id": group_id}
         self.set(self.group_keyprefix + group_id, self.encode(meta), expires=self.expires)
 
     def restore_group(self, group_id: str) -> list[str] | None:
         data = self.get(self.group_keyprefix + group_id)
         if data is None:
             return None
-        meta = self.decode(data)
-        entries = meta.get("result") or []
-        assert isinstance(entries, list)
-        return [str(entry[0][0]) for entry in entries]
+        return group_member_ids(self.decode(data).get("result"), group_id)
 
     def delete_group(self, group_id: str) -> None:
         self.delete(self.group_keyprefix + group_id)
@@ -536,11 +625,14 @@ class KeyValueBackend(ResultBackend):
 
 
 __all__ = [
+    "CELERY_EXCEPTIONS",
     "BackendCapabilities",
     "BackendSettings",
+    "ChordPart",
     "KeyValueBackend",
     "Meta",
     "ResultBackend",
     "exception_to_meta",
+    "group_member_ids",
     "meta_to_exception",
 ]

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from taskq import states
 from taskq._running import set_running_context
+from taskq.drivers.backend import ChordPart
 from taskq.errors import ChordError, Ignore, Reject, Retry
 from taskq.task import Context, ExceptionInfo
 from taskq.worker import endings
@@ -126,7 +127,7 @@ def _returned(app: App, request: Request, retval: object, started: float, store_
     if request.message.callbacks or request.message.chain:
         _send_callbacks(app, request, retval)
     if request.message.chord:
-        on_chord_part_return(app, request)
+        on_chord_part_return(app, request, states.SUCCESS, retval)
     if request.task.handlers:
         _handler(request, "on_success", retval, request.id, request.args, request.kwargs)
         _handler(request, "after_return", states.SUCCESS, retval, request.id, request.args, request.kwargs, None)
@@ -185,7 +186,7 @@ def _failure(app: App, request: Request, exc: BaseException, started: float) -> 
     if request.message.errbacks:
         call_errbacks(app, request.message.errbacks, request.id, request.context(), exc)
     if request.message.chord:
-        on_chord_part_return(app, request)
+        on_chord_part_return(app, request, states.FAILURE, exc)
     if request.message.chain:
         _fail_chain(app, request, exc, store)
     if task.handlers:
@@ -265,7 +266,9 @@ def _fail_unrun(app: App, step: Signature, exc: BaseException, request: Request,
             app.backend.store_result(task_id, exc, states.FAILURE)
         chord, group_id = task.options.get("chord"), task.options.get("group_id")
         if chord and isinstance(group_id, str):
-            count_chord_part(app, cast("Mapping[str, object]", chord), group_id, request)
+            index = cast("int | None", task.options.get("group_index"))
+            part = ChordPart(group_id, task_id or "", index, states.FAILURE, exc)
+            count_chord_part(app, cast("Mapping[str, object]", chord), part, request)
         for data in cast("list[Mapping[str, object]]", task.options.get("chain") or []):
             _fail_unrun(app, _signature(data, app), exc, request, store=store)
 
@@ -281,35 +284,34 @@ def _result_tasks(step: Signature) -> list[Signature]:
     return [step]
 
 
-def on_chord_part_return(app: App, request: Request) -> None:
+def on_chord_part_return(app: App, request: Request, state: str, result: object) -> None:
     """Count a finished chord header task; the last one sends the body with all results."""
     chord = request.message.chord
     group_id = cast("str | None", request.message.headers.get("group"))
     if not chord or not group_id or not app.has_backend:
         return
-    count_chord_part(app, chord, group_id, request)
+    index = cast("int | None", request.message.headers.get("group_index"))
+    count_chord_part(app, chord, ChordPart(group_id, request.id, index, state, result), request)
 
 
-def count_chord_part(app: App, chord: Mapping[str, object], group_id: str, request: Request) -> None:
-    """Count one ended part of the chord ``group_id`` (ended by ``request``'s task); the
-    last part sends the body with every result, or fails it when a part failed."""
+def count_chord_part(app: App, chord: Mapping[str, object], part: ChordPart, request: Request) -> None:
+    """Count one ended ``part`` of a chord (ended by ``request``'s task); the last part
+    sends the body with every result, or fails it when a part failed."""
     if not app.has_backend:
         return
     body = _signature(chord, app)
+    group_id = part.group_id
     try:
-        backend = app.backend
-        done = backend.incr_chord_counter(group_id)
-        size = cast("int | None", body.get("chord_size"))
-        member_ids = backend.restore_group(group_id) or []
-        if size is None:
-            size = len(member_ids)
-        if done < size:
-            return
-        metas = backend.get_many(member_ids)
+        metas = app.backend.count_chord_part(part, cast("int | None", body.get("chord_size")))
+    except ChordError as exc:
+        logger.error("%s (counting the end of %s[%s])", exc, request.name, request.id)
+        return
     except Exception:
         logger.exception("chord %s: could not count the end of %s[%s]", group_id, request.name, request.id)
         return
-    failed = [(i, m) for i, m in ((i, metas[i]) for i in member_ids) if m["status"] != states.SUCCESS]
+    if metas is None:
+        return
+    failed = [(str(m.get("task_id")), m) for m in metas if m["status"] != states.SUCCESS]
     body_id = cast("str | None", body.options.get("task_id"))
     if failed:
         culprit, meta = failed[0]
@@ -324,7 +326,7 @@ def count_chord_part(app: App, chord: Mapping[str, object], group_id: str, reque
             context = Context(id=body_id, task=body.task, args=body.args, kwargs=body.kwargs, group=group_id)
             call_errbacks(app, errbacks, body_id, context, error)
         return
-    values = [metas[i].get("result") for i in member_ids]
+    values = [m.get("result") for m in metas]
     body.apply_async((values,), parent_id=request.id, root_id=request.message.headers.get("root_id"))
 
 

@@ -379,6 +379,58 @@ return value
 """
 )
 
+# ---- Chords, in the layout of Celery's Redis result backend ------------------------------
+#
+# For the chord counting in group G (the key P + "celery-taskset-meta-" + G):
+#   G.s   the header's size, set when the chord is sent (a Celery client: just before its last
+#         header task; taskq's: before the first)
+#   G.t   a number added to the size (Celery's add_to_chord, when a header task is replaced)
+#   G.j   zset: score = the task's place in the header, member = encoded [1, id, state, result]
+#   G.d   set of "id:place" already counted: a task run twice counts once
+#   G.c   the claim on sending the body: a token while a Celery worker sends it, then "done"
+
+# ARGV: G, size, expiry in s (0: none). A new run of the chord: no claim, this size.
+CHORD_SIZE = Script(
+    r"""
+local G, size, expires = ARGV[1], ARGV[2], tonumber(ARGV[3])
+redis.call('DEL', G .. '.c')
+if expires > 0 then
+  redis.call('SET', G .. '.s', size, 'EX', expires)
+else
+  redis.call('SET', G .. '.s', size)
+end
+return 1
+"""
+)
+
+# ARGV: G, entry, task id, place (score), expiry in s (0: none), size to use when G.s is
+# missing (0: none), seconds the "done" claim is kept. Counts the entry once; returns
+# {-1} when the chord was completed already, {counted, -1} while its size is unknown,
+# {counted, size} while parts are missing, and to the one caller that completes it
+# {counted, size, entries in header order}, with the claim taken and the state deleted.
+CHORD_PART = Script(
+    r"""
+local G, entry, tid, place = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local expires, fallback, done_for = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local J, T, S, D, C = G .. '.j', G .. '.t', G .. '.s', G .. '.d', G .. '.c'
+if redis.call('GET', C) == 'done' then return {-1} end
+if redis.call('SADD', D, tid .. ':' .. place) == 1 then redis.call('ZADD', J, place, entry) end
+if fallback > 0 and redis.call('EXISTS', S) == 0 then redis.call('SET', S, fallback) end
+if expires > 0 then
+  for _, key in ipairs({J, T, S, D}) do redis.call('EXPIRE', key, expires) end
+end
+local counted = redis.call('ZCARD', J)
+local size = redis.call('GET', S)
+if not size then return {counted, -1} end
+local total = tonumber(size) + tonumber(redis.call('GET', T) or '0')
+if counted ~= total then return {counted, total} end
+if not redis.call('SET', C, 'done', 'NX', 'EX', done_for) then return {-1} end
+local entries = redis.call('ZRANGE', J, 0, -1)
+redis.call('DEL', J, T, S, D)
+return {counted, total, entries}
+"""
+)
+
 _BY_SHA = {
     script.sha: script
     for script in (
@@ -394,6 +446,8 @@ _BY_SHA = {
         DEPTH,
         STORE_AND_ANNOUNCE,
         INCR_WITH_EXPIRY,
+        CHORD_SIZE,
+        CHORD_PART,
     )
 }
 
@@ -405,6 +459,8 @@ def by_sha(sha: str) -> Script | None:
 
 __all__ = [
     "ACK",
+    "CHORD_PART",
+    "CHORD_SIZE",
     "CLAIM",
     "CONNECTION_ERRORS",
     "DEAD_LETTER",

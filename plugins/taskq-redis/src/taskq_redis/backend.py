@@ -2,9 +2,8 @@
 
 ``result_backend = "redis://127.0.0.1:6379/1"`` (``rediss://``, ``sentinel://`` as for the
 transport). Results live where Celery's ``RedisBackend`` keeps them, ``celery-task-meta-<id>``
-(groups ``celery-taskset-meta-<id>``, chord counters ``chord-unlock-<id>``), so Celery and
-taskq read each other's results; ``global_keyprefix`` in the options prefixes them all, as
-in Celery.
+(groups ``celery-taskset-meta-<id>``), so Celery and taskq read each other's results;
+``global_keyprefix`` in the options prefixes them all, as in Celery.
 
 Storing a result is one script that ``SET``s the record with its expiry (``PX``, so
 sub-second expiries work) and ``PUBLISH``es it on a channel named like the key, which is
@@ -20,23 +19,37 @@ reads the record again, so a result stored while the client was cut off is not m
 Reads retry a lost connection for about :data:`RETRY_SECONDS` seconds, so a client waiting
 across a Redis restart gets its result once Redis is back.
 
-Chord counters are ``INCR`` with the result expiry set in the same script. Revocations
-use the core's counter-and-slots log on top of these primitives.
+Chords keep their state where Celery's Redis backend keeps it, under the group's key with
+the suffixes ``.s`` (the header's size, recorded when the chord is sent), ``.j`` (each
+header task's ``[1, id, state, result]``, ordered by its place in the header), ``.t``,
+``.d`` and ``.c`` (see ``_scripts``): header tasks run by Celery workers and by taskq
+workers count into the same keys, and whichever completes the chord takes the claim and
+sends the body, once, with the results in header order. Revocations use the core's
+counter-and-slots log on top of the primitives.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import threading
 import time
 from collections.abc import Sequence
 from typing import cast
 
 from taskq import states
-from taskq.drivers.backend import POLL_INTERVAL_MAX, POLL_INTERVAL_START, BackendCapabilities, KeyValueBackend, Meta
+from taskq.drivers.backend import (
+    POLL_INTERVAL_MAX,
+    POLL_INTERVAL_START,
+    BackendCapabilities,
+    ChordPart,
+    KeyValueBackend,
+    Meta,
+    exception_to_meta,
+)
 from taskq.drivers.support.connections import current_pid
-from taskq.errors import BackendUnavailableError, TimeoutError
+from taskq.errors import BackendUnavailableError, SerializationError, TimeoutError
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 from taskq_redis._resp import Client, PubSub
@@ -54,6 +67,9 @@ RECONNECT_PAUSE = 0.1
 OUTAGE_ERRORS: tuple[type[Exception], ...] = (BackendUnavailableError, *CONNECTION_ERRORS)
 # Longest wait for Redis to confirm a subscription, in seconds.
 SUBSCRIBE_TIMEOUT = 1.0
+# How long a completed chord's "done" mark stays, in seconds: a header task run again after
+# its chord completed (a redelivery) must not send the body again. Celery keeps it 300 s.
+CHORD_DONE_SECONDS = 300
 
 
 class RedisBackend(KeyValueBackend):
@@ -179,6 +195,72 @@ class RedisBackend(KeyValueBackend):
         except CONNECTION_ERRORS as exc:
             raise self._fail(exc) from exc
         return _scripts.as_int(value)
+
+    # ---- Chords: Celery's layout, so that either kind of worker counts a part ------
+
+    def set_chord_size(self, group_id: str, size: int) -> None:
+        if size <= 0:
+            return  # an empty header: the body is sent at once, nothing counts
+        self._chord_script(_scripts.CHORD_SIZE, [self._group_key(group_id), size, self._chord_seconds()])
+
+    def count_chord_part(self, part: ChordPart, size: int | None = None) -> list[Meta] | None:
+        """Count ``part`` in the chord's keys as Celery's Redis backend does (see ``_scripts``).
+
+        The size is the one the chord's sender recorded (:meth:`set_chord_size`; Celery's
+        client does the same); a body that carries ``chord_size``, or a saved group,
+        supplies it where the sender recorded none (a taskq client before this layout).
+        Until it is known, a part is counted and nothing more: a Celery client records it
+        just before it sends its last header task, so the last part to end always sees it.
+        """
+        result = exception_to_meta(part.result) if isinstance(part.result, BaseException) else part.result
+        entry = self.serializer.dumps([1, part.task_id, part.state, result])
+        place = "+inf" if part.index is None else str(int(part.index))
+        reply = self._count(part, entry, place, size or 0)
+        if reply[0] != -1 and reply[1] == -1 and not size:
+            member_ids = self.restore_group(part.group_id)
+            if member_ids:  # counting again is harmless: a part is counted once
+                reply = self._count(part, entry, place, len(member_ids))
+        if reply[0] == -1:
+            logger.debug("chord %s: %s ended after the chord completed", part.group_id, part.task_id)
+            return None
+        if len(reply) < 3:
+            if reply[1] == -1:
+                logger.debug("chord %s: %d parts ended, its size is not recorded yet", part.group_id, reply[0])
+            return None
+        return [self._chord_entry(raw, part.group_id) for raw in cast("list[bytes]", reply[2])]
+
+    def _count(self, part: ChordPart, entry: bytes, place: str, size: int) -> list[object]:
+        args = [self._group_key(part.group_id), entry, part.task_id, place, self._chord_seconds(), size]
+        reply = self._chord_script(_scripts.CHORD_PART, [*args, CHORD_DONE_SECONDS])
+        if not isinstance(reply, list) or not reply:
+            raise TypeError(f"unexpected reply from Redis to a chord count: {reply!r}")
+        return reply
+
+    def _chord_script(self, script: _scripts.Script, args: list[object]) -> object:
+        client = self._settled()
+        try:
+            return _scripts.run(client, script, args)
+        except CONNECTION_ERRORS as exc:
+            raise self._fail(exc) from exc
+
+    def _group_key(self, group_id: str) -> str:
+        self._connection()  # first: it learns the key prefix
+        return self._prefix + self.group_keyprefix + group_id
+
+    def _chord_seconds(self) -> int:
+        """How long chord state is kept, in whole seconds (0: until the chord completes)."""
+        return math.ceil(self.expires) if self.expires else 0
+
+    def _chord_entry(self, raw: bytes, group_id: str) -> Meta:
+        """A header task's ``[1, task_id, state, result]`` as a result record."""
+        try:
+            value = self.serializer.loads(bytes(raw))
+        except Exception as exc:  # anyone may write the store
+            raise SerializationError(f"chord {group_id}: a header result cannot be read ({exc})") from None
+        if not isinstance(value, list) or len(value) != 4 or not isinstance(value[2], str):
+            raise SerializationError(f"chord {group_id}: a header result is malformed: {value!r:.200}")
+        _, task_id, state, result = value
+        return {"status": state, "result": result, "traceback": None, "task_id": task_id}
 
     # ---- Push -------------------------------------------------------------------
 

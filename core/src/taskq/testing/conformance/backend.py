@@ -19,7 +19,7 @@ from collections.abc import Callable
 import pytest
 
 from taskq import errors, states
-from taskq.drivers.backend import ResultBackend, meta_to_exception
+from taskq.drivers.backend import ChordPart, ResultBackend, meta_to_exception
 
 # How long to wait, in seconds, for something that should happen soon.
 DEADLINE = 10.0
@@ -183,6 +183,34 @@ class ResultBackendContract:
         for worker in workers:
             worker.join(DEADLINE)
         assert sorted(seen) == list(range(1, threads * per_thread + 1))
+
+    def test_a_chord_completes_once_with_the_header_results_in_header_order(self, backend: ResultBackend) -> None:
+        if not backend.capabilities.chord_counter:
+            pytest.skip(f"{type(backend).__name__} declares chord_counter=False")
+        group_id, members = new_id(), [new_id() for _ in range(3)]
+        backend.save_group(group_id, members)
+        backend.set_chord_size(group_id, len(members))
+        for index, task_id in enumerate(members):
+            backend.store_result(task_id, index * 10, states.SUCCESS)
+        parts = [ChordPart(group_id, tid, index, states.SUCCESS, index * 10) for index, tid in enumerate(members)]
+        assert backend.count_chord_part(parts[2], len(members)) is None
+        assert backend.count_chord_part(parts[0], len(members)) is None
+        metas = backend.count_chord_part(parts[1], len(members))
+        assert metas is not None
+        assert [(m["task_id"], m["status"], m["result"]) for m in metas] == [
+            (task_id, states.SUCCESS, index * 10) for index, task_id in enumerate(members)
+        ]
+        assert backend.count_chord_part(parts[1], len(members)) is None  # a part run again: no second body
+
+    def test_a_chord_part_whose_size_is_unknown_never_completes_the_chord(self, backend: ResultBackend) -> None:
+        if not backend.capabilities.chord_counter:
+            pytest.skip(f"{type(backend).__name__} declares chord_counter=False")
+        part = ChordPart(new_id(), new_id(), 0, states.SUCCESS, 1)
+        backend.store_result(part.task_id, 1, states.SUCCESS)
+        try:
+            assert backend.count_chord_part(part) is None  # counted, waiting for the size
+        except errors.ChordError as exc:
+            assert "unknown" in str(exc)
 
     # ---- Waiting ----------------------------------------------------------------------
 
