@@ -1,6 +1,7 @@
 """The tasks every app has, under Celery's names, so that the workflows that send them run
 on a taskq worker whoever sent them: ``celery.map`` and ``celery.starmap`` (``task.map``,
-``task.starmap`` and each part of ``task.chunks``).
+``task.starmap`` and each part of ``task.chunks``), and ``celery.accumulate`` (the body
+that collects a group which replaced a task).
 
 Each runs the task it is given in the worker's own thread, once per item, as plain calls,
 and returns the list of their results, as Celery's do.
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 MAP = "celery.map"
 STARMAP = "celery.starmap"
+ACCUMULATE = "celery.accumulate"
 
 
 def register(app: App) -> None:
@@ -32,8 +34,14 @@ def register(app: App) -> None:
         run = _task(app, task)
         return [run(*item) for item in it]
 
+    def accumulate(*args: object, index: int | None = None) -> object:
+        """The arguments it is given (or the one at ``index``): a chord's body that just
+        returns its header's results, as the result of a group that replaced a task."""
+        return args[index] if index is not None else list(args)
+
     app.task(name=MAP)(xmap)
     app.task(name=STARMAP)(xstarmap)
+    app.task(name=ACCUMULATE)(accumulate)
 
 
 def _task(app: App, data: Mapping[str, object]) -> Task[..., object]:
@@ -46,4 +54,4 @@ def _task(app: App, data: Mapping[str, object]) -> Task[..., object]:
     return task
 
 
-__all__ = ["MAP", "STARMAP", "register"]
+__all__ = ["ACCUMULATE", "MAP", "STARMAP", "register"]

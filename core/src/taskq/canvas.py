@@ -28,6 +28,7 @@ from taskq.errors import ConfigError, ResultNotEnabledError
 if TYPE_CHECKING:
     from taskq.app import App
     from taskq.result import AsyncResult, GroupResult
+    from taskq.task import Context
 
 
 class Signature(dict[str, object]):
@@ -302,9 +303,12 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
         for step in steps[1:]:
             step.options.setdefault("root_id", root_id)
         first, rest = steps[0], steps[1:]
+        # What was to follow (a replaced task's chain) comes after this chain's own steps.
+        inherited = cast("list[Mapping[str, object]]", options.pop("chain", None) or [])
         extra: dict[str, object] = {**options, "root_id": root_id}
-        if rest:
-            extra["chain"] = [dict(step) for step in reversed(rest)]
+        stack = [*inherited, *(dict(step) for step in reversed(rest))]
+        if stack:
+            extra["chain"] = stack
         if not rest:
             extra.update(membership)
         first.apply_async((), None, **extra)
@@ -541,6 +545,51 @@ class chunks(Signature):  # noqa: N801 - Celery's name, used like a function
 
     def delay(self, *args: object, **kwargs: object) -> GroupResult:  # type: ignore[override]
         return self.apply_async(args, kwargs)
+
+
+def replace_task(app: App, replacement: Mapping[str, object], request: Context) -> None:
+    """Send ``replacement`` in place of the running task ``request`` (``Task.replace``).
+
+    Its result is the task's own, under the task's id: a group is made a chord whose body
+    collects its results. What was to follow the task follows the replacement: the rest of
+    its chain, its callbacks and errbacks, its place in a group or a chord's header, and
+    the client waiting for it over rpc://.
+    """
+    from taskq.builtin_tasks import ACCUMULATE
+
+    flow = _as_signature(replacement, app).clone()
+    collect = Signature(ACCUMULATE, (), {"index": 0}, immutable=False, app=app)
+    if isinstance(flow, group):
+        flow = chord(flow, collect, app=app)
+    elif isinstance(flow, chain) and flow.tasks and isinstance(flow.tasks[-1], group):
+        flow = chain(*flow.tasks[:-1], chord(flow.tasks[-1], collect, app=app), app=app)
+    final = _result_task(flow)
+    assert request.id is not None
+    final.options["task_id"] = request.id
+    if request.callbacks:
+        final.options["callbacks"] = list(request.callbacks)
+    if request.errbacks:
+        final.options["errbacks"] = list(request.errbacks)
+    if request.reply_to:
+        final.options["reply_to"] = request.reply_to
+    options: dict[str, object] = {"root_id": request.root_id, "parent_id": request.id}
+    if request.chain:
+        options["chain"] = list(request.chain)
+    if request.group:
+        options["group_id"] = request.group
+        options["group_index"] = request.group_index
+    if request.chord:
+        options["chord"] = request.chord
+    flow.apply_async((), None, **options)
+
+
+def _result_task(flow: Signature) -> Signature:
+    """The task whose result is ``flow``'s: a chain's last step's, a chord's body's."""
+    if isinstance(flow, chain):
+        return _result_task(flow.tasks[-1])
+    if isinstance(flow, chord):
+        return _result_task(flow.body)
+    return flow
 
 
 def _chord_backends(app: App) -> list[str]:

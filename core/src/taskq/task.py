@@ -15,7 +15,7 @@ import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Generic, ParamSpec, TypeVar, cast
+from typing import TYPE_CHECKING, Generic, NoReturn, ParamSpec, TypeVar, cast
 
 from taskq._ids import new_id
 from taskq.errors import MaxRetriesExceededError, Retry
@@ -566,6 +566,24 @@ class Task(Generic[P, R]):
         if throw:
             raise signal
         return signal
+
+    def replace(self, sig: Mapping[str, object]) -> NoReturn:
+        """End this run, and send ``sig`` (a task, a chain, a group or a chord) in its place.
+
+        The replacement's result is this task's result, under its id (a group's is the
+        list of its members' results); what was to follow this task follows it instead:
+        the rest of its chain, its callbacks and errbacks, its place in a group or a chord's
+        header. Raises :class:`~taskq.errors.Ignore`, so this run stores nothing: write
+        ``raise self.replace(sig)`` or ``return self.replace(sig)``.
+        """
+        from taskq.canvas import replace_task
+        from taskq.errors import Ignore
+
+        request = self.request
+        if request.called_directly or request.is_eager or not request.id:
+            raise RuntimeError(f"{self.name}.replace() is for a task a worker runs, not a direct call or apply()")
+        replace_task(self.app, sig, request)
+        raise Ignore()
 
     def backoff_for(self, retries: int) -> float:
         """Countdown for an automatic retry after ``retries`` earlier ones."""

@@ -387,3 +387,46 @@ def test_an_errback_taking_request_exc_traceback_is_called_in_the_worker_as_cele
     wait_until(lambda: seen and errbacks, "both errbacks")
     assert seen == [(result.id, "math.boom", [4], "ValueError('boom 4')", True, "new style")]
     assert errbacks == [result.id]  # the old style: sent as a task with the failed task's id
+
+
+# ---- Task.replace ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def replacing(math_app: App) -> App:
+    add, mul = math_app.tasks["math.add"], math_app.tasks["math.mul"]
+
+    @math_app.task(name="math.route", bind=True)
+    def route(self, x: int, how: str) -> None:  # type: ignore[no-untyped-def]
+        if how == "task":
+            raise self.replace(add.s(x, 1))
+        if how == "chain":
+            raise self.replace(chain(add.s(x, 1), mul.s(10)))
+        raise self.replace(group(add.s(x, 1), mul.s(x, 10)))
+
+    return math_app
+
+
+@pytest.mark.parametrize(("how", "expected"), [("task", 2), ("chain", 20), ("group", [2, 10])])
+def test_a_replaced_task_s_result_is_its_replacement_s(
+    replacing: App, start_worker: Callable[..., object], how: str, expected: object
+) -> None:
+    route = replacing.tasks["math.route"]
+    start_worker(replacing)
+    assert route.delay(1, how).get(timeout=TIMEOUT) == expected
+
+
+def test_what_followed_a_replaced_task_follows_its_replacement(
+    replacing: App, start_worker: Callable[..., object]
+) -> None:
+    route, mul, tsum, add = (replacing.tasks[name] for name in ("math.route", "math.mul", "math.tsum", "math.add"))
+    start_worker(replacing)
+    assert chain(route.s(1, "chain"), mul.s(2)).apply_async().get(timeout=TIMEOUT) == 40
+    assert chord([route.s(1, "task"), add.s(1, 1)], tsum.s()).apply_async().get(timeout=TIMEOUT) == 4
+    assert group(route.s(1, "group"), add.s(0, 1)).apply_async().get(timeout=TIMEOUT) == [[2, 10], 1]
+
+
+def test_replace_outside_a_worker_says_so(replacing: App) -> None:
+    route = replacing.tasks["math.route"]
+    with pytest.raises(RuntimeError, match="is for a task a worker runs"):
+        route(1, "task")
