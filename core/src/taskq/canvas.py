@@ -147,10 +147,16 @@ class Signature(dict[str, object]):
         return callback
 
     def link_error(self, errback: Signature) -> Signature:
-        """Run ``errback`` with the failed task's id when it fails."""
+        """Run ``errback`` when this fails (see docs/canvas.md for how it is called); returns ``errback``."""
         links = cast("list[object]", self.options.setdefault("link_error", []))
         links.append(errback)
         return errback
+
+    def on_error(self, errback: Signature) -> Signature:
+        """``link_error``, returning this signature, so that it reads as a chain:
+        ``(add.s(1) | mul.s(2)).on_error(report.s()).delay()``."""
+        self.link_error(errback)
+        return self
 
     def apply_async(
         self,

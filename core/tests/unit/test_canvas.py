@@ -430,3 +430,16 @@ def test_replace_outside_a_worker_says_so(replacing: App) -> None:
     route = replacing.tasks["math.route"]
     with pytest.raises(RuntimeError, match="is for a task a worker runs"):
         route(1, "task")
+
+
+def test_on_error_links_an_errback_and_returns_the_signature(
+    math_app: App, start_worker: Callable[..., object], errbacks: list[str], wait_until: Callable[..., None]
+) -> None:
+    add, boom, failed = math_app.tasks["math.add"], math_app.tasks["math.boom"], math_app.tasks["math.failed"]
+    flow = (add.s(1, 1) | boom.s()).on_error(failed.s())
+    assert isinstance(flow, chain)
+    start_worker(math_app)
+    result = flow.delay()
+    with pytest.raises(ValueError, match="boom 2"):
+        result.get(timeout=TIMEOUT)
+    wait_until(lambda: errbacks == [result.id], "the errback, with the failed step's id")
