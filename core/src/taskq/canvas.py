@@ -63,15 +63,37 @@ class Signature(dict[str, object]):
         """Rebuild a signature (or a workflow) that travelled in a message."""
         if isinstance(data, Signature):
             return data
+        if not isinstance(data, Mapping):
+            raise TypeError(f"a signature is a mapping with a 'task' name, not {type(data).__name__}: {data!r:.200}")
         kind = data.get("subtask_type")
         maker = _WORKFLOWS.get(str(kind)) if kind else None
         if maker is not None:
             return maker(data, app)
+        task, args, kwargs, options = data.get("task"), data.get("args"), data.get("kwargs"), data.get("options")
+        problems = [
+            f"{name} is {value!r:.80}"
+            for name, value, ok in (
+                ("task", task, isinstance(task, str) and task != ""),
+                ("args", args, args is None or isinstance(args, (list, tuple))),
+                (
+                    "kwargs",
+                    kwargs,
+                    kwargs is None or (isinstance(kwargs, Mapping) and all(isinstance(k, str) for k in kwargs)),
+                ),
+                ("options", options, options is None or isinstance(options, Mapping)),
+            )
+            if not ok
+        ]
+        if problems:
+            raise TypeError(
+                f"not a signature ({'; '.join(problems)}): a signature needs a task name, args a list, "
+                f"kwargs and options mappings"
+            )
         sig = cls(
-            str(data["task"]),
-            cast("Sequence[object]", data.get("args") or ()),
-            cast("Mapping[str, object]", data.get("kwargs") or {}),
-            cast("Mapping[str, object]", data.get("options") or {}),
+            cast(str, task),
+            cast("Sequence[object]", args or ()),
+            cast("Mapping[str, object]", kwargs or {}),
+            cast("Mapping[str, object]", options or {}),
             immutable=bool(data.get("immutable", False)),
             subtask_type=cast("str | None", kind),
             app=app,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 from collections.abc import Callable
 
@@ -443,3 +444,22 @@ def test_on_error_links_an_errback_and_returns_the_signature(
     with pytest.raises(ValueError, match="boom 2"):
         result.get(timeout=TIMEOUT)
     wait_until(lambda: errbacks == [result.id], "the errback, with the failed step's id")
+
+
+@pytest.mark.parametrize(
+    ("data", "named"),
+    [
+        ({"args": [1]}, "task is None"),
+        ({"task": 5}, "task is 5"),
+        ({"task": "math.add", "args": "12"}, "args is '12'"),
+        ({"task": "math.add", "kwargs": {1: 2}}, "kwargs is {1: 2}"),
+        ({"task": "math.add", "options": []}, "options is []"),
+    ],
+)
+def test_a_signature_that_does_not_decode_is_a_clear_error(data: dict[str, object], named: str) -> None:
+    from taskq.canvas import Signature
+
+    with pytest.raises(TypeError, match=f"not a signature .*{re.escape(named)}"):
+        Signature.from_dict(data)
+    with pytest.raises(TypeError, match="not a signature"):
+        chain(data, data)
