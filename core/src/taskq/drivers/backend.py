@@ -29,6 +29,8 @@ from taskq.errors import ChordError, ConfigError, SerializationError, TaskError,
 # Polling a store that cannot push: first interval and ceiling, in seconds.
 POLL_INTERVAL_START = 0.005
 POLL_INTERVAL_MAX = 0.5
+#: Added to a group id: the counter that lets one chord part complete the chord (count_chord_part).
+CHORD_TAKEN_SUFFIX = ".taken"
 
 Meta = dict[str, object]
 
@@ -433,7 +435,9 @@ class ResultBackend(ABC):
         Raises :class:`ChordError` when the size cannot be known.
 
         The default counts with :meth:`incr_chord_counter` and reads the members from the
-        group :meth:`save_group` saved (the size is the group's, unless ``size`` says).
+        group :meth:`save_group` saved (the size is the group's, unless ``size`` says); once
+        the count reaches the size and every member has ended, a second counter (the group
+        id with ``.taken``) lets exactly one part complete the chord.
         """
         done = self.incr_chord_counter(part.group_id)
         member_ids = self.restore_group(part.group_id) or []
@@ -444,14 +448,21 @@ class ResultBackend(ABC):
                 f"and no group {part.group_id} is saved in the result backend); its body will not run. "
                 f"Was the group's record expired or forgotten?"
             )
-        if done != expected:
+        if done < expected:
             return None
         if len(member_ids) != expected:
             raise ChordError(
                 f"chord {part.group_id}: its header has {expected} tasks but the saved group lists "
                 f"{len(member_ids)}; its body will not run"
             )
+        # The count can run ahead of the header: a task run again (its worker died before
+        # its acknowledgement) counts twice. Complete only once every member has ended,
+        # and only once: the first part to find them all ended takes the chord.
         metas = self.get_many(member_ids)
+        if any(metas[task_id]["status"] not in states.READY_STATES for task_id in member_ids):
+            return None
+        if self.incr_chord_counter(f"{part.group_id}{CHORD_TAKEN_SUFFIX}") != 1:
+            return None
         return [{**metas[task_id], "task_id": task_id} for task_id in member_ids]
 
     # ---- Revocations: how a revoke reaches every worker, online or not --------------

@@ -202,6 +202,28 @@ class ResultBackendContract:
         ]
         assert backend.count_chord_part(parts[1], len(members)) is None  # a part run again: no second body
 
+    def test_a_part_counted_twice_does_not_complete_the_chord_before_the_others_end(
+        self, backend: ResultBackend
+    ) -> None:
+        """An acks-late header task whose worker died after it counted runs again and counts
+        again: the chord must still wait for every other task, then complete once."""
+        if not backend.capabilities.chord_counter:
+            pytest.skip(f"{type(backend).__name__} declares chord_counter=False")
+        group_id, members = new_id(), [new_id() for _ in range(3)]
+        backend.save_group(group_id, members)
+        backend.set_chord_size(group_id, len(members))
+        parts = [ChordPart(group_id, tid, index, states.SUCCESS, index * 10) for index, tid in enumerate(members)]
+        backend.store_result(members[0], 0, states.SUCCESS)
+        assert backend.count_chord_part(parts[0], len(members)) is None
+        assert backend.count_chord_part(parts[0], len(members)) is None  # run again after its worker died
+        backend.store_result(members[1], 10, states.SUCCESS)
+        assert backend.count_chord_part(parts[1], len(members)) is None  # members[2] has not ended
+        backend.store_result(members[2], 20, states.SUCCESS)
+        metas = backend.count_chord_part(parts[2], len(members))
+        assert metas is not None
+        assert [m["result"] for m in metas] == [0, 10, 20]
+        assert backend.count_chord_part(parts[2], len(members)) is None
+
     def test_a_chord_part_whose_size_is_unknown_never_completes_the_chord(self, backend: ResultBackend) -> None:
         if not backend.capabilities.chord_counter:
             pytest.skip(f"{type(backend).__name__} declares chord_counter=False")
