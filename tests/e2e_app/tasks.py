@@ -142,6 +142,13 @@ def tsum(values: list[int]) -> int:
 
 
 @app.task
+def collect(values: list[object]) -> list[object]:
+    """A chord's body that returns its header's results; the run log counts its runs."""
+    _record("body", "collect")
+    return values
+
+
+@app.task
 def fail(message: str) -> None:
     """Raises ValueError(message), for the client's get() to raise again."""
     raise ValueError(message)
