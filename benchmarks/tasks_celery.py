@@ -16,6 +16,8 @@ from benchmarks.marks import write_mark
 
 NOOP = "bench.noop"
 NOOP_IGNORED = "bench.noop_ignored"
+STEP = "bench.step"
+COLLECT = "bench.collect"
 DIRECTORY_ENV = "BENCH_DIR"
 
 
@@ -62,6 +64,16 @@ def make_app(
     def noop_ignored(mark: str | None = None) -> None:
         if mark is not None:
             write_mark(mark)
+
+    @app.task(name=STEP, shared=False)
+    def step(x: int) -> int:
+        """A step of the canvas benchmark's chain and chord header: its number, plus one."""
+        return x + 1
+
+    @app.task(name=COLLECT, shared=False)
+    def collect(values: list[int]) -> int:
+        """The canvas benchmark's chord body: how many results it was given."""
+        return len(values)
 
     return app
 

@@ -12,6 +12,8 @@ from taskq import App
 
 NOOP = "bench.noop"
 NOOP_IGNORED = "bench.noop_ignored"
+STEP = "bench.step"
+COLLECT = "bench.collect"
 
 
 def make_app(broker_url: str | None = None, queue: str | None = None) -> App:
@@ -28,6 +30,16 @@ def make_app(broker_url: str | None = None, queue: str | None = None) -> App:
     def noop_ignored(mark: str | None = None) -> None:
         if mark is not None:
             write_mark(mark)
+
+    @app.task(name=STEP)
+    def step(x: int) -> int:
+        """A step of the canvas benchmark's chain and chord header: its number, plus one."""
+        return x + 1
+
+    @app.task(name=COLLECT)
+    def collect(values: list[int]) -> int:
+        """The canvas benchmark's chord body: how many results it was given."""
+        return len(values)
 
     return app
 

@@ -198,6 +198,15 @@ class Signature(dict[str, object]):
         return f"{self.task}({', '.join(parts)}){'!' if self.immutable else ''}"
 
 
+def _app_of(signatures: Iterable[Signature]) -> App | None:
+    """The app of the first signature that has one: a workflow built from ``add.s()`` of an
+    app that is not the current one sends, saves and reads on that app."""
+    for sig in signatures:
+        if sig._app is not None:
+            return sig._app
+    return None
+
+
 def _as_signature(item: Mapping[str, object], app: App | None) -> Signature:
     return item if isinstance(item, Signature) else Signature.from_dict(item, app)
 
@@ -259,7 +268,7 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
         for item in items:
             sig = _as_signature(item, app)
             flat.extend(sig.tasks if isinstance(sig, chain) else [sig])
-        super().__init__("celery.chain", (), {"tasks": flat}, {}, subtask_type="chain", app=app)
+        super().__init__("celery.chain", (), {"tasks": flat}, {}, subtask_type="chain", app=app or _app_of(flat))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object], app: App | None = None) -> chain:
@@ -364,7 +373,7 @@ class group(Signature):  # noqa: N801 - Celery's name, used like a function
             else:
                 items.extend(task)
         sigs = [_as_signature(item, app) for item in items]
-        super().__init__("celery.group", (), {"tasks": sigs}, {}, subtask_type="group", app=app)
+        super().__init__("celery.group", (), {"tasks": sigs}, {}, subtask_type="group", app=app or _app_of(sigs))
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object], app: App | None = None) -> group:
@@ -429,8 +438,10 @@ class chord(Signature):  # noqa: N801 - Celery's name, used like a function
         app: App | None = None,
     ) -> None:
         head = header if isinstance(header, group) else group(cast("Iterable[Mapping[str, object]]", header), app=app)
-        kwargs: dict[str, object] = {"header": head, "body": _as_signature(body, app) if body is not None else None}
-        super().__init__("celery.chord", (), kwargs, {}, subtask_type="chord", app=app)
+        tail = _as_signature(body, app) if body is not None else None
+        kwargs: dict[str, object] = {"header": head, "body": tail}
+        found = app or _app_of([head] if tail is None else [tail, head])
+        super().__init__("celery.chord", (), kwargs, {}, subtask_type="chord", app=found)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object], app: App | None = None) -> chord:

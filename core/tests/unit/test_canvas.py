@@ -463,3 +463,16 @@ def test_a_signature_that_does_not_decode_is_a_clear_error(data: dict[str, objec
         Signature.from_dict(data)
     with pytest.raises(TypeError, match="not a signature"):
         chain(data, data)
+
+
+def test_a_workflow_uses_the_app_of_its_signatures_not_the_current_one(
+    math_app: App, start_worker: Callable[..., object], memory_url: str
+) -> None:
+    """Built from another app's tasks, a chord saved its group and read its result on the
+    current app: its result stayed PENDING although the body ran."""
+    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    App("elsewhere", broker=f"{memory_url}-other", backend="disabled", read_config=False)  # now the current app
+    assert chord([add.s(1, 1), add.s(2, 2)], tsum.s()).apply_async().get(timeout=TIMEOUT) == 6
+    assert chain(add.s(1, 1), add.s(1)).apply_async().get(timeout=TIMEOUT) == 3
+    assert group(add.s(1, 1), add.s(2, 2)).apply_async().get(timeout=TIMEOUT) == [2, 4]
