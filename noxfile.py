@@ -318,7 +318,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks side by side with Celery and huey (`-- --suite pools|redis|rabbitmq`), then backends."""
+    """Benchmarks side by side with Celery and huey (`-- --suite pools|redis|rabbitmq`), then backends and workflows."""
     # Installed as users install them: built, not editable, with their bytecode compiled
     # (Celery's too). Editable sources under PYTHONDONTWRITEBYTECODE, which this machine
     # sets, would be compiled again at every worker start, and start-up would measure that.
@@ -337,6 +337,8 @@ def bench(session: nox.Session) -> None:
     if not session.posargs:
         # Every result backend's store-and-fetch rate against Redis's, in the same run.
         session.run("python", "-m", "benchmarks.backends")
+        # A chord of 1,000 and a chain of 100 on Redis, taskq against Celery.
+        session.run("python", "-m", "benchmarks.canvas")
 
 
 @nox.session(python=False, default=False)
