@@ -82,6 +82,18 @@ def require_rabbitmq() -> None:
     require_server("RabbitMQ", 5672, START_RABBITMQ)
 
 
+def redis_settings(namespace: str) -> dict[str, object]:
+    """Broker and results on the shared Redis, every key under ``namespace:`` (deleted after)."""
+    require_redis()
+    prefix = {"global_keyprefix": f"{namespace}:"}
+    return {
+        "broker_url": REDIS_URL,
+        "result_backend": REDIS_URL,
+        "broker_transport_options": prefix,
+        "result_backend_transport_options": prefix,
+    }
+
+
 def delete_redis_keys(prefix: str) -> None:
     """Delete every key of the shared Redis that starts with ``prefix``."""
     import redis

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import REDIS_URL, WorkerProcess, delete_redis_keys, require_redis
+from e2e_helpers import WorkerProcess, delete_redis_keys, redis_settings
 
 from taskq import App, GroupResult, chain, chord, group
 from taskq.canvas import Signature
@@ -30,14 +30,7 @@ def _settings(store: str, tmp_path: Path, queue: str) -> dict[str, object]:
     if store == "sqlite":
         url = f"sqlite:///{tmp_path / queue}.db"
         return {"broker_url": url, "result_backend": url}
-    require_redis()
-    prefix = {"global_keyprefix": f"{queue}:"}
-    return {
-        "broker_url": REDIS_URL,
-        "result_backend": REDIS_URL,
-        "broker_transport_options": prefix,
-        "result_backend_transport_options": prefix,
-    }
+    return redis_settings(queue)
 
 
 @pytest.fixture(params=["sqlite", "redis"])

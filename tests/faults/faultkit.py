@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from e2e_helpers import REDIS_URL, WorkerProcess, require_redis, wait_until, worker_command
+from e2e_helpers import WorkerProcess, wait_until, worker_command
 
 from taskq.testing.process import STOP_TIMEOUT as WORKER_STOP_TIMEOUT
 
@@ -113,18 +113,6 @@ Worker = WorkerProcess
 def worker_args(name: str, *extra: str) -> list[str]:
     """The command line of an e2e worker named ``name`` (solo unless ``extra`` names a pool)."""
     return worker_command("e2e_app.tasks", name, *extra)
-
-
-def redis_settings(namespace: str) -> dict[str, object]:
-    """Broker and results on the shared Redis, every key under ``namespace:`` (deleted after)."""
-    require_redis()
-    prefix = {"global_keyprefix": f"{namespace}:"}
-    return {
-        "broker_url": REDIS_URL,
-        "result_backend": REDIS_URL,
-        "broker_transport_options": prefix,
-        "result_backend_transport_options": prefix,
-    }
 
 
 def run_counts(run_log: Path, event: str) -> Counter[str]:

@@ -26,8 +26,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import AMQP_URL, REDIS_URL, delete_rabbitmq_queue, delete_redis_keys, require_rabbitmq
-from faultkit import SEED, Ledger, Row, Worker, redis_settings, worker_args
+from e2e_helpers import AMQP_URL, REDIS_URL, delete_rabbitmq_queue, delete_redis_keys, redis_settings, require_rabbitmq
+from faultkit import SEED, Ledger, Row, Worker, worker_args
 from hostile import (
     CRASHING_HEADERS,
     PROTOCOL_HEADERS,

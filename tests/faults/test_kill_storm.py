@@ -18,8 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import AMQP_URL, delete_rabbitmq_queue, delete_redis_keys, require_rabbitmq
-from faultkit import SEED, Ledger, Worker, redis_settings, run_counts, worker_args
+from e2e_helpers import AMQP_URL, delete_rabbitmq_queue, delete_redis_keys, redis_settings, require_rabbitmq
+from faultkit import SEED, Ledger, Worker, run_counts, worker_args
 
 from taskq import App
 from taskq.testing import settings_env
