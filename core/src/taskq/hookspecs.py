@@ -23,6 +23,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from taskq import App, Task
+    from taskq.beat.service import Beat
     from taskq.drivers import Message, Request, Serializer, Worker
 
 PROJECT = "taskq"
@@ -152,6 +153,29 @@ def taskq_worker_shutdown(worker: Worker) -> None:
 
     Called once, in the main process, after consuming has stopped.
     """
+
+
+@hookspec
+def taskq_worker_shutting_down(worker: Worker, cold: bool) -> None:
+    """The worker was asked to stop (warm, or ``cold`` at the second signal). Added in 0.2.
+
+    Called in the main process as the stop is asked for (from the signal handler of the
+    CLI's worker), before anything has stopped: once for a warm stop, once more if it
+    turns cold.
+    """
+
+
+@hookspec
+def taskq_heartbeat_sent(worker: Worker) -> None:
+    """The worker wrote its heartbeat to the result backend. Added in 0.2.
+
+    Called in the main process after each heartbeat (every few seconds).
+    """
+
+
+@hookspec
+def taskq_beat_init(beat: Beat) -> None:
+    """A beat service starts, before its scheduler is set up. Added in 0.2. Called once."""
 
 
 # ---- Publishing --------------------------------------------------------------------

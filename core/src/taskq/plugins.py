@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from importlib.metadata import EntryPoint
 
     from taskq.app import App
+    from taskq.beat.service import Beat
     from taskq.drivers.serializer import Serializer
     from taskq.drivers.transport import Message
     from taskq.task import Task
@@ -287,6 +288,15 @@ class Plugins:
 
     def worker_shutdown(self, worker: Worker) -> None:
         self._notify("taskq_worker_shutdown", worker=worker)
+
+    def worker_shutting_down(self, worker: Worker, cold: bool) -> None:
+        self._notify("taskq_worker_shutting_down", worker=worker, cold=cold)
+
+    def heartbeat_sent(self, worker: Worker) -> None:
+        self._notify("taskq_heartbeat_sent", worker=worker)
+
+    def beat_init(self, beat: Beat) -> None:
+        self._notify("taskq_beat_init", beat=beat)
 
     def before_publish(self, app: App, name: str, task_id: str, headers: dict[str, object], queue: str) -> None:
         self._notify("taskq_before_publish", app=app, name=name, task_id=task_id, headers=headers, queue=queue)

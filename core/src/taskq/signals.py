@@ -34,6 +34,7 @@ from taskq.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from taskq.app import App
+    from taskq.beat.service import Beat
     from taskq.drivers.transport import Message
     from taskq.task import Task
     from taskq.worker.request import Request
@@ -185,6 +186,9 @@ after_task_publish = Signal("after_task_publish", hook="taskq_after_publish")
 worker_init = Signal("worker_init", hook="taskq_worker_init")
 worker_ready = Signal("worker_ready", hook="taskq_worker_ready")
 worker_shutdown = Signal("worker_shutdown", hook="taskq_worker_shutdown")
+worker_shutting_down = Signal("worker_shutting_down", hook="taskq_worker_shutting_down")
+heartbeat_sent = Signal("heartbeat_sent", hook="taskq_heartbeat_sent")
+beat_init = Signal("beat_init", hook="taskq_beat_init")
 
 
 def _on_received(request: Request) -> None:
@@ -263,6 +267,18 @@ def _on_worker_shutdown(worker: Worker) -> None:
     worker_shutdown.send(sender=worker)
 
 
+def _on_worker_shutting_down(worker: Worker, cold: bool) -> None:
+    worker_shutting_down.send(sender=worker.hostname, sig=None, how="Cold" if cold else "Warm", exitcode=0)
+
+
+def _on_heartbeat_sent(worker: Worker) -> None:
+    heartbeat_sent.send(sender=worker)
+
+
+def _on_beat_init(beat: Beat) -> None:
+    beat_init.send(sender=beat)
+
+
 _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
     signal.name: _bridge(str(signal.hook), function)
     for signal, function in (
@@ -280,6 +296,9 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (worker_init, _on_worker_init),
         (worker_ready, _on_worker_ready),
         (worker_shutdown, _on_worker_shutdown),
+        (worker_shutting_down, _on_worker_shutting_down),
+        (heartbeat_sent, _on_heartbeat_sent),
+        (beat_init, _on_beat_init),
     )
 }
 
@@ -287,7 +306,9 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
 __all__ = [
     "Signal",
     "after_task_publish",
+    "beat_init",
     "before_task_publish",
+    "heartbeat_sent",
     "task_failure",
     "task_postrun",
     "task_prerun",
@@ -300,4 +321,5 @@ __all__ = [
     "worker_init",
     "worker_ready",
     "worker_shutdown",
+    "worker_shutting_down",
 ]

@@ -228,6 +228,49 @@ def test_hook_taskq_worker_shutdown(make_plugin: MakePlugin, memory_url: str, st
     assert events == ["init", "ready", "shutdown:False"]
 
 
+def test_hook_taskq_worker_shutting_down(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:
+    events: list[tuple[str, bool]] = []
+    plugin = make_plugin(
+        "stopping", taskq_worker_shutting_down=lambda worker, cold: events.append((worker.hostname, cold))
+    )
+    app = hooked_app(memory_url, plugin)
+    runner = start_worker(app, hostname="stop@test")
+    runner.worker.stop()  # type: ignore[attr-defined]
+    runner.worker.stop()  # type: ignore[attr-defined]  # asked again, still warm: nothing new
+    runner.worker.stop(cold=True)  # type: ignore[attr-defined]
+    assert events == [("stop@test", False), ("stop@test", True)]
+
+
+def test_hook_taskq_heartbeat_sent(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, wait_until: WaitUntil
+) -> None:
+    beats: list[str] = []
+    app = hooked_app(
+        memory_url, make_plugin("beats", taskq_heartbeat_sent=lambda worker: beats.append(worker.hostname))
+    )
+    start_worker(app, hostname="beating@test")
+    wait_until(lambda: beats, "a heartbeat")
+    assert beats[0] == "beating@test"
+    assert "beating@test" in app.new_backend().workers()
+
+
+def test_hook_taskq_beat_init(make_plugin: MakePlugin, memory_url: str, tmp_path: Path) -> None:
+    from taskq.beat.service import Beat
+    from taskq.errors import ConfigError
+
+    seen: list[object] = []
+    app = hooked_app(memory_url, make_plugin("beatinit", taskq_beat_init=lambda beat: seen.append(beat)))
+    beat = Beat(app, scheduler="memory")
+
+    def broken_setup() -> None:
+        raise ConfigError("stop here: only the start is tested")
+
+    beat.setup = broken_setup  # type: ignore[method-assign]
+    with pytest.raises(ConfigError, match="stop here"):
+        beat.run()
+    assert seen == [beat]
+
+
 # ---- Publishing -------------------------------------------------------------------------------
 
 

@@ -59,6 +59,8 @@ class Beat:
         A standby beat (its scheduler waiting for another beat's lock) asked to stop
         returns quietly.
         """
+        if self.app.plugins.has_impl("taskq_beat_init"):
+            self.app.plugins.beat_init(self)
         try:
             self.setup()
         except ScheduleLockedError:

@@ -65,6 +65,8 @@ class Health:
         if self.heartbeats:
             try:
                 self.app.backend.heartbeat(self.worker.hostname, self.stats(), ttl=HEARTBEAT_TTL)
+                if self.app.plugins.has_impl("taskq_heartbeat_sent"):
+                    self.app.plugins.heartbeat_sent(self.worker)
             except NotImplementedError:
                 self.heartbeats = False
                 logger.info("the result backend keeps no heartbeats: `taskq inspect ping` will not see this worker")

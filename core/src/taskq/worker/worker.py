@@ -288,8 +288,11 @@ class Worker:
 
     def stop(self, *, cold: bool = False) -> None:
         """Ask the worker to stop (warm: finish the running task first). Thread-safe."""
+        news = not self._stop_requested or (cold and not self.cold)
         self._stop_requested = True
         self.cold = self.cold or cold
+        if news and self.app.plugins.has_impl("taskq_worker_shutting_down"):
+            self.app.plugins.worker_shutting_down(self, self.cold)
         if self.consumer is not None:
             self.consumer.stop()
 
