@@ -23,7 +23,6 @@ import pluggy
 
 if TYPE_CHECKING:
     from taskq import App, Task
-    from taskq.beat.service import Beat
     from taskq.drivers import Message, Request, Serializer, Worker
 
 PROJECT = "taskq"
@@ -174,8 +173,11 @@ def taskq_heartbeat_sent(worker: Worker) -> None:
 
 
 @hookspec
-def taskq_beat_init(beat: Beat) -> None:
-    """A beat service starts, before its scheduler is set up. Added in 0.2. Called once."""
+def taskq_beat_init(beat: object) -> None:
+    """A beat service starts, before its scheduler is set up. Added in 0.2. Called once.
+
+    ``beat`` is the :class:`taskq.beat.service.Beat` (``beat.app``, ``beat.scheduler``).
+    """
 
 
 # ---- Publishing --------------------------------------------------------------------
