@@ -176,7 +176,7 @@ def taskq_heartbeat_sent(worker: Worker) -> None:
 def taskq_beat_init(beat: object) -> None:
     """A beat service starts, before its scheduler is set up. Added in 0.2. Called once.
 
-    ``beat`` is the :class:`taskq.beat.service.Beat` (``beat.app``, ``beat.scheduler``).
+    ``beat`` is the beat service (``beat.app``, ``beat.scheduler``).
     """
 
 
