@@ -165,6 +165,19 @@ def taskq_worker_shutting_down(worker: Worker, cold: bool) -> None:
 
 
 @hookspec
+def taskq_worker_process_init(worker: Worker) -> None:
+    """A pool process starts (prefork's children), before it runs a task. Added in 0.2.
+
+    Called in that process; a pool without processes of its own never calls it.
+    """
+
+
+@hookspec
+def taskq_worker_process_shutdown(worker: Worker, pid: int) -> None:
+    """A pool process leaves (retired, or the pool stops). Added in 0.2. Called in it."""
+
+
+@hookspec
 def taskq_heartbeat_sent(worker: Worker) -> None:
     """The worker wrote its heartbeat to the result backend. Added in 0.2.
 

@@ -292,6 +292,12 @@ class Plugins:
     def worker_shutting_down(self, worker: Worker, cold: bool) -> None:
         self._notify("taskq_worker_shutting_down", worker=worker, cold=cold)
 
+    def worker_process_init(self, worker: Worker) -> None:
+        self._notify("taskq_worker_process_init", worker=worker)
+
+    def worker_process_shutdown(self, worker: Worker, pid: int) -> None:
+        self._notify("taskq_worker_process_shutdown", worker=worker, pid=pid)
+
     def heartbeat_sent(self, worker: Worker) -> None:
         self._notify("taskq_heartbeat_sent", worker=worker)
 

@@ -188,6 +188,8 @@ worker_ready = Signal("worker_ready", hook="taskq_worker_ready")
 worker_shutdown = Signal("worker_shutdown", hook="taskq_worker_shutdown")
 worker_shutting_down = Signal("worker_shutting_down", hook="taskq_worker_shutting_down")
 heartbeat_sent = Signal("heartbeat_sent", hook="taskq_heartbeat_sent")
+worker_process_init = Signal("worker_process_init", hook="taskq_worker_process_init")
+worker_process_shutdown = Signal("worker_process_shutdown", hook="taskq_worker_process_shutdown")
 beat_init = Signal("beat_init", hook="taskq_beat_init")
 
 
@@ -271,6 +273,14 @@ def _on_worker_shutting_down(worker: Worker, cold: bool) -> None:
     worker_shutting_down.send(sender=worker.hostname, sig=None, how="Cold" if cold else "Warm", exitcode=0)
 
 
+def _on_worker_process_init(worker: Worker) -> None:
+    worker_process_init.send(sender=None)
+
+
+def _on_worker_process_shutdown(worker: Worker, pid: int) -> None:
+    worker_process_shutdown.send(sender=None, pid=pid, exitcode=0)
+
+
 def _on_heartbeat_sent(worker: Worker) -> None:
     heartbeat_sent.send(sender=worker)
 
@@ -298,6 +308,8 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (worker_shutdown, _on_worker_shutdown),
         (worker_shutting_down, _on_worker_shutting_down),
         (heartbeat_sent, _on_heartbeat_sent),
+        (worker_process_init, _on_worker_process_init),
+        (worker_process_shutdown, _on_worker_process_shutdown),
         (beat_init, _on_beat_init),
     )
 }
@@ -319,6 +331,8 @@ __all__ = [
     "task_success",
     "task_unknown",
     "worker_init",
+    "worker_process_init",
+    "worker_process_shutdown",
     "worker_ready",
     "worker_shutdown",
     "worker_shutting_down",

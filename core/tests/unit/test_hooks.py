@@ -6,6 +6,7 @@ One ``test_hook_<name>`` per hook; ``test_hookspecs.py`` checks that none is mis
 from __future__ import annotations
 
 import importlib.util
+import os
 import types
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from taskq.drivers.backend import ResultBackend
 from taskq.drivers.bootstep import Step
 from taskq.drivers.serializer import Serializer
 from taskq.worker.worker import select_pool
+from taskq_solo.pool import SoloPool
 
 MakePlugin = Callable[..., types.ModuleType]
 StartWorker = Callable[..., Any]
@@ -239,6 +241,48 @@ def test_hook_taskq_worker_shutting_down(make_plugin: MakePlugin, memory_url: st
     runner.worker.stop()  # type: ignore[attr-defined]  # asked again, still warm: nothing new
     runner.worker.stop(cold=True)  # type: ignore[attr-defined]
     assert events == [("stop@test", False), ("stop@test", True)]
+
+
+class ProcessLikePool(SoloPool):
+    """A solo pool that calls the worker's process_init and process_shutdown as a pool of
+    processes does in each of its children (prefork's own test runs real ones)."""
+
+    def start(self) -> None:
+        super().start()
+        if self.process_init is not None:
+            self.process_init()
+
+    def stop(self, *, wait: bool = True) -> None:
+        if self.process_shutdown is not None:
+            self.process_shutdown()
+        super().stop(wait=wait)
+
+
+def test_hook_taskq_worker_process_init(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:
+    events: list[str] = []
+    plugin = make_plugin(
+        "processes",
+        taskq_register_pools=lambda: {"proclike": f"{__name__}:ProcessLikePool"},
+        taskq_worker_process_init=lambda worker: events.append(f"init {worker.hostname}"),
+    )
+    app = hooked_app(memory_url, plugin)
+    start_worker(app, pool="proclike", hostname="procs@test")
+    assert events == ["init procs@test"]
+
+
+def test_hook_taskq_worker_process_shutdown(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker
+) -> None:
+    events: list[tuple[str, int]] = []
+    plugin = make_plugin(
+        "processes",
+        taskq_register_pools=lambda: {"proclike": f"{__name__}:ProcessLikePool"},
+        taskq_worker_process_shutdown=lambda worker, pid: events.append((worker.hostname, pid)),
+    )
+    app = hooked_app(memory_url, plugin)
+    runner = start_worker(app, pool="proclike", hostname="procs@test")
+    runner.stop()
+    assert events == [("procs@test", os.getpid())]
 
 
 def test_hook_taskq_heartbeat_sent(

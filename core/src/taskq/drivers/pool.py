@@ -147,6 +147,10 @@ class Pool(ABC):
         #: Replace a worker process once its resident memory passes this many KiB.
         self.max_memory_per_child = max_memory_per_child
         self.options = options
+        #: Called first thing in each process a process-based pool starts, and last thing
+        #: before it exits (the worker sets them; a pool without processes ignores them).
+        self.process_init: Callable[[], None] | None = None
+        self.process_shutdown: Callable[[], None] | None = None
 
     def start(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Start workers (threads, processes, a loop); called once before the first ``apply``."""

@@ -193,6 +193,8 @@ class Worker:
             max_tasks_per_child=cast("int | None", conf["worker_max_tasks_per_child"]),
             max_memory_per_child=cast("int | None", conf["worker_max_memory_per_child"]),
         )
+        self.pool.process_init = self._process_init
+        self.pool.process_shutdown = self._process_shutdown
         self.concurrency = self.pool.concurrency
         multiplier = prefetch_multiplier
         if multiplier is None:
@@ -285,6 +287,18 @@ class Worker:
             self.app.close()
             self.stopped.set()
             logger.info("worker %s stopped", self.hostname)
+
+    def _process_init(self) -> None:
+        """In a process the pool started: ``taskq_worker_process_init``."""
+        plugins = self.app.plugins
+        if plugins.has_impl("taskq_worker_process_init"):
+            plugins.worker_process_init(self)
+
+    def _process_shutdown(self) -> None:
+        """In a process the pool started, as it leaves: ``taskq_worker_process_shutdown``."""
+        plugins = self.app.plugins
+        if plugins.has_impl("taskq_worker_process_shutdown"):
+            plugins.worker_process_shutdown(self, os.getpid())
 
     def stop(self, *, cold: bool = False) -> None:
         """Ask the worker to stop (warm: finish the running task first). Thread-safe."""

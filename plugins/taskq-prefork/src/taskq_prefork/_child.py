@@ -33,6 +33,7 @@ import contextlib
 import ctypes
 import dataclasses
 import fcntl
+import logging
 import os
 import pickle
 import resource
@@ -45,6 +46,8 @@ from types import FrameType
 
 from taskq import App
 from taskq.errors import SoftTimeLimitExceeded, TaskqError
+
+logger = logging.getLogger(__name__)
 
 #: Frame header: the payload's length in bytes.
 HEADER = struct.Struct("!I")
@@ -71,6 +74,8 @@ class ChildConfig:
     parent_pid: int  # the process that forked this child
     lifeline_fd: int  # read end of this child's lifeline, whose write end only the parent holds
     parent_death_signal: bool  # forked by the parent's main thread: PR_SET_PDEATHSIG applies
+    on_start: Callable[[], None] | None = None  # the pool's process_init
+    on_exit: Callable[[], None] | None = None  # the pool's process_shutdown
 
 
 class _Running:
@@ -135,6 +140,7 @@ def child_main(config: ChildConfig) -> None:
     reader = open(config.job_fd, "rb", buffering=READ_BUFFER)  # noqa: SIM115 - read for the child's whole life
     apps: dict[int, App] = {}
     done = 0
+    _call_quietly(config.on_start, "process_init")
     try:
         while True:
             header = reader.read(HEADER.size)
@@ -153,8 +159,19 @@ def child_main(config: ChildConfig) -> None:
     except BrokenPipeError:
         return  # the parent is gone
     finally:
+        _call_quietly(config.on_exit, "process_shutdown")
         for app in apps.values():
             _close_quietly(app)
+
+
+def _call_quietly(function: Callable[[], None] | None, what: str) -> None:
+    """Call the worker's ``process_init``/``process_shutdown``; what it raises is logged."""
+    if function is None:
+        return
+    try:
+        function()
+    except Exception:
+        logger.exception("prefork pool: the worker's %s raised in %s", what, os.getpid())
 
 
 def _run(payload: bytes, apps: dict[int, App]) -> tuple[bool, object, str | None]:

@@ -6,7 +6,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import billiard
@@ -70,6 +70,8 @@ class Child:
         inherited: Sequence[int],
         max_tasks: int | None,
         max_memory: int | None,
+        on_start: Callable[[], None] | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> Child:
         """Fork a child with its pipes; it closes ``inherited`` (the parent's other descriptors).
 
@@ -90,6 +92,8 @@ class Child:
             parent_pid=os.getpid(),
             lifeline_fd=lifeline_r,
             parent_death_signal=threading.current_thread() is threading.main_thread(),
+            on_start=on_start,
+            on_exit=on_exit,
         )
         process = billiard.get_context("fork").Process(target=child_main, args=(config,), name=name, daemon=True)
         try:

@@ -335,7 +335,12 @@ class PreforkPool(Pool):
             inherited = [fd for child in self._children for fd in child.fds()]
         selector_fd = getattr(self._selector, "fileno", lambda: -1)()  # epoll and kqueue have an fd
         child = Child.fork(
-            name, [*inherited, *self._wake_fds, selector_fd], self.max_tasks_per_child, self.max_memory_per_child
+            name,
+            [*inherited, *self._wake_fds, selector_fd],
+            self.max_tasks_per_child,
+            self.max_memory_per_child,
+            self.process_init,
+            self.process_shutdown,
         )
         logger.debug("prefork pool: started %s (pid %d)", name, child.pid)
         return child

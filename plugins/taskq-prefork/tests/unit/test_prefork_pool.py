@@ -461,3 +461,33 @@ def test_the_supervisor_stands_in_for_a_caller_that_stopped_polling(make_pool: C
     assert isinstance(stuck.error, TimeLimitExceeded)
     assert time.monotonic() - started < 0.3 + 2 * STALL + 1.0
     assert isinstance(run(pool, pid).wait(10).value, int)  # the replacement child runs jobs
+
+
+# ---- The worker's process_init and process_shutdown ----------------------------------------
+
+
+def test_each_child_calls_process_init_first_and_process_shutdown_last(tmp_path: Path) -> None:
+    """What Celery's worker_process_init and worker_process_shutdown signals hang on."""
+    log = tmp_path / "lives.log"
+
+    def note(event: str) -> Callable[[], None]:
+        def write() -> None:
+            with log.open("a", encoding="utf-8") as out:
+                out.write(f"{event} {os.getpid()}\n")
+
+        return write
+
+    pool = PreforkPool(2, max_tasks_per_child=1)
+    pool.process_init, pool.process_shutdown = note("init"), note("shutdown")
+    pool.start()
+    try:
+        first = run(pool, pid).wait().value  # its child retires after one job: a new one starts
+        wait_until(lambda: log.exists() and log.read_text().count("init") >= 3, "the replacement child's init")
+    finally:
+        pool.stop(wait=True)
+    lines = [line.split() for line in log.read_text(encoding="utf-8").splitlines()]
+    inits = [int(found) for event, found in lines if event == "init"]
+    shutdowns = [int(found) for event, found in lines if event == "shutdown"]
+    assert first in inits and first in shutdowns
+    assert len(set(inits)) == len(inits) >= 3 and sorted(shutdowns) == sorted(inits)
+    assert lines.index(["init", str(first)]) < lines.index(["shutdown", str(first)])
