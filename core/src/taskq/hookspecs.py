@@ -16,6 +16,7 @@ plugin's name: it never loses a message.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
@@ -131,6 +132,20 @@ def taskq_app_configured(app: App) -> None:
 
 
 # ---- Worker lifecycle --------------------------------------------------------------
+
+
+@hookspec
+def taskq_setup_logging(app: App, loglevel: str, format: str) -> None:  # noqa: A002 - Celery's name
+    """The worker command is about to set logging up. Added in 0.2.
+
+    Implemented, it replaces the worker's own set-up (a root handler with the worker's
+    format): the implementation configures logging itself. Called once, in the CLI.
+    """
+
+
+@hookspec
+def taskq_after_setup_logger(app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
+    """The worker command set its root logger up; plugins may add handlers. Added in 0.2."""
 
 
 @hookspec

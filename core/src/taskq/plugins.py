@@ -280,6 +280,12 @@ class Plugins:
     def app_configured(self, app: App) -> None:
         self._notify("taskq_app_configured", app=app)
 
+    def setup_logging(self, app: App, loglevel: str, format: str) -> None:  # noqa: A002 - Celery's name
+        self._notify("taskq_setup_logging", app=app, loglevel=loglevel, format=format)
+
+    def after_setup_logger(self, app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
+        self._notify("taskq_after_setup_logger", app=app, logger=logger, loglevel=loglevel, format=format)
+
     def worker_init(self, worker: Worker) -> None:
         self._notify("taskq_worker_init", worker=worker)
 

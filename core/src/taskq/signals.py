@@ -183,6 +183,8 @@ task_rejected = Signal("task_rejected", hook="taskq_task_rejected")
 task_unknown = Signal("task_unknown", hook="taskq_task_unknown")
 before_task_publish = Signal("before_task_publish", hook="taskq_before_publish")
 after_task_publish = Signal("after_task_publish", hook="taskq_after_publish")
+setup_logging = Signal("setup_logging", hook="taskq_setup_logging")
+after_setup_logger = Signal("after_setup_logger", hook="taskq_after_setup_logger")
 worker_init = Signal("worker_init", hook="taskq_worker_init")
 worker_ready = Signal("worker_ready", hook="taskq_worker_ready")
 worker_shutdown = Signal("worker_shutdown", hook="taskq_worker_shutdown")
@@ -257,6 +259,14 @@ def _on_after_publish(app: App, name: str, task_id: str, queue: str) -> None:
     )
 
 
+def _on_setup_logging(app: App, loglevel: str, format: str) -> None:  # noqa: A002 - Celery's name
+    setup_logging.send(sender=None, loglevel=loglevel, logfile=None, format=format, colorize=False)
+
+
+def _on_after_setup_logger(app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
+    after_setup_logger.send(sender=None, logger=logger, loglevel=loglevel, logfile=None, format=format, colorize=False)
+
+
 def _on_worker_init(worker: Worker) -> None:
     worker_init.send(sender=worker)
 
@@ -303,6 +313,8 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (task_unknown, _on_unknown),
         (before_task_publish, _on_before_publish),
         (after_task_publish, _on_after_publish),
+        (setup_logging, _on_setup_logging),
+        (after_setup_logger, _on_after_setup_logger),
         (worker_init, _on_worker_init),
         (worker_ready, _on_worker_ready),
         (worker_shutdown, _on_worker_shutdown),
@@ -317,10 +329,12 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
 
 __all__ = [
     "Signal",
+    "after_setup_logger",
     "after_task_publish",
     "beat_init",
     "before_task_publish",
     "heartbeat_sent",
+    "setup_logging",
     "task_failure",
     "task_postrun",
     "task_prerun",

@@ -6,9 +6,10 @@ One ``test_hook_<name>`` per hook; ``test_hookspecs.py`` checks that none is mis
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +284,39 @@ def test_hook_taskq_worker_process_shutdown(
     runner = start_worker(app, pool="proclike", hostname="procs@test")
     runner.stop()
     assert events == [("procs@test", os.getpid())]
+
+
+@pytest.fixture
+def root_logging() -> Iterator[logging.Logger]:
+    """The root logger, its handlers and level put back after the test."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield root
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_hook_taskq_setup_logging(make_plugin: MakePlugin, memory_url: str, root_logging: logging.Logger) -> None:
+    from taskq.cli.worker import configure_logging
+
+    calls: list[tuple[str, str]] = []
+    plugin = make_plugin("mylogs", taskq_setup_logging=lambda loglevel, format: calls.append((loglevel, format)))  # noqa: A006 - the hook's name
+    app = hooked_app(memory_url, plugin, worker_log_format="%(message)s")
+    before = root_logging.handlers[:]
+    configure_logging(app, "DEBUG")
+    assert calls == [("DEBUG", "%(message)s")]
+    assert root_logging.handlers == before  # the plugin's to set up, not the worker's
+
+
+def test_hook_taskq_after_setup_logger(make_plugin: MakePlugin, memory_url: str, root_logging: logging.Logger) -> None:
+    from taskq.cli.worker import configure_logging
+
+    extra = logging.NullHandler()
+    plugin = make_plugin("addhandler", taskq_after_setup_logger=lambda logger, loglevel: logger.addHandler(extra))
+    app = hooked_app(memory_url, plugin)
+    configure_logging(app, "WARNING")
+    assert root_logging.level == logging.WARNING
+    assert len(root_logging.handlers) == 2 and root_logging.handlers[1] is extra
 
 
 def test_hook_taskq_heartbeat_sent(

@@ -142,8 +142,7 @@ def run_worker(
     # Before the app is imported: green pools monkey-patch here.
     state.plugins.early_init(chosen_pool, sys.argv[1:])
     app = state.app
-    if app.conf["worker_hijack_root_logger"]:
-        setup_logging(loglevel.upper(), str(app.conf["worker_log_format"]))
+    configure_logging(app, loglevel.upper())
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
     overrides = {
         "task_time_limit": time_limit,
@@ -190,6 +189,20 @@ class RedactingFormatter(logging.Formatter):
         from taskq.drivers.support.connections import redact
 
         return redact(super().format(record))
+
+
+def configure_logging(app: App, level: str) -> None:
+    """The worker's logging: a plugin's (``taskq_setup_logging``, the ``setup_logging``
+    signal), else a root handler of its own when ``worker_hijack_root_logger``, which
+    ``taskq_after_setup_logger`` may then add to."""
+    log_format = str(app.conf["worker_log_format"])
+    plugins = app.plugins
+    if plugins.has_impl("taskq_setup_logging"):
+        plugins.setup_logging(app, level, log_format)  # as Celery: whoever listens sets logging up
+    elif app.conf["worker_hijack_root_logger"]:
+        setup_logging(level, log_format)
+        if plugins.has_impl("taskq_after_setup_logger"):
+            plugins.after_setup_logger(app, logging.getLogger(), level, log_format)
 
 
 def setup_logging(level: str, fmt: str) -> None:
