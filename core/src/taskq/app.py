@@ -285,6 +285,21 @@ class App:
         self.tasks[name] = cast("Task[..., object]", task)
         return task
 
+    def register_task(self, task: Task[..., R] | type[Task[..., R]]) -> Task[..., R]:
+        """Register a class-based task (``class Add(app.Task): def run(self, x, y): ...``), an
+        instance or the class; its ``name`` is the class's, else ``module.ClassName``."""
+        instance = task() if isinstance(task, type) else task
+        if not isinstance(instance, Task):
+            raise ConfigError(f"register_task() takes a taskq.Task subclass or instance, not {task!r}")
+        instance.app = self
+        if not instance.name:
+            cls = type(instance)
+            instance.name = f"{cls.__module__}.{cls.__qualname__}"
+        if self._configured:
+            instance.resolve_defaults()
+        self.tasks[instance.name] = cast("Task[..., object]", instance)
+        return instance
+
     def gen_task_name(self, fn: Callable[..., object]) -> str:
         module = getattr(fn, "__module__", None) or "__main__"
         if module == "__main__" and self.main:

@@ -133,7 +133,22 @@ class Task(Generic[P, R]):
     name: str
     app: App
 
-    def __init__(self, app: App, fn: Callable[..., R], name: str, options: Mapping[str, object]) -> None:
+    def __init__(
+        self,
+        app: App | None = None,
+        fn: Callable[..., R] | None = None,
+        name: str | None = None,
+        options: Mapping[str, object] | None = None,
+    ) -> None:
+        options = options or {}
+        if fn is None:
+            # A class-based task (``class Add(app.Task): def run(self, x, y)``, registered with
+            # ``app.register_task``): its own run method is the function.
+            if type(self).run is Task.run:
+                raise TypeError(f"{type(self).__name__} is used as a task: define its run() method")
+            fn = cast("Callable[..., R]", self.run)
+            name = name or cast("str | None", vars(type(self)).get("name"))
+        name = name or ""
         unknown = set(options) - set(TASK_OPTIONS)
         if unknown:
             from taskq.config import suggest
@@ -141,7 +156,8 @@ class Task(Generic[P, R]):
 
             bad = sorted(unknown)[0]
             raise ConfigError(f"unknown task option {bad!r} for {name}{suggest(bad, TASK_OPTIONS)}")
-        self.app = app
+        if app is not None:
+            self.app = app
         self.fn = fn
         self.name = name
         self.__name__ = getattr(fn, "__name__", name)
@@ -189,7 +205,9 @@ class Task(Generic[P, R]):
         )
         # A context variable, not a thread-local: each thread, greenlet and asyncio task
         # running this task sees its own request.
-        self._requests: ContextVar[tuple[Context, ...]] = ContextVar(f"taskq.request.{name}", default=())
+        self._requests: ContextVar[tuple[Context, ...]] = ContextVar(
+            f"taskq.request.{name or type(self).__qualname__}", default=()
+        )
 
     # ---- Handlers: a subclass overrides them (``@app.task(base=MyTask)``) --------------------
 

@@ -448,3 +448,41 @@ def test_a_task_annotation_that_is_no_option_is_a_config_error_naming_it(memory_
 
     with pytest.raises(ConfigError, match=r"task_annotations\['\*'\] sets 'rate_limt'.*did you mean 'rate_limit'"):
         x.resolve_defaults()
+
+
+# ---- Class-based tasks ----------------------------------------------------------------------
+
+
+def test_a_class_based_task_is_registered_and_run(app: App, start_worker: Callable[..., object]) -> None:
+    class Multiply(app.Task):  # type: ignore[name-defined,misc]
+        name = "classy.multiply"
+        max_retries = 1
+
+        def run(self, x: int, y: int) -> int:
+            return x * y * self.factor()
+
+        def factor(self) -> int:
+            return 1
+
+    class Untitled(app.Task):  # type: ignore[name-defined,misc]
+        def run(self) -> str:
+            return self.name
+
+    multiply = app.register_task(Multiply())
+    untitled = app.register_task(Untitled)
+    assert app.tasks["classy.multiply"] is multiply and multiply.max_retries == 1
+    assert untitled.name.endswith("Untitled")
+    with pytest.raises(TypeError, match="cannot take"):
+        multiply.delay(1)
+    start_worker(app)
+    assert multiply.delay(6, 7).get(timeout=10) == 42
+    assert untitled.delay().get(timeout=10) == untitled.name
+    assert multiply(2, 3) == 6  # a direct call
+
+
+def test_a_task_class_without_run_cannot_be_registered(app: App) -> None:
+    class Empty(app.Task):  # type: ignore[name-defined,misc]
+        name = "classy.empty"
+
+    with pytest.raises(TypeError, match="define its run"):
+        app.register_task(Empty)
