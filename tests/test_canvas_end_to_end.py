@@ -1,6 +1,6 @@
-"""Workflows inside workflows on real worker processes, with results on the SQLite default
-and on Redis: a member's result is its last task's, and a chord's body waits for every
-member's last task.
+"""Workflows inside workflows on real worker processes, on the SQLite default, on Redis,
+and on RabbitMQ with Redis results: a member's result is its last task's, and a chord's
+body waits for every member's last task.
 
 The worker runs the thread pool with four threads, so header tasks end side by side and
 the chord counter is counted from several threads at once.
@@ -13,7 +13,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import WorkerProcess, delete_redis_keys, redis_settings
+from e2e_helpers import (
+    AMQP_URL,
+    WorkerProcess,
+    delete_rabbitmq_queue,
+    delete_redis_keys,
+    redis_settings,
+    require_rabbitmq,
+)
 
 from taskq import App, GroupResult, chain, chord, group
 from taskq.canvas import Signature
@@ -30,10 +37,13 @@ def _settings(store: str, tmp_path: Path, queue: str) -> dict[str, object]:
     if store == "sqlite":
         url = f"sqlite:///{tmp_path / queue}.db"
         return {"broker_url": url, "result_backend": url}
+    if store == "amqp+redis":  # RabbitMQ carries the messages, Redis counts the chords
+        require_rabbitmq()
+        return {**redis_settings(queue), "broker_url": AMQP_URL}
     return redis_settings(queue)
 
 
-@pytest.fixture(params=["sqlite", "redis"])
+@pytest.fixture(params=["sqlite", "redis", "amqp+redis"])
 def client(request: pytest.FixtureRequest, tmp_path: Path, spawn_worker: Callable[..., WorkerProcess]) -> Iterator[App]:
     """A client, and a worker process running e2e_app.tasks, on the store named by the parameter."""
     queue = f"taskq-canvas-{uuid.uuid4().hex[:12]}"
@@ -43,8 +53,10 @@ def client(request: pytest.FixtureRequest, tmp_path: Path, spawn_worker: Callabl
     app = App("canvas-client", read_config=False, task_default_queue=queue, **settings)
     yield app
     app.close()
-    if request.param == "redis":
+    if request.param != "sqlite":
         delete_redis_keys(f"{queue}:")
+    if request.param == "amqp+redis":
+        delete_rabbitmq_queue(queue)
 
 
 def s(app: App, name: str, *args: object) -> Signature:
