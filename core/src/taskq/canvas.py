@@ -242,16 +242,33 @@ def _add_errbacks(sig: Signature, errbacks: list[object]) -> None:
         sig.options["link_error"] = [*_listed(sig.options.get("link_error")), *errbacks]
 
 
-def _refuse_nested_group(member: Signature, where: str) -> None:
-    """A group directly inside a group or a chord's header is refused: its result would be a
-    list inside the list, which the chord counter and GroupResult cannot collect yet."""
-    last = member.tasks[-1] if isinstance(member, chain) and member.tasks else member
-    if isinstance(last, group):
-        raise ValueError(
-            f"a group (or a chain ending in one) inside {where} is not supported: its result would be a "
-            "nested list; make it a chord with a body that returns the list (chord(group(...), collect.s())), "
-            "or flatten the groups into one"
-        )
+def _collected(flow: Signature, app: App | None) -> Signature:
+    """``flow`` made to give one result: a group (or a chain ending in one) inside a group or
+    a chord's header becomes a chord whose body (``celery.accumulate``) returns the list of
+    its results, so the enclosing group or chord gets that list as this member's result."""
+    from taskq.builtin_tasks import ACCUMULATE
+
+    def collect() -> Signature:
+        return Signature(ACCUMULATE, (), {"index": 0}, app=app)
+
+    if isinstance(flow, group):
+        return chord(flow, collect(), app=app)
+    if isinstance(flow, chain) and flow.tasks and isinstance(flow.tasks[-1], group):
+        collected = chain(*flow.tasks[:-1], chord(flow.tasks[-1], collect(), app=app), app=app)
+        collected.options.update(flow.options)
+        return collected
+    return flow
+
+
+def _require_collecting(app: App, members: Sequence[Signature]) -> None:
+    """Before anything is sent: members made chords need a backend that can run them."""
+    if any(_has_chord(member) for member in members):
+        if not app.has_backend:
+            raise ResultNotEnabledError(
+                "a group inside a group or a chord's header needs a result backend to collect its results; "
+                "set result_backend"
+            )
+        _require_chords(app)
 
 
 class chain(Signature):  # noqa: N801 - Celery's name, used like a function
@@ -329,7 +346,10 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
         # group or chord header, and the first message must not count as one.
         membership = _membership(options)
         if membership and isinstance(steps[-1], group):
-            _refuse_nested_group(steps[-1], "a group or a chord's header")
+            # the chain is a member: its last step's result must be one value, the list
+            steps[-1] = _collected(steps[-1], self._app)
+            ids[-1] = steps[-1].freeze()
+            _require_collecting(app, steps[-1:])
         steps[-1].options.update(membership)
         # An errback of the chain is every step's: whichever step fails calls it (once).
         errbacks = _listed(options.pop("link_error", None))
@@ -409,12 +429,15 @@ class group(Signature):  # noqa: N801 - Celery's name, used like a function
         from taskq.result import GroupResult
 
         app = self.app
-        if "group_index" in options or "chord" in options:
-            _refuse_nested_group(self, "a group or a chord's header")
-        group_id = cast("str | None", options.pop("group_id", None)) or self.freeze()
-        members = [t.clone(args, kwargs) for t in self.tasks]
-        for member in members:
-            _refuse_nested_group(member, "a group")
+        # Its own id (frozen by a chain, say), else a new one: the caller's signature is not
+        # frozen here, so that sending it twice makes two groups, not one id twice.
+        group_id = (
+            cast("str | None", options.pop("group_id", None))
+            or cast("str | None", self.options.get("task_id"))
+            or new_id()
+        )
+        members = [_collected(t.clone(args, kwargs), self._app) for t in self.tasks]
+        _require_collecting(app, members)
         ids = [m.freeze() for m in members]
         result = GroupResult(group_id, [app.AsyncResult(i) for i in ids], app=app)
         if app.has_backend:
@@ -507,9 +530,7 @@ class chord(Signature):  # noqa: N801 - Celery's name, used like a function
         chain_rest = options.pop("chain", None)
         if chain_rest:
             body.options["chain"] = chain_rest
-        members = [t.clone(args, kwargs) for t in self.header.tasks]
-        for member in members:
-            _refuse_nested_group(member, "a chord's header")
+        members = [_collected(t.clone(args, kwargs), self._app) for t in self.header.tasks]
         body["chord_size"] = len(members)
         group_id = cast("str | None", self.header.options.get("task_id")) or new_id()
         ids = [m.freeze() for m in members]
@@ -594,14 +615,7 @@ def replace_task(app: App, replacement: Mapping[str, object], request: Context) 
     its chain, its callbacks and errbacks, its place in a group or a chord's header, and
     the client waiting for it over rpc://.
     """
-    from taskq.builtin_tasks import ACCUMULATE
-
-    flow = _as_signature(replacement, app).clone()
-    collect = Signature(ACCUMULATE, (), {"index": 0}, immutable=False, app=app)
-    if isinstance(flow, group):
-        flow = chord(flow, collect, app=app)
-    elif isinstance(flow, chain) and flow.tasks and isinstance(flow.tasks[-1], group):
-        flow = chain(*flow.tasks[:-1], chord(flow.tasks[-1], collect, app=app), app=app)
+    flow = _collected(_as_signature(replacement, app).clone(), app)
     final = _result_task(flow)
     assert request.id is not None
     final.options["task_id"] = request.id

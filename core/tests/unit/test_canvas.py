@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 
 from taskq import App, GroupResult, chain, chord, group, states
-from taskq.errors import ChordError, TimeoutError
+from taskq.errors import ChordError, ResultNotEnabledError, TimeoutError
 
 TIMEOUT = 10.0
 # The ids the errback task was given, in the order it was called.
@@ -250,19 +250,37 @@ def test_a_chain_ending_in_a_chord_inside_a_group(math_app: App, start_worker: C
     assert group(flow, add.s(0, 1)).apply_async().get(timeout=TIMEOUT) == [10, 1]
 
 
-@pytest.mark.parametrize(
-    "member",
-    ["group", "chain ending in a group"],
-)
-def test_a_group_inside_a_group_or_a_chord_header_is_refused_at_send(math_app: App, member: str) -> None:
-    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+@pytest.mark.parametrize("member", ["group", "chain ending in a group"])
+def test_a_group_inside_a_group_or_a_chord_header_gives_its_list(
+    math_app: App, start_worker: Callable[..., object], member: str
+) -> None:
+    add, mul = math_app.tasks["math.add"], math_app.tasks["math.mul"]
+
+    @math_app.task(name="math.echo")
+    def echo(values: list[object]) -> list[object]:
+        return values
+
     inner = group(add.s(1, 1), add.s(2, 2))
     if member != "group":
-        inner = chain(add.s(1, 1), inner)
-    with pytest.raises(ValueError, match="nested list"):
-        group(inner, add.s(1, 1)).apply_async()
-    with pytest.raises(ValueError, match="nested list"):
-        chord([inner, add.s(1, 1)], tsum.s()).apply_async()
+        inner = chain(add.s(0, 1), group(mul.s(2), mul.s(4)))  # [2, 4] too
+    start_worker(math_app)
+    assert group(inner, add.s(1, 1)).apply_async().get(timeout=TIMEOUT) == [[2, 4], 2]
+    assert chord([inner, add.s(1, 1)], echo.s()).apply_async().get(timeout=TIMEOUT) == [[2, 4], 2]
+    assert group(group(inner)).apply_async().get(timeout=TIMEOUT) == [[[2, 4]]]
+
+
+def test_a_group_inside_a_group_without_a_chord_backend_is_refused_before_anything_is_sent(
+    memory_url: str,
+) -> None:
+    app = App("nochords", broker=memory_url, backend="disabled", read_config=False)
+
+    @app.task(name="nochords.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    with pytest.raises(ResultNotEnabledError, match="needs a result backend"):
+        group(group(add.s(1, 1), add.s(2, 2)), add.s(3, 3)).apply_async()
+    assert app.transport.depth("taskq") == 0
 
 
 # ---- Failures in workflows: raised by get(), errbacks called once, nothing left waiting ---
@@ -476,3 +494,12 @@ def test_a_workflow_uses_the_app_of_its_signatures_not_the_current_one(
     assert chord([add.s(1, 1), add.s(2, 2)], tsum.s()).apply_async().get(timeout=TIMEOUT) == 6
     assert chain(add.s(1, 1), add.s(1)).apply_async().get(timeout=TIMEOUT) == 3
     assert group(add.s(1, 1), add.s(2, 2)).apply_async().get(timeout=TIMEOUT) == [2, 4]
+
+
+def test_a_group_sent_twice_is_two_groups(math_app: App, start_worker: Callable[..., object]) -> None:
+    add = math_app.tasks["math.add"]
+    start_worker(math_app)
+    members = group(add.s(1, 1), add.s(2, 2))
+    first, second = members.apply_async(), members.apply_async()
+    assert first.id != second.id and set(first.ids).isdisjoint(second.ids)
+    assert first.get(timeout=TIMEOUT) == second.get(timeout=TIMEOUT) == [2, 4]
