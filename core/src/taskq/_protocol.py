@@ -301,8 +301,10 @@ def _decode(registry: SerializerRegistry, message: Message) -> TaskMessage:
             errbacks = _signatures(errbacks, "errbacks")
         if chain is not None:
             chain = _signatures(chain, "chain")
-        if chord_value is not None and not isinstance(chord_value, dict):
-            raise _bad("chord", chord_value, "a mapping (a signature) or null")
+        if chord_value is not None:
+            if not isinstance(chord_value, dict):
+                raise _bad("chord", chord_value, "a mapping (a signature) or null")
+            _check_signature(chord_value, "chord")
         chord = chord_value
     elif embed is not None:
         raise MessageDecodeError("embed must be a mapping")
@@ -452,8 +454,50 @@ def _signatures(value: object, name: str) -> list[dict[str, object]] | None:
     if value is None:
         return None
     if isinstance(value, (list, tuple)) and all(isinstance(item, dict) for item in value):
+        for item in value:
+            _check_signature(item, name)
         return cast("list[dict[str, object]]", value if type(value) is list else list(value))
     raise _bad(name, value, "a list of mappings (signatures) or null")
+
+
+def _check_signature(value: object, name: str) -> None:
+    problem = signature_problem(value)
+    if problem is not None:
+        raise MessageDecodeError(f"{name} holds {problem}")
+
+
+def signature_problem(value: object) -> str | None:
+    """What makes ``value`` no signature (Celery's dict: a task name, args a list, kwargs and
+    options mappings; a workflow's parts too), or None. Never raises."""
+    if not isinstance(value, Mapping):
+        return f"{_show(value)}, which is not a signature (a mapping)"
+    task, args, kwargs, options = value.get("task"), value.get("args"), value.get("kwargs"), value.get("options")
+    for part_name, part_value, ok in (
+        ("task", task, isinstance(task, str) and task != ""),
+        ("args", args, args is None or isinstance(args, (list, tuple))),
+        ("kwargs", kwargs, kwargs is None or (isinstance(kwargs, Mapping) and all(type(k) is str for k in kwargs))),
+        ("options", options, options is None or isinstance(options, Mapping)),
+    ):
+        if not ok:
+            return (
+                f"a signature whose {part_name} is {_show(part_value)}; a signature needs a task name, "
+                "args a list, kwargs and options mappings"
+            )
+    parts: list[object] = []
+    kind = value.get("subtask_type")
+    if kwargs and kind in ("chain", "group"):
+        tasks = kwargs.get("tasks")
+        parts = list(tasks) if isinstance(tasks, (list, tuple)) else [tasks]
+    elif kwargs and kind == "chord":
+        header = kwargs.get("header")
+        parts = list(header) if isinstance(header, (list, tuple)) else [header]
+        if kwargs.get("body") is not None:
+            parts.append(kwargs["body"])
+    for part in parts:
+        problem = signature_problem(part)
+        if problem is not None:
+            return problem
+    return None
 
 
 def _bad(name: str, value: object, expected: str) -> MessageDecodeError:

@@ -22,6 +22,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 from taskq._ids import new_id
+from taskq._protocol import signature_problem
 from taskq.drivers.support.connections import mask_url
 from taskq.errors import ConfigError, ResultNotEnabledError
 
@@ -69,26 +70,10 @@ class Signature(dict[str, object]):
         maker = _WORKFLOWS.get(str(kind)) if kind else None
         if maker is not None:
             return maker(data, app)
+        problem = signature_problem(data)
+        if problem is not None:
+            raise TypeError(f"not a signature ({problem})")
         task, args, kwargs, options = data.get("task"), data.get("args"), data.get("kwargs"), data.get("options")
-        problems = [
-            f"{name} is {value!r:.80}"
-            for name, value, ok in (
-                ("task", task, isinstance(task, str) and task != ""),
-                ("args", args, args is None or isinstance(args, (list, tuple))),
-                (
-                    "kwargs",
-                    kwargs,
-                    kwargs is None or (isinstance(kwargs, Mapping) and all(isinstance(k, str) for k in kwargs)),
-                ),
-                ("options", options, options is None or isinstance(options, Mapping)),
-            )
-            if not ok
-        ]
-        if problems:
-            raise TypeError(
-                f"not a signature ({'; '.join(problems)}): a signature needs a task name, args a list, "
-                f"kwargs and options mappings"
-            )
         sig = cls(
             cast(str, task),
             cast("Sequence[object]", args or ()),

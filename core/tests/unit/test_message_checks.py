@@ -75,6 +75,19 @@ HOSTILE_EMBEDS = [
     ({"chain": [None]}, "chain"),
     ({"chord": []}, "chord"),
     ({"chord": "x"}, "chord"),
+    # mappings that are no signatures: the worker failed the task after it ran, sending what follows
+    ({"chain": [{"task": 5}]}, "chain holds a signature whose task is 5"),
+    ({"callbacks": [{"task": "t", "args": "12"}]}, "callbacks holds a signature whose args"),
+    ({"errbacks": [{"task": "t", "kwargs": [1]}]}, "errbacks holds a signature whose kwargs"),
+    ({"chord": {"task": "t", "options": []}}, "chord holds a signature whose options"),
+    (
+        {"chain": [{"task": "celery.group", "subtask_type": "group", "kwargs": {"tasks": [{"args": []}]}}]},
+        "task is None",
+    ),
+    (
+        {"chain": [{"task": "celery.chord", "subtask_type": "chord", "kwargs": {"header": [], "body": 7}}]},
+        "7, which is not a signature",
+    ),
 ]
 
 
