@@ -142,6 +142,9 @@ class TaskMessage:
     reply_to: str | None = None
     correlation_id: str | None = None
     priority: int | None = None
+    #: The stamps the message carries (the ``stamped_headers`` and ``stamps`` headers), by
+    #: stamp name; None when it carries none.
+    stamps: dict[str, object] | None = None
 
 
 def build_headers(
@@ -163,9 +166,10 @@ def build_headers(
     argsrepr: str | None = None,
     kwargsrepr: str | None = None,
     shadow: str | None = None,
+    stamps: Mapping[str, object] | None = None,
     extra: Mapping[str, object] | None = None,
 ) -> dict[str, object]:
-    """Protocol 2 headers for one task message."""
+    """Protocol 2 headers for one task message; ``stamps`` by name, as Celery's stamping sends them."""
     headers: dict[str, object] = {
         "lang": "py",
         "task": name,
@@ -184,8 +188,8 @@ def build_headers(
         "origin": _ORIGIN,
         "ignore_result": ignore_result,
         "replaced_task_nesting": 0,
-        "stamped_headers": None,
-        "stamps": {},
+        "stamped_headers": list(stamps) if stamps else None,
+        "stamps": dict(stamps) if stamps else {},
     }
     if extra:
         headers.update(extra)
@@ -341,6 +345,7 @@ _Checked = tuple[
     str | None,
     str | None,
     int | None,
+    dict[str, object] | None,
 ]
 
 
@@ -386,6 +391,7 @@ def _checked_headers(headers: dict[str, object], properties: dict[str, object]) 
     eta = get("eta")
     expires = get("expires")
     timelimit = get("timelimit")
+    stamped = get("stamped_headers")
     return (
         None if eta is None else _when(eta, "eta"),
         None if expires is None else _when(expires, "expires"),
@@ -403,7 +409,24 @@ def _checked_headers(headers: dict[str, object], properties: dict[str, object]) 
         reply_to,
         correlation_id,
         priority,
+        None if stamped is None else (_stamps(stamped, get("stamps")) or None),
     )
+
+
+def _stamps(names: object, values: object) -> dict[str, object]:
+    """The stamps by name: each name ``stamped_headers`` lists, with its value in ``stamps``
+    (None when it has none there, as Celery reads it)."""
+    if type(names) is not list and type(names) is not tuple:
+        raise _bad("stamped_headers", names, "a list of stamp names or null")
+    if values is not None and type(values) is not dict:
+        raise _bad("stamps", values, "a mapping of stamp names to values, or null")
+    found = cast("dict[str, object]", values or {})
+    stamps: dict[str, object] = {}
+    for name in cast("list[object]", names):
+        if type(name) is not str:
+            raise _bad("stamped_headers", names, "a list of stamp names (text)")
+        stamps[name] = found.get(name)
+    return stamps
 
 
 def check_headers(headers: Mapping[str, object], properties: Mapping[str, object] | None = None) -> None:

@@ -32,6 +32,91 @@ if TYPE_CHECKING:
     from taskq.task import Context
 
 
+class StampingVisitor:
+    """Decides the stamps of each part of a workflow, for :meth:`Signature.stamp`.
+
+    Subclass it and define :meth:`on_signature` (and any other method): each is called
+    with the part being stamped and the stamps given so far, and returns the stamps to add
+    (a mapping of stamp names to values). The stamps a workflow's ``on_*_start`` returns go
+    to all of its tasks. As Celery's ``celery.canvas.StampingVisitor``.
+    """
+
+    def on_signature(self, sig: Signature, **headers: object) -> Mapping[str, object]:
+        """Stamps for one task."""
+        raise NotImplementedError(f"{type(self).__name__} must define on_signature(self, sig, **headers)")
+
+    def on_group_start(self, group: group, **headers: object) -> Mapping[str, object]:
+        """Stamps for every task of ``group``."""
+        return {}
+
+    def on_group_end(self, group: group, **headers: object) -> None:
+        """``group`` and its tasks are stamped."""
+
+    def on_chain_start(self, chain: chain, **headers: object) -> Mapping[str, object]:
+        """Stamps for every step of ``chain``."""
+        return {}
+
+    def on_chain_end(self, chain: chain, **headers: object) -> None:
+        """``chain`` and its steps are stamped."""
+
+    def on_chord_header_start(self, sig: chord, **headers: object) -> Mapping[str, object]:
+        """Stamps for the chord's header tasks (and its body); by default the header group's."""
+        return self.on_group_start(sig.header, **headers)
+
+    def on_chord_header_end(self, sig: chord, **headers: object) -> None:
+        """The chord's header is stamped."""
+        self.on_group_end(sig.header, **headers)
+
+    def on_chord_body(self, sig: chord, **headers: object) -> Mapping[str, object]:
+        """Stamps for the chord's body only."""
+        return {}
+
+    def on_callback(self, callback: Signature, **headers: object) -> Mapping[str, object]:
+        """Stamps for a callback (``link``) of a stamped part."""
+        return {}
+
+    def on_errback(self, errback: Signature, **headers: object) -> Mapping[str, object]:
+        """Stamps for an errback (``link_error``) of a stamped part."""
+        return {}
+
+
+#: The options that hold a signature's stamps: the names, then each stamp under its name.
+STAMPED_HEADERS = "stamped_headers"
+
+
+def _merge_stamps(
+    into: dict[str, object], stamps: Mapping[str, object], append: bool, *, keep: bool = False
+) -> dict[str, object]:
+    """``stamps`` merged into ``into`` (in place): a stamp of a name already there replaces
+    it (or, with ``keep``, is ignored), or with ``append`` both values are kept in a list."""
+    for name, value in stamps.items():
+        if name not in into:
+            into[name] = value
+        elif append:
+            old = into[name]
+            into[name] = [*(old if isinstance(old, list) else [old]), *(value if isinstance(value, list) else [value])]
+        elif not keep:
+            into[name] = value
+    return into
+
+
+def _check_stamp_names(stamps: Mapping[str, object], whose: str) -> None:
+    from taskq.sending import SEND_OPTIONS
+
+    for name in stamps:
+        if not isinstance(name, str) or not name:
+            raise TypeError(f"{whose}: a stamp's name must be non-empty text, not {name!r:.80}")
+        if name in SEND_OPTIONS or name in _NOT_STAMP_NAMES:
+            raise ValueError(
+                f"{whose}: cannot stamp {name!r}: it names a sending option, and a signature keeps its stamps "
+                f"among its options; choose another name"
+            )
+
+
+# Option names a stamp cannot take besides the sending options.
+_NOT_STAMP_NAMES = frozenset({STAMPED_HEADERS, "immutable", "subtask_type", "chord_size"})
+
+
 class Signature(dict[str, object]):
     """One task call: name, arguments and sending options."""
 
@@ -123,7 +208,7 @@ class Signature(dict[str, object]):
             self.task,
             new_args,
             {**self.kwargs, **(kwargs or {})},
-            {**self.options, **options},
+            _merged_options(self.options, options),
             immutable=self.immutable,
             subtask_type=cast("str | None", self["subtask_type"]),
             app=self._app,
@@ -165,6 +250,62 @@ class Signature(dict[str, object]):
         self.link_error(errback)
         return self
 
+    # ---- Stamping -------------------------------------------------------------------
+
+    @property
+    def stamps(self) -> dict[str, object]:
+        """This signature's stamps by name (empty when it has none)."""
+        options = self.options
+        return {name: options.get(name) for name in cast("list[str]", options.get(STAMPED_HEADERS) or [])}
+
+    def _set_stamps(self, stamps: Mapping[str, object]) -> None:
+        options = self.options
+        names = [*cast("list[str]", options.get(STAMPED_HEADERS) or [])]
+        for name, value in stamps.items():
+            if name not in names:
+                names.append(name)
+            options[name] = value
+        options[STAMPED_HEADERS] = names
+
+    def stamp(
+        self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: object
+    ) -> Signature:
+        """Stamp this call (and its callbacks and errbacks) with ``headers``, and with what
+        ``visitor`` returns for it; returns the signature.
+
+        Stamps travel in the message (Celery's ``stamped_headers`` and ``stamps`` headers),
+        the task reads them as ``self.request.stamps``, and ``app.control.revoke_by_stamped_headers``
+        revokes by them. A stamp of a name the call has already replaces the old one, unless
+        ``append_stamps``: then the values are kept in a list. A workflow stamps each of its
+        tasks. See docs/canvas.md, "Stamping".
+        """
+        _check_stamp_names(headers, "stamp()")
+        self.stamp_links(visitor, append_stamps, **headers)
+        given = dict(headers)
+        if visitor is not None:
+            extra = dict(visitor.on_signature(self, **headers) or {})
+            _check_stamp_names(extra, f"{type(visitor).__name__}.on_signature()")
+            _merge_stamps(given, extra, append_stamps, keep=True)
+        self._set_stamps(_merge_stamps(self.stamps, given, append_stamps))
+        return self
+
+    def stamp_links(self, visitor: StampingVisitor | None, append_stamps: bool = False, **headers: object) -> None:
+        """Stamp this call's callbacks (``link``) and errbacks (``link_error``) with ``headers``
+        and what ``visitor.on_callback`` / ``on_errback`` return; not with this call's own stamps."""
+        for option, hook in (("link", "on_callback"), ("link_error", "on_errback")):
+            links = self.options.get(option)
+            if not links:
+                continue
+            listed = [_as_signature(cast("Mapping[str, object]", link), self._app) for link in _listed(links)]
+            for link in listed:
+                given = dict(headers)
+                if visitor is not None:
+                    extra = dict(getattr(visitor, hook)(link, **headers) or {})
+                    _check_stamp_names(extra, f"{type(visitor).__name__}.{hook}()")
+                    _merge_stamps(given, extra, append_stamps, keep=True)
+                link.stamp(visitor, append_stamps, **given)
+            self.options[option] = listed
+
     def apply_async(
         self,
         args: Sequence[object] = (),
@@ -181,6 +322,18 @@ class Signature(dict[str, object]):
     def __repr__(self) -> str:
         parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
         return f"{self.task}({', '.join(parts)}){'!' if self.immutable else ''}"
+
+
+def _merged_options(options: Mapping[str, object], more: Mapping[str, object]) -> dict[str, object]:
+    """``more`` over ``options``; the stamps of both are kept (their names listed once)."""
+    merged = {**options, **more}
+    if STAMPED_HEADERS in options and STAMPED_HEADERS in more:
+        names = cast("list[str]", options[STAMPED_HEADERS] or [])
+        merged[STAMPED_HEADERS] = [
+            *names,
+            *(n for n in cast("list[str]", more[STAMPED_HEADERS] or []) if n not in names),
+        ]
+    return merged
 
 
 def _app_of(signatures: Iterable[Signature]) -> App | None:
@@ -256,6 +409,31 @@ def _require_collecting(app: App, members: Sequence[Signature]) -> None:
         _require_chords(app)
 
 
+def _stamp_workflow(
+    flow: Signature,
+    parts: Sequence[Signature],
+    visitor: StampingVisitor | None,
+    append_stamps: bool,
+    headers: Mapping[str, object],
+    start: str,
+    end: str,
+) -> dict[str, object]:
+    """Stamp each of ``parts`` with ``headers`` and what ``visitor``'s ``start`` method
+    returns for ``flow``; then call its ``end`` method. Returns the stamps given to the parts."""
+    _check_stamp_names(headers, "stamp()")
+    given = dict(headers)
+    if visitor is not None:
+        extra = dict(getattr(visitor, start)(flow, **headers) or {})
+        _check_stamp_names(extra, f"{type(visitor).__name__}.{start}()")
+        _merge_stamps(given, extra, append_stamps, keep=True)
+    flow.stamp_links(visitor, append_stamps, **given)
+    for part in parts:
+        part.stamp(visitor, append_stamps, **given)
+    if visitor is not None:
+        getattr(visitor, end)(flow, **given)
+    return given
+
+
 class chain(Signature):  # noqa: N801 - Celery's name, used like a function
     """Tasks run one after another, each given the previous one's result."""
 
@@ -292,6 +470,11 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
 
     def __or__(self, other: Signature) -> chain:  # type: ignore[override]  # | chains tasks, as in Celery
         return chain(*self.tasks, other, app=self._app)
+
+    def stamp(self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: object) -> chain:
+        """Stamp every step (see :meth:`Signature.stamp`); ``visitor.on_chain_start`` adds stamps for all."""
+        _stamp_workflow(self, self.tasks, visitor, append_stamps, headers, "on_chain_start", "on_chain_end")
+        return self
 
     def clone(
         self, args: Sequence[object] = (), kwargs: Mapping[str, object] | None = None, **options: object
@@ -394,6 +577,11 @@ class group(Signature):  # noqa: N801 - Celery's name, used like a function
     def __len__(self) -> int:
         return len(self.tasks)
 
+    def stamp(self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: object) -> group:
+        """Stamp every member (see :meth:`Signature.stamp`); ``visitor.on_group_start`` adds stamps for all."""
+        _stamp_workflow(self, self.tasks, visitor, append_stamps, headers, "on_group_start", "on_group_end")
+        return self
+
     def freeze(self) -> str:
         """Fix the group's id and every member's now; return the group's id."""
         for member in self.tasks:
@@ -473,6 +661,21 @@ class chord(Signature):  # noqa: N801 - Celery's name, used like a function
 
     def __call__(self, body: Signature) -> AsyncResult[object]:
         return chord(self.header, body, app=self._app).apply_async()
+
+    def stamp(self, visitor: StampingVisitor | None = None, append_stamps: bool = False, **headers: object) -> chord:
+        """Stamp every header task and the body (see :meth:`Signature.stamp`):
+        ``visitor.on_chord_header_start`` adds stamps for all, ``on_chord_body`` for the body."""
+        given = _stamp_workflow(
+            self, self.header.tasks, visitor, append_stamps, headers, "on_chord_header_start", "on_chord_header_end"
+        )
+        body = self.kwargs["body"]
+        if isinstance(body, Signature):
+            if visitor is not None:
+                extra = dict(visitor.on_chord_body(self, **given) or {})
+                _check_stamp_names(extra, f"{type(visitor).__name__}.on_chord_body()")
+                given = _merge_stamps(dict(given), extra, append_stamps)
+            body.stamp(visitor, append_stamps, **given)
+        return self
 
     def freeze(self) -> str:
         return self.body.freeze()
@@ -664,4 +867,4 @@ def signature(
     return Signature(task, args, kwargs, options)
 
 
-__all__ = ["Signature", "chain", "chord", "chunks", "group", "signature"]
+__all__ = ["Signature", "StampingVisitor", "chain", "chord", "chunks", "group", "signature"]

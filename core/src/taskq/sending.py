@@ -19,7 +19,7 @@ import datetime
 import functools
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import KW_ONLY, InitVar, dataclass, fields
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
 
@@ -102,6 +102,10 @@ class SendOptions:
     kwargsrepr: str | None = None
     #: Another name for the task in logs and monitors.
     shadow: str | None = None
+    #: Stamps by name, sent in the ``stamped_headers`` and ``stamps`` headers (see
+    #: docs/canvas.md, "Stamping"). Celery's way also works: ``stamped_headers=[names]``
+    #: with each stamp as an option of its name, as a stamped signature's options hold them.
+    stamps: Mapping[str, object] | None = None
 
 
 #: Every send option, by name: what ``beat_schedule`` entries may give in ``options``.
@@ -146,6 +150,8 @@ def send_options(caller: str, options: Mapping[str, object]) -> SendOptions:
     """
     if not options:
         return NO_OPTIONS
+    if "stamped_headers" in options:
+        options = _stamps_gathered(caller, options)
     try:
         return SendOptions(**options)  # type: ignore[arg-type]  # the dataclass checks the names
     except TypeError:
@@ -160,6 +166,23 @@ def send_options(caller: str, options: Mapping[str, object]) -> SendOptions:
             f"the options are {', '.join(sorted(SEND_OPTIONS))}"
         ) from None
     return SendOptions(**{k: v for k, v in options.items() if k in SEND_OPTIONS})  # type: ignore[arg-type]  # idem
+
+
+def _stamps_gathered(caller: str, options: Mapping[str, object]) -> dict[str, object]:
+    """``options`` with Celery's stamping options (``stamped_headers``, and each stamp as an
+    option of its name) gathered into ``stamps``."""
+    names = options["stamped_headers"]
+    if names is None:
+        names = []
+    if isinstance(names, str) or not isinstance(names, Iterable) or not all(isinstance(n, str) for n in names):
+        raise TypeError(f"{caller}(): stamped_headers must be a list of stamp names, not {names!r:.100}")
+    listed = list(cast("Iterable[str]", names))
+    gathered = {key: value for key, value in options.items() if key != "stamped_headers" and key not in listed}
+    stamps = {**cast("Mapping[str, object]", options.get("stamps") or {})}
+    for name in listed:
+        stamps[name] = options.get(name)
+    gathered["stamps"] = stamps or None
+    return gathered
 
 
 @functools.cache
@@ -303,6 +326,7 @@ def send(
         argsrepr=options.argsrepr,
         kwargsrepr=options.kwargsrepr,
         shadow=options.shadow,
+        stamps=options.stamps,
         extra=options.headers,
     )
     try:  # what a worker would refuse is refused here, where the caller can fix it

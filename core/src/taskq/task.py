@@ -115,6 +115,10 @@ class Context:
     ignore_result: bool = False
     called_directly: bool = True
     deliveries: int = 1
+    #: The names of the stamps the message carries (see docs/canvas.md, "Stamping"); None: none.
+    stamped_headers: list[str] | None = None
+    #: The stamps the message carries, by name; None: none.
+    stamps: Mapping[str, object] | None = None
     #: Ids of the tasks this one sent while running (stored as the result's children).
     children: list[str] = field(default_factory=list)
 
@@ -596,6 +600,7 @@ class Task(Generic[P, R]):
             "errbacks": request.errbacks,
             "chain": request.chain,
             "chord": request.chord,
+            "stamps": request.stamps,
         }
         clash = sorted(resent.keys() & options.keys())
         if clash:

@@ -274,14 +274,42 @@ def purge(ctx: click.Context, queues: str | None, force: bool) -> None:
 
 
 @cli.command()
-@click.argument("task_ids", nargs=-1, required=True)
+@click.argument("task_ids", nargs=-1)
 @click.option("--terminate", is_flag=True, help="Also stop the tasks if they are running.")
+@click.option(
+    "--stamp",
+    "stamps",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Revoke every task stamped NAME=VALUE (repeatable; a VALUE that is JSON is read as JSON).",
+)
 @app_option
 @click.pass_context
-def revoke(ctx: click.Context, task_ids: tuple[str, ...], terminate: bool) -> None:
-    """Make workers skip the tasks TASK_IDS (kept in the result backend)."""
-    _state(ctx).app.control.revoke(list(task_ids), terminate=terminate)
-    click.echo(f"revoked {len(task_ids)} task(s){' (terminate)' if terminate else ''}")
+def revoke(ctx: click.Context, task_ids: tuple[str, ...], terminate: bool, stamps: tuple[str, ...]) -> None:
+    """Make workers skip the tasks TASK_IDS, or those stamped --stamp NAME=VALUE (kept in the result backend)."""
+    if not task_ids and not stamps:
+        raise click.UsageError("give the ids of the tasks to revoke, or --stamp NAME=VALUE")
+    control = _state(ctx).app.control
+    suffix = " (terminate)" if terminate else ""
+    if task_ids:
+        control.revoke(list(task_ids), terminate=terminate)
+        click.echo(f"revoked {len(task_ids)} task(s){suffix}")
+    if stamps:
+        wanted: dict[str, list[object]] = {}
+        for item in stamps:
+            name, equals, text = item.partition("=")
+            if not equals or not name:
+                raise click.BadParameter(f"{item!r}: write NAME=VALUE", param_hint="--stamp")
+            values = wanted.setdefault(name, [])
+            values.append(text)
+            try:  # a stamp 42 and a stamp "42" read alike on the command line: revoke both
+                value = json.loads(text)
+            except ValueError:
+                continue
+            if value != text:
+                values.append(value)
+        control.revoke_by_stamped_headers(wanted, terminate=terminate)
+        click.echo(f"revoked the tasks stamped {', '.join(stamps)}{suffix}")
 
 
 @cli.command()

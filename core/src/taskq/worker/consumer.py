@@ -299,7 +299,8 @@ class Consumer:
         if self._log_info:
             logger.info("Task %s[%s] received", message.name, message.id)
         endings.received(self.app, request)
-        if message.id in self.revocations:
+        revocations = self.revocations
+        if message.id in revocations or (revocations.stamps and message.stamps and revocations.stamped(message.stamps)):
             self._discard_revoked(request)
             return
         now = time.time()
@@ -331,11 +332,12 @@ class Consumer:
         self._skip(request, expired=True)
 
     def _discard_revoked(self, request: Request) -> None:
-        self._skip(request, expired=False)
+        stamp = self.revocations.stamped(request.message.stamps) if request.message.stamps else None
+        self._skip(request, expired=False, stamp=stamp)
 
-    def _skip(self, request: Request, *, expired: bool) -> None:
+    def _skip(self, request: Request, *, expired: bool, stamp: tuple[str, object] | None = None) -> None:
         """Record a task that will not run (revoked or expired) and let go of its message."""
-        endings.revoked(self.app, request, expired=expired)
+        endings.revoked(self.app, request, expired=expired, stamp=stamp)
         if not request.acknowledged:
             self._ack([request.delivery])
 
@@ -382,7 +384,10 @@ class Consumer:
             suspect_waits = False
             while self.reserved and len(batch) < room:
                 request = self.reserved.popleft()
-                if request.id in self.revocations:
+                revocations = self.revocations
+                if request.id in revocations or (
+                    revocations.stamps and request.message.stamps and revocations.stamped(request.message.stamps)
+                ):
                     self._discard_revoked(request)
                     continue
                 if request.task.rate_limit:

@@ -154,11 +154,17 @@ def ran(app: App, request: Request, state: str, retval: object) -> None:
 # ---- In the main process: what happened to the task ----------------------------------
 
 
-def revoked(app: App, request: Request, *, expired: bool) -> None:
-    """The task was not run: revoked before it started, or past its ``expires`` time."""
+def revoked(app: App, request: Request, *, expired: bool, stamp: tuple[str, object] | None = None) -> None:
+    """The task was not run: revoked before it started (by its id, or by ``stamp``, one of
+    its stamps), or past its ``expires`` time."""
     if expired:
         logger.warning("Task %s[%s] expired before it ran; not running it", request.name, request.id)
         why = f"task {request.name}[{request.id}] expired"
+    elif stamp is not None:
+        logger.warning(
+            "Task %s[%s] was revoked by its stamp %s=%r; not running it", request.name, request.id, stamp[0], stamp[1]
+        )
+        why = f"task {request.name}[{request.id}] was revoked by its stamp {stamp[0]}={stamp[1]!r}"
     else:
         logger.warning("Task %s[%s] was revoked; not running it", request.name, request.id)
         why = f"task {request.name}[{request.id}] was revoked"

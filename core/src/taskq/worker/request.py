@@ -84,6 +84,11 @@ class Request:
         return self.message.argsrepr or ""
 
     @property
+    def stamps(self) -> dict[str, object]:
+        """The message's stamps by name (Celery's ``request.stamps``); empty when it has none."""
+        return self.message.stamps or {}
+
+    @property
     def ignore_result(self) -> bool:
         return self.message.ignore_result or bool(self.task.ignore_result)
 
@@ -124,6 +129,8 @@ class Request:
             ignore_result=message.ignore_result,
             called_directly=False,
             deliveries=self.delivery.deliveries,
+            stamped_headers=list(message.stamps) if message.stamps else None,
+            stamps=message.stamps,
         )
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:

@@ -6,6 +6,10 @@ sent still honours it: every worker reads the log from where it left off, and re
 its place and the ids in its state file (``--statedb``) across restarts. A revoked task
 is skipped when it arrives or comes due; with ``terminate=True`` a running one is stopped
 by pools that can.
+
+A revocation by stamp (``app.control.revoke_by_stamped_headers({"run": "r1"})``) is an
+entry of the same log, its "id" :data:`STAMP_REVOCATION` followed by the stamps as JSON: a
+task carrying one of those stamp values is skipped, and with ``terminate`` stopped.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import logging
 import os
 import threading
 from collections import OrderedDict
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from taskq.control import STAMP_REVOCATION, stamp_key, stamp_matches
 from taskq.drivers.bootstep import Step
 from taskq.errors import ConfigError, PoolFeatureError
 
@@ -42,6 +48,8 @@ class Revocations:
         self.state_path = state_path
         self.cursor = 0
         self._ids: OrderedDict[str, bool] = OrderedDict()
+        #: Revoked stamp values by stamp name (as :func:`taskq.control.stamp_key` gives them).
+        self.stamps: dict[str, set[str]] = {}
         self._lock = threading.Lock()
         if state_path is not None:
             self._load(state_path)
@@ -52,7 +60,25 @@ class Revocations:
     def __len__(self) -> int:
         return len(self._ids)
 
+    def stamped(self, stamps: Mapping[str, object]) -> tuple[str, object] | None:
+        """The revoked ``(name, value)`` among a task's ``stamps``; None when none is."""
+        return stamp_matches(self.stamps, stamps) if self.stamps else None
+
+    def _add_stamps(self, entry: str) -> None:
+        try:
+            revoked = json.loads(entry[len(STAMP_REVOCATION) :])
+            if not isinstance(revoked, dict):
+                raise ValueError("not a mapping")
+        except ValueError as exc:
+            logger.warning("ignoring an unreadable revocation by stamp %r: %s", entry[:200], exc)
+            return
+        for name, values in revoked.items():
+            keys = self.stamps.setdefault(str(name), set())
+            keys.update(stamp_key(value) for value in (values if isinstance(values, list) else [values]))
+
     def add(self, task_id: str, terminate: bool = False) -> None:
+        if task_id.startswith(STAMP_REVOCATION):
+            self._add_stamps(task_id)
         with self._lock:
             self._ids[task_id] = terminate
             self._ids.move_to_end(task_id)
@@ -88,6 +114,8 @@ class Revocations:
         self.cursor = int(data.get("cursor", 0))
         for task_id in data.get("revoked", []):
             self._ids[str(task_id)] = False
+            if str(task_id).startswith(STAMP_REVOCATION):
+                self._add_stamps(str(task_id))
         logger.info("loaded %d revoked task id(s) from %s", len(self._ids), path)
 
     def save(self) -> None:
@@ -105,7 +133,15 @@ class Revocations:
 
 
 def terminate_running(consumer: Consumer, task_id: str) -> None:
-    """Stop the task ``task_id`` if it runs here (``revoke(terminate=True)``); in the loop's thread."""
+    """Stop the task ``task_id`` if it runs here (``revoke(terminate=True)``), or for a
+    revocation by stamp every task running here that carries one; in the loop's thread."""
+    if task_id.startswith(STAMP_REVOCATION):
+        probe = Revocations()
+        probe._add_stamps(task_id)
+        for request in list(consumer.active.values()):
+            if request.message.stamps and probe.stamped(request.message.stamps):
+                terminate_running(consumer, request.id)
+        return
     if task_id not in consumer.active:
         return  # not running here: the revocation list covers it
     try:
@@ -157,7 +193,12 @@ class RevocationStep(Step):
                     logger.exception("could not read revocations; retrying in %.1fs", POLL_INTERVAL)
                     continue
                 for task_id, terminate in new:
-                    logger.info("task %s revoked%s", task_id, " (terminate)" if terminate else "")
+                    what = (
+                        f"tasks stamped {task_id[len(STAMP_REVOCATION) :]}"
+                        if task_id.startswith(STAMP_REVOCATION)
+                        else f"task {task_id}"
+                    )
+                    logger.info("%s revoked%s", what, " (terminate)" if terminate else "")
                     if terminate:
                         consumer.call_soon(partial(terminate_running, consumer, task_id))
         finally:
