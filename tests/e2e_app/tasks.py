@@ -161,3 +161,9 @@ async def async_add(x: int, y: int) -> int:
 
     await asyncio.sleep(0.01)
     return x + y
+
+
+@app.task(bind=True)
+def stamps(self, *_previous: object) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The stamps this task's message carried (any argument, a previous step's result, is ignored)."""
+    return dict(self.request.stamps or {})

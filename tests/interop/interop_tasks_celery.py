@@ -67,3 +67,9 @@ def total(values: list[int]) -> int:
 @app.task(name="interop.on_error")
 def on_error(task_id: str) -> str:
     return f"handled {task_id}"
+
+
+@app.task(name="interop.stamps", bind=True)
+def stamps(self, *_previous: object) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    """The stamps of this task's message, by name (a previous step's result is ignored)."""
+    return dict(self.request.stamps or {})

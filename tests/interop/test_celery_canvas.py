@@ -179,3 +179,40 @@ def test_a_taskq_chord_run_by_both_kinds_of_workers_sends_its_body_once(interop,
     result = chord([taskq_side.slow_add.s(i, 0) for i in range(8)], taskq_side.listed.s()).apply_async()
     assert result.get(timeout=TIMEOUT) == list(range(8))
     assert body_runs(workers, result.id) == 1
+
+
+# ---- Stamps, both ways -----------------------------------------------------------------
+
+
+def test_a_celery_stamped_chain_and_group_carry_their_stamps_to_taskq_workers(interop, start_worker):
+    from celery import chain, group
+    from celery.canvas import StampingVisitor
+
+    class Tenant(StampingVisitor):
+        def on_signature(self, sig, **headers):
+            return {"tenant": "acme"}
+
+    start_worker("taskq")
+    celery = module(interop, "celery")
+    flow = chain(celery.stamps.s(), group(celery.stamps.s(), celery.stamps.s()), celery.stamps.s())
+    flow.stamp(Tenant(), run="r1")
+    result = flow.apply_async()
+    assert result.get(timeout=TIMEOUT) == {"run": "r1", "tenant": "acme"}
+    assert result.parent.get(timeout=TIMEOUT) == [{"run": "r1", "tenant": "acme"}] * 2
+
+
+def test_a_taskq_stamped_chain_and_group_carry_their_stamps_to_celery_workers(interop, start_worker):
+    from taskq import chain, group
+    from taskq.canvas import StampingVisitor
+
+    class Tenant(StampingVisitor):
+        def on_signature(self, sig, **headers):
+            return {"tenant": "acme"}
+
+    start_worker("celery")
+    taskq_side = module(interop, "taskq")
+    flow = chain(taskq_side.stamps.s(), group(taskq_side.stamps.s(), taskq_side.stamps.s()), taskq_side.stamps.s())
+    flow.stamp(Tenant(), run="r1")
+    result = flow.apply_async()
+    assert result.get(timeout=TIMEOUT) == {"run": "r1", "tenant": "acme"}
+    assert result.parent.get(timeout=TIMEOUT) == [{"run": "r1", "tenant": "acme"}] * 2

@@ -398,6 +398,13 @@ def _collected(flow: Signature, app: App | None) -> Signature:
     return flow
 
 
+def _needs_collecting(flow: Signature) -> bool:
+    """Whether :func:`_collected` makes ``flow`` a chord of its own (under a new id)."""
+    return isinstance(flow, group) or (
+        isinstance(flow, chain) and bool(flow.tasks) and isinstance(flow.tasks[-1], group)
+    )
+
+
 def _require_collecting(app: App, members: Sequence[Signature]) -> None:
     """Before anything is sent: members made chords need a backend that can run them."""
     if any(_has_chord(member) for member in members):
@@ -507,6 +514,14 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
         steps = merged
         ids = [step.freeze() for step in steps]
         app = self.app
+        # The header of each chord step, its ids fixed now (a member that is a group is sent
+        # as a chord of its own, under an id not known here: that header is not shown).
+        headers: dict[str, GroupResult | None] = {}
+        for step, task_id in zip(steps, ids, strict=True):
+            if isinstance(step, chord) and not any(_needs_collecting(member) for member in step.header.tasks):
+                group_id = step.header.freeze()
+                members = [app.AsyncResult(member.freeze()) for member in step.header.tasks]
+                headers[task_id] = GroupResult(group_id, members, app=app)
         if app.has_backend and any(_has_chord(step) for step in steps[1:]):
             _require_chords(app)  # here, not in the worker that would send that step
         options = {**self.options, **options}
@@ -543,6 +558,11 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
                 members = [app.AsyncResult(member.freeze()) for member in step.tasks]
                 result: AsyncResult[object] | GroupResult = GroupResult(task_id, members, app=app)
             else:
+                if isinstance(step, chord) and headers.get(task_id) is not None:
+                    # as Celery's: a chord step's result has its header's GroupResult as parent
+                    header = cast("GroupResult", headers[task_id])
+                    header.parent = parent
+                    parent = header
                 result = AsyncResult(task_id, app=app)
             result.parent = parent
             parent = result

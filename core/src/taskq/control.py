@@ -27,7 +27,10 @@ def stamp_revocation(stamps: Mapping[str, object]) -> str:
 
 def stamp_key(value: object) -> str:
     """A stamp value as a key that compares equal for equal JSON values."""
-    return json.dumps(value, sort_keys=True, default=repr)
+    try:
+        return json.dumps(value, sort_keys=True, default=repr)
+    except (TypeError, ValueError, RecursionError):  # keys of mixed types, a value nested too deeply
+        return f"<a {type(value).__name__} that cannot be compared>"
 
 
 def stamp_matches(revoked: Mapping[str, set[str]], stamps: Mapping[str, object]) -> tuple[str, object] | None:

@@ -21,11 +21,13 @@ from hypothesis import strategies as st
 
 from taskq import App
 from taskq._protocol import TaskMessage, build_headers, decode, encode
+from taskq.control import stamp_revocation
 from taskq.drivers.serializer import json_dumps
 from taskq.drivers.support import envelope
 from taskq.drivers.transport import Delivery, Message
 from taskq.errors import MessageDecodeError
 from taskq.worker.request import Request
+from taskq.worker.revocations import Revocations
 
 # Examples per property: each costs well under a millisecond; the file runs in seconds.
 EXAMPLES = 300
@@ -77,6 +79,7 @@ HEADER_NAMES = [
     "kwargsrepr",
     "origin",
     "shadow",
+    "stamped_headers",
     "stamps",
     "replaced_task_nesting",
     envelope.UNDECODABLE_HEADER,
@@ -96,6 +99,11 @@ bodies_json = st.tuples(any_values, any_values, embeds).map(lambda parts: list(p
 content_types = st.sampled_from(
     ["application/json", "application/x-python-serialize", "application/x-yaml", "text/plain", ""]
 ) | st.text(max_size=20)
+
+
+# A worker's revocations, with stamps revoked: every decoded message's stamps are matched.
+REVOKED_STAMPS = Revocations()
+REVOKED_STAMPS.add(stamp_revocation({"run": ["r1", 0, None, [1]], "": [{"a": 1}]}))
 
 
 @pytest.fixture(scope="module")
@@ -131,6 +139,10 @@ def intake(app: App, message: Message) -> None:
     assert context.group is None or isinstance(context.group, str)
     assert context.root_id is None or isinstance(context.root_id, str)
     assert all(isinstance(key, str) for key in checked.kwargs)
+    stamps = request.stamps
+    assert isinstance(stamps, dict) and all(isinstance(name, str) for name in stamps)
+    assert context.stamped_headers is None or context.stamped_headers == list(stamps)
+    REVOKED_STAMPS.stamped(stamps)  # what the consumer asks of every stamped message
     repr(request)
 
 
