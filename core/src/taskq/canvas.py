@@ -18,7 +18,9 @@ Workflows are signatures too, with Celery's ``subtask_type`` ("chain", "group",
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, cast
 
 from taskq._ids import new_id
@@ -542,6 +544,8 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
         root_id = cast("str | None", options.pop("root_id", None)) or ids[0]
         for step in steps[1:]:
             step.options.setdefault("root_id", root_id)
+        if _records_shape(app, options):
+            _record_shape(app, ids[-1], {"kind": "chain", "steps": [_shape(step) for step in steps]})
         first, rest = steps[0], steps[1:]
         # What was to follow (a replaced task's chain) comes after this chain's own steps.
         inherited = cast("list[Mapping[str, object]]", options.pop("chain", None) or [])
@@ -551,7 +555,8 @@ class chain(Signature):  # noqa: N801 - Celery's name, used like a function
             extra["chain"] = stack
         if not rest:
             extra.update(membership)
-        first.apply_async((), None, **extra)
+        with _sending_parts():
+            first.apply_async((), None, **extra)
         parent: AsyncResult[object] | GroupResult | None = None
         for step, task_id in zip(steps, ids, strict=True):
             if isinstance(step, group):
@@ -629,15 +634,22 @@ class group(Signature):  # noqa: N801 - Celery's name, used like a function
             or cast("str | None", self.options.get("task_id"))
             or new_id()
         )
-        members = [_collected(t.clone(args, kwargs), self._app) for t in self.tasks]
+        parts = [t.clone(args, kwargs) for t in self.tasks]
+        shape: dict[str, object] | None = None
+        if _records_shape(app, options):
+            shape = {"kind": "group", "id": group_id, "members": [_shape(part) for part in parts]}
+        members = [_collected(part, self._app) for part in parts]
         _require_collecting(app, members)
         ids = [m.freeze() for m in members]
         result = GroupResult(group_id, [app.AsyncResult(i) for i in ids], app=app)
         if app.has_backend:
             result.save()
+        if shape is not None:
+            _record_shape(app, group_id, shape)
         extra = {**{k: v for k, v in self.options.items() if k != "task_id"}, **options}
-        for index, member in enumerate(members):
-            member.apply_async((), None, group_id=group_id, group_index=index, **extra)
+        with _sending_parts():
+            for index, member in enumerate(members):
+                member.apply_async((), None, group_id=group_id, group_index=index, **extra)
         return result
 
     def delay(self, *args: object, **kwargs: object) -> GroupResult:  # type: ignore[override]
@@ -738,20 +750,67 @@ class chord(Signature):  # noqa: N801 - Celery's name, used like a function
         chain_rest = options.pop("chain", None)
         if chain_rest:
             body.options["chain"] = chain_rest
-        members = [_collected(t.clone(args, kwargs), self._app) for t in self.header.tasks]
-        body["chord_size"] = len(members)
+        parts = [t.clone(args, kwargs) for t in self.header.tasks]
         group_id = cast("str | None", self.header.options.get("task_id")) or new_id()
+        if _records_shape(app, options):
+            header = {"kind": "group", "id": group_id, "members": [_shape(part) for part in parts]}
+            _record_shape(app, body_id, {"kind": "chord", "header": header, "body": _shape(body)})
+        members = [_collected(part, self._app) for part in parts]
+        body["chord_size"] = len(members)
         ids = [m.freeze() for m in members]
         header_result = GroupResult(group_id, [app.AsyncResult(i) for i in ids], app=app)
         header_result.save()
         app.backend.set_chord_size(group_id, len(members))  # where Celery's workers read it (Redis: <group>.s)
-        if not members:
-            body.apply_async(([],))
-        for index, member in enumerate(members):
-            member.apply_async((), None, group_id=group_id, group_index=index, chord=dict(body), **options)
+        with _sending_parts():
+            if not members:
+                body.apply_async(([],))
+            for index, member in enumerate(members):
+                member.apply_async((), None, group_id=group_id, group_index=index, chord=dict(body), **options)
         result: AsyncResult[object] = AsyncResult(body_id, app=app)
         result.parent = header_result
         return result
+
+
+# ---- Recording a workflow's shape (taskq graph) ---------------------------------------
+
+# True while the parts of a workflow are being sent: they are recorded as part of it.
+_SENDING_PARTS: ContextVar[bool] = ContextVar("taskq_sending_workflow_parts", default=False)
+
+
+def _records_shape(app: App, options: Mapping[str, object]) -> bool:
+    """Whether this send starts a workflow, whose shape is then recorded for ``taskq graph``:
+    not a part of one being sent, nor a part a worker sends on (those carry ``parent_id``)."""
+    return not _SENDING_PARTS.get() and "parent_id" not in options and app.has_backend
+
+
+@contextmanager
+def _sending_parts() -> Iterator[None]:
+    token = _SENDING_PARTS.set(True)
+    try:
+        yield
+    finally:
+        _SENDING_PARTS.reset(token)
+
+
+def _record_shape(app: App, result_id: str, tree: dict[str, object]) -> None:
+    """Keep ``tree`` in the result backend under the workflow's result id (see ``taskq graph``)."""
+    with suppress(NotImplementedError):  # a backend that keeps no shapes (rpc://): taskq graph says so
+        app.backend.save_workflow(result_id, tree)
+
+
+def _shape(flow: Signature) -> dict[str, object]:
+    """The shape of ``flow``, about to be sent: its kind, its parts, and the id of each task
+    and group, fixed now (frozen) where they were not, so the tasks sent carry them."""
+    if isinstance(flow, chain):
+        return {"kind": "chain", "steps": [_shape(step) for step in flow.tasks]}
+    if isinstance(flow, chord):
+        return {"kind": "chord", "header": _shape(flow.header), "body": _shape(flow.body)}
+    if isinstance(flow, group):
+        return {"kind": "group", "id": flow.freeze(), "members": [_shape(member) for member in flow.tasks]}
+    if isinstance(flow, chunks):  # its tasks are made when it is sent: their ids are not known here
+        task = cast(Signature, flow.kwargs["task"])
+        return {"kind": "chunks", "task": task.task, "items": len(cast("list[object]", flow.kwargs["it"]))}
+    return {"kind": "task", "id": flow.freeze(), "task": flow.task}
 
 
 def _require_chords(app: App) -> None:

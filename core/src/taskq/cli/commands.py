@@ -253,6 +253,35 @@ def result(ctx: click.Context, task_id: str, timeout: float | None, show_traceba
 
 
 @cli.command()
+@click.argument("result_id")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["text", "json", "dot"]),
+    default="text",
+    show_default=True,
+    help="A tree of lines, the tree as JSON, or a Graphviz digraph (taskq graph ID --format dot | dot -Tsvg).",
+)
+@click.option("--no-children", is_flag=True, help="Leave out the tasks each task sent while it ran.")
+@app_option
+@click.pass_context
+def graph(ctx: click.Context, result_id: str, output: str, no_children: bool) -> None:
+    """Show the workflow (chain, group, chord) whose result is RESULT_ID, each task with its state.
+
+    RESULT_ID is the id apply_async() returned (a chain's, a group's, a chord's) or any task's.
+    """
+    from taskq.graph import render_dot, render_text, workflow_tree
+
+    tree = workflow_tree(result_id, _state(ctx).app, children=not no_children)
+    if output == "json":
+        click.echo(json.dumps(tree, indent=2, default=repr))
+    elif output == "dot":
+        click.echo(render_dot(tree))
+    else:
+        click.echo(render_text(tree))
+
+
+@cli.command()
 @click.option("-Q", "--queues", help="Comma-separated queues (default: task_default_queue).")
 @click.option("-f", "--force", is_flag=True, help="Do not ask for confirmation.")
 @app_option

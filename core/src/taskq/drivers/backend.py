@@ -20,7 +20,7 @@ import types
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TypedDict
+from typing import TypedDict, cast
 
 from taskq import states
 from taskq.drivers.serializer import Serializer
@@ -29,6 +29,10 @@ from taskq.errors import ChordError, ConfigError, SerializationError, TaskError,
 # Polling a store that cannot push: first interval and ceiling, in seconds.
 POLL_INTERVAL_START = 0.005
 POLL_INTERVAL_MAX = 0.5
+#: Before a workflow's result id: the id under which its shape is kept (save_workflow).
+WORKFLOW_PREFIX = "taskq-workflow-"
+#: The state of a workflow's shape record: no task's (save_workflow).
+WORKFLOW_STATE = "WORKFLOW"
 #: Added to a group id: the counter that lets one chord part complete the chord (count_chord_part).
 CHORD_TAKEN_SUFFIX = ".taken"
 
@@ -411,6 +415,25 @@ class ResultBackend(ABC):
     def delete_group(self, group_id: str) -> None:
         raise NotImplementedError(f"{type(self).__name__} cannot store groups")
 
+    def save_workflow(self, result_id: str, tree: Mapping[str, object]) -> None:
+        """Record the shape of the workflow whose result is ``result_id`` (for ``taskq graph``).
+
+        ``tree`` is plain JSON: nested ``{"kind": "chain" | "group" | "chord" | "task", ...}``
+        nodes with the ids of every task. The default keeps it as the result record of the id
+        :data:`WORKFLOW_PREFIX` + ``result_id``, in the state :data:`WORKFLOW_STATE`, so any
+        backend that stores results keeps it, and expires it as it expires results.
+        """
+        key = WORKFLOW_PREFIX + result_id
+        self.store_meta(key, self.make_meta(key, dict(tree), WORKFLOW_STATE))
+
+    def restore_workflow(self, result_id: str) -> dict[str, object] | None:
+        """The tree :meth:`save_workflow` recorded for ``result_id``; None when none is kept."""
+        meta = self.get_task_meta(WORKFLOW_PREFIX + result_id)
+        tree = meta.get("result")
+        if meta.get("status") != WORKFLOW_STATE or not isinstance(tree, dict):
+            return None
+        return cast("dict[str, object]", tree)
+
     def incr_chord_counter(self, group_id: str) -> int:
         raise NotImplementedError(
             f"{type(self).__name__} has no atomic counter for chords; use a backend "
@@ -637,6 +660,8 @@ class KeyValueBackend(ResultBackend):
 
 __all__ = [
     "CELERY_EXCEPTIONS",
+    "WORKFLOW_PREFIX",
+    "WORKFLOW_STATE",
     "BackendCapabilities",
     "BackendSettings",
     "ChordPart",

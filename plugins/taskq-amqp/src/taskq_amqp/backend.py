@@ -307,6 +307,15 @@ class RpcBackend(Reconnecting, ResultBackend):
         with _groups_lock:
             _groups.pop(group_id, None)
 
+    def save_workflow(self, result_id: str, tree: Mapping[str, object]) -> None:
+        raise NotImplementedError(
+            "rpc:// keeps no record of a workflow's shape (its results go to the client that sent it); "
+            "taskq graph needs a result backend that stores results (redis, sqlite, ...)"
+        )
+
+    def restore_workflow(self, result_id: str) -> dict[str, object] | None:
+        return None
+
     # ---- Worker heartbeats and revocations: streams (see _streams) -------------------------
 
     def _connection(self) -> amqp.Connection:
