@@ -8,6 +8,10 @@ the chord counter is counted from several threads at once.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -57,6 +61,34 @@ def client(request: pytest.FixtureRequest, tmp_path: Path, spawn_worker: Callabl
         delete_redis_keys(f"{queue}:")
     if request.param == "amqp+redis":
         delete_rabbitmq_queue(queue)
+
+
+def test_taskq_graph_shows_the_workflow_with_each_tasks_state(client: App) -> None:
+    """From the command line, as an operator reads it, on the store the workflow ran on."""
+    fail = Signature(f"{TASKS}.fail", ("boom",), immutable=True, app=client)
+    flow = chain(s(client, "add", 1, 1), chord([s(client, "add", 1), fail], s(client, "tsum")))
+    result = flow.apply_async()
+    with pytest.raises(Exception, match="boom"):
+        result.get(timeout=RESULT_TIMEOUT)
+    settings = {
+        name: client.conf[name]
+        for name in ("broker_url", "result_backend", "broker_transport_options", "result_backend_transport_options")
+        if client.conf.get(name)
+    }
+    command = [sys.executable, "-m", "taskq", "-A", TASKS, "graph", result.id]
+    env = {**os.environ, **settings_env(settings)}
+    shown = subprocess.run([*command, "--format", "json"], capture_output=True, text=True, env=env, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    tree = json.loads(shown.stdout)
+    first, middle = tree["steps"]
+    assert (tree["state"], first["state"], first["result"]) == ("FAILURE", "SUCCESS", 2)
+    header = middle["header"]
+    assert [m["state"] for m in header["members"]] == ["SUCCESS", "FAILURE"]
+    assert (header["ended"], middle["body"]["id"], middle["body"]["state"]) == (2, result.id, "FAILURE")
+    text = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert text.returncode == 0, text.stderr
+    assert text.stdout.splitlines()[0] == "chain  FAILURE  (2 steps)"
+    assert f"body: {TASKS}.tsum[{result.id}]  FAILURE" in text.stdout
 
 
 def s(app: App, name: str, *args: object) -> Signature:
