@@ -307,6 +307,18 @@ def taskq_task_failure(task: Task[..., object], request: Request, exc: BaseExcep
 
 
 @hookspec
+def taskq_task_internal_error(task: Task[..., object], request: Request, exc: BaseException, traceback: str) -> None:
+    """The worker's own part failed around a task, not the task's function. Added in 0.2.
+
+    Where the task ran, something the worker does before or after the function raised
+    ``exc`` (sending the next step of a chain to a broker that refuses it, say);
+    ``traceback`` is its formatted traceback. The task is then recorded as failed:
+    ``taskq_task_failure`` follows. Called per such error, where the task ran; nothing is
+    done for it on the usual path, and it is skipped when no plugin implements it.
+    """
+
+
+@hookspec
 def taskq_task_retry(task: Task[..., object], request: Request, reason: BaseException) -> None:
     """A task asked to be retried. Added in 0.1. Called per retry, where it ran."""
 

@@ -353,6 +353,11 @@ class Plugins:
     def task_failure(self, task: Task[..., object], request: Request, exc: BaseException, traceback: str) -> None:
         self._notify("taskq_task_failure", task=task, request=request, exc=exc, traceback=traceback)
 
+    def task_internal_error(
+        self, task: Task[..., object], request: Request, exc: BaseException, traceback: str
+    ) -> None:
+        self._notify("taskq_task_internal_error", task=task, request=request, exc=exc, traceback=traceback)
+
     def task_retry(self, task: Task[..., object], request: Request, reason: BaseException) -> None:
         self._notify("taskq_task_retry", task=task, request=request, reason=reason)
 

@@ -177,6 +177,7 @@ task_prerun = Signal("task_prerun", hook="taskq_task_prerun")
 task_postrun = Signal("task_postrun", hook="taskq_task_postrun")
 task_success = Signal("task_success", hook="taskq_task_success")
 task_failure = Signal("task_failure", hook="taskq_task_failure")
+task_internal_error = Signal("task_internal_error", hook="taskq_task_internal_error")
 task_retry = Signal("task_retry", hook="taskq_task_retry")
 task_revoked = Signal("task_revoked", hook="taskq_task_revoked")
 task_rejected = Signal("task_rejected", hook="taskq_task_rejected")
@@ -222,6 +223,21 @@ def _on_failure(task: Task[..., object], request: Request, exc: BaseException, t
         exception=exc,
         args=request.args,
         kwargs=request.kwargs,
+        traceback=exc.__traceback__,
+        einfo=ExceptionInfo(exc, traceback),
+    )
+
+
+def _on_internal_error(task: Task[..., object], request: Request, exc: BaseException, traceback: str) -> None:
+    from taskq.task import ExceptionInfo
+
+    task_internal_error.send(
+        sender=task,
+        task_id=request.id,
+        args=request.args,
+        kwargs=request.kwargs,
+        request=request.context(),
+        exception=exc,
         traceback=exc.__traceback__,
         einfo=ExceptionInfo(exc, traceback),
     )
@@ -307,6 +323,7 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (task_postrun, _on_postrun),
         (task_success, _on_success),
         (task_failure, _on_failure),
+        (task_internal_error, _on_internal_error),
         (task_retry, _on_retry),
         (task_revoked, _on_revoked),
         (task_rejected, _on_rejected),
@@ -336,6 +353,7 @@ __all__ = [
     "heartbeat_sent",
     "setup_logging",
     "task_failure",
+    "task_internal_error",
     "task_postrun",
     "task_prerun",
     "task_received",

@@ -11,7 +11,7 @@ import os
 import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 import pytest
@@ -22,8 +22,12 @@ from taskq.builtins.memory_drivers import MemoryBackend, MemoryTransport
 from taskq.drivers.backend import ResultBackend
 from taskq.drivers.bootstep import Step
 from taskq.drivers.serializer import Serializer
+from taskq.drivers.transport import Message
 from taskq.worker.worker import select_pool
 from taskq_solo.pool import SoloPool
+
+if TYPE_CHECKING:
+    from taskq.result import AsyncResult
 
 MakePlugin = Callable[..., types.ModuleType]
 StartWorker = Callable[..., Any]
@@ -463,6 +467,48 @@ def test_hook_taskq_task_failure(task_events: Any, memory_url: str, start_worker
     assert [e[0] for e in events] == ["prerun", "failure", "postrun"]
     assert events[1] == ("failure", result.id, "ValueError('bad')", True)
     assert events[2][:3] == ("postrun", result.id, states.FAILURE)
+
+
+def refuse_to_send(task_name: str) -> Callable[[Message], None]:
+    """A ``taskq_message_encoded`` that stops every send of ``task_name``, as a broker refusing it would."""
+
+    def refuse(message: Message) -> None:
+        if message.headers.get("task") == task_name:
+            raise RuntimeError(f"the broker refuses {task_name}")
+
+    return refuse
+
+
+def test_hook_taskq_task_internal_error(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, wait_until: WaitUntil
+) -> None:
+    events: list[tuple[object, ...]] = []
+    plugin = make_plugin(
+        "internal",
+        taskq_message_encoded=refuse_to_send("hooks.refused"),
+        taskq_task_internal_error=lambda task, request, exc, traceback: events.append(
+            ("internal error", task.name, request.id, repr(exc), "RuntimeError: the broker" in traceback)
+        ),
+        taskq_task_failure=lambda request, exc: events.append(("failure", request.id, repr(exc))),
+    )
+    app = hooked_app(memory_url, plugin)
+
+    @app.task(name="hooks.first")
+    def first() -> int:
+        return 1
+
+    @app.task(name="hooks.refused")
+    def refused(x: int) -> int:
+        return x
+
+    start_worker(app)
+    last = (first.s() | refused.s()).delay()  # the worker sends the second step: refused
+    first_id = cast("AsyncResult[object]", last.parent).id
+    wait_until(lambda: len(events) == 2, "the internal error and the failure")
+    error = "RuntimeError('the broker refuses hooks.refused')"
+    assert events == [("internal error", "hooks.first", first_id, error, True), ("failure", first_id, error)]
+    assert app.AsyncResult(first_id).state == states.FAILURE
+    assert first.delay().get(timeout=TIMEOUT) == 1  # the worker goes on
 
 
 def test_hook_taskq_task_retry(task_events: Any, memory_url: str, start_worker: StartWorker) -> None:

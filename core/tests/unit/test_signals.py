@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import types
 import uuid
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, cast
 
 import pytest
 
 from taskq import App, signals
+from taskq.drivers.transport import Message
+
+if TYPE_CHECKING:
+    from taskq.result import AsyncResult
 
 TIMEOUT = 10.0
 Heard = list[tuple[str, dict[str, object]]]
@@ -69,6 +75,41 @@ def test_task_signals_are_sent_with_celery_s_arguments(
     assert failure["task_id"] == failed.id
     assert repr(failure["exception"]) == "ValueError('no')"
     assert "ValueError: no" in failure["einfo"].traceback  # type: ignore[attr-defined]
+
+
+def test_task_internal_error_is_sent_where_the_task_ran_when_the_worker_s_part_fails(
+    app: App,
+    start_worker: Callable[..., object],
+    wait_until: Callable[..., None],
+    heard: Heard,
+    make_plugin: Callable[..., types.ModuleType],
+) -> None:
+    def refuse(message: Message) -> None:
+        if message.headers.get("task") == "sig.refused":
+            raise RuntimeError("refused")
+
+    app.plugins.register(make_plugin("refuser", taskq_message_encoded=refuse))
+
+    @app.task(name="sig.first")
+    def first(x: int) -> int:
+        return x
+
+    @app.task(name="sig.refused")
+    def refused(x: int) -> int:
+        return x
+
+    listen(heard, "task_internal_error", "task_failure")
+    start_worker(app)
+    last = (first.s(7) | refused.s()).delay()  # sending the chain's second step fails in the worker
+    first_id = cast("AsyncResult[object]", last.parent).id
+    wait_until(lambda: [name for name, _ in heard] == ["task_internal_error", "task_failure"], "both signals")
+    error = dict(heard)["task_internal_error"]
+    assert error["sender"] is first
+    assert (error["task_id"], error["args"], error["kwargs"]) == (first_id, [7], {})
+    assert error["request"].id == first_id  # type: ignore[attr-defined]
+    assert repr(error["exception"]) == "RuntimeError('refused')"
+    assert isinstance(error["traceback"], types.TracebackType)
+    assert "RuntimeError: refused" in error["einfo"].traceback  # type: ignore[attr-defined]
 
 
 def test_a_receiver_for_one_sender_hears_only_that_task(
