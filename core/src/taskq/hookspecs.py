@@ -131,6 +131,16 @@ def taskq_app_configured(app: App) -> None:
     """
 
 
+@hookspec
+def taskq_before_import_modules(app: App) -> None:
+    """The app is about to import its task modules (``imports`` and ``include``). Added in 0.2.
+
+    Called once per app and process, where a worker or beat starts (``App.import_task_modules``),
+    before the first of them is imported, even when none is listed: the place to prepare
+    what those modules need (a framework's setup), or to change ``app.conf.imports``.
+    """
+
+
 # ---- Worker lifecycle --------------------------------------------------------------
 
 

@@ -280,6 +280,9 @@ class Plugins:
     def app_configured(self, app: App) -> None:
         self._notify("taskq_app_configured", app=app)
 
+    def before_import_modules(self, app: App) -> None:
+        self._notify("taskq_before_import_modules", app=app)
+
     def setup_logging(self, app: App, loglevel: str, format: str) -> None:  # noqa: A002 - Celery's name
         self._notify("taskq_setup_logging", app=app, loglevel=loglevel, format=format)
 

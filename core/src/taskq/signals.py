@@ -194,6 +194,7 @@ heartbeat_sent = Signal("heartbeat_sent", hook="taskq_heartbeat_sent")
 worker_process_init = Signal("worker_process_init", hook="taskq_worker_process_init")
 worker_process_shutdown = Signal("worker_process_shutdown", hook="taskq_worker_process_shutdown")
 beat_init = Signal("beat_init", hook="taskq_beat_init")
+import_modules = Signal("import_modules", hook="taskq_before_import_modules")
 
 
 def _on_received(request: Request) -> None:
@@ -275,6 +276,10 @@ def _on_after_publish(app: App, name: str, task_id: str, queue: str) -> None:
     )
 
 
+def _on_import_modules(app: App) -> None:
+    import_modules.send(sender=app)
+
+
 def _on_setup_logging(app: App, loglevel: str, format: str) -> None:  # noqa: A002 - Celery's name
     setup_logging.send(sender=None, loglevel=loglevel, logfile=None, format=format, colorize=False)
 
@@ -340,6 +345,7 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (worker_process_init, _on_worker_process_init),
         (worker_process_shutdown, _on_worker_process_shutdown),
         (beat_init, _on_beat_init),
+        (import_modules, _on_import_modules),
     )
 }
 
@@ -351,6 +357,7 @@ __all__ = [
     "beat_init",
     "before_task_publish",
     "heartbeat_sent",
+    "import_modules",
     "setup_logging",
     "task_failure",
     "task_internal_error",

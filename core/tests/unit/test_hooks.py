@@ -8,7 +8,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 import types
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -198,6 +200,31 @@ def test_hook_taskq_app_configured(make_plugin: MakePlugin, memory_url: str) -> 
     app.send_task("proj.x")
     assert seen == [app]
     assert seen[0].conf["task_default_queue"] == "q1"
+
+
+@pytest.fixture
+def task_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The name of a module of the test's own, importable and not yet imported."""
+    name = f"hooks_tasks_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text("IMPORTED = True\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_hook_taskq_before_import_modules(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, task_module: str
+) -> None:
+    seen: list[tuple[str, bool]] = []
+    plugin = make_plugin(
+        "importing", taskq_before_import_modules=lambda app: seen.append((app.main, task_module in sys.modules))
+    )
+    app = hooked_app(memory_url, plugin, imports=[task_module])
+    start_worker(app)
+    assert seen == [("tests", False)]  # before the module was imported
+    assert task_module in sys.modules
+    app.import_task_modules()  # once per app: beat in the same worker (-B) asks again
+    assert seen == [("tests", False)]
 
 
 # ---- Worker lifecycle -----------------------------------------------------------------------

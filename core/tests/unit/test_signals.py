@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import types
 import uuid
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import pytest
@@ -171,6 +173,23 @@ def test_unknown_tasks_and_the_worker_s_life_are_signalled(
     listen(heard, "worker_shutdown")
     runner.stop()  # type: ignore[attr-defined]
     wait_until(lambda: "worker_shutdown" in dict(heard), "the shutdown signal")
+
+
+def test_import_modules_is_sent_by_a_starting_worker_before_it_imports_the_task_modules(
+    start_worker: Callable[..., object], heard: Heard, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = f"sig_tasks_{uuid.uuid4().hex}"
+    (tmp_path / f"{module}.py").write_text("", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    app = App("sig", broker=f"memory://{uuid.uuid4().hex}", read_config=False, imports=[module])
+
+    @signals.import_modules.connect
+    def note(sender: object = None, **_: object) -> None:
+        heard.append(("import_modules", {"sender": sender, "imported": module in sys.modules}))
+
+    start_worker(app)
+    sys.modules.pop(module, None)
+    assert heard == [("import_modules", {"sender": app, "imported": False})]
 
 
 def test_a_signal_without_receivers_registers_nothing_and_reaches_apps_made_before_or_after(heard: Heard) -> None:
