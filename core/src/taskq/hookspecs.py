@@ -159,6 +159,29 @@ def taskq_after_setup_logger(app: App, logger: logging.Logger, loglevel: str, fo
 
 
 @hookspec
+def taskq_before_worker_setup(worker: Worker, options: Mapping[str, object]) -> None:
+    """A worker is about to be set up: nothing is read from the settings yet. Added in 0.2.
+
+    ``worker`` has only ``app`` and ``hostname`` so far; ``options`` are the keyword
+    arguments it was built with (``queues``, ``concurrency``, ``pool``, ...; ``None``
+    where not given), to read. Change the settings the worker reads as it is set up
+    (``worker_*``, ``task_default_queue``) with ``worker.app.conf.update(...)``. Called
+    once per worker, in its main process, first thing, before ``taskq_worker_init``.
+    """
+
+
+@hookspec
+def taskq_after_worker_setup(worker: Worker) -> None:
+    """A worker is set up and about to start its steps and consume. Added in 0.2.
+
+    Its pool is made but not started, its task modules are imported, and its queues
+    (``worker.queues``) are not read yet: a plugin may still add or remove queues. Called
+    once per worker, in its main process, as :meth:`Worker.start` begins, after
+    ``taskq_worker_init`` and before ``taskq_worker_ready``.
+    """
+
+
+@hookspec
 def taskq_worker_init(worker: Worker) -> None:
     """The worker is built but not started; plugins may adjust it. Added in 0.1.
 

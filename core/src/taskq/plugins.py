@@ -289,6 +289,12 @@ class Plugins:
     def after_setup_logger(self, app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
         self._notify("taskq_after_setup_logger", app=app, logger=logger, loglevel=loglevel, format=format)
 
+    def before_worker_setup(self, worker: Worker, options: Mapping[str, object]) -> None:
+        self._notify("taskq_before_worker_setup", worker=worker, options=options)
+
+    def after_worker_setup(self, worker: Worker) -> None:
+        self._notify("taskq_after_worker_setup", worker=worker)
+
     def worker_init(self, worker: Worker) -> None:
         self._notify("taskq_worker_init", worker=worker)
 

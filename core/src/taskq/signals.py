@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from taskq.hookspecs import hookimpl
@@ -186,6 +186,8 @@ before_task_publish = Signal("before_task_publish", hook="taskq_before_publish")
 after_task_publish = Signal("after_task_publish", hook="taskq_after_publish")
 setup_logging = Signal("setup_logging", hook="taskq_setup_logging")
 after_setup_logger = Signal("after_setup_logger", hook="taskq_after_setup_logger")
+celeryd_init = Signal("celeryd_init", hook="taskq_before_worker_setup")
+celeryd_after_setup = Signal("celeryd_after_setup", hook="taskq_after_worker_setup")
 worker_init = Signal("worker_init", hook="taskq_worker_init")
 worker_ready = Signal("worker_ready", hook="taskq_worker_ready")
 worker_shutdown = Signal("worker_shutdown", hook="taskq_worker_shutdown")
@@ -288,6 +290,14 @@ def _on_after_setup_logger(app: App, logger: logging.Logger, loglevel: str, form
     after_setup_logger.send(sender=None, logger=logger, loglevel=loglevel, logfile=None, format=format, colorize=False)
 
 
+def _on_before_worker_setup(worker: Worker, options: Mapping[str, object]) -> None:
+    celeryd_init.send(sender=worker.hostname, instance=worker, conf=worker.app.conf, options=dict(options))
+
+
+def _on_after_worker_setup(worker: Worker) -> None:
+    celeryd_after_setup.send(sender=worker.hostname, instance=worker, conf=worker.app.conf)
+
+
 def _on_worker_init(worker: Worker) -> None:
     worker_init.send(sender=worker)
 
@@ -337,6 +347,8 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (after_task_publish, _on_after_publish),
         (setup_logging, _on_setup_logging),
         (after_setup_logger, _on_after_setup_logger),
+        (celeryd_init, _on_before_worker_setup),
+        (celeryd_after_setup, _on_after_worker_setup),
         (worker_init, _on_worker_init),
         (worker_ready, _on_worker_ready),
         (worker_shutdown, _on_worker_shutdown),
@@ -356,6 +368,8 @@ __all__ = [
     "after_task_publish",
     "beat_init",
     "before_task_publish",
+    "celeryd_after_setup",
+    "celeryd_init",
     "heartbeat_sent",
     "import_modules",
     "setup_logging",

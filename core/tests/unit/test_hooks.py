@@ -230,6 +230,48 @@ def test_hook_taskq_before_import_modules(
 # ---- Worker lifecycle -----------------------------------------------------------------------
 
 
+def test_hook_taskq_before_worker_setup(make_plugin: MakePlugin, memory_url: str) -> None:
+    seen: list[tuple[object, ...]] = []
+
+    def before_setup(worker: Any, options: dict[str, object]) -> None:
+        seen.append((worker.hostname, hasattr(worker, "pool"), options["pool"], options["concurrency"]))
+        worker.app.conf.update(worker_prefetch_multiplier=7, task_default_queue="from-the-hook")
+
+    plugin = make_plugin(
+        "setup", taskq_before_worker_setup=before_setup, taskq_worker_init=lambda: seen.append(("init",))
+    )
+    app = hooked_app(memory_url, plugin)
+    worker = app.Worker(pool="solo", hostname="setup@test")
+    assert seen == [("setup@test", False, "solo", None), ("init",)]  # before anything was set up
+    assert (worker.prefetch_multiplier, worker.queues) == (7, ["from-the-hook"])  # what it changed was read
+
+
+def test_hook_taskq_after_worker_setup(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, task_module: str
+) -> None:
+    seen: list[tuple[object, ...]] = []
+
+    def after_setup(worker: Any) -> None:
+        seen.append(("after setup", worker.hostname, task_module in sys.modules, worker.consumer))
+        worker.queues.append("added")
+
+    plugin = make_plugin(
+        "setup",
+        taskq_after_worker_setup=after_setup,
+        taskq_worker_init=lambda: seen.append(("init",)),
+        taskq_worker_ready=lambda: seen.append(("ready",)),
+    )
+    app = hooked_app(memory_url, plugin, imports=[task_module])
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    start_worker(app, hostname="setup@test")
+    assert seen == [("init",), ("after setup", "setup@test", True, None), ("ready",)]
+    assert add.apply_async((1, 2), queue="added").get(timeout=TIMEOUT) == 3  # the queue it added is consumed
+
+
 def test_hook_taskq_worker_init(make_plugin: MakePlugin, memory_url: str) -> None:
     seen: list[object] = []
     plugin = make_plugin("init", taskq_worker_init=lambda worker: seen.append(worker))

@@ -2,23 +2,44 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
+import textwrap
 import types
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from signal import SIGTERM
 from typing import TYPE_CHECKING, cast
 
 import pytest
 
 from taskq import App, signals
 from taskq.drivers.transport import Message
+from taskq.testing import WorkerProcess
 
 if TYPE_CHECKING:
     from taskq.result import AsyncResult
 
 TIMEOUT = 10.0
 Heard = list[tuple[str, dict[str, object]]]
+
+#: The start of an app module whose receivers write what they hear to the file $HEARD_FILE,
+#: one JSON object a line, for a worker started as a process of its own.
+RECORDING_APP = """
+import json
+import os
+
+from taskq import App, signals
+
+app = App("sigproc")
+
+
+def note(name, **values):
+    with open(os.environ["HEARD_FILE"], "a", encoding="utf-8") as out:
+        out.write(json.dumps({"signal": name, **values}) + "\\n")
+"""
 
 
 @pytest.fixture
@@ -213,3 +234,82 @@ def test_an_application_s_own_signal_is_sent_by_hand(heard: Heard) -> None:
         return count * 2
 
     assert cleaned.send(sender="cron", count=21) == [(on_clean, 42)]
+
+
+# ---- In a worker process of its own -------------------------------------------------
+
+
+def heard_by_a_worker_process(tmp_path: Path, receivers: str, *arguments: str) -> tuple[list[dict[str, object]], str]:
+    """Run ``taskq -A sigproc_app worker -P solo arguments...`` on an app made of
+    :data:`RECORDING_APP` and ``receivers`` until it is ready, stop it (SIGTERM), and
+    return what its receivers heard, in order, and its log."""
+    (tmp_path / "sigproc_app.py").write_text(RECORDING_APP + textwrap.dedent(receivers), encoding="utf-8")
+    heard_file = tmp_path / "heard.jsonl"
+    env = {
+        "HEARD_FILE": str(heard_file),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])),
+        "TASKQ_BROKER_URL": f"memory://{uuid.uuid4().hex}",
+    }
+    command = [sys.executable, "-m", "taskq", "-A", "sigproc_app", "worker", "-P", "solo", "-l", "info", *arguments]
+    worker = WorkerProcess(command, tmp_path / "worker.log", env=env, cwd=tmp_path)
+    try:
+        worker.wait_ready()
+        worker.signal(SIGTERM)
+        assert worker.wait() == 0, worker.log()
+    finally:
+        worker.kill()
+    lines = heard_file.read_text(encoding="utf-8").splitlines() if heard_file.exists() else []
+    return [json.loads(line) for line in lines], worker.log()
+
+
+def test_a_worker_process_sends_its_start_up_signals_in_celery_s_order_with_celery_s_arguments(tmp_path: Path) -> None:
+    receivers = """
+    @signals.celeryd_init.connect
+    def celeryd_init(sender=None, instance=None, conf=None, options=None, **kwargs):
+        note(
+            "celeryd_init",
+            sender=sender,
+            instance=type(instance).__name__,
+            set_up=hasattr(instance, "pool"),
+            conf=conf is app.conf,
+            options={name: options[name] for name in ("pool", "queues", "hostname")},
+        )
+        conf.update(worker_prefetch_multiplier=3)  # the worker reads it next
+
+
+    @signals.worker_init.connect
+    def worker_init(sender=None, **kwargs):
+        note("worker_init", prefetch=sender.prefetch_count)
+
+
+    @signals.import_modules.connect
+    def import_modules(sender=None, **kwargs):
+        note("import_modules", sender=sender is app)
+
+
+    @signals.celeryd_after_setup.connect
+    def celeryd_after_setup(sender=None, instance=None, conf=None, **kwargs):
+        note("celeryd_after_setup", sender=sender, instance=instance.hostname, conf=conf is app.conf)
+        instance.queues.append("added")
+
+
+    @signals.worker_ready.connect
+    def worker_ready(sender=None, **kwargs):
+        note("worker_ready", queues=sender.consumer.queues)
+    """
+    heard, log = heard_by_a_worker_process(tmp_path, receivers, "-n", "sig@test", "-Q", "first")
+    assert heard == [
+        {
+            "signal": "celeryd_init",
+            "sender": "sig@test",
+            "instance": "Worker",
+            "set_up": False,
+            "conf": True,
+            "options": {"pool": "solo", "queues": ["first"], "hostname": "sig@test"},
+        },
+        {"signal": "worker_init", "prefetch": 3},
+        {"signal": "import_modules", "sender": True},
+        {"signal": "celeryd_after_setup", "sender": "sig@test", "instance": "sig@test", "conf": True},
+        {"signal": "worker_ready", "queues": ["first", "added"]},
+    ]
+    assert "queues=first,added" in log

@@ -174,10 +174,28 @@ class Worker:
         schedule_filename: str | Path | None = None,
     ) -> None:
         self.app = app
-        conf = app.conf
-        self.queues = list(queues or [str(conf["task_default_queue"])])
         self.hostname = hostname or f"taskq@{socket.gethostname()}"
         plugins = app.plugins
+        if plugins.has_impl("taskq_before_worker_setup"):
+            # First, while nothing is read from the settings: a plugin may still change them.
+            options: dict[str, object] = {
+                "queues": queues,
+                "concurrency": concurrency,
+                "pool": pool,
+                "hostname": hostname,
+                "prefetch_multiplier": prefetch_multiplier,
+                "lease_seconds": lease_seconds,
+                "shutdown_grace": shutdown_grace,
+                "autoscale": autoscale,
+                "state_db": state_db,
+                "health_file": health_file,
+                "beat": beat,
+                "scheduler": scheduler,
+                "schedule_filename": schedule_filename,
+            }
+            plugins.before_worker_setup(self, options)
+        conf = app.conf
+        self.queues = list(queues or [str(conf["task_default_queue"])])
         # Pool processes find the app by reference (App.__reduce__): make it the current one.
         app.set_current()
         self.pool_name, pool_cls = select_pool(plugins, pool or cast("str | None", conf["worker_pool"]))
@@ -263,6 +281,8 @@ class Worker:
         """Start every step and consume until stopped. Blocks."""
         self.app.import_task_modules()
         plugins = self.app.plugins
+        if plugins.has_impl("taskq_after_worker_setup"):
+            plugins.after_worker_setup(self)  # what it changes (the queues) is read by the steps below
         # Before the pool starts: its processes inherit what was read.
         endings.read_log_levels()
         try:
