@@ -213,6 +213,17 @@ def taskq_worker_shutting_down(worker: Worker, cold: bool) -> None:
 
 
 @hookspec
+def taskq_before_create_process(worker: Worker) -> None:
+    """A pool of processes is about to start one (prefork forks a child). Added in 0.2.
+
+    Called in the worker's main process (from whichever of its threads starts the child),
+    before each child the pool starts: the first ones, and each that replaces a child that
+    retired or died. ``worker.pool`` is the pool. A pool without processes of its own never
+    calls it. Close what a child must not inherit here.
+    """
+
+
+@hookspec
 def taskq_worker_process_init(worker: Worker) -> None:
     """A pool process starts (prefork's children), before it runs a task. Added in 0.2.
 

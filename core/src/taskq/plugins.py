@@ -307,6 +307,9 @@ class Plugins:
     def worker_shutting_down(self, worker: Worker, cold: bool) -> None:
         self._notify("taskq_worker_shutting_down", worker=worker, cold=cold)
 
+    def before_create_process(self, worker: Worker) -> None:
+        self._notify("taskq_before_create_process", worker=worker)
+
     def worker_process_init(self, worker: Worker) -> None:
         self._notify("taskq_worker_process_init", worker=worker)
 

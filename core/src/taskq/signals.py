@@ -193,6 +193,7 @@ worker_ready = Signal("worker_ready", hook="taskq_worker_ready")
 worker_shutdown = Signal("worker_shutdown", hook="taskq_worker_shutdown")
 worker_shutting_down = Signal("worker_shutting_down", hook="taskq_worker_shutting_down")
 heartbeat_sent = Signal("heartbeat_sent", hook="taskq_heartbeat_sent")
+worker_before_create_process = Signal("worker_before_create_process", hook="taskq_before_create_process")
 worker_process_init = Signal("worker_process_init", hook="taskq_worker_process_init")
 worker_process_shutdown = Signal("worker_process_shutdown", hook="taskq_worker_process_shutdown")
 beat_init = Signal("beat_init", hook="taskq_beat_init")
@@ -314,6 +315,10 @@ def _on_worker_shutting_down(worker: Worker, cold: bool) -> None:
     worker_shutting_down.send(sender=worker.hostname, sig=None, how="Cold" if cold else "Warm", exitcode=0)
 
 
+def _on_before_create_process(worker: Worker) -> None:
+    worker_before_create_process.send(sender=worker.pool)
+
+
 def _on_worker_process_init(worker: Worker) -> None:
     worker_process_init.send(sender=None)
 
@@ -354,6 +359,7 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (worker_shutdown, _on_worker_shutdown),
         (worker_shutting_down, _on_worker_shutting_down),
         (heartbeat_sent, _on_heartbeat_sent),
+        (worker_before_create_process, _on_before_create_process),
         (worker_process_init, _on_worker_process_init),
         (worker_process_shutdown, _on_worker_process_shutdown),
         (beat_init, _on_beat_init),
@@ -383,6 +389,7 @@ __all__ = [
     "task_revoked",
     "task_success",
     "task_unknown",
+    "worker_before_create_process",
     "worker_init",
     "worker_process_init",
     "worker_process_shutdown",

@@ -318,11 +318,14 @@ def test_hook_taskq_worker_shutting_down(make_plugin: MakePlugin, memory_url: st
 
 
 class ProcessLikePool(SoloPool):
-    """A solo pool that calls the worker's process_init and process_shutdown as a pool of
-    processes does in each of its children (prefork's own test runs real ones)."""
+    """A solo pool that calls the worker's before_create_process, process_init and
+    process_shutdown as a pool of processes does for each of its children (prefork's own
+    test runs real ones)."""
 
     def start(self) -> None:
         super().start()
+        if self.before_create_process is not None:
+            self.before_create_process()
         if self.process_init is not None:
             self.process_init()
 
@@ -330,6 +333,19 @@ class ProcessLikePool(SoloPool):
         if self.process_shutdown is not None:
             self.process_shutdown()
         super().stop(wait=wait)
+
+
+def test_hook_taskq_before_create_process(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:
+    events: list[tuple[str, object]] = []
+    plugin = make_plugin(
+        "processes",
+        taskq_register_pools=lambda: {"proclike": f"{__name__}:ProcessLikePool"},
+        taskq_before_create_process=lambda worker: events.append(("before create", type(worker.pool).__name__)),
+        taskq_worker_process_init=lambda: events.append(("init", None)),
+    )
+    app = hooked_app(memory_url, plugin)
+    start_worker(app, pool="proclike")
+    assert events == [("before create", "ProcessLikePool"), ("init", None)]
 
 
 def test_hook_taskq_worker_process_init(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:

@@ -151,6 +151,9 @@ class Pool(ABC):
         #: before it exits (the worker sets them; a pool without processes ignores them).
         self.process_init: Callable[[], None] | None = None
         self.process_shutdown: Callable[[], None] | None = None
+        #: Called in the pool's own process just before it starts each process (forks a
+        #: child), replacements included; set by the worker, it never raises.
+        self.before_create_process: Callable[[], None] | None = None
 
     def start(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Start workers (threads, processes, a loop); called once before the first ``apply``."""

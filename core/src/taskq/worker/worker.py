@@ -213,6 +213,7 @@ class Worker:
         )
         self.pool.process_init = self._process_init
         self.pool.process_shutdown = self._process_shutdown
+        self.pool.before_create_process = self._before_create_process
         self.concurrency = self.pool.concurrency
         multiplier = prefetch_multiplier
         if multiplier is None:
@@ -307,6 +308,12 @@ class Worker:
             self.app.close()
             self.stopped.set()
             logger.info("worker %s stopped", self.hostname)
+
+    def _before_create_process(self) -> None:
+        """In this process, before the pool starts one of its own: ``taskq_before_create_process``."""
+        plugins = self.app.plugins
+        if plugins.has_impl("taskq_before_create_process"):
+            plugins.before_create_process(self)
 
     def _process_init(self) -> None:
         """In a process the pool started: ``taskq_worker_process_init``."""
