@@ -252,6 +252,16 @@ def taskq_beat_init(beat: object) -> None:
     """
 
 
+@hookspec
+def taskq_beat_embedded_init(beat: object) -> None:
+    """A beat service starts in a worker (``taskq worker -B``). Added in 0.2.
+
+    Called once, in the beat's thread of the worker's main process, right after
+    ``taskq_beat_init`` (so before the scheduler is set up); never for ``taskq beat``.
+    ``beat`` is the beat service, as for ``taskq_beat_init``.
+    """
+
+
 # ---- Publishing --------------------------------------------------------------------
 
 

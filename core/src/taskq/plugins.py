@@ -322,6 +322,9 @@ class Plugins:
     def beat_init(self, beat: Beat) -> None:
         self._notify("taskq_beat_init", beat=beat)
 
+    def beat_embedded_init(self, beat: Beat) -> None:
+        self._notify("taskq_beat_embedded_init", beat=beat)
+
     def before_publish(self, app: App, name: str, task_id: str, headers: dict[str, object], queue: str) -> None:
         self._notify("taskq_before_publish", app=app, name=name, task_id=task_id, headers=headers, queue=queue)
 

@@ -197,6 +197,7 @@ worker_before_create_process = Signal("worker_before_create_process", hook="task
 worker_process_init = Signal("worker_process_init", hook="taskq_worker_process_init")
 worker_process_shutdown = Signal("worker_process_shutdown", hook="taskq_worker_process_shutdown")
 beat_init = Signal("beat_init", hook="taskq_beat_init")
+beat_embedded_init = Signal("beat_embedded_init", hook="taskq_beat_embedded_init")
 import_modules = Signal("import_modules", hook="taskq_before_import_modules")
 
 
@@ -335,6 +336,10 @@ def _on_beat_init(beat: Beat) -> None:
     beat_init.send(sender=beat)
 
 
+def _on_beat_embedded_init(beat: Beat) -> None:
+    beat_embedded_init.send(sender=beat)
+
+
 _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
     signal.name: _bridge(str(signal.hook), function)
     for signal, function in (
@@ -363,6 +368,7 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (worker_process_init, _on_worker_process_init),
         (worker_process_shutdown, _on_worker_process_shutdown),
         (beat_init, _on_beat_init),
+        (beat_embedded_init, _on_beat_embedded_init),
         (import_modules, _on_import_modules),
     )
 }
@@ -372,6 +378,7 @@ __all__ = [
     "Signal",
     "after_setup_logger",
     "after_task_publish",
+    "beat_embedded_init",
     "beat_init",
     "before_task_publish",
     "celeryd_after_setup",

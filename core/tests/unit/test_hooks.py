@@ -438,6 +438,30 @@ def test_hook_taskq_beat_init(make_plugin: MakePlugin, memory_url: str, tmp_path
     assert seen == [beat]
 
 
+def test_hook_taskq_beat_embedded_init(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, wait_until: WaitUntil
+) -> None:
+    seen: list[tuple[str, object]] = []
+    plugin = make_plugin(
+        "embedded",
+        taskq_beat_init=lambda beat: seen.append(("init", beat)),
+        taskq_beat_embedded_init=lambda beat: seen.append(("embedded", beat)),
+    )
+    app = hooked_app(memory_url, plugin)
+    from taskq.beat.service import Beat
+
+    alone = Beat(app, scheduler="memory")
+    alone.setup = lambda: alone.stop()  # type: ignore[method-assign]  # only the start is tested
+    alone.run()
+    assert seen == [("init", alone)]  # taskq beat: not embedded
+    seen.clear()
+    worker = start_worker(app, beat=True, scheduler="memory").worker
+    wait_until(lambda: len(seen) == 2, "the embedded beat's start")
+    embedded = seen[0][1]
+    assert seen == [("init", embedded), ("embedded", embedded)]
+    assert isinstance(embedded, Beat) and embedded.app is worker.app
+
+
 # ---- Publishing -------------------------------------------------------------------------------
 
 

@@ -313,3 +313,24 @@ def test_a_worker_process_sends_its_start_up_signals_in_celery_s_order_with_cele
         {"signal": "worker_ready", "queues": ["first", "added"]},
     ]
     assert "queues=first,added" in log
+
+
+def test_a_worker_process_with_beat_sends_beat_init_then_beat_embedded_init(tmp_path: Path) -> None:
+    receivers = """
+    import threading
+
+
+    @signals.beat_init.connect
+    def beat_init(sender=None, **kwargs):
+        note("beat_init", sender=type(sender).__name__, app=sender.app is app)
+
+
+    @signals.beat_embedded_init.connect
+    def beat_embedded_init(sender=None, **kwargs):
+        note("beat_embedded_init", sender=type(sender).__name__, thread=threading.current_thread().name)
+    """
+    heard, _ = heard_by_a_worker_process(tmp_path, receivers, "-B", "--scheduler", "memory")
+    assert heard == [
+        {"signal": "beat_init", "sender": "Beat", "app": True},
+        {"signal": "beat_embedded_init", "sender": "Beat", "thread": "taskq-beat"},
+    ]

@@ -113,7 +113,7 @@ class BeatStep(Step):
             return
         from taskq.beat.service import Beat  # only for a worker that embeds beat
 
-        beat = Beat(self.worker.app, **options)  # type: ignore[arg-type]
+        beat = Beat(self.worker.app, embedded=True, **options)  # type: ignore[arg-type]
         self.beat: Beat | None = beat
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(beat,), name="taskq-beat", daemon=True)
