@@ -159,6 +159,18 @@ def taskq_after_setup_logger(app: App, logger: logging.Logger, loglevel: str, fo
 
 
 @hookspec
+def taskq_after_setup_task_logger(app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
+    """The worker command set logging up; ``logger`` writes the task lines. Added in 0.2.
+
+    taskq has no task logger of its own: its lines about tasks (``Task add[...] succeeded
+    in ...``, raised, retried, revoked) go through ``logger`` (``taskq.worker.endings``),
+    which passes them to the root logger's handler; a plugin may add a filter or a handler
+    of its own (then set ``logger.propagate = False``, or each line is written twice).
+    Called once, in the CLI, right after ``taskq_after_setup_logger`` and in the same case.
+    """
+
+
+@hookspec
 def taskq_before_worker_setup(worker: Worker, options: Mapping[str, object]) -> None:
     """A worker is about to be set up: nothing is read from the settings yet. Added in 0.2.
 

@@ -289,6 +289,9 @@ class Plugins:
     def after_setup_logger(self, app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
         self._notify("taskq_after_setup_logger", app=app, logger=logger, loglevel=loglevel, format=format)
 
+    def after_setup_task_logger(self, app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
+        self._notify("taskq_after_setup_task_logger", app=app, logger=logger, loglevel=loglevel, format=format)
+
     def before_worker_setup(self, worker: Worker, options: Mapping[str, object]) -> None:
         self._notify("taskq_before_worker_setup", worker=worker, options=options)
 

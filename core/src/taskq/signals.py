@@ -186,6 +186,7 @@ before_task_publish = Signal("before_task_publish", hook="taskq_before_publish")
 after_task_publish = Signal("after_task_publish", hook="taskq_after_publish")
 setup_logging = Signal("setup_logging", hook="taskq_setup_logging")
 after_setup_logger = Signal("after_setup_logger", hook="taskq_after_setup_logger")
+after_setup_task_logger = Signal("after_setup_task_logger", hook="taskq_after_setup_task_logger")
 celeryd_init = Signal("celeryd_init", hook="taskq_before_worker_setup")
 celeryd_after_setup = Signal("celeryd_after_setup", hook="taskq_after_worker_setup")
 worker_init = Signal("worker_init", hook="taskq_worker_init")
@@ -300,6 +301,12 @@ def _on_after_worker_setup(worker: Worker) -> None:
     celeryd_after_setup.send(sender=worker.hostname, instance=worker, conf=worker.app.conf)
 
 
+def _on_after_setup_task_logger(app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
+    after_setup_task_logger.send(
+        sender=None, logger=logger, loglevel=loglevel, logfile=None, format=format, colorize=False
+    )
+
+
 def _on_worker_init(worker: Worker) -> None:
     worker_init.send(sender=worker)
 
@@ -357,6 +364,7 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (after_task_publish, _on_after_publish),
         (setup_logging, _on_setup_logging),
         (after_setup_logger, _on_after_setup_logger),
+        (after_setup_task_logger, _on_after_setup_task_logger),
         (celeryd_init, _on_before_worker_setup),
         (celeryd_after_setup, _on_after_worker_setup),
         (worker_init, _on_worker_init),
@@ -377,6 +385,7 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
 __all__ = [
     "Signal",
     "after_setup_logger",
+    "after_setup_task_logger",
     "after_task_publish",
     "beat_embedded_init",
     "beat_init",

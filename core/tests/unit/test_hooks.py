@@ -408,6 +408,24 @@ def test_hook_taskq_after_setup_logger(make_plugin: MakePlugin, memory_url: str,
     assert len(root_logging.handlers) == 2 and root_logging.handlers[1] is extra
 
 
+def test_hook_taskq_after_setup_task_logger(
+    make_plugin: MakePlugin, memory_url: str, root_logging: logging.Logger
+) -> None:
+    from taskq.cli.worker import configure_logging
+
+    calls: list[tuple[str, str, str]] = []
+    plugin = make_plugin(
+        "tasklines",
+        taskq_after_setup_logger=lambda logger: calls.append(("root", logger.name, "")),
+        taskq_after_setup_task_logger=lambda logger, loglevel, format: calls.append(  # noqa: A006 - the hook's name
+            (logger.name, loglevel, format)
+        ),
+    )
+    app = hooked_app(memory_url, plugin, worker_log_format="%(levelname)s %(message)s")
+    configure_logging(app, "INFO")
+    assert calls == [("root", "root", ""), ("taskq.worker.endings", "INFO", "%(levelname)s %(message)s")]
+
+
 def test_hook_taskq_heartbeat_sent(
     make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, wait_until: WaitUntil
 ) -> None:

@@ -264,6 +264,19 @@ def heard_by_a_worker_process(tmp_path: Path, receivers: str, *arguments: str) -
 
 def test_a_worker_process_sends_its_start_up_signals_in_celery_s_order_with_celery_s_arguments(tmp_path: Path) -> None:
     receivers = """
+    @signals.after_setup_task_logger.connect
+    def after_setup_task_logger(sender=None, logger=None, loglevel=None, logfile=None, format=None, **kwargs):
+        note(
+            "after_setup_task_logger",
+            sender=sender,
+            logger=logger.name,
+            loglevel=loglevel,
+            logfile=logfile,
+            format=format == app.conf.worker_log_format,
+            colorize=kwargs["colorize"],
+        )
+
+
     @signals.celeryd_init.connect
     def celeryd_init(sender=None, instance=None, conf=None, options=None, **kwargs):
         note(
@@ -299,6 +312,15 @@ def test_a_worker_process_sends_its_start_up_signals_in_celery_s_order_with_cele
     """
     heard, log = heard_by_a_worker_process(tmp_path, receivers, "-n", "sig@test", "-Q", "first")
     assert heard == [
+        {
+            "signal": "after_setup_task_logger",
+            "sender": None,
+            "logger": "taskq.worker.endings",
+            "loglevel": "INFO",
+            "logfile": None,
+            "format": True,
+            "colorize": False,
+        },
         {
             "signal": "celeryd_init",
             "sender": "sig@test",
