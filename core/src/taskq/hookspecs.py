@@ -132,6 +132,17 @@ def taskq_app_configured(app: App) -> None:
 
 
 @hookspec
+def taskq_cli_app_loaded(app: App, options: Mapping[str, object]) -> None:
+    """The ``taskq`` command read its top-level options and loaded the app. Added in 0.2.
+
+    ``options`` holds those options by name: ``app`` (``-A``, which may also follow the
+    subcommand) and ``config`` (``--config``), ``None`` where not given. Called once per
+    command that uses an app (``worker``, ``beat``, ``call``, ...), in the CLI's process,
+    right after the app's module is imported and before the command does anything with it.
+    """
+
+
+@hookspec
 def taskq_before_import_modules(app: App) -> None:
     """The app is about to import its task modules (``imports`` and ``include``). Added in 0.2.
 

@@ -280,6 +280,9 @@ class Plugins:
     def app_configured(self, app: App) -> None:
         self._notify("taskq_app_configured", app=app)
 
+    def cli_app_loaded(self, app: App, options: Mapping[str, object]) -> None:
+        self._notify("taskq_cli_app_loaded", app=app, options=options)
+
     def before_import_modules(self, app: App) -> None:
         self._notify("taskq_before_import_modules", app=app)
 

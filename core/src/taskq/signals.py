@@ -200,6 +200,7 @@ worker_process_shutdown = Signal("worker_process_shutdown", hook="taskq_worker_p
 beat_init = Signal("beat_init", hook="taskq_beat_init")
 beat_embedded_init = Signal("beat_embedded_init", hook="taskq_beat_embedded_init")
 import_modules = Signal("import_modules", hook="taskq_before_import_modules")
+user_preload_options = Signal("user_preload_options", hook="taskq_cli_app_loaded")
 
 
 def _on_received(request: Request) -> None:
@@ -279,6 +280,10 @@ def _on_after_publish(app: App, name: str, task_id: str, queue: str) -> None:
     after_task_publish.send(
         sender=name, body=None, exchange="", routing_key=queue, headers={"id": task_id, "task": name}
     )
+
+
+def _on_cli_app_loaded(app: App, options: Mapping[str, object]) -> None:
+    user_preload_options.send(sender=app, app=app, options=dict(options))
 
 
 def _on_import_modules(app: App) -> None:
@@ -378,6 +383,7 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (beat_init, _on_beat_init),
         (beat_embedded_init, _on_beat_embedded_init),
         (import_modules, _on_import_modules),
+        (user_preload_options, _on_cli_app_loaded),
     )
 }
 
@@ -405,6 +411,7 @@ __all__ = [
     "task_revoked",
     "task_success",
     "task_unknown",
+    "user_preload_options",
     "worker_before_create_process",
     "worker_init",
     "worker_process_init",

@@ -202,6 +202,37 @@ def test_hook_taskq_app_configured(make_plugin: MakePlugin, memory_url: str) -> 
     assert seen[0].conf["task_default_queue"] == "q1"
 
 
+CLI_APP = """
+from taskq import App, hookimpl
+
+seen = []
+
+
+class Plugin:
+    @hookimpl
+    def taskq_cli_app_loaded(self, app, options):
+        seen.append((app.main, dict(options)))
+
+
+app = App("cliapp", broker="memory://", read_config=False, extra_plugins=[Plugin()])
+"""
+
+
+def test_hook_taskq_cli_app_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskq.cli.state import CLIState
+
+    name = f"hooks_cli_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(CLI_APP, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    state = CLIState(f"{name}:app", None)  # what the click group and the worker's quick path both make
+    try:
+        app = state.app
+        assert state.app is app  # loaded once, told once
+        assert sys.modules[name].seen == [("cliapp", {"app": f"{name}:app", "config": None})]
+    finally:
+        sys.modules.pop(name, None)
+
+
 @pytest.fixture
 def task_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The name of a module of the test's own, importable and not yet imported."""

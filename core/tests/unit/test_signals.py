@@ -264,6 +264,11 @@ def heard_by_a_worker_process(tmp_path: Path, receivers: str, *arguments: str) -
 
 def test_a_worker_process_sends_its_start_up_signals_in_celery_s_order_with_celery_s_arguments(tmp_path: Path) -> None:
     receivers = """
+    @signals.user_preload_options.connect
+    def user_preload_options(sender=None, app=None, options=None, **kwargs):
+        note("user_preload_options", sender=sender is app, app=app.main, options=options)
+
+
     @signals.after_setup_task_logger.connect
     def after_setup_task_logger(sender=None, logger=None, loglevel=None, logfile=None, format=None, **kwargs):
         note(
@@ -312,6 +317,12 @@ def test_a_worker_process_sends_its_start_up_signals_in_celery_s_order_with_cele
     """
     heard, log = heard_by_a_worker_process(tmp_path, receivers, "-n", "sig@test", "-Q", "first")
     assert heard == [
+        {
+            "signal": "user_preload_options",
+            "sender": True,
+            "app": "sigproc",
+            "options": {"app": "sigproc_app", "config": None},
+        },
         {
             "signal": "after_setup_task_logger",
             "sender": None,
