@@ -17,14 +17,14 @@ plugin's name: it never loses a message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
     from taskq import App, Task
-    from taskq.drivers import Message, Request, Serializer, Worker
+    from taskq.drivers import Message, Pool, Request, Serializer, Worker
 
 PROJECT = "taskq"
 
@@ -257,6 +257,43 @@ def taskq_worker_process_init(worker: Worker) -> None:
 @hookspec
 def taskq_worker_process_shutdown(worker: Worker, pid: int) -> None:
     """A pool process leaves (retired, or the pool stops). Added in 0.2. Called in it."""
+
+
+@hookspec
+def taskq_eventlet_pool_started(pool: Pool) -> None:
+    """The eventlet pool started (taskq-eventlet's ``--pool=eventlet``). Added in 0.2.
+
+    Called once, by the pool, in the thread that starts it (the worker's main thread), once
+    its hub takes tasks. Other pools never call the ``taskq_eventlet_pool_*`` hooks.
+    """
+
+
+@hookspec
+def taskq_eventlet_pool_stopping(pool: Pool) -> None:
+    """The eventlet pool was asked to stop: its tasks may still run. Added in 0.2.
+
+    Called once, by the pool, in the thread that stops it, before it waits for its running
+    tasks (or, for a cold stop, stops them).
+    """
+
+
+@hookspec
+def taskq_eventlet_pool_stopped(pool: Pool) -> None:
+    """The eventlet pool stopped: none of its tasks runs any more. Added in 0.2.
+
+    Called once, by the pool, in the thread that stopped it, after
+    ``taskq_eventlet_pool_stopping``.
+    """
+
+
+@hookspec
+def taskq_eventlet_pool_apply(pool: Pool, target: Callable[..., object], args: tuple[object, ...]) -> None:
+    """The eventlet pool is handed a task, to run as ``target(*args)``. Added in 0.2.
+
+    ``target`` is the worker's tracer and ``args`` is ``(app, request)``. Called per task,
+    by the pool, in the thread that hands it the task (the worker's), before its green
+    thread is spawned: it must be quick. Skipped when no plugin implements it.
+    """
 
 
 @hookspec

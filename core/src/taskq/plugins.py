@@ -17,7 +17,7 @@ import importlib
 import logging
 import sys
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from taskq.app import App
     from taskq.beat.service import Beat
+    from taskq.drivers.pool import Pool
     from taskq.drivers.serializer import Serializer
     from taskq.drivers.transport import Message
     from taskq.task import Task
@@ -321,6 +322,18 @@ class Plugins:
 
     def worker_process_shutdown(self, worker: Worker, pid: int) -> None:
         self._notify("taskq_worker_process_shutdown", worker=worker, pid=pid)
+
+    def eventlet_pool_started(self, pool: Pool) -> None:
+        self._notify("taskq_eventlet_pool_started", pool=pool)
+
+    def eventlet_pool_stopping(self, pool: Pool) -> None:
+        self._notify("taskq_eventlet_pool_stopping", pool=pool)
+
+    def eventlet_pool_stopped(self, pool: Pool) -> None:
+        self._notify("taskq_eventlet_pool_stopped", pool=pool)
+
+    def eventlet_pool_apply(self, pool: Pool, target: Callable[..., object], args: tuple[object, ...]) -> None:
+        self._notify("taskq_eventlet_pool_apply", pool=pool, target=target, args=args)
 
     def heartbeat_sent(self, worker: Worker) -> None:
         self._notify("taskq_heartbeat_sent", worker=worker)

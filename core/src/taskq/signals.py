@@ -35,6 +35,7 @@ from taskq.hookspecs import hookimpl
 if TYPE_CHECKING:
     from taskq.app import App
     from taskq.beat.service import Beat
+    from taskq.drivers.pool import Pool
     from taskq.drivers.transport import Message
     from taskq.task import Task
     from taskq.worker.request import Request
@@ -199,6 +200,10 @@ worker_process_init = Signal("worker_process_init", hook="taskq_worker_process_i
 worker_process_shutdown = Signal("worker_process_shutdown", hook="taskq_worker_process_shutdown")
 beat_init = Signal("beat_init", hook="taskq_beat_init")
 beat_embedded_init = Signal("beat_embedded_init", hook="taskq_beat_embedded_init")
+eventlet_pool_started = Signal("eventlet_pool_started", hook="taskq_eventlet_pool_started")
+eventlet_pool_preshutdown = Signal("eventlet_pool_preshutdown", hook="taskq_eventlet_pool_stopping")
+eventlet_pool_postshutdown = Signal("eventlet_pool_postshutdown", hook="taskq_eventlet_pool_stopped")
+eventlet_pool_apply = Signal("eventlet_pool_apply", hook="taskq_eventlet_pool_apply")
 import_modules = Signal("import_modules", hook="taskq_before_import_modules")
 user_preload_options = Signal("user_preload_options", hook="taskq_cli_app_loaded")
 
@@ -352,6 +357,22 @@ def _on_beat_embedded_init(beat: Beat) -> None:
     beat_embedded_init.send(sender=beat)
 
 
+def _on_eventlet_pool_started(pool: Pool) -> None:
+    eventlet_pool_started.send(sender=pool)
+
+
+def _on_eventlet_pool_stopping(pool: Pool) -> None:
+    eventlet_pool_preshutdown.send(sender=pool)
+
+
+def _on_eventlet_pool_stopped(pool: Pool) -> None:
+    eventlet_pool_postshutdown.send(sender=pool)
+
+
+def _on_eventlet_pool_apply(pool: Pool, target: Callable[..., object], args: tuple[object, ...]) -> None:
+    eventlet_pool_apply.send(sender=pool, target=target, args=args, kwargs={})
+
+
 _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
     signal.name: _bridge(str(signal.hook), function)
     for signal, function in (
@@ -382,6 +403,10 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (worker_process_shutdown, _on_worker_process_shutdown),
         (beat_init, _on_beat_init),
         (beat_embedded_init, _on_beat_embedded_init),
+        (eventlet_pool_started, _on_eventlet_pool_started),
+        (eventlet_pool_preshutdown, _on_eventlet_pool_stopping),
+        (eventlet_pool_postshutdown, _on_eventlet_pool_stopped),
+        (eventlet_pool_apply, _on_eventlet_pool_apply),
         (import_modules, _on_import_modules),
         (user_preload_options, _on_cli_app_loaded),
     )
@@ -398,6 +423,10 @@ __all__ = [
     "before_task_publish",
     "celeryd_after_setup",
     "celeryd_init",
+    "eventlet_pool_apply",
+    "eventlet_pool_postshutdown",
+    "eventlet_pool_preshutdown",
+    "eventlet_pool_started",
     "heartbeat_sent",
     "import_modules",
     "setup_logging",

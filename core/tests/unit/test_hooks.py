@@ -457,6 +457,80 @@ def test_hook_taskq_after_setup_task_logger(
     assert calls == [("root", "root", ""), ("taskq.worker.endings", "INFO", "%(levelname)s %(message)s")]
 
 
+class EventletLikePool(SoloPool):
+    """A solo pool that calls the ``taskq_eventlet_pool_*`` hooks through the plugin manager the
+    worker gives it, as taskq-eventlet's pool does (whose own tests run the real one)."""
+
+    def start(self) -> None:
+        super().start()
+        if self.plugins is not None:
+            self.plugins.eventlet_pool_started(self)
+
+    def stop(self, *, wait: bool = True) -> None:
+        if self.plugins is not None:
+            self.plugins.eventlet_pool_stopping(self)
+        super().stop(wait=wait)
+        if self.plugins is not None:
+            self.plugins.eventlet_pool_stopped(self)
+
+    def apply(self, target: Callable[..., object], args: tuple[object, ...], **options: Any) -> None:
+        if self.plugins is not None and self.plugins.has_impl("taskq_eventlet_pool_apply"):
+            self.plugins.eventlet_pool_apply(self, target, args)
+        super().apply(target, args, **options)
+
+
+@pytest.fixture
+def eventlet_like(make_plugin: MakePlugin, memory_url: str) -> tuple[App, list[tuple[object, ...]]]:
+    """An app whose worker runs :class:`EventletLikePool`, and what its eventlet hooks heard."""
+    events: list[tuple[object, ...]] = []
+    plugin = make_plugin(
+        "eventletlike",
+        taskq_register_pools=lambda: {"eventletlike": f"{__name__}:EventletLikePool"},
+        taskq_eventlet_pool_started=lambda pool: events.append(("started", pool)),
+        taskq_eventlet_pool_stopping=lambda pool: events.append(("stopping", pool)),
+        taskq_eventlet_pool_stopped=lambda pool: events.append(("stopped", pool)),
+        taskq_eventlet_pool_apply=lambda pool, target, args: events.append(("apply", pool, target, args)),
+    )
+    return hooked_app(memory_url, plugin), events
+
+
+def test_hook_taskq_eventlet_pool_started(eventlet_like: Any, start_worker: StartWorker) -> None:
+    app, events = eventlet_like
+    runner = start_worker(app, pool="eventletlike")
+    assert events == [("started", runner.worker.pool)]
+
+
+def test_hook_taskq_eventlet_pool_stopping(eventlet_like: Any, start_worker: StartWorker) -> None:
+    app, events = eventlet_like
+    runner = start_worker(app, pool="eventletlike")
+    runner.stop()
+    assert [event[0] for event in events] == ["started", "stopping", "stopped"]
+    assert events[1] == ("stopping", runner.worker.pool)
+
+
+def test_hook_taskq_eventlet_pool_stopped(eventlet_like: Any, start_worker: StartWorker) -> None:
+    app, events = eventlet_like
+    runner = start_worker(app, pool="eventletlike")
+    runner.stop()
+    assert events[-1] == ("stopped", runner.worker.pool)
+
+
+def test_hook_taskq_eventlet_pool_apply(eventlet_like: Any, start_worker: StartWorker) -> None:
+    from taskq.worker.trace import trace_task
+
+    app, events = eventlet_like
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    runner = start_worker(app, pool="eventletlike")
+    result = add.delay(1, 2)
+    assert result.get(timeout=TIMEOUT) == 3
+    [(_, pool, target, (given_app, request))] = [event for event in events if event[0] == "apply"]
+    assert (pool, target, given_app, request.id) == (runner.worker.pool, trace_task, app, result.id)
+
+
 def test_hook_taskq_heartbeat_sent(
     make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, wait_until: WaitUntil
 ) -> None:

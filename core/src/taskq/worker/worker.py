@@ -214,6 +214,7 @@ class Worker:
         self.pool.process_init = self._process_init
         self.pool.process_shutdown = self._process_shutdown
         self.pool.before_create_process = self._before_create_process
+        self.pool.plugins = plugins
         self.concurrency = self.pool.concurrency
         multiplier = prefetch_multiplier
         if multiplier is None:
