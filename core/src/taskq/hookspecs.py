@@ -194,6 +194,14 @@ def taskq_before_worker_setup(worker: Worker, options: Mapping[str, object]) -> 
 
 
 @hookspec
+def taskq_worker_init(worker: Worker) -> None:
+    """The worker is built but not started; plugins may adjust it. Added in 0.1.
+
+    Called once, in the worker's main process.
+    """
+
+
+@hookspec
 def taskq_after_worker_setup(worker: Worker) -> None:
     """A worker is set up and about to start its steps and consume. Added in 0.2.
 
@@ -201,14 +209,6 @@ def taskq_after_worker_setup(worker: Worker) -> None:
     (``worker.queues``) are not read yet: a plugin may still add or remove queues. Called
     once per worker, in its main process, as :meth:`Worker.start` begins, after
     ``taskq_worker_init`` and before ``taskq_worker_ready``.
-    """
-
-
-@hookspec
-def taskq_worker_init(worker: Worker) -> None:
-    """The worker is built but not started; plugins may adjust it. Added in 0.1.
-
-    Called once, in the worker's main process.
     """
 
 
