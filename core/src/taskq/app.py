@@ -106,6 +106,7 @@ class App:
         self._backend_url: tuple[object, object, str | None] | None = None
         self._lock = threading.Lock()
         self._configured = False
+        self._task_modules_imported = False
         _apps.add(self)
         if set_as_current:
             _default_app = self
@@ -321,12 +322,19 @@ class App:
         return imported
 
     def import_task_modules(self) -> None:
-        """Import the modules listed in ``imports`` and ``include`` (the worker does this)."""
+        """Import the modules listed in ``imports`` and ``include``, once (the worker and beat
+        do this as they start), after ``taskq_before_import_modules``."""
+        if self._task_modules_imported:
+            return
+        plugins = self.plugins
+        if plugins.has_impl("taskq_before_import_modules"):
+            plugins.before_import_modules(self)
         for name in [*cast("list[str]", self.conf["imports"]), *cast("list[str]", self.conf["include"])]:
             try:
                 importlib.import_module(name)
             except ImportError as exc:
                 raise ConfigError(f"cannot import task module {name!r} listed in imports/include: {exc}") from exc
+        self._task_modules_imported = True
 
     # ---- Sending ------------------------------------------------------------------------
 

@@ -17,14 +17,14 @@ plugin's name: it never loses a message.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
     from taskq import App, Task
-    from taskq.drivers import Message, Request, Serializer, Worker
+    from taskq.drivers import Message, Pool, Request, Serializer, Worker
 
 PROJECT = "taskq"
 
@@ -131,6 +131,27 @@ def taskq_app_configured(app: App) -> None:
     """
 
 
+@hookspec
+def taskq_cli_app_loaded(app: App, options: Mapping[str, object]) -> None:
+    """The ``taskq`` command read its top-level options and loaded the app. Added in 0.2.
+
+    ``options`` holds those options by name: ``app`` (``-A``, which may also follow the
+    subcommand) and ``config`` (``--config``), ``None`` where not given. Called once per
+    command that uses an app (``worker``, ``beat``, ``call``, ...), in the CLI's process,
+    right after the app's module is imported and before the command does anything with it.
+    """
+
+
+@hookspec
+def taskq_before_import_modules(app: App) -> None:
+    """The app is about to import its task modules (``imports`` and ``include``). Added in 0.2.
+
+    Called once per app and process, where a worker or beat starts (``App.import_task_modules``),
+    before the first of them is imported, even when none is listed: the place to prepare
+    what those modules need (a framework's setup), or to change ``app.conf.imports``.
+    """
+
+
 # ---- Worker lifecycle --------------------------------------------------------------
 
 
@@ -149,10 +170,45 @@ def taskq_after_setup_logger(app: App, logger: logging.Logger, loglevel: str, fo
 
 
 @hookspec
+def taskq_after_setup_task_logger(app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
+    """The worker command set logging up; ``logger`` writes the task lines. Added in 0.2.
+
+    taskq has no task logger of its own: its lines about tasks (``Task add[...] succeeded
+    in ...``, raised, retried, revoked) go through ``logger`` (``taskq.worker.endings``),
+    which passes them to the root logger's handler; a plugin may add a filter or a handler
+    of its own (then set ``logger.propagate = False``, or each line is written twice).
+    Called once, in the CLI, right after ``taskq_after_setup_logger`` and in the same case.
+    """
+
+
+@hookspec
+def taskq_before_worker_setup(worker: Worker, options: Mapping[str, object]) -> None:
+    """A worker is about to be set up: nothing is read from the settings yet. Added in 0.2.
+
+    ``worker`` has only ``app`` and ``hostname`` so far; ``options`` are the keyword
+    arguments it was built with (``queues``, ``concurrency``, ``pool``, ...; ``None``
+    where not given), to read. Change the settings the worker reads as it is set up
+    (``worker_*``, ``task_default_queue``) with ``worker.app.conf.update(...)``. Called
+    once per worker, in its main process, first thing, before ``taskq_worker_init``.
+    """
+
+
+@hookspec
 def taskq_worker_init(worker: Worker) -> None:
     """The worker is built but not started; plugins may adjust it. Added in 0.1.
 
     Called once, in the worker's main process.
+    """
+
+
+@hookspec
+def taskq_after_worker_setup(worker: Worker) -> None:
+    """A worker is set up and about to start its steps and consume. Added in 0.2.
+
+    Its pool is made but not started, its task modules are imported, and its queues
+    (``worker.queues``) are not read yet: a plugin may still add or remove queues. Called
+    once per worker, in its main process, as :meth:`Worker.start` begins, after
+    ``taskq_worker_init`` and before ``taskq_worker_ready``.
     """
 
 
@@ -180,6 +236,17 @@ def taskq_worker_shutting_down(worker: Worker, cold: bool) -> None:
 
 
 @hookspec
+def taskq_before_create_process(worker: Worker) -> None:
+    """A pool of processes is about to start one (prefork forks a child). Added in 0.2.
+
+    Called in the worker's main process (from whichever of its threads starts the child),
+    before each child the pool starts: the first ones, and each that replaces a child that
+    retired or died. ``worker.pool`` is the pool. A pool without processes of its own never
+    calls it. Close what a child must not inherit here.
+    """
+
+
+@hookspec
 def taskq_worker_process_init(worker: Worker) -> None:
     """A pool process starts (prefork's children), before it runs a task. Added in 0.2.
 
@@ -190,6 +257,43 @@ def taskq_worker_process_init(worker: Worker) -> None:
 @hookspec
 def taskq_worker_process_shutdown(worker: Worker, pid: int) -> None:
     """A pool process leaves (retired, or the pool stops). Added in 0.2. Called in it."""
+
+
+@hookspec
+def taskq_eventlet_pool_started(pool: Pool) -> None:
+    """The eventlet pool started (taskq-eventlet's ``--pool=eventlet``). Added in 0.2.
+
+    Called once, by the pool, in the thread that starts it (the worker's main thread), once
+    its hub takes tasks. Other pools never call the ``taskq_eventlet_pool_*`` hooks.
+    """
+
+
+@hookspec
+def taskq_eventlet_pool_stopping(pool: Pool) -> None:
+    """The eventlet pool was asked to stop: its tasks may still run. Added in 0.2.
+
+    Called once, by the pool, in the thread that stops it, before it waits for its running
+    tasks (or, for a cold stop, stops them).
+    """
+
+
+@hookspec
+def taskq_eventlet_pool_stopped(pool: Pool) -> None:
+    """The eventlet pool stopped: none of its tasks runs any more. Added in 0.2.
+
+    Called once, by the pool, in the thread that stopped it, after
+    ``taskq_eventlet_pool_stopping``.
+    """
+
+
+@hookspec
+def taskq_eventlet_pool_apply(pool: Pool, target: Callable[..., object], args: tuple[object, ...]) -> None:
+    """The eventlet pool is handed a task, to run as ``target(*args)``. Added in 0.2.
+
+    ``target`` is the worker's tracer and ``args`` is ``(app, request)``. Called per task,
+    by the pool, in the thread that hands it the task (the worker's), before its green
+    thread is spawned: it must be quick. Skipped when no plugin implements it.
+    """
 
 
 @hookspec
@@ -205,6 +309,16 @@ def taskq_beat_init(beat: object) -> None:
     """A beat service starts, before its scheduler is set up. Added in 0.2. Called once.
 
     ``beat`` is the beat service (``beat.app``, ``beat.scheduler``).
+    """
+
+
+@hookspec
+def taskq_beat_embedded_init(beat: object) -> None:
+    """A beat service starts in a worker (``taskq worker -B``). Added in 0.2.
+
+    Called once, in the beat's thread of the worker's main process, right after
+    ``taskq_beat_init`` (so before the scheduler is set up); never for ``taskq beat``.
+    ``beat`` is the beat service, as for ``taskq_beat_init``.
     """
 
 
@@ -304,6 +418,18 @@ def taskq_task_success(task: Task[..., object], request: Request, retval: object
 @hookspec
 def taskq_task_failure(task: Task[..., object], request: Request, exc: BaseException, traceback: str) -> None:
     """A task raised (and will not be retried). Added in 0.1. Called where it ran."""
+
+
+@hookspec
+def taskq_task_internal_error(task: Task[..., object], request: Request, exc: BaseException, traceback: str) -> None:
+    """The worker's own part failed around a task, not the task's function. Added in 0.2.
+
+    Where the task ran, something the worker does before or after the function raised
+    ``exc`` (sending the next step of a chain to a broker that refuses it, say);
+    ``traceback`` is its formatted traceback. The task is then recorded as failed:
+    ``taskq_task_failure`` follows. Called per such error, where the task ran; nothing is
+    done for it on the usual path, and it is skipped when no plugin implements it.
+    """
 
 
 @hookspec

@@ -17,7 +17,7 @@ import importlib
 import logging
 import sys
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, cast
 
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
     from taskq.app import App
     from taskq.beat.service import Beat
+    from taskq.drivers.pool import Pool
     from taskq.drivers.serializer import Serializer
     from taskq.drivers.transport import Message
     from taskq.task import Task
@@ -280,11 +281,26 @@ class Plugins:
     def app_configured(self, app: App) -> None:
         self._notify("taskq_app_configured", app=app)
 
+    def cli_app_loaded(self, app: App, options: Mapping[str, object]) -> None:
+        self._notify("taskq_cli_app_loaded", app=app, options=options)
+
+    def before_import_modules(self, app: App) -> None:
+        self._notify("taskq_before_import_modules", app=app)
+
     def setup_logging(self, app: App, loglevel: str, format: str) -> None:  # noqa: A002 - Celery's name
         self._notify("taskq_setup_logging", app=app, loglevel=loglevel, format=format)
 
     def after_setup_logger(self, app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
         self._notify("taskq_after_setup_logger", app=app, logger=logger, loglevel=loglevel, format=format)
+
+    def after_setup_task_logger(self, app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
+        self._notify("taskq_after_setup_task_logger", app=app, logger=logger, loglevel=loglevel, format=format)
+
+    def before_worker_setup(self, worker: Worker, options: Mapping[str, object]) -> None:
+        self._notify("taskq_before_worker_setup", worker=worker, options=options)
+
+    def after_worker_setup(self, worker: Worker) -> None:
+        self._notify("taskq_after_worker_setup", worker=worker)
 
     def worker_init(self, worker: Worker) -> None:
         self._notify("taskq_worker_init", worker=worker)
@@ -298,17 +314,35 @@ class Plugins:
     def worker_shutting_down(self, worker: Worker, cold: bool) -> None:
         self._notify("taskq_worker_shutting_down", worker=worker, cold=cold)
 
+    def before_create_process(self, worker: Worker) -> None:
+        self._notify("taskq_before_create_process", worker=worker)
+
     def worker_process_init(self, worker: Worker) -> None:
         self._notify("taskq_worker_process_init", worker=worker)
 
     def worker_process_shutdown(self, worker: Worker, pid: int) -> None:
         self._notify("taskq_worker_process_shutdown", worker=worker, pid=pid)
 
+    def eventlet_pool_started(self, pool: Pool) -> None:
+        self._notify("taskq_eventlet_pool_started", pool=pool)
+
+    def eventlet_pool_stopping(self, pool: Pool) -> None:
+        self._notify("taskq_eventlet_pool_stopping", pool=pool)
+
+    def eventlet_pool_stopped(self, pool: Pool) -> None:
+        self._notify("taskq_eventlet_pool_stopped", pool=pool)
+
+    def eventlet_pool_apply(self, pool: Pool, target: Callable[..., object], args: tuple[object, ...]) -> None:
+        self._notify("taskq_eventlet_pool_apply", pool=pool, target=target, args=args)
+
     def heartbeat_sent(self, worker: Worker) -> None:
         self._notify("taskq_heartbeat_sent", worker=worker)
 
     def beat_init(self, beat: Beat) -> None:
         self._notify("taskq_beat_init", beat=beat)
+
+    def beat_embedded_init(self, beat: Beat) -> None:
+        self._notify("taskq_beat_embedded_init", beat=beat)
 
     def before_publish(self, app: App, name: str, task_id: str, headers: dict[str, object], queue: str) -> None:
         self._notify("taskq_before_publish", app=app, name=name, task_id=task_id, headers=headers, queue=queue)
@@ -352,6 +386,11 @@ class Plugins:
 
     def task_failure(self, task: Task[..., object], request: Request, exc: BaseException, traceback: str) -> None:
         self._notify("taskq_task_failure", task=task, request=request, exc=exc, traceback=traceback)
+
+    def task_internal_error(
+        self, task: Task[..., object], request: Request, exc: BaseException, traceback: str
+    ) -> None:
+        self._notify("taskq_task_internal_error", task=task, request=request, exc=exc, traceback=traceback)
 
     def task_retry(self, task: Task[..., object], request: Request, reason: BaseException) -> None:
         self._notify("taskq_task_retry", task=task, request=request, reason=reason)

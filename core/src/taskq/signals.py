@@ -27,7 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from taskq.hookspecs import hookimpl
@@ -35,6 +35,7 @@ from taskq.hookspecs import hookimpl
 if TYPE_CHECKING:
     from taskq.app import App
     from taskq.beat.service import Beat
+    from taskq.drivers.pool import Pool
     from taskq.drivers.transport import Message
     from taskq.task import Task
     from taskq.worker.request import Request
@@ -177,6 +178,7 @@ task_prerun = Signal("task_prerun", hook="taskq_task_prerun")
 task_postrun = Signal("task_postrun", hook="taskq_task_postrun")
 task_success = Signal("task_success", hook="taskq_task_success")
 task_failure = Signal("task_failure", hook="taskq_task_failure")
+task_internal_error = Signal("task_internal_error", hook="taskq_task_internal_error")
 task_retry = Signal("task_retry", hook="taskq_task_retry")
 task_revoked = Signal("task_revoked", hook="taskq_task_revoked")
 task_rejected = Signal("task_rejected", hook="taskq_task_rejected")
@@ -185,14 +187,25 @@ before_task_publish = Signal("before_task_publish", hook="taskq_before_publish")
 after_task_publish = Signal("after_task_publish", hook="taskq_after_publish")
 setup_logging = Signal("setup_logging", hook="taskq_setup_logging")
 after_setup_logger = Signal("after_setup_logger", hook="taskq_after_setup_logger")
+after_setup_task_logger = Signal("after_setup_task_logger", hook="taskq_after_setup_task_logger")
+celeryd_init = Signal("celeryd_init", hook="taskq_before_worker_setup")
+celeryd_after_setup = Signal("celeryd_after_setup", hook="taskq_after_worker_setup")
 worker_init = Signal("worker_init", hook="taskq_worker_init")
 worker_ready = Signal("worker_ready", hook="taskq_worker_ready")
 worker_shutdown = Signal("worker_shutdown", hook="taskq_worker_shutdown")
 worker_shutting_down = Signal("worker_shutting_down", hook="taskq_worker_shutting_down")
 heartbeat_sent = Signal("heartbeat_sent", hook="taskq_heartbeat_sent")
+worker_before_create_process = Signal("worker_before_create_process", hook="taskq_before_create_process")
 worker_process_init = Signal("worker_process_init", hook="taskq_worker_process_init")
 worker_process_shutdown = Signal("worker_process_shutdown", hook="taskq_worker_process_shutdown")
 beat_init = Signal("beat_init", hook="taskq_beat_init")
+beat_embedded_init = Signal("beat_embedded_init", hook="taskq_beat_embedded_init")
+eventlet_pool_started = Signal("eventlet_pool_started", hook="taskq_eventlet_pool_started")
+eventlet_pool_preshutdown = Signal("eventlet_pool_preshutdown", hook="taskq_eventlet_pool_stopping")
+eventlet_pool_postshutdown = Signal("eventlet_pool_postshutdown", hook="taskq_eventlet_pool_stopped")
+eventlet_pool_apply = Signal("eventlet_pool_apply", hook="taskq_eventlet_pool_apply")
+import_modules = Signal("import_modules", hook="taskq_before_import_modules")
+user_preload_options = Signal("user_preload_options", hook="taskq_cli_app_loaded")
 
 
 def _on_received(request: Request) -> None:
@@ -222,6 +235,21 @@ def _on_failure(task: Task[..., object], request: Request, exc: BaseException, t
         exception=exc,
         args=request.args,
         kwargs=request.kwargs,
+        traceback=exc.__traceback__,
+        einfo=ExceptionInfo(exc, traceback),
+    )
+
+
+def _on_internal_error(task: Task[..., object], request: Request, exc: BaseException, traceback: str) -> None:
+    from taskq.task import ExceptionInfo
+
+    task_internal_error.send(
+        sender=task,
+        task_id=request.id,
+        args=request.args,
+        kwargs=request.kwargs,
+        request=request.context(),
+        exception=exc,
         traceback=exc.__traceback__,
         einfo=ExceptionInfo(exc, traceback),
     )
@@ -259,12 +287,34 @@ def _on_after_publish(app: App, name: str, task_id: str, queue: str) -> None:
     )
 
 
+def _on_cli_app_loaded(app: App, options: Mapping[str, object]) -> None:
+    user_preload_options.send(sender=app, app=app, options=dict(options))
+
+
+def _on_import_modules(app: App) -> None:
+    import_modules.send(sender=app)
+
+
 def _on_setup_logging(app: App, loglevel: str, format: str) -> None:  # noqa: A002 - Celery's name
     setup_logging.send(sender=None, loglevel=loglevel, logfile=None, format=format, colorize=False)
 
 
 def _on_after_setup_logger(app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
     after_setup_logger.send(sender=None, logger=logger, loglevel=loglevel, logfile=None, format=format, colorize=False)
+
+
+def _on_before_worker_setup(worker: Worker, options: Mapping[str, object]) -> None:
+    celeryd_init.send(sender=worker.hostname, instance=worker, conf=worker.app.conf, options=dict(options))
+
+
+def _on_after_worker_setup(worker: Worker) -> None:
+    celeryd_after_setup.send(sender=worker.hostname, instance=worker, conf=worker.app.conf)
+
+
+def _on_after_setup_task_logger(app: App, logger: logging.Logger, loglevel: str, format: str) -> None:  # noqa: A002
+    after_setup_task_logger.send(
+        sender=None, logger=logger, loglevel=loglevel, logfile=None, format=format, colorize=False
+    )
 
 
 def _on_worker_init(worker: Worker) -> None:
@@ -283,6 +333,10 @@ def _on_worker_shutting_down(worker: Worker, cold: bool) -> None:
     worker_shutting_down.send(sender=worker.hostname, sig=None, how="Cold" if cold else "Warm", exitcode=0)
 
 
+def _on_before_create_process(worker: Worker) -> None:
+    worker_before_create_process.send(sender=worker.pool)
+
+
 def _on_worker_process_init(worker: Worker) -> None:
     worker_process_init.send(sender=None)
 
@@ -299,6 +353,26 @@ def _on_beat_init(beat: Beat) -> None:
     beat_init.send(sender=beat)
 
 
+def _on_beat_embedded_init(beat: Beat) -> None:
+    beat_embedded_init.send(sender=beat)
+
+
+def _on_eventlet_pool_started(pool: Pool) -> None:
+    eventlet_pool_started.send(sender=pool)
+
+
+def _on_eventlet_pool_stopping(pool: Pool) -> None:
+    eventlet_pool_preshutdown.send(sender=pool)
+
+
+def _on_eventlet_pool_stopped(pool: Pool) -> None:
+    eventlet_pool_postshutdown.send(sender=pool)
+
+
+def _on_eventlet_pool_apply(pool: Pool, target: Callable[..., object], args: tuple[object, ...]) -> None:
+    eventlet_pool_apply.send(sender=pool, target=target, args=args, kwargs={})
+
+
 _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
     signal.name: _bridge(str(signal.hook), function)
     for signal, function in (
@@ -307,6 +381,7 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (task_postrun, _on_postrun),
         (task_success, _on_success),
         (task_failure, _on_failure),
+        (task_internal_error, _on_internal_error),
         (task_retry, _on_retry),
         (task_revoked, _on_revoked),
         (task_rejected, _on_rejected),
@@ -315,14 +390,25 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
         (after_task_publish, _on_after_publish),
         (setup_logging, _on_setup_logging),
         (after_setup_logger, _on_after_setup_logger),
+        (after_setup_task_logger, _on_after_setup_task_logger),
+        (celeryd_init, _on_before_worker_setup),
+        (celeryd_after_setup, _on_after_worker_setup),
         (worker_init, _on_worker_init),
         (worker_ready, _on_worker_ready),
         (worker_shutdown, _on_worker_shutdown),
         (worker_shutting_down, _on_worker_shutting_down),
         (heartbeat_sent, _on_heartbeat_sent),
+        (worker_before_create_process, _on_before_create_process),
         (worker_process_init, _on_worker_process_init),
         (worker_process_shutdown, _on_worker_process_shutdown),
         (beat_init, _on_beat_init),
+        (beat_embedded_init, _on_beat_embedded_init),
+        (eventlet_pool_started, _on_eventlet_pool_started),
+        (eventlet_pool_preshutdown, _on_eventlet_pool_stopping),
+        (eventlet_pool_postshutdown, _on_eventlet_pool_stopped),
+        (eventlet_pool_apply, _on_eventlet_pool_apply),
+        (import_modules, _on_import_modules),
+        (user_preload_options, _on_cli_app_loaded),
     )
 }
 
@@ -330,12 +416,22 @@ _BRIDGE_MAKERS: dict[str, Callable[[], object]] = {
 __all__ = [
     "Signal",
     "after_setup_logger",
+    "after_setup_task_logger",
     "after_task_publish",
+    "beat_embedded_init",
     "beat_init",
     "before_task_publish",
+    "celeryd_after_setup",
+    "celeryd_init",
+    "eventlet_pool_apply",
+    "eventlet_pool_postshutdown",
+    "eventlet_pool_preshutdown",
+    "eventlet_pool_started",
     "heartbeat_sent",
+    "import_modules",
     "setup_logging",
     "task_failure",
+    "task_internal_error",
     "task_postrun",
     "task_prerun",
     "task_received",
@@ -344,6 +440,8 @@ __all__ = [
     "task_revoked",
     "task_success",
     "task_unknown",
+    "user_preload_options",
+    "worker_before_create_process",
     "worker_init",
     "worker_process_init",
     "worker_process_shutdown",

@@ -34,6 +34,7 @@ def _hook_calls() -> dict[str, list[str]]:
 def test_the_task_hooks_are_found_in_the_contract() -> None:
     assert TASK_HOOKS == [
         "taskq_task_failure",
+        "taskq_task_internal_error",
         "taskq_task_postrun",
         "taskq_task_prerun",
         "taskq_task_received",

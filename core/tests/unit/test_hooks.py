@@ -8,10 +8,12 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 import types
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import click
 import pytest
@@ -22,8 +24,12 @@ from taskq.builtins.memory_drivers import MemoryBackend, MemoryTransport
 from taskq.drivers.backend import ResultBackend
 from taskq.drivers.bootstep import Step
 from taskq.drivers.serializer import Serializer
+from taskq.drivers.transport import Message
 from taskq.worker.worker import select_pool
 from taskq_solo.pool import SoloPool
+
+if TYPE_CHECKING:
+    from taskq.result import AsyncResult
 
 MakePlugin = Callable[..., types.ModuleType]
 StartWorker = Callable[..., Any]
@@ -196,7 +202,105 @@ def test_hook_taskq_app_configured(make_plugin: MakePlugin, memory_url: str) -> 
     assert seen[0].conf["task_default_queue"] == "q1"
 
 
+CLI_APP = """
+from taskq import App, hookimpl
+
+seen = []
+
+
+class Plugin:
+    @hookimpl
+    def taskq_cli_app_loaded(self, app, options):
+        seen.append((app.main, dict(options)))
+
+
+app = App("cliapp", broker="memory://", read_config=False, extra_plugins=[Plugin()])
+"""
+
+
+def test_hook_taskq_cli_app_loaded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from taskq.cli.state import CLIState
+
+    name = f"hooks_cli_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text(CLI_APP, encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    state = CLIState(f"{name}:app", None)  # what the click group and the worker's quick path both make
+    try:
+        app = state.app
+        assert state.app is app  # loaded once, told once
+        assert sys.modules[name].seen == [("cliapp", {"app": f"{name}:app", "config": None})]
+    finally:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def task_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """The name of a module of the test's own, importable and not yet imported."""
+    name = f"hooks_tasks_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text("IMPORTED = True\n", encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield name
+    sys.modules.pop(name, None)
+
+
+def test_hook_taskq_before_import_modules(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, task_module: str
+) -> None:
+    seen: list[tuple[str, bool]] = []
+    plugin = make_plugin(
+        "importing", taskq_before_import_modules=lambda app: seen.append((app.main, task_module in sys.modules))
+    )
+    app = hooked_app(memory_url, plugin, imports=[task_module])
+    start_worker(app)
+    assert seen == [("tests", False)]  # before the module was imported
+    assert task_module in sys.modules
+    app.import_task_modules()  # once per app: beat in the same worker (-B) asks again
+    assert seen == [("tests", False)]
+
+
 # ---- Worker lifecycle -----------------------------------------------------------------------
+
+
+def test_hook_taskq_before_worker_setup(make_plugin: MakePlugin, memory_url: str) -> None:
+    seen: list[tuple[object, ...]] = []
+
+    def before_setup(worker: Any, options: dict[str, object]) -> None:
+        seen.append((worker.hostname, hasattr(worker, "pool"), options["pool"], options["concurrency"]))
+        worker.app.conf.update(worker_prefetch_multiplier=7, task_default_queue="from-the-hook")
+
+    plugin = make_plugin(
+        "setup", taskq_before_worker_setup=before_setup, taskq_worker_init=lambda: seen.append(("init",))
+    )
+    app = hooked_app(memory_url, plugin)
+    worker = app.Worker(pool="solo", hostname="setup@test")
+    assert seen == [("setup@test", False, "solo", None), ("init",)]  # before anything was set up
+    assert (worker.prefetch_multiplier, worker.queues) == (7, ["from-the-hook"])  # what it changed was read
+
+
+def test_hook_taskq_after_worker_setup(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, task_module: str
+) -> None:
+    seen: list[tuple[object, ...]] = []
+
+    def after_setup(worker: Any) -> None:
+        seen.append(("after setup", worker.hostname, task_module in sys.modules, worker.consumer))
+        worker.queues.append("added")
+
+    plugin = make_plugin(
+        "setup",
+        taskq_after_worker_setup=after_setup,
+        taskq_worker_init=lambda: seen.append(("init",)),
+        taskq_worker_ready=lambda: seen.append(("ready",)),
+    )
+    app = hooked_app(memory_url, plugin, imports=[task_module])
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    start_worker(app, hostname="setup@test")
+    assert seen == [("init",), ("after setup", "setup@test", True, None), ("ready",)]
+    assert add.apply_async((1, 2), queue="added").get(timeout=TIMEOUT) == 3  # the queue it added is consumed
 
 
 def test_hook_taskq_worker_init(make_plugin: MakePlugin, memory_url: str) -> None:
@@ -245,11 +349,14 @@ def test_hook_taskq_worker_shutting_down(make_plugin: MakePlugin, memory_url: st
 
 
 class ProcessLikePool(SoloPool):
-    """A solo pool that calls the worker's process_init and process_shutdown as a pool of
-    processes does in each of its children (prefork's own test runs real ones)."""
+    """A solo pool that calls the worker's before_create_process, process_init and
+    process_shutdown as a pool of processes does for each of its children (prefork's own
+    test runs real ones)."""
 
     def start(self) -> None:
         super().start()
+        if self.before_create_process is not None:
+            self.before_create_process()
         if self.process_init is not None:
             self.process_init()
 
@@ -257,6 +364,19 @@ class ProcessLikePool(SoloPool):
         if self.process_shutdown is not None:
             self.process_shutdown()
         super().stop(wait=wait)
+
+
+def test_hook_taskq_before_create_process(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:
+    events: list[tuple[str, object]] = []
+    plugin = make_plugin(
+        "processes",
+        taskq_register_pools=lambda: {"proclike": f"{__name__}:ProcessLikePool"},
+        taskq_before_create_process=lambda worker: events.append(("before create", type(worker.pool).__name__)),
+        taskq_worker_process_init=lambda: events.append(("init", None)),
+    )
+    app = hooked_app(memory_url, plugin)
+    start_worker(app, pool="proclike")
+    assert events == [("before create", "ProcessLikePool"), ("init", None)]
 
 
 def test_hook_taskq_worker_process_init(make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker) -> None:
@@ -319,6 +439,98 @@ def test_hook_taskq_after_setup_logger(make_plugin: MakePlugin, memory_url: str,
     assert len(root_logging.handlers) == 2 and root_logging.handlers[1] is extra
 
 
+def test_hook_taskq_after_setup_task_logger(
+    make_plugin: MakePlugin, memory_url: str, root_logging: logging.Logger
+) -> None:
+    from taskq.cli.worker import configure_logging
+
+    calls: list[tuple[str, str, str]] = []
+    plugin = make_plugin(
+        "tasklines",
+        taskq_after_setup_logger=lambda logger: calls.append(("root", logger.name, "")),
+        taskq_after_setup_task_logger=lambda logger, loglevel, format: calls.append(  # noqa: A006 - the hook's name
+            (logger.name, loglevel, format)
+        ),
+    )
+    app = hooked_app(memory_url, plugin, worker_log_format="%(levelname)s %(message)s")
+    configure_logging(app, "INFO")
+    assert calls == [("root", "root", ""), ("taskq.worker.endings", "INFO", "%(levelname)s %(message)s")]
+
+
+class EventletLikePool(SoloPool):
+    """A solo pool that calls the ``taskq_eventlet_pool_*`` hooks through the plugin manager the
+    worker gives it, as taskq-eventlet's pool does (whose own tests run the real one)."""
+
+    def start(self) -> None:
+        super().start()
+        if self.plugins is not None:
+            self.plugins.eventlet_pool_started(self)
+
+    def stop(self, *, wait: bool = True) -> None:
+        if self.plugins is not None:
+            self.plugins.eventlet_pool_stopping(self)
+        super().stop(wait=wait)
+        if self.plugins is not None:
+            self.plugins.eventlet_pool_stopped(self)
+
+    def apply(self, target: Callable[..., object], args: tuple[object, ...], **options: Any) -> None:
+        if self.plugins is not None and self.plugins.has_impl("taskq_eventlet_pool_apply"):
+            self.plugins.eventlet_pool_apply(self, target, args)
+        super().apply(target, args, **options)
+
+
+@pytest.fixture
+def eventlet_like(make_plugin: MakePlugin, memory_url: str) -> tuple[App, list[tuple[object, ...]]]:
+    """An app whose worker runs :class:`EventletLikePool`, and what its eventlet hooks heard."""
+    events: list[tuple[object, ...]] = []
+    plugin = make_plugin(
+        "eventletlike",
+        taskq_register_pools=lambda: {"eventletlike": f"{__name__}:EventletLikePool"},
+        taskq_eventlet_pool_started=lambda pool: events.append(("started", pool)),
+        taskq_eventlet_pool_stopping=lambda pool: events.append(("stopping", pool)),
+        taskq_eventlet_pool_stopped=lambda pool: events.append(("stopped", pool)),
+        taskq_eventlet_pool_apply=lambda pool, target, args: events.append(("apply", pool, target, args)),
+    )
+    return hooked_app(memory_url, plugin), events
+
+
+def test_hook_taskq_eventlet_pool_started(eventlet_like: Any, start_worker: StartWorker) -> None:
+    app, events = eventlet_like
+    runner = start_worker(app, pool="eventletlike")
+    assert events == [("started", runner.worker.pool)]
+
+
+def test_hook_taskq_eventlet_pool_stopping(eventlet_like: Any, start_worker: StartWorker) -> None:
+    app, events = eventlet_like
+    runner = start_worker(app, pool="eventletlike")
+    runner.stop()
+    assert [event[0] for event in events] == ["started", "stopping", "stopped"]
+    assert events[1] == ("stopping", runner.worker.pool)
+
+
+def test_hook_taskq_eventlet_pool_stopped(eventlet_like: Any, start_worker: StartWorker) -> None:
+    app, events = eventlet_like
+    runner = start_worker(app, pool="eventletlike")
+    runner.stop()
+    assert events[-1] == ("stopped", runner.worker.pool)
+
+
+def test_hook_taskq_eventlet_pool_apply(eventlet_like: Any, start_worker: StartWorker) -> None:
+    from taskq.worker.trace import trace_task
+
+    app, events = eventlet_like
+
+    @app.task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    runner = start_worker(app, pool="eventletlike")
+    result = add.delay(1, 2)
+    assert result.get(timeout=TIMEOUT) == 3
+    [(_, pool, target, (given_app, request))] = [event for event in events if event[0] == "apply"]
+    assert (pool, target, given_app, request.id) == (runner.worker.pool, trace_task, app, result.id)
+
+
 def test_hook_taskq_heartbeat_sent(
     make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, wait_until: WaitUntil
 ) -> None:
@@ -347,6 +559,30 @@ def test_hook_taskq_beat_init(make_plugin: MakePlugin, memory_url: str, tmp_path
     with pytest.raises(ConfigError, match="stop here"):
         beat.run()
     assert seen == [beat]
+
+
+def test_hook_taskq_beat_embedded_init(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, wait_until: WaitUntil
+) -> None:
+    seen: list[tuple[str, object]] = []
+    plugin = make_plugin(
+        "embedded",
+        taskq_beat_init=lambda beat: seen.append(("init", beat)),
+        taskq_beat_embedded_init=lambda beat: seen.append(("embedded", beat)),
+    )
+    app = hooked_app(memory_url, plugin)
+    from taskq.beat.service import Beat
+
+    alone = Beat(app, scheduler="memory")
+    alone.setup = lambda: alone.stop()  # type: ignore[method-assign]  # only the start is tested
+    alone.run()
+    assert seen == [("init", alone)]  # taskq beat: not embedded
+    seen.clear()
+    worker = start_worker(app, beat=True, scheduler="memory").worker
+    wait_until(lambda: len(seen) == 2, "the embedded beat's start")
+    embedded = seen[0][1]
+    assert seen == [("init", embedded), ("embedded", embedded)]
+    assert isinstance(embedded, Beat) and embedded.app is worker.app
 
 
 # ---- Publishing -------------------------------------------------------------------------------
@@ -463,6 +699,48 @@ def test_hook_taskq_task_failure(task_events: Any, memory_url: str, start_worker
     assert [e[0] for e in events] == ["prerun", "failure", "postrun"]
     assert events[1] == ("failure", result.id, "ValueError('bad')", True)
     assert events[2][:3] == ("postrun", result.id, states.FAILURE)
+
+
+def refuse_to_send(task_name: str) -> Callable[[Message], None]:
+    """A ``taskq_message_encoded`` that stops every send of ``task_name``, as a broker refusing it would."""
+
+    def refuse(message: Message) -> None:
+        if message.headers.get("task") == task_name:
+            raise RuntimeError(f"the broker refuses {task_name}")
+
+    return refuse
+
+
+def test_hook_taskq_task_internal_error(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker, wait_until: WaitUntil
+) -> None:
+    events: list[tuple[object, ...]] = []
+    plugin = make_plugin(
+        "internal",
+        taskq_message_encoded=refuse_to_send("hooks.refused"),
+        taskq_task_internal_error=lambda task, request, exc, traceback: events.append(
+            ("internal error", task.name, request.id, repr(exc), "RuntimeError: the broker" in traceback)
+        ),
+        taskq_task_failure=lambda request, exc: events.append(("failure", request.id, repr(exc))),
+    )
+    app = hooked_app(memory_url, plugin)
+
+    @app.task(name="hooks.first")
+    def first() -> int:
+        return 1
+
+    @app.task(name="hooks.refused")
+    def refused(x: int) -> int:
+        return x
+
+    start_worker(app)
+    last = (first.s() | refused.s()).delay()  # the worker sends the second step: refused
+    first_id = cast("AsyncResult[object]", last.parent).id
+    wait_until(lambda: len(events) == 2, "the internal error and the failure")
+    error = "RuntimeError('the broker refuses hooks.refused')"
+    assert events == [("internal error", "hooks.first", first_id, error, True), ("failure", first_id, error)]
+    assert app.AsyncResult(first_id).state == states.FAILURE
+    assert first.delay().get(timeout=TIMEOUT) == 1  # the worker goes on
 
 
 def test_hook_taskq_task_retry(task_events: Any, memory_url: str, start_worker: StartWorker) -> None:

@@ -42,8 +42,11 @@ class Beat:
         scheduler: str | type[Scheduler] | None = None,
         schedule_filename: str | os.PathLike[str] | None = None,
         max_interval: float | None = None,
+        embedded: bool = False,
     ) -> None:
         self.app = app
+        #: Whether it runs in a thread of a worker (``taskq worker -B``), not as ``taskq beat``.
+        self.embedded = embedded
         cls = scheduler if isinstance(scheduler, type) else resolve_scheduler(app, scheduler)
         self.scheduler: Scheduler = cls(app, schedule_filename=schedule_filename)
         #: The longest sleep between ticks, in seconds (``beat_max_loop_interval``).
@@ -59,8 +62,11 @@ class Beat:
         A standby beat (its scheduler waiting for another beat's lock) asked to stop
         returns quietly.
         """
-        if self.app.plugins.has_impl("taskq_beat_init"):
-            self.app.plugins.beat_init(self)
+        plugins = self.app.plugins
+        if plugins.has_impl("taskq_beat_init"):
+            plugins.beat_init(self)
+        if self.embedded and plugins.has_impl("taskq_beat_embedded_init"):
+            plugins.beat_embedded_init(self)
         try:
             self.setup()
         except ScheduleLockedError:

@@ -47,15 +47,21 @@ class CLIState:
 
     @property
     def app(self) -> App:
+        """The app ``-A`` names (or one made from the config file), loaded on first use;
+        then ``taskq_cli_app_loaded`` is told the top-level options."""
         if self._app is None:
             if self.app_spec:
                 from taskq.cli.loader import find_app
 
-                self._app = find_app(self.app_spec)
+                app = find_app(self.app_spec)
             else:
                 from taskq.app import App
 
-                self._app = App(config_file=self.config)
+                app = App(config_file=self.config)
+            self._app = app
+            plugins = app.plugins
+            if plugins.has_impl("taskq_cli_app_loaded"):
+                plugins.cli_app_loaded(app, {"app": self.app_spec, "config": self.config})
         return self._app
 
 

@@ -194,7 +194,8 @@ class RedactingFormatter(logging.Formatter):
 def configure_logging(app: App, level: str) -> None:
     """The worker's logging: a plugin's (``taskq_setup_logging``, the ``setup_logging``
     signal), else a root handler of its own when ``worker_hijack_root_logger``, which
-    ``taskq_after_setup_logger`` may then add to."""
+    ``taskq_after_setup_logger`` may then add to, and ``taskq_after_setup_task_logger``
+    to the logger of the task lines."""
     log_format = str(app.conf["worker_log_format"])
     plugins = app.plugins
     if plugins.has_impl("taskq_setup_logging"):
@@ -203,6 +204,10 @@ def configure_logging(app: App, level: str) -> None:
         setup_logging(level, log_format)
         if plugins.has_impl("taskq_after_setup_logger"):
             plugins.after_setup_logger(app, logging.getLogger(), level, log_format)
+        if plugins.has_impl("taskq_after_setup_task_logger"):
+            from taskq.worker.endings import logger as task_logger
+
+            plugins.after_setup_task_logger(app, task_logger, level, log_format)
 
 
 def setup_logging(level: str, fmt: str) -> None:

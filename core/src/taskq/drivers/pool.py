@@ -34,9 +34,12 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from taskq.errors import PoolFeatureError, WorkerLostError
+
+if TYPE_CHECKING:
+    from taskq.plugins import Plugins
 
 logger = logging.getLogger(__name__)
 
@@ -151,6 +154,12 @@ class Pool(ABC):
         #: before it exits (the worker sets them; a pool without processes ignores them).
         self.process_init: Callable[[], None] | None = None
         self.process_shutdown: Callable[[], None] | None = None
+        #: Called in the pool's own process just before it starts each process (forks a
+        #: child), replacements included; set by the worker, it never raises.
+        self.before_create_process: Callable[[], None] | None = None
+        #: The worker's plugin manager, for a pool that calls hooks of its own (taskq-eventlet's
+        #: ``taskq_eventlet_pool_*``); set by the worker, None for a pool used alone.
+        self.plugins: Plugins | None = None
 
     def start(self) -> None:  # noqa: B027 - optional hook, a no-op by default
         """Start workers (threads, processes, a loop); called once before the first ``apply``."""

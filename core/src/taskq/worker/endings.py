@@ -5,24 +5,26 @@ Every task hook has its one caller here. Each function runs where its news is kn
 pool (the worker's thread, a pool thread or a child process) records what the task did,
 the consumer in the worker's main process what happened to it from outside.
 
-====================  =====  ===========================  ====================  ===================
-function              where  state stored                 hook                  log line
-====================  =====  ===========================  ====================  ===================
-:func:`received`      main   -                            taskq_task_received   - (the consumer's)
-:func:`unknown`       main   - (then dead-lettered)       taskq_task_unknown    -
-:func:`started`       pool   STARTED (``track_started``)  taskq_task_prerun     -
-:func:`succeeded`     pool   SUCCESS                      taskq_task_success    info
-:func:`failed`        pool   FAILURE                      taskq_task_failure    error; info if in
-                                                                                ``throws``
-:func:`retried`       pool   RETRY                        taskq_task_retry      info
-:func:`rejected`      pool   (dead-lettered: see below)   -                     warning
-:func:`ran`           pool   - (after every end above,    taskq_task_postrun    -
-                             ``Ignore`` included)
-:func:`revoked`       main   REVOKED                      taskq_task_revoked    warning
-:func:`stopped`       main   FAILURE (time limit, lost),  taskq_task_failure,   error; warning
-                             REVOKED (terminated)         taskq_task_revoked
-:func:`dead_lettered` main   FAILURE, if the id is known  taskq_task_rejected   warning
-====================  =====  ===========================  ====================  ===================
+======================  =====  ===========================  ==========================  ==================
+function                where  state stored                 hook                        log line
+======================  =====  ===========================  ==========================  ==================
+:func:`received`        main   -                            taskq_task_received         - (the consumer's)
+:func:`unknown`         main   - (then dead-lettered)       taskq_task_unknown          -
+:func:`started`         pool   STARTED (``track_started``)  taskq_task_prerun           -
+:func:`succeeded`       pool   SUCCESS                      taskq_task_success          info
+:func:`failed`          pool   FAILURE                      taskq_task_failure          error; info if in
+                                                                                        ``throws``
+:func:`retried`         pool   RETRY                        taskq_task_retry            info
+:func:`rejected`        pool   (dead-lettered: see below)   -                           warning
+:func:`ran`             pool   - (after every end above,    taskq_task_postrun          -
+                               ``Ignore`` included)
+:func:`internal_error`  pool   FAILURE                      taskq_task_internal_error,  error
+                                                            taskq_task_failure
+:func:`revoked`         main   REVOKED                      taskq_task_revoked          warning
+:func:`stopped`         main   FAILURE (time limit, lost),  taskq_task_failure,         error; warning
+                               REVOKED (terminated)         taskq_task_revoked
+:func:`dead_lettered`   main   FAILURE, if the id is known  taskq_task_rejected         warning
+======================  =====  ===========================  ==========================  ==================
 
 Per message this costs what the hooks cost: none when no plugin implements them (checked
 through the plugin manager's cache), and the success line's ``repr`` only when INFO lines
@@ -149,6 +151,19 @@ def ran(app: App, request: Request, state: str, retval: object) -> None:
     plugins = app.plugins
     if plugins.has_impl("taskq_task_postrun"):
         plugins.task_postrun(request.task, request, state, retval)
+
+
+def internal_error(app: App, request: Request, exc: BaseException, *, store: bool) -> None:
+    """The worker's own part around the task raised ``exc`` (not the task's function): the
+    task is recorded as failed, as Celery does, with ``taskq_task_internal_error`` first."""
+    text = _format(exc)
+    logger.error("Task %s[%s] INTERNAL ERROR: %r\n%s", request.name, request.id, exc, text)
+    plugins = app.plugins
+    if plugins.has_impl("taskq_task_internal_error"):
+        plugins.task_internal_error(request.task, request, exc, text)
+    if store:
+        _store(app, request, exc, states.FAILURE, text)
+    _fire_failure(app, request, exc, text)
 
 
 # ---- In the main process: what happened to the task ----------------------------------
@@ -296,6 +311,7 @@ def _format(exc: BaseException) -> str:
 __all__ = [
     "dead_lettered",
     "failed",
+    "internal_error",
     "ran",
     "read_log_levels",
     "rejected",

@@ -49,9 +49,10 @@ class TraceOutcome:
 
 
 def trace_task(app: App, request: Request) -> TraceOutcome:
-    """Run ``request``'s task and record its outcome. Never raises for task errors."""
-    started, store_results = _begin(app, request)
+    """Run ``request``'s task and record its outcome. Never raises for task errors, nor for
+    an error of the worker's own part around the task (an internal error: a failure)."""
     try:
+        started, store_results = _begin(app, request)
         try:
             if request.task.handlers:
                 _handler(request, "before_start", request.id, request.args, request.kwargs)
@@ -61,9 +62,12 @@ def trace_task(app: App, request: Request) -> TraceOutcome:
                 retval = _run_to_the_end(retval)
         except Exception as exc:
             return _raised(app, request, exc, started, store_results)
-        return _returned(app, request, retval, started, store_results)
-    finally:
-        _end(request)
+        else:
+            return _returned(app, request, retval, started, store_results)
+        finally:
+            _end(request)
+    except Exception as exc:  # raised by what surrounds the task: the task's own errors are handled above
+        return _internal_error(app, request, exc)
 
 
 async def trace_task_async(app: App, request: Request) -> TraceOutcome:
@@ -71,8 +75,8 @@ async def trace_task_async(app: App, request: Request) -> TraceOutcome:
 
     Storing the result still blocks the loop briefly (one write to the result backend).
     """
-    started, store_results = _begin(app, request)
     try:
+        started, store_results = _begin(app, request)
         try:
             if request.task.handlers:
                 _handler(request, "before_start", request.id, request.args, request.kwargs)
@@ -81,9 +85,12 @@ async def trace_task_async(app: App, request: Request) -> TraceOutcome:
                 retval = await retval
         except Exception as exc:
             return _raised(app, request, exc, started, store_results)
-        return _returned(app, request, retval, started, store_results)
-    finally:
-        _end(request)
+        else:
+            return _returned(app, request, retval, started, store_results)
+        finally:
+            _end(request)
+    except Exception as exc:  # as in trace_task
+        return _internal_error(app, request, exc)
 
 
 def _run_to_the_end(awaitable: Awaitable[object]) -> object:
@@ -193,6 +200,17 @@ def _failure(app: App, request: Request, exc: BaseException, started: float) -> 
         einfo = _einfo(exc)
         _handler(request, "on_failure", exc, request.id, request.args, request.kwargs, einfo)
         _handler(request, "after_return", states.FAILURE, exc, request.id, request.args, request.kwargs, einfo)
+    return TraceOutcome(states.FAILURE)
+
+
+def _internal_error(app: App, request: Request, exc: Exception) -> TraceOutcome:
+    """The worker's part around the task raised: the task failed, and its message is settled
+    as a failed task's. Its callbacks, errbacks and chord are left as they were (Celery 5
+    also calls the errbacks and counts the chord part: here the error may have come after
+    either)."""
+    task = request.task
+    store = app.has_backend and (not request.ignore_result or bool(task.store_errors_even_if_ignored))
+    endings.internal_error(app, request, exc, store=store)
     return TraceOutcome(states.FAILURE)
 
 

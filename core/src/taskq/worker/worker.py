@@ -113,7 +113,7 @@ class BeatStep(Step):
             return
         from taskq.beat.service import Beat  # only for a worker that embeds beat
 
-        beat = Beat(self.worker.app, **options)  # type: ignore[arg-type]
+        beat = Beat(self.worker.app, embedded=True, **options)  # type: ignore[arg-type]
         self.beat: Beat | None = beat
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, args=(beat,), name="taskq-beat", daemon=True)
@@ -174,10 +174,28 @@ class Worker:
         schedule_filename: str | Path | None = None,
     ) -> None:
         self.app = app
-        conf = app.conf
-        self.queues = list(queues or [str(conf["task_default_queue"])])
         self.hostname = hostname or f"taskq@{socket.gethostname()}"
         plugins = app.plugins
+        if plugins.has_impl("taskq_before_worker_setup"):
+            # First, while nothing is read from the settings: a plugin may still change them.
+            options: dict[str, object] = {
+                "queues": queues,
+                "concurrency": concurrency,
+                "pool": pool,
+                "hostname": hostname,
+                "prefetch_multiplier": prefetch_multiplier,
+                "lease_seconds": lease_seconds,
+                "shutdown_grace": shutdown_grace,
+                "autoscale": autoscale,
+                "state_db": state_db,
+                "health_file": health_file,
+                "beat": beat,
+                "scheduler": scheduler,
+                "schedule_filename": schedule_filename,
+            }
+            plugins.before_worker_setup(self, options)
+        conf = app.conf
+        self.queues = list(queues or [str(conf["task_default_queue"])])
         # Pool processes find the app by reference (App.__reduce__): make it the current one.
         app.set_current()
         self.pool_name, pool_cls = select_pool(plugins, pool or cast("str | None", conf["worker_pool"]))
@@ -195,6 +213,8 @@ class Worker:
         )
         self.pool.process_init = self._process_init
         self.pool.process_shutdown = self._process_shutdown
+        self.pool.before_create_process = self._before_create_process
+        self.pool.plugins = plugins
         self.concurrency = self.pool.concurrency
         multiplier = prefetch_multiplier
         if multiplier is None:
@@ -263,6 +283,8 @@ class Worker:
         """Start every step and consume until stopped. Blocks."""
         self.app.import_task_modules()
         plugins = self.app.plugins
+        if plugins.has_impl("taskq_after_worker_setup"):
+            plugins.after_worker_setup(self)  # what it changes (the queues) is read by the steps below
         # Before the pool starts: its processes inherit what was read.
         endings.read_log_levels()
         try:
@@ -287,6 +309,12 @@ class Worker:
             self.app.close()
             self.stopped.set()
             logger.info("worker %s stopped", self.hostname)
+
+    def _before_create_process(self) -> None:
+        """In this process, before the pool starts one of its own: ``taskq_before_create_process``."""
+        plugins = self.app.plugins
+        if plugins.has_impl("taskq_before_create_process"):
+            plugins.before_create_process(self)
 
     def _process_init(self) -> None:
         """In a process the pool started: ``taskq_worker_process_init``."""

@@ -11,6 +11,9 @@ with the gevent pool: which hub runs the green threads, time limits, terminate a
   listens on; it schedules the queued calls on its hub.
 * Time limits are the hub's timers (what ``eventlet.Timeout`` uses); tasks are greenlets
   whose parent is the hub.
+* In a worker, the pool calls the ``taskq_eventlet_pool_*`` hooks (Celery's
+  ``eventlet_pool_*`` signals) through the worker's plugin manager: as it starts, before
+  it stops and after, and as it is handed each task.
 
 eventlet warns on import that it is deprecated (it is in maintenance mode upstream);
 the warning is eventlet's and is left visible.
@@ -29,6 +32,7 @@ import eventlet.hubs
 import eventlet.patcher
 import greenlet
 
+from taskq.drivers.pool import Job
 from taskq.drivers.support.greenpool import STOP_TIMEOUT, GreenPool
 
 _real_thread = eventlet.patcher.original("_thread")
@@ -55,6 +59,31 @@ class EventletPool(GreenPool):
         self._inbox: deque[tuple[Callable[..., object], tuple[object, ...]]] = deque()
         self._wake_read = self._wake_write = -1
         self._quit = False
+
+    # ---- The hooks: around GreenPool's life cycle ------------------------------------------
+
+    def start(self) -> None:
+        super().start()
+        plugins = self.plugins
+        if plugins is not None and plugins.has_impl("taskq_eventlet_pool_started"):
+            plugins.eventlet_pool_started(self)
+
+    def stop(self, *, wait: bool = True) -> None:
+        # A cold stop stops the pool twice (the consumer at once, then the pool's step): tell once.
+        plugins = self.plugins if self._hub_ident is not None else None
+        if plugins is not None and plugins.has_impl("taskq_eventlet_pool_stopping"):
+            plugins.eventlet_pool_stopping(self)
+        super().stop(wait=wait)
+        if plugins is not None and plugins.has_impl("taskq_eventlet_pool_stopped"):
+            plugins.eventlet_pool_stopped(self)
+
+    def submit(self, job: Job) -> None:
+        plugins = self.plugins
+        if plugins is not None and plugins.has_impl("taskq_eventlet_pool_apply"):
+            plugins.eventlet_pool_apply(self, job.target, job.args)
+        super().submit(job)
+
+    # ---- What the library supplies ------------------------------------------------------
 
     def _spawn(self, function: Callable[..., object], *args: object) -> greenlet.greenlet:
         green = greenlet.greenlet(function, self._hub.greenlet)

@@ -329,6 +329,8 @@ class PreforkPool(Pool):
 
     def _spawn(self) -> Child:
         """Fork a child (outside the lock; only start() and the supervisor do this)."""
+        if self.before_create_process is not None:
+            self.before_create_process()
         with self._lock:
             self._counter += 1
             name = f"ForkPoolWorker-{self._counter}"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from taskq import App
+from taskq import App, signals
 from taskq.errors import SoftTimeLimitExceeded, TaskqError, Terminated, TimeLimitExceeded, WorkerLostError
 from taskq.plugins import load_plugins
 from taskq.testing import start_worker
@@ -463,7 +463,7 @@ def test_the_supervisor_stands_in_for_a_caller_that_stopped_polling(make_pool: C
     assert isinstance(run(pool, pid).wait(10).value, int)  # the replacement child runs jobs
 
 
-# ---- The worker's process_init and process_shutdown ----------------------------------------
+# ---- The worker's before_create_process, process_init and process_shutdown -------------------
 
 
 def test_each_child_calls_process_init_first_and_process_shutdown_last(tmp_path: Path) -> None:
@@ -491,3 +491,44 @@ def test_each_child_calls_process_init_first_and_process_shutdown_last(tmp_path:
     assert first in inits and first in shutdowns
     assert len(set(inits)) == len(inits) >= 3 and sorted(shutdowns) == sorted(inits)
     assert lines.index(["init", str(first)]) < lines.index(["shutdown", str(first)])
+
+
+def test_before_create_process_is_called_in_the_parent_before_each_child_is_forked(tmp_path: Path) -> None:
+    """What Celery's worker_before_create_process signal hangs on: replacements count too."""
+    log = tmp_path / "forks.log"
+
+    def note(event: str) -> Callable[[], None]:
+        def write() -> None:
+            with log.open("a", encoding="utf-8") as out:
+                out.write(f"{event} {os.getpid()}\n")
+
+        return write
+
+    pool = PreforkPool(2, max_tasks_per_child=1)
+    pool.before_create_process, pool.process_init = note("before"), note("init")
+    pool.start()
+    try:
+        run(pool, pid).wait()  # its child retires after one job: a third child is forked
+        wait_until(lambda: log.read_text().count("init") == 3, "the replacement child's init")
+    finally:
+        pool.stop(wait=True)
+    lines = [line.split() for line in log.read_text(encoding="utf-8").splitlines()]
+    befores = [int(found) for event, found in lines if event == "before"]
+    assert befores == [os.getpid()] * 3  # in this process, once per child
+    events = [event for event, _ in lines]  # the n-th child starts after the n-th call
+    assert all(events[:n].count("before") >= events[:n].count("init") for n in range(len(events) + 1))
+
+
+def test_a_prefork_worker_sends_worker_before_create_process_from_its_own_process() -> None:
+    heard: list[tuple[object, int]] = []
+
+    def receiver(sender: object = None, **_: object) -> None:
+        heard.append((sender, os.getpid()))
+
+    signals.worker_before_create_process.connect(receiver, dispatch_uid="prefork-test")
+    app = App("prefork-test", broker=f"memory://{uuid.uuid4().hex}", result_backend="disabled", read_config=False)
+    try:
+        with start_worker(app, pool="prefork", concurrency=2) as worker:
+            assert heard == [(worker.pool, os.getpid())] * 2
+    finally:
+        signals.worker_before_create_process.disconnect(dispatch_uid="prefork-test")
