@@ -369,7 +369,26 @@ class Task(Generic[P, R]):
 
         return await asyncio.to_thread(self._send, args, kwargs, NO_OPTIONS)
 
-    @takes_send_options
+    # An ``async def`` task's result is what its coroutine returns (as for ``delay``): the
+    # overloads say so, the implementations below being untyped on that point.
+    if TYPE_CHECKING:
+
+        @overload
+        @takes_send_options
+        async def apply_async_async(
+            self: Task[P, Coroutine[Any, Any, T]],
+            args: Sequence[object] | None,
+            kwargs: Mapping[str, object] | None,
+            options: SendOptions,
+        ) -> AsyncResult[T]: ...
+
+        @overload
+        @takes_send_options
+        async def apply_async_async(
+            self: Task[P, T], args: Sequence[object] | None, kwargs: Mapping[str, object] | None, options: SendOptions
+        ) -> AsyncResult[T]: ...
+
+    @takes_send_options  # type: ignore[misc]  # the overloads above give the return type
     async def apply_async_async(
         self, args: Sequence[object] | None, kwargs: Mapping[str, object] | None, options: SendOptions
     ) -> AsyncResult[R]:
@@ -378,7 +397,24 @@ class Task(Generic[P, R]):
 
         return cast("AsyncResult[R]", await asyncio.to_thread(self._send, args, kwargs, options))
 
-    @takes_send_options
+    if TYPE_CHECKING:
+
+        @overload
+        @takes_send_options
+        def apply_async(
+            self: Task[P, Coroutine[Any, Any, T]],
+            args: Sequence[object] | None,
+            kwargs: Mapping[str, object] | None,
+            options: SendOptions,
+        ) -> AsyncResult[T]: ...
+
+        @overload
+        @takes_send_options
+        def apply_async(
+            self: Task[P, T], args: Sequence[object] | None, kwargs: Mapping[str, object] | None, options: SendOptions
+        ) -> AsyncResult[T]: ...
+
+    @takes_send_options  # type: ignore[misc]  # the overloads above give the return type
     def apply_async(
         self, args: Sequence[object] | None, kwargs: Mapping[str, object] | None, options: SendOptions
     ) -> AsyncResult[R]:

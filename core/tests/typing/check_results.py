@@ -28,3 +28,8 @@ async def client() -> None:
     assert_type(fetch.AsyncResult("id").get(), bytes)
     assert_type((await fetch.delay_async("u")).get(), bytes)
     add.delay(1, "2")  # type: ignore[arg-type]  # the arguments are the function's
+    assert_type(add.apply_async((1, 2), countdown=5), AsyncResult[int])
+    assert_type(fetch.apply_async(("u",), queue="io").get(), bytes)
+    assert_type((await fetch.apply_async_async(("u",))).get(), bytes)
+    assert_type((await add.apply_async_async((1, 2))).get(), int)
+    add.apply_async((1, 2), countdwn=5)  # type: ignore[call-arg]  # a misspelt option is caught
