@@ -161,3 +161,30 @@ def test_a_chord_survives_a_worker_killed_with_acks_late_header_tasks_running(
         assert events.count("start") > 4  # the killed worker's tasks ran again
     finally:
         app.close()
+
+
+def test_a_step_stopped_at_its_time_limit_fails_the_rest_of_the_chain_and_its_chord(
+    e2e_env: dict[str, str], spawn_worker: Callable[..., WorkerProcess]
+) -> None:
+    """The pool ends a task (hard time limit): what was to follow it fails too, at once,
+    rather than waiting for a result that will never come."""
+    from taskq.errors import ChordError, TimeLimitExceeded
+
+    spawn_worker("--pool=prefork", "-c", "2").wait_ready()
+    app = App(
+        "canvas-client",
+        read_config=False,
+        broker_url=e2e_env["TASKQ_BROKER_URL"],
+        result_backend=e2e_env["TASKQ_RESULT_BACKEND"],
+    )
+    try:
+        stuck = Signature(f"{TASKS}.prefork_stuck", ("k1",), app=app)
+        result = chain(stuck, s(app, "add", 1), s(app, "mul", 2)).apply_async()
+        with pytest.raises(TimeLimitExceeded):
+            result.get(timeout=RESULT_TIMEOUT)
+        stuck_again = Signature(f"{TASKS}.prefork_stuck", ("k2",), app=app)
+        body = chord([s(app, "add", 1, 1), stuck_again], s(app, "tsum")).apply_async()
+        with pytest.raises(ChordError, match="TimeLimitExceeded"):
+            body.get(timeout=RESULT_TIMEOUT)
+    finally:
+        app.close()

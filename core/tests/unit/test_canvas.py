@@ -10,7 +10,15 @@ from collections.abc import Callable
 import pytest
 
 from taskq import App, GroupResult, chain, chord, group, states
-from taskq.errors import ChordError, ResultNotEnabledError, TimeoutError
+from taskq.canvas import Signature
+from taskq.errors import (
+    ChordError,
+    NotRegisteredError,
+    Reject,
+    ResultNotEnabledError,
+    TaskRevokedError,
+    TimeoutError,
+)
 
 TIMEOUT = 10.0
 # The ids the errback task was given, in the order it was called.
@@ -503,3 +511,68 @@ def test_a_group_sent_twice_is_two_groups(math_app: App, start_worker: Callable[
     first, second = members.apply_async(), members.apply_async()
     assert first.id != second.id and set(first.ids).isdisjoint(second.ids)
     assert first.get(timeout=TIMEOUT) == second.get(timeout=TIMEOUT) == [2, 4]
+
+
+# ---- A task that never runs to its end: what follows it ends too, nothing waits for ever --
+
+
+def test_an_unknown_task_in_a_chord_header_fails_the_chord(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    result = chord([add.s(1, 1), Signature("math.nowhere", (1,), app=math_app)], tsum.s()).apply_async()
+    with pytest.raises(ChordError, match="not registered"):
+        result.get(timeout=TIMEOUT)  # hung: the dead-lettered header task never counted
+
+
+def test_an_unknown_step_in_a_chain_fails_the_rest_and_calls_its_errback(
+    math_app: App, start_worker: Callable[..., object], errbacks: list[str], wait_until: Callable[..., None]
+) -> None:
+    add = math_app.tasks["math.add"]
+    start_worker(math_app)
+    flow = chain(add.s(1, 1), Signature("math.nowhere", app=math_app), add.s(1))
+    flow.link_error(math_app.tasks["math.failed"].s())
+    result = flow.apply_async()
+    with pytest.raises(NotRegisteredError, match=r"math\.nowhere"):
+        result.get(timeout=TIMEOUT)  # hung: the step after the unknown one was never told
+    assert result.parent is not None
+    wait_until(lambda: errbacks == [result.parent.id], "the errback, once, with the unknown step's id")  # type: ignore[union-attr]
+
+
+def test_a_revoked_step_revokes_the_rest_of_its_chain(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, mul = math_app.tasks["math.add"], math_app.tasks["math.mul"]
+    flow = chain(add.s(1, 1), mul.s(10), add.s(1))
+    result = flow.apply_async()
+    middle = result.parent
+    assert middle is not None
+    middle.revoke()
+    start_worker(math_app)
+    with pytest.raises(TaskRevokedError):
+        result.get(timeout=TIMEOUT)
+    assert result.state == states.REVOKED
+    assert result.parent.parent.get(timeout=TIMEOUT) == 2  # type: ignore[union-attr]
+
+
+def test_a_revoked_or_expired_header_task_fails_the_chord(math_app: App, start_worker: Callable[..., object]) -> None:
+    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+    revoked = chord([add.s(1, 1), add.s(2, 2)], tsum.s()).apply_async()
+    assert revoked.parent is not None
+    revoked.parent.results[1].revoke()  # type: ignore[union-attr]
+    expired = chord([add.s(1, 1), add.s(2, 2).set(expires=-1.0)], tsum.s()).apply_async()
+    start_worker(math_app)
+    for result in (revoked, expired):
+        with pytest.raises(ChordError, match="ended REVOKED"):
+            result.get(timeout=TIMEOUT)
+
+
+def test_a_header_task_that_rejects_its_message_fails_the_chord(
+    math_app: App, start_worker: Callable[..., object]
+) -> None:
+    @math_app.task(name="math.refuse")
+    def refuse(x: int) -> None:
+        raise Reject("not for me", requeue=False)
+
+    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    result = chord([add.s(1, 1), refuse.s(2)], tsum.s()).apply_async()
+    with pytest.raises(ChordError, match="not for me"):
+        result.get(timeout=TIMEOUT)

@@ -37,17 +37,25 @@ from functools import partial
 from typing import TYPE_CHECKING
 
 from taskq import _protocol as protocol
+from taskq import states
 from taskq.drivers.pool import JobNotStartedError
 from taskq.drivers.support import envelope
 from taskq.drivers.support.connections import mask_url
-from taskq.errors import BrokerUnavailableError, NotRegisteredError, TaskqError
+from taskq.errors import (
+    BrokerUnavailableError,
+    NotRegisteredError,
+    TaskqError,
+    TaskRevokedError,
+    Terminated,
+    WorkerLostError,
+)
 from taskq.worker import acks, endings
 from taskq.worker.acks import Action
 from taskq.worker.chores import Chores
 from taskq.worker.ratelimit import RateLimits
 from taskq.worker.request import Request
 from taskq.worker.revocations import Revocations
-from taskq.worker.trace import TraceOutcome, trace_task, trace_task_async
+from taskq.worker.trace import TraceOutcome, fail_following, trace_task, trace_task_async
 
 if TYPE_CHECKING:
     from taskq.drivers.transport import Delivery, Transport
@@ -281,6 +289,7 @@ class Consumer:
                 f"task {message.name}[{message.id}] was handed out {delivery.deliveries} times without "
                 f"being acknowledged (task_max_deliveries={self.max_deliveries}): it may be killing its "
                 f"worker",
+                following=message,
             )
             return
         task = self.app.tasks.get(message.name)
@@ -293,6 +302,7 @@ class Consumer:
                 f"unknown task {message.name!r}: it is not registered on this worker (registered: "
                 f"{known}). Is the module that defines it imported by -A or listed in imports?",
                 NotRegisteredError(f"task {message.name!r} is not registered on worker {self.hostname}"),
+                following=message,
             )
             return
         request = Request(delivery, message, task, self.hostname)
@@ -336,10 +346,23 @@ class Consumer:
         self._skip(request, expired=False, stamp=stamp)
 
     def _skip(self, request: Request, *, expired: bool, stamp: tuple[str, object] | None = None) -> None:
-        """Record a task that will not run (revoked or expired) and let go of its message."""
+        """Record a task that will not run (revoked or expired), end what was to follow it,
+        and let go of its message."""
         endings.revoked(self.app, request, expired=expired, stamp=stamp)
+        why = "expired" if expired else "was revoked"
+        error = TaskRevokedError(f"task {request.name}[{request.id}] {why}")
+        fail_following(self.app, request.message, states.REVOKED, error, errbacks=False)
         if not request.acknowledged:
             self._ack([request.delivery])
+
+    def _end_following(self, request: Request, error: BaseException) -> None:
+        """The pool ended ``request``'s task for good (see :meth:`_settle`): what was to follow it ends too."""
+        if isinstance(error, Terminated):
+            fail_following(self.app, request.message, states.REVOKED, TaskRevokedError(str(error)), errbacks=False)
+            return
+        if not isinstance(error, TaskqError) or isinstance(error, WorkerLostError):
+            error = error if isinstance(error, WorkerLostError) else WorkerLostError(repr(error))
+        fail_following(self.app, request.message, states.FAILURE, error, errbacks=True)
 
     def _reject(
         self,
@@ -348,8 +371,10 @@ class Consumer:
         reason: str,
         error: BaseException | None = None,
         request: Request | None = None,
+        following: protocol.TaskMessage | None = None,
     ) -> None:
-        """Dead-letter ``delivery`` with ``reason``; the sender of ``task_id`` learns why.
+        """Dead-letter ``delivery`` with ``reason``; the sender of ``task_id`` learns why, and
+        what was to follow the task of ``following`` (its checked message) fails with it.
 
         Never raises on what the message holds: one the transport cannot store as it came
         (headers JSON cannot hold) is dead-lettered as its raw body with the reason.
@@ -370,6 +395,8 @@ class Consumer:
         finally:
             self._let_go([delivery])
         endings.dead_lettered(self.app, delivery.queue, reason, task_id=task_id, error=error, request=request)
+        if following is not None:
+            fail_following(self.app, following, states.FAILURE, error or TaskqError(reason), errbacks=True)
 
     # ---- Running ----------------------------------------------------------------------
 
@@ -534,6 +561,8 @@ class Consumer:
                 # The pool ended the task (hard time limit, terminate) or lost its process.
                 action, reason = acks.after_pool_error(request, outcome)
                 endings.stopped(self.app, request, outcome, requeued=action is Action.REQUEUE)
+                if action is not Action.REQUEUE:
+                    self._end_following(request, outcome)
             else:
                 action, reason = acks.after_outcome(request, outcome)
             if action is Action.NOTHING:
@@ -542,7 +571,12 @@ class Consumer:
             if action is Action.ACK:
                 to_ack.append(delivery)
             elif action is Action.DEAD_LETTER:
-                self._reject(delivery, None, str(reason), request=request)
+                # A task that rejected its message (Reject) ended without a result: it fails,
+                # and what was to follow it, so that nothing waits for it for ever.
+                if not isinstance(outcome, BaseException) and outcome.state == states.REJECTED:
+                    self._reject(delivery, request.id, str(reason), request=request, following=request.message)
+                else:
+                    self._reject(delivery, None, str(reason), request=request)
             elif action is Action.REQUEUE:
                 self._requeue([delivery])
             else:

@@ -27,6 +27,7 @@ from taskq.worker import endings
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Mapping, Sequence
 
+    from taskq._protocol import TaskMessage
     from taskq.app import App
     from taskq.canvas import Signature
     from taskq.result import EagerResult
@@ -195,7 +196,7 @@ def _failure(app: App, request: Request, exc: BaseException, started: float) -> 
     if request.message.chord:
         on_chord_part_return(app, request, states.FAILURE, exc)
     if request.message.chain:
-        _fail_chain(app, request, exc, store)
+        _fail_chain(app, request.message, exc, store)
     if task.handlers:
         einfo = _einfo(exc)
         _handler(request, "on_failure", exc, request.id, request.args, request.kwargs, einfo)
@@ -264,31 +265,69 @@ def _einfo(exc: BaseException) -> ExceptionInfo:
     return ExceptionInfo(exc, "".join(tb.format_exception(type(exc), exc, exc.__traceback__)))
 
 
-def _fail_chain(app: App, request: Request, exc: BaseException, store: bool) -> None:
+def _fail_chain(app: App, message: TaskMessage, exc: BaseException, store: bool, state: str = states.FAILURE) -> None:
     """The steps after a failed one never run: each is given the failure (see :func:`_fail_unrun`)."""
-    for data in request.message.chain or ():
+    for data in message.chain or ():
         try:
-            _fail_unrun(app, _signature(data, app), exc, request, store=store)
+            _fail_unrun(app, _signature(data, app), exc, message, store=store, state=state)
         except Exception:
-            logger.exception("could not fail the chain step %r after %s[%s]", data, request.name, request.id)
+            logger.exception("could not fail the chain step %r after %s[%s]", data, message.name, message.id)
 
 
-def _fail_unrun(app: App, step: Signature, exc: BaseException, request: Request, *, store: bool = True) -> None:
-    """``step`` will never run, because of ``exc`` (met by ``request``'s task): its results
-    are the failure, so that a ``get()`` raises it rather than waiting for ever; where it
-    is a member of a chord's header it counts as a failed part (the chord's body then
-    fails too); and the chain that was to follow it fails the same way."""
+def _fail_unrun(
+    app: App,
+    step: Signature,
+    exc: BaseException,
+    message: TaskMessage,
+    *,
+    store: bool = True,
+    state: str = states.FAILURE,
+) -> None:
+    """``step`` will never run, because of ``exc`` (met by ``message``'s task): its results
+    are the failure (in ``state``), so that a ``get()`` raises it rather than waiting for
+    ever; where it is a member of a chord's header it counts as a failed part (the chord's
+    body then fails too); and the chain that was to follow it fails the same way."""
     for task in _result_tasks(step):
         task_id = cast("str | None", task.options.get("task_id"))
         if store and task_id and app.has_backend:
-            app.backend.store_result(task_id, exc, states.FAILURE)
+            app.backend.store_result(task_id, exc, state)
         chord, group_id = task.options.get("chord"), task.options.get("group_id")
         if chord and isinstance(group_id, str):
             index = cast("int | None", task.options.get("group_index"))
-            part = ChordPart(group_id, task_id or "", index, states.FAILURE, exc)
-            count_chord_part(app, cast("Mapping[str, object]", chord), part, request)
+            part = ChordPart(group_id, task_id or "", index, state, exc)
+            count_chord_part(app, cast("Mapping[str, object]", chord), part, message)
         for data in cast("list[Mapping[str, object]]", task.options.get("chain") or []):
-            _fail_unrun(app, _signature(data, app), exc, request, store=store)
+            _fail_unrun(app, _signature(data, app), exc, message, store=store, state=state)
+
+
+def fail_following(app: App, message: TaskMessage, state: str, error: BaseException, *, errbacks: bool) -> None:
+    """The task of ``message`` ended without running to its end, in the worker's main
+    process: revoked or expired before it started, stopped by the pool, or dead-lettered
+    (an unknown task, a poison message). What was to follow it ends the same way, so that
+    nothing waits for ever: its chord counts it as a part that ended ``state`` (the body
+    then fails), the rest of its chain is given ``error``, and with ``errbacks`` its error
+    callbacks are called, as for a task that raised."""
+    try:
+        if errbacks and message.errbacks:
+            context = Context(
+                id=message.id,
+                task=message.name,
+                args=message.args,
+                kwargs=message.kwargs,
+                group=message.group,
+                group_index=message.group_index,
+                root_id=message.root_id,
+                parent_id=message.parent_id,
+                called_directly=False,
+            )
+            call_errbacks(app, message.errbacks, message.id, context, error)
+        if message.chord and message.group and app.has_backend:
+            part = ChordPart(message.group, message.id, message.group_index, state, error)
+            count_chord_part(app, message.chord, part, message)
+        if message.chain and app.has_backend:
+            _fail_chain(app, message, error, True, state)
+    except Exception:
+        logger.exception("could not end what follows %s[%s]", message.name, message.id)
 
 
 def _result_tasks(step: Signature) -> list[Signature]:
@@ -309,11 +348,11 @@ def on_chord_part_return(app: App, request: Request, state: str, result: object)
     if not chord or not group_id or not app.has_backend:
         return
     index = cast("int | None", request.message.headers.get("group_index"))
-    count_chord_part(app, chord, ChordPart(group_id, request.id, index, state, result), request)
+    count_chord_part(app, chord, ChordPart(group_id, request.id, index, state, result), request.message)
 
 
-def count_chord_part(app: App, chord: Mapping[str, object], part: ChordPart, request: Request) -> None:
-    """Count one ended ``part`` of a chord (ended by ``request``'s task); the last part
+def count_chord_part(app: App, chord: Mapping[str, object], part: ChordPart, message: TaskMessage) -> None:
+    """Count one ended ``part`` of a chord (ended by ``message``'s task); the last part
     sends the body with every result, or fails it when a part failed."""
     if not app.has_backend:
         return
@@ -322,10 +361,10 @@ def count_chord_part(app: App, chord: Mapping[str, object], part: ChordPart, req
     try:
         metas = app.backend.count_chord_part(part, cast("int | None", body.get("chord_size")))
     except ChordError as exc:
-        logger.error("%s (counting the end of %s[%s])", exc, request.name, request.id)
+        logger.error("%s (counting the end of %s[%s])", exc, message.name, message.id)
         return
     except Exception:
-        logger.exception("chord %s: could not count the end of %s[%s]", group_id, request.name, request.id)
+        logger.exception("chord %s: could not count the end of %s[%s]", group_id, message.name, message.id)
         return
     if metas is None:
         return
@@ -336,7 +375,7 @@ def count_chord_part(app: App, chord: Mapping[str, object], part: ChordPart, req
         error = ChordError(f"chord {group_id}: header task {culprit} ended {meta['status']}: {meta.get('result')!r}")
         logger.error("%s; the body %s will not run", error, body.task)
         try:
-            _fail_unrun(app, body, error, request)
+            _fail_unrun(app, body, error, message)
         except Exception:
             logger.exception("chord %s: could not fail its body %s[%s]", group_id, body.task, body_id)
         errbacks = cast("list[Mapping[str, object]]", body.options.get("link_error") or [])
@@ -345,7 +384,7 @@ def count_chord_part(app: App, chord: Mapping[str, object], part: ChordPart, req
             call_errbacks(app, errbacks, body_id, context, error)
         return
     values = [m.get("result") for m in metas]
-    body.apply_async((values,), parent_id=request.id, root_id=request.message.headers.get("root_id"))
+    body.apply_async((values,), parent_id=message.id, root_id=message.headers.get("root_id"))
 
 
 def _send_callbacks(app: App, request: Request, retval: object) -> None:
