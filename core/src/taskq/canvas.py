@@ -785,9 +785,14 @@ def _records_shape(app: App, options: Mapping[str, object]) -> bool:
 
 @contextmanager
 def _sending_parts() -> Iterator[None]:
+    """Send a workflow's parts: published together once all are made, or none (see
+    :func:`taskq.sending.publishing_together`), and recorded as parts of it."""
+    from taskq.sending import publishing_together
+
     token = _SENDING_PARTS.set(True)
     try:
-        yield
+        with publishing_together():
+            yield
     finally:
         _SENDING_PARTS.reset(token)
 

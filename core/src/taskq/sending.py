@@ -19,18 +19,21 @@ import datetime
 import functools
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import KW_ONLY, InitVar, dataclass, fields
 from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
 
 from taskq import _protocol as protocol
 from taskq._ids import new_id
 from taskq._running import running_context
-from taskq.errors import MessageDecodeError
+from taskq.errors import MessageDecodeError, SerializationError
 
 if TYPE_CHECKING:
     from taskq.app import App
     from taskq.canvas import Signature
+    from taskq.drivers.transport import Message
     from taskq.result import AsyncResult
     from taskq.task import Task
 
@@ -336,25 +339,82 @@ def send(
     if plugins.has_impl("taskq_before_publish"):
         plugins.before_publish(app, name, task_id, headers, queue)
     conf = app.conf
-    message = protocol.encode(
-        app.serializers,
-        serializer or cast(str, conf["task_serializer"]),
-        headers,
-        args,
-        kwargs,
-        callbacks=_signatures(options.link, options.callbacks),
-        errbacks=_signatures(options.link_error, options.errbacks),
-        chain=[dict(link) for link in options.chain] if options.chain else None,
-        chord=dict(options.chord) if options.chord else None,
-        reply_to=options.reply_to,
-        priority=priority if priority is not None else cast("int | None", conf["task_default_priority"]),
-    )
+    try:
+        message = protocol.encode(
+            app.serializers,
+            serializer or cast(str, conf["task_serializer"]),
+            headers,
+            args,
+            kwargs,
+            callbacks=_signatures(options.link, options.callbacks),
+            errbacks=_signatures(options.link_error, options.errbacks),
+            chain=[dict(link) for link in options.chain] if options.chain else None,
+            chord=dict(options.chord) if options.chord else None,
+            reply_to=options.reply_to,
+            priority=priority if priority is not None else cast("int | None", conf["task_default_priority"]),
+        )
+    except SerializationError as exc:
+        raise SerializationError(f"cannot send task {name}: {exc}") from exc
     if plugins.has_impl("taskq_message_encoded"):
         plugins.message_encoded(app, message)
+    held = _HELD.get()
+    if held is not None:  # a part of a workflow: published with the others (see publishing_together)
+        held.append(_Held(app, queue, message, delay if delay > 0 else 0.0, name, task_id))
+        return app.AsyncResult(task_id, task_name=name)
     app.transport.publish(queue, message, delay=delay if delay > 0 else 0.0)
     if plugins.has_impl("taskq_after_publish"):
         plugins.after_publish(app, name, task_id, queue)
     return app.AsyncResult(task_id, task_name=name)
+
+
+@dataclass(slots=True)
+class _Held:
+    """A message made by :func:`send` and held until the workflow it is part of is made whole."""
+
+    app: App
+    queue: str
+    message: Message
+    delay: float
+    name: str
+    task_id: str
+
+
+# The messages held by the innermost publishing_together(); None outside one.
+_HELD: ContextVar[list[_Held] | None] = ContextVar("taskq_held_messages", default=None)
+
+
+@contextmanager
+def publishing_together() -> Iterator[None]:
+    """Hold the messages sent inside, and publish them together once the block ends well
+    (``publish_many``: one round trip where the transport can, one transaction on SQLite).
+
+    A workflow sends its parts inside one: if any part cannot be made (an argument its
+    serializer cannot encode, an option a worker would refuse, a message larger than the
+    broker takes), the error is raised and none of them is sent, rather than a group or a
+    chord's header sent in part. Nested blocks hold for the outermost.
+    """
+    if _HELD.get() is not None:
+        yield
+        return
+    held: list[_Held] = []
+    token = _HELD.set(held)
+    try:
+        yield
+    except Exception as exc:
+        exc.add_note(f"None of this workflow's tasks was sent ({len(held)} were made before this error).")
+        raise
+    finally:
+        _HELD.reset(token)
+    # Reached only when the block raised nothing.
+    by_transport: dict[int, tuple[App, list[_Held]]] = {}
+    for item in held:  # parts of one workflow share an app, unless signatures name others
+        by_transport.setdefault(id(item.app), (item.app, []))[1].append(item)
+    for app, items in by_transport.values():
+        app.transport.publish_many([(item.queue, item.message, item.delay) for item in items])
+        plugins = app.plugins
+        if plugins.has_impl("taskq_after_publish"):
+            for item in items:
+                plugins.after_publish(app, item.name, item.task_id, item.queue)
 
 
 def _timestamp(value: object, option: str, name: str) -> float:
@@ -425,6 +485,7 @@ __all__ = [
     "SEND_OPTIONS",
     "SendCall",
     "SendOptions",
+    "publishing_together",
     "send",
     "send_options",
     "takes_send_options",

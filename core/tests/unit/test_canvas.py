@@ -16,6 +16,7 @@ from taskq.errors import (
     NotRegisteredError,
     Reject,
     ResultNotEnabledError,
+    SerializationError,
     TaskRevokedError,
     TimeoutError,
 )
@@ -576,3 +577,52 @@ def test_a_header_task_that_rejects_its_message_fails_the_chord(
     result = chord([add.s(1, 1), refuse.s(2)], tsum.s()).apply_async()
     with pytest.raises(ChordError, match="not for me"):
         result.get(timeout=TIMEOUT)
+
+
+# ---- A workflow is sent whole or not at all ------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["group", "chord", "group in a chord"])
+def test_a_workflow_with_a_part_that_cannot_be_encoded_sends_nothing(math_app: App, kind: str) -> None:
+    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+    members = [add.s(1, 1), add.s(2, 2), add.s(object(), 3)]
+    flow = {
+        "group": group(members),
+        "chord": chord(members, tsum.s()),
+        "group in a chord": chord([add.s(1, 1), group(members)], tsum.s()),
+    }[kind]
+    with pytest.raises(SerializationError, match=r"cannot send task math\.add") as raised:
+        flow.apply_async()
+    assert any("None of this workflow's tasks was sent" in note for note in raised.value.__notes__)
+    assert math_app.transport.depth("taskq") == 0  # sent in part, a chord's header would never complete
+
+
+def test_a_workflow_s_parts_are_published_together_and_each_announced(
+    math_app: App, start_worker: Callable[..., object]
+) -> None:
+    published: list[str] = []
+    sizes: list[int] = []
+    transport = math_app.transport
+    original = transport.publish_many
+
+    def publish_many(items: object) -> None:
+        listed = list(items)  # type: ignore[call-overload]
+        sizes.append(len(listed))
+        original(listed)
+
+    transport.publish_many = publish_many  # type: ignore[method-assign]
+    from taskq import signals
+
+    @signals.after_task_publish.connect
+    def announced(sender: object = None, headers: object = None, **_: object) -> None:
+        published.append(str(sender))
+
+    try:
+        add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+        result = chord([add.s(i, i) for i in range(5)], tsum.s()).apply_async()
+        assert sizes == [5]  # one publish_many for the whole header
+        assert published == ["math.add"] * 5
+        start_worker(math_app)
+        assert result.get(timeout=TIMEOUT) == 20
+    finally:
+        signals.after_task_publish.disconnect(announced)

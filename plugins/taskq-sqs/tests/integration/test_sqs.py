@@ -190,3 +190,37 @@ def test_a_due_attribute_another_program_wrote_that_is_not_a_time_makes_the_mess
     assert len(claimed) == 2
     transport.ack(claimed)
     assert transport.depth(unique_queue) == 0
+
+
+def test_a_group_with_a_member_too_large_for_sqs_sends_none_of_it(
+    sqs_url: str, sqs_options: dict[str, object], unique_queue: str, transport: SQSTransport
+) -> None:
+    """Sent in part, a group would run in part (and a chord's header never complete)."""
+    from taskq import App, group
+
+    app = App(
+        "sqs-group",
+        read_config=False,
+        broker_url=sqs_url,
+        broker_transport_options=sqs_options,
+        result_backend="memory://",
+        task_default_queue=unique_queue,
+    )
+
+    @app.task(name="sqs.echo")
+    def echo(text: str) -> str:
+        return text
+
+    try:
+        small = [echo.s(f"item {i}") for i in range(12)]  # more than one SQS batch before the large one
+        with pytest.raises(SQSMessageTooLargeError, match="256 KiB"):
+            group([*small, echo.s("x" * 300_000)]).apply_async()
+        assert transport.claim([unique_queue], 10) == []
+        group(small).apply_async()
+        received: list[Delivery] = []
+        deadline = time.monotonic() + DEADLINE
+        while len(received) < len(small) and time.monotonic() < deadline:
+            received += transport.claim([unique_queue], 10)
+        assert len(received) == len(small)
+    finally:
+        app.close()
