@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +26,8 @@ from e2e_helpers import (
     delete_redis_keys,
     redis_settings,
     require_rabbitmq,
+    runs,
+    wait_until,
 )
 
 from taskq import App, GroupResult, chain, chord, group
@@ -132,11 +136,6 @@ def test_a_chord_survives_a_worker_killed_with_acks_late_header_tasks_running(
 ) -> None:
     """Header tasks (acks late) are running when the worker is killed with -9; a second
     worker runs them again: the body runs once, with every result in header order."""
-    import signal
-    import time
-
-    from e2e_helpers import runs, wait_until
-
     env = {"TASKQ_WORKER_LEASE_SECONDS": "2.0"}  # what the killed worker held comes back in seconds
     first = spawn_worker("--pool=prefork", "-c", "2", env=env)
     first.wait_ready()
@@ -188,3 +187,39 @@ def test_a_step_stopped_at_its_time_limit_fails_the_rest_of_the_chain_and_its_ch
             body.get(timeout=RESULT_TIMEOUT)
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("store", ["sqlite", "redis"])
+def test_a_chord_s_body_is_sent_when_the_worker_that_took_the_chord_dies_before_sending_it(
+    store: str, tmp_path: Path, spawn_worker: Callable[..., WorkerProcess], e2e_env: dict[str, str]
+) -> None:
+    """The worker that ends the last header task (acks late) takes the chord and is killed
+    with -9 just before it publishes the body (tests/e2e_app/chord_kill.py); the header task
+    comes back to a second worker, which counts it again and sends the body: the chord's
+    result arrives, and the body runs once."""
+    queue = f"taskq-canvas-{uuid.uuid4().hex[:12]}"
+    settings = _settings(store, tmp_path, queue)
+    marker = tmp_path / "killed-before-the-body"
+    env = {
+        "TASKQ_TASK_DEFAULT_QUEUE": queue,
+        "TASKQ_WORKER_LEASE_SECONDS": "2.0",  # what the killed worker held comes back in seconds
+        "E2E_KILL_BEFORE_BODY": str(marker),
+        **settings_env(settings),
+    }
+    first = spawn_worker(env=env, app="e2e_app.chord_kill")
+    first.wait_ready()
+    app = App("canvas-client", read_config=False, task_default_queue=queue, **settings)
+    try:
+        header = [s(app, "slow", f"k{i}", 0.05) for i in range(3)]
+        result = chord(header, s(app, "collect")).apply_async()
+        wait_until(marker.exists, RESULT_TIMEOUT, "the worker to take the chord and die before sending its body")
+        first.wait()
+        second = spawn_worker(env=env, app="e2e_app.chord_kill")
+        second.wait_ready()
+        assert result.get(timeout=RESULT_TIMEOUT) == ["k0", "k1", "k2"]
+        time.sleep(1.0)  # a second body would run now
+        assert [event for event, _, _ in runs(e2e_env)].count("body") == 1
+    finally:
+        app.close()
+        if store != "sqlite":
+            delete_redis_keys(f"{queue}:")

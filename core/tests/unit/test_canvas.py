@@ -134,6 +134,23 @@ def test_a_chord_with_a_failed_header_fails_its_body(math_app: App, start_worker
         result.get(timeout=TIMEOUT)
 
 
+@pytest.mark.parametrize(("last", "args"), [("math.add", (1, 1)), ("math.boom", (1,))], ids=["sent", "failed"])
+def test_a_chord_s_body_sent_or_failed_is_marked_sent_in_the_backend(
+    math_app: App,
+    start_worker: Callable[..., object],
+    wait_until: Callable[..., None],
+    last: str,
+    args: tuple[int, ...],
+) -> None:
+    """Until it is, a header task run again would send the body again (ResultBackend.count_chord_part)."""
+    add, tsum = math_app.tasks["math.add"], math_app.tasks["math.tsum"]
+    start_worker(math_app)
+    result = chord([add.s(1, 1), math_app.tasks[last].s(*args)], tsum.s()).apply_async()
+    result.get(timeout=TIMEOUT, propagate=False)
+    group_id = result.parent.id  # type: ignore[union-attr]
+    wait_until(lambda: math_app.backend.read_chord_counter(f"{group_id}.sent") == 1, "the body marked sent")
+
+
 def test_a_group_followed_by_a_task_in_a_chain_is_a_chord(math_app: App, start_worker: Callable[..., object]) -> None:
     add, tsum, mul = math_app.tasks["math.add"], math_app.tasks["math.tsum"], math_app.tasks["math.mul"]
     start_worker(math_app)

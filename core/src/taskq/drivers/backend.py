@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import importlib
+import logging
 import sys
 import time
 import types
@@ -26,6 +27,8 @@ from taskq import states
 from taskq.drivers.serializer import Serializer
 from taskq.errors import ChordError, ConfigError, SerializationError, TaskError, TaskqError, TimeoutError
 
+logger = logging.getLogger(__name__)
+
 # Polling a store that cannot push: first interval and ceiling, in seconds.
 POLL_INTERVAL_START = 0.005
 POLL_INTERVAL_MAX = 0.5
@@ -33,8 +36,11 @@ POLL_INTERVAL_MAX = 0.5
 WORKFLOW_PREFIX = "taskq-workflow-"
 #: The state of a workflow's shape record: no task's (save_workflow).
 WORKFLOW_STATE = "WORKFLOW"
-#: Added to a group id: the counter that lets one chord part complete the chord (count_chord_part).
+#: Added to a group id: the counter that lets one chord part complete the chord (count_chord_part);
+#: with ``.<task id>:<place>`` after it, how often that part tried to.
 CHORD_TAKEN_SUFFIX = ".taken"
+#: Added to a group id: the counter that marks the chord's body as sent (chord_body_sent).
+CHORD_SENT_SUFFIX = ".sent"
 
 Meta = dict[str, object]
 
@@ -440,6 +446,12 @@ class ResultBackend(ABC):
             f"that has one (redis, sqlite, database)"
         )
 
+    def read_chord_counter(self, group_id: str) -> int:
+        """The value of the counter :meth:`incr_chord_counter` counts for ``group_id``; 0 when missing."""
+        raise NotImplementedError(
+            f"{type(self).__name__} cannot read its chord counters; use a backend that can (redis, sqlite, database)"
+        )
+
     def set_chord_size(self, group_id: str, size: int) -> None:  # noqa: B027 - optional hook
         """Record, at send, that the chord counting in ``group_id`` has ``size`` header parts.
 
@@ -449,18 +461,30 @@ class ResultBackend(ABC):
         """
 
     def count_chord_part(self, part: ChordPart, size: int | None = None) -> list[Meta] | None:
-        """Count ``part``; when it is the last of its header, the header's result records.
+        """Count ``part``; when it completes its header, take the chord: the header's records.
 
         ``size`` is the header's size as the body carries it (``chord_size``), when it does.
-        Returns ``None`` while parts are missing (and for a part counted after the chord
-        completed), else one record per header task, in header order, each with
-        ``status``, ``result`` and ``task_id``: exactly one call per chord gets them.
-        Raises :class:`ChordError` when the size cannot be known.
+        Returns ``None`` while parts are missing, while another part holds the chord, and
+        once its body was sent; else one record per header task, in header order, each
+        with ``status``, ``result`` and ``task_id``. Raises :class:`ChordError` when the size
+        cannot be known.
+
+        Taking the chord is a claim, final once the taker confirms with
+        :meth:`chord_body_sent` that it sent the body (or failed it). Until then, the part
+        that took it, counted again, takes it again and gets the records again: its task
+        ran again because the worker that took the chord died before sending the body (an
+        acks-late task comes back), so the body is sent at least once. Any other part gets
+        ``None``, so in a normal run exactly one call gets the records, and a part counted
+        again after the confirmation gets ``None``: the body is not sent twice. (The taker's
+        task running twice at once, its worker still alive, can send the body twice; it
+        keeps its one frozen task id.)
 
         The default counts with :meth:`incr_chord_counter` and reads the members from the
         group :meth:`save_group` saved (the size is the group's, unless ``size`` says); once
         the count reaches the size and every member has ended, a second counter (the group
-        id with ``.taken``) lets exactly one part complete the chord.
+        id with ``.taken``) lets the first part to get there take the chord, and a counter
+        per part (``.taken.<task id>:<place>``) lets that part take it again until the body
+        is marked sent (``.sent``, read with :meth:`read_chord_counter`).
         """
         done = self.incr_chord_counter(part.group_id)
         member_ids = self.restore_group(part.group_id) or []
@@ -479,14 +503,37 @@ class ResultBackend(ABC):
                 f"{len(member_ids)}; its body will not run"
             )
         # The count can run ahead of the header: a task run again (its worker died before
-        # its acknowledgement) counts twice. Complete only once every member has ended,
-        # and only once: the first part to find them all ended takes the chord.
+        # its acknowledgement) counts twice. Complete only once every member has ended.
         metas = self.get_many(member_ids)
         if any(metas[task_id]["status"] not in states.READY_STATES for task_id in member_ids):
             return None
+        # The first part to find them all ended takes the chord; the part that took it
+        # takes it again until its body is marked sent (its task runs again when its worker
+        # died first). This part's own count goes first, so that no part ever holds the
+        # chord without a count of its own: one that died between the two may take it.
+        place = "" if part.index is None else part.index
+        tries = self.incr_chord_counter(f"{part.group_id}{CHORD_TAKEN_SUFFIX}.{part.task_id}:{place}")
         if self.incr_chord_counter(f"{part.group_id}{CHORD_TAKEN_SUFFIX}") != 1:
-            return None
+            if tries == 1 or self.read_chord_counter(f"{part.group_id}{CHORD_SENT_SUFFIX}"):
+                return None
+            logger.warning(
+                "chord %s: %s took the chord before and its body was not marked sent (its worker died?); "
+                "taking it again",
+                part.group_id,
+                part.task_id,
+            )
         return [{**metas[task_id], "task_id": task_id} for task_id in member_ids]
+
+    def chord_body_sent(self, group_id: str) -> None:
+        """Confirm that the body of the chord counting in ``group_id`` was sent (or failed).
+
+        Called by the worker right after it published the body that :meth:`count_chord_part`
+        gave it the records for (or stored the body's failure): from then on, no part
+        counted again takes the chord. A worker that dies before this call leaves the
+        chord to the same part counted again. The default marks it with the counter
+        ``<group id>.sent``.
+        """
+        self.incr_chord_counter(f"{group_id}{CHORD_SENT_SUFFIX}")
 
     # ---- Revocations: how a revoke reaches every worker, online or not --------------
 
@@ -604,6 +651,10 @@ class KeyValueBackend(ResultBackend):
 
     def incr_chord_counter(self, group_id: str) -> int:
         return self.incr(self.chord_keyprefix + group_id, expires=self.expires)
+
+    def read_chord_counter(self, group_id: str) -> int:
+        raw = self.get(self.chord_keyprefix + group_id)
+        return int(raw) if raw else 0
 
     def heartbeat(self, hostname: str, info: Mapping[str, object], ttl: float) -> None:
         key = self.worker_keyprefix + hostname

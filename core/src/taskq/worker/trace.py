@@ -353,7 +353,9 @@ def on_chord_part_return(app: App, request: Request, state: str, result: object)
 
 def count_chord_part(app: App, chord: Mapping[str, object], part: ChordPart, message: TaskMessage) -> None:
     """Count one ended ``part`` of a chord (ended by ``message``'s task); the last part
-    sends the body with every result, or fails it when a part failed."""
+    sends the body with every result, or fails it when a part failed, then confirms it to
+    the backend (until then, the same part counted again sends it again: see
+    :meth:`~taskq.drivers.backend.ResultBackend.count_chord_part`)."""
     if not app.has_backend:
         return
     body = _signature(chord, app)
@@ -382,9 +384,25 @@ def count_chord_part(app: App, chord: Mapping[str, object], part: ChordPart, mes
         if errbacks and body_id:
             context = Context(id=body_id, task=body.task, args=body.args, kwargs=body.kwargs, group=group_id)
             call_errbacks(app, errbacks, body_id, context, error)
+        _confirm_chord_body(app, group_id, body)
         return
     values = [m.get("result") for m in metas]
     body.apply_async((values,), parent_id=message.id, root_id=message.headers.get("root_id"))
+    _confirm_chord_body(app, group_id, body)
+
+
+def _confirm_chord_body(app: App, group_id: str, body: Signature) -> None:
+    """Tell the backend the chord's body was sent (or failed), so that no part counted again sends it."""
+    try:
+        app.backend.chord_body_sent(group_id)
+    except Exception:
+        logger.exception(
+            "chord %s: its body %s[%s] was sent but could not be marked sent; a header task run again "
+            "would send it again",
+            group_id,
+            body.task,
+            body.options.get("task_id"),
+        )
 
 
 def _send_callbacks(app: App, request: Request, retval: object) -> None:

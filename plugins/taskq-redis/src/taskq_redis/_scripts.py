@@ -387,7 +387,9 @@ return value
 #   G.t   a number added to the size (Celery's add_to_chord, when a header task is replaced)
 #   G.j   zset: score = the task's place in the header, member = encoded [1, id, state, result]
 #   G.d   set of "id:place" already counted: a task run twice counts once
-#   G.c   the claim on sending the body: a token while a Celery worker sends it, then "done"
+#   G.c   the claim on sending the body: a token while a Celery worker sends it, "taskq <id>:<place>"
+#         while a taskq worker does (the part that took it), then "done"; a claim lapses unless
+#         confirmed, and G.j, G.t, G.s and G.d stay until then, as with Celery's claims
 
 # ARGV: G, size, expiry in s (0: none). A new run of the chord: no claim, this size.
 CHORD_SIZE = Script(
@@ -404,16 +406,19 @@ return 1
 )
 
 # ARGV: G, entry, task id, place (score), expiry in s (0: none), size to use when G.s is
-# missing (0: none), seconds the "done" claim is kept. Counts the entry once; returns
-# {-1} when the chord was completed already, {counted, -1} while its size is unknown,
-# {counted, size} while parts are missing, and to the one caller that completes it
-# {counted, size, entries in header order}, with the claim taken and the state deleted.
+# missing (0: none), seconds a claim lasts unconfirmed. Counts the entry once; returns {-1}
+# when the chord's body was sent already, {-2} when another part or a Celery worker holds
+# the claim, {counted, -1} while its size is unknown, {counted, size} while parts are
+# missing, and to a caller that takes the claim {counted, size, entries in header order,
+# 1 if this part held it already}. The part that holds the claim takes it again (its task
+# ran again: its worker died before confirming, CHORD_SENT); anyone takes a lapsed one.
 CHORD_PART = Script(
     r"""
 local G, entry, tid, place = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local expires, fallback, done_for = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+local expires, fallback, claim_for = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local J, T, S, D, C = G .. '.j', G .. '.t', G .. '.s', G .. '.d', G .. '.c'
-if redis.call('GET', C) == 'done' then return {-1} end
+local claim = redis.call('GET', C)
+if claim == 'done' then return {-1} end
 if redis.call('SADD', D, tid .. ':' .. place) == 1 then redis.call('ZADD', J, place, entry) end
 if fallback > 0 and redis.call('EXISTS', S) == 0 then redis.call('SET', S, fallback) end
 if expires > 0 then
@@ -424,10 +429,22 @@ local size = redis.call('GET', S)
 if not size then return {counted, -1} end
 local total = tonumber(size) + tonumber(redis.call('GET', T) or '0')
 if counted ~= total then return {counted, total} end
-if not redis.call('SET', C, 'done', 'NX', 'EX', done_for) then return {-1} end
-local entries = redis.call('ZRANGE', J, 0, -1)
-redis.call('DEL', J, T, S, D)
-return {counted, total, entries}
+local mine = 'taskq ' .. tid .. ':' .. place
+if claim and claim ~= mine then return {-2} end
+redis.call('SET', C, mine, 'EX', claim_for)
+return {counted, total, redis.call('ZRANGE', J, 0, -1), claim and 1 or 0}
+"""
+)
+
+# ARGV: G, seconds the "done" mark is kept. The body was sent: the claim becomes "done"
+# (whoever held it: a Celery worker that took a lapsed claim then finds it gone and does
+# not send), and the chord's state is deleted.
+CHORD_SENT = Script(
+    r"""
+local G, done_for = ARGV[1], tonumber(ARGV[2])
+redis.call('DEL', G .. '.j', G .. '.t', G .. '.s', G .. '.d')
+redis.call('SET', G .. '.c', 'done', 'EX', done_for)
+return 1
 """
 )
 
@@ -448,6 +465,7 @@ _BY_SHA = {
         INCR_WITH_EXPIRY,
         CHORD_SIZE,
         CHORD_PART,
+        CHORD_SENT,
     )
 }
 
@@ -460,6 +478,7 @@ def by_sha(sha: str) -> Script | None:
 __all__ = [
     "ACK",
     "CHORD_PART",
+    "CHORD_SENT",
     "CHORD_SIZE",
     "CLAIM",
     "CONNECTION_ERRORS",

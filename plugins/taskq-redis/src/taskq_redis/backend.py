@@ -24,7 +24,10 @@ the suffixes ``.s`` (the header's size, recorded when the chord is sent), ``.j``
 header task's ``[1, id, state, result]``, ordered by its place in the header), ``.t``,
 ``.d`` and ``.c`` (see ``_scripts``): header tasks run by Celery workers and by taskq
 workers count into the same keys, and whichever completes the chord takes the claim and
-sends the body, once, with the results in header order. Revocations use the core's
+sends the body, once, with the results in header order. A taskq worker's claim names the
+part that took it and lasts :data:`CHORD_CLAIM_SECONDS` until the worker confirms the body
+sent (:meth:`RedisBackend.chord_body_sent` marks it ``done``), so a worker killed in
+between leaves the chord to that part's task run again. Revocations use the core's
 counter-and-slots log on top of the primitives.
 """
 
@@ -70,6 +73,11 @@ SUBSCRIBE_TIMEOUT = 1.0
 # How long a completed chord's "done" mark stays, in seconds: a header task run again after
 # its chord completed (a redelivery) must not send the body again. Celery keeps it 300 s.
 CHORD_DONE_SECONDS = 300
+# How long a taskq worker's claim on sending a chord's body lasts unconfirmed, in seconds.
+# The part that took it takes it again whenever it is counted again (its worker died before
+# sending); once it lapses, any part does, a Celery worker's too (Celery's own claims last
+# about 6 s). As long as a message's lease: a worker silent that long is taken for dead.
+CHORD_CLAIM_SECONDS = 30
 
 
 class RedisBackend(KeyValueBackend):
@@ -211,27 +219,46 @@ class RedisBackend(KeyValueBackend):
         supplies it where the sender recorded none (a taskq client before this layout).
         Until it is known, a part is counted and nothing more: a Celery client records it
         just before it sends its last header task, so the last part to end always sees it.
+
+        The part that completes the chord takes the claim (``.c``, as a Celery worker does):
+        ``taskq <task id>:<place>`` for :data:`CHORD_CLAIM_SECONDS`, the chord's state kept
+        until :meth:`chord_body_sent`. The same part counted again takes it again; a Celery
+        worker's claim, or another part's, gives ``None`` until it lapses.
         """
         result = exception_to_meta(part.result) if isinstance(part.result, BaseException) else part.result
         entry = self.serializer.dumps([1, part.task_id, part.state, result])
         place = "+inf" if part.index is None else str(int(part.index))
         reply = self._count(part, entry, place, size or 0)
-        if reply[0] != -1 and reply[1] == -1 and not size:
+        if len(reply) == 2 and reply[1] == -1 and not size:
             member_ids = self.restore_group(part.group_id)
             if member_ids:  # counting again is harmless: a part is counted once
                 reply = self._count(part, entry, place, len(member_ids))
         if reply[0] == -1:
-            logger.debug("chord %s: %s ended after the chord completed", part.group_id, part.task_id)
+            logger.debug("chord %s: %s ended after the chord's body was sent", part.group_id, part.task_id)
+            return None
+        if reply[0] == -2:
+            logger.debug("chord %s: %s ended while another worker holds the chord", part.group_id, part.task_id)
             return None
         if len(reply) < 3:
             if reply[1] == -1:
                 logger.debug("chord %s: %d parts ended, its size is not recorded yet", part.group_id, reply[0])
             return None
+        if len(reply) > 3 and reply[3] == 1:
+            logger.warning(
+                "chord %s: %s took the chord before and its body was not marked sent (its worker died?); "
+                "taking it again",
+                part.group_id,
+                part.task_id,
+            )
         return [self._chord_entry(raw, part.group_id) for raw in cast("list[bytes]", reply[2])]
+
+    def chord_body_sent(self, group_id: str) -> None:
+        """Mark the chord ``done`` (Celery's mark, kept :data:`CHORD_DONE_SECONDS`) and delete its state."""
+        self._chord_script(_scripts.CHORD_SENT, [self._group_key(group_id), CHORD_DONE_SECONDS])
 
     def _count(self, part: ChordPart, entry: bytes, place: str, size: int) -> list[object]:
         args = [self._group_key(part.group_id), entry, part.task_id, place, self._chord_seconds(), size]
-        reply = self._chord_script(_scripts.CHORD_PART, [*args, CHORD_DONE_SECONDS])
+        reply = self._chord_script(_scripts.CHORD_PART, [*args, CHORD_CLAIM_SECONDS])
         if not isinstance(reply, list) or not reply:
             raise TypeError(f"unexpected reply from Redis to a chord count: {reply!r}")
         return reply

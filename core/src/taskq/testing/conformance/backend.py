@@ -184,6 +184,15 @@ class ResultBackendContract:
             worker.join(DEADLINE)
         assert sorted(seen) == list(range(1, threads * per_thread + 1))
 
+    def test_chord_counter_reads_as_counted(self, backend: ResultBackend) -> None:
+        if not backend.capabilities.chord_counter:
+            pytest.skip(f"{type(backend).__name__} declares chord_counter=False")
+        group_id = new_id()
+        assert backend.read_chord_counter(group_id) == 0
+        for _ in range(3):
+            backend.incr_chord_counter(group_id)
+        assert backend.read_chord_counter(group_id) == 3
+
     def test_a_chord_completes_once_with_the_header_results_in_header_order(self, backend: ResultBackend) -> None:
         if not backend.capabilities.chord_counter:
             pytest.skip(f"{type(backend).__name__} declares chord_counter=False")
@@ -200,7 +209,77 @@ class ResultBackendContract:
         assert [(m["task_id"], m["status"], m["result"]) for m in metas] == [
             (task_id, states.SUCCESS, index * 10) for index, task_id in enumerate(members)
         ]
+        backend.chord_body_sent(group_id)
         assert backend.count_chord_part(parts[1], len(members)) is None  # a part run again: no second body
+        assert backend.count_chord_part(parts[0], len(members)) is None
+
+    def test_parts_ending_at_once_in_threads_complete_the_chord_once(self, backend: ResultBackend) -> None:
+        if not backend.capabilities.chord_counter:
+            pytest.skip(f"{type(backend).__name__} declares chord_counter=False")
+        group_id, members = new_id(), [new_id() for _ in range(6)]
+        backend.save_group(group_id, members)
+        backend.set_chord_size(group_id, len(members))
+        for index, task_id in enumerate(members):
+            backend.store_result(task_id, index, states.SUCCESS)
+        parts = [ChordPart(group_id, tid, index, states.SUCCESS, index) for index, tid in enumerate(members)]
+        taken: list[object] = []
+        start = threading.Barrier(len(parts))
+
+        def count(part: ChordPart) -> None:
+            start.wait(DEADLINE)
+            metas = backend.count_chord_part(part, len(members))
+            if metas is not None:
+                taken.append([m["result"] for m in metas])
+
+        threads = [threading.Thread(target=count, args=(part,)) for part in parts]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(DEADLINE)
+        assert taken == [list(range(len(members)))]
+
+    def test_the_part_that_took_a_chord_takes_it_again_until_its_body_is_marked_sent(
+        self, backend: ResultBackend
+    ) -> None:
+        """The worker that took the chord died before it sent the body: its header task (acks
+        late) runs again, counts again, and must get the header's records again to send it."""
+        if not backend.capabilities.chord_counter:
+            pytest.skip(f"{type(backend).__name__} declares chord_counter=False")
+        group_id, members = new_id(), [new_id() for _ in range(3)]
+        backend.save_group(group_id, members)
+        backend.set_chord_size(group_id, len(members))
+        parts = [ChordPart(group_id, tid, index, states.SUCCESS, index * 10) for index, tid in enumerate(members)]
+        for part in parts:
+            backend.store_result(part.task_id, part.result, states.SUCCESS)
+        assert backend.count_chord_part(parts[0], len(members)) is None
+        assert backend.count_chord_part(parts[2], len(members)) is None
+        first = backend.count_chord_part(parts[1], len(members))
+        assert first is not None
+        again = backend.count_chord_part(parts[1], len(members))  # run again: its worker died before sending
+        assert again is not None
+        assert [(m["task_id"], m["result"]) for m in again] == [(m["task_id"], m["result"]) for m in first]
+        assert backend.count_chord_part(parts[1], len(members)) is not None  # and died again
+        backend.chord_body_sent(group_id)
+        backend.chord_body_sent(group_id)  # the body sent by a part taken again is marked sent again
+        assert backend.count_chord_part(parts[1], len(members)) is None
+        assert backend.count_chord_part(parts[0], len(members)) is None
+
+    def test_another_part_counted_again_does_not_take_a_chord_that_is_taken(self, backend: ResultBackend) -> None:
+        """While the chord's body is not marked sent, the worker that took the chord may be
+        sending it: a header task run again for another reason must not send it too."""
+        if not backend.capabilities.chord_counter:
+            pytest.skip(f"{type(backend).__name__} declares chord_counter=False")
+        group_id, members = new_id(), [new_id() for _ in range(3)]
+        backend.save_group(group_id, members)
+        backend.set_chord_size(group_id, len(members))
+        parts = [ChordPart(group_id, tid, index, states.SUCCESS, index * 10) for index, tid in enumerate(members)]
+        for part in parts:
+            backend.store_result(part.task_id, part.result, states.SUCCESS)
+        assert backend.count_chord_part(parts[0], len(members)) is None
+        assert backend.count_chord_part(parts[1], len(members)) is None
+        assert backend.count_chord_part(parts[2], len(members)) is not None
+        assert backend.count_chord_part(parts[0], len(members)) is None
+        assert backend.count_chord_part(parts[1], len(members)) is None
 
     def test_a_part_counted_twice_does_not_complete_the_chord_before_the_others_end(
         self, backend: ResultBackend
@@ -222,6 +301,7 @@ class ResultBackendContract:
         metas = backend.count_chord_part(parts[2], len(members))
         assert metas is not None
         assert [m["result"] for m in metas] == [0, 10, 20]
+        backend.chord_body_sent(group_id)
         assert backend.count_chord_part(parts[2], len(members)) is None
 
     def test_a_chord_part_whose_size_is_unknown_never_completes_the_chord(self, backend: ResultBackend) -> None:
