@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from taskq import App
+
 HERE = Path(__file__).resolve().parent
 # Test modules here import e2e_helpers and e2e_app (pytest runs with --import-mode=importlib).
 if str(HERE) not in sys.path:
@@ -64,4 +66,17 @@ def e2e_tasks(e2e_env: dict[str, str]) -> Iterator[object]:
     app.close()
     app.conf.update(broker_url=e2e_env["TASKQ_BROKER_URL"], result_backend=e2e_env["TASKQ_RESULT_BACKEND"])
     yield module
+    app.close()
+
+
+@pytest.fixture
+def e2e_client(e2e_env: dict[str, str]) -> Iterator[App]:
+    """A client app on this test's SQLite file (broker and results), closed at the end."""
+    app = App(
+        "e2e-client",
+        read_config=False,
+        broker_url=e2e_env["TASKQ_BROKER_URL"],
+        result_backend=e2e_env["TASKQ_RESULT_BACKEND"],
+    )
+    yield app
     app.close()

@@ -132,61 +132,45 @@ def test_a_chain_of_a_chord_then_a_chord(client: App) -> None:
 
 
 def test_a_chord_survives_a_worker_killed_with_acks_late_header_tasks_running(
-    tmp_path: Path, spawn_worker: Callable[..., WorkerProcess], e2e_env: dict[str, str]
+    tmp_path: Path, spawn_worker: Callable[..., WorkerProcess], e2e_env: dict[str, str], e2e_client: App
 ) -> None:
     """Header tasks (acks late) are running when the worker is killed with -9; a second
     worker runs them again: the body runs once, with every result in header order."""
     env = {"TASKQ_WORKER_LEASE_SECONDS": "2.0"}  # what the killed worker held comes back in seconds
     first = spawn_worker("--pool=prefork", "-c", "2", env=env)
     first.wait_ready()
-    app = App(
-        "canvas-client",
-        read_config=False,
-        broker_url=e2e_env["TASKQ_BROKER_URL"],
-        result_backend=e2e_env["TASKQ_RESULT_BACKEND"],
-    )
-    try:
-        header = [Signature(f"{TASKS}.slow", (f"k{i}", 1.0), app=app) for i in range(4)]
-        result = chord(header, Signature(f"{TASKS}.collect", app=app)).apply_async()
-        wait_until(lambda: len([r for r in runs(e2e_env) if r[0] == "start"]) >= 2, 30, "two header tasks to start")
-        first.signal(signal.SIGKILL)
-        first.kill()
-        second = spawn_worker("--pool=prefork", "-c", "2", env=env)
-        second.wait_ready()
-        assert result.get(timeout=60) == ["k0", "k1", "k2", "k3"]
-        time.sleep(1.0)  # a second body would run now
-        events = [event for event, _, _ in runs(e2e_env)]
-        assert events.count("body") == 1
-        assert events.count("start") > 4  # the killed worker's tasks ran again
-    finally:
-        app.close()
+    app = e2e_client
+    header = [Signature(f"{TASKS}.slow", (f"k{i}", 1.0), app=app) for i in range(4)]
+    result = chord(header, Signature(f"{TASKS}.collect", app=app)).apply_async()
+    wait_until(lambda: len([r for r in runs(e2e_env) if r[0] == "start"]) >= 2, 30, "two header tasks to start")
+    first.signal(signal.SIGKILL)
+    first.kill()
+    second = spawn_worker("--pool=prefork", "-c", "2", env=env)
+    second.wait_ready()
+    assert result.get(timeout=60) == ["k0", "k1", "k2", "k3"]
+    time.sleep(1.0)  # a second body would run now
+    events = [event for event, _, _ in runs(e2e_env)]
+    assert events.count("body") == 1
+    assert events.count("start") > 4  # the killed worker's tasks ran again
 
 
 def test_a_step_stopped_at_its_time_limit_fails_the_rest_of_the_chain_and_its_chord(
-    e2e_env: dict[str, str], spawn_worker: Callable[..., WorkerProcess]
+    e2e_env: dict[str, str], spawn_worker: Callable[..., WorkerProcess], e2e_client: App
 ) -> None:
     """The pool ends a task (hard time limit): what was to follow it fails too, at once,
     rather than waiting for a result that will never come."""
     from taskq.errors import ChordError, TimeLimitExceeded
 
     spawn_worker("--pool=prefork", "-c", "2").wait_ready()
-    app = App(
-        "canvas-client",
-        read_config=False,
-        broker_url=e2e_env["TASKQ_BROKER_URL"],
-        result_backend=e2e_env["TASKQ_RESULT_BACKEND"],
-    )
-    try:
-        stuck = Signature(f"{TASKS}.prefork_stuck", ("k1",), app=app)
-        result = chain(stuck, s(app, "add", 1), s(app, "mul", 2)).apply_async()
-        with pytest.raises(TimeLimitExceeded):
-            result.get(timeout=RESULT_TIMEOUT)
-        stuck_again = Signature(f"{TASKS}.prefork_stuck", ("k2",), app=app)
-        body = chord([s(app, "add", 1, 1), stuck_again], s(app, "tsum")).apply_async()
-        with pytest.raises(ChordError, match="TimeLimitExceeded"):
-            body.get(timeout=RESULT_TIMEOUT)
-    finally:
-        app.close()
+    app = e2e_client
+    stuck = Signature(f"{TASKS}.prefork_stuck", ("k1",), app=app)
+    result = chain(stuck, s(app, "add", 1), s(app, "mul", 2)).apply_async()
+    with pytest.raises(TimeLimitExceeded):
+        result.get(timeout=RESULT_TIMEOUT)
+    stuck_again = Signature(f"{TASKS}.prefork_stuck", ("k2",), app=app)
+    body = chord([s(app, "add", 1, 1), stuck_again], s(app, "tsum")).apply_async()
+    with pytest.raises(ChordError, match="TimeLimitExceeded"):
+        body.get(timeout=RESULT_TIMEOUT)
 
 
 @pytest.mark.parametrize("store", ["sqlite", "redis"])

@@ -79,7 +79,7 @@ def test_a_workflow_revoked_by_its_stamp_does_not_run_and_others_do(client: tupl
 
 
 def test_taskq_revoke_stamp_reaches_a_worker_started_later(
-    e2e_env: dict[str, str], spawn_worker: Callable[..., WorkerProcess]
+    e2e_env: dict[str, str], spawn_worker: Callable[..., WorkerProcess], e2e_client: App
 ) -> None:
     command = [sys.executable, "-m", "taskq", "-A", TASKS, "revoke", "--stamp", "batch=42"]
     done = subprocess.run(
@@ -87,45 +87,29 @@ def test_taskq_revoke_stamp_reaches_a_worker_started_later(
     )
     assert done.returncode == 0, done.stderr
     assert "revoked the tasks stamped batch=42" in done.stdout
-    app = App(
-        "stamp-client",
-        read_config=False,
-        broker_url=e2e_env["TASKQ_BROKER_URL"],
-        result_backend=e2e_env["TASKQ_RESULT_BACKEND"],
-    )
-    try:
-        as_number = s(app, "record", 1).stamp(batch=42).apply_async()
-        as_text = s(app, "record", 2).stamp(batch="42").apply_async()
-        other = s(app, "record", 3).stamp(batch=43).apply_async()
-        spawn_worker().wait_ready()
-        assert other.get(timeout=RESULT_TIMEOUT) == 3
-        for result in (as_number, as_text):
-            with pytest.raises(TaskRevokedError):
-                result.get(timeout=RESULT_TIMEOUT)
-        assert [key for event, key, _ in runs(e2e_env) if event == "ran"] == ["3"]
-    finally:
-        app.close()
+    app = e2e_client
+    as_number = s(app, "record", 1).stamp(batch=42).apply_async()
+    as_text = s(app, "record", 2).stamp(batch="42").apply_async()
+    other = s(app, "record", 3).stamp(batch=43).apply_async()
+    spawn_worker().wait_ready()
+    assert other.get(timeout=RESULT_TIMEOUT) == 3
+    for result in (as_number, as_text):
+        with pytest.raises(TaskRevokedError):
+            result.get(timeout=RESULT_TIMEOUT)
+    assert [key for event, key, _ in runs(e2e_env) if event == "ran"] == ["3"]
 
 
 def test_revoke_by_stamp_with_terminate_stops_a_running_task(
-    e2e_env: dict[str, str], spawn_worker: Callable[..., WorkerProcess]
+    e2e_env: dict[str, str], spawn_worker: Callable[..., WorkerProcess], e2e_client: App
 ) -> None:
     spawn_worker("--pool=prefork", "-c", "2").wait_ready()
-    app = App(
-        "stamp-client",
-        read_config=False,
-        broker_url=e2e_env["TASKQ_BROKER_URL"],
-        result_backend=e2e_env["TASKQ_RESULT_BACKEND"],
-    )
-    try:
-        running = s(app, "slow_early", "stamped", 20.0).stamp(run="r1").apply_async()
-        untouched = s(app, "slow_early", "unstamped", 1.0).apply_async()
-        wait_until(lambda: ("start", "stamped") in [(e, k) for e, k, _ in runs(e2e_env)], 30, "the task to start")
-        app.control.revoke_by_stamped_headers({"run": "r1"}, terminate=True)
-        with pytest.raises(TaskRevokedError):
-            running.get(timeout=RESULT_TIMEOUT)
-        assert running.state == states.REVOKED
-        assert untouched.get(timeout=RESULT_TIMEOUT) == "unstamped"
-        assert ("end", "stamped") not in [(e, k) for e, k, _ in runs(e2e_env)]
-    finally:
-        app.close()
+    app = e2e_client
+    running = s(app, "slow_early", "stamped", 20.0).stamp(run="r1").apply_async()
+    untouched = s(app, "slow_early", "unstamped", 1.0).apply_async()
+    wait_until(lambda: ("start", "stamped") in [(e, k) for e, k, _ in runs(e2e_env)], 30, "the task to start")
+    app.control.revoke_by_stamped_headers({"run": "r1"}, terminate=True)
+    with pytest.raises(TaskRevokedError):
+        running.get(timeout=RESULT_TIMEOUT)
+    assert running.state == states.REVOKED
+    assert untouched.get(timeout=RESULT_TIMEOUT) == "unstamped"
+    assert ("end", "stamped") not in [(e, k) for e, k, _ in runs(e2e_env)]

@@ -115,6 +115,24 @@ def _check_stamp_names(stamps: Mapping[str, object], whose: str) -> None:
             )
 
 
+def _with_visitors(
+    headers: Mapping[str, object],
+    visitor: StampingVisitor | None,
+    hook: str,
+    part: Signature,
+    append_stamps: bool,
+    extra: Mapping[str, object] | None = None,
+) -> dict[str, object]:
+    """``headers`` with the stamps ``visitor.<hook>(part, **(extra or headers))`` returns
+    added (a given stamp wins over the visitor's of the same name)."""
+    given = dict(headers)
+    if visitor is not None:
+        found = dict(getattr(visitor, hook)(part, **(headers if extra is None else extra)) or {})
+        _check_stamp_names(found, f"{type(visitor).__name__}.{hook}()")
+        _merge_stamps(given, found, append_stamps, keep=True)
+    return given
+
+
 # Option names a stamp cannot take besides the sending options.
 _NOT_STAMP_NAMES = frozenset({STAMPED_HEADERS, "immutable", "subtask_type", "chord_size"})
 
@@ -283,11 +301,7 @@ class Signature(dict[str, object]):
         """
         _check_stamp_names(headers, "stamp()")
         self.stamp_links(visitor, append_stamps, **headers)
-        given = dict(headers)
-        if visitor is not None:
-            extra = dict(visitor.on_signature(self, **headers) or {})
-            _check_stamp_names(extra, f"{type(visitor).__name__}.on_signature()")
-            _merge_stamps(given, extra, append_stamps, keep=True)
+        given = _with_visitors(headers, visitor, "on_signature", self, append_stamps)
         self._set_stamps(_merge_stamps(self.stamps, given, append_stamps))
         return self
 
@@ -300,12 +314,7 @@ class Signature(dict[str, object]):
                 continue
             listed = [_as_signature(cast("Mapping[str, object]", link), self._app) for link in _listed(links)]
             for link in listed:
-                given = dict(headers)
-                if visitor is not None:
-                    extra = dict(getattr(visitor, hook)(link, **headers) or {})
-                    _check_stamp_names(extra, f"{type(visitor).__name__}.{hook}()")
-                    _merge_stamps(given, extra, append_stamps, keep=True)
-                link.stamp(visitor, append_stamps, **given)
+                link.stamp(visitor, append_stamps, **_with_visitors(headers, visitor, hook, link, append_stamps))
             self.options[option] = listed
 
     def apply_async(
@@ -430,11 +439,7 @@ def _stamp_workflow(
     """Stamp each of ``parts`` with ``headers`` and what ``visitor``'s ``start`` method
     returns for ``flow``; then call its ``end`` method. Returns the stamps given to the parts."""
     _check_stamp_names(headers, "stamp()")
-    given = dict(headers)
-    if visitor is not None:
-        extra = dict(getattr(visitor, start)(flow, **headers) or {})
-        _check_stamp_names(extra, f"{type(visitor).__name__}.{start}()")
-        _merge_stamps(given, extra, append_stamps, keep=True)
+    given = _with_visitors(headers, visitor, start, flow, append_stamps)
     flow.stamp_links(visitor, append_stamps, **given)
     for part in parts:
         part.stamp(visitor, append_stamps, **given)
