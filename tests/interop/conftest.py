@@ -140,6 +140,10 @@ def start_worker(interop: dict[str, object], tmp_path: Path) -> Iterator[Callabl
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
+                # A name of its own: Celery workers of the same name share (and lock) one
+                # RabbitMQ control queue, so two runs side by side would fail to start.
+                "-n",
+                f"celery-{queue}@%h",
             ]
             ready = " ready."
         log_path = tmp_path / f"{kind}-worker-{len(workers)}.log"
