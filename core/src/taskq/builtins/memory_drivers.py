@@ -11,6 +11,7 @@ import heapq
 import itertools
 import threading
 import time
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from taskq.drivers.transport import (
     Capabilities,
     DeadLetter,
     Delivery,
+    EventReader,
     Message,
     Transport,
 )
@@ -45,7 +47,14 @@ class _Broker:
     dead: list[DeadLetter] = field(default_factory=list)
     counter: itertools.count[int] = field(default_factory=itertools.count)
     generation: int = 0  # bumped on every publish, to wake waiters
+    # The most recent events, numbered; readers follow them by number.
+    events: deque[tuple[int, dict[str, object]]] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
+    events_sent: int = 0
+    events_lock: threading.Condition = field(default_factory=lambda: threading.Condition(threading.Lock()))
 
+
+#: Most events one memory:// broker keeps for its readers (the oldest go first).
+EVENTS_KEPT = 10_000
 
 _BROKERS: dict[str, _Broker] = {}
 _BROKERS_LOCK = threading.Lock()
@@ -54,6 +63,23 @@ _BROKERS_LOCK = threading.Lock()
 def _broker(url: str) -> _Broker:
     with _BROKERS_LOCK:
         return _BROKERS.setdefault(url, _Broker())
+
+
+class _MemoryEventReader(EventReader):
+    """Follows a memory:// broker's events from the one sent last when it was made."""
+
+    def __init__(self, broker: _Broker) -> None:
+        self._broker = broker
+        with broker.events_lock:
+            self._seen = broker.events_sent
+
+    def read(self, timeout: float) -> list[dict[str, object]]:
+        broker = self._broker
+        with broker.events_lock:
+            broker.events_lock.wait_for(lambda: broker.events_sent > self._seen, max(0.0, timeout))
+            found = [dict(event) for number, event in broker.events if number > self._seen]
+            self._seen = broker.events_sent
+        return found
 
 
 class MemoryTransport(Transport):
@@ -66,6 +92,7 @@ class MemoryTransport(Transport):
         wakeup=True,
         shared_between_processes=False,
         counts_starts=True,
+        events=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -80,6 +107,17 @@ class MemoryTransport(Transport):
             broker.entries[entry_id] = _Entry(entry_id, queue, message, time.time() + max(0.0, delay))
             broker.generation += 1
             broker.lock.notify_all()
+
+    def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
+        broker = self._broker
+        with broker.events_lock:
+            for event in events:
+                broker.events_sent += 1
+                broker.events.append((broker.events_sent, dict(event)))
+            broker.events_lock.notify_all()
+
+    def event_reader(self) -> EventReader:
+        return _MemoryEventReader(self._broker)
 
     def claim(self, queues: Sequence[str], limit: int, *, lease: float = DEFAULT_LEASE_SECONDS) -> list[Delivery]:
         now = time.time()

@@ -82,6 +82,7 @@ class Capabilities:
     wakeup: bool = False  # wait() returns as soon as a message arrives (no polling)
     shared_between_processes: bool = True  # several processes may use one broker
     counts_starts: bool = False  # started() is recorded: deliveries counts starts, not hand-outs
+    events: bool = False  # send_events()/event_reader(): the cluster's events travel here
 
 
 @dataclass(slots=True)
@@ -209,12 +210,51 @@ class Transport(ABC):
         """The most recent dead-lettered messages (of ``queue``, when given)."""
         raise NotImplementedError(f"{type(self).__name__} cannot list dead letters")
 
+    # ---- Events: what workers and clients tell monitors (taskq.events) ------------
+
+    def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
+        """Broadcast ``events`` (Celery's event dicts, JSON values only) to every
+        :class:`EventReader` open now, in order. Best effort, as Celery's: a reader that
+        is not open misses them, and a transport may keep only the most recent ones.
+
+        A transport that can states :attr:`Capabilities.events`; the others raise
+        ``NotImplementedError`` naming what they lack.
+        """
+        raise NotImplementedError(
+            f"the {type(self).__name__} transport cannot carry events; "
+            f"use a broker that can (redis, amqp, sqlite, filesystem, memory)"
+        )
+
+    def event_reader(self) -> EventReader:
+        """A reader of the events sent from now on (see :meth:`send_events`)."""
+        raise NotImplementedError(
+            f"the {type(self).__name__} transport cannot carry events; "
+            f"use a broker that can (redis, amqp, sqlite, filesystem, memory)"
+        )
+
+
+class EventReader(ABC):
+    """Follows the events sent through a transport after it was made (:meth:`Transport.event_reader`).
+
+    Used by one thread; :meth:`close` it when done (a subscription, a connection).
+    """
+
+    @abstractmethod
+    def read(self, timeout: float) -> list[dict[str, object]]:
+        """The events sent since the last read, oldest first; waits up to ``timeout``
+        seconds for the first when there is none yet. An event that cannot be read (not
+        JSON, not a mapping with a text ``type``) is left out and logged, never raised."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Let go of what the reader holds."""
+
 
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "Capabilities",
     "DeadLetter",
     "Delivery",
+    "EventReader",
     "Message",
     "Transport",
 ]

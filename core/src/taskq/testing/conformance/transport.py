@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from taskq.drivers.transport import Delivery, Message, Transport
+from taskq.drivers.transport import Delivery, EventReader, Message, Transport
 
 # A short lease, in seconds, for the tests where a lease must lapse.
 SHORT_LEASE = 0.3
@@ -536,6 +536,88 @@ class TransportContract:
             time.sleep(SHORT_LEASE / 3)
         twin.ack(deliveries)
         assert transport.depth(queue) == 0
+
+    # ---- Events ------------------------------------------------------------------------
+
+    @staticmethod
+    def make_events(count: int, kind: str = "task-succeeded") -> list[dict[str, object]]:
+        """Celery-shaped events, each with a unique ``uuid`` and values a broker could mangle."""
+        return [
+            {
+                "type": kind,
+                "uuid": uuid.uuid4().hex,
+                "hostname": "w1@host",
+                "timestamp": time.time(),
+                "clock": number,
+                "result": "'gr\u00fc\u00df \u2713'",
+                "runtime": 0.25,
+                "nested": {"list": [1, None, True]},
+            }
+            for number in range(count)
+        ]
+
+    @staticmethod
+    def read_until(reader: EventReader, count: int) -> list[dict[str, object]]:
+        """Read until ``count`` events came; fail after :data:`DEADLINE` seconds."""
+        found: list[dict[str, object]] = []
+        end = time.monotonic() + DEADLINE
+        while len(found) < count and time.monotonic() < end:
+            found.extend(reader.read(0.2))
+        return found
+
+    def test_events_reach_a_reader_intact_and_in_order(self, transport: Transport, other: Transport) -> None:
+        self.require(transport, "events")
+        reader = transport.event_reader()
+        try:
+            sent = self.make_events(5)
+            other.send_events(sent[:2])  # from another connection, as another process would
+            other.send_events(sent[2:])
+            assert self.read_until(reader, 5) == sent
+        finally:
+            reader.close()
+
+    def test_every_reader_gets_every_event(self, transport: Transport, other: Transport) -> None:
+        self.require(transport, "events")
+        readers = [transport.event_reader(), other.event_reader()]
+        try:
+            sent = self.make_events(3, "worker-heartbeat")
+            transport.send_events(sent)
+            for reader in readers:
+                assert [e["uuid"] for e in self.read_until(reader, 3)] == [e["uuid"] for e in sent]
+        finally:
+            for reader in readers:
+                reader.close()
+
+    def test_a_reader_gets_only_what_is_sent_after_it_is_made(self, transport: Transport) -> None:
+        self.require(transport, "events")
+        transport.send_events(self.make_events(2))
+        reader = transport.event_reader()
+        try:
+            later = self.make_events(1)
+            transport.send_events(later)
+            found = self.read_until(reader, 1)
+            assert [e["uuid"] for e in found] == [later[0]["uuid"]]
+            assert reader.read(0.3) == []
+        finally:
+            reader.close()
+
+    def test_reading_with_nothing_sent_waits_about_its_timeout(self, transport: Transport) -> None:
+        self.require(transport, "events")
+        reader = transport.event_reader()
+        try:
+            started = time.monotonic()
+            assert reader.read(0.3) == []
+            assert 0.2 <= time.monotonic() - started < PROMPT
+        finally:
+            reader.close()
+
+    def test_a_transport_without_events_says_so(self, transport: Transport) -> None:
+        if transport.capabilities.events:
+            pytest.skip(f"{type(transport).__name__} carries events")
+        with pytest.raises(NotImplementedError, match="cannot carry events"):
+            transport.send_events(self.make_events(1))
+        with pytest.raises(NotImplementedError, match="cannot carry events"):
+            transport.event_reader()
 
     def test_close_is_safe_twice(self, transport: Transport) -> None:
         clone = transport.clone()
