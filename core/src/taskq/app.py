@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from taskq.drivers.backend import ResultBackend
     from taskq.drivers.scheduler import ScheduleEntry
     from taskq.drivers.transport import Transport
+    from taskq.events import EventDispatcher
     from taskq.result import AsyncResult
     from taskq.worker.worker import Worker
 
@@ -107,6 +108,7 @@ class App:
         self._lock = threading.Lock()
         self._configured = False
         self._task_modules_imported = False
+        self._events: EventDispatcher | None = None
         _apps.add(self)
         if set_as_current:
             _default_app = self
@@ -240,8 +242,24 @@ class App:
             broker_url=cast("str | None", self.conf["broker_url"]) or None,
         )
 
+    @property
+    def events(self) -> EventDispatcher:
+        """This client's :class:`~taskq.events.EventDispatcher` (``task-sent`` events, with
+        ``task_send_sent_event``), made when first used; it sends from a thread of its own."""
+        with self._lock:
+            if self._events is None:
+                import socket
+
+                from taskq.events import EventDispatcher
+
+                self._events = EventDispatcher(self, f"gen{os.getpid()}@{socket.gethostname()}", groups={"task"})
+            return self._events
+
     def close(self) -> None:
-        """Close this thread's connections."""
+        """Close this thread's connections (and send the events still buffered)."""
+        events, self._events = self._events, None
+        if events is not None:
+            events.close()
         conns = self._connections_here()
         if conns.transport is not None:
             conns.transport.close()

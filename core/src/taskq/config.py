@@ -81,7 +81,8 @@ DEFAULTS: dict[str, object] = {
     "worker_health_file": None,  # touched every 2 s while the worker consumes
     "worker_max_tasks_per_child": None,
     "worker_max_memory_per_child": None,  # KiB of resident memory
-    "worker_send_task_events": False,
+    "worker_send_task_events": False,  # task events (-E); worker events are sent where the broker can
+    "task_send_sent_event": False,  # a client sends task-sent for each task it sends
     # app
     "imports": [],
     "include": [],

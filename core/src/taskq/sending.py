@@ -364,6 +364,8 @@ def send(
     app.transport.publish(queue, message, delay=delay if delay > 0 else 0.0)
     if plugins.has_impl("taskq_after_publish"):
         plugins.after_publish(app, name, task_id, queue)
+    if conf["task_send_sent_event"]:
+        _sent_event(app, queue, message)
     return app.AsyncResult(task_id, task_name=name)
 
 
@@ -415,6 +417,29 @@ def publishing_together() -> Iterator[None]:
         if plugins.has_impl("taskq_after_publish"):
             for item in items:
                 plugins.after_publish(app, item.name, item.task_id, item.queue)
+        if app.conf["task_send_sent_event"]:
+            for item in items:
+                _sent_event(app, item.queue, item.message)
+
+
+def _sent_event(app: App, queue: str, message: Message) -> None:
+    """The ``task-sent`` event of a message just published (``task_send_sent_event``)."""
+    headers = message.headers
+    app.events.send(
+        "task-sent",
+        uuid=headers.get("id"),
+        name=headers.get("task"),
+        args=headers.get("argsrepr"),
+        kwargs=headers.get("kwargsrepr"),
+        retries=headers.get("retries"),
+        eta=headers.get("eta"),
+        expires=headers.get("expires"),
+        queue=queue,
+        exchange="",
+        routing_key=queue,
+        root_id=headers.get("root_id"),
+        parent_id=headers.get("parent_id"),
+    )
 
 
 def _timestamp(value: object, option: str, name: str) -> float:

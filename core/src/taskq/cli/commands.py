@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -250,6 +251,45 @@ def result(ctx: click.Context, task_id: str, timeout: float | None, show_traceba
     if show_traceback and res.traceback:
         click.echo(res.traceback, err=True)
     ctx.exit(1)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per event, as it came.")
+@click.option("--count", type=click.IntRange(min=1), default=None, help="Stop after this many events.")
+@click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
+@click.option(
+    "--type",
+    "types",
+    multiple=True,
+    metavar="PREFIX",
+    help="Only events whose type starts so (task-, worker-heartbeat).",
+)
+@app_option
+@click.pass_context
+def events(ctx: click.Context, as_json: bool, count: int | None, timeout: float | None, types: tuple[str, ...]) -> None:
+    """Print the cluster's events as they come (workers with -E send task events), until Ctrl-C."""
+    from taskq.events import EventReceiver
+
+    def show(event: dict[str, object]) -> None:
+        kind = str(event.get("type"))
+        if types and not kind.startswith(types):
+            return
+        if as_json:
+            click.echo(json.dumps(event, default=repr, sort_keys=True))
+            return
+        when = time.strftime("%H:%M:%S", time.localtime(float(cast(float, event.get("timestamp") or 0.0))))
+        skip = {"type", "timestamp", "hostname", "clock", "pid", "utcoffset", "uuid"}
+        rest = ", ".join(f"{k}={event[k]!r}" for k in sorted(event) if k not in skip)
+        uuid = f" {event['uuid']}" if "uuid" in event else ""
+        click.echo(f"{when} {event.get('hostname')} {kind}{uuid}: {rest}")
+
+    receiver = EventReceiver(_state(ctx).app, {"*": show})
+    try:
+        receiver.capture(limit=count, timeout=timeout)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        receiver.close()
 
 
 @cli.command()

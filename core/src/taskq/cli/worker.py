@@ -96,6 +96,13 @@ WORKER_OPTIONS = (
         int,
     ),
     WorkerOption(
+        ("-E", "--task-events"),
+        "task_events",
+        "Send task events for monitors (taskq events, Flower); as worker_send_task_events.",
+        is_flag=True,
+        default="false",
+    ),
+    WorkerOption(
         ("-B", "--beat"),
         "beat",
         "Also run beat, sending periodic tasks, in this worker (run one beat per schedule).",
@@ -129,6 +136,7 @@ def run_worker(
     soft_time_limit: float | None = None,
     max_tasks_per_child: int | None = None,
     max_memory_per_child: int | None = None,
+    task_events: bool = False,
     beat: bool = False,
     schedule: str | None = None,
     scheduler: str | None = None,
@@ -149,6 +157,7 @@ def run_worker(
         "task_soft_time_limit": soft_time_limit,
         "worker_max_tasks_per_child": max_tasks_per_child,
         "worker_max_memory_per_child": max_memory_per_child,
+        "worker_send_task_events": True if task_events else None,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides:

@@ -50,6 +50,7 @@ from taskq.errors import (
     WorkerLostError,
 )
 from taskq.worker import acks, endings
+from taskq.worker import events as task_events
 from taskq.worker.acks import Action
 from taskq.worker.chores import Chores
 from taskq.worker.ratelimit import RateLimits
@@ -59,6 +60,7 @@ from taskq.worker.trace import TraceOutcome, fail_following, trace_task, trace_t
 
 if TYPE_CHECKING:
     from taskq.drivers.transport import Delivery, Transport
+    from taskq.events import EventDispatcher
     from taskq.worker.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -117,6 +119,8 @@ class Consumer:
         #: Requests running in the pool, by task id.
         self.active: dict[str, Request] = {}
         self.revocations = Revocations(worker.state_path)
+        #: Where task events go (set by the events step when they are on; None: not sent).
+        self.events: EventDispatcher | None = None
         self._rate_limits = RateLimits()
         self._chores = Chores()
         #: When the task running inline (solo) started, by the monotonic clock; else None.
@@ -308,6 +312,8 @@ class Consumer:
         request = Request(delivery, message, task, self.hostname)
         if self._log_info:
             logger.info("Task %s[%s] received", message.name, message.id)
+        if self.events is not None:
+            task_events.received(self.events, request)
         endings.received(self.app, request)
         revocations = self.revocations
         if message.id in revocations or (revocations.stamps and message.stamps and revocations.stamped(message.stamps)):
@@ -349,6 +355,8 @@ class Consumer:
         """Record a task that will not run (revoked or expired), end what was to follow it,
         and let go of its message."""
         endings.revoked(self.app, request, expired=expired, stamp=stamp)
+        if self.events is not None:
+            task_events.revoked(self.events, request, expired=expired)
         why = "expired" if expired else "was revoked"
         error = TaskRevokedError(f"task {request.name}[{request.id}] {why}")
         fail_following(self.app, request.message, states.REVOKED, error, errbacks=False)
@@ -514,6 +522,8 @@ class Consumer:
         request.time_start = time.monotonic()
         self.running += 1
         self.active[request.id] = request
+        if self.events is not None:
+            task_events.started(self.events, request)
         hard, soft = request.time_limits
         self.busy_since = request.time_start
         pool.apply(
@@ -561,10 +571,14 @@ class Consumer:
                 # The pool ended the task (hard time limit, terminate) or lost its process.
                 action, reason = acks.after_pool_error(request, outcome)
                 endings.stopped(self.app, request, outcome, requeued=action is Action.REQUEUE)
+                if self.events is not None:
+                    task_events.stopped(self.events, request, outcome)
                 if action is not Action.REQUEUE:
                     self._end_following(request, outcome)
             else:
                 action, reason = acks.after_outcome(request, outcome)
+                if self.events is not None:
+                    task_events.ended(self.events, request, outcome)
             if action is Action.NOTHING:
                 continue
             delivery = request.delivery

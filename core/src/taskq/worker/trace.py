@@ -40,6 +40,13 @@ logger = logging.getLogger(__name__)
 _LOOP_TURNS: dict[int, threading.Lock] = {}
 
 
+#: Whether outcomes carry what a task event tells (set by the worker before its pool starts,
+#: when it sends task events: its pool's processes inherit it).
+EVENT_DETAILS = False
+# Longest result or exception text a task event carries, in characters.
+EVENT_REPR_MAX = 1024
+
+
 @dataclass(slots=True)
 class TraceOutcome:
     """How a task ended and what the consumer should do with its message."""
@@ -47,6 +54,10 @@ class TraceOutcome:
     state: str
     requeue: bool = False  # give the message back (Reject(requeue=True))
     reject_reason: str | None = None  # dead-letter the message with this reason
+    runtime: float | None = None  # seconds the task ran, when it ran to an end
+    # With EVENT_DETAILS: the result's or the exception's repr, and the traceback's text.
+    detail: str | None = None
+    traceback: str | None = None
 
 
 def trace_task(app: App, request: Request) -> TraceOutcome:
@@ -131,7 +142,8 @@ def _end(request: Request) -> None:
 
 
 def _returned(app: App, request: Request, retval: object, started: float, store_results: bool) -> TraceOutcome:
-    endings.succeeded(app, request, retval, time.perf_counter() - started, store=store_results)
+    runtime = time.perf_counter() - started
+    endings.succeeded(app, request, retval, runtime, store=store_results)
     if request.message.callbacks or request.message.chain:
         _send_callbacks(app, request, retval)
     if request.message.chord:
@@ -140,7 +152,7 @@ def _returned(app: App, request: Request, retval: object, started: float, store_
         _handler(request, "on_success", retval, request.id, request.args, request.kwargs)
         _handler(request, "after_return", states.SUCCESS, retval, request.id, request.args, request.kwargs, None)
     endings.ran(app, request, states.SUCCESS, retval)
-    return TraceOutcome(states.SUCCESS)
+    return TraceOutcome(states.SUCCESS, runtime=runtime, detail=_shown(retval) if EVENT_DETAILS else None)
 
 
 def _raised(app: App, request: Request, exc: Exception, started: float, store_results: bool) -> TraceOutcome:
@@ -183,6 +195,8 @@ def _retry(app: App, request: Request, signal: Retry, store_results: bool) -> tu
     endings.retried(app, request, reason, store=store_results)
     if request.task.handlers:
         _handler(request, "on_retry", reason, request.id, request.args, request.kwargs, _einfo(reason))
+    if EVENT_DETAILS:
+        return TraceOutcome(states.RETRY, detail=_shown(reason), traceback=_traceback_text(reason)), reason
     return TraceOutcome(states.RETRY), reason
 
 
@@ -201,7 +215,22 @@ def _failure(app: App, request: Request, exc: BaseException, started: float) -> 
         einfo = _einfo(exc)
         _handler(request, "on_failure", exc, request.id, request.args, request.kwargs, einfo)
         _handler(request, "after_return", states.FAILURE, exc, request.id, request.args, request.kwargs, einfo)
-    return TraceOutcome(states.FAILURE)
+    if EVENT_DETAILS:
+        return TraceOutcome(states.FAILURE, runtime=runtime, detail=_shown(exc), traceback=_traceback_text(exc))
+    return TraceOutcome(states.FAILURE, runtime=runtime)
+
+
+def _shown(value: object) -> str:
+    """``repr(value)`` as a task event carries it: cut to :data:`EVENT_REPR_MAX` characters."""
+    try:
+        text = repr(value)
+    except Exception as exc:  # a repr that raises is the task's bug, not the worker's
+        text = f"<{type(value).__name__} whose repr raised {type(exc).__name__}>"
+    return text if len(text) <= EVENT_REPR_MAX else text[: EVENT_REPR_MAX - 3] + "..."
+
+
+def _traceback_text(exc: BaseException) -> str:
+    return "".join(tb.format_exception(type(exc), exc, exc.__traceback__))
 
 
 def _internal_error(app: App, request: Request, exc: Exception) -> TraceOutcome:

@@ -24,6 +24,8 @@ from taskq.worker import endings
 from taskq.worker.autoscale import AutoscaleStep, parse_autoscale
 from taskq.worker.bootsteps import Blueprint
 from taskq.worker.consumer import Consumer
+from taskq.worker.events import EventStep
+from taskq.worker.events import prepare as prepare_events
 from taskq.worker.health import HealthStep
 from taskq.worker.leases import LeaseStep
 from taskq.worker.revocations import RevocationStep
@@ -148,6 +150,7 @@ CORE_STEPS: tuple[type[Step], ...] = (
     RevocationStep,
     AutoscaleStep,
     HealthStep,
+    EventStep,
     BeatStep,
 )
 
@@ -287,6 +290,7 @@ class Worker:
             plugins.after_worker_setup(self)  # what it changes (the queues) is read by the steps below
         # Before the pool starts: its processes inherit what was read.
         endings.read_log_levels()
+        prepare_events(self)
         try:
             self.blueprint.start(self)
             consumer = self.consumer
