@@ -182,3 +182,24 @@ def test_a_solo_worker_busy_in_a_long_task_stays_healthy_and_visible(spawn_worke
     assert result.get(timeout=30) == "long"
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
+
+
+def test_a_second_worker_of_a_name_already_alive_is_warned_about_and_a_restart_is_not(spawn_worker, e2e_env):
+    """Two workers of one name overwrite each other's heartbeat: the second is told so,
+    naming the first; one started again after its namesake was killed is not."""
+    import socket
+
+    first = spawn_worker("-n", "same@%h")
+    first.wait_ready()
+    second = spawn_worker("-n", "same@%h")
+    second.wait_ready()
+    assert f"worker same@{socket.gethostname()} ready" in second.log()
+    warning = f"another worker named same@{socket.gethostname()} is alive (pid {first.popen.pid}"
+    assert warning in second.log()
+    assert "another worker named" not in first.log()
+    second.kill()
+    first.signal(signal.SIGKILL)
+    first.kill()
+    third = spawn_worker("-n", "same@%h")  # the first's heartbeat is still fresh, but it is dead
+    third.wait_ready()
+    assert "another worker named" not in third.log()

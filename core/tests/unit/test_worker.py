@@ -493,3 +493,14 @@ def test_worker_with_several_pools_and_none_chosen_says_how_to_choose(
     multi.conf.update(plugins={"enable": ["solo"]})  # no prefork, whatever this environment has installed
     with pytest.raises(ConfigError, match=r'--pool=NAME or worker_pool = "NAME" in taskq\.toml'):
         multi.Worker()
+
+
+def test_a_node_name_expands_celerys_escapes() -> None:
+    from taskq.worker.worker import node_name
+
+    host = "web1.example.com"
+    assert node_name("w1@%h", host) == "w1@web1.example.com"
+    assert node_name("w1@%n", host) == "w1@web1"
+    assert node_name("%n.%d", host) == "web1.example.com"
+    assert node_name("100%%@%n%", host) == "100%@web1%"
+    assert node_name("plain@box", host) == "plain@box"

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -73,11 +74,35 @@ class Health:
             except Exception as exc:
                 logger.warning("could not write the heartbeat: %s", exc)
 
+    def warn_of_a_namesake(self) -> None:
+        """Warn when another worker of this one's name is alive: two workers of one name
+        overwrite each other's heartbeat, and a monitor takes them for one."""
+        name = self.worker.hostname
+        try:
+            beat = self.app.backend.workers().get(name)
+        except Exception:  # a backend without heartbeats, or away: the first beat says so
+            return
+        if not beat:
+            return
+        pid, host = beat.get("pid"), beat.get("host")
+        if pid == os.getpid() and host in (None, socket.gethostname()):
+            return
+        if host == socket.gethostname() and isinstance(pid, int) and not _running(pid):
+            return  # this machine's worker of that name has died: its heartbeat is only stale
+        logger.warning(
+            "another worker named %s is alive (pid %s on %s): two workers of one name overwrite each "
+            "other's heartbeat and look like one to monitors; give each its own name, e.g. -n w2@%%h",
+            name,
+            pid,
+            host or "an unknown host",
+        )
+
     def stats(self) -> dict[str, object]:
         """What ``taskq inspect`` shows of this worker."""
         consumer = self.consumer
         return {
             "pid": os.getpid(),
+            "host": socket.gethostname(),
             "pool": self.worker.pool_name,
             "concurrency": consumer.pool.concurrency,
             "queues": consumer.queues,
@@ -130,6 +155,8 @@ class HealthStep(Step):
         health = Health(self.worker, consumer)
         if not health.is_needed:
             return
+        if health.heartbeats:
+            health.warn_of_a_namesake()
         self.health = health
         consumer.call_every(health.interval, health.beat)
         if consumer.inline:
@@ -138,6 +165,17 @@ class HealthStep(Step):
     def stop(self) -> None:
         if self.health is not None:
             self.health.stop()
+
+
+def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's: it runs
+        return True
+    return True
 
 
 def _wall_clock(monotonic: float | None) -> float | None:

@@ -62,6 +62,27 @@ def select_pool(plugins: Plugins, name: str | None) -> tuple[str, type[Pool]]:
     return name, cls
 
 
+def node_name(name: str, host: str | None = None) -> str:
+    """``-n``'s name with Celery's escapes: ``%h`` the host name, ``%n`` its first part,
+    ``%d`` the rest (the domain), ``%%`` a percent sign. ``w1@%h`` gives ``w1@web1.example.com``."""
+    full = host if host is not None else socket.gethostname()
+    short, _, domain = full.partition(".")
+    out: list[str] = []
+    i = 0
+    while i < len(name):
+        char = name[i]
+        if char == "%" and i + 1 < len(name):
+            escape = name[i + 1]
+            replacement = {"h": full, "n": short, "d": domain, "%": "%"}.get(escape)
+            if replacement is not None:
+                out.append(replacement)
+                i += 2
+                continue
+        out.append(char)
+        i += 1
+    return "".join(out)
+
+
 class PoolStep(Step):
     """Starts and stops the worker's pool."""
 
@@ -177,7 +198,7 @@ class Worker:
         schedule_filename: str | Path | None = None,
     ) -> None:
         self.app = app
-        self.hostname = hostname or f"taskq@{socket.gethostname()}"
+        self.hostname = node_name(hostname) if hostname else f"taskq@{socket.gethostname()}"
         plugins = app.plugins
         if plugins.has_impl("taskq_before_worker_setup"):
             # First, while nothing is read from the settings: a plugin may still change them.
