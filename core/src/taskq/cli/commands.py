@@ -293,6 +293,16 @@ def events(ctx: click.Context, as_json: bool, count: int | None, timeout: float 
 
 
 @cli.command()
+@app_option
+@click.pass_context
+def top(ctx: click.Context) -> None:
+    """A live view of the cluster from its events: workers, rates, tasks; revoke from there (q quits)."""
+    from taskq.cli.top import run
+
+    run(_state(ctx).app)
+
+
+@cli.command()
 @click.argument("result_id")
 @click.option(
     "--format",
