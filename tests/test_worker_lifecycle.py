@@ -203,3 +203,19 @@ def test_a_second_worker_of_a_name_already_alive_is_warned_about_and_a_restart_i
     third = spawn_worker("-n", "same@%h")  # the first's heartbeat is still fresh, but it is dead
     third.wait_ready()
     assert "another worker named" not in third.log()
+
+
+def test_taskq_status_says_which_workers_are_up(spawn_worker, e2e_env):
+    command = [sys.executable, "-m", "taskq", "-A", "e2e_app.tasks", "status"]
+    env = {**os.environ, **e2e_env}
+    nobody = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert nobody.returncode == 1 and "0 nodes online." in nobody.stdout
+    worker = spawn_worker("-n", "up@test")
+    worker.wait_ready()
+    wait_until(
+        lambda: "up@test: OK" in subprocess.run(command, capture_output=True, text=True, timeout=60, env=env).stdout,
+        20,
+        "taskq status to list the worker",
+    )
+    shown = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
+    assert shown.returncode == 0 and f"(pid {worker.popen.pid} on " in shown.stdout and "1 node online." in shown.stdout

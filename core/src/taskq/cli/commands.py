@@ -413,6 +413,21 @@ def health(path: str, max_age: float) -> None:
     click.echo(f"healthy: consumed {age:.1f}s ago")
 
 
+@cli.command()
+@app_option
+@click.pass_context
+def status(ctx: click.Context) -> None:
+    """Say which workers are up, as ``celery status`` does (exit 1 when none is)."""
+    workers = _workers(ctx)
+    for name, info in sorted(workers.items()):
+        host = f" (pid {info.get('pid')} on {info['host']})" if info.get("host") else ""
+        click.echo(f"->  {name}: OK{host}")
+    count = len(workers)
+    click.echo(f"\n{count} node{'' if count == 1 else 's'} online.")
+    if not count:
+        ctx.exit(1)
+
+
 @cli.group()
 def inspect() -> None:
     """Look at the running workers (through their heartbeats in the result backend)."""
