@@ -22,10 +22,11 @@ here is where they live in the directory:
   none, it checks that the file it read last is still there (then nothing is new);
   otherwise the log was trimmed past it: it lists the folder and goes on from the oldest
   file after its position, counting what it missed;
-* a log starts, in an empty folder, at the time in microseconds since the epoch rather
-  than at 1 (:func:`first_position`): a log whose files were all removed under running
-  readers and senders starts again past every position they know, so they follow it on
-  (the readers report a gap) rather than wait for positions they have passed.
+* a log starts at position 1 in an empty folder. Removing its files under running
+  processes is not supported, but they recover: a sender whose last batch is gone looks
+  where the log is, and a reader whose last file is gone and finds only files before its
+  position follows the new log from its oldest file, with a warning. A reader whose last
+  file name the new log has taken again waits until the new log passes its position.
 
 Lock-free, and safe with several processes of one machine; needs a file system with hard
 links (any POSIX one).
@@ -38,7 +39,6 @@ import itertools
 import logging
 import os
 import secrets
-import time
 
 from taskq.drivers.support.eventlog import EVENTS_KEPT, LogEventReader, crosses_trim_mark
 from taskq_filesystem import _layout
@@ -56,12 +56,6 @@ PROBES_BEFORE_LISTING = 8
 MOST_ATTEMPTS = 1_000
 # Most events one read hands over; the rest come with the next read, at once.
 READ_LIMIT = 2 * EVENTS_KEPT
-
-
-def first_position() -> int:
-    """Where a log starts in an empty folder: past any position an earlier log there reached
-    (one event a microsecond would be needed to catch up)."""
-    return time.time_ns() // 1000
 
 
 def file_name(position: int) -> str:
@@ -145,10 +139,10 @@ class EventFiles:
         raise OSError(f"found no free position in the event log {self.folder} after {MOST_ATTEMPTS} attempts")
 
     def _end(self) -> int:
-        """The position after the newest batch in the folder (a new log's first, when there is none)."""
+        """The position after the newest batch in the folder (1 when there is none)."""
         newest = max(_positions(self.folder), default=None)
         if newest is None:
-            return first_position()
+            return 1
         try:
             return newest + size_of(_layout.read_file(os.path.join(self.folder, file_name(newest))))
         except OSError:
@@ -173,12 +167,12 @@ class FilesystemEventReader(LogEventReader):
         self.folder = folder
         self.where = f"the event log {folder}"
         self._last: str | None = None  # the batch file read last (the newest, at first)
-        self._next = self._start()  # None: the log was empty; it starts at its oldest file
+        self._next = self._start()
 
-    def _start(self) -> int | None:
+    def _start(self) -> int:
         newest = max(_positions(self.folder), default=None)
         if newest is None:
-            return None
+            return 1
         path = os.path.join(self.folder, file_name(newest))
         self._last = path
         try:
@@ -189,10 +183,6 @@ class FilesystemEventReader(LogEventReader):
     def fetch(self) -> list[tuple[str, str | bytes]]:
         found: list[tuple[str, str | bytes]] = []
         while len(found) < READ_LIMIT:
-            if self._next is None:
-                self._next = min(_positions(self.folder), default=None)
-                if self._next is None:
-                    break
             name = file_name(self._next)
             path = os.path.join(self.folder, name)
             try:
@@ -214,7 +204,6 @@ class FilesystemEventReader(LogEventReader):
 
     def _skip_to_oldest_left(self) -> bool:
         """When the expected file is missing: whether the log went on elsewhere (and the position moved there)."""
-        assert self._next is not None
         if self._last is not None and os.path.lexists(self._last):
             return False  # the file before is still there, so nothing was trimmed: nothing new yet
         positions = sorted(_positions(self.folder))
