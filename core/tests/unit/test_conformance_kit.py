@@ -80,6 +80,7 @@ KIT_EXPORTS = [
     "SECANTUSDB",
     "BackendForkSafetyContract",
     "Binary",
+    "EventLogContract",
     "GreenPoolContract",
     "KeyValueStoreContract",
     "MultiProcessTransportContract",

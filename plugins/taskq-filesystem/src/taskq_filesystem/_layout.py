@@ -10,6 +10,7 @@ alias, and ``filesystem://`` with no path takes the directory from the
     queues/<queue>/claimed/   messages under a lease; their mtime is the lease deadline
     queues/<queue>/dead/      dead letters, with their reason
     results/                  one file per result key
+    events/                   the event log: one file per batch of events (see _events.py)
     tmp/                      files being written, renamed into place when complete
     wake/                     one empty file per waiting process: where to send wake-ups
 

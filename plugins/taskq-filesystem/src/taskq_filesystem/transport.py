@@ -37,6 +37,9 @@ Races settle toward "at least once": a sweeper that found a lease lapsed may ren
 file back just after its owner, late, renewed it; the owner's ack then finds nothing and
 the message runs again, as with any lapsed lease.
 
+**Events** (:meth:`FilesystemTransport.send_events`) go to a bounded log in ``events/``,
+one file per batch, that readers follow by position: see :mod:`._events`.
+
 On NFS, ``rename`` is atomic on the server but clients cache attributes and listings, and
 mtimes come from each client's clock: share a root between processes of one machine only.
 """
@@ -54,10 +57,19 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from taskq.drivers.support import envelope
+from taskq.drivers.support.eventlog import EventNotifier, encode_event
 from taskq.drivers.support.wakeup import QueueWakeups
-from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
+from taskq.drivers.transport import (
+    DEFAULT_LEASE_SECONDS,
+    Capabilities,
+    DeadLetter,
+    Delivery,
+    EventReader,
+    Message,
+    Transport,
+)
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
-from taskq_filesystem import _layout
+from taskq_filesystem import _events, _layout
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +83,7 @@ MAX_DIGITS = DUE_DIGITS
 OWNER_MARK = "~"
 
 WAITING, CLAIMED, DEAD = "waiting", "claimed", "dead"
-ROOT_FOLDERS = ("queues", "tmp", "wake")
+ROOT_FOLDERS = ("queues", "tmp", "wake", _events.EVENTS)
 
 _sequence = itertools.count()
 
@@ -109,7 +121,13 @@ class FilesystemTransport(Transport):
     """Broker transport on a directory tree, shared by every process on the machine that opens it."""
 
     capabilities = Capabilities(
-        delayed_delivery=True, leases=True, dead_letter=True, priority=False, wakeup=True, counts_starts=True
+        delayed_delivery=True,
+        leases=True,
+        dead_letter=True,
+        priority=False,
+        wakeup=True,
+        counts_starts=True,
+        events=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -125,6 +143,8 @@ class FilesystemTransport(Transport):
         self._listing: dict[str, list[str]] = {}  # queue -> sorted waiting names not yet tried
         self._next_sweep: dict[str, float] = {}
         self._wakeups = QueueWakeups(self._wake)
+        self._events = _events.EventFiles(os.path.join(self.root, _events.EVENTS), self._tmp)
+        self._event_readers = EventNotifier(self._wake)
 
     # ---- Life cycle -------------------------------------------------------------
 
@@ -142,6 +162,7 @@ class FilesystemTransport(Transport):
 
     def close(self) -> None:
         self._wakeups.close()
+        self._event_readers.close()
         self._ready_pid = 0 if self._ready_pid == os.getpid() else self._ready_pid
 
     def _fail(self, exc: OSError) -> BrokerUnavailableError:
@@ -460,6 +481,29 @@ class FilesystemTransport(Transport):
                 )
             )
         return letters
+
+    # ---- Events -----------------------------------------------------------------
+
+    def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
+        # encoded first: a value JSON cannot hold sends nothing
+        data = "".join(encode_event(event) + "\n" for event in events).encode()
+        if not events:
+            return
+        self._ready()
+        try:
+            try:
+                self._events.append(data, len(events))
+            except FileNotFoundError:  # someone removed the folders: make them again, once
+                for folder in (self._tmp, self._events.folder):
+                    os.makedirs(folder, exist_ok=True)
+                self._events.append(data, len(events))
+        except OSError as exc:
+            raise self._fail(exc) from exc
+        self._event_readers.notify()
+
+    def event_reader(self) -> EventReader:
+        self._ready()
+        return _events.FilesystemEventReader(self._events.folder, self._wake)
 
     # ---- Administration ---------------------------------------------------------
 

@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from taskq.drivers.backend import ResultBackend
+from taskq.drivers.transport import Transport
 from taskq.testing.conformance import (
     BackendForkSafetyContract,
+    EventLogContract,
     KeyValueStoreContract,
     MultiProcessTransportContract,
     ResultBackendContract,
     TransportForkSafetyContract,
 )
 from taskq.testing.conformance.backend import BackendFactory
+from taskq_filesystem import _events
 from taskq_filesystem.backend import FilesystemBackend
 from taskq_filesystem.transport import FilesystemTransport
 
@@ -25,13 +29,27 @@ def url(tmp_path: Path) -> str:
     return f"file://{tmp_path}/taskq"
 
 
-class TestFilesystemTransport(MultiProcessTransportContract, TransportForkSafetyContract):
+class TestFilesystemTransport(MultiProcessTransportContract, TransportForkSafetyContract, EventLogContract):
     @pytest.fixture
     def transport(self, url: str) -> Iterator[FilesystemTransport]:
         transport = FilesystemTransport(url)
         transport.connect()
         yield transport
         transport.close()
+
+    def stored_events(self, transport: Transport) -> int:
+        folder = _events_folder(transport)
+        return sum(len(_events.lines_of((Path(folder) / name).read_bytes())) for name in os.listdir(folder))
+
+    def store_unreadable(self, transport: Transport, entries: list[bytes]) -> None:
+        assert isinstance(transport, FilesystemTransport)
+        files = _events.EventFiles(_events_folder(transport), os.path.join(transport.root, "tmp"))
+        files.append(b"".join(entry + b"\n" for entry in entries), len(entries))
+
+
+def _events_folder(transport: Transport) -> str:
+    assert isinstance(transport, FilesystemTransport)
+    return os.path.join(transport.root, _events.EVENTS)
 
 
 class TestFilesystemBackend(ResultBackendContract, KeyValueStoreContract, BackendForkSafetyContract):

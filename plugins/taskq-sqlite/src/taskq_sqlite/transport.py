@@ -33,6 +33,9 @@ index that ordered by priority would have to scan delayed rows.
 
 Wake-ups between processes go through the Unix datagram sockets of :mod:`taskq.drivers.support.wakeup`,
 announced in the database's folder of the temporary directory (:func:`._database.signal_directory`).
+
+Events (:meth:`SqliteTransport.send_events`) go to a bounded log in the table
+``taskq_events`` that readers follow by row id: see :mod:`._events`.
 """
 
 from __future__ import annotations
@@ -46,10 +49,19 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 
 from taskq.drivers.support.connections import current_pid, fork_gate, keep_inherited
 from taskq.drivers.support.envelope import decode_fields, encode_fields, undecodable
+from taskq.drivers.support.eventlog import EventNotifier, encode_event
 from taskq.drivers.support.wakeup import QueueWakeups
-from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
+from taskq.drivers.transport import (
+    DEFAULT_LEASE_SECONDS,
+    Capabilities,
+    DeadLetter,
+    Delivery,
+    EventReader,
+    Message,
+    Transport,
+)
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
-from taskq_sqlite import _database
+from taskq_sqlite import _database, _events
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +98,8 @@ CREATE TABLE IF NOT EXISTS taskq_dead_letters (
 );
 CREATE INDEX IF NOT EXISTS taskq_dead_letters_queue ON taskq_dead_letters (queue);
 """
+# The event log came later; IF NOT EXISTS gives a file made before it the table when it is opened.
+SCHEMA += _events.SCHEMA
 
 _INSERT = (
     "INSERT INTO taskq_messages (queue, visible_at, due, body, headers, properties,"
@@ -163,7 +177,13 @@ class SqliteTransport(Transport):
     """Broker transport on one SQLite file, shared by every process that opens it."""
 
     capabilities = Capabilities(
-        delayed_delivery=True, leases=True, dead_letter=True, priority=False, wakeup=True, counts_starts=True
+        delayed_delivery=True,
+        leases=True,
+        dead_letter=True,
+        priority=False,
+        wakeup=True,
+        counts_starts=True,
+        events=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -173,6 +193,7 @@ class SqliteTransport(Transport):
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._wakeups = QueueWakeups(self._directory, owns_directory=True)
+        self._event_readers = EventNotifier(self._directory)
 
     # ---- Life cycle -------------------------------------------------------------
 
@@ -198,6 +219,7 @@ class SqliteTransport(Transport):
 
     def close(self) -> None:
         self._wakeups.close()
+        self._event_readers.close()
         with fork_gate:
             if self._conn is not None and self._pid == current_pid():
                 self._conn.close()
@@ -368,6 +390,19 @@ class SqliteTransport(Transport):
             except sqlite3.Error as exc:
                 raise self._fail(exc) from exc
         return [DeadLetter(_message(*row[3:]), row[0], row[1], row[2]) for row in rows]
+
+    # ---- Events -----------------------------------------------------------------
+
+    def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
+        encoded = [encode_event(event) for event in events]  # first: a value JSON cannot hold sends nothing
+        if not encoded:
+            return
+        with self._transaction() as conn:
+            _events.append(conn, encoded)
+        self._event_readers.notify()
+
+    def event_reader(self) -> EventReader:
+        return _events.SqliteEventReader(self.path, self._directory)
 
     # ---- Administration ---------------------------------------------------------
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from taskq.drivers.backend import ResultBackend
+from taskq.drivers.transport import Transport
 from taskq.testing.conformance import (
     BackendForkSafetyContract,
+    EventLogContract,
     KeyValueStoreContract,
     MultiProcessTransportContract,
     ResultBackendContract,
@@ -25,13 +28,31 @@ def url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path}/taskq.db"
 
 
-class TestSqliteTransport(MultiProcessTransportContract, TransportForkSafetyContract):
+class TestSqliteTransport(MultiProcessTransportContract, TransportForkSafetyContract, EventLogContract):
     @pytest.fixture
     def transport(self, url: str) -> Iterator[SqliteTransport]:
         transport = SqliteTransport(url)
         transport.connect()
         yield transport
         transport.close()
+
+    def stored_events(self, transport: Transport) -> int:
+        with sqlite3.connect(_path(transport)) as conn:
+            (count,) = conn.execute("SELECT count(*) FROM taskq_events").fetchone()
+        return int(count)
+
+    def store_unreadable(self, transport: Transport, entries: list[bytes]) -> None:
+        conn = sqlite3.connect(_path(transport))
+        with conn:
+            conn.executemany(
+                "INSERT INTO taskq_events (sent_at, event) VALUES (0, CAST(? AS TEXT))", [(e,) for e in entries]
+            )
+        conn.close()
+
+
+def _path(transport: Transport) -> str:
+    assert isinstance(transport, SqliteTransport)
+    return transport.path
 
 
 class TestSqliteBackend(ResultBackendContract, KeyValueStoreContract, BackendForkSafetyContract):

@@ -9,6 +9,8 @@
   connections a child must never close, :class:`PerProcess` for a client per process;
 * :mod:`~taskq.drivers.support.wakeup`: wake-ups between processes that share a store
   which cannot push (an SQLite file, a directory tree);
+* :mod:`~taskq.drivers.support.eventlog`: a bounded event log that readers follow by
+  position, for a transport whose store cannot broadcast (an SQLite file, a directory tree);
 * :mod:`~taskq.drivers.support.greenpool`: :class:`GreenPool`, the pool logic a green
   thread library's pool builds on (gevent, eventlet);
 * :mod:`~taskq.drivers.support.interrupt`: raising an exception inside another thread's
@@ -23,4 +25,4 @@
 Import from the modules; this package's own namespace only lists them.
 """
 
-__all__ = ["connections", "envelope", "greenpool", "interrupt", "retrying", "services", "waiters", "wakeup"]
+__all__ = ["connections", "envelope", "eventlog", "greenpool", "interrupt", "retrying", "services", "waiters", "wakeup"]

@@ -6,7 +6,8 @@ Instead, every instance that waits (:class:`Waiter`) binds one ``AF_UNIX``/``SOC
 socket and announces it with an empty file ``<kind>-<pid>-<token>`` in a directory the
 driver names; a writer (:class:`Notifier`), *after* its change is visible to readers,
 sends one byte to every socket announced there under the same kind (:data:`QUEUE_KIND`
-for transports' waiters, :data:`RESULT_KIND` for result backends').
+for transports' waiters, :data:`RESULT_KIND` for result backends', :data:`EVENT_KIND` for
+event readers, :mod:`taskq.drivers.support.eventlog`).
 
 Every process sharing the store must name the same directory. It may be:
 
@@ -80,9 +81,10 @@ DRAIN_BATCH = 256
 # Added to a sleep until something is due, in seconds, so a waiter wakes just after it is.
 WAKE_MARGIN = 0.001
 
-# The kinds of waiter taskq's drivers announce: a transport's, a result backend's.
+# The kinds of waiter taskq's drivers announce: a transport's, a result backend's, an event reader's.
 QUEUE_KIND = "q"
 RESULT_KIND = "r"
+EVENT_KIND = "e"
 
 IS_LINUX = sys.platform.startswith("linux")
 
@@ -419,6 +421,7 @@ def _withdraw_announcements() -> None:
 __all__ = [
     "ANNOUNCE_ATTEMPTS",
     "DRAIN_BATCH",
+    "EVENT_KIND",
     "FALLBACK_POLL",
     "MTIME_GRAIN",
     "QUEUE_KIND",

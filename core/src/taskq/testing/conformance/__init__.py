@@ -13,7 +13,9 @@ A plugin's tests subclass a contract and provide its fixtures::
             transport.close()
 
 A transport that several processes share subclasses :class:`MultiProcessTransportContract`
-instead: the same suite and fixture, plus tests that run real child processes. Likewise, a
+instead: the same suite and fixture, plus tests that run real child processes; one that
+keeps its events in a bounded log readers follow by position (SQLite, the filesystem)
+adds :class:`EventLogContract`. Likewise, a
 beat scheduler that leases its store's lock and stands by for it subclasses
 :class:`StandbySchedulerContract` instead of :class:`SchedulerContract`.
 
@@ -45,6 +47,7 @@ its binary is missing.
 from __future__ import annotations
 
 from taskq.testing.conformance.backend import ResultBackendContract
+from taskq.testing.conformance.event_log import EventLogContract
 from taskq.testing.conformance.fork_safety import BackendForkSafetyContract, TransportForkSafetyContract
 from taskq.testing.conformance.green_pool import GreenPoolContract
 from taskq.testing.conformance.key_value import KeyValueStoreContract
@@ -76,6 +79,7 @@ __all__ = [
     "SECANTUSDB",
     "BackendForkSafetyContract",
     "Binary",
+    "EventLogContract",
     "GreenPoolContract",
     "KeyValueStoreContract",
     "MultiProcessTransportContract",

@@ -32,6 +32,8 @@ CONSUMER_LEASE = 120.0
 # Seconds a publisher lets pass after being told to go on, so that the parent is
 # blocked in wait() by the time the message arrives.
 PUBLISH_LAG = 0.2
+# Most events an event sender puts in one batch; its batches grow from 1 to this, and again.
+EVENT_BATCH_MOST = 7
 
 
 def ids(deliveries: list[Delivery]) -> list[str]:
@@ -139,6 +141,28 @@ def publish(transport: Transport, queue: str, argument: str) -> None:
     transport.close()
 
 
+def send_events(transport: Transport, queue: str, argument: str) -> None:
+    """Connect, print ``ready``, and once told to go on, send ``argument`` events in batches
+    of 1 to :data:`EVENT_BATCH_MOST`; each names the sender by ``queue`` as its ``hostname``
+    and counts from 0 in its ``clock``."""
+    total = int(argument)
+    transport.connect()
+    print("ready", flush=True)
+    if not told_to_go_on(CHILD_DEADLINE):
+        sys.exit(f"event sender: never told to go on within {CHILD_DEADLINE}s")
+    clock = 0
+    batch = 0
+    while clock < total:
+        size = min(1 + batch % EVENT_BATCH_MOST, total - clock)
+        transport.send_events(
+            [{"type": "task-succeeded", "hostname": queue, "clock": clock + number} for number in range(size)]
+        )
+        clock += size
+        batch += 1
+    print("sent", flush=True)
+    transport.close()
+
+
 ROLES: dict[str, Callable[[Transport, str, str], None]] = {
     "consume": consume,
     "hold": hold,
@@ -146,6 +170,7 @@ ROLES: dict[str, Callable[[Transport, str, str], None]] = {
     "leave": leave,
     "claim-one": claim_one,
     "publish": publish,
+    "send-events": send_events,
 }
 
 
