@@ -84,9 +84,12 @@ def test_taskq_top_shows_workers_and_tasks_and_revokes_from_the_screen(
     assert done.get(timeout=SCREEN_TIMEOUT) == 5
     screen = top.wait_for(done.id)
     assert "SUCCESS" in screen.split(done.id, 1)[1].splitlines()[0]
-    # A task due in a few seconds is RECEIVED and on top of the list: revoke it from the screen.
+    # A task due in a few seconds, shown at once (task-sent) and on top of the list: revoke it
+    # from the screen before it is due.
+    e2e_client.conf.update(task_send_sent_event=True)
     later = e2e_client.send_task(f"{TASKS}.add", (1, 1), countdown=4)
-    top.wait_for(later.id)
+    screen = top.wait_for(later.id)
+    assert screen.index(later.id) < screen.index(done.id)  # the newest first, selected
     top.press("r")
     top.wait_for(f"revoked {later.id}")
     with pytest.raises(TaskRevokedError):

@@ -60,8 +60,9 @@ class Top:
         return len(self._ended) / RATE_WINDOW
 
     def tasks(self) -> list[TaskState]:
-        """The most recent tasks first."""
-        return list(reversed(self.state.tasks.values()))
+        """The tasks, the most recently sent or received first (a row keeps its place as
+        its task moves on)."""
+        return sorted(self.state.tasks.values(), key=_first_seen, reverse=True)
 
     def revoke(self, terminate: bool) -> None:
         tasks = self.tasks()
@@ -77,6 +78,10 @@ class Top:
     def close(self) -> None:
         self._stop.set()
         self._receiver.should_stop = True
+
+
+def _first_seen(task: TaskState) -> float:
+    return min(task.timestamps.values(), default=0.0)
 
 
 def run(app: App) -> None:
