@@ -102,10 +102,13 @@ class Worker:
 
 @pytest.fixture
 def start_worker(interop: dict[str, object], tmp_path: Path) -> Iterator[Callable[[str], Worker]]:
-    """``start_worker("taskq")`` or ``start_worker("celery")``: a ready worker on the test's queue."""
+    """``start_worker("taskq")`` or ``start_worker("celery")``: a ready worker on the test's queue.
+
+    ``events=True``: a Celery worker sends its events (``-E``, and its heartbeats).
+    """
     workers: list[Worker] = []
 
-    def start(kind: str) -> Worker:
+    def start(kind: str, *, events: bool = False) -> Worker:
         queue = str(interop["queue"])
         env = {**os.environ, **interop["env"], "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}  # type: ignore[dict-item]
         if kind == "taskq":
@@ -139,7 +142,7 @@ def start_worker(interop: dict[str, object], tmp_path: Path) -> Iterator[Callabl
                 "--loglevel=INFO",
                 "--without-gossip",
                 "--without-mingle",
-                "--without-heartbeat",
+                *(["-E"] if events else ["--without-heartbeat"]),
                 # A name of its own: Celery workers of the same name share (and lock) one
                 # RabbitMQ control queue, so two runs side by side would fail to start.
                 "-n",

@@ -50,3 +50,17 @@ def delete_queues(prefix: str) -> None:
         conn.close()
     finally:
         conn.collect()
+
+
+@pytest.fixture
+def event_exchange(queue: str) -> Iterator[str]:
+    """An event exchange of the test's own, deleted afterwards: Celery workers elsewhere on
+    the shared broker send their events to ``celeryev``."""
+    name = f"{queue}-celeryev"
+    yield name
+    conn = admin_connection()
+    try:
+        conn.channel().exchange_delete(name)
+        conn.close()
+    finally:
+        conn.collect()

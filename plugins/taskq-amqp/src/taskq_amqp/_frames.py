@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import calendar
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
 
@@ -279,3 +279,17 @@ def write_publish(
         raise amqp.exceptions.RecoverableConnectionError("basic_publish: connection closed")
     transport.write(publish_frames(channel_id, exchange, routing_key, properties, body, connection.frame_max))
     connection.bytes_sent += 1  # py-amqp's heartbeats count writes, one per publish
+
+
+def write_publishes(
+    connection: amqp.Connection, channel_id: int, messages: Iterable[tuple[str, str, bytes, bytes]]
+) -> None:
+    """Send several ``(exchange, routing_key, properties, body)`` on ``channel_id`` in a single write."""
+    transport = connection.transport
+    if transport is None:
+        raise amqp.exceptions.RecoverableConnectionError("basic_publish: connection closed")
+    frame_max = connection.frame_max
+    data = b"".join(publish_frames(channel_id, *message, frame_max) for message in messages)
+    if data:
+        transport.write(data)
+        connection.bytes_sent += 1

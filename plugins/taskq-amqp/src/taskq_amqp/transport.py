@@ -20,6 +20,10 @@ How the contract maps onto AMQP 0-9-1:
   significant bits (< 1.6 %): up for plain messages, so they never arrive early; down for
   task messages that carry an ETA, which the worker holds until due or sends back.
 * **Dead letters** are copies in ``<queue>.dead`` with the reason in headers.
+* **Events** go out as Celery's (:mod:`._events`): to the durable topic exchange
+  ``celeryev``, routed by type (``task.succeeded``), transient JSON, a batch in one write
+  on a channel of their own without confirms; a reader consumes a queue of its own,
+  ``celeryev.<uuid>``, bound with ``#``.
 * **Publisher confirms** are batched by default: publish returns at once, unconfirmed
   messages are kept (:mod:`._confirms`) and sent again after a reconnect, and everything
   is confirmed before an ack, a depth or purge, and close.
@@ -44,7 +48,16 @@ import amqp
 import amqp.exceptions
 
 from taskq.drivers.support.connections import current_pid, keep_inherited
-from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
+from taskq.drivers.support.event_messages import event_message, routing_key
+from taskq.drivers.transport import (
+    DEFAULT_LEASE_SECONDS,
+    Capabilities,
+    DeadLetter,
+    Delivery,
+    EventReader,
+    Message,
+    Transport,
+)
 from taskq.errors import BrokerUnavailableError, ConfigError
 from taskq_amqp._confirms import Unconfirmed
 from taskq_amqp._connection import (
@@ -63,7 +76,8 @@ from taskq_amqp._connection import (
     parse_url,
     readable,
 )
-from taskq_amqp._frames import write_publish
+from taskq_amqp._events import AmqpEventReader, EventLayout
+from taskq_amqp._frames import write_publish, write_publishes
 from taskq_amqp._layout import (
     HEADER_DEAD_AT,
     HEADER_DEAD_QUEUE,
@@ -90,19 +104,25 @@ CONFIRM_READ_IDLE = 0.05
 # Least pause between two "broker unreachable" warnings from claim/wait, in seconds.
 WARNING_INTERVAL = 5.0
 
+# How long send_events() tries to reconnect before it gives up on a batch, in seconds.
+EVENTS_RECONNECT_TIMEOUT = 1.0
+
 CONFIRM_MODES = ("off", "batch", "each")
 
 
 class AmqpTransport(Reconnecting, Transport):
     """RabbitMQ through py-amqp; see the module docstring for how the contract maps."""
 
-    capabilities = Capabilities(delayed_delivery=True, leases=False, dead_letter=True, priority=True, wakeup=True)
+    capabilities = Capabilities(
+        delayed_delivery=True, leases=False, dead_letter=True, priority=True, wakeup=True, events=True
+    )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
         super().__init__(url, options)
         opts = self.options
         self.params = parse_url(url, opts)
         self._layout = QueueLayout(opts)
+        self._event_layout = EventLayout(opts)
         prefetch = opts.get("prefetch_count")
         self.prefetch_count = int(prefetch) if isinstance(prefetch, (int, str)) else None
         self.confirm_publish = str(opts.get("confirm_publish", "batch"))
@@ -116,6 +136,7 @@ class AmqpTransport(Reconnecting, Transport):
         self._conn: amqp.Connection | None = None
         self._channel: amqp.Channel | None = None
         self._admin: amqp.Channel | None = None
+        self._events: amqp.Channel | None = None  # events go out here, unconfirmed
         self._generation = 0
         self._connected_before = False  # for the "reconnected" log line
         self._buffer: deque[Delivery] = deque()
@@ -191,7 +212,7 @@ class AmqpTransport(Reconnecting, Transport):
         self._pid = current_pid()
 
     def _reset(self, conn: amqp.Connection | None, channel: amqp.Channel | None) -> None:
-        self._conn, self._channel, self._admin = conn, channel, None
+        self._conn, self._channel, self._admin, self._events = conn, channel, None, None
         self._generation += 1
         # Unacked deliveries of the old connection are back in their queues already.
         self._buffer.clear()
@@ -284,6 +305,49 @@ class AmqpTransport(Reconnecting, Transport):
         """Wait until the broker has confirmed everything published on this connection."""
         if self._unconfirmed.pending and self._conn is not None:
             self._unconfirmed.wait(self._conn, 1, self.params.masked)
+
+    # ---- Events -----------------------------------------------------------------------
+
+    def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
+        """Publish each event to the event exchange, all in one write, on a channel of their own.
+
+        Transient and unconfirmed, as Celery sends them: best effort. A lost connection is
+        opened again for :data:`EVENTS_RECONNECT_TIMEOUT` at most, then
+        :class:`BrokerUnavailableError` (the sender drops the batch rather than wait).
+        """
+        exchange = self._event_layout.exchange
+        messages = []
+        for event in events:
+            key = routing_key(event)
+            message = event_message(event)
+            messages.append((exchange, key, encode_message(message), message.body))
+        if not messages:
+            return
+
+        def send(_: amqp.Channel) -> None:
+            channel = self._event_channel()
+            write_publishes(channel.connection, channel.channel_id, messages)
+
+        self._retrying("send events", send, deadline=time.monotonic() + EVENTS_RECONNECT_TIMEOUT)
+
+    def _event_channel(self) -> amqp.Channel:
+        """The channel events go out on: no publisher confirms, the exchange declared on it."""
+        try:
+            self._read_confirms()  # a channel the broker closed (a publish it refused) shows here
+        except amqp.exceptions.ChannelError as exc:
+            logger.warning("RabbitMQ closed a channel of %s: %s", self.params.masked, exc)
+            self._events = None
+        channel = self._events
+        if channel is None or not channel.is_open:
+            assert self._conn is not None
+            channel = new_channel(self._conn)
+            self._event_layout.declare_exchange(channel)
+            self._events = channel
+        return channel
+
+    def event_reader(self) -> EventReader:
+        """A queue of its own bound to the event exchange (see :mod:`taskq_amqp._events`)."""
+        return AmqpEventReader(self.params, self._event_layout)
 
     # ---- Consuming ------------------------------------------------------------------
 

@@ -18,8 +18,9 @@ from taskq_amqp.transport import AmqpTransport
 
 class TestAmqpTransport(MultiProcessTransportContract, TransportForkSafetyContract):
     @pytest.fixture
-    def transport(self, broker_url: str, queue: str) -> Iterator[AmqpTransport]:
-        transport = AmqpTransport(broker_url)
+    def transport(self, broker_url: str, queue: str, event_exchange: str) -> Iterator[AmqpTransport]:
+        # The kit expects exactly the events it sent: none of other workers on the broker.
+        transport = AmqpTransport(broker_url, {"event_exchange": event_exchange})
         transport.connect()
         yield transport
         for name in (queue, queue + "-second"):

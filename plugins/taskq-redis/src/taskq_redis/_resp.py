@@ -420,7 +420,7 @@ class Connection(ReplyParser):
 
 
 class PubSub:
-    """A connection in subscriber mode: SUBSCRIBE, UNSUBSCRIBE, and the messages that come."""
+    """A connection in subscriber mode: (P)SUBSCRIBE, UNSUBSCRIBE, and the messages that come."""
 
     def __init__(self, client: Client, *, resp3: bool = False) -> None:
         self.connection = client.connection(resp3=resp3)
@@ -437,6 +437,9 @@ class PubSub:
 
     def unsubscribe(self, *channels: str) -> None:
         self.connection.send(pack(("UNSUBSCRIBE", *channels)))
+
+    def psubscribe(self, *patterns: str) -> None:
+        self.connection.send(pack(("PSUBSCRIBE", *patterns)))
 
     def switch(self, old: set[str], new: set[str]) -> None:
         """Unsubscribe from ``old`` and subscribe to ``new`` in one write."""

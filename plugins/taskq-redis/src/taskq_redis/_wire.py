@@ -69,6 +69,29 @@ class Wire:
                     raise
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
+    def pipeline(self, commands: list[tuple[object, ...]]) -> list[object]:
+        """Send ``commands`` in one write (after every deferred one) and return their replies.
+
+        Every reply is read before an error reply among them is raised.
+        """
+        data = b"".join(pack(command) for command in commands)
+        for attempt in (1, 2):
+            conn = self._connection()
+            try:
+                self._settle(conn)
+                conn.send(data)
+                replies = [conn.read_reply() for _ in commands]
+            except CONNECTION_ERRORS:
+                self._lost(conn)
+                if attempt == 2:
+                    raise
+                continue
+            for reply in replies:
+                if isinstance(reply, ResponseError):
+                    raise reply
+            return replies
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
     def script(self, script: Script, *args: object, defer: bool = False, on_error: OnError | None = None) -> object:
         """Run ``script`` (no KEYS, ``args`` as ARGV) and return its reply.
 

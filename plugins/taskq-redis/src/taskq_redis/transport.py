@@ -59,6 +59,12 @@ waiter selects on, so it works from a signal handler and while Redis is down.
 3, 6 and 9; a priority is rounded down to its step (0-2, 3-5, 6-8, 9), as kombu does.
 Celery on RabbitMQ uses the opposite order.
 
+**Events** travel as Celery's do through kombu (:mod:`taskq_redis._events`): each event
+is PUBLISHed, as kombu's envelope, on ``<global_keyprefix>/<db>.celeryev/<routing key>``
+(a batch in one pipelined round trip), and a reader PSUBSCRIBEs to
+``<global_keyprefix>/<db>.celeryev/*`` on a connection of its own, so ``celery events``,
+Flower and taskq's readers see the events of both kinds of workers.
+
 **Connection loss.** Every call raises :class:`~taskq.errors.BrokerUnavailableError` when
 Redis does not answer (after a few quick retries); the next call reconnects, the
 subscriber included, so a worker resumes consuming as soon as Redis is back. A restarted
@@ -77,10 +83,20 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from taskq.drivers.support.connections import current_pid
 from taskq.drivers.support.envelope import decode, encode_kombu, undecodable
-from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
+from taskq.drivers.support.event_messages import event_message, routing_key
+from taskq.drivers.transport import (
+    DEFAULT_LEASE_SECONDS,
+    Capabilities,
+    DeadLetter,
+    Delivery,
+    EventReader,
+    Message,
+    Transport,
+)
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
+from taskq_redis._events import EventLayout, RedisEventReader
 from taskq_redis._subscriber import Subscriber
 from taskq_redis._wire import Wire
 
@@ -122,7 +138,13 @@ class RedisTransport(Transport):
     """Broker transport on Redis in kombu's layout; see the module docstring."""
 
     capabilities = Capabilities(
-        delayed_delivery=True, leases=True, dead_letter=True, priority=True, wakeup=True, counts_starts=True
+        delayed_delivery=True,
+        leases=True,
+        dead_letter=True,
+        priority=True,
+        wakeup=True,
+        counts_starts=True,
+        events=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -148,6 +170,7 @@ class RedisTransport(Transport):
         self._turn = 0
         self._prefix = ""
         self._wake = ""
+        self._event_layout: EventLayout | None = None
 
     # ---- Life cycle -------------------------------------------------------------
 
@@ -163,6 +186,7 @@ class RedisTransport(Transport):
             self._pid = current_pid()
             self._prefix = self._endpoint.prefix
             self._wake = f"{self._prefix}_taskq.wake/{self._endpoint.db}."
+            self._event_layout = None
         assert self._endpoint is not None
         return self._endpoint
 
@@ -237,6 +261,32 @@ class RedisTransport(Transport):
                 args = []
         if args:
             self._run(_scripts.PUBLISH, *args)
+
+    # ---- Events -----------------------------------------------------------------
+
+    def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
+        """PUBLISH each event on its channel (see :mod:`taskq_redis._events`), pipelined: one round trip."""
+        if not events:
+            return
+        endpoint = self._connection()
+        layout = self._event_layout
+        if layout is None:
+            layout = self._event_layout = EventLayout(self.options, self._prefix, endpoint.db)
+        commands: list[tuple[object, ...]] = []
+        for event in events:
+            key = routing_key(event)
+            envelope = encode_kombu(event_message(event), key, exchange=layout.exchange)
+            commands.append(("PUBLISH", layout.channel(key), envelope))
+        wire = self._wire_here()
+        try:
+            for start in range(0, len(commands), BATCH):
+                wire.pipeline(commands[start : start + BATCH])
+        except CONNECTION_ERRORS as exc:
+            raise BrokerUnavailableError(unreachable(endpoint, exc)) from exc
+
+    def event_reader(self) -> EventReader:
+        """A PSUBSCRIBE of its own to the event channels, confirmed before it is returned."""
+        return RedisEventReader(self.url, self.options)
 
     # ---- Worker side ------------------------------------------------------------
 

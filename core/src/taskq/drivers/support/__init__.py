@@ -7,6 +7,9 @@
   fork safety: :func:`current_pid` to notice a fork cheaply, :data:`fork_gate` to keep a
   fork from cutting a library call in two, :func:`keep_inherited` for the parent's
   connections a child must never close, :class:`PerProcess` for a client per process;
+* :mod:`~taskq.drivers.support.event_messages`: events as Celery's messages (the
+  ``celeryev`` exchange, routing keys, transient JSON), and :class:`EventDecoder`, which
+  reads them back and leaves out, logged, whatever is not an event;
 * :mod:`~taskq.drivers.support.wakeup`: wake-ups between processes that share a store
   which cannot push (an SQLite file, a directory tree);
 * :mod:`~taskq.drivers.support.eventlog`: a bounded event log that readers follow by
@@ -25,4 +28,15 @@
 Import from the modules; this package's own namespace only lists them.
 """
 
-__all__ = ["connections", "envelope", "eventlog", "greenpool", "interrupt", "retrying", "services", "waiters", "wakeup"]
+__all__ = [
+    "connections",
+    "envelope",
+    "event_messages",
+    "eventlog",
+    "greenpool",
+    "interrupt",
+    "retrying",
+    "services",
+    "waiters",
+    "wakeup",
+]

@@ -101,10 +101,11 @@ def encode(
         raise _unstorable(exc) from exc
 
 
-def encode_kombu(message: Message, routing_key: str, delivery_tag: str | None = None) -> bytes:
+def encode_kombu(message: Message, routing_key: str, delivery_tag: str | None = None, *, exchange: str = "") -> bytes:
     """The envelope as kombu's virtual transports write it (Redis): what a Celery worker reads.
 
-    The properties end with ``delivery_info`` (the default exchange and ``routing_key``),
+    The properties end with ``delivery_info`` (``exchange``, by default the default one,
+    and ``routing_key``),
     ``priority`` (0 when the message has none), ``body_encoding`` and ``delivery_tag``
     (a new UUID unless given), in kombu's order: the tag comes last, where a claim script
     can read it off the tail. The body is always base64.
@@ -115,7 +116,7 @@ def encode_kombu(message: Message, routing_key: str, delivery_tag: str | None = 
     own = message.properties
     properties = {k: v for k, v in own.items() if k not in _KOMBU_OWN}
     priority = own.get("priority")
-    properties["delivery_info"] = {"exchange": "", "routing_key": routing_key}
+    properties["delivery_info"] = {"exchange": exchange, "routing_key": routing_key}
     properties["priority"] = priority if isinstance(priority, int) else 0
     properties["body_encoding"] = "base64"
     properties["delivery_tag"] = delivery_tag or new_id()  # last: see the docstring
