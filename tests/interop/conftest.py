@@ -104,7 +104,7 @@ class Worker:
 def start_worker(interop: dict[str, object], tmp_path: Path) -> Iterator[Callable[[str], Worker]]:
     """``start_worker("taskq")`` or ``start_worker("celery")``: a ready worker on the test's queue.
 
-    ``events=True``: a Celery worker sends its events (``-E``, and its heartbeats).
+    ``events=True``: the worker sends task events (``-E``; a Celery worker its heartbeats too).
     """
     workers: list[Worker] = []
 
@@ -124,6 +124,7 @@ def start_worker(interop: dict[str, object], tmp_path: Path) -> Iterator[Callabl
                 queue,
                 "-l",
                 "info",
+                *(["-E"] if events else []),
             ]
             ready = " ready (pool="
         else:

@@ -227,3 +227,32 @@ def test_with_a_global_keyprefix_taskq_reads_celerys_dispatcher_and_another_pref
         transport.close()
         elsewhere.close()
         app.close()  # type: ignore[attr-defined]
+
+
+def test_celerys_state_follows_a_taskq_worker_started_with_events(interop: dict[str, object], start_worker) -> None:
+    """What Flower and ``celery events`` keep: Celery's own State, fed by Celery's receiver,
+    sees a taskq worker alive and its tasks go from received to succeeded or failed."""
+    celery = module(interop, "celery")
+    state = celery.app.events.State()  # type: ignore[attr-defined]
+    with CeleryReceiver(celery.app) as receiver:
+        start_worker("taskq", events=True)
+        ok = celery.add.delay(2, 3)
+        failed = celery.fail.delay("boom")
+        assert ok.get(timeout=TIMEOUT) == 5
+        with pytest.raises(Exception, match="boom"):
+            failed.get(timeout=TIMEOUT)
+        receiver.wait_for(
+            lambda got: (
+                {e.get("uuid") for e in got if e.get("type") in ("task-succeeded", "task-failed")} >= {ok.id, failed.id}
+                and any(e.get("type") == "worker-heartbeat" for e in got)
+            ),
+            "the tasks' last events and a heartbeat",
+        )
+        for event in list(receiver.received):
+            state.event(event)
+    task = state.tasks[ok.id]
+    assert (task.state, task.name, task.result) == ("SUCCESS", "interop.add", "5")
+    assert task.received and task.started and task.succeeded and task.runtime is not None
+    assert state.tasks[failed.id].state == "FAILURE" and "boom" in state.tasks[failed.id].exception
+    [worker] = [w for w in state.workers.values() if w.hostname.startswith("taskq@")]
+    assert worker.alive and worker.sw_ident == "taskq"
