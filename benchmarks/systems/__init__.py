@@ -37,6 +37,9 @@ SYSTEMS: dict[str, str] = {
     "taskq-redis-prefork": "benchmarks.systems.redis_systems:TaskqRedisPrefork",
     "celery-redis": "benchmarks.systems.redis_systems:CeleryRedis",
     "celery-redis-prefork": "benchmarks.systems.redis_systems:CeleryRedisPrefork",
+    # With task events on, both (nox -s bench -- --suite events).
+    "taskq-redis-events": "benchmarks.systems.redis_systems:TaskqRedisEvents",
+    "celery-redis-events": "benchmarks.systems.redis_systems:CeleryRedisEvents",
     # Both on the same RabbitMQ, rpc results (nox -s bench -- --suite rabbitmq).
     "taskq-amqp": "benchmarks.systems.amqp_systems:TaskqAmqp",
     "celery-amqp": "benchmarks.systems.amqp_systems:CeleryAmqp",
@@ -60,6 +63,7 @@ SUITES: dict[str, tuple[str, ...]] = {
     ),
     "redis": ("taskq-redis", "taskq-redis-prefork", "celery-redis", "celery-redis-prefork"),
     "rabbitmq": ("taskq-amqp", "celery-amqp"),
+    "events": ("taskq-redis", "taskq-redis-events", "celery-redis", "celery-redis-events"),
 }
 
 #: A callable that sends one no-op task; its argument is a mark path or None.

@@ -82,3 +82,26 @@ class CeleryRedisPrefork(CeleryRedis):
     description = "Celery 5, broker and backend redis://, --pool=prefork -c 2"
     pool = "prefork"
     concurrency = 2
+
+
+class TaskqRedisEvents(TaskqRedis):
+    """taskq on Redis with task events on (-E), as a monitored cluster runs."""
+
+    name = "taskq-redis-events"
+    description = "taskq on redis://, --pool=solo, task events on (-E)"
+
+    def worker_env(self) -> dict[str, str]:
+        env = super().worker_env()
+        env["TASKQ_WORKER_SEND_TASK_EVENTS"] = "true"
+        return env
+
+
+class CeleryRedisEvents(CeleryRedis):
+    """Celery on Redis with task events on (-E, and its heartbeats), as Flower needs."""
+
+    name = "celery-redis-events"
+    description = "Celery 5, broker and backend redis://, --pool=solo, -E"
+
+    def worker_command(self, store_results: bool) -> list[str]:
+        command = [arg for arg in super().worker_command(store_results) if arg != "--without-heartbeat"]
+        return [*command, "-E"]

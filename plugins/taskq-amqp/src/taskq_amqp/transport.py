@@ -48,7 +48,7 @@ import amqp
 import amqp.exceptions
 
 from taskq.drivers.support.connections import current_pid, keep_inherited
-from taskq.drivers.support.event_messages import event_message, routing_key
+from taskq.drivers.support.event_messages import event_messages
 from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
     Capabilities,
@@ -316,11 +316,10 @@ class AmqpTransport(Reconnecting, Transport):
         :class:`BrokerUnavailableError` (the sender drops the batch rather than wait).
         """
         exchange = self._event_layout.exchange
-        messages = []
-        for event in events:
-            key = routing_key(event)
-            message = event_message(event)
-            messages.append((exchange, key, encode_message(message), message.body))
+        messages = [
+            (exchange, key, encode_message(message), message.body)
+            for key, message in event_messages(events)  # a run of task events: one task.multi message
+        ]
         if not messages:
             return
 

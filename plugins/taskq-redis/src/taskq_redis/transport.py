@@ -83,7 +83,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from taskq.drivers.support.connections import current_pid
 from taskq.drivers.support.envelope import decode, encode_kombu, undecodable
-from taskq.drivers.support.event_messages import event_message, routing_key
+from taskq.drivers.support.event_messages import event_messages
 from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
     Capabilities,
@@ -265,7 +265,7 @@ class RedisTransport(Transport):
     # ---- Events -----------------------------------------------------------------
 
     def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
-        """PUBLISH each event on its channel (see :mod:`taskq_redis._events`), pipelined: one round trip."""
+        """PUBLISH the events on their channels (see :mod:`taskq_redis._events`), pipelined: one round trip."""
         if not events:
             return
         endpoint = self._connection()
@@ -273,9 +273,8 @@ class RedisTransport(Transport):
         if layout is None:
             layout = self._event_layout = EventLayout(self.options, self._prefix, endpoint.db)
         commands: list[tuple[object, ...]] = []
-        for event in events:
-            key = routing_key(event)
-            envelope = encode_kombu(event_message(event), key, exchange=layout.exchange)
+        for key, message in event_messages(events):  # a run of task events: one task.multi message
+            envelope = encode_kombu(message, key, exchange=layout.exchange)
             commands.append(("PUBLISH", layout.channel(key), envelope))
         wire = self._wire_here()
         try:

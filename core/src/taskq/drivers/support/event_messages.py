@@ -22,7 +22,7 @@ from __future__ import annotations
 import binascii
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from taskq.drivers.serializer import json_dumps, json_loads
 from taskq.drivers.support.envelope import UNDECODABLE_CONTENT_TYPE, decode
@@ -37,6 +37,8 @@ EVENT_EXCHANGE = "celeryev"
 EVENT_QUEUE_PREFIX = "celeryev"
 #: The content type of an event message (Celery's ``event_serializer = "json"``).
 EVENT_CONTENT_TYPE = "application/json"
+#: The routing key of a message holding a list of task events (Celery's buffered events).
+MULTI_ROUTING_KEY = "task.multi"
 #: Content types read as JSON; an event in any other (pickle, YAML) is left out.
 JSON_CONTENT_TYPES = frozenset({"application/json", ""})
 
@@ -70,15 +72,61 @@ def event_message(event: Mapping[str, object]) -> Message:
     Raises:
         SerializationError: a value JSON cannot hold.
     """
+    return _message(event, event.get("hostname"), event.get("type"))
+
+
+def _message(value: object, hostname: object, kind: object) -> Message:
     try:
-        body = json_dumps(event)
+        body = json_dumps(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(
-            f"an event of type {event.get('type')!r} cannot be sent as JSON ({exc}); keep its values to JSON's"
+            f"an event of type {kind!r} cannot be sent as JSON ({exc}); keep its values to JSON's"
         ) from exc
-    hostname = event.get("hostname")
     headers: dict[str, object] = {"hostname": hostname} if isinstance(hostname, str) else {}
     return Message(body, headers, EVENT_CONTENT_TYPE, "utf-8", {"delivery_mode": 1})
+
+
+#: Most task events one ``task.multi`` message carries.
+MULTI_MAX = 500
+
+
+def event_messages(events: Sequence[Mapping[str, object]]) -> list[tuple[str, Message]]:
+    """``events`` as the messages to publish, with their routing keys, in order.
+
+    As a Celery worker buffers its task events, the task events of one sender that follow
+    each other go as one ``task.multi`` message whose body is their list (at most
+    :data:`MULTI_MAX`): a batch costs one encoding and one publish rather than one per
+    event, and Celery's receivers (``celery events``, Flower) read it. Any other event goes
+    alone, routed by its type.
+
+    Raises:
+        SerializationError: a value JSON cannot hold (nothing is returned then).
+        ValueError: an event without a text ``type``.
+    """
+    out: list[tuple[str, Message]] = []
+    run: list[Mapping[str, object]] = []
+
+    def close_run() -> None:
+        if len(run) == 1:
+            out.append((routing_key(run[0]), event_message(run[0])))
+        elif run:
+            out.append((MULTI_ROUTING_KEY, _message(list(run), run[0].get("hostname"), "task.multi")))
+        run.clear()
+
+    for event in events:
+        key = routing_key(event)
+        if key.startswith("task.") and (
+            not run or (run[0].get("hostname") == event.get("hostname") and len(run) < MULTI_MAX)
+        ):
+            run.append(event)
+            continue
+        close_run()
+        if key.startswith("task."):
+            run.append(event)
+        else:
+            out.append((key, event_message(event)))
+    close_run()
+    return out
 
 
 class EventDecoder:
