@@ -156,3 +156,26 @@ def test_the_log_never_holds_the_payload(caplog: pytest.LogCaptureFixture) -> No
         EventDecoder("test").from_envelope(_envelope(headers={"h": {"__type__": "datetime", "__value__": secret}}))
     assert caplog.records
     assert all(secret not in r.getMessage() for r in caplog.records)
+
+
+def test_runs_of_task_events_of_one_sender_go_as_one_task_multi_message() -> None:
+    from taskq.drivers.serializer import json_loads
+    from taskq.drivers.support.event_messages import MULTI_MAX, event_messages
+
+    def event(kind: str, host: str = "w1@h") -> dict[str, object]:
+        return {"type": kind, "hostname": host, "uuid": "u"}
+
+    batch = [
+        event("task-received"),
+        event("task-started"),
+        event("worker-heartbeat"),
+        event("task-succeeded"),
+        event("task-received", "w2@h"),
+        event("task-started", "w2@h"),
+    ]
+    sent = event_messages(batch)
+    assert [key for key, _ in sent] == ["task.multi", "worker.heartbeat", "task.succeeded", "task.multi"]
+    assert [e["type"] for e in json_loads(sent[0][1].body)] == ["task-received", "task-started"]  # type: ignore[union-attr]
+    assert sent[3][1].headers == {"hostname": "w2@h"}
+    many = event_messages([event("task-started")] * (MULTI_MAX + 1))
+    assert [key for key, _ in many] == ["task.multi", "task.started"]

@@ -138,9 +138,11 @@ def test_a_batch_of_events_is_written_at_once(transport: AmqpTransport, monkeypa
         write(self, data)
 
     monkeypatch.setattr(BufferedTransport, "write", counted)
-    transport.send_events(events(50))
+    # 50 heartbeats go one message each; 50 task events of one worker as one task.multi
+    transport.send_events([*events(50, "worker-heartbeat"), *events(50)])
     assert len(writes) == 1
-    assert writes[0].count(b"task.succeeded") == 50
+    assert writes[0].count(b"worker.heartbeat") == 50
+    assert writes[0].count(b"task.multi") == 1
 
 
 def test_a_reader_reads_what_celery_sends_one_event_or_a_workers_list(

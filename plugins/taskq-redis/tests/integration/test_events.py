@@ -128,9 +128,11 @@ def test_a_batch_of_events_is_written_at_once(transport: RedisTransport, monkeyp
         send(self, data)
 
     monkeypatch.setattr(_resp.Connection, "send", counted)
-    transport.send_events(events(50))
+    # 50 heartbeats go one message each; 50 task events of one worker as one task.multi
+    transport.send_events([*events(50, "worker-heartbeat"), *events(50)])
     assert len(writes) == 1
-    assert writes[0].count(b"PUBLISH") == 50
+    assert writes[0].count(b"PUBLISH") == 51
+    assert writes[0].count(b"celeryev/task.multi") == 1
 
 
 def test_a_reader_reads_what_kombu_publishes_one_event_or_a_workers_list(
