@@ -341,6 +341,8 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-m", "benchmarks.backends")
         # A chord of 1,000 and a chain of 100 on Redis, taskq against Celery.
         session.run("python", "-m", "benchmarks.canvas")
+        # Events under load on each broker: what a reader gets of what a busy sender sends.
+        session.run("python", "-m", "benchmarks.events")
 
 
 @nox.session(python=False, default=False)
