@@ -264,11 +264,47 @@ def result(ctx: click.Context, task_id: str, timeout: float | None, show_traceba
     metavar="PREFIX",
     help="Only events whose type starts so (task-, worker-heartbeat).",
 )
+@click.option(
+    "-c", "--camera", metavar="MODULE.CLASS", help="Run this Polaroid subclass on the cluster's state instead."
+)
+@click.option(
+    "-F",
+    "--frequency",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="With --camera: seconds between two snapshots.",
+)
 @app_option
 @click.pass_context
-def events(ctx: click.Context, as_json: bool, count: int | None, timeout: float | None, types: tuple[str, ...]) -> None:
-    """Print the cluster's events as they come (workers with -E send task events), until Ctrl-C."""
+def events(
+    ctx: click.Context,
+    as_json: bool,
+    count: int | None,
+    timeout: float | None,
+    types: tuple[str, ...],
+    camera: str | None,
+    frequency: float,
+) -> None:
+    """Print the cluster's events as they come (workers with -E send task events), until Ctrl-C;
+    with --camera, take snapshots of the cluster's state instead."""
     from taskq.events import EventReceiver
+
+    if camera:
+        from taskq.events.snapshot import Polaroid, run_camera
+        from taskq.plugins import import_string
+
+        try:
+            found = import_string(camera)
+        except Exception as exc:
+            raise click.BadParameter(f"cannot import {camera!r}: {exc}", param_hint="--camera") from None
+        if not (isinstance(found, type) and issubclass(found, Polaroid)):
+            raise click.BadParameter(
+                f"{camera!r} is no subclass of taskq.events.snapshot.Polaroid", param_hint="--camera"
+            )
+        shots = run_camera(_state(ctx).app, found, frequency, timeout=timeout)
+        click.echo(f"{shots.shots} snapshot(s) taken", err=True)
+        return
 
     def show(event: dict[str, object]) -> None:
         kind = str(event.get("type"))
