@@ -161,6 +161,8 @@ def start_worker(interop: dict[str, object], tmp_path: Path) -> Iterator[Callabl
     yield start
     for worker in workers:
         worker.stop()
+        # shown by pytest only when the test failed
+        print(f"---- {worker.log_path.name} ----\n{worker.log()}")
 
 
 def module(interop: dict[str, object], kind: str) -> ModuleType:
