@@ -49,8 +49,6 @@ FLUSH_INTERVAL = 0.1
 BUFFER_MAX = 10_000
 #: What a worker's events say it runs (Celery's ``sw_ident``, ``sw_ver``, ``sw_sys``).
 SOFTWARE = {"sw_ident": "taskq", "sw_ver": __version__, "sw_sys": platform.system()}
-#: The groups of events, by the part of the type before the first '-'.
-TASK_GROUP = "task"
 
 Event = dict[str, object]
 
@@ -58,11 +56,6 @@ Event = dict[str, object]
 def utcoffset() -> int:
     """Hours west of UTC, now (daylight saving included), as Celery's events carry it."""
     return (time.altzone if time.daylight and time.localtime().tm_isdst > 0 else time.timezone) // 3600
-
-
-def group_of(event_type: str) -> str:
-    """``"task"`` for ``"task-sent"``: the part of an event type before its first '-'."""
-    return event_type.split("-", 1)[0]
 
 
 class EventDispatcher:
@@ -230,6 +223,5 @@ __all__ = [
     "Event",
     "EventDispatcher",
     "EventReceiver",
-    "group_of",
     "utcoffset",
 ]

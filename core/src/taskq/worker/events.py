@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from taskq.drivers.bootstep import Step
 from taskq.drivers.support.connections import mask_url
-from taskq.events import HEARTBEAT_INTERVAL, SOFTWARE, TASK_GROUP, EventDispatcher
+from taskq.events import HEARTBEAT_INTERVAL, SOFTWARE, EventDispatcher
 from taskq.worker import trace
 
 if TYPE_CHECKING:
@@ -158,4 +158,4 @@ def stopped(events: EventDispatcher, request: Request, error: BaseException) -> 
         events.send("task-failed", uuid=request.id, exception=repr(error), traceback=None)
 
 
-__all__ = ["TASK_GROUP", "EventStep", "ended", "prepare", "received", "revoked", "started", "stopped"]
+__all__ = ["EventStep", "ended", "prepare", "received", "revoked", "started", "stopped"]
