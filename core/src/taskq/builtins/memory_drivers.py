@@ -16,12 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
+from taskq.drivers.support.mailbox import MAILBOX_KEPT, LogMailbox
 from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
     Capabilities,
     DeadLetter,
     Delivery,
     EventReader,
+    Mailbox,
     Message,
     Transport,
 )
@@ -47,14 +49,29 @@ class _Broker:
     dead: list[DeadLetter] = field(default_factory=list)
     counter: itertools.count[int] = field(default_factory=itertools.count)
     generation: int = 0  # bumped on every publish, to wake waiters
-    # The most recent events, numbered; readers follow them by number.
-    events: deque[tuple[int, dict[str, object]]] = field(default_factory=lambda: deque(maxlen=EVENTS_KEPT))
-    events_sent: int = 0
-    events_lock: threading.Condition = field(default_factory=lambda: threading.Condition(threading.Lock()))
+    events: _Log = field(default_factory=lambda: _Log(EVENTS_KEPT))
+    mailbox: _Log = field(default_factory=lambda: _Log(MAILBOX_KEPT))
 
 
 #: Most events one memory:// broker keeps for its readers (the oldest go first).
 EVENTS_KEPT = 10_000
+
+
+class _Log:
+    """A bounded log of entries, numbered; readers follow it by number (the events, the mailbox)."""
+
+    def __init__(self, kept: int) -> None:
+        self.entries: deque[tuple[int, dict[str, object]]] = deque(maxlen=kept)
+        self.sent = 0
+        self.lock = threading.Condition(threading.Lock())
+
+    def append(self, entries: Sequence[Mapping[str, object]]) -> None:
+        with self.lock:
+            for entry in entries:
+                self.sent += 1
+                self.entries.append((self.sent, dict(entry)))
+            self.lock.notify_all()
+
 
 _BROKERS: dict[str, _Broker] = {}
 _BROKERS_LOCK = threading.Lock()
@@ -66,19 +83,19 @@ def _broker(url: str) -> _Broker:
 
 
 class _MemoryEventReader(EventReader):
-    """Follows a memory:// broker's events from the one sent last when it was made."""
+    """Follows a memory:// broker's log (its events, its mailbox) from the entry sent last when it was made."""
 
-    def __init__(self, broker: _Broker) -> None:
-        self._broker = broker
-        with broker.events_lock:
-            self._seen = broker.events_sent
+    def __init__(self, log: _Log) -> None:
+        self._log = log
+        with log.lock:
+            self._seen = log.sent
 
     def read(self, timeout: float) -> list[dict[str, object]]:
-        broker = self._broker
-        with broker.events_lock:
-            broker.events_lock.wait_for(lambda: broker.events_sent > self._seen, max(0.0, timeout))
-            found = [dict(event) for number, event in broker.events if number > self._seen]
-            self._seen = broker.events_sent
+        log = self._log
+        with log.lock:
+            log.lock.wait_for(lambda: log.sent > self._seen, max(0.0, timeout))
+            found = [dict(entry) for number, entry in log.entries if number > self._seen]
+            self._seen = log.sent
         return found
 
 
@@ -93,6 +110,7 @@ class MemoryTransport(Transport):
         shared_between_processes=False,
         counts_starts=True,
         events=True,
+        control=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -109,15 +127,14 @@ class MemoryTransport(Transport):
             broker.lock.notify_all()
 
     def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
-        broker = self._broker
-        with broker.events_lock:
-            for event in events:
-                broker.events_sent += 1
-                broker.events.append((broker.events_sent, dict(event)))
-            broker.events_lock.notify_all()
+        self._broker.events.append(events)
 
     def event_reader(self) -> EventReader:
-        return _MemoryEventReader(self._broker)
+        return _MemoryEventReader(self._broker.events)
+
+    def mailbox(self, namespace: str = "celery") -> Mailbox:
+        log = self._broker.mailbox
+        return LogMailbox(log.append, lambda: _MemoryEventReader(log), namespace)
 
     def claim(self, queues: Sequence[str], limit: int, *, lease: float = DEFAULT_LEASE_SECONDS) -> list[Delivery]:
         now = time.time()

@@ -83,6 +83,7 @@ class Capabilities:
     shared_between_processes: bool = True  # several processes may use one broker
     counts_starts: bool = False  # started() is recorded: deliveries counts starts, not hand-outs
     events: bool = False  # send_events()/event_reader(): the cluster's events travel here
+    control: bool = False  # mailbox(): remote control requests and replies travel here
 
 
 @dataclass(slots=True)
@@ -232,6 +233,19 @@ class Transport(ABC):
             f"use a broker that can (redis, amqp, sqlite, filesystem, memory)"
         )
 
+    # ---- Remote control: the broadcast mailbox (taskq.control) ---------------------
+
+    def mailbox(self, namespace: str = "celery") -> Mailbox:
+        """Remote control's mailbox on this broker: requests broadcast to the workers,
+        replies sent back to the asking client (Celery's *pidbox*; ``namespace`` is
+        Celery's ``control_exchange``). A transport that can states
+        :attr:`Capabilities.control`; the others raise ``NotImplementedError`` naming
+        what they lack."""
+        raise NotImplementedError(
+            f"the {type(self).__name__} transport has no remote control mailbox; "
+            f"use a broker that has one (redis, amqp, sqlite, filesystem, memory)"
+        )
+
 
 class EventReader(ABC):
     """Follows the events sent through a transport after it was made (:meth:`Transport.event_reader`).
@@ -249,12 +263,92 @@ class EventReader(ABC):
         """Let go of what the reader holds."""
 
 
+@dataclass(slots=True)
+class Letter:
+    """One message through a :class:`Mailbox`: a request or a reply, as it came.
+
+    ``body`` is the decoded JSON, unchecked: it may come from any program with access to
+    the broker, so whoever reads it checks it (:mod:`taskq.control`). ``headers`` are
+    the message's headers (Celery's ``clock``, ``expires`` and, on a reply, ``ticket``);
+    a transport gives only those whose names are text.
+    """
+
+    body: object
+    headers: dict[str, object] = field(default_factory=dict)
+
+
+class Mailbox(ABC):
+    """Remote control's broadcast mailbox on one broker (Celery's pidbox), for one namespace.
+
+    On Redis and RabbitMQ it keeps Celery's layout, so that Celery's ``inspect`` and
+    ``control`` reach taskq workers and taskq's reach Celery workers: requests go to the
+    fanout exchange ``<namespace>.pidbox`` that every worker's queue
+    ``<hostname>.<namespace>.pidbox`` is bound to, replies to the direct exchange
+    ``reply.<namespace>.pidbox`` under the client's routing key. A store that cannot
+    broadcast keeps a bounded log that workers and clients follow
+    (:mod:`taskq.drivers.support.mailbox`).
+
+    Best effort, as Celery's: a request reaches the workers listening when it is sent; a
+    reply reaches a collector open when it is sent. Used by one thread at a time.
+    """
+
+    def __init__(self, namespace: str = "celery") -> None:
+        self.namespace = namespace
+
+    @abstractmethod
+    def broadcast(self, body: Mapping[str, object], headers: Mapping[str, object]) -> None:
+        """Send a request (Celery's body: ``method``, ``arguments``, ``destination``,
+        ``pattern``, ``matcher``, and when replies are wanted ``ticket`` and ``reply_to``)
+        to every worker listening now."""
+
+    @abstractmethod
+    def listen(self, hostname: str) -> MailboxReader:
+        """A worker's reader of the requests broadcast from now on; ``hostname`` is its node name."""
+
+    @abstractmethod
+    def reply(self, reply_to: Mapping[str, str], body: Mapping[str, object], headers: Mapping[str, object]) -> None:
+        """Send a reply (``{hostname: answer}``, headers with the request's ``ticket``) to the
+        client a request named in its ``reply_to`` (``exchange`` and ``routing_key``; checked
+        by the caller). A client that is gone loses it, silently, as on Celery."""
+
+    @abstractmethod
+    def collect(self) -> MailboxReader:
+        """A client's reader of the replies sent to it from now on; put its
+        :attr:`MailboxReader.reply_to` in the requests whose replies it reads."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Let go of what the mailbox holds."""
+
+
+class MailboxReader(ABC):
+    """Follows one side of a :class:`Mailbox`: a worker's requests or a client's replies.
+
+    Used by one thread; :meth:`close` it when done (a queue, a subscription, a connection).
+    """
+
+    #: For a reader made by :meth:`Mailbox.collect`: the ``reply_to`` that sends replies
+    #: here (``{"exchange": "reply.<namespace>.pidbox", "routing_key": <this reader's id>}``).
+    reply_to: dict[str, str] | None = None
+
+    @abstractmethod
+    def read(self, timeout: float) -> list[Letter]:
+        """The letters that came since the last read, oldest first; waits up to ``timeout``
+        seconds for the first when there is none yet. A message that is not JSON is left out
+        and logged, never raised."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """Let go of what the reader holds."""
+
+
 __all__ = [
     "DEFAULT_LEASE_SECONDS",
     "Capabilities",
     "DeadLetter",
     "Delivery",
     "EventReader",
+    "Letter",
+    "Mailbox",
+    "MailboxReader",
     "Message",
     "Transport",
 ]

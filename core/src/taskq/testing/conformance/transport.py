@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from taskq.drivers.transport import Delivery, EventReader, Message, Transport
+from taskq.drivers.transport import Delivery, EventReader, Letter, MailboxReader, Message, Transport
 
 # A short lease, in seconds, for the tests where a lease must lapse.
 SHORT_LEASE = 0.3
@@ -618,6 +618,127 @@ class TransportContract:
             transport.send_events(self.make_events(1))
         with pytest.raises(NotImplementedError, match="cannot carry events"):
             transport.event_reader()
+
+    # ---- Remote control: the mailbox -------------------------------------------------
+
+    @staticmethod
+    def make_request(method: str = "ping", reply_to: dict[str, str] | None = None) -> dict[str, object]:
+        """A request in Celery's shape, with a unique ticket and values a broker could mangle."""
+        request: dict[str, object] = {
+            "method": method,
+            "arguments": {"text": "gr\u00fc\u00df \u2713", "nested": {"list": [1, None, True]}},
+            "destination": None,
+            "pattern": None,
+            "matcher": None,
+        }
+        if reply_to is not None:
+            request.update(ticket=uuid.uuid4().hex, reply_to=reply_to)
+        return request
+
+    @staticmethod
+    def read_letters(reader: MailboxReader, count: int) -> list[Letter]:
+        """Read until ``count`` letters came; fail after :data:`DEADLINE` seconds."""
+        found: list[Letter] = []
+        end = time.monotonic() + DEADLINE
+        while len(found) < count and time.monotonic() < end:
+            found.extend(reader.read(0.2))
+        return found
+
+    def test_a_request_reaches_every_worker_listening_intact(self, transport: Transport, other: Transport) -> None:
+        self.require(transport, "control")
+        node = uuid.uuid4().hex[:8]
+        readers = [transport.mailbox().listen(f"w1-{node}@host"), other.mailbox().listen(f"w2-{node}@host")]
+        try:
+            sent = [self.make_request("ping"), self.make_request("stats")]
+            headers = {"clock": 7, "expires": time.time() + 60}
+            for request in sent:
+                other.mailbox().broadcast(request, headers)
+            for reader in readers:
+                letters = self.read_letters(reader, 2)
+                assert [letter.body for letter in letters] == sent
+                assert letters[0].headers["clock"] == 7
+                assert letters[0].headers["expires"] == pytest.approx(headers["expires"])
+        finally:
+            for reader in readers:
+                reader.close()
+
+    def test_a_worker_gets_only_requests_sent_after_it_listens(self, transport: Transport) -> None:
+        self.require(transport, "control")
+        mailbox = transport.mailbox()
+        mailbox.broadcast(self.make_request("early"), {})
+        reader = mailbox.listen(f"w-{uuid.uuid4().hex[:8]}@host")
+        try:
+            mailbox.broadcast(self.make_request("late"), {})
+            letters = self.read_letters(reader, 1)
+            assert [letter.body["method"] for letter in letters] == ["late"]  # type: ignore[index]
+            assert reader.read(0.3) == []
+        finally:
+            reader.close()
+
+    def test_a_reply_reaches_only_the_client_it_names(self, transport: Transport, other: Transport) -> None:
+        self.require(transport, "control")
+        mine, theirs = transport.mailbox().collect(), other.mailbox().collect()
+        try:
+            assert mine.reply_to is not None and theirs.reply_to is not None
+            assert mine.reply_to["exchange"] == "reply.celery.pidbox"
+            assert mine.reply_to != theirs.reply_to
+            body = {"w1@host": {"ok": "pong", "text": "gr\u00fc\u00df \u2713"}}
+            other.mailbox().reply(mine.reply_to, body, {"ticket": "t-1", "clock": 3})
+            [letter] = self.read_letters(mine, 1)
+            assert letter.body == body
+            assert letter.headers["ticket"] == "t-1"
+            assert theirs.read(0.3) == []
+        finally:
+            mine.close()
+            theirs.close()
+
+    def test_a_request_and_its_replies_go_round(self, transport: Transport, other: Transport) -> None:
+        self.require(transport, "control")
+        client = transport.mailbox().collect()
+        worker = other.mailbox().listen(f"w-{uuid.uuid4().hex[:8]}@host")
+        try:
+            assert client.reply_to is not None
+            request = self.make_request("ping", client.reply_to)
+            transport.mailbox().broadcast(request, {})
+            [letter] = self.read_letters(worker, 1)
+            assert isinstance(letter.body, dict)
+            other.mailbox().reply(
+                letter.body["reply_to"], {"w@host": {"ok": "pong"}}, {"ticket": letter.body["ticket"]}
+            )
+            [answer] = self.read_letters(client, 1)
+            assert answer.body == {"w@host": {"ok": "pong"}}
+            assert answer.headers["ticket"] == request["ticket"]
+        finally:
+            client.close()
+            worker.close()
+
+    def test_namespaces_do_not_mix(self, transport: Transport) -> None:
+        self.require(transport, "control")
+        reader = transport.mailbox("celery").listen(f"w-{uuid.uuid4().hex[:8]}@host")
+        try:
+            transport.mailbox("elsewhere").broadcast(self.make_request("other"), {})
+            transport.mailbox("celery").broadcast(self.make_request("mine"), {})
+            letters = self.read_letters(reader, 1)
+            assert [letter.body["method"] for letter in letters] == ["mine"]  # type: ignore[index]
+            assert reader.read(0.3) == []
+        finally:
+            reader.close()
+
+    def test_reading_an_empty_mailbox_waits_about_its_timeout(self, transport: Transport) -> None:
+        self.require(transport, "control")
+        reader = transport.mailbox().collect()
+        try:
+            started = time.monotonic()
+            assert reader.read(0.3) == []
+            assert 0.2 <= time.monotonic() - started < PROMPT
+        finally:
+            reader.close()
+
+    def test_a_transport_without_a_mailbox_says_so(self, transport: Transport) -> None:
+        if transport.capabilities.control:
+            pytest.skip(f"{type(transport).__name__} has a mailbox")
+        with pytest.raises(NotImplementedError, match="no remote control mailbox"):
+            transport.mailbox()
 
     def test_close_is_safe_twice(self, transport: Transport) -> None:
         clone = transport.clone()
