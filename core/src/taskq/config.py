@@ -83,6 +83,10 @@ DEFAULTS: dict[str, object] = {
     "worker_max_memory_per_child": None,  # KiB of resident memory
     "worker_send_task_events": False,  # task events (-E); worker events are sent where the broker can
     "task_send_sent_event": False,  # a client sends task-sent for each task it sends
+    # remote control
+    "worker_enable_remote_control": True,  # the worker answers inspect and control requests
+    "control_exchange": "celery",  # the mailbox's namespace: Celery's, so both reach each other
+    "worker_mingle": True,  # a starting worker learns its peers' revoked ids (--without-mingle)
     # app
     "imports": [],
     "include": [],

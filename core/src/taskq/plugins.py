@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from taskq.drivers.serializer import Serializer
     from taskq.drivers.transport import Message
     from taskq.task import Task
+    from taskq.worker.commands import Command
     from taskq.worker.request import Request
     from taskq.worker.worker import Worker
 
@@ -248,6 +249,21 @@ class Plugins:
                 raise PluginError(f"serializer {name!r} is not a taskq.drivers.serializer.Serializer")
             out.append(obj)
         return out
+
+    def control_commands(self) -> dict[str, Command]:
+        """The remote control commands plugins add, by name (see ``taskq_register_control_commands``)."""
+        from taskq.worker.commands import Command
+
+        found: dict[str, Command] = {}
+        for answer in self.manager.hook.taskq_register_control_commands():
+            for cmd in answer or ():
+                if not isinstance(cmd, Command):
+                    raise PluginError(
+                        f"taskq_register_control_commands returned {cmd!r:.80}, not a Command: "
+                        f"make each with the taskq.worker.commands.command decorator"
+                    )
+                found[cmd.name] = cmd
+        return found
 
     def bootsteps(self) -> list[str]:
         """Import strings of worker steps contributed by plugins."""

@@ -70,6 +70,16 @@ class Autoscaler:
             self._idle_since = None
 
 
+def set_autoscale(consumer: Consumer, maximum: int, minimum: int) -> None:
+    """Set the autoscaler's bounds, attaching one when the worker had none (the
+    ``autoscale`` control command); in the loop's thread."""
+    scaler = getattr(consumer, "autoscaler", None)
+    if scaler is None:
+        scaler = consumer.autoscaler = Autoscaler(consumer, maximum, minimum)
+        consumer.call_every(TICK_INTERVAL, scaler)
+    scaler.maximum, scaler.minimum = maximum, minimum
+
+
 class AutoscaleStep(Step):
     """Attaches the autoscaler to the consumer when ``--autoscale`` was given."""
 
@@ -91,7 +101,7 @@ class AutoscaleStep(Step):
         consumer = worker.consumer
         assert consumer is not None
         maximum, minimum = worker.autoscale
-        consumer.call_every(TICK_INTERVAL, Autoscaler(consumer, maximum, minimum))
+        set_autoscale(consumer, maximum, minimum)
 
 
-__all__ = ["AutoscaleStep", "Autoscaler", "parse_autoscale"]
+__all__ = ["AutoscaleStep", "Autoscaler", "parse_autoscale", "set_autoscale"]

@@ -30,7 +30,7 @@ import itertools
 import logging
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
 from functools import partial
@@ -61,6 +61,7 @@ from taskq.worker.trace import TraceOutcome, fail_following, trace_task, trace_t
 if TYPE_CHECKING:
     from taskq.drivers.transport import Delivery, Transport
     from taskq.events import EventDispatcher
+    from taskq.worker.autoscale import Autoscaler
     from taskq.worker.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -115,6 +116,10 @@ class Consumer:
         self.running_unacked = 0
         self.should_stop = False
         self.processed = 0
+        #: Tasks ended, by name (``inspect stats``' ``total``).
+        self.totals: Counter[str] = Counter()
+        #: The autoscaler, once --autoscale or the ``autoscale`` command attached one.
+        self.autoscaler: Autoscaler | None = None
         self._log_info = logger.isEnabledFor(logging.INFO)
         #: Requests running in the pool, by task id.
         self.active: dict[str, Request] = {}
@@ -263,6 +268,10 @@ class Consumer:
     def stop(self) -> None:
         """Stop after the current step; safe from any thread or a signal handler."""
         self.should_stop = True
+        self._wake()
+
+    def wake(self) -> None:
+        """End whatever wait the loop is in, so that it looks again (at its queues, its pool)."""
         self._wake()
 
     def _wake(self) -> None:
@@ -565,6 +574,7 @@ class Consumer:
                 self.running_unacked -= 1
             self.active.pop(request.id, None)
             self.processed += 1
+            self.totals[request.name] += 1
             if request is self._alone:
                 self._alone = None
             if isinstance(outcome, BaseException):
@@ -657,6 +667,22 @@ class Consumer:
                 self._settle()
             except Exception:
                 logger.exception("could not settle %d finished task(s)", len(finished))
+
+    def give_back_queue(self, queue: str) -> int:
+        """Give back what was taken from ``queue`` and has not started (``cancel_consumer``);
+        in the loop's thread. Returns how many."""
+        waiting = [request for request in self.reserved if request.delivery.queue == queue]
+        timed = [item for item in self.timer if item[2].delivery.queue == queue]
+        if not waiting and not timed:
+            return 0
+        kept = [request for request in self.reserved if request.delivery.queue != queue]
+        self.reserved.clear()
+        self.reserved.extend(kept)
+        self.timer[:] = [item for item in self.timer if item[2].delivery.queue != queue]
+        heapq.heapify(self.timer)
+        requests = waiting + [item[2] for item in timed]
+        self._give_back_batch(requests)
+        return len(requests)
 
     def held_deliveries(self) -> list[Delivery]:
         with self.held_lock:

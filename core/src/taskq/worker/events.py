@@ -76,14 +76,18 @@ class EventStep(Step):
 
     def _beat(self, dispatcher: EventDispatcher, consumer: Consumer) -> None:
         while not self._stopped.wait(HEARTBEAT_INTERVAL):
-            dispatcher.send(
-                "worker-heartbeat",
-                freq=HEARTBEAT_INTERVAL,
-                active=len(consumer.active),
-                processed=consumer.processed,
-                loadavg=_load_average(),
-                **SOFTWARE,
-            )
+            self.send_heartbeat(dispatcher, consumer)
+
+    @staticmethod
+    def send_heartbeat(dispatcher: EventDispatcher, consumer: Consumer) -> None:
+        dispatcher.send(
+            "worker-heartbeat",
+            freq=HEARTBEAT_INTERVAL,
+            active=len(consumer.active),
+            processed=consumer.processed,
+            loadavg=_load_average(),
+            **SOFTWARE,
+        )
 
     def stop(self) -> None:
         self._stopped.set()
@@ -96,6 +100,38 @@ class EventStep(Step):
                 consumer.events = None
             dispatcher.send("worker-offline", freq=HEARTBEAT_INTERVAL, **SOFTWARE)
             dispatcher.close()
+
+
+def _step(worker: Worker) -> EventStep | None:
+    for step in worker.blueprint.started:
+        if isinstance(step, EventStep):
+            return step
+    return None
+
+
+def set_task_events(worker: Worker, on: bool) -> bool:
+    """Start or stop sending task events (``enable_events``/``disable_events``); in the
+    loop's thread. False when the broker cannot carry events.
+
+    On a prefork pool whose processes started with events off, the task-succeeded and
+    task-failed events carry no result or exception text until those processes are replaced.
+    """
+    step = _step(worker)
+    consumer = worker.consumer
+    if step is None or step.dispatcher is None or consumer is None:
+        return False
+    step.dispatcher.groups = None if on else {"worker"}
+    consumer.events = step.dispatcher if on else None
+    trace.EVENT_DETAILS = on
+    return True
+
+
+def send_heartbeat(worker: Worker) -> None:
+    """Send a worker-heartbeat now (the ``heartbeat`` control command)."""
+    step = _step(worker)
+    consumer = worker.consumer
+    if step is not None and step.dispatcher is not None and consumer is not None:
+        step.send_heartbeat(step.dispatcher, consumer)
 
 
 def _load_average() -> list[float]:
@@ -158,4 +194,14 @@ def stopped(events: EventDispatcher, request: Request, error: BaseException) -> 
         events.send("task-failed", uuid=request.id, exception=repr(error), traceback=None)
 
 
-__all__ = ["EventStep", "ended", "prepare", "received", "revoked", "started", "stopped"]
+__all__ = [
+    "EventStep",
+    "ended",
+    "prepare",
+    "received",
+    "revoked",
+    "send_heartbeat",
+    "set_task_events",
+    "started",
+    "stopped",
+]

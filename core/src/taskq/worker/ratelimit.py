@@ -56,14 +56,17 @@ class RateLimits:
     """One token bucket per task name, made the first time the task is rate limited."""
 
     def __init__(self) -> None:
-        self._buckets: dict[str, TokenBucket | None] = {}
+        self._buckets: dict[str, tuple[str | float | None, TokenBucket | None]] = {}
 
     def wait(self, name: str, rate_limit: str | float | None) -> float:
-        """Seconds the task ``name`` must wait before it may start (0: now, its token taken)."""
-        if name not in self._buckets:
+        """Seconds the task ``name`` must wait before it may start (0: now, its token taken).
+
+        A new ``rate_limit`` for the task (``taskq control rate_limit``) gets a new bucket."""
+        known = self._buckets.get(name)
+        if known is None or known[0] != rate_limit:
             rate = parse_rate(rate_limit)
-            self._buckets[name] = TokenBucket(rate) if rate else None
-        bucket = self._buckets[name]
+            known = self._buckets[name] = (rate_limit, TokenBucket(rate) if rate else None)
+        bucket = known[1]
         return bucket.take() if bucket is not None else 0.0
 
 

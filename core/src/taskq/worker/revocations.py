@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Mapping
 from functools import partial
@@ -84,6 +85,29 @@ class Revocations:
             self._ids.move_to_end(task_id)
             while len(self._ids) > MAX_REMEMBERED:
                 self._ids.popitem(last=False)
+
+    def ids(self) -> list[str]:
+        """The revoked task ids remembered (revocations by stamp left out)."""
+        with self._lock:
+            return [key for key in self._ids if not key.startswith(STAMP_REVOCATION)]
+
+    def snapshot(self) -> dict[str, float]:
+        """What a peer learns at mingle: ``{id: when}``, the shape Celery's workers send and read."""
+        now = time.time()
+        with self._lock:
+            return dict.fromkeys(self._ids, now)
+
+    def merge(self, revoked: object) -> int:
+        """Add what a peer sent at mingle (ids as a list or the keys of a mapping, from the
+        broker: anything else is ignored); return how many were new."""
+        if isinstance(revoked, dict):
+            revoked = list(revoked)
+        if not isinstance(revoked, list):
+            return 0
+        new = [one for one in revoked[:MAX_REMEMBERED] if isinstance(one, str) and one and one not in self._ids]
+        for one in new:
+            self.add(one)
+        return len(new)
 
     def sync(self, backend: ResultBackend) -> list[tuple[str, bool]]:
         """Read new revocations from ``backend``; return them."""

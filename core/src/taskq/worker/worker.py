@@ -12,6 +12,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
@@ -28,6 +29,7 @@ from taskq.worker.events import EventStep
 from taskq.worker.events import prepare as prepare_events
 from taskq.worker.health import HealthStep
 from taskq.worker.leases import LeaseStep
+from taskq.worker.remote import ControlStep
 from taskq.worker.revocations import RevocationStep
 
 if TYPE_CHECKING:
@@ -172,6 +174,7 @@ CORE_STEPS: tuple[type[Step], ...] = (
     AutoscaleStep,
     HealthStep,
     EventStep,
+    ControlStep,
     BeatStep,
 )
 
@@ -259,6 +262,8 @@ class Worker:
         if beat:
             self.beat_options = {"scheduler": scheduler, "schedule_filename": schedule_filename}
         self.consumer: Consumer | None = None
+        #: When the worker was made (``time.monotonic()``), for ``inspect stats``' uptime.
+        self.started_at = time.monotonic()
         self.cold = False
         self.ready = threading.Event()
         self.stopped = threading.Event()
