@@ -24,8 +24,7 @@ import pluggy
 
 if TYPE_CHECKING:
     from taskq import App, Task
-    from taskq.drivers import Message, Pool, Request, Serializer, Worker
-    from taskq.worker.commands import Command
+    from taskq.drivers import Command, Message, Pool, Request, Serializer, Worker
 
 PROJECT = "taskq"
 
@@ -114,9 +113,9 @@ def taskq_register_commands() -> Mapping[str, str]:
 def taskq_register_control_commands() -> Sequence[Command]:
     """Add remote control commands that workers answer. Added in 0.2.
 
-    Return :class:`taskq.worker.commands.Command` objects, made with the
-    :func:`taskq.worker.commands.command` decorator: ``handler(state, **arguments)`` gets
-    the worker's :class:`~taskq.worker.commands.ControlState` and returns the reply (a
+    Return :class:`taskq.drivers.Command` objects, made with the
+    :func:`taskq.drivers.command` decorator: ``handler(state, **arguments)`` gets
+    the worker's :class:`~taskq.drivers.ControlState` and returns the reply (a
     JSON value). ``taskq inspect NAME`` or ``taskq control NAME`` sends it, by its
     ``kind``; Celery's ``app.control.broadcast(NAME, reply=True)`` reaches it too. A
     plugin's command replaces a built-in of the same name. Called once per worker start

@@ -12,6 +12,15 @@ import taskq.drivers.support
 from taskq import hookspecs
 
 DRIVER_API = [
+    "CONTROL",
+    "INSPECT",
+    "Command",
+    "CommandError",
+    "ControlState",
+    "Letter",
+    "Mailbox",
+    "MailboxReader",
+    "command",
     "DEFAULT_LEASE_SECONDS",
     "JSON",
     "BackendCapabilities",

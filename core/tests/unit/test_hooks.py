@@ -25,6 +25,8 @@ from taskq.drivers.backend import ResultBackend
 from taskq.drivers.bootstep import Step
 from taskq.drivers.serializer import Serializer
 from taskq.drivers.transport import Message
+from taskq.errors import PluginError
+from taskq.worker.commands import CONTROL, CommandError, ControlState, command
 from taskq.worker.worker import select_pool
 from taskq_solo.pool import SoloPool
 
@@ -155,6 +157,34 @@ def test_hook_taskq_register_commands(make_plugin: MakePlugin) -> None:
     plugins = taskq.plugins.load_plugins(extra=[plugin])
     assert plugins.drivers("commands")["hello"].plugin == "cmds"
     assert plugins.resolve_driver("commands", "hello") is hello_command
+
+
+@command(kind=CONTROL)
+def shout(state: ControlState, word: object = "hi") -> object:
+    """A plugin's remote control command: answers with the word, louder, and the worker's name."""
+    if not isinstance(word, str):
+        raise CommandError("word must be text")
+    return {"ok": f"{word.upper()} from {state.hostname}"}
+
+
+def test_hook_taskq_register_control_commands(
+    make_plugin: MakePlugin, memory_url: str, start_worker: StartWorker
+) -> None:
+    plugin = make_plugin("shouting", taskq_register_control_commands=lambda: [shout])
+    app = hooked_app(memory_url, plugin)
+    start_worker(app, hostname="loud@test")
+    replies = app.control.broadcast("shout", {"word": "hey"}, reply=True, timeout=TIMEOUT, limit=1)
+    assert replies == [{"loud@test": {"ok": "HEY from loud@test"}}]
+    assert app.control.broadcast("shout", {"word": 3}, reply=True, timeout=TIMEOUT, limit=1) == [
+        {"loud@test": {"error": "word must be text"}}
+    ]
+
+
+def test_a_control_command_that_is_not_a_command_names_the_fix(make_plugin: MakePlugin) -> None:
+    plugin = make_plugin("wrong", taskq_register_control_commands=lambda: [lambda state: None])
+    plugins = taskq.plugins.load_plugins(extra=[plugin])
+    with pytest.raises(PluginError, match="command decorator"):
+        plugins.control_commands()
 
 
 # ---- Start-up -------------------------------------------------------------------------------

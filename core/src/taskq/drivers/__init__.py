@@ -14,6 +14,7 @@ beat scheduler      :class:`Scheduler`,                    :mod:`taskq.drivers.s
                     :class:`LeasedScheduler`
 serializer          :class:`Serializer`                    :mod:`taskq.drivers.serializer`
 worker bootstep     :class:`Step`                          :mod:`taskq.drivers.bootstep`
+control command     :class:`Command` (:func:`command`)     :mod:`taskq.worker.commands`
 ==================  =====================================  ===============================
 
 Event hooks hand plugins two more objects, listed here as part of the contract:
@@ -48,7 +49,18 @@ if TYPE_CHECKING:
     from taskq.drivers.pool import Job, Pool, PoolCapabilities
     from taskq.drivers.scheduler import EntryState, LeasedScheduler, ScheduleEntry, Scheduler
     from taskq.drivers.serializer import JSON, Serializer
-    from taskq.drivers.transport import DEFAULT_LEASE_SECONDS, Capabilities, DeadLetter, Delivery, Message, Transport
+    from taskq.drivers.transport import (
+        DEFAULT_LEASE_SECONDS,
+        Capabilities,
+        DeadLetter,
+        Delivery,
+        Letter,
+        Mailbox,
+        MailboxReader,
+        Message,
+        Transport,
+    )
+    from taskq.worker.commands import CONTROL, INSPECT, Command, CommandError, ControlState, command
     from taskq.worker.request import Request
     from taskq.worker.worker import Worker
 
@@ -56,7 +68,16 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "BackendCapabilities": "taskq.drivers.backend",
     "Capabilities": "taskq.drivers.transport",
+    "CONTROL": "taskq.worker.commands",
     "ChordPart": "taskq.drivers.backend",
+    "INSPECT": "taskq.worker.commands",
+    "Command": "taskq.worker.commands",
+    "CommandError": "taskq.worker.commands",
+    "ControlState": "taskq.worker.commands",
+    "Letter": "taskq.drivers.transport",
+    "Mailbox": "taskq.drivers.transport",
+    "MailboxReader": "taskq.drivers.transport",
+    "command": "taskq.worker.commands",
     "DEFAULT_LEASE_SECONDS": "taskq.drivers.transport",
     "DeadLetter": "taskq.drivers.transport",
     "Delivery": "taskq.drivers.transport",
@@ -82,17 +103,25 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "CONTROL",
     "DEFAULT_LEASE_SECONDS",
+    "INSPECT",
     "JSON",
     "BackendCapabilities",
     "Capabilities",
     "ChordPart",
+    "Command",
+    "CommandError",
+    "ControlState",
     "DeadLetter",
     "Delivery",
     "EntryState",
     "Job",
     "KeyValueBackend",
     "LeasedScheduler",
+    "Letter",
+    "Mailbox",
+    "MailboxReader",
     "Message",
     "Meta",
     "Pool",
@@ -105,6 +134,7 @@ __all__ = [
     "Step",
     "Transport",
     "Worker",
+    "command",
     "exception_to_meta",
     "meta_to_exception",
 ]

@@ -14,6 +14,8 @@
   which cannot push (an SQLite file, a directory tree);
 * :mod:`~taskq.drivers.support.eventlog`: a bounded event log that readers follow by
   position, for a transport whose store cannot broadcast (an SQLite file, a directory tree);
+* :mod:`~taskq.drivers.support.mailbox`: :class:`LogMailbox`, remote control's mailbox
+  kept in such a log;
 * :mod:`~taskq.drivers.support.greenpool`: :class:`GreenPool`, the pool logic a green
   thread library's pool builds on (gevent, eventlet);
 * :mod:`~taskq.drivers.support.interrupt`: raising an exception inside another thread's
@@ -35,6 +37,7 @@ __all__ = [
     "eventlog",
     "greenpool",
     "interrupt",
+    "mailbox",
     "retrying",
     "services",
     "waiters",
