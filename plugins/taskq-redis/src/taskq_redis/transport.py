@@ -97,41 +97,17 @@ from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 from taskq_redis._events import EventLayout, RedisEventReader
+from taskq_redis._layout import PRIORITY_STEPS, SEP, priority_step, queue_key
 from taskq_redis._subscriber import Subscriber
 from taskq_redis._wire import Wire
 
 logger = logging.getLogger(__name__)
 
-#: kombu's separator between a queue's name and its priority step.
-SEP = "\x06\x16"
-#: kombu's default priority steps: every priority is rounded down to one of these.
-PRIORITY_STEPS = (0, 3, 6, 9)
 # Longest sleep of an idle wait, in seconds: how late a message from a publisher that
 # does not notify (a Celery client) can be noticed.
 POLL_INTERVAL = 1.0
 # Messages acknowledged, renewed or requeued per script call (keeps Lua's stack small).
 BATCH = 1000
-
-
-def priority_step(priority: object) -> str:
-    """The kombu priority step (as the list suffix digit) of a message priority."""
-    if priority is None:
-        return "0"
-    try:
-        value = max(0, min(9, int(priority)))  # type: ignore[call-overload]  # any int-like value
-    except (TypeError, ValueError):
-        return "0"
-    step = 0
-    for candidate in PRIORITY_STEPS:
-        if value >= candidate:
-            step = candidate
-    return str(step)
-
-
-def queue_key(queue: str, priority: object = None, prefix: str = "") -> str:
-    """The Redis list that holds ``queue``'s messages of ``priority`` (kombu's name)."""
-    step = priority_step(priority)
-    return f"{prefix}{queue}" if step == "0" else f"{prefix}{queue}{SEP}{step}"
 
 
 class RedisTransport(Transport):
@@ -462,4 +438,4 @@ def _log_failed_start(exc: Exception) -> None:
     )
 
 
-__all__ = ["PRIORITY_STEPS", "SEP", "RedisTransport", "queue_key"]
+__all__ = ["PRIORITY_STEPS", "SEP", "RedisTransport", "priority_step", "queue_key"]
