@@ -65,6 +65,15 @@ is PUBLISHed, as kombu's envelope, on ``<global_keyprefix>/<db>.celeryev/<routin
 ``<global_keyprefix>/<db>.celeryev/*`` on a connection of its own, so ``celery events``,
 Flower and taskq's readers see the events of both kinds of workers.
 
+**Remote control** keeps Celery's pidbox layout (:mod:`taskq_redis._mailbox`), so
+``celery inspect`` and ``celery control`` reach taskq workers and taskq's reach Celery
+workers: a request is PUBLISHed, as kombu's envelope, on
+``<global_keyprefix>/<db>.<namespace>.pidbox``, which each worker's reader subscribes to;
+a reply is LPUSHed onto the list of every queue bound, in
+``_kombu.binding.reply.<namespace>.pidbox``, with the asking client's routing key (its
+queue ``<routing key>.reply.<namespace>.pidbox``, which the client binds before asking and
+deletes when done).
+
 **Connection loss.** Every call raises :class:`~taskq.errors.BrokerUnavailableError` when
 Redis does not answer (after a few quick retries); the next call reconnects, the
 subscriber included, so a worker resumes consuming as soon as Redis is back. A restarted
@@ -90,6 +99,7 @@ from taskq.drivers.transport import (
     DeadLetter,
     Delivery,
     EventReader,
+    Mailbox,
     Message,
     Transport,
 )
@@ -98,6 +108,7 @@ from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 from taskq_redis._events import EventLayout, RedisEventReader
 from taskq_redis._layout import PRIORITY_STEPS, SEP, priority_step, queue_key
+from taskq_redis._mailbox import RedisMailbox
 from taskq_redis._subscriber import Subscriber
 from taskq_redis._wire import Wire
 
@@ -121,6 +132,7 @@ class RedisTransport(Transport):
         wakeup=True,
         counts_starts=True,
         events=True,
+        control=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -262,6 +274,13 @@ class RedisTransport(Transport):
     def event_reader(self) -> EventReader:
         """A PSUBSCRIBE of its own to the event channels, confirmed before it is returned."""
         return RedisEventReader(self.url, self.options)
+
+    # ---- Remote control -------------------------------------------------------------
+
+    def mailbox(self, namespace: str = "celery") -> Mailbox:
+        """Celery's pidbox in kombu's layout (see :mod:`taskq_redis._mailbox`): requests PUBLISHed on
+        ``<global_keyprefix>/<db>.<namespace>.pidbox``, replies pushed onto the asking client's bound list."""
+        return RedisMailbox(self._connection, self.url, self.options, namespace)
 
     # ---- Worker side ------------------------------------------------------------
 
