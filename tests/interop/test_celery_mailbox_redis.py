@@ -36,8 +36,14 @@ STOP_TIMEOUT = 10.0
 DB = int(REDIS_URL.rsplit("/", 1)[1])
 
 
+@pytest.fixture(params=["", "keyprefix"])
+def keyprefix(request: pytest.FixtureRequest) -> str:
+    """Both sides' ``global_keyprefix``: none, or one of this test's own."""
+    return f"mbp{uuid.uuid4().hex[:8]}:" if request.param else ""
+
+
 @pytest.fixture
-def namespace() -> Iterator[str]:
+def namespace(keyprefix: str) -> Iterator[str]:
     """A control namespace of this test's own; its keys go afterwards."""
     _require(6379, "Redis")
     name = f"mb{uuid.uuid4().hex[:10]}"
@@ -45,6 +51,8 @@ def namespace() -> Iterator[str]:
     client = redis.Redis.from_url(REDIS_URL)
     try:
         keys = list(client.scan_iter(match=f"*{name}*", count=1000))
+        if keyprefix:
+            keys += client.scan_iter(match=f"{keyprefix}*", count=1000)
         if keys:
             client.delete(*keys)
         client.zrem("_kombu.binding_deadlines", f"{name}.pidbox", f"reply.{name}.pidbox")
@@ -53,17 +61,18 @@ def namespace() -> Iterator[str]:
 
 
 @pytest.fixture
-def celery_app(namespace: str) -> Iterator[Celery]:
+def celery_app(namespace: str, keyprefix: str) -> Iterator[Celery]:
     app = Celery("mailbox-interop", broker=REDIS_URL)
     app.conf.control_exchange = namespace
+    app.conf.broker_transport_options = {"global_keyprefix": keyprefix}
     app.conf.broker_connection_retry_on_startup = True
     yield app
     app.close()
 
 
 @pytest.fixture
-def transport() -> Iterator[RedisTransport]:
-    transport = RedisTransport(REDIS_URL)
+def transport(keyprefix: str) -> Iterator[RedisTransport]:
+    transport = RedisTransport(REDIS_URL, {"global_keyprefix": keyprefix})
     yield transport
     transport.close()
 
@@ -79,11 +88,11 @@ def read_until(reader: MailboxReader, wanted: int = 1) -> list[Letter]:
 class TaskqWorker:
     """A taskq worker's mailbox in small: answers ``ping`` as a Celery worker does, in a thread."""
 
-    def __init__(self, namespace: str, hostname: str) -> None:
+    def __init__(self, namespace: str, hostname: str, keyprefix: str) -> None:
         self.hostname = hostname
         self.namespace = namespace
         self.requests: list[Letter] = []
-        self._transport = RedisTransport(REDIS_URL)  # one per thread
+        self._transport = RedisTransport(REDIS_URL, {"global_keyprefix": keyprefix})  # one per thread
         self._reader = self._transport.mailbox(namespace).listen(hostname)  # subscribed once made
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._serve, daemon=True)
@@ -112,9 +121,11 @@ class TaskqWorker:
         self._transport.close()
 
 
-def test_celerys_broadcast_reaches_a_taskq_worker_and_gets_its_reply(celery_app: Celery, namespace: str) -> None:
+def test_celerys_broadcast_reaches_a_taskq_worker_and_gets_its_reply(
+    celery_app: Celery, namespace: str, keyprefix: str
+) -> None:
     hostname = f"taskq-{uuid.uuid4().hex[:8]}@interop"
-    with TaskqWorker(namespace, hostname) as worker:
+    with TaskqWorker(namespace, hostname, keyprefix) as worker:
         replies = celery_app.control.broadcast("ping", reply=True, timeout=TIMEOUT, limit=1)
     assert replies == [{hostname: {"ok": "pong"}}]
     [request] = worker.requests
@@ -128,9 +139,11 @@ def test_celerys_broadcast_reaches_a_taskq_worker_and_gets_its_reply(celery_app:
     assert request.headers["expires"] > time.time()
 
 
-def test_celerys_inspect_with_a_destination_reaches_that_taskq_worker(celery_app: Celery, namespace: str) -> None:
+def test_celerys_inspect_with_a_destination_reaches_that_taskq_worker(
+    celery_app: Celery, namespace: str, keyprefix: str
+) -> None:
     hostname = f"taskq-{uuid.uuid4().hex[:8]}@interop"
-    with TaskqWorker(namespace, hostname):
+    with TaskqWorker(namespace, hostname, keyprefix):
         answer = celery_app.control.inspect(destination=[hostname], timeout=TIMEOUT).ping()
     assert answer == {hostname: {"ok": "pong"}}
 
@@ -138,8 +151,8 @@ def test_celerys_inspect_with_a_destination_reaches_that_taskq_worker(celery_app
 class KombuNode:
     """A kombu pidbox node, configured as a Celery worker's, answering ``ping`` in a thread."""
 
-    def __init__(self, namespace: str, hostname: str) -> None:
-        self.connection = Connection(REDIS_URL)
+    def __init__(self, namespace: str, hostname: str, keyprefix: str) -> None:
+        self.connection = Connection(REDIS_URL, transport_options={"global_keyprefix": keyprefix})
         mailbox = KombuMailbox(
             namespace, type="fanout", accept=["json"], serializer="json", queue_expires=10.0, reply_queue_expires=10.0
         )(self.connection)
@@ -170,7 +183,7 @@ class KombuNode:
 
 
 def test_taskqs_broadcast_reaches_a_kombu_node_and_its_reply_comes_back(
-    transport: RedisTransport, namespace: str
+    transport: RedisTransport, namespace: str, keyprefix: str
 ) -> None:
     hostname = f"celery-{uuid.uuid4().hex[:8]}@interop"
     mailbox = transport.mailbox(namespace)
@@ -179,7 +192,7 @@ def test_taskqs_broadcast_reaches_a_kombu_node_and_its_reply_comes_back(
         assert collector.reply_to is not None
         tickets: set[str] = set()
         answers: list[Letter] = []
-        with KombuNode(namespace, hostname):
+        with KombuNode(namespace, hostname, keyprefix):
             end = time.monotonic() + TIMEOUT
             # sent until heard: kombu subscribes the node on its first drain, after it is started
             while not answers and time.monotonic() < end:
@@ -205,8 +218,9 @@ def test_taskqs_broadcast_reaches_a_kombu_node_and_its_reply_comes_back(
     client = redis.Redis.from_url(REDIS_URL)
     try:  # the collector unbinds its queue and deletes its list, as kombu's does
         queue = f"{collector.reply_to['routing_key']}.reply.{namespace}.pidbox"
-        assert not any(m.endswith(queue.encode()) for m in client.smembers(f"_kombu.binding.reply.{namespace}.pidbox"))
-        assert not client.exists(queue)
+        bindings = client.smembers(f"{keyprefix}_kombu.binding.reply.{namespace}.pidbox")
+        assert not any(m.endswith(queue.encode()) for m in bindings)
+        assert not client.exists(f"{keyprefix}{queue}")
     finally:
         client.close()
 
@@ -224,12 +238,12 @@ def assert_same_envelope(ours: dict[str, Any], theirs: dict[str, Any]) -> None:
 
 
 def test_a_taskq_request_is_the_envelope_kombu_publishes_on_the_same_channel(
-    transport: RedisTransport, namespace: str
+    transport: RedisTransport, namespace: str, keyprefix: str
 ) -> None:
     client = redis.Redis.from_url(REDIS_URL)
     pubsub = client.pubsub()
-    pubsub.subscribe(f"/{DB}.{namespace}.pidbox")
-    connection = Connection(REDIS_URL)
+    pubsub.subscribe(f"{keyprefix}/{DB}.{namespace}.pidbox")
+    connection = Connection(REDIS_URL, transport_options={"global_keyprefix": keyprefix})
     try:
         assert pubsub.get_message(timeout=TIMEOUT)["type"] == "subscribe"
         KombuMailbox(namespace, type="fanout", serializer="json")(connection).cast(["w@host"], "ping")
@@ -246,22 +260,23 @@ def test_a_taskq_request_is_the_envelope_kombu_publishes_on_the_same_channel(
 
 
 def test_a_taskq_reply_is_the_envelope_kombu_pushes_onto_the_same_list(
-    transport: RedisTransport, namespace: str
+    transport: RedisTransport, namespace: str, keyprefix: str
 ) -> None:
     exchange, routing_key = f"reply.{namespace}.pidbox", str(uuid.uuid4())
     queue = f"{routing_key}.{exchange}"
     client = redis.Redis.from_url(REDIS_URL)
-    connection = Connection(REDIS_URL)
+    connection = Connection(REDIS_URL, transport_options={"global_keyprefix": keyprefix})
     try:
-        client.sadd(f"_kombu.binding.{exchange}", f"{routing_key}\x06\x16\x06\x16{queue}")  # a bound collector
+        # a bound collector
+        client.sadd(f"{keyprefix}_kombu.binding.{exchange}", f"{routing_key}\x06\x16\x06\x16{queue}")
         body = {"w@host": {"ok": "pong"}}
         kombu_mailbox = KombuMailbox(namespace, type="fanout", serializer="json")(connection)
         kombu_mailbox._publish_reply(body, exchange, routing_key, "t-1", channel=connection.default_channel)
         transport.mailbox(namespace).reply(
             {"exchange": exchange, "routing_key": routing_key}, body, {"ticket": "t-1", "clock": 1}
         )
-        assert 0 < client.pttl(queue) <= 60_000  # replies nobody collects go in a minute
-        theirs, ours = (json.loads(client.rpop(queue) or b"null") for _ in range(2))
+        assert 0 < client.pttl(f"{keyprefix}{queue}") <= 60_000  # replies nobody collects go in a minute
+        theirs, ours = (json.loads(client.rpop(f"{keyprefix}{queue}") or b"null") for _ in range(2))
     finally:
         client.close()
         connection.release()
