@@ -65,6 +65,15 @@ is PUBLISHed, as kombu's envelope, on ``<global_keyprefix>/<db>.celeryev/<routin
 ``<global_keyprefix>/<db>.celeryev/*`` on a connection of its own, so ``celery events``,
 Flower and taskq's readers see the events of both kinds of workers.
 
+**Remote control** keeps Celery's pidbox layout (:mod:`taskq_redis._mailbox`), so
+``celery inspect`` and ``celery control`` reach taskq workers and taskq's reach Celery
+workers: a request is PUBLISHed, as kombu's envelope, on
+``<global_keyprefix>/<db>.<namespace>.pidbox``, which each worker's reader subscribes to;
+a reply is LPUSHed onto the list of every queue bound, in
+``_kombu.binding.reply.<namespace>.pidbox``, with the asking client's routing key (its
+queue ``<routing key>.reply.<namespace>.pidbox``, which the client binds before asking and
+deletes when done).
+
 **Connection loss.** Every call raises :class:`~taskq.errors.BrokerUnavailableError` when
 Redis does not answer (after a few quick retries); the next call reconnects, the
 subscriber included, so a worker resumes consuming as soon as Redis is back. A restarted
@@ -90,6 +99,7 @@ from taskq.drivers.transport import (
     DeadLetter,
     Delivery,
     EventReader,
+    Mailbox,
     Message,
     Transport,
 )
@@ -97,41 +107,18 @@ from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 from taskq_redis._events import EventLayout, RedisEventReader
+from taskq_redis._layout import PRIORITY_STEPS, SEP, priority_step, queue_key
+from taskq_redis._mailbox import RedisMailbox
 from taskq_redis._subscriber import Subscriber
 from taskq_redis._wire import Wire
 
 logger = logging.getLogger(__name__)
 
-#: kombu's separator between a queue's name and its priority step.
-SEP = "\x06\x16"
-#: kombu's default priority steps: every priority is rounded down to one of these.
-PRIORITY_STEPS = (0, 3, 6, 9)
 # Longest sleep of an idle wait, in seconds: how late a message from a publisher that
 # does not notify (a Celery client) can be noticed.
 POLL_INTERVAL = 1.0
 # Messages acknowledged, renewed or requeued per script call (keeps Lua's stack small).
 BATCH = 1000
-
-
-def priority_step(priority: object) -> str:
-    """The kombu priority step (as the list suffix digit) of a message priority."""
-    if priority is None:
-        return "0"
-    try:
-        value = max(0, min(9, int(priority)))  # type: ignore[call-overload]  # any int-like value
-    except (TypeError, ValueError):
-        return "0"
-    step = 0
-    for candidate in PRIORITY_STEPS:
-        if value >= candidate:
-            step = candidate
-    return str(step)
-
-
-def queue_key(queue: str, priority: object = None, prefix: str = "") -> str:
-    """The Redis list that holds ``queue``'s messages of ``priority`` (kombu's name)."""
-    step = priority_step(priority)
-    return f"{prefix}{queue}" if step == "0" else f"{prefix}{queue}{SEP}{step}"
 
 
 class RedisTransport(Transport):
@@ -145,6 +132,7 @@ class RedisTransport(Transport):
         wakeup=True,
         counts_starts=True,
         events=True,
+        control=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -286,6 +274,13 @@ class RedisTransport(Transport):
     def event_reader(self) -> EventReader:
         """A PSUBSCRIBE of its own to the event channels, confirmed before it is returned."""
         return RedisEventReader(self.url, self.options)
+
+    # ---- Remote control -------------------------------------------------------------
+
+    def mailbox(self, namespace: str = "celery") -> Mailbox:
+        """Celery's pidbox in kombu's layout (see :mod:`taskq_redis._mailbox`): requests PUBLISHed on
+        ``<global_keyprefix>/<db>.<namespace>.pidbox``, replies pushed onto the asking client's bound list."""
+        return RedisMailbox(self._connection, self.url, self.options, namespace)
 
     # ---- Worker side ------------------------------------------------------------
 
@@ -462,4 +457,4 @@ def _log_failed_start(exc: Exception) -> None:
     )
 
 
-__all__ = ["PRIORITY_STEPS", "SEP", "RedisTransport", "queue_key"]
+__all__ = ["PRIORITY_STEPS", "SEP", "RedisTransport", "priority_step", "queue_key"]
