@@ -449,88 +449,6 @@ def health(path: str, max_age: float) -> None:
     click.echo(f"healthy: consumed {age:.1f}s ago")
 
 
-@cli.command()
-@app_option
-@click.pass_context
-def status(ctx: click.Context) -> None:
-    """Say which workers are up, as ``celery status`` does (exit 1 when none is)."""
-    workers = _workers(ctx)
-    for name, info in sorted(workers.items()):
-        host = f" (pid {info.get('pid')} on {info['host']})" if info.get("host") else ""
-        click.echo(f"->  {name}: OK{host}")
-    count = len(workers)
-    click.echo(f"\n{count} node{'' if count == 1 else 's'} online.")
-    if not count:
-        ctx.exit(1)
-
-
-@cli.group()
-def inspect() -> None:
-    """Look at the running workers (through their heartbeats in the result backend)."""
-
-
-def _workers(ctx: click.Context) -> dict[str, dict[str, object]]:
-    backend = _state(ctx).app.backend
-    try:
-        return backend.workers()
-    except NotImplementedError as exc:
-        raise click.ClickException(
-            f"{exc}; `taskq inspect` needs a result backend that keeps worker heartbeats (sqlite, redis, database, rpc)"
-        ) from exc
-
-
-@inspect.command()
-@app_option
-@click.pass_context
-def ping(ctx: click.Context) -> None:
-    """Say which workers are consuming now (exit 1 if none is)."""
-    import time
-
-    workers = _workers(ctx)
-    if not workers:
-        click.echo("no worker is consuming (none has written a heartbeat in the last 10 s)", err=True)
-        ctx.exit(1)
-    for name, info in sorted(workers.items()):
-        age = time.time() - float(cast(float, info.get("timestamp", 0.0)))
-        click.echo(f"{name}: pong ({age:.1f}s ago, pool {info.get('pool')}, {info.get('processed')} processed)")
-
-
-@inspect.command()
-@app_option
-@click.pass_context
-def active(ctx: click.Context) -> None:
-    """The tasks each consuming worker is running now: id, name and for how long."""
-    import time
-
-    for name, info in sorted(_workers(ctx).items()):
-        running = cast("list[dict[str, object]]", info.get("active") or [])
-        click.echo(f"{name}: {len(running)} running")
-        for task in running:
-            started = task.get("started")
-            since = f"{time.time() - float(started):.1f}s" if isinstance(started, (int, float)) else "starting"
-            click.echo(f"  {task.get('id')}  {task.get('name')}  ({since})")
-
-
-@inspect.command()
-@app_option
-@click.pass_context
-def registered(ctx: click.Context) -> None:
-    """The tasks each consuming worker knows (has imported), by name."""
-    for name, info in sorted(_workers(ctx).items()):
-        tasks = cast("list[str]", info.get("registered") or [])
-        click.echo(f"{name}: {len(tasks)} task(s)")
-        for task in tasks:
-            click.echo(f"  {task}")
-
-
-@inspect.command()
-@app_option
-@click.pass_context
-def stats(ctx: click.Context) -> None:
-    """Each consuming worker's pool, queues, counters and running tasks, as JSON."""
-    click.echo(json.dumps(_workers(ctx), indent=2, sort_keys=True, default=str))
-
-
 @cli.command("plugins")
 @click.option(
     "--capabilities",
@@ -574,5 +492,11 @@ def _capabilities(plugins: Plugins, kind: str, name: str) -> str:
     cannot = [key.replace("_", " ") for key, value in flags.items() if not value]
     return f"can: {', '.join(can) or 'nothing extra'}; cannot: {', '.join(cannot) or '-'}"
 
+
+from taskq.cli.remote import control, inspect, status_command  # noqa: E402 - they use app_option and _state
+
+cli.add_command(inspect)
+cli.add_command(control)
+cli.add_command(status_command())
 
 __all__ = ["TaskqGroup", "cli"]

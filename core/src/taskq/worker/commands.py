@@ -315,7 +315,7 @@ def conf(state: ControlState, with_defaults: object = False) -> object:
 @_builtin
 @command(variadic="ids", aliases=("dump_task",))
 def query_task(state: ControlState, ids: object = None) -> object:
-    """What this worker holds of the tasks ``ids``: ``{id: [active|reserved|scheduled, info]}``."""
+    """Where this worker holds the tasks IDS: active, reserved or scheduled, with their info."""
     wanted = set(_ids(ids, "ids"))
     found: dict[str, object] = {}
     for request in list(state.consumer.active.values()):
@@ -439,8 +439,9 @@ def clock(state: ControlState) -> object:
 @_builtin
 @command()
 def hello(state: ControlState, from_node: object = None, revoked: object = None) -> object:
-    """Mingle: a starting worker ``from_node`` greets its peers, which answer with what they
-    have revoked (and learn what it has)."""
+    """Mingle: answer a starting worker's greeting with the revoked ids (and learn its own).
+
+    ``from_node`` is the greeting worker; its own greeting gets no reply."""
     if isinstance(from_node, str) and from_node == state.hostname:
         return None  # our own greeting: no reply
     state.consumer.revocations.merge(revoked)
