@@ -66,7 +66,7 @@ class QueueReader(ABC):
         self._conn: amqp.Connection | None = None
         self._lost_since: float | None = None
         #: Whether the queue was ever declared and consumed by this reader.
-        self.opened = False
+        self.has_consumed = False
 
     @abstractmethod
     def _declare(self, channel: amqp.Channel) -> None:
@@ -102,7 +102,7 @@ class QueueReader(ABC):
             close_quietly(conn)
             raise
         self._conn = conn
-        self.opened = True
+        self.has_consumed = True
         return conn
 
     def _wait(self, timeout: float) -> None:
