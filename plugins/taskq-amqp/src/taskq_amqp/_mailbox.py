@@ -64,6 +64,8 @@ CONTROL_QUEUE_TTL = 300.0
 CONTROL_QUEUE_EXPIRES = 10.0
 # kombu's delivery mode for pidbox messages: transient.
 TRANSIENT = 1
+# Longest exchange, queue or routing key AMQP carries (a short string), in UTF-8 bytes.
+NAME_MAX = 255
 
 # Why a message was left out: one WARNING each per reader, the rest at DEBUG.
 UNREADABLE_PROPERTIES = "the message's properties cannot be decoded"
@@ -87,11 +89,22 @@ class PidboxLayout:
         self.namespace = namespace
         self.exchange = f"{namespace}.pidbox"
         self.reply_exchange = f"reply.{namespace}.pidbox"
+        if not fits(self.reply_queue(str(uuid.UUID(int=0)))):
+            raise ConfigError(
+                f"the control exchange name {namespace[:40]!r}... is too long: RabbitMQ names hold at most "
+                f"{NAME_MAX} bytes, and the reply queues add 50; set control_exchange to a shorter name"
+            )
         self.queue_ttl = seconds_option(options, "control_queue_ttl", CONTROL_QUEUE_TTL)
         self.queue_expires = seconds_option(options, "control_queue_expires", CONTROL_QUEUE_EXPIRES)
 
     def node_queue(self, hostname: str) -> str:
-        return f"{hostname}.{self.namespace}.pidbox"
+        name = f"{hostname}.{self.namespace}.pidbox"
+        if not fits(name):
+            raise ConfigError(
+                f"the node name {hostname[:40]!r}... is too long for its control queue {name[:40]!r}...: RabbitMQ "
+                f"names hold at most {NAME_MAX} bytes; give the worker a shorter name (taskq worker -n NAME@%h)"
+            )
+        return name
 
     def reply_queue(self, client_id: str) -> str:
         return f"{client_id}.{self.reply_exchange}"
@@ -118,6 +131,11 @@ def declare_reply_exchange(channel: amqp.Channel, name: str) -> None:
         channel.exchange_declare(name, "direct", durable=False, auto_delete=False)
     except (amqp.exceptions.PreconditionFailed, amqp.exceptions.AccessRefused) as exc:
         raise ExchangeRefusedError(str(exc.reply_text)) from exc
+
+
+def fits(name: str) -> bool:
+    """Whether AMQP can carry ``name`` as an exchange, queue or routing key."""
+    return len(name.encode("utf-8", "surrogatepass")) <= NAME_MAX
 
 
 def _outgoing(body: Mapping[str, object], headers: Mapping[str, object]) -> tuple[bytes, bytes]:
@@ -157,6 +175,9 @@ class AmqpMailbox(Mailbox):
 
     def reply(self, reply_to: Mapping[str, str], body: Mapping[str, object], headers: Mapping[str, object]) -> None:
         exchange, routing_key = reply_to["exchange"], reply_to["routing_key"]
+        if not (fits(exchange) and fits(routing_key)):  # sent, it would break the connection
+            logger.warning("dropped a control reply: its exchange or routing key is longer than AMQP allows")
+            return
         properties, data = _outgoing(body, headers)
 
         def declare(channel: amqp.Channel) -> None:

@@ -261,6 +261,23 @@ def test_a_reply_to_an_exchange_kombu_would_not_declare_is_dropped_with_a_warnin
             raw.exchange_delete(exchange)
 
 
+@pytest.mark.parametrize("field", ["exchange", "routing_key"])
+def test_a_reply_to_longer_than_amqp_allows_is_dropped_at_once(
+    mailbox: Mailbox, field: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    collector = mailbox.collect()
+    try:
+        assert collector.reply_to is not None
+        hostile = {**collector.reply_to, field: "x" * 300}
+        with caplog.at_level(logging.WARNING):
+            mailbox.reply(hostile, {"w": 1}, {})
+        assert "longer than AMQP allows" in caplog.text
+        mailbox.reply(collector.reply_to, {"w": 2}, {})  # the connection is whole
+        assert [letter.body for letter in read_until(collector, 1)] == [{"w": 2}]
+    finally:
+        collector.close()
+
+
 @pytest.mark.parametrize("side", ["listen", "collect"])
 def test_a_reader_declares_its_queue_again_after_losing_its_connection(
     mailbox: Mailbox, side: str, caplog: pytest.LogCaptureFixture

@@ -129,3 +129,15 @@ def test_the_queue_arguments_follow_celerys_settings() -> None:
     assert layout.queue_arguments() == {"x-expires": 2500}
     with pytest.raises(ConfigError, match="control_queue_ttl must be a number of seconds"):
         PidboxLayout({"control_queue_ttl": "soon"}, "ops")
+
+
+def test_a_node_name_too_long_for_its_queue_says_so() -> None:
+    layout = PidboxLayout({}, "celery")
+    assert layout.node_queue("w" * 200 + "@host")
+    with pytest.raises(ConfigError, match="taskq worker -n"):
+        layout.node_queue("w" * 250 + "@host")
+
+
+def test_a_control_exchange_too_long_for_the_reply_queues_says_so() -> None:
+    with pytest.raises(ConfigError, match="control_exchange to a shorter name"):
+        PidboxLayout({}, "n" * 210)
