@@ -169,8 +169,9 @@ class AmqpMailbox(Mailbox):
 
     def listen(self, hostname: str) -> MailboxReader:
         layout = self.layout
+        queue = layout.node_queue(hostname)
         return PidboxReader(
-            self._transport.params, layout.node_queue(hostname), layout.exchange, "", layout.declare_exchange, layout
+            self._transport.params, queue, layout.queue_arguments(), (layout.exchange, ""), layout.declare_exchange
         )
 
     def reply(self, reply_to: Mapping[str, str], body: Mapping[str, object], headers: Mapping[str, object]) -> None:
@@ -208,9 +209,9 @@ class AmqpMailbox(Mailbox):
                     f"it with rabbitmqctl delete exchange name={layout.reply_exchange}"
                 ) from exc
 
-        reader = PidboxReader(
-            self._transport.params, layout.reply_queue(client_id), layout.reply_exchange, client_id, declare, layout
-        )
+        queue = layout.reply_queue(client_id)
+        binding = (layout.reply_exchange, client_id)
+        reader = PidboxReader(self._transport.params, queue, layout.queue_arguments(), binding, declare)
         reader.reply_to = {"exchange": layout.reply_exchange, "routing_key": client_id}
         return reader
 
@@ -230,16 +231,16 @@ class PidboxReader(QueueReader, MailboxReader):
         self,
         params: ConnectionParams,
         queue: str,
-        exchange: str,
-        routing_key: str,
+        arguments: Mapping[str, object],
+        binding: tuple[str, str],
         declare_exchange: Declare,
-        layout: PidboxLayout,
     ) -> None:
+        """Declare ``queue`` with ``arguments``, bound to ``binding`` (exchange, routing key)
+        that ``declare_exchange`` declares, and consume it."""
         super().__init__(params, queue)
-        self._exchange = exchange
-        self._routing_key = routing_key
+        self._arguments = dict(arguments)
+        self._binding = binding
         self._declare_exchange = declare_exchange
-        self._arguments = layout.queue_arguments()
         self._decoder = LetterDecoder(f"{params.masked} (queue {queue})")
         self._letters: list[Letter] = []
         self._start()
@@ -269,7 +270,8 @@ class PidboxReader(QueueReader, MailboxReader):
                 f"name exists with other arguments: delete it with rabbitmqctl delete_queue {self.queue}, or set "
                 f"control_queue_ttl and control_queue_expires as Celery's"
             ) from exc
-        channel.queue_bind(self.queue, self._exchange, self._routing_key)
+        exchange, routing_key = self._binding
+        channel.queue_bind(self.queue, exchange, routing_key)
 
     def _on_message(self, raw: amqp.Message) -> None:
         body = raw.body
