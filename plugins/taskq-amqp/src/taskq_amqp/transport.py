@@ -24,6 +24,10 @@ How the contract maps onto AMQP 0-9-1:
   ``celeryev``, routed by type (``task.succeeded``), transient JSON, a batch in one write
   on a channel of their own without confirms; a reader consumes a queue of its own,
   ``celeryev.<uuid>``, bound with ``#``.
+* **Remote control** keeps Celery's pidbox layout (:mod:`._mailbox`): requests to the
+  fanout exchange ``<namespace>.pidbox`` that each worker's exclusive queue
+  ``<hostname>.<namespace>.pidbox`` is bound to, replies to the direct exchange
+  ``reply.<namespace>.pidbox`` routed to the client's queue; sent as events are.
 * **Publisher confirms** are batched by default: publish returns at once, unconfirmed
   messages are kept (:mod:`._confirms`) and sent again after a reconnect, and everything
   is confirmed before an ack, a depth or purge, and close.
@@ -55,6 +59,7 @@ from taskq.drivers.transport import (
     DeadLetter,
     Delivery,
     EventReader,
+    Mailbox,
     Message,
     Transport,
 )
@@ -88,6 +93,7 @@ from taskq_amqp._layout import (
     delay_queue_name,
     read_dead_letters,
 )
+from taskq_amqp._mailbox import AmqpMailbox
 from taskq_amqp._reader import has_buffered
 
 logger = logging.getLogger(__name__)
@@ -114,7 +120,7 @@ class AmqpTransport(Reconnecting, Transport):
     """RabbitMQ through py-amqp; see the module docstring for how the contract maps."""
 
     capabilities = Capabilities(
-        delayed_delivery=True, leases=False, dead_letter=True, priority=True, wakeup=True, events=True
+        delayed_delivery=True, leases=False, dead_letter=True, priority=True, wakeup=True, events=True, control=True
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -136,7 +142,8 @@ class AmqpTransport(Reconnecting, Transport):
         self._conn: amqp.Connection | None = None
         self._channel: amqp.Channel | None = None
         self._admin: amqp.Channel | None = None
-        self._events: amqp.Channel | None = None  # events go out here, unconfirmed
+        self._plain: amqp.Channel | None = None  # events and control messages go out here, unconfirmed
+        self._plain_exchanges: set[tuple[str, str]] = set()  # (name, type) declared on it
         self._generation = 0
         self._connected_before = False  # for the "reconnected" log line
         self._buffer: deque[Delivery] = deque()
@@ -212,7 +219,7 @@ class AmqpTransport(Reconnecting, Transport):
         self._pid = current_pid()
 
     def _reset(self, conn: amqp.Connection | None, channel: amqp.Channel | None) -> None:
-        self._conn, self._channel, self._admin, self._events = conn, channel, None, None
+        self._conn, self._channel, self._admin, self._plain = conn, channel, None, None
         self._generation += 1
         # Unacked deliveries of the old connection are back in their queues already.
         self._buffer.clear()
@@ -306,10 +313,10 @@ class AmqpTransport(Reconnecting, Transport):
         if self._unconfirmed.pending and self._conn is not None:
             self._unconfirmed.wait(self._conn, 1, self.params.masked)
 
-    # ---- Events -----------------------------------------------------------------------
+    # ---- Events and remote control: best effort, unconfirmed ---------------------------
 
     def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
-        """Publish each event to the event exchange, all in one write, on a channel of their own.
+        """Publish each event to the event exchange, all in one write, without confirms.
 
         Transient and unconfirmed, as Celery sends them: best effort. A lost connection is
         opened again for :data:`EVENTS_RECONNECT_TIMEOUT` at most, then
@@ -320,33 +327,62 @@ class AmqpTransport(Reconnecting, Transport):
             (exchange, key, encode_message(message), message.body)
             for key, message in event_messages(events)  # a run of task events: one task.multi message
         ]
-        if not messages:
-            return
-
-        def send(_: amqp.Channel) -> None:
-            channel = self._event_channel()
-            write_publishes(channel.connection, channel.channel_id, messages)
-
-        self._retrying("send events", send, deadline=time.monotonic() + EVENTS_RECONNECT_TIMEOUT)
-
-    def _event_channel(self) -> amqp.Channel:
-        """The channel events go out on: no publisher confirms, the exchange declared on it."""
-        try:
-            self._read_confirms()  # a channel the broker closed (a publish it refused) shows here
-        except amqp.exceptions.ChannelError as exc:
-            logger.warning("RabbitMQ closed a channel of %s: %s", self.params.masked, exc)
-            self._events = None
-        channel = self._events
-        if channel is None or not channel.is_open:
-            assert self._conn is not None
-            channel = new_channel(self._conn)
-            self._event_layout.declare_exchange(channel)
-            self._events = channel
-        return channel
+        if messages:
+            self.send_unconfirmed(
+                "send events",
+                {(exchange, "topic"): self._event_layout.declare_exchange},
+                messages,
+                deadline=time.monotonic() + EVENTS_RECONNECT_TIMEOUT,
+            )
 
     def event_reader(self) -> EventReader:
         """A queue of its own bound to the event exchange (see :mod:`taskq_amqp._events`)."""
         return AmqpEventReader(self.params, self._event_layout)
+
+    def mailbox(self, namespace: str = "celery") -> Mailbox:
+        """Celery's pidbox of ``namespace`` (see :mod:`taskq_amqp._mailbox`); it sends through this instance."""
+        return AmqpMailbox(self, namespace)
+
+    def send_unconfirmed(
+        self,
+        what: str,
+        exchanges: Mapping[tuple[str, str], Callable[[amqp.Channel], None]],
+        messages: Sequence[tuple[str, str, bytes, bytes]],
+        *,
+        deadline: float | None = None,
+    ) -> None:
+        """Publish ``messages`` (exchange, routing key, encoded properties, body) in one write,
+        on a channel of their own without publisher confirms (events, control messages).
+
+        ``exchanges`` maps each exchange's ``(name, type)`` to how to declare it: once per
+        channel, before the first message to it. A lost connection is opened again until
+        ``deadline`` (monotonic; by default :attr:`reconnect_timeout` from now).
+        """
+
+        def send(_: amqp.Channel) -> None:
+            channel = self._plain_channel()
+            for exchange, declare in exchanges.items():
+                if exchange not in self._plain_exchanges:
+                    declare(channel)
+                    self._plain_exchanges.add(exchange)
+            write_publishes(channel.connection, channel.channel_id, messages)
+
+        self._retrying(what, send, deadline=deadline)
+
+    def _plain_channel(self) -> amqp.Channel:
+        """The channel events and control messages go out on: no publisher confirms."""
+        try:
+            self._read_confirms()  # a channel the broker closed (a publish it refused) shows here
+        except amqp.exceptions.ChannelError as exc:
+            logger.warning("RabbitMQ closed a channel of %s: %s", self.params.masked, exc)
+            self._plain = None
+        channel = self._plain
+        if channel is None or not channel.is_open:
+            assert self._conn is not None
+            channel = new_channel(self._conn)
+            self._plain = channel
+            self._plain_exchanges.clear()
+        return channel
 
     # ---- Consuming ------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from taskq.drivers.transport import Delivery
+from taskq.drivers.transport import Delivery, Letter
 from taskq.testing.conformance.transport import make_message
 from taskq_amqp.backend import RpcBackend
 from taskq_amqp.transport import AmqpTransport
@@ -86,6 +86,35 @@ def test_a_waiting_rpc_client_gets_a_result_published_after_a_reconnect(private_
     finally:
         client.close()
         worker.close()
+
+
+def test_mailbox_readers_read_again_after_the_broker_restarts(private_broker: PrivateBroker) -> None:
+    transport = AmqpTransport(private_broker.url)
+    mailbox = transport.mailbox()
+    node, collector = mailbox.listen(f"w-{uuid.uuid4().hex[:8]}@restart"), mailbox.collect()
+    reply_to = collector.reply_to
+    assert reply_to is not None
+    try:
+        private_broker.stop()
+        assert node.read(0.5) == []  # no error: it keeps trying
+        assert collector.read(0.5) == []
+        private_broker.start()
+        # Both queues are gone with the broker: each reader declares its own again, under the
+        # same names, so the client's reply_to still holds.
+        for reader, send in (
+            (node, lambda: mailbox.broadcast({"method": "ping"}, {})),
+            (collector, lambda: mailbox.reply(reply_to, {"w@restart": "pong"}, {"ticket": "t"})),
+        ):
+            found: list[Letter] = []
+            end = time.monotonic() + DEADLINE
+            while not found:
+                assert time.monotonic() < end, f"nothing read {DEADLINE}s after the restart"
+                send()  # sent until the reader has its queue again
+                found = reader.read(0.2)
+    finally:
+        node.close()
+        collector.close()
+        transport.close()
 
 
 def test_tls_connection_passes_messages(private_broker: PrivateBroker) -> None:
