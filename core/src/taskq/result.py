@@ -161,8 +161,9 @@ class AsyncResult(Generic[R]):
         self.backend.forget(self.id)
 
     def revoke(self, *, terminate: bool = False) -> None:
-        """Make workers skip this task; with ``terminate``, stop it if it is running."""
-        self.backend.revoke([self.id], terminate=terminate)
+        """Make workers skip this task; with ``terminate``, stop it if it is running (see
+        :meth:`taskq.control.Control.revoke`)."""
+        self.app.control.revoke(self.id, terminate=terminate)
 
     def then(
         self,
@@ -360,7 +361,7 @@ class ResultSet:
 
     def revoke(self, *, terminate: bool = False) -> None:
         if self.results:
-            self.app.backend.revoke(self.ids, terminate=terminate)
+            self.app.control.revoke(self.ids, terminate=terminate)
 
     def forget(self) -> None:
         for result in self.results:
