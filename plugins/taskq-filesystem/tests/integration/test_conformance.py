@@ -24,11 +24,6 @@ from taskq_filesystem.backend import FilesystemBackend
 from taskq_filesystem.transport import FilesystemTransport
 
 
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"file://{tmp_path}/taskq"
-
-
 class TestFilesystemTransport(MultiProcessTransportContract, TransportForkSafetyContract, EventLogContract):
     @pytest.fixture
     def transport(self, url: str) -> Iterator[FilesystemTransport]:

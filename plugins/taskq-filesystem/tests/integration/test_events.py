@@ -11,7 +11,6 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,19 +23,6 @@ pytestmark = pytest.mark.integration
 
 # How long to wait, in seconds, for events that should come soon.
 DEADLINE = 10.0
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "taskq"
-
-
-@pytest.fixture
-def transport(root: Path) -> Iterator[FilesystemTransport]:
-    transport = FilesystemTransport(f"file://{root}")
-    transport.connect()
-    yield transport
-    transport.close()
 
 
 def read_until(reader: EventReader, count: int) -> list[dict[str, object]]:
