@@ -15,13 +15,12 @@ What the stores share, kept here:
   (:data:`EVENTS_KEPT` for the event log). Trimming is amortized: the sender whose batch
   crosses a multiple of :data:`TRIM_EVERY` deletes what fell out of the bound
   (:func:`crosses_trim_mark`), so the log never holds more than ``kept + TRIM_EVERY``
-  events and one send in ``TRIM_EVERY / batch size`` pays
-  for a range delete. A reader that fell further behind than the bound finds a gap in
-  the positions: it goes on from the oldest event left and logs how many it missed;
-* **waking readers**: after its batch is visible a sender pokes the readers through the
-  wake-up sockets of :mod:`taskq.drivers.support.wakeup` (the log's kind,
-  :data:`~taskq.drivers.support.wakeup.EVENT_KIND` for the event log;
-  :class:`EventNotifier`), and a
+  events and one send in ``TRIM_EVERY / batch size`` pays for a range delete. A reader
+  that fell further behind than the bound finds a gap in the positions: it goes on from
+  the oldest event left and logs how many it missed;
+* **waking readers**: after its batch is visible a sender pokes the log's readers
+  through the wake-up sockets of :mod:`taskq.drivers.support.wakeup`, under the log's
+  own kind (:attr:`BoundedLog.wake_kind`; :class:`EventNotifier`), and a
   :class:`LogEventReader` blocks on its own socket between looks, so an event reaches a
   reader in another process within milliseconds, without polling. It still looks at
   least every :data:`LONGEST_SLEEP` seconds, for a sender that cannot reach its socket
