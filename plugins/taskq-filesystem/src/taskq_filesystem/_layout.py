@@ -10,7 +10,8 @@ alias, and ``filesystem://`` with no path takes the directory from the
     queues/<queue>/claimed/   messages under a lease; their mtime is the lease deadline
     queues/<queue>/dead/      dead letters, with their reason
     results/                  one file per result key
-    events/                   the event log: one file per batch of events (see _events.py)
+    events/                   the event log: one file per batch of events (see _logs.py)
+    mailbox/                  remote control's requests and replies: one file per batch (see _logs.py)
     tmp/                      files being written, renamed into place when complete
     wake/                     one empty file per waiting process: where to send wake-ups
 

@@ -38,7 +38,9 @@ file back just after its owner, late, renewed it; the owner's ack then finds not
 the message runs again, as with any lapsed lease.
 
 **Events** (:meth:`FilesystemTransport.send_events`) go to a bounded log in ``events/``,
-one file per batch, that readers follow by position: see :mod:`._events`.
+one file per batch, that readers follow by position; remote control's **mailbox**
+(:meth:`FilesystemTransport.mailbox`: requests to the workers, their replies) to another,
+in ``mailbox/``, with its own bound and its own wake-ups: see :mod:`._logs`.
 
 On NFS, ``rename`` is atomic on the server but clients cache attributes and listings, and
 mtimes come from each client's clock: share a root between processes of one machine only.
@@ -48,6 +50,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import logging
 import os
@@ -57,7 +60,8 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 
 from taskq.drivers.support import envelope
-from taskq.drivers.support.eventlog import EventNotifier, encode_event
+from taskq.drivers.support.eventlog import EVENT_LOG, MAILBOX_LOG, EventNotifier, encode_event
+from taskq.drivers.support.mailbox import LogMailbox
 from taskq.drivers.support.wakeup import QueueWakeups
 from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
@@ -65,11 +69,12 @@ from taskq.drivers.transport import (
     DeadLetter,
     Delivery,
     EventReader,
+    Mailbox,
     Message,
     Transport,
 )
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
-from taskq_filesystem import _events, _layout
+from taskq_filesystem import _layout, _logs
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +88,7 @@ MAX_DIGITS = DUE_DIGITS
 OWNER_MARK = "~"
 
 WAITING, CLAIMED, DEAD = "waiting", "claimed", "dead"
-ROOT_FOLDERS = ("queues", "tmp", "wake", _events.EVENTS)
+ROOT_FOLDERS = ("queues", "tmp", "wake", _logs.EVENTS, _logs.MAILBOX)
 
 _sequence = itertools.count()
 
@@ -128,6 +133,7 @@ class FilesystemTransport(Transport):
         wakeup=True,
         counts_starts=True,
         events=True,
+        control=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -143,8 +149,10 @@ class FilesystemTransport(Transport):
         self._listing: dict[str, list[str]] = {}  # queue -> sorted waiting names not yet tried
         self._next_sweep: dict[str, float] = {}
         self._wakeups = QueueWakeups(self._wake)
-        self._events = _events.EventFiles(os.path.join(self.root, _events.EVENTS), self._tmp)
-        self._event_readers = EventNotifier(self._wake)
+        self._events = _logs.LogFiles(os.path.join(self.root, _logs.EVENTS), self._tmp, EVENT_LOG)
+        self._event_readers = EventNotifier(self._wake, EVENT_LOG)
+        self._mailbox = _logs.LogFiles(os.path.join(self.root, _logs.MAILBOX), self._tmp, MAILBOX_LOG)
+        self._mailbox_readers = EventNotifier(self._wake, MAILBOX_LOG)
 
     # ---- Life cycle -------------------------------------------------------------
 
@@ -163,6 +171,7 @@ class FilesystemTransport(Transport):
     def close(self) -> None:
         self._wakeups.close()
         self._event_readers.close()
+        self._mailbox_readers.close()
         self._ready_pid = 0 if self._ready_pid == os.getpid() else self._ready_pid
 
     def _fail(self, exc: OSError) -> BrokerUnavailableError:
@@ -482,28 +491,42 @@ class FilesystemTransport(Transport):
             )
         return letters
 
-    # ---- Events -----------------------------------------------------------------
+    # ---- Events and the mailbox: bounded logs -----------------------------------
 
     def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
+        self._append(self._events, self._event_readers, events)
+
+    def event_reader(self) -> EventReader:
+        return self._log_reader(self._events)
+
+    def mailbox(self, namespace: str = "celery") -> Mailbox:
+        return LogMailbox(
+            functools.partial(self._append, self._mailbox, self._mailbox_readers),
+            functools.partial(self._log_reader, self._mailbox),
+            namespace,
+        )
+
+    def _append(self, files: _logs.LogFiles, readers: EventNotifier, entries: Sequence[Mapping[str, object]]) -> None:
+        """Append ``entries`` to the log in ``files`` as one batch, then wake its ``readers``."""
         # encoded first: a value JSON cannot hold sends nothing
-        data = "".join(encode_event(event) + "\n" for event in events).encode()
-        if not events:
+        data = "".join(encode_event(entry) + "\n" for entry in entries).encode()
+        if not entries:
             return
         self._ready()
         try:
             try:
-                self._events.append(data, len(events))
+                files.append(data, len(entries))
             except FileNotFoundError:  # someone removed the folders: make them again, once
-                for folder in (self._tmp, self._events.folder):
+                for folder in (self._tmp, files.folder):
                     os.makedirs(folder, exist_ok=True)
-                self._events.append(data, len(events))
+                files.append(data, len(entries))
         except OSError as exc:
             raise self._fail(exc) from exc
-        self._event_readers.notify()
+        readers.notify()
 
-    def event_reader(self) -> EventReader:
+    def _log_reader(self, files: _logs.LogFiles) -> _logs.FilesystemLogReader:
         self._ready()
-        return _events.FilesystemEventReader(self._events.folder, self._wake)
+        return _logs.FilesystemLogReader(files.folder, self._wake, files.log)
 
     # ---- Administration ---------------------------------------------------------
 

@@ -19,14 +19,9 @@ from taskq.testing.conformance import (
     TransportForkSafetyContract,
 )
 from taskq.testing.conformance.backend import BackendFactory
-from taskq_filesystem import _events
+from taskq_filesystem import _logs
 from taskq_filesystem.backend import FilesystemBackend
 from taskq_filesystem.transport import FilesystemTransport
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"file://{tmp_path}/taskq"
 
 
 class TestFilesystemTransport(MultiProcessTransportContract, TransportForkSafetyContract, EventLogContract):
@@ -39,17 +34,17 @@ class TestFilesystemTransport(MultiProcessTransportContract, TransportForkSafety
 
     def stored_events(self, transport: Transport) -> int:
         folder = _events_folder(transport)
-        return sum(len(_events.lines_of((Path(folder) / name).read_bytes())) for name in os.listdir(folder))
+        return sum(len(_logs.lines_of((Path(folder) / name).read_bytes())) for name in os.listdir(folder))
 
     def store_unreadable(self, transport: Transport, entries: list[bytes]) -> None:
         assert isinstance(transport, FilesystemTransport)
-        files = _events.EventFiles(_events_folder(transport), os.path.join(transport.root, "tmp"))
+        files = _logs.LogFiles(_events_folder(transport), os.path.join(transport.root, "tmp"))
         files.append(b"".join(entry + b"\n" for entry in entries), len(entries))
 
 
 def _events_folder(transport: Transport) -> str:
     assert isinstance(transport, FilesystemTransport)
-    return os.path.join(transport.root, _events.EVENTS)
+    return os.path.join(transport.root, _logs.EVENTS)
 
 
 class TestFilesystemBackend(ResultBackendContract, KeyValueStoreContract, BackendForkSafetyContract):

@@ -11,32 +11,18 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from taskq.drivers.transport import EventReader
-from taskq_filesystem import _events
+from taskq_filesystem import _logs
 from taskq_filesystem.transport import FilesystemTransport
 
 pytestmark = pytest.mark.integration
 
 # How long to wait, in seconds, for events that should come soon.
 DEADLINE = 10.0
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "taskq"
-
-
-@pytest.fixture
-def transport(root: Path) -> Iterator[FilesystemTransport]:
-    transport = FilesystemTransport(f"file://{root}")
-    transport.connect()
-    yield transport
-    transport.close()
 
 
 def read_until(reader: EventReader, count: int) -> list[dict[str, object]]:
@@ -53,12 +39,12 @@ def events(*numbers: int) -> list[dict[str, object]]:
 
 def batches(root: Path) -> list[tuple[int, int]]:
     """The batch files of the log, as (position, lines), in order."""
-    folder = root / _events.EVENTS
+    folder = root / _logs.EVENTS
     found = []
     for name in sorted(os.listdir(folder)):
-        position = _events.position_of(name)
+        position = _logs.position_of(name)
         if position is not None and (folder / name).is_file():
-            found.append((position, _events.size_of((folder / name).read_bytes())))
+            found.append((position, _logs.size_of((folder / name).read_bytes())))
     return found
 
 
@@ -68,7 +54,7 @@ def test_a_root_made_before_events_gets_the_events_folder(root: Path) -> None:
     transport = FilesystemTransport(f"file://{root}")
     reader = transport.event_reader()
     try:
-        assert (root / _events.EVENTS).is_dir()
+        assert (root / _logs.EVENTS).is_dir()
         transport.send_events(events(1))
         assert read_until(reader, 1) == events(1)
     finally:
@@ -83,7 +69,7 @@ def test_a_batch_file_that_cannot_be_read_is_skipped_with_a_log_line(
     try:
         transport.send_events(events(0))
         [(first, _)] = batches(root)  # 1: the log starts there
-        (root / _events.EVENTS / _events.file_name(first + 1)).mkdir()  # where the next batch would go
+        (root / _logs.EVENTS / _logs.file_name(first + 1)).mkdir()  # where the next batch would go
         transport.send_events(events(1))
         with caplog.at_level(logging.WARNING):
             assert read_until(reader, 2) == events(0, 1)
@@ -97,13 +83,13 @@ def test_files_that_are_not_batches_are_left_alone(transport: FilesystemTranspor
     reader = transport.event_reader()
     try:
         for stray in ("README", "00000000000000000001.jsonl~", "1.jsonl"):
-            (root / _events.EVENTS / stray).write_text("{}")
+            (root / _logs.EVENTS / stray).write_text("{}")
         transport.send_events(events(0, 1))
         assert read_until(reader, 2) == events(0, 1)
         assert reader.read(0.3) == []
     finally:
         reader.close()
-    assert (root / _events.EVENTS / "README").exists()
+    assert (root / _logs.EVENTS / "README").exists()
 
 
 def test_a_sender_far_behind_finds_the_end_of_the_log_and_leaves_no_hole(
@@ -113,7 +99,7 @@ def test_a_sender_far_behind_finds_the_end_of_the_log_and_leaves_no_hole(
     reader = transport.event_reader()
     try:
         behind.send_events(events(0))  # it now expects the log to go on after this batch
-        sent = 3 * _events.PROBES_BEFORE_LISTING
+        sent = 3 * _logs.PROBES_BEFORE_LISTING
         for n in range(1, sent + 1):
             transport.send_events(events(n))
         behind.send_events(events(sent + 1, sent + 2))
@@ -134,8 +120,8 @@ def test_a_reader_and_a_sender_follow_a_log_whose_files_were_removed(
         for n in range(3):
             transport.send_events(events(n))
         assert read_until(reader, 3) == events(0, 1, 2)
-        for name in os.listdir(root / _events.EVENTS):
-            os.unlink(root / _events.EVENTS / name)
+        for name in os.listdir(root / _logs.EVENTS):
+            os.unlink(root / _logs.EVENTS / name)
         newcomer = FilesystemTransport(transport.url)  # finds an empty folder: starts a new log at 1
         newcomer.send_events(events(3))
         newcomer.close()

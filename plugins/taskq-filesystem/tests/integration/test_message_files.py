@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,19 +16,6 @@ from taskq_filesystem._layout import file_name
 from taskq_filesystem.transport import FilesystemTransport
 
 QUEUE = "jobs"
-
-
-@pytest.fixture
-def root(tmp_path: Path) -> Path:
-    return tmp_path / "taskq"
-
-
-@pytest.fixture
-def transport(root: Path) -> Iterator[FilesystemTransport]:
-    transport = FilesystemTransport(f"file://{root}")
-    transport.connect()
-    yield transport
-    transport.close()
 
 
 def drop_file(root: Path, data: bytes) -> None:

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -33,16 +32,8 @@ DEADLINE = 15.0
 
 
 @pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"file://{tmp_path}/shared"
-
-
-@pytest.fixture
-def transport(url: str) -> Iterator[FilesystemTransport]:
-    transport = FilesystemTransport(url)
-    transport.connect()
-    yield transport
-    transport.close()
+def root(tmp_path: Path) -> Path:
+    return tmp_path / "shared"
 
 
 def run_python(code: str, *args: str) -> subprocess.Popen[str]:

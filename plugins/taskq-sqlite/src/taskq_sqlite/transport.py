@@ -35,7 +35,9 @@ Wake-ups between processes go through the Unix datagram sockets of :mod:`taskq.d
 announced in the database's folder of the temporary directory (:func:`._database.signal_directory`).
 
 Events (:meth:`SqliteTransport.send_events`) go to a bounded log in the table
-``taskq_events`` that readers follow by row id: see :mod:`._events`.
+``taskq_events`` that readers follow by row id; remote control's mailbox
+(:meth:`SqliteTransport.mailbox`: requests to the workers, their replies) to another, in
+the table ``taskq_mailbox``, with its own bound and its own wake-ups: see :mod:`._logs`.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from taskq.drivers.support.connections import current_pid, fork_gate, keep_inherited
 from taskq.drivers.support.envelope import decode_fields, encode_fields, undecodable
 from taskq.drivers.support.eventlog import EventNotifier, encode_event
+from taskq.drivers.support.mailbox import LogMailbox
 from taskq.drivers.support.wakeup import QueueWakeups
 from taskq.drivers.transport import (
     DEFAULT_LEASE_SECONDS,
@@ -57,11 +60,12 @@ from taskq.drivers.transport import (
     DeadLetter,
     Delivery,
     EventReader,
+    Mailbox,
     Message,
     Transport,
 )
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
-from taskq_sqlite import _database, _events
+from taskq_sqlite import _database, _logs
 
 logger = logging.getLogger(__name__)
 
@@ -98,8 +102,9 @@ CREATE TABLE IF NOT EXISTS taskq_dead_letters (
 );
 CREATE INDEX IF NOT EXISTS taskq_dead_letters_queue ON taskq_dead_letters (queue);
 """
-# The event log came later; IF NOT EXISTS gives a file made before it the table when it is opened.
-SCHEMA += _events.SCHEMA
+# The event log and the mailbox came later; IF NOT EXISTS gives a file made before them their
+# tables when it is opened.
+SCHEMA += _logs.SCHEMA
 
 _INSERT = (
     "INSERT INTO taskq_messages (queue, visible_at, due, body, headers, properties,"
@@ -184,6 +189,7 @@ class SqliteTransport(Transport):
         wakeup=True,
         counts_starts=True,
         events=True,
+        control=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -193,7 +199,8 @@ class SqliteTransport(Transport):
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._wakeups = QueueWakeups(self._directory, owns_directory=True)
-        self._event_readers = EventNotifier(self._directory)
+        self._event_readers = EventNotifier(self._directory, _logs.EVENTS.log)
+        self._mailbox_readers = EventNotifier(self._directory, _logs.MAILBOX.log)
 
     # ---- Life cycle -------------------------------------------------------------
 
@@ -220,6 +227,7 @@ class SqliteTransport(Transport):
     def close(self) -> None:
         self._wakeups.close()
         self._event_readers.close()
+        self._mailbox_readers.close()
         with fork_gate:
             if self._conn is not None and self._pid == current_pid():
                 self._conn.close()
@@ -391,18 +399,29 @@ class SqliteTransport(Transport):
                 raise self._fail(exc) from exc
         return [DeadLetter(_message(*row[3:]), row[0], row[1], row[2]) for row in rows]
 
-    # ---- Events -----------------------------------------------------------------
+    # ---- Events and the mailbox: bounded logs -----------------------------------
 
     def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
-        encoded = [encode_event(event) for event in events]  # first: a value JSON cannot hold sends nothing
+        self._append(_logs.EVENTS, self._event_readers, events)
+
+    def event_reader(self) -> EventReader:
+        return _logs.SqliteLogReader(self.path, self._directory, _logs.EVENTS)
+
+    def mailbox(self, namespace: str = "celery") -> Mailbox:
+        return LogMailbox(
+            functools.partial(self._append, _logs.MAILBOX, self._mailbox_readers),
+            functools.partial(_logs.SqliteLogReader, self.path, self._directory, _logs.MAILBOX),
+            namespace,
+        )
+
+    def _append(self, table: _logs.LogTable, readers: EventNotifier, entries: Sequence[Mapping[str, object]]) -> None:
+        """Append ``entries`` to the log in ``table`` in one transaction, then wake its ``readers``."""
+        encoded = [encode_event(entry) for entry in entries]  # first: a value JSON cannot hold sends nothing
         if not encoded:
             return
         with self._transaction() as conn:
-            _events.append(conn, encoded)
-        self._event_readers.notify()
-
-    def event_reader(self) -> EventReader:
-        return _events.SqliteEventReader(self.path, self._directory)
+            table.append(conn, encoded)
+        readers.notify()
 
     # ---- Administration ---------------------------------------------------------
 

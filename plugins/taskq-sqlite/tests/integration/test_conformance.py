@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -21,11 +20,6 @@ from taskq.testing.conformance import (
 from taskq.testing.conformance.backend import BackendFactory
 from taskq_sqlite.backend import SqliteBackend
 from taskq_sqlite.transport import SqliteTransport
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/taskq.db"
 
 
 class TestSqliteTransport(MultiProcessTransportContract, TransportForkSafetyContract, EventLogContract):

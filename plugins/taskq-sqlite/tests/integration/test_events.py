@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,19 +52,6 @@ CREATE TABLE IF NOT EXISTS taskq_dead_letters (
 );
 CREATE INDEX IF NOT EXISTS taskq_dead_letters_queue ON taskq_dead_letters (queue);
 """
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/taskq.db"
-
-
-@pytest.fixture
-def transport(url: str) -> Iterator[SqliteTransport]:
-    transport = SqliteTransport(url)
-    transport.connect()
-    yield transport
-    transport.close()
 
 
 def read_until(reader: EventReader, count: int) -> list[dict[str, object]]:

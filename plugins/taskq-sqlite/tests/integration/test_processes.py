@@ -13,8 +13,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -28,19 +26,6 @@ pytestmark = pytest.mark.integration
 
 # Seconds any helper process may take before the test gives up on it.
 PROCESS_TIMEOUT = 60
-
-
-@pytest.fixture
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path}/shared.db"
-
-
-@pytest.fixture
-def transport(url: str) -> Iterator[SqliteTransport]:
-    transport = SqliteTransport(url)
-    transport.connect()
-    yield transport
-    transport.close()
 
 
 def run_python(code: str, *args: str) -> subprocess.Popen[str]:

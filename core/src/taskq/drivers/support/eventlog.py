@@ -11,21 +11,29 @@ What the stores share, kept here:
 * **one line of JSON per event** (:func:`encode_event`), and one rule for what a reader
   accepts (:func:`decode_event`): JSON text holding a mapping with a text ``type``.
   Anything else, written by another program, is skipped and logged, never raised;
-* **the bound**: the log keeps the :data:`EVENTS_KEPT` most recent events. Trimming is
-  amortized: the sender whose batch crosses a multiple of :data:`TRIM_EVERY` deletes what
-  fell out of the bound (:func:`crosses_trim_mark`), so the log never holds more than
-  ``EVENTS_KEPT + TRIM_EVERY`` events and one send in ``TRIM_EVERY / batch size`` pays
-  for a range delete. A reader that fell further behind than the bound finds a gap in
-  the positions: it goes on from the oldest event left and logs how many it missed;
-* **waking readers**: after its batch is visible a sender pokes the readers through the
-  wake-up sockets of :mod:`taskq.drivers.support.wakeup` (kind
-  :data:`~taskq.drivers.support.wakeup.EVENT_KIND`, :class:`EventNotifier`), and a
+* **the bound**: the log keeps its :attr:`BoundedLog.kept` most recent events
+  (:data:`EVENTS_KEPT` for the event log). Trimming is amortized: the sender whose batch
+  crosses a multiple of :data:`TRIM_EVERY` deletes what fell out of the bound
+  (:func:`crosses_trim_mark`), so the log never holds more than ``kept + TRIM_EVERY``
+  events and one send in ``TRIM_EVERY / batch size`` pays for a range delete. A reader
+  that fell further behind than the bound finds a gap in the positions: it goes on from
+  the oldest event left and logs how many it missed;
+* **waking readers**: after its batch is visible a sender pokes the log's readers
+  through the wake-up sockets of :mod:`taskq.drivers.support.wakeup`, under the log's
+  own kind (:attr:`BoundedLog.wake_kind`; :class:`EventNotifier`), and a
   :class:`LogEventReader` blocks on its own socket between looks, so an event reaches a
   reader in another process within milliseconds, without polling. It still looks at
   least every :data:`LONGEST_SLEEP` seconds, for a sender that cannot reach its socket
   (another ``TMPDIR``, another user).
 
-A plugin writes where the log lives: appending a batch under the next free positions,
+A store may keep several such logs, each in its own place (a table, a folder) and each
+a :class:`BoundedLog`: its own bound and its own wake-up kind, so that a reader of one
+is neither woken by the entries of another nor reads them. taskq-sqlite and
+taskq-filesystem keep two: :data:`EVENT_LOG`, the cluster's events, and
+:data:`MAILBOX_LOG`, remote control's requests and replies
+(:mod:`taskq.drivers.support.mailbox`).
+
+A plugin writes where a log lives: appending a batch under the next free positions,
 trimming, and :meth:`LogEventReader.fetch` (what follows the reader's position).
 """
 
@@ -37,9 +45,11 @@ import threading
 import time
 from abc import abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 from taskq.drivers.support import wakeup
 from taskq.drivers.support.connections import current_pid, fork_gate
+from taskq.drivers.support.mailbox import MAILBOX_KEPT
 from taskq.drivers.transport import EventReader
 
 logger = logging.getLogger(__name__)
@@ -50,6 +60,21 @@ EVENTS_KEPT = 10_000
 TRIM_EVERY = 500
 # Longest a reader blocks between two looks at the log, in seconds, when no wake-up comes.
 LONGEST_SLEEP = 1.0
+
+
+@dataclass(frozen=True)
+class BoundedLog:
+    """What sets one of a store's logs apart, wherever the store keeps it: its bound and who it wakes."""
+
+    title: str  # what log lines call it: "event log", "mailbox log"
+    kept: int  # entries it keeps for its readers, at least: the most recent ones
+    wake_kind: str  # the kind its readers announce their wake-up sockets under (taskq.drivers.support.wakeup)
+
+
+#: The cluster's events (Transport.send_events, Transport.event_reader).
+EVENT_LOG = BoundedLog("event log", EVENTS_KEPT, wakeup.EVENT_KIND)
+#: Remote control's requests and replies (Transport.mailbox).
+MAILBOX_LOG = BoundedLog("mailbox log", MAILBOX_KEPT, wakeup.MAILBOX_KIND)
 
 
 def encode_event(event: Mapping[str, object]) -> str:
@@ -84,22 +109,24 @@ def crosses_trim_mark(first: int, last: int) -> bool:
 
 
 class EventNotifier:
-    """Wakes the event readers waiting on one store, in any process; safe to share between threads.
+    """Wakes the readers of one log (``log``, the event log by default) waiting on one store, in any
+    process; safe to share between threads.
 
     Call :meth:`notify` after a batch is visible to readers.
     """
 
-    def __init__(self, directory: str) -> None:
+    def __init__(self, directory: str, log: BoundedLog = EVENT_LOG) -> None:
         self.directory = directory
+        self.log = log
         self._lock = threading.Lock()
         self._pid = current_pid()
-        self._notifier = wakeup.Notifier(directory, wakeup.EVENT_KIND)
+        self._notifier = wakeup.Notifier(directory, log.wake_kind)
 
     def notify(self) -> None:
-        """Poke every event reader announced in the directory; never blocks, never raises."""
+        """Poke every reader of the log announced in the directory; never blocks, never raises."""
         with fork_gate, self._lock:  # the gate first: no fork while the lock is held
             if self._pid != current_pid():  # a forked child: a socket of its own
-                self._notifier = wakeup.Notifier(self.directory, wakeup.EVENT_KIND)
+                self._notifier = wakeup.Notifier(self.directory, self.log.wake_kind)
                 self._pid = current_pid()
             self._notifier.notify()
 
@@ -110,7 +137,8 @@ class EventNotifier:
 
 
 class LogEventReader(EventReader):
-    """Follows an event log by position, blocking on a wake-up socket announced in ``directory``.
+    """Follows a log (``log``, the event log by default) by position, blocking on a wake-up socket
+    announced in ``directory``.
 
     A subclass implements :meth:`fetch` (and :meth:`close`, calling this one) and sets
     :attr:`where` (the log, for log lines). Used by one thread of the process that made it.
@@ -119,9 +147,10 @@ class LogEventReader(EventReader):
     #: The log this reader follows, as log lines name it (a path, a table and a path).
     where = "the event log"
 
-    def __init__(self, directory: str, *, owns_directory: bool = False) -> None:
+    def __init__(self, directory: str, *, owns_directory: bool = False, log: BoundedLog = EVENT_LOG) -> None:
+        self.log = log
         # announced before the first look at the log: a batch sent after that look pokes it
-        self._waiter: wakeup.Waiter | None = wakeup.Waiter(directory, wakeup.EVENT_KIND, owns_directory=owns_directory)
+        self._waiter: wakeup.Waiter | None = wakeup.Waiter(directory, log.wake_kind, owns_directory=owns_directory)
 
     @abstractmethod
     def fetch(self) -> list[tuple[str, str | bytes]]:
@@ -135,7 +164,7 @@ class LogEventReader(EventReader):
     def read(self, timeout: float) -> list[dict[str, object]]:
         waiter = self._waiter
         if waiter is None:
-            raise RuntimeError(f"this reader of {self.where} is closed; make another with transport.event_reader()")
+            raise RuntimeError(f"this reader of {self.where} is closed; make another from the transport")
         deadline = time.monotonic() + max(0.0, timeout)
         while True:
             waiter.drain()  # before looking: the wake-up of a batch the look misses must stay queued
@@ -169,7 +198,7 @@ class LogEventReader(EventReader):
             "it goes on from the oldest left",
             self.where,
             count,
-            EVENTS_KEPT,
+            self.log.kept,
         )
 
     def close(self) -> None:
@@ -180,8 +209,11 @@ class LogEventReader(EventReader):
 
 __all__ = [
     "EVENTS_KEPT",
+    "EVENT_LOG",
     "LONGEST_SLEEP",
+    "MAILBOX_LOG",
     "TRIM_EVERY",
+    "BoundedLog",
     "EventNotifier",
     "LogEventReader",
     "crosses_trim_mark",

@@ -7,7 +7,8 @@ socket and announces it with an empty file ``<kind>-<pid>-<token>`` in a directo
 driver names; a writer (:class:`Notifier`), *after* its change is visible to readers,
 sends one byte to every socket announced there under the same kind (:data:`QUEUE_KIND`
 for transports' waiters, :data:`RESULT_KIND` for result backends', :data:`EVENT_KIND` for
-event readers, :mod:`taskq.drivers.support.eventlog`).
+event readers and :data:`MAILBOX_KIND` for remote control's mailbox readers,
+:mod:`taskq.drivers.support.eventlog`).
 
 Every process sharing the store must name the same directory. It may be:
 
@@ -81,10 +82,12 @@ DRAIN_BATCH = 256
 # Added to a sleep until something is due, in seconds, so a waiter wakes just after it is.
 WAKE_MARGIN = 0.001
 
-# The kinds of waiter taskq's drivers announce: a transport's, a result backend's, an event reader's.
+# The kinds of waiter taskq's drivers announce: a transport's, a result backend's, an event
+# reader's, a mailbox reader's (remote control).
 QUEUE_KIND = "q"
 RESULT_KIND = "r"
 EVENT_KIND = "e"
+MAILBOX_KIND = "m"
 
 IS_LINUX = sys.platform.startswith("linux")
 
@@ -423,6 +426,7 @@ __all__ = [
     "DRAIN_BATCH",
     "EVENT_KIND",
     "FALLBACK_POLL",
+    "MAILBOX_KIND",
     "MTIME_GRAIN",
     "QUEUE_KIND",
     "RESULT_KIND",

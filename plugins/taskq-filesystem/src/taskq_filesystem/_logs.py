@@ -1,8 +1,14 @@
-"""The event log under the root: one file per batch in ``events/``, named by the position of its first event.
+"""The bounded logs under the root, a folder each: one file per batch, named by the position of its first entry.
 
 The shared rules (JSON lines, the bound, wake-ups) are :mod:`taskq.drivers.support.eventlog`'s;
 here is where they live in the directory:
 
+* ``events/`` (:data:`EVENTS`) holds the event log, the cluster's events; ``mailbox/``
+  (:data:`MAILBOX`) holds remote control's requests and replies
+  (:mod:`taskq.drivers.support.mailbox`). Each log keeps its own bound
+  (:attr:`~taskq.drivers.support.eventlog.BoundedLog.kept`) and wakes only its own
+  readers, so a worker listening for requests never reads task events. What follows
+  says "events" for the entries of either;
 * ``events/<position, 20 digits>.jsonl`` holds one batch, one event per line; its events
   take the positions from the one in its name on, one per line, so the batch after it
   starts at ``position + lines``. Names sort by position, and ``cat events/*`` is the log;
@@ -16,8 +22,7 @@ here is where they live in the directory:
   batches behind;
 * the sender whose batch crosses a multiple of
   :data:`~taskq.drivers.support.eventlog.TRIM_EVERY` lists the folder and deletes the
-  oldest files whose events all lie before the last
-  :data:`~taskq.drivers.support.eventlog.EVENTS_KEPT`;
+  oldest files whose events all lie before the log's bound;
 * a reader keeps the position it expects next and opens that file by name. When there is
   none, it checks that the file it read last is still there (then nothing is new);
   otherwise the log was trimmed past it: it lists the folder and goes on from the oldest
@@ -40,12 +45,14 @@ import logging
 import os
 import secrets
 
-from taskq.drivers.support.eventlog import EVENTS_KEPT, LogEventReader, crosses_trim_mark
+from taskq.drivers.support.eventlog import EVENT_LOG, BoundedLog, LogEventReader, crosses_trim_mark
 from taskq_filesystem import _layout
 
 logger = logging.getLogger(__name__)
 
+# The logs' folders under the root.
 EVENTS = "events"
+MAILBOX = "mailbox"
 # Digits of the position that names a batch file.
 POSITION_DIGITS = 20
 SUFFIX = ".jsonl"
@@ -54,8 +61,8 @@ SUFFIX = ".jsonl"
 PROBES_BEFORE_LISTING = 8
 # Attempts at a free position before a send gives up (a folder another program keeps filling).
 MOST_ATTEMPTS = 1_000
-# Most events one read hands over; the rest come with the next read, at once.
-READ_LIMIT = 2 * EVENTS_KEPT
+# Most events one read hands over, in multiples of the log's bound; the rest come with the next read, at once.
+READ_LIMIT_BOUNDS = 2
 
 
 def file_name(position: int) -> str:
@@ -85,12 +92,13 @@ def size_of(data: bytes) -> int:
     return max(1, len(lines_of(data)))
 
 
-class EventFiles:
-    """The sending side of the log in ``folder``: appends batches, trims. One per transport instance."""
+class LogFiles:
+    """The sending side of the log (``log``) in ``folder``: appends batches, trims. One per transport instance."""
 
-    def __init__(self, folder: str, tmp_folder: str) -> None:
+    def __init__(self, folder: str, tmp_folder: str, log: BoundedLog = EVENT_LOG) -> None:
         self.folder = folder
         self.tmp_folder = tmp_folder
+        self.log = log
         self._next = 0  # where this instance's last batch ended; 0: unknown, list the folder
         self._previous = ""  # the file of that batch: while it is there, the log goes on from it
 
@@ -136,7 +144,7 @@ class EventFiles:
                 position = max(position + 1, self._end())
             except OSError:  # a directory, a file this user may not read: it takes one position
                 position += 1
-        raise OSError(f"found no free position in the event log {self.folder} after {MOST_ATTEMPTS} attempts")
+        raise OSError(f"found no free position in the {self.log.title} {self.folder} after {MOST_ATTEMPTS} attempts")
 
     def _end(self) -> int:
         """The position after the newest batch in the folder (1 when there is none)."""
@@ -149,8 +157,8 @@ class EventFiles:
             return newest + 1
 
     def _trim(self, last: int) -> None:
-        """Delete the oldest batches whose events all lie before the last EVENTS_KEPT up to ``last``."""
-        cutoff = last - EVENTS_KEPT  # positions up to here go
+        """Delete the oldest batches whose events all lie before the log's bound, counted back from ``last``."""
+        cutoff = last - self.log.kept  # positions up to here go
         positions = sorted(_positions(self.folder))
         for current, following in itertools.pairwise(positions):
             if following - 1 > cutoff:
@@ -159,13 +167,13 @@ class EventFiles:
                 os.unlink(os.path.join(self.folder, file_name(current)))
 
 
-class FilesystemEventReader(LogEventReader):
-    """Follows the batch files of ``folder`` from the event sent last when it was made."""
+class FilesystemLogReader(LogEventReader):
+    """Follows the batch files of the log (``log``) in ``folder`` from the event sent last when it was made."""
 
-    def __init__(self, folder: str, wake_directory: str) -> None:
-        super().__init__(wake_directory)
+    def __init__(self, folder: str, wake_directory: str, log: BoundedLog = EVENT_LOG) -> None:
+        super().__init__(wake_directory, log=log)
         self.folder = folder
-        self.where = f"the event log {folder}"
+        self.where = f"the {log.title} {folder}"
         self._last: str | None = None  # the batch file read last (the newest, at first)
         self._next = self._start()
 
@@ -182,7 +190,7 @@ class FilesystemEventReader(LogEventReader):
 
     def fetch(self) -> list[tuple[str, str | bytes]]:
         found: list[tuple[str, str | bytes]] = []
-        while len(found) < READ_LIMIT:
+        while len(found) < READ_LIMIT_BOUNDS * self.log.kept:
             name = file_name(self._next)
             path = os.path.join(self.folder, name)
             try:
@@ -229,4 +237,13 @@ def _positions(folder: str) -> list[int]:
     return [position for position in map(position_of, names) if position is not None]
 
 
-__all__ = ["EVENTS", "EventFiles", "FilesystemEventReader", "file_name", "lines_of", "position_of", "size_of"]
+__all__ = [
+    "EVENTS",
+    "MAILBOX",
+    "FilesystemLogReader",
+    "LogFiles",
+    "file_name",
+    "lines_of",
+    "position_of",
+    "size_of",
+]
