@@ -12,7 +12,7 @@ import itertools
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
@@ -26,6 +26,7 @@ from taskq.drivers.transport import (
     Mailbox,
     Message,
     Transport,
+    in_groups,
 )
 
 
@@ -85,8 +86,9 @@ def _broker(url: str) -> _Broker:
 class _MemoryEventReader(EventReader):
     """Follows a memory:// broker's log (its events, its mailbox) from the entry sent last when it was made."""
 
-    def __init__(self, log: _Log) -> None:
+    def __init__(self, log: _Log, groups: Collection[str] | None = None) -> None:
         self._log = log
+        self._groups = groups
         with log.lock:
             self._seen = log.sent
 
@@ -94,7 +96,11 @@ class _MemoryEventReader(EventReader):
         log = self._log
         with log.lock:
             log.lock.wait_for(lambda: log.sent > self._seen, max(0.0, timeout))
-            found = [dict(entry) for number, entry in log.entries if number > self._seen]
+            found = [
+                dict(entry)
+                for number, entry in log.entries
+                if number > self._seen and in_groups(entry.get("type"), self._groups)
+            ]
             self._seen = log.sent
         return found
 
@@ -129,8 +135,8 @@ class MemoryTransport(Transport):
     def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
         self._broker.events.append(events)
 
-    def event_reader(self) -> EventReader:
-        return _MemoryEventReader(self._broker.events)
+    def event_reader(self, groups: Collection[str] | None = None) -> EventReader:
+        return _MemoryEventReader(self._broker.events, groups)
 
     def mailbox(self, namespace: str = "celery") -> Mailbox:
         log = self._broker.mailbox

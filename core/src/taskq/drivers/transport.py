@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -226,8 +226,12 @@ class Transport(ABC):
             f"use a broker that can (redis, amqp, sqlite, filesystem, memory)"
         )
 
-    def event_reader(self) -> EventReader:
-        """A reader of the events sent from now on (see :meth:`send_events`)."""
+    def event_reader(self, groups: Collection[str] | None = None) -> EventReader:
+        """A reader of the events sent from now on (see :meth:`send_events`); with
+        ``groups``, only the events of those groups (the part of the type before its first
+        dash: ``{"worker"}`` for worker-online, -heartbeat and -offline). A transport that
+        can leaves the others at the broker (Celery's routing keys ``worker.*``); the
+        others read them and leave them out (:func:`in_groups`)."""
         raise NotImplementedError(
             f"the {type(self).__name__} transport cannot carry events; "
             f"use a broker that can (redis, amqp, sqlite, filesystem, memory)"
@@ -245,6 +249,11 @@ class Transport(ABC):
             f"the {type(self).__name__} transport has no remote control mailbox; "
             f"use a broker that has one (redis, amqp, sqlite, filesystem, memory)"
         )
+
+
+def in_groups(event_type: object, groups: Collection[str] | None) -> bool:
+    """Whether an event of ``event_type`` belongs to one of ``groups`` (None: every group)."""
+    return groups is None or (isinstance(event_type, str) and event_type.split("-", 1)[0] in groups)
 
 
 class EventReader(ABC):
@@ -351,4 +360,5 @@ __all__ = [
     "MailboxReader",
     "Message",
     "Transport",
+    "in_groups",
 ]

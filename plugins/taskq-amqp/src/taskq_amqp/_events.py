@@ -21,13 +21,13 @@ Private: nothing outside taskq-amqp imports it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import amqp
 import amqp.exceptions
 
 from taskq.drivers.support.event_messages import EVENT_EXCHANGE, EVENT_QUEUE_PREFIX, EventDecoder
-from taskq.drivers.transport import EventReader
+from taskq.drivers.transport import EventReader, in_groups
 from taskq.errors import ConfigError
 from taskq_amqp._connection import ConnectionParams
 from taskq_amqp._queue_reader import QueueReader, expiry_arguments, seconds_option
@@ -72,9 +72,11 @@ class AmqpEventReader(QueueReader, EventReader):
 
     kind = "event"
 
-    def __init__(self, params: ConnectionParams, layout: EventLayout) -> None:
+    def __init__(self, params: ConnectionParams, layout: EventLayout, groups: Collection[str] | None = None) -> None:
         super().__init__(params, f"{layout.queue_prefix}.{uuid.uuid4()}")
         self._layout = layout
+        #: Bound with ``<group>.#`` for each group (Celery's gossip binds ``worker.#``); None: ``#``.
+        self.groups = groups
         self._decoder = EventDecoder(f"{params.masked} (queue {self.queue})")
         self._events: list[dict[str, object]] = []
         self._start()
@@ -90,13 +92,17 @@ class AmqpEventReader(QueueReader, EventReader):
         channel.queue_declare(
             self.queue, durable=False, exclusive=True, auto_delete=True, arguments=layout.queue_arguments()
         )
-        channel.queue_bind(self.queue, layout.exchange, "#")
+        for key in ["#"] if self.groups is None else [f"{group}.#" for group in sorted(self.groups)]:
+            channel.queue_bind(self.queue, layout.exchange, key)
 
     def _on_message(self, raw: amqp.Message) -> None:
         body = raw.body
         if isinstance(body, str):  # py-amqp hands bytes; be safe with old versions
             body = body.encode("utf-8", "surrogatepass")
-        self._events += self._decoder.from_body(bytes(body), raw.properties.get("content_type"))
+        events = self._decoder.from_body(bytes(body), raw.properties.get("content_type"))
+        if self.groups is not None:  # what another program published under a routing key of ours
+            events = [event for event in events if in_groups(event["type"], self.groups)]
+        self._events += events
 
     def _has_news(self) -> bool:
         return bool(self._events)

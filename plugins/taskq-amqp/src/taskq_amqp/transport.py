@@ -44,7 +44,7 @@ import logging
 import select
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from functools import partial
 from typing import cast
 
@@ -335,9 +335,9 @@ class AmqpTransport(Reconnecting, Transport):
                 deadline=time.monotonic() + EVENTS_RECONNECT_TIMEOUT,
             )
 
-    def event_reader(self) -> EventReader:
+    def event_reader(self, groups: Collection[str] | None = None) -> EventReader:
         """A queue of its own bound to the event exchange (see :mod:`taskq_amqp._events`)."""
-        return AmqpEventReader(self.params, self._event_layout)
+        return AmqpEventReader(self.params, self._event_layout, groups)
 
     def mailbox(self, namespace: str = "celery") -> Mailbox:
         """Celery's pidbox of ``namespace`` (see :mod:`taskq_amqp._mailbox`); it sends through this instance."""

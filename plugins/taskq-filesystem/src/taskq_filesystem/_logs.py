@@ -44,6 +44,7 @@ import itertools
 import logging
 import os
 import secrets
+from collections.abc import Collection
 
 from taskq.drivers.support.eventlog import EVENT_LOG, BoundedLog, LogEventReader, crosses_trim_mark
 from taskq_filesystem import _layout
@@ -170,8 +171,10 @@ class LogFiles:
 class FilesystemLogReader(LogEventReader):
     """Follows the batch files of the log (``log``) in ``folder`` from the event sent last when it was made."""
 
-    def __init__(self, folder: str, wake_directory: str, log: BoundedLog = EVENT_LOG) -> None:
-        super().__init__(wake_directory, log=log)
+    def __init__(
+        self, folder: str, wake_directory: str, log: BoundedLog = EVENT_LOG, groups: Collection[str] | None = None
+    ) -> None:
+        super().__init__(wake_directory, log=log, groups=groups)
         self.folder = folder
         self.where = f"the {log.title} {folder}"
         self._last: str | None = None  # the batch file read last (the newest, at first)

@@ -57,7 +57,7 @@ import os
 import secrets
 import shutil
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from taskq.drivers.support import envelope
 from taskq.drivers.support.eventlog import EVENT_LOG, MAILBOX_LOG, EventNotifier, encode_event
@@ -496,8 +496,8 @@ class FilesystemTransport(Transport):
     def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
         self._append(self._events, self._event_readers, events)
 
-    def event_reader(self) -> EventReader:
-        return self._log_reader(self._events)
+    def event_reader(self, groups: Collection[str] | None = None) -> EventReader:
+        return self._log_reader(self._events, groups)
 
     def mailbox(self, namespace: str = "celery") -> Mailbox:
         return LogMailbox(
@@ -524,9 +524,9 @@ class FilesystemTransport(Transport):
             raise self._fail(exc) from exc
         readers.notify()
 
-    def _log_reader(self, files: _logs.LogFiles) -> _logs.FilesystemLogReader:
+    def _log_reader(self, files: _logs.LogFiles, groups: Collection[str] | None = None) -> _logs.FilesystemLogReader:
         self._ready()
-        return _logs.FilesystemLogReader(files.folder, self._wake, files.log)
+        return _logs.FilesystemLogReader(files.folder, self._wake, files.log, groups)
 
     # ---- Administration ---------------------------------------------------------
 

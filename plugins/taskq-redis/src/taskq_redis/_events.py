@@ -24,10 +24,10 @@ Private: nothing outside taskq-redis imports it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from taskq.drivers.support.event_messages import EVENT_EXCHANGE, EventDecoder
-from taskq.drivers.transport import EventReader
+from taskq.drivers.transport import EventReader, in_groups
 from taskq_redis._codec import ResponseError
 from taskq_redis._fanout import FanoutLayout, FanoutReader
 
@@ -50,10 +50,14 @@ class RedisEventReader(FanoutReader[dict[str, object]], EventReader):
     following = "the event subscription"
     meanwhile = "events sent meanwhile are lost"
 
-    def __init__(self, url: str, options: Mapping[str, object]) -> None:
+    def __init__(self, url: str, options: Mapping[str, object], groups: Collection[str] | None = None) -> None:
         super().__init__(url, options)
         endpoint = self._endpoint
-        self.pattern = EventLayout(options, endpoint.prefix, endpoint.db).pattern
+        layout = EventLayout(options, endpoint.prefix, endpoint.db)
+        self.groups = groups
+        # one group (a gossiping worker's "worker"): Redis sends only its channels, as to Celery's gossip
+        narrow = layout.pattern_under(next(iter(groups))) if groups is not None and len(groups) == 1 else None
+        self.pattern = narrow or layout.pattern
         self._decoder = EventDecoder(f"{endpoint.masked_url} (channels {self.pattern})")
         self._start()
 
@@ -69,7 +73,10 @@ class RedisEventReader(FanoutReader[dict[str, object]], EventReader):
         )
 
     def _payload(self, payload: bytes) -> list[dict[str, object]]:
-        return self._decoder.from_envelope(payload)
+        events = self._decoder.from_envelope(payload)
+        if self.groups is None:
+            return events
+        return [event for event in events if in_groups(event["type"], self.groups)]
 
     def read(self, timeout: float) -> list[dict[str, object]]:
         return self._follow(timeout)

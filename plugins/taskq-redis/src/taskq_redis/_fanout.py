@@ -59,6 +59,11 @@ class FanoutLayout:
         """What a reader of every routing key PSUBSCRIBEs to."""
         return f"{literal(self._topic)}/*" if self.patterns else literal(self._topic)
 
+    def pattern_under(self, first_word: str) -> str | None:
+        """What a reader of the routing keys ``<first_word>.*`` PSUBSCRIBEs to; None when the
+        channels do not carry routing keys (``fanout_patterns`` off)."""
+        return f"{literal(self._topic)}/{literal(first_word)}.*" if self.patterns else None
+
 
 class FanoutReader(Follower[T]):
     """A PSUBSCRIBE to :attr:`pattern` on a connection of its own, confirmed before use.

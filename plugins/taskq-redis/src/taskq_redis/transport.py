@@ -88,7 +88,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 
 from taskq.drivers.support.connections import current_pid
 from taskq.drivers.support.envelope import decode, encode_kombu, undecodable
@@ -271,9 +271,9 @@ class RedisTransport(Transport):
         except CONNECTION_ERRORS as exc:
             raise BrokerUnavailableError(unreachable(endpoint, exc)) from exc
 
-    def event_reader(self) -> EventReader:
+    def event_reader(self, groups: Collection[str] | None = None) -> EventReader:
         """A PSUBSCRIBE of its own to the event channels, confirmed before it is returned."""
-        return RedisEventReader(self.url, self.options)
+        return RedisEventReader(self.url, self.options, groups)
 
     # ---- Remote control -------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from taskq.drivers.support.eventlog import EVENT_LOG, MAILBOX_LOG, BoundedLog, LogEventReader, crosses_trim_mark
 from taskq.errors import BrokerUnavailableError
@@ -77,8 +77,10 @@ _HIGHEST_ID = "SELECT coalesce((SELECT seq FROM sqlite_sequence WHERE name = ?),
 class SqliteLogReader(LogEventReader):
     """Follows the table of one log (``table``) in one file from the entry sent last when it was made."""
 
-    def __init__(self, path: str, wake_directory: str, table: LogTable = EVENTS) -> None:
-        super().__init__(wake_directory, owns_directory=True, log=table.log)
+    def __init__(
+        self, path: str, wake_directory: str, table: LogTable = EVENTS, groups: Collection[str] | None = None
+    ) -> None:
+        super().__init__(wake_directory, owns_directory=True, log=table.log, groups=groups)
         self.where = f"the {table.log.title} of {path} (table {table.name})"
         self.path = path
         self.table = table

@@ -47,7 +47,7 @@ import functools
 import logging
 import sqlite3
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 
 from taskq.drivers.support.connections import current_pid, fork_gate, keep_inherited
 from taskq.drivers.support.envelope import decode_fields, encode_fields, undecodable
@@ -404,8 +404,8 @@ class SqliteTransport(Transport):
     def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
         self._append(_logs.EVENTS, self._event_readers, events)
 
-    def event_reader(self) -> EventReader:
-        return _logs.SqliteLogReader(self.path, self._directory, _logs.EVENTS)
+    def event_reader(self, groups: Collection[str] | None = None) -> EventReader:
+        return _logs.SqliteLogReader(self.path, self._directory, _logs.EVENTS, groups)
 
     def mailbox(self, namespace: str = "celery") -> Mailbox:
         return LogMailbox(

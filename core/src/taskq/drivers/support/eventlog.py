@@ -44,13 +44,13 @@ import logging
 import threading
 import time
 from abc import abstractmethod
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from taskq.drivers.support import wakeup
 from taskq.drivers.support.connections import current_pid, fork_gate
 from taskq.drivers.support.mailbox import MAILBOX_KEPT
-from taskq.drivers.transport import EventReader
+from taskq.drivers.transport import EventReader, in_groups
 
 logger = logging.getLogger(__name__)
 
@@ -147,8 +147,20 @@ class LogEventReader(EventReader):
     #: The log this reader follows, as log lines name it (a path, a table and a path).
     where = "the event log"
 
-    def __init__(self, directory: str, *, owns_directory: bool = False, log: BoundedLog = EVENT_LOG) -> None:
+    def __init__(
+        self,
+        directory: str,
+        *,
+        owns_directory: bool = False,
+        log: BoundedLog = EVENT_LOG,
+        groups: Collection[str] | None = None,
+    ) -> None:
         self.log = log
+        #: Only the events of these groups are read (see Transport.event_reader); None: all.
+        self.groups = groups
+        # What an entry of a wanted group holds, as encode_event writes it: the others are
+        # left out before they are decoded (a gossiping worker skips every task event cheaply).
+        self._markers = None if groups is None else [f'"type":"{group}-' for group in groups]
         # announced before the first look at the log: a batch sent after that look pokes it
         self._waiter: wakeup.Waiter | None = wakeup.Waiter(directory, log.wake_kind, owns_directory=owns_directory)
 
@@ -177,11 +189,19 @@ class LogEventReader(EventReader):
     def _decoded(self, stored: list[tuple[str, str | bytes]]) -> list[dict[str, object]]:
         events: list[dict[str, object]] = []
         skipped: list[str] = []
+        markers = self._markers
         for where, raw in stored:
+            if markers is not None:
+                text = raw if isinstance(raw, str) else raw.decode("utf-8", "replace")
+                if not any(marker in text for marker in markers):
+                    continue
             try:
-                events.append(decode_event(raw))
+                event = decode_event(raw)
             except ValueError as exc:
                 skipped.append(f"{where}: {exc}")
+                continue
+            if in_groups(event["type"], self.groups):
+                events.append(event)
         if skipped:
             logger.warning(
                 "skipped %d unreadable event(s) in %s (another program wrote them?); the first, %s",

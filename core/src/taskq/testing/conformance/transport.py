@@ -601,6 +601,22 @@ class TransportContract:
         finally:
             reader.close()
 
+    def test_a_reader_of_some_groups_gets_only_their_events(self, transport: Transport, other: Transport) -> None:
+        self.require(transport, "events")
+        workers_only = transport.event_reader(groups={"worker"})
+        everything = transport.event_reader()
+        try:
+            sent = [*self.make_events(2, "task-succeeded"), *self.make_events(2, "worker-heartbeat")]
+            sent.append({**self.make_events(1, "worker-offline")[0]})
+            other.send_events(sent)
+            got = self.read_until(workers_only, 3)
+            assert [e["uuid"] for e in got] == [e["uuid"] for e in sent[2:]]
+            assert len(self.read_until(everything, 5)) == 5
+            assert workers_only.read(0.3) == []
+        finally:
+            workers_only.close()
+            everything.close()
+
     def test_reading_with_nothing_sent_waits_about_its_timeout(self, transport: Transport) -> None:
         self.require(transport, "events")
         reader = transport.event_reader()
