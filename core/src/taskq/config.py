@@ -87,6 +87,7 @@ DEFAULTS: dict[str, object] = {
     "worker_enable_remote_control": True,  # the worker answers inspect and control requests
     "control_exchange": "celery",  # the mailbox's namespace: Celery's, so both reach each other
     "worker_mingle": True,  # a starting worker learns its peers' revoked ids (--without-mingle)
+    "worker_gossip": True,  # a worker follows its peers' worker events (--without-gossip)
     # app
     "imports": [],
     "include": [],

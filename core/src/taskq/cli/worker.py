@@ -116,6 +116,20 @@ WORKER_OPTIONS = (
         is_file_path=True,
     ),
     WorkerOption(("--scheduler",), "scheduler", "Beat's scheduler with -B (default: beat_scheduler)."),
+    WorkerOption(
+        ("--without-mingle",),
+        "without_mingle",
+        "Do not ask the other workers for their revoked ids at start (worker_mingle = false).",
+        is_flag=True,
+        default="false",
+    ),
+    WorkerOption(
+        ("--without-gossip",),
+        "without_gossip",
+        "Do not follow the other workers' events (worker_gossip = false).",
+        is_flag=True,
+        default="false",
+    ),
     WorkerOption(("--config",), "worker_config", "Config file (TOML).", is_file_path=True),
 )
 
@@ -141,6 +155,8 @@ def run_worker(
     schedule: str | None = None,
     scheduler: str | None = None,
     worker_config: str | None = None,
+    without_mingle: bool = False,
+    without_gossip: bool = False,
 ) -> None:
     """Start a worker and consume until it is stopped (see ``taskq worker --help``)."""
     if worker_config:
@@ -158,6 +174,8 @@ def run_worker(
         "worker_max_tasks_per_child": max_tasks_per_child,
         "worker_max_memory_per_child": max_memory_per_child,
         "worker_send_task_events": True if task_events else None,
+        "worker_mingle": False if without_mingle else None,
+        "worker_gossip": False if without_gossip else None,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides:

@@ -407,8 +407,15 @@ def stats(state: ControlState) -> object:
         },
         "total": dict(consumer.totals),
         "uptime": int(time.monotonic() - worker.started_at),
+        "peers": _peers(worker),
         "software": {"taskq": _version()},
     }
+
+
+def _peers(worker: Worker) -> list[str] | None:
+    from taskq.worker.gossip import peers
+
+    return peers(worker)
 
 
 def _version() -> str:
@@ -425,7 +432,7 @@ def report(state: ControlState) -> object:
     return ok(
         f"taskq {_version()} worker {worker.hostname} (pid {os.getpid()}), pool {worker.pool_name} "
         f"x{state.consumer.pool.concurrency}, queues {', '.join(state.consumer.queues)}, "
-        f"{state.consumer.processed} task(s) done"
+        f"{state.consumer.processed} task(s) done; peers alive: {', '.join(_peers(worker) or []) or 'none known'}"
     )
 
 

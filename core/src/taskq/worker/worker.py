@@ -27,6 +27,7 @@ from taskq.worker.bootsteps import Blueprint
 from taskq.worker.consumer import Consumer
 from taskq.worker.events import EventStep
 from taskq.worker.events import prepare as prepare_events
+from taskq.worker.gossip import GossipStep
 from taskq.worker.health import HealthStep
 from taskq.worker.leases import LeaseStep
 from taskq.worker.remote import ControlStep
@@ -175,6 +176,7 @@ CORE_STEPS: tuple[type[Step], ...] = (
     HealthStep,
     EventStep,
     ControlStep,
+    GossipStep,
     BeatStep,
 )
 
