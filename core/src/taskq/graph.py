@@ -101,6 +101,8 @@ def _checked(tree: object, result_id: str) -> Node:
         if not isinstance(node, dict):
             raise _malformed(result_id, f"{where} is {type(node).__name__}, not a mapping")
         kind = node.get("kind")
+        if not isinstance(kind, str):
+            raise _malformed(result_id, f"{where} has no text kind")
         ident = node.get("id")
         if kind in ("task", "group") and not isinstance(ident, str):
             raise _malformed(result_id, f"{where} ({kind}) has no text id")
@@ -109,7 +111,7 @@ def _checked(tree: object, result_id: str) -> Node:
             return {"kind": kind, "id": ident} | ({"task": name} if isinstance(name, str) else {})
         if kind == "chunks":
             return {"kind": kind, "task": str(node.get("task")), "items": node.get("items")}
-        parts_key = {"chain": "steps", "group": "members"}.get(cast(str, kind))
+        parts_key = {"chain": "steps", "group": "members"}.get(kind)
         if parts_key is not None:
             parts = node.get(parts_key)
             if not isinstance(parts, list):
