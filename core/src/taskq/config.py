@@ -50,6 +50,13 @@ DEFAULTS: dict[str, object] = {
     # routing
     "task_default_queue": "taskq",
     "task_routes": {},
+    "task_queues": None,  # None: task_default_queue alone; else Queue objects, names or tables
+    "task_default_exchange": None,  # None: each queue has a direct exchange of its own name
+    "task_default_exchange_type": "direct",
+    "task_default_routing_key": None,  # None: task_default_queue
+    "task_create_missing_queues": True,  # a queue named but not in task_queues is made on the fly
+    "task_drop_unroutable": False,  # a send that reaches no queue is dropped (AMQP's way) instead of refused
+    "worker_direct": False,  # each worker also consumes its own queue <hostname>.dq2
     "task_default_priority": None,
     "task_queue_max_priority": None,
     # task behaviour
@@ -116,6 +123,9 @@ OPTIONAL_TYPES: dict[str, type] = {
     "result_compression": str,
     "result_max_size": int,
     "task_default_priority": int,
+    "task_queues": list,
+    "task_default_exchange": str,
+    "task_default_routing_key": str,
     "task_queue_max_priority": int,
     "task_time_limit": float,
     "task_soft_time_limit": float,
