@@ -184,7 +184,8 @@ class App:
         if not (isinstance(cls, type) and issubclass(cls, Transport)):
             raise ConfigError(f"the transport for {_scheme(url)!r} is not a taskq.drivers.transport.Transport")
         options = cast("Mapping[str, object]", self.conf["broker_transport_options"])
-        return cls(url, options)
+        # The bindings of task_queues, for transports that declare them where Celery looks (Redis, RabbitMQ).
+        return cls(url, {**options, "declared_bindings": self.routing.bindings_of})
 
     @property
     def backend_url(self) -> str | None:

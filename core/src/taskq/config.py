@@ -4,7 +4,7 @@ The config file is ``taskq.toml`` (top-level keys) or the ``[tool.taskq]`` table
 ``pyproject.toml``, found in the working directory unless a path is given. Its
 ``[plugins]`` table selects plugins (``enable``, ``disable``). Environment variables
 are the upper-case names with a ``TASKQ_`` prefix (``TASKQ_BROKER_URL``); values are
-parsed to the setting's type (lists are comma-separated, tables are JSON).
+parsed to the setting's type (lists are comma-separated or JSON, tables are JSON).
 
 An unknown name anywhere is an error that suggests the nearest valid one.
 
@@ -243,6 +243,14 @@ def _parse_env(name: str, raw: str) -> object:
         except ValueError:
             raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
     if isinstance(default, list):
+        if raw.lstrip().startswith("["):  # a JSON list, for lists of tables (task_queues)
+            try:
+                value = json.loads(raw)
+            except ValueError as exc:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} starts with '[' but is not a JSON list: {exc}") from exc
+            if not isinstance(value, list):
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a JSON list")
+            return value
         return [part.strip() for part in raw.split(",") if part.strip()]
     if isinstance(default, dict):
         try:

@@ -458,6 +458,57 @@ class Routing:
             queue = Queue(name)
         return queue
 
+    # ---- Workers -----------------------------------------------------------------------
+
+    def worker_queues(
+        self,
+        selected: Sequence[str] | None = None,
+        excluded: Sequence[str] = (),
+        *,
+        hostname: str | None = None,
+        direct: bool = False,
+    ) -> list[str]:
+        """The queues a worker consumes, as Celery's worker picks them.
+
+        ``selected`` (``-Q``) when given, else every queue of ``task_queues``, else
+        ``task_default_queue``; minus ``excluded`` (``-X``); plus the worker's own
+        ``<hostname>.dq2`` when ``direct`` (``worker_direct``).
+
+        Raises:
+            RoutingError: ``-Q`` names a queue not declared (with ``task_create_missing_queues``
+                off), or ``-X`` leaves nothing to consume.
+        """
+        if selected:
+            queues = [self.queue_named(name).name for name in selected]
+        elif self.queues:
+            queues = list(self.queues)
+        else:
+            queues = [self.default_queue]
+        left = [queue for queue in dict.fromkeys(queues) if queue not in set(excluded)]
+        if direct and hostname:
+            left.append(WORKER_DIRECT_QUEUE_FORMAT.format(hostname=hostname))
+        if not left:
+            raise RoutingError(
+                f"the worker would consume no queue: -X {','.join(excluded)} excludes all of {', '.join(queues)}; "
+                f"exclude fewer, or name the queues with -Q"
+            )
+        return left
+
+    def bindings_of(self, queue: str) -> list[tuple[str, str, str]]:
+        """The bindings of ``queue`` a broker must hold for Celery's clients to reach it, as
+        ``(exchange, exchange type, binding key)``, beyond the direct exchange of its own name
+        that every queue has (the worker declares them when it consumes the queue)."""
+        declared = self.queues.get(queue)
+        if declared is None:
+            if queue.endswith(".dq2"):
+                return [(WORKER_DIRECT_EXCHANGE, "direct", queue[: -len(".dq2")])]
+            return []
+        return [
+            (binding.exchange.name, binding.exchange.type, binding.routing_key)
+            for binding in declared.bindings
+            if (binding.exchange.name, binding.exchange.type, binding.routing_key) != (queue, "direct", queue)
+        ]
+
     # ---- One send ----------------------------------------------------------------------
 
     def route(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
 import pytest
 
 from taskq import App, ConfigError
@@ -17,6 +20,12 @@ from taskq.routing import (
     topic_matches,
     worker_direct,
 )
+
+if TYPE_CHECKING:
+    from conftest import WorkerThread
+
+
+StartWorker = Callable[..., "WorkerThread"]
 
 
 def depth(app: App, queue: str) -> int:
@@ -299,3 +308,72 @@ def test_a_task_of_a_workflow_routed_to_several_queues_is_held_with_the_others(j
         jobs_app.send_task("proj.add", exchange="jobs", routing_key="jobs.hi.1")
         assert depth(jobs_app, "hi") == 0
     assert (depth(jobs_app, "hi"), depth(jobs_app, "all")) == (1, 1)
+
+
+# ---- Workers --------------------------------------------------------------------------------
+
+
+def test_a_worker_consumes_every_declared_queue_by_default() -> None:
+    assert routing(task_queues=["a", "b"]).worker_queues() == ["a", "b"]
+
+
+def test_a_worker_without_task_queues_consumes_the_default_queue() -> None:
+    assert routing().worker_queues() == ["taskq"]
+
+
+def test_dash_q_selects_and_dash_x_excludes() -> None:
+    table = routing(task_queues=["a", "b", "c"])
+    assert (table.worker_queues(["c", "new"]), table.worker_queues(None, ["b"])) == (["c", "new"], ["a", "c"])
+
+
+def test_excluding_every_queue_is_refused() -> None:
+    with pytest.raises(RoutingError, match="would consume no queue: -X a excludes all of a"):
+        routing(task_queues=["a"]).worker_queues(None, ["a"])
+
+
+def test_dash_q_naming_an_undeclared_queue_is_refused_without_create_missing_queues() -> None:
+    with pytest.raises(RoutingError, match="'z' is not declared"):
+        routing(task_queues=["a"], task_create_missing_queues=False).worker_queues(["z"])
+
+
+def test_worker_direct_adds_the_workers_own_queue() -> None:
+    assert routing().worker_queues(hostname="w1@host", direct=True) == ["taskq", "w1@host.dq2"]
+
+
+def test_the_bindings_a_broker_must_hold_are_those_beyond_the_queues_own_exchange() -> None:
+    table = routing(task_queues=[Queue("hi", Exchange("jobs", "topic"), "jobs.hi.#"), Queue("plain")])
+    assert table.bindings_of("hi") == [("jobs", "topic", "jobs.hi.#")]
+    assert table.bindings_of("plain") == []
+    assert table.bindings_of("w1@host.dq2") == [("C.dq2", "direct", "w1@host")]
+
+
+def test_a_worker_runs_a_task_sent_through_a_topic_exchange(memory_url: str, start_worker: StartWorker) -> None:
+    app = App(
+        "tests",
+        broker=memory_url,
+        read_config=False,
+        task_queues=[
+            Queue("hi", Exchange("jobs", "topic"), "jobs.hi.#"),
+            Queue("lo", Exchange("jobs", "topic"), "jobs.lo.#"),
+        ],
+    )
+
+    @app.task(name="proj.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    worker = start_worker(app)
+    assert worker.worker.queues == ["hi", "lo"]
+    assert add.apply_async((2, 3), exchange="jobs", routing_key="jobs.lo.now").get(timeout=10) == 5
+
+
+def test_a_worker_direct_worker_runs_what_is_sent_to_its_own_queue(memory_url: str, start_worker: StartWorker) -> None:
+    app = App("tests", broker=memory_url, read_config=False, worker_direct=True)
+
+    @app.task(name="proj.add")
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    start_worker(app, hostname="w1@host", queues=["elsewhere"])
+    assert add.apply_async((1, 1), queue=worker_direct("w1@host")).get(timeout=10) == 2
+    assert add.apply_async((2, 2), exchange="C.dq2", routing_key="w1@host").get(timeout=10) == 4
