@@ -244,23 +244,22 @@ def _parse_env(name: str, raw: str) -> object:
             raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
     if isinstance(default, list):
         if raw.lstrip().startswith("["):  # a JSON list, for lists of tables (task_queues)
-            try:
-                value = json.loads(raw)
-            except ValueError as exc:
-                raise ConfigError(f"{ENV_PREFIX}{name.upper()} starts with '[' but is not a JSON list: {exc}") from exc
-            if not isinstance(value, list):
-                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a JSON list")
-            return value
+            return _json_env(name, raw, list, "a JSON list")
         return [part.strip() for part in raw.split(",") if part.strip()]
     if isinstance(default, dict):
-        try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a JSON object: {exc}") from exc
-        if not isinstance(value, dict):
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a JSON object")
-        return value
+        return _json_env(name, raw, dict, "a JSON object")
     return raw
+
+
+def _json_env(name: str, raw: str, kind: type, what: str) -> object:
+    """The JSON value of the environment variable of setting ``name``, which must be ``what``."""
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be {what}: {exc}") from exc
+    if not isinstance(value, kind):
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be {what}")
+    return value
 
 
 def find_config_file(directory: Path | None = None) -> Path | None:

@@ -377,3 +377,8 @@ def test_a_worker_direct_worker_runs_what_is_sent_to_its_own_queue(memory_url: s
     start_worker(app, hostname="w1@host", queues=["elsewhere"])
     assert add.apply_async((1, 1), queue=worker_direct("w1@host")).get(timeout=10) == 2
     assert add.apply_async((2, 2), exchange="C.dq2", routing_key="w1@host").get(timeout=10) == 4
+
+
+def test_task_queues_may_be_a_json_list_of_tables_in_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TASKQ_TASK_QUEUES", '[{"name": "hi", "exchange": "jobs", "exchange_type": "topic"}]')
+    assert routing().queues["hi"] == Queue("hi", Exchange("jobs", "topic"))
