@@ -7,7 +7,6 @@ backend the first time they are needed, one connection per thread and process.
 
 from __future__ import annotations
 
-import fnmatch
 import importlib
 import logging
 import os
@@ -22,7 +21,7 @@ from taskq._running import running_context
 from taskq._serialization import SerializerRegistry
 from taskq.config import Settings, load_settings
 from taskq.drivers.support.connections import current_pid, mask_url
-from taskq.errors import ConfigError, ResultNotEnabledError
+from taskq.errors import ConfigError, ResultNotEnabledError, RoutingError
 from taskq.plugins import Plugins, load_plugins
 from taskq.sending import SendOptions, takes_send_options_by_name
 from taskq.task import Context, Task
@@ -36,6 +35,7 @@ if TYPE_CHECKING:
     from taskq.drivers.transport import Transport
     from taskq.events import EventDispatcher
     from taskq.result import AsyncResult
+    from taskq.routing import Routing
     from taskq.worker.worker import Worker
 
 logger = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ class App:
         self._extra_plugins = list(extra_plugins)
         self._serializers: SerializerRegistry | None = None
         self._connections = _Connections()
-        self._routes: dict[str, str] = {}
+        self._routing: Routing | None = None
         #: Entries added by :meth:`add_periodic_task`, by name; beat reads them with ``beat_schedule``.
         self.periodic_tasks: dict[str, ScheduleEntry] = {}
         self._backend_url: tuple[object, object, str | None] | None = None
@@ -184,7 +184,8 @@ class App:
         if not (isinstance(cls, type) and issubclass(cls, Transport)):
             raise ConfigError(f"the transport for {_scheme(url)!r} is not a taskq.drivers.transport.Transport")
         options = cast("Mapping[str, object]", self.conf["broker_transport_options"])
-        return cls(url, options)
+        # The bindings of task_queues, for transports that declare them where Celery looks (Redis, RabbitMQ).
+        return cls(url, {**options, "declared_bindings": self.routing.bindings_of})
 
     @property
     def backend_url(self) -> str | None:
@@ -356,18 +357,23 @@ class App:
 
     # ---- Sending ------------------------------------------------------------------------
 
+    @property
+    def routing(self) -> Routing:
+        """The routing table read from the settings (``task_queues``, ``task_routes``, ...), once."""
+        routing = self._routing
+        if routing is None:
+            from taskq.routing import Routing  # only once: kept off start-ups that send nothing
+
+            routing = self._routing = Routing(self.conf)
+        return routing
+
     def route(self, name: str) -> str:
-        """The queue a task goes to when the caller names none (``task_routes``)."""
-        queue = self._routes.get(name)
-        if queue is None:
-            queue = str(self.conf["task_default_queue"])
-            routes = cast("Mapping[str, object]", self.conf["task_routes"])
-            for pattern, target in routes.items():
-                if pattern == name or fnmatch.fnmatchcase(name, pattern):
-                    queue = str(target.get("queue", queue)) if isinstance(target, Mapping) else str(target)
-                    break
-            self._routes[name] = queue
-        return queue
+        """The queue a task goes to when the caller names none (``task_routes``; the first, when
+        its route reaches several queues)."""
+        queues = self.routing.route(name).queues
+        if not queues:
+            raise RoutingError(f"the task {name} is routed to no queue (task_drop_unroutable drops what is sent to it)")
+        return queues[0]
 
     @takes_send_options_by_name
     def send_task(

@@ -4,7 +4,7 @@ The config file is ``taskq.toml`` (top-level keys) or the ``[tool.taskq]`` table
 ``pyproject.toml``, found in the working directory unless a path is given. Its
 ``[plugins]`` table selects plugins (``enable``, ``disable``). Environment variables
 are the upper-case names with a ``TASKQ_`` prefix (``TASKQ_BROKER_URL``); values are
-parsed to the setting's type (lists are comma-separated, tables are JSON).
+parsed to the setting's type (lists are comma-separated or JSON, tables are JSON).
 
 An unknown name anywhere is an error that suggests the nearest valid one.
 
@@ -50,6 +50,13 @@ DEFAULTS: dict[str, object] = {
     # routing
     "task_default_queue": "taskq",
     "task_routes": {},
+    "task_queues": None,  # None: task_default_queue alone; else Queue objects, names or tables
+    "task_default_exchange": None,  # None: each queue has a direct exchange of its own name
+    "task_default_exchange_type": "direct",
+    "task_default_routing_key": None,  # None: task_default_queue
+    "task_create_missing_queues": True,  # a queue named but not in task_queues is made on the fly
+    "task_drop_unroutable": False,  # a send that reaches no queue is dropped (AMQP's way) instead of refused
+    "worker_direct": False,  # each worker also consumes its own queue <hostname>.dq2
     "task_default_priority": None,
     "task_queue_max_priority": None,
     # task behaviour
@@ -117,6 +124,9 @@ OPTIONAL_TYPES: dict[str, type] = {
     "result_compression": str,
     "result_max_size": int,
     "task_default_priority": int,
+    "task_queues": list,
+    "task_default_exchange": str,
+    "task_default_routing_key": str,
     "task_queue_max_priority": int,
     "task_time_limit": float,
     "task_soft_time_limit": float,
@@ -234,16 +244,23 @@ def _parse_env(name: str, raw: str) -> object:
         except ValueError:
             raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
     if isinstance(default, list):
+        if raw.lstrip().startswith("["):  # a JSON list, for lists of tables (task_queues)
+            return _json_env(name, raw, list, "a JSON list")
         return [part.strip() for part in raw.split(",") if part.strip()]
     if isinstance(default, dict):
-        try:
-            value = json.loads(raw)
-        except ValueError as exc:
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a JSON object: {exc}") from exc
-        if not isinstance(value, dict):
-            raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a JSON object")
-        return value
+        return _json_env(name, raw, dict, "a JSON object")
     return raw
+
+
+def _json_env(name: str, raw: str, kind: type, what: str) -> object:
+    """The JSON value of the environment variable of setting ``name``, which must be ``what``."""
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be {what}: {exc}") from exc
+    if not isinstance(value, kind):
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be {what}")
+    return value
 
 
 def find_config_file(directory: Path | None = None) -> Path | None:

@@ -28,6 +28,10 @@ class ConfigError(TaskqError):
     exit_code = EXIT_CONFIG
 
 
+class RoutingError(ConfigError):
+    """A task was sent where no queue is: its exchange and routing key reach none, or its queue is not declared."""
+
+
 class PluginError(TaskqError):
     """A plugin failed to load, or two plugins conflict."""
 
@@ -180,6 +184,7 @@ __all__ = [
     "Reject",
     "ResultNotEnabledError",
     "Retry",
+    "RoutingError",
     "SerializationError",
     "SoftTimeLimitExceeded",
     "TaskError",

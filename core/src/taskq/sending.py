@@ -8,15 +8,19 @@ options), so the list is written here and nowhere else. At run time a method bui
 :class:`SendOptions` only when options are given; ``Task.delay`` sends with
 :data:`NO_OPTIONS` and builds nothing.
 
-Celery's options that mean nothing without AMQP exchanges (``exchange``, ``retry_policy``,
-...) are accepted and dropped, so Celery code runs unchanged; any other name is a
-``TypeError`` that lists the options.
+Where a send goes (``queue``, ``exchange``, ``routing_key``, the task's ``queue``,
+``task_routes``) is settled by the app's :class:`taskq.routing.Routing`; a send that reaches
+several queues (a fanout or topic exchange) publishes one copy to each, together. Celery's
+options that mean nothing here (``retry_policy``, ``mandatory``, ...) are accepted and
+dropped, so Celery code runs unchanged; any other name is a ``TypeError`` that lists the
+options.
 """
 
 from __future__ import annotations
 
 import datetime
 import functools
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -35,7 +39,10 @@ if TYPE_CHECKING:
     from taskq.canvas import Signature
     from taskq.drivers.transport import Message
     from taskq.result import AsyncResult
+    from taskq.routing import Exchange, Queue, Route
     from taskq.task import Task
+
+logger = logging.getLogger(__name__)
 
 C = ParamSpec("C")
 S = TypeVar("S")
@@ -57,9 +64,14 @@ class SendOptions:
     eta: object = None
     #: Skip the task once past this: seconds from now, a ``datetime``, a POSIX time or an ISO-8601 string.
     expires: object = None
-    #: The queue to send to; ``task_routes`` (then ``task_default_queue``) when None.
-    queue: str | None = None
-    #: The same as ``queue`` (taskq has no exchanges), used when ``queue`` is None.
+    #: The queue to send to, by name or as a :class:`~taskq.routing.Queue` (kombu's too); this
+    #: queue alone. ``task_routes`` (then ``task_default_queue``) when None.
+    queue: str | Queue | None = None
+    #: The exchange to send to (a name, an :class:`~taskq.routing.Exchange` or kombu's): the
+    #: message reaches the queues ``task_queues`` binds to it with a matching ``routing_key``.
+    exchange: str | Exchange | None = None
+    #: The routing key: with an exchange (or a queue), what the bindings match; alone, the
+    #: queue's name (or a key of ``task_default_exchange``, when that is set).
     routing_key: str | None = None
     #: The message's priority, where the transport has priorities; ``task_default_priority`` when None.
     priority: int | None = None
@@ -128,7 +140,6 @@ class SendCall(SendOptions):
     args: Sequence[object] | None = None
     kwargs: Mapping[str, object] | None = None
     _: KW_ONLY
-    exchange: InitVar[object] = None
     exchange_type: InitVar[object] = None
     mandatory: InitVar[object] = None
     immediate: InitVar[object] = None
@@ -277,7 +288,6 @@ def send(
     root_id, parent_id = options.root_id, options.parent_id
     running = running_context()
     if task is not None:
-        queue = queue or task.queue
         expires = expires if expires is not None else task.expires
         priority = priority if priority is not None else task.priority
         serializer = serializer or task.serializer
@@ -309,8 +319,17 @@ def send(
         else:
             expires_ts = _timestamp(expires, "expires", name)
         expires_iso = _iso(expires_ts, "expires", expires, name)
-    if queue is None:
-        queue = options.routing_key or app.route(name)
+    route = _route(app, name, args, kwargs, options, task)
+    if not route.queues:  # task_drop_unroutable: sent nowhere, as AMQP drops it
+        logger.warning(
+            "task %s[%s] sent to exchange %r with routing key %r reaches no queue; dropped (task_drop_unroutable)",
+            name,
+            task_id,
+            route.exchange,
+            route.routing_key,
+        )
+        return app.AsyncResult(task_id, task_name=name)
+    queue = route.queues[0]
     headers = protocol.build_headers(
         name,
         task_id,
@@ -355,18 +374,45 @@ def send(
         )
     except SerializationError as exc:
         raise SerializationError(f"cannot send task {name}: {exc}") from exc
+    if not route.is_default:  # where Celery's layout records it (kombu's delivery_info on Redis)
+        message.properties["delivery_info"] = {"exchange": route.exchange, "routing_key": route.routing_key}
     if plugins.has_impl("taskq_message_encoded"):
         plugins.message_encoded(app, message)
+    delay = delay if delay > 0 else 0.0
     held = _HELD.get()
     if held is not None:  # a part of a workflow: published with the others (see publishing_together)
-        held.append(_Held(app, queue, message, delay if delay > 0 else 0.0, name, task_id))
+        held.extend(_Held(app, target, message, delay, name, task_id) for target in route.queues)
         return app.AsyncResult(task_id, task_name=name)
-    app.transport.publish(queue, message, delay=delay if delay > 0 else 0.0)
-    if plugins.has_impl("taskq_after_publish"):
-        plugins.after_publish(app, name, task_id, queue)
-    if conf["task_send_sent_event"]:
-        _sent_event(app, queue, message)
+    if len(route.queues) == 1:
+        app.transport.publish(queue, message, delay=delay)
+    else:  # one copy to each queue reached, all or none
+        app.transport.publish_many([(target, message, delay) for target in route.queues])
+    for target in route.queues:
+        if plugins.has_impl("taskq_after_publish"):
+            plugins.after_publish(app, name, task_id, target)
+        if conf["task_send_sent_event"]:
+            _sent_event(app, target, message, route)
     return app.AsyncResult(task_id, task_name=name)
+
+
+def _route(
+    app: App,
+    name: str,
+    args: Sequence[object],
+    kwargs: Mapping[str, object],
+    options: SendOptions,
+    task: Task[..., object] | None,
+) -> Route:
+    """Where this send goes: the caller's options, the task's queue, ``task_routes``, the defaults."""
+    routing = app.routing
+    if options.queue is None and options.exchange is None and options.routing_key is None:
+        if task is not None and task.queue:
+            return routing.route(name, task_queue=task.queue)
+        if routing.routes_by_name_only:
+            return routing.route(name)
+        described = {f.name: getattr(options, f.name) for f in fields(options) if getattr(options, f.name) is not None}
+        return routing.route(name, args=args, kwargs=kwargs, options=described, task=task)
+    return routing.route(name, queue=options.queue, exchange=options.exchange, routing_key=options.routing_key)
 
 
 @dataclass(slots=True)
@@ -422,7 +468,7 @@ def publishing_together() -> Iterator[None]:
                 _sent_event(app, item.queue, item.message)
 
 
-def _sent_event(app: App, queue: str, message: Message) -> None:
+def _sent_event(app: App, queue: str, message: Message, route: Route | None = None) -> None:
     """The ``task-sent`` event of a message just published (``task_send_sent_event``)."""
     headers = message.headers
     app.events.send(
@@ -435,8 +481,8 @@ def _sent_event(app: App, queue: str, message: Message) -> None:
         eta=headers.get("eta"),
         expires=headers.get("expires"),
         queue=queue,
-        exchange="",
-        routing_key=queue,
+        exchange=route.exchange if route is not None else "",
+        routing_key=route.routing_key if route is not None else queue,
         root_id=headers.get("root_id"),
         parent_id=headers.get("parent_id"),
     )

@@ -239,7 +239,7 @@ def test_unknown_send_option_is_a_type_error(app: App) -> None:
 
 
 def test_celery_only_send_options_are_accepted_and_ignored(app: App) -> None:
-    app.send_task("proj.add", (1,), exchange="x", retry=True, retry_policy={})
+    app.send_task("proj.add", (1,), exchange_type="direct", mandatory=True, retry=True, retry_policy={})
     assert depth(app) == 1
 
 

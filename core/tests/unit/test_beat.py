@@ -70,7 +70,7 @@ def test_an_entry_may_give_every_send_option_and_nothing_else() -> None:
     entry = parse_entry("e", {"task": "proj.x", "schedule": 30, "options": dict.fromkeys(SEND_OPTIONS)})
     assert set(entry.options) == SEND_OPTIONS
     with pytest.raises(ConfigError, match="options are send_task's: argsrepr, callbacks"):
-        parse_entry("e", {"task": "proj.x", "schedule": 30, "options": {"exchange": "x"}})
+        parse_entry("e", {"task": "proj.x", "schedule": 30, "options": {"mandatory": True}})
 
 
 def test_entries_read_as_celery_writes_them() -> None:

@@ -33,6 +33,8 @@ def test_every_worker_option_is_converted_as_click_converts_it(tmp_path: Path) -
         config,
         "worker",
         "-Qa,b",
+        "-X",
+        "c",
         "--concurrency=4",
         "-P",
         "thread",
@@ -68,6 +70,7 @@ def test_every_worker_option_is_converted_as_click_converts_it(tmp_path: Path) -
         config,
         {
             "queues": "a,b",
+            "exclude_queues": "c",
             "concurrency": 4,
             "pool": "thread",
             "loglevel": "DEBUG",

@@ -41,7 +41,7 @@ def test_apply_async_and_send_task_take_the_task_arguments_then_the_options() ->
     options = {name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
     assert options == set(parameters) - {"args", "kwargs"}
     assert options - SEND_OPTIONS == {
-        "exchange", "exchange_type", "mandatory", "immediate", "retry", "retry_policy", "compression",
+        "exchange_type", "mandatory", "immediate", "retry", "retry_policy", "compression",
         "add_to_parent", "publisher", "producer", "connection", "delivery_mode", "declare", "stamped_headers",
         "subtask_type",
     }  # fmt: skip  # Celery's AMQP-only options, accepted and dropped
@@ -57,7 +57,7 @@ def test_options_given_by_keyword_land_in_their_fields() -> None:
 
 
 def test_celery_only_options_are_dropped() -> None:
-    options = send_options("apply_async", {"exchange": "x", "retry_policy": {}, "queue": "mail"})
+    options = send_options("apply_async", {"mandatory": True, "retry_policy": {}, "queue": "mail"})
     assert options == SendOptions(queue="mail")
 
 

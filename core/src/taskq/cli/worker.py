@@ -63,7 +63,12 @@ class WorkerOption:
 
 #: The options of ``taskq worker`` (besides ``-A``), in the order ``--help`` lists them.
 WORKER_OPTIONS = (
-    WorkerOption(("-Q", "--queues"), "queues", "Comma-separated queues to consume (default: task_default_queue)."),
+    WorkerOption(
+        ("-Q", "--queues"),
+        "queues",
+        "Comma-separated queues to consume (default: task_queues, else task_default_queue).",
+    ),
+    WorkerOption(("-X", "--exclude-queues"), "exclude_queues", "Comma-separated queues not to consume."),
     WorkerOption(("-c", "--concurrency"), "concurrency", "Tasks run at once (default: CPUs; 1 for solo).", int),
     WorkerOption(("-P", "--pool"), "pool", "Pool name, e.g. solo, prefork, thread, gevent."),
     WorkerOption(("-l", "--loglevel"), "loglevel", choices=LOG_LEVELS, default="INFO"),
@@ -138,6 +143,7 @@ def run_worker(
     state: CLIState,
     *,
     queues: str | None = None,
+    exclude_queues: str | None = None,
     concurrency: int | None = None,
     pool: str | None = None,
     loglevel: str = "INFO",
@@ -168,6 +174,7 @@ def run_worker(
     app = state.app
     configure_logging(app, loglevel.upper())
     queue_list = [q.strip() for q in queues.split(",") if q.strip()] if queues else None
+    excluded = [q.strip() for q in exclude_queues.split(",") if q.strip()] if exclude_queues else []
     overrides = {
         "task_time_limit": time_limit,
         "task_soft_time_limit": soft_time_limit,
@@ -184,6 +191,7 @@ def run_worker(
             task.resolve_defaults()
     w = app.Worker(
         queues=queue_list,
+        exclude_queues=excluded,
         concurrency=concurrency,
         pool=pool,
         hostname=hostname,

@@ -189,6 +189,7 @@ class Worker:
         app: App,
         *,
         queues: Sequence[str] | None = None,
+        exclude_queues: Sequence[str] = (),
         concurrency: int | None = None,
         pool: str | None = None,
         hostname: str | None = None,
@@ -209,6 +210,7 @@ class Worker:
             # First, while nothing is read from the settings: a plugin may still change them.
             options: dict[str, object] = {
                 "queues": queues,
+                "exclude_queues": exclude_queues,
                 "concurrency": concurrency,
                 "pool": pool,
                 "hostname": hostname,
@@ -224,7 +226,11 @@ class Worker:
             }
             plugins.before_worker_setup(self, options)
         conf = app.conf
-        self.queues = list(queues or [str(conf["task_default_queue"])])
+        #: What it consumes: -Q, else task_queues, else task_default_queue; minus -X; plus
+        #: its own <hostname>.dq2 with worker_direct (see taskq.routing).
+        self.queues = app.routing.worker_queues(
+            queues, exclude_queues, hostname=self.hostname, direct=bool(conf["worker_direct"])
+        )
         # Pool processes find the app by reference (App.__reduce__): make it the current one.
         app.set_current()
         self.pool_name, pool_cls = select_pool(plugins, pool or cast("str | None", conf["worker_pool"]))

@@ -2,8 +2,10 @@
 
 A work queue is declared as Celery 5 declares its default queue: a durable queue, a
 durable direct exchange of the same name, and a binding with the queue's name as the
-routing key. Options add ``x-max-priority`` (``max_priority``) or ``x-queue-type: quorum``
-(``queue_type``), which Celery must be told too. Delay queues ``<queue>.delay.<ms>`` hold
+routing key; plus the exchanges and bindings ``task_queues`` declares for it (durable
+exchanges of their type), so Celery clients that send through them reach it. Options
+add ``x-max-priority`` (``max_priority``) or ``x-queue-type: quorum`` (``queue_type``),
+which Celery must be told too. Delay queues ``<queue>.delay.<ms>`` hold
 messages for a TTL and dead-letter them back to ``<queue>``; dead letters are copies in
 ``<queue>.dead`` with the reason in their headers.
 
@@ -71,6 +73,8 @@ class QueueLayout:
         if self.max_priority is not None and self.queue_type == "quorum":
             raise ConfigError("quorum queues have no priorities in RabbitMQ 3.10: drop max_priority or queue_type")
         self.extra_arguments = dict(options.get("queue_arguments") or {})  # type: ignore[call-overload]  # a mapping option
+        # The bindings task_queues declares, by queue (given by the app: taskq.routing).
+        self._declared_bindings = options.get("declared_bindings")
         # Declared on the current connection (forgotten with it): names, and delay queues' times.
         self._declared: set[str] = set()
         self._delay_declared: dict[str, float] = {}
@@ -94,6 +98,10 @@ class QueueLayout:
         channel.exchange_declare(queue, "direct", durable=True, auto_delete=False)
         channel.queue_declare(queue, durable=True, auto_delete=False, arguments=self.queue_arguments())
         channel.queue_bind(queue, queue, queue)
+        if callable(self._declared_bindings):
+            for exchange, kind, key in self._declared_bindings(queue):
+                channel.exchange_declare(exchange, kind, durable=True, auto_delete=False)
+                channel.queue_bind(queue, exchange, key)
         self._declared.add(queue)
 
     def declare_delay(self, channel: amqp.Channel, queue: str, ms: int) -> str:

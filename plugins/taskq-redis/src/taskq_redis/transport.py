@@ -104,6 +104,7 @@ from taskq.drivers.transport import (
     Transport,
 )
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
+from taskq.routing import kombu_topic_pattern
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 from taskq_redis._events import EventLayout, RedisEventReader
@@ -141,6 +142,8 @@ class RedisTransport(Transport):
         #: Declare kombu bindings (``_kombu.binding.<queue>``) for consumed queues, so Celery
         #: clients that publish to the queue's exchange reach it.
         self.declare_bindings = bool(self.options.get("declare_bindings", True))
+        # The bindings task_queues declares, by queue (given by the app: taskq.routing).
+        self._declared_bindings = self.options.get("declared_bindings")
         #: ``delayed_delivery = false`` (for queues Celery workers also consume): a delayed
         #: message is pushed at once with its ETA in the headers, and workers hold it, as
         #: Celery does; Celery workers never move taskq's delayed set.
@@ -312,14 +315,20 @@ class RedisTransport(Transport):
         return deliveries
 
     def _bind(self, queues: Sequence[str]) -> None:
-        """Declare each queue bound to the direct exchange of its name, as a Celery worker does."""
+        """Declare each queue bound to the direct exchange of its name, and to the exchanges
+        ``task_queues`` binds it to, as a Celery worker does (kombu's binding sets)."""
         endpoint = self._connection()
         prefix = self._prefix
         commands: list[tuple[object, ...]] = []
+        declared = self._declared_bindings
         for queue in queues:
-            member = SEP.join([queue, "", queue])
-            commands.append(("SADD", f"{prefix}_kombu.binding.{queue}", member))
-            commands.append(("SADD", f"{prefix}_kombu.binding_permanent.{queue}", member))
+            bindings = [(queue, "direct", queue)]
+            if callable(declared):
+                bindings += declared(queue)
+            for exchange, kind, key in bindings:
+                member = SEP.join([key, kombu_topic_pattern(key) if kind == "topic" else "", queue])
+                commands.append(("SADD", f"{prefix}_kombu.binding.{exchange}", member))
+                commands.append(("SADD", f"{prefix}_kombu.binding_permanent.{exchange}", member))
         try:
             endpoint.client.pipeline(commands)
         except CONNECTION_ERRORS as exc:

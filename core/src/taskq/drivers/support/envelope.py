@@ -105,7 +105,8 @@ def encode_kombu(message: Message, routing_key: str, delivery_tag: str | None = 
     """The envelope as kombu's virtual transports write it (Redis): what a Celery worker reads.
 
     The properties end with ``delivery_info`` (``exchange``, by default the default one,
-    and ``routing_key``),
+    and ``routing_key``; those the message's own ``delivery_info`` names, when the sender
+    routed it through an exchange),
     ``priority`` (0 when the message has none), ``body_encoding`` and ``delivery_tag``
     (a new UUID unless given), in kombu's order: the tag comes last, where a claim script
     can read it off the tail. The body is always base64.
@@ -116,6 +117,9 @@ def encode_kombu(message: Message, routing_key: str, delivery_tag: str | None = 
     own = message.properties
     properties = {k: v for k, v in own.items() if k not in _KOMBU_OWN}
     priority = own.get("priority")
+    routed = own.get("delivery_info")  # the exchange and key the sender routed with (taskq.routing)
+    if type(routed) is dict and not exchange:
+        exchange, routing_key = str(routed.get("exchange", "")), str(routed.get("routing_key", routing_key))
     properties["delivery_info"] = {"exchange": exchange, "routing_key": routing_key}
     properties["priority"] = priority if isinstance(priority, int) else 0
     properties["body_encoding"] = "base64"
