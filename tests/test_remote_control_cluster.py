@@ -322,15 +322,16 @@ def test_the_pool_grows_and_shrinks_on_prefork_and_solo_refuses(cluster: Cluster
 def test_workers_know_their_peers_by_gossip(cluster: Cluster) -> None:
     first, second = cluster.start("w1@ctl", "w2@ctl")
     first.wait_for("gossip: w2@ctl joined", EFFECT_TIMEOUT)
+    # (on RabbitMQ the event exchange is shared: other tests' workers may be peers too)
     wait_until(
-        lambda: cluster.ask("inspect", "stats", "-d", "w1@ctl")["w1@ctl"]["peers"] == ["w2@ctl"],  # type: ignore[index]
+        lambda: "w2@ctl" in cluster.ask("inspect", "stats", "-d", "w1@ctl")["w1@ctl"]["peers"],  # type: ignore[index,operator]
         EFFECT_TIMEOUT,
         "w1 to list w2 as its peer",
     )
     cluster.ask("control", "shutdown", "-d", "w2@ctl")
     assert second.wait(30) == 0
     first.wait_for("gossip: w2@ctl left", EFFECT_TIMEOUT)
-    assert cluster.ask("inspect", "stats")["w1@ctl"]["peers"] == []  # type: ignore[index]
+    assert "w2@ctl" not in cluster.ask("inspect", "stats")["w1@ctl"]["peers"]  # type: ignore[index,operator]
     third = cluster.spawn("w3@ctl", "--without-gossip", "--without-mingle")
     third.wait_ready()
     assert cluster.ask("inspect", "stats", "-d", "w3@ctl")["w3@ctl"]["peers"] is None  # type: ignore[index]

@@ -90,13 +90,13 @@ def test_taskq_inspect_ping_answers_while_a_worker_consumes(spawn_worker, e2e_ta
 
     worker = spawn_worker("-n", "pinged@test")
     worker.wait_ready()
-    wait_until(lambda: ping().returncode == 0, 30, "the worker's heartbeat")
-    assert "pinged@test: pong" in ping().stdout
+    wait_until(lambda: ping().returncode == 0, 30, "the worker's answer")
+    assert "->  pinged@test: OK\n        pong" in ping().stdout
     worker.signal(signal.SIGTERM)
     assert worker.wait() == 0
     gone = ping()
     assert gone.returncode == 1
-    assert "no worker is consuming" in gone.stderr
+    assert "no worker replied within 1s" in gone.stderr
 
 
 def test_taskq_inspect_ping_sees_a_rabbitmq_worker_with_rpc_results(spawn_worker, e2e_env):
@@ -121,7 +121,7 @@ def test_taskq_inspect_ping_sees_a_rabbitmq_worker_with_rpc_results(spawn_worker
     try:
         worker = spawn_worker("-n", name, env=env)
         worker.wait_ready()
-        wait_until(lambda: f"{name}: pong" in ping().stdout, 30, "the worker's heartbeat")
+        wait_until(lambda: f"->  {name}: OK" in ping().stdout, 30, "the worker's answer")
         worker.signal(signal.SIGTERM)
         assert worker.wait() == 0
         assert name not in ping().stdout  # it said it was gone
@@ -152,10 +152,10 @@ def test_taskq_inspect_active_and_registered_show_a_running_task(spawn_worker, e
     worker.wait_ready()
     result = e2e_tasks.slow.delay("inspected", 30.0)
     wait_until(lambda: f"{result.id}  e2e_app.tasks.slow" in inspect("active"), 30, "the running task in a heartbeat")
-    assert "busy@test: 1 running" in inspect("active")
+    assert "->  busy@test: OK" in inspect("active")
     registered = inspect("registered")
-    assert "  e2e_app.tasks.record" in registered
-    assert "  e2e_app.tasks.slow" in registered
+    assert "    * e2e_app.tasks.record" in registered
+    assert "    * e2e_app.tasks.slow" in registered
     worker.kill()
 
 
@@ -218,4 +218,4 @@ def test_taskq_status_says_which_workers_are_up(spawn_worker, e2e_env):
         "taskq status to list the worker",
     )
     shown = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
-    assert shown.returncode == 0 and f"(pid {worker.popen.pid} on " in shown.stdout and "1 node online." in shown.stdout
+    assert shown.returncode == 0 and "->  up@test: OK" in shown.stdout and "1 node online." in shown.stdout
