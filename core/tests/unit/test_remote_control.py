@@ -163,6 +163,17 @@ def test_ping_with_a_pattern_is_answered_by_the_workers_it_matches(
     assert answers == {first: {"ok": "pong"}}
 
 
+def test_a_limit_ends_the_wait_at_that_many_replies(
+    app: App, start_worker: StartWorker, name: Callable[[str], str]
+) -> None:
+    start_worker(app, hostname=name("alpha"))
+    start_worker(app, hostname=name("beta"))
+    began = time.monotonic()
+    replies = app.control.broadcast("ping", reply=True, timeout=WAIT, limit=1)
+    assert len(replies or []) == 1
+    assert time.monotonic() - began < WAIT  # it did not wait for the timeout
+
+
 def test_inspect_returns_none_when_no_worker_answers(app: App) -> None:
     inspect = app.control.inspect(timeout=SILENCE)
     assert inspect.ping() is None
