@@ -113,6 +113,8 @@ def check_request(letter: Letter) -> ControlRequest:
     expires = letter.headers.get("expires")
     if isinstance(expires, bool) or not isinstance(expires, (int, float)):
         expires = None
+    elif isinstance(expires, int):
+        expires = float(max(-(2**62), min(expires, 2**62)))  # JSON's integers have no bound; a float's do
     clock = letter.headers.get("clock")
     if isinstance(clock, bool) or not isinstance(clock, int):
         clock = None
@@ -128,7 +130,7 @@ def check_request(letter: Letter) -> ControlRequest:
             if isinstance(reply_to, dict)
             else None
         ),
-        expires=float(expires) if expires is not None else None,
+        expires=expires,
         clock=clock,
     )
 
@@ -194,7 +196,10 @@ class ControlStep(Step):
                     self._stopped.wait(RETRY_DELAY)
                     continue
                 for letter in letters:
-                    self._handle(mailbox, letter)
+                    try:
+                        self._handle(mailbox, letter)
+                    except Exception:  # a bug here must not leave the worker deaf
+                        logger.exception("remote control: handling a request failed; carrying on")
         finally:
             if reader is not None:
                 _close_quietly(reader)
