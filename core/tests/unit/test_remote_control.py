@@ -21,6 +21,7 @@ from taskq import App, states
 from taskq import _protocol as protocol
 from taskq.drivers.transport import EventReader
 from taskq.errors import SoftTimeLimitExceeded, TaskRevokedError
+from taskq.worker import remote
 from taskq.worker.consumer import Consumer
 
 # Seconds a client waits for replies; a reply comes in milliseconds, and a test that
@@ -502,6 +503,17 @@ def test_shutdown_stops_the_worker_warm(
     gate.set()
     worker.join()
     assert running.get(timeout=WAIT) == "last"  # the running task ended first
+    assert app.control.inspect(timeout=SILENCE).ping() is None
+
+
+def test_a_worker_stops_without_waiting_for_its_mailbox_read(
+    app: App, start_worker: StartWorker, name: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(remote, "READ_TIMEOUT", 60.0)  # far past the wait of WorkerThread.join
+    host = name("w")
+    worker = start_worker(app, hostname=host)
+    assert ask(app, host, "ping") == {"ok": "pong"}
+    worker.stop()  # fails unless the worker ends well within the read
     assert app.control.inspect(timeout=SILENCE).ping() is None
 
 
