@@ -156,7 +156,7 @@ def _ids(value: object, what: str = "task_id") -> list[str]:
 
 
 def _count(value: object, what: str = "n") -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():  # isdigit() takes "²", which int() refuses
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 10_000:
         raise CommandError(f"{what} must be a whole number from 1 to 10000, not {value!r:.80}")
