@@ -743,6 +743,32 @@ def test_a_bad_request_gets_an_error_reply_and_the_worker_keeps_answering(
     assert tasks.add.rate_limit is None  # a refused rate limit changes nothing
 
 
+def test_a_revoke_naming_a_stamp_entry_instead_of_an_id_is_refused(
+    app: App, start_worker: StartWorker, name: Callable[[str], str]
+) -> None:
+    host = name("w")
+    worker = start_worker(app, hostname=host)
+    entry = "taskq:revoke-stamped:" + "[" * 100_000
+    reply = ask(app, host, "revoke", task_id=[entry])
+    assert isinstance(reply, dict) and "is not a task id" in str(reply.get("error"))
+    assert entry not in consumer_of(worker).revocations
+    assert ask(app, host, "ping") == {"ok": "pong"}
+
+
+def test_a_peer_greeting_with_an_unreadable_stamp_entry_is_answered(
+    app: App, start_worker: StartWorker, name: Callable[[str], str]
+) -> None:
+    host = name("w")
+    worker = start_worker(app, hostname=host)
+    app.control.revoke("kept-id", reply=True, timeout=TIMEOUT, limit=1)
+    unreadable = "taskq:revoke-stamped:" + "[" * 100_000
+    reply = ask(app, host, "hello", from_node=name("peer"), revoked=[unreadable, "learned-id"])
+    assert {"kept-id", "learned-id"} <= set(reply["revoked"])
+    revocations = consumer_of(worker).revocations
+    assert revocations.stamps == {} and unreadable not in revocations
+    assert app.control.inspect([host], timeout=TIMEOUT).revoked() == {host: ["kept-id", "learned-id"]}
+
+
 # ---- Mingle -------------------------------------------------------------------------------
 
 

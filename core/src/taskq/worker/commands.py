@@ -460,7 +460,12 @@ def _terminate_flag(terminate: object, signal: object) -> bool:
 @command(kind=CONTROL, variadic="task_id")
 def revoke(state: ControlState, task_id: object = None, terminate: object = False, signal: object = None) -> object:
     """Revoke the tasks ``task_id`` (one or a list); ``terminate`` also stops them if they run here."""
+    from taskq.control import STAMP_REVOCATION
+
     ids = _ids(task_id)
+    for one in ids:
+        if one.startswith(STAMP_REVOCATION):  # a stamp entry in disguise: revoke_by_stamped_headers checks those
+            raise CommandError(f"{one!r:.80} is not a task id; revoke by stamp with revoke_by_stamped_headers")
     stop = _terminate_flag(terminate, signal)
     revocations = state.consumer.revocations
     for one in ids:
