@@ -327,6 +327,28 @@ def test_stats_show_the_pool_the_totals_by_task_and_the_prefetch_window(
     assert int(stats["clock"]) >= 1
 
 
+def test_conf_masks_passwords_and_secrets_even_in_nested_options(
+    memory_url: str, start_worker: StartWorker, name: Callable[[str], str]
+) -> None:
+    app = App(
+        "tests",
+        broker=memory_url,
+        read_config=False,
+        beat_scheduler_url="redis://:hunter2@127.0.0.1:1/0",
+        broker_transport_options={"region": "eu", "sentinel_kwargs": {"password": "hunter2"}, "api_token": "t0k"},
+        result_backend_transport_options={"urls": ["redis://user:hunter2@db:6379/0"]},
+    )
+    host = name("w")
+    start_worker(app, hostname=host)
+    conf = ask(app, host, "conf")
+    assert isinstance(conf, dict)
+    assert "hunter2" not in repr(conf) and "t0k" not in repr(conf)
+    assert conf["beat_scheduler_url"] == "redis://:****@127.0.0.1:1/0"
+    assert conf["broker_transport_options"]["region"] == "eu"
+    assert "worker_prefetch_multiplier" not in conf  # left at its default
+    assert ask(app, host, "conf", with_defaults=True)["worker_prefetch_multiplier"] == 4
+
+
 def test_active_queues_lists_the_queues_consumed_in_celerys_shape(
     app: App, start_worker: StartWorker, name: Callable[[str], str]
 ) -> None:

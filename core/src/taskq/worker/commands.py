@@ -29,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from taskq.drivers.support.connections import mask_url
 from taskq.errors import ConfigError, PoolFeatureError
 
 if TYPE_CHECKING:
@@ -295,7 +296,6 @@ def registered(state: ControlState, taskinfoitems: object = None) -> object:
 def conf(state: ControlState, with_defaults: object = False) -> object:
     """The worker's settings (secrets masked); with_defaults adds those left at their default."""
     from taskq.config import DEFAULTS, plugin_settings
-    from taskq.drivers.support.connections import mask_url
 
     defaults = {**plugin_settings(), **DEFAULTS}
     settings = state.worker.app.conf
@@ -304,12 +304,26 @@ def conf(state: ControlState, with_defaults: object = False) -> object:
         value = settings[key]
         if not with_defaults and key in defaults and defaults[key] == value:
             continue
-        if isinstance(value, str) and ("url" in key or "://" in value):
-            value = mask_url(value)
-        elif any(word in key for word in ("password", "secret", "key", "token")) and value:
-            value = "****"
-        shown[key] = _jsonable(value)
+        shown[key] = _masked(key, _jsonable(value))
     return shown
+
+
+#: Words in a setting's name (or an option's, at any depth) whose value ``conf`` hides, as Celery's.
+_SECRET_NAME = re.compile(r"api|token|key|secret|pass|signature|credential", re.IGNORECASE)
+
+
+def _masked(key: str, value: object) -> object:
+    """``value`` (JSON values) with its secrets masked: under a secret's name, and in URLs,
+    inside the options and lists it holds too."""
+    if value and _SECRET_NAME.search(key) and not isinstance(value, (dict, list, bool)):
+        return "****"
+    if isinstance(value, str) and ("url" in key.lower() or "://" in value):
+        return mask_url(value)
+    if isinstance(value, dict):
+        return {name: _masked(name, item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(key, item) for item in value]
+    return value
 
 
 @_builtin
@@ -375,8 +389,6 @@ def active_queues(state: ControlState) -> object:
 def stats(state: ControlState) -> object:
     """Counters, the pool, the broker and the process's resource use, as Celery's stats."""
     import resource
-
-    from taskq.drivers.support.connections import mask_url
 
     worker, consumer = state.worker, state.consumer
     usage = resource.getrusage(resource.RUSAGE_SELF)
