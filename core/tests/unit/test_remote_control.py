@@ -489,6 +489,25 @@ def test_a_rate_limit_set_remotely_spaces_the_tasks_out(
     assert stamps[-1] - stamps[0] >= 0.5
 
 
+def test_removing_a_rate_limit_releases_the_tasks_it_held(
+    app: App, tasks: Tasks, start_worker: StartWorker, name: Callable[[str], str]
+) -> None:
+    host = name("w")
+    start_worker(app, hostname=host)
+    assert ask(app, host, "rate_limit", task_name="ctl.add", rate_limit="1/h") == {
+        "ok": "new rate limit set successfully"
+    }
+    first, second = tasks.add.delay(1, 1), tasks.add.delay(2, 2)
+    assert first.get(timeout=WAIT) == 2
+    held = until_held(app, host, "scheduled", 1)
+    assert held[0]["request"]["id"] == second.id  # waiting for its token, an hour away
+    assert ask(app, host, "rate_limit", task_name="ctl.add", rate_limit=0) == {
+        "ok": "rate limit disabled successfully for ctl.add"
+    }
+    assert tasks.add.rate_limit is None
+    assert second.get(timeout=WAIT) == 4
+
+
 @needs_thread_pool
 def test_a_soft_time_limit_set_remotely_interrupts_the_next_run(
     app: App, tasks: Tasks, start_worker: StartWorker, name: Callable[[str], str]

@@ -21,6 +21,7 @@ Plugins add commands through the ``taskq_register_control_commands`` hook.
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import os
 import re
 import socket
@@ -547,9 +548,26 @@ def rate_limit(state: ControlState, task_name: object = None, rate_limit: object
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
     task.rate_limit = rate_limit if rate else None  # type: ignore[attr-defined]
+    consumer, name = state.consumer, str(task_name)
+    consumer.call_soon(lambda: _release_rate_held(consumer, name))
     if not rate:
         return ok(f"rate limit disabled successfully for {task_name}")
     return ok("new rate limit set successfully")
+
+
+def _release_rate_held(consumer: Consumer, name: str) -> None:
+    """Put the tasks ``name`` held in the timer for their rate limit (not for an ETA) back
+    before the pool, where the new limit decides anew; in the loop's thread. Else a task
+    held under ``1/h`` would wait out its hour after the limit was lifted."""
+    now = time.time()
+    held = [item for item in consumer.timer if item[2].name == name and (item[2].eta is None or item[2].eta <= now)]
+    if not held:
+        return
+    moved = {sequence for _, sequence, _ in held}
+    consumer.timer[:] = [item for item in consumer.timer if item[1] not in moved]
+    heapq.heapify(consumer.timer)
+    consumer.reserved.extendleft(request for _, _, request in sorted(held, key=lambda item: item[:2], reverse=True))
+    consumer.wake()
 
 
 @_builtin
