@@ -615,6 +615,18 @@ def test_autoscale_sets_bounds_the_pool_then_grows_to_under_backlog(
     assert sorted(result.get(timeout=WAIT) for result in held) == ["0", "1", "2", "3"]
 
 
+@needs_thread_pool
+def test_autoscale_brings_the_pool_within_its_new_bounds_at_once(
+    app: App, start_worker: StartWorker, name: Callable[[str], str]
+) -> None:
+    host = name("w")
+    worker = start_worker(app, hostname=host, pool="thread", concurrency=4)
+    assert ask(app, host, "autoscale", max=2, min=1) == {"ok": "autoscale now max=2 min=1"}
+    assert consumer_of(worker).pool.concurrency == 2
+    assert ask(app, host, "autoscale", max="6", min="3") == {"ok": "autoscale now max=6 min=3"}
+    assert ask(app, host, "stats")["pool"]["max-concurrency"] == 3
+
+
 # ---- Control: queues ------------------------------------------------------------------------
 
 
