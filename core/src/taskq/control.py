@@ -79,6 +79,8 @@ def gather(reader: MailboxReader, ticket: str, timeout: float, limit: int | None
             answer = {node: value for node, value in letter.body.items() if isinstance(node, str)}
             if answer:
                 found.append(answer)
+                if limit is not None and len(found) >= limit:  # a read may bring several
+                    return found
 
 
 def _destination(destination: str | Sequence[str] | None) -> list[str] | None:

@@ -72,12 +72,20 @@ class Autoscaler:
 
 def set_autoscale(consumer: Consumer, maximum: int, minimum: int) -> None:
     """Set the autoscaler's bounds, attaching one when the worker had none (the
-    ``autoscale`` control command); in the loop's thread."""
+    ``autoscale`` control command), and bring the pool within them now, as Celery's
+    does; in the loop's thread."""
     scaler = getattr(consumer, "autoscaler", None)
     if scaler is None:
         scaler = consumer.autoscaler = Autoscaler(consumer, maximum, minimum)
         consumer.call_every(TICK_INTERVAL, scaler)
     scaler.maximum, scaler.minimum = maximum, minimum
+    pool = consumer.pool
+    if pool.concurrency > maximum:
+        pool.shrink(pool.concurrency - maximum)
+        logger.info("autoscale: shrank the pool to its new maximum, %d", pool.concurrency)
+    elif pool.concurrency < minimum:
+        pool.grow(minimum - pool.concurrency)
+        logger.info("autoscale: grew the pool to its new minimum, %d", pool.concurrency)
 
 
 class AutoscaleStep(Step):

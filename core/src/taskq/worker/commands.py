@@ -21,6 +21,7 @@ Plugins add commands through the ``taskq_register_control_commands`` hook.
 from __future__ import annotations
 
 import fnmatch
+import heapq
 import os
 import re
 import socket
@@ -29,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from taskq.drivers.support.connections import mask_url
 from taskq.errors import ConfigError, PoolFeatureError
 
 if TYPE_CHECKING:
@@ -156,7 +158,7 @@ def _ids(value: object, what: str = "task_id") -> list[str]:
 
 
 def _count(value: object, what: str = "n") -> int:
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().isdecimal():  # isdigit() takes "²", which int() refuses
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= 10_000:
         raise CommandError(f"{what} must be a whole number from 1 to 10000, not {value!r:.80}")
@@ -295,7 +297,6 @@ def registered(state: ControlState, taskinfoitems: object = None) -> object:
 def conf(state: ControlState, with_defaults: object = False) -> object:
     """The worker's settings (secrets masked); with_defaults adds those left at their default."""
     from taskq.config import DEFAULTS, plugin_settings
-    from taskq.drivers.support.connections import mask_url
 
     defaults = {**plugin_settings(), **DEFAULTS}
     settings = state.worker.app.conf
@@ -304,12 +305,26 @@ def conf(state: ControlState, with_defaults: object = False) -> object:
         value = settings[key]
         if not with_defaults and key in defaults and defaults[key] == value:
             continue
-        if isinstance(value, str) and ("url" in key or "://" in value):
-            value = mask_url(value)
-        elif any(word in key for word in ("password", "secret", "key", "token")) and value:
-            value = "****"
-        shown[key] = _jsonable(value)
+        shown[key] = _masked(key, _jsonable(value))
     return shown
+
+
+#: Words in a setting's name (or an option's, at any depth) whose value ``conf`` hides, as Celery's.
+_SECRET_NAME = re.compile(r"api|token|key|secret|pass|signature|credential", re.IGNORECASE)
+
+
+def _masked(key: str, value: object) -> object:
+    """``value`` (JSON values) with its secrets masked: under a secret's name, and in URLs,
+    inside the options and lists it holds too."""
+    if value and _SECRET_NAME.search(key) and not isinstance(value, (dict, list, bool)):
+        return "****"
+    if isinstance(value, str) and ("url" in key.lower() or "://" in value):
+        return mask_url(value)
+    if isinstance(value, dict):
+        return {name: _masked(name, item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_masked(key, item) for item in value]
+    return value
 
 
 @_builtin
@@ -375,8 +390,6 @@ def active_queues(state: ControlState) -> object:
 def stats(state: ControlState) -> object:
     """Counters, the pool, the broker and the process's resource use, as Celery's stats."""
     import resource
-
-    from taskq.drivers.support.connections import mask_url
 
     worker, consumer = state.worker, state.consumer
     usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -468,7 +481,12 @@ def _terminate_flag(terminate: object, signal: object) -> bool:
 @command(kind=CONTROL, variadic="task_id")
 def revoke(state: ControlState, task_id: object = None, terminate: object = False, signal: object = None) -> object:
     """Revoke the tasks ``task_id`` (one or a list); ``terminate`` also stops them if they run here."""
+    from taskq.control import STAMP_REVOCATION
+
     ids = _ids(task_id)
+    for one in ids:
+        if one.startswith(STAMP_REVOCATION):  # a stamp entry in disguise: revoke_by_stamped_headers checks those
+            raise CommandError(f"{one!r:.80} is not a task id; revoke by stamp with revoke_by_stamped_headers")
     stop = _terminate_flag(terminate, signal)
     revocations = state.consumer.revocations
     for one in ids:
@@ -538,9 +556,26 @@ def rate_limit(state: ControlState, task_name: object = None, rate_limit: object
     except ConfigError as exc:
         raise CommandError(str(exc)) from None
     task.rate_limit = rate_limit if rate else None  # type: ignore[attr-defined]
+    consumer, name = state.consumer, str(task_name)
+    consumer.call_soon(lambda: _release_rate_held(consumer, name))
     if not rate:
         return ok(f"rate limit disabled successfully for {task_name}")
     return ok("new rate limit set successfully")
+
+
+def _release_rate_held(consumer: Consumer, name: str) -> None:
+    """Put the tasks ``name`` held in the timer for their rate limit (not for an ETA) back
+    before the pool, where the new limit decides anew; in the loop's thread. Else a task
+    held under ``1/h`` would wait out its hour after the limit was lifted."""
+    now = time.time()
+    held = [item for item in consumer.timer if item[2].name == name and (item[2].eta is None or item[2].eta <= now)]
+    if not held:
+        return
+    moved = {sequence for _, sequence, _ in held}
+    consumer.timer[:] = [item for item in consumer.timer if item[1] not in moved]
+    heapq.heapify(consumer.timer)
+    consumer.reserved.extendleft(request for _, _, request in sorted(held, key=lambda item: item[:2], reverse=True))
+    consumer.wake()
 
 
 @_builtin

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -14,16 +15,18 @@ def parse_rate(rate: str | float | int | None) -> float | None:
     """Tasks per second for a rate limit; ``None`` or 0 means no limit."""
     if rate is None:
         return None
-    if isinstance(rate, (int, float)):
-        return float(rate) or None
-    text = rate.strip()
-    count, _, unit = text.partition("/")
     try:
-        per = _UNITS[unit.strip() or "s"]
-        value = float(count) / per
-    except (KeyError, ValueError):
+        if isinstance(rate, (int, float)):
+            value = float(rate)
+        else:
+            count, _, unit = rate.strip().partition("/")
+            value = float(count) / _UNITS[unit.strip() or "s"]
+        # a negative or endless rate would let every task through while claiming a limit
+        if not 0 <= value < math.inf:
+            raise ValueError(value)
+    except (KeyError, ValueError, OverflowError):
         raise ConfigError(
-            f"rate limit {rate!r} is not understood; write it as N/s, N/m or N/h (for example '10/m')"
+            f"rate limit {rate!r:.80} is not understood; write it as N/s, N/m or N/h (for example '10/m')"
         ) from None
     return value or None
 

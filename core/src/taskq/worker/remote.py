@@ -54,6 +54,8 @@ LOOP_WAIT = 5.0
 RETRY_DELAY = 1.0
 # Seconds a starting worker collects its peers' answers to its greeting.
 MINGLE_TIMEOUT = 1.0
+# Seconds a stopping worker waits for the request being handled to be answered.
+STOP_WAIT = 3.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ def check_request(letter: Letter) -> ControlRequest:
     expires = letter.headers.get("expires")
     if isinstance(expires, bool) or not isinstance(expires, (int, float)):
         expires = None
+    elif isinstance(expires, int):
+        expires = float(max(-(2**62), min(expires, 2**62)))  # JSON's integers have no bound; a float's do
     clock = letter.headers.get("clock")
     if isinstance(clock, bool) or not isinstance(clock, int):
         clock = None
@@ -128,7 +132,7 @@ def check_request(letter: Letter) -> ControlRequest:
             if isinstance(reply_to, dict)
             else None
         ),
-        expires=float(expires) if expires is not None else None,
+        expires=expires,
         clock=clock,
     )
 
@@ -142,6 +146,8 @@ class ControlStep(Step):
     def __init__(self, worker: Worker) -> None:
         super().__init__(worker)
         self._stopped = threading.Event()
+        # Held while a request is handled: stop() waits for that one, not for a read.
+        self._handling = threading.Lock()
         self._thread: threading.Thread | None = None
         self.commands: dict[str, Command] = {}
         self.state: ControlState | None = None
@@ -194,7 +200,13 @@ class ControlStep(Step):
                     self._stopped.wait(RETRY_DELAY)
                     continue
                 for letter in letters:
-                    self._handle(mailbox, letter)
+                    with self._handling:
+                        if self._stopped.is_set():
+                            break
+                        try:
+                            self._handle(mailbox, letter)
+                        except Exception:  # a bug here must not leave the worker deaf
+                            logger.exception("remote control: handling a request failed; carrying on")
         finally:
             if reader is not None:
                 _close_quietly(reader)
@@ -315,8 +327,11 @@ class ControlStep(Step):
 
     def stop(self) -> None:
         self._stopped.set()
-        if self._thread is not None:
-            self._thread.join(timeout=READ_TIMEOUT + 2)
+        # Wait for the request being handled, if any, but not for the read in progress (up
+        # to READ_TIMEOUT): the thread handles nothing more and closes its connections
+        # itself when the read returns.
+        if self._thread is not None and self._handling.acquire(timeout=STOP_WAIT):
+            self._handling.release()
 
 
 def _call(command: Command, state: ControlState, arguments: Mapping[str, object]) -> object:

@@ -65,21 +65,23 @@ class Revocations:
         """The revoked ``(name, value)`` among a task's ``stamps``; None when none is."""
         return stamp_matches(self.stamps, stamps) if self.stamps else None
 
-    def _add_stamps(self, entry: str) -> None:
+    def _add_stamps(self, entry: str) -> bool:
+        """Add the stamps a revocation by stamp names; False when it cannot be read."""
         try:
             revoked = json.loads(entry[len(STAMP_REVOCATION) :])
             if not isinstance(revoked, dict):
                 raise ValueError("not a mapping")
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:  # from a peer at mingle: anything may come
             logger.warning("ignoring an unreadable revocation by stamp %r: %s", entry[:200], exc)
-            return
+            return False
         for name, values in revoked.items():
             keys = self.stamps.setdefault(str(name), set())
             keys.update(stamp_key(value) for value in (values if isinstance(values, list) else [values]))
+        return True
 
     def add(self, task_id: str, terminate: bool = False) -> None:
-        if task_id.startswith(STAMP_REVOCATION):
-            self._add_stamps(task_id)
+        if task_id.startswith(STAMP_REVOCATION) and not self._add_stamps(task_id):
+            return  # not kept either: it would reach peers at mingle and the state file
         with self._lock:
             self._ids[task_id] = terminate
             self._ids.move_to_end(task_id)
