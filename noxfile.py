@@ -34,7 +34,8 @@ DISTS = {"taskq-core": "core"} | {p.name: f"plugins/{p.name}" for p in PLUGINS}
 #: Distributions a distribution's tests need beside taskq-core. Core's own worker tests
 #: need a pool, and the lightest one is solo.
 TEST_COMPANIONS = {
-    "taskq-core": ["plugins/taskq-solo"],
+    # the remote control tests resize and terminate on the thread and asyncio pools
+    "taskq-core": ["plugins/taskq-solo", "plugins/taskq-thread", "plugins/taskq-asyncio"],
     # a worker started on a broker or backend that refuses its login must exit before it
     # runs anything: those tests start `taskq worker -P solo`
     "taskq-amqp": ["plugins/taskq-solo"],

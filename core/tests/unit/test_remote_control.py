@@ -742,7 +742,7 @@ def test_heartbeat_has_the_worker_send_a_heartbeat_now(
         return [event for event in events if event["type"] == "worker-heartbeat" and event.get("hostname") == host]
 
     try:
-        app.control.heartbeat([host])
+        assert app.control.heartbeat([host], reply=True, timeout=TIMEOUT) == [{host: None}]  # Celery's reply
         [beat] = beats(read_events(reader, lambda found: bool(beats(found))))
         assert beat["sw_ident"] == "taskq"
     finally:

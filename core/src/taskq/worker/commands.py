@@ -43,6 +43,11 @@ INSPECT = "inspect"
 CONTROL = "control"
 
 
+#: What a handler returns to send no reply at all (a worker's own mingle greeting); None is
+#: replied as ``null``, as Celery's worker does.
+NO_REPLY = object()
+
+
 class CommandError(Exception):
     """A request the command cannot do: its reply is ``{"error": str(exc)}``."""
 
@@ -463,7 +468,7 @@ def hello(state: ControlState, from_node: object = None, revoked: object = None)
 
     ``from_node`` is the greeting worker; its own greeting gets no reply."""
     if isinstance(from_node, str) and from_node == state.hostname:
-        return None  # our own greeting: no reply
+        return NO_REPLY  # our own greeting
     state.consumer.revocations.merge(revoked)
     return {"revoked": state.consumer.revocations.snapshot(), "clock": state.clock.forward()}
 
@@ -765,6 +770,7 @@ __all__ = [
     "COMMANDS",
     "CONTROL",
     "INSPECT",
+    "NO_REPLY",
     "Command",
     "CommandError",
     "ControlState",

@@ -33,6 +33,7 @@ from taskq.drivers.bootstep import Step
 from taskq.drivers.support.connections import mask_url
 from taskq.drivers.transport import Letter, Mailbox, MailboxReader
 from taskq.worker.commands import (
+    NO_REPLY,
     Command,
     CommandError,
     ControlState,
@@ -230,7 +231,7 @@ class ControlStep(Step):
             return
         reply = self._run_command(request)
         self.handled += 1
-        if request.reply_to is None or request.ticket is None or reply is None:
+        if request.reply_to is None or request.ticket is None or reply is NO_REPLY:
             return
         try:
             mailbox.reply(
