@@ -20,7 +20,7 @@ import pytest
 from taskq import App, states
 from taskq import _protocol as protocol
 from taskq.drivers.transport import EventReader
-from taskq.errors import SoftTimeLimitExceeded, TaskRevokedError
+from taskq.errors import ConfigError, SoftTimeLimitExceeded, TaskRevokedError
 from taskq.worker import remote
 from taskq.worker.consumer import Consumer
 
@@ -839,3 +839,12 @@ def test_a_worker_started_later_learns_the_revoked_ids_from_its_peers(
     while (revoked := app.control.inspect([second], timeout=TIMEOUT).revoked()) != {second: ["gone-1"]}:
         assert time.monotonic() < deadline, f"{second} never learned the revoked id: {revoked!r}"
         time.sleep(0.01)
+
+
+def test_a_task_with_a_rate_limit_that_is_not_one_stops_the_worker_at_start(app: App) -> None:
+    @app.task(name="bad.rate", rate_limit="fast")
+    def bad() -> None:
+        return None
+
+    with pytest.raises(ConfigError, match=r"task bad\.rate: rate limit 'fast' is not understood"):
+        app.Worker(pool="solo")

@@ -282,6 +282,14 @@ class Worker:
         plugins.worker_init(self)
 
     def _warn_unsupported_limits(self) -> None:
+        from taskq.worker.ratelimit import parse_rate
+
+        for task in self.app.tasks.values():
+            if task.rate_limit:
+                try:
+                    parse_rate(task.rate_limit)
+                except ConfigError as exc:  # refused now, not when its first task comes
+                    raise ConfigError(f"task {task.name}: {exc}") from None
         for problem in self.pool.unsupported():
             logger.warning("pool %s: %s", self.pool_name, problem)
         caps = self.pool.capabilities
