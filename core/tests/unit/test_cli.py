@@ -62,6 +62,8 @@ def test_every_worker_option_is_converted_as_click_converts_it(tmp_path: Path) -
         "-s",
         str(tmp_path / "beat.db"),
         "--scheduler=memory",
+        "--without-mingle",
+        "--without-gossip",
         "--config",
         config,
     ]
@@ -87,6 +89,8 @@ def test_every_worker_option_is_converted_as_click_converts_it(tmp_path: Path) -
             "beat": True,
             "schedule": str(tmp_path / "beat.db"),
             "scheduler": "memory",
+            "without_mingle": True,
+            "without_gossip": True,
             "worker_config": config,
         },
     )
