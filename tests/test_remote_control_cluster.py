@@ -336,3 +336,20 @@ def test_workers_know_their_peers_by_gossip(cluster: Cluster) -> None:
     third.wait_ready()
     assert cluster.ask("inspect", "stats", "-d", "w3@ctl")["w3@ctl"]["peers"] is None  # type: ignore[index]
     assert "mingle" not in third.log()
+
+
+@pytest.mark.parametrize("cluster", ["amqp"], indirect=True)
+def test_a_second_worker_of_one_name_runs_tasks_but_says_it_cannot_be_reached(cluster: Cluster) -> None:
+    # RabbitMQ's control queues are exclusive, as Celery's: the first worker of a name keeps it.
+    cluster.start("twin@ctl")
+    second = WorkerProcess(
+        worker_command(APP, "twin@ctl", "-Q", cluster.queue), cluster.env, cluster.tmp_path / "second.log"
+    )
+    cluster.workers.append(second)
+    second.wait_ready()
+    second.wait_for("remote control is off for this worker", EFFECT_TIMEOUT)
+    assert "give each worker its own name, e.g. -n w2@%h" in second.log()
+    for key in range(4):
+        cluster.send("record", key)
+    wait_until(lambda: len(cluster.ran()) == 4, EFFECT_TIMEOUT, "the tasks, run by either worker")
+    assert cluster.ask("inspect", "ping", "-d", "twin@ctl") == {"twin@ctl": {"ok": "pong"}}

@@ -32,6 +32,7 @@ from taskq.control import gather
 from taskq.drivers.bootstep import Step
 from taskq.drivers.support.connections import mask_url
 from taskq.drivers.transport import Letter, Mailbox, MailboxReader
+from taskq.errors import ConfigError
 from taskq.worker.commands import (
     NO_REPLY,
     Command,
@@ -173,7 +174,19 @@ class ControlStep(Step):
         self.state = ControlState(worker, consumer, LamportClock())
         self.commands = registry(worker.app.plugins.control_commands())
         mailbox = transport.mailbox(str(worker.app.conf["control_exchange"]))
-        reader = mailbox.listen(worker.hostname)  # before ready: what is sent from now on reaches us
+        try:
+            reader = mailbox.listen(worker.hostname)  # before ready: what is sent from now on reaches us
+        except ConfigError as exc:
+            # Another worker of this name holds its control queue (RabbitMQ's are exclusive, as
+            # Celery's): this one still runs tasks, but cannot be reached by name.
+            logger.error(
+                "remote control is off for this worker: %s. inspect and control reach the other worker of "
+                "this name only; give each worker its own name, e.g. -n w2@%%h",
+                exc,
+            )
+            _close_quietly(mailbox)
+            transport.close()
+            return
         self._thread = threading.Thread(
             target=self._run, args=(transport, mailbox, reader), name="taskq-control", daemon=True
         )
