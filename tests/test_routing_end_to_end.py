@@ -18,8 +18,9 @@ from e2e_helpers import (
 
 from taskq import App
 from taskq.errors import RoutingError
-from taskq.routing import Exchange, Queue, kombu_topic_pattern
+from taskq.routing import Exchange, Queue
 from taskq.testing.worker import start_worker
+from taskq_redis._layout import kombu_topic_pattern
 
 pytestmark = pytest.mark.integration
 

@@ -328,14 +328,6 @@ def topic_matches(binding_key: str, routing_key: str) -> bool:
     return reachable[-1]
 
 
-def kombu_topic_pattern(binding_key: str) -> str:
-    """The regular expression kombu's virtual topic exchange stores for ``binding_key``
-    (in ``_kombu.binding.<exchange>`` on Redis), written as kombu writes it."""
-    wildcards = {"*": r"[^\.]+", "#": r".*?"}
-    escaped = "".join(c if c.isalnum() or c in ".#*" else ("\\000" if c == "\000" else "\\" + c) for c in binding_key)
-    return "^{}$".format(r"\.".join(wildcards.get(word, word) for word in escaped.split(".")))
-
-
 # ---- The routing table ---------------------------------------------------------------------
 
 
@@ -641,7 +633,6 @@ __all__ = [
     "Routing",
     "as_exchange",
     "as_queue",
-    "kombu_topic_pattern",
     "topic_matches",
     "worker_direct",
 ]

@@ -16,7 +16,6 @@ from taskq.routing import (
     Queue,
     Routing,
     as_queue,
-    kombu_topic_pattern,
     topic_matches,
     worker_direct,
 )
@@ -136,11 +135,6 @@ def test_task_queues_must_be_a_list() -> None:
 )
 def test_topic_bindings_match_words_as_amqp_does(binding: str, key: str, matches: bool) -> None:
     assert topic_matches(binding, key) is matches
-
-
-def test_kombu_topic_patterns_are_written_as_kombu_writes_them() -> None:
-    assert kombu_topic_pattern("jobs.*.#") == r"^jobs\.[^\.]+\..*?$"
-    assert kombu_topic_pattern("a-b.c") == r"^a\-b\.c$"
 
 
 def test_a_topic_exchange_reaches_every_queue_whose_binding_matches() -> None:

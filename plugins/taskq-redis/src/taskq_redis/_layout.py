@@ -33,4 +33,12 @@ def queue_key(queue: str, priority: object = None, prefix: str = "") -> str:
     return f"{prefix}{queue}" if step == "0" else f"{prefix}{queue}{SEP}{step}"
 
 
-__all__ = ["PRIORITY_STEPS", "SEP", "priority_step", "queue_key"]
+def kombu_topic_pattern(binding_key: str) -> str:
+    """The regular expression kombu's virtual topic exchange stores for ``binding_key``
+    (in ``_kombu.binding.<exchange>`` on Redis), written as kombu writes it."""
+    wildcards = {"*": r"[^\.]+", "#": r".*?"}
+    escaped = "".join(c if c.isalnum() or c in ".#*" else ("\\000" if c == "\000" else "\\" + c) for c in binding_key)
+    return "^{}$".format(r"\.".join(wildcards.get(word, word) for word in escaped.split(".")))
+
+
+__all__ = ["PRIORITY_STEPS", "SEP", "kombu_topic_pattern", "priority_step", "queue_key"]

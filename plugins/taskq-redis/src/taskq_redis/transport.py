@@ -104,11 +104,10 @@ from taskq.drivers.transport import (
     Transport,
 )
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
-from taskq.routing import kombu_topic_pattern
 from taskq_redis import _scripts
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 from taskq_redis._events import EventLayout, RedisEventReader
-from taskq_redis._layout import PRIORITY_STEPS, SEP, priority_step, queue_key
+from taskq_redis._layout import PRIORITY_STEPS, SEP, kombu_topic_pattern, priority_step, queue_key
 from taskq_redis._mailbox import RedisMailbox
 from taskq_redis._subscriber import Subscriber
 from taskq_redis._wire import Wire

@@ -9,6 +9,7 @@ import pytest
 
 from taskq.errors import ConfigError
 from taskq_redis._connection import connect
+from taskq_redis._layout import kombu_topic_pattern
 from taskq_redis.transport import priority_step, queue_key
 
 
@@ -42,3 +43,8 @@ def test_urls_are_read_as_celery_writes_them() -> None:
     assert endpoint.prefix == "app:"
     assert "secret" not in endpoint.masked_url
     endpoint.client.close()
+
+
+def test_kombu_topic_patterns_are_written_as_kombu_writes_them() -> None:
+    assert kombu_topic_pattern("jobs.*.#") == r"^jobs\.[^\.]+\..*?$"
+    assert kombu_topic_pattern("a-b.c") == r"^a\-b\.c$"
