@@ -3,6 +3,7 @@ sides, sends by exchange and routing key in both directions, on Redis and Rabbit
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
@@ -85,7 +86,9 @@ def test_a_celery_client_sending_through_a_topic_exchange_reaches_a_taskq_worker
     assert topic["queue"] in worker.log()
     # A task sent to the queue by name: once it has run, the worker has declared its bindings.
     assert module(interop, "taskq").add.apply_async((1, 1), queue=topic["queue"]).get(timeout=TIMEOUT) == 2
-    import routing_tasks_celery  # noqa: F401 - declares the queue and its topic exchange on the Celery client
+    # declares the queue and its topic exchange on this test's Celery client (reloaded: the
+    # interop fixture makes a new app per test, and an earlier test imported the module)
+    importlib.reload(importlib.import_module("routing_tasks_celery"))
 
     celery = module(interop, "celery")
     result = celery.add.apply_async((2, 3), queue=topic["queue"])
