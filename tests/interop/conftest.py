@@ -272,10 +272,12 @@ def _default_name(kind: str, queue: str, earlier: int) -> str:
 
 
 def process_env(interop: dict[str, object]) -> dict[str, str]:
-    """The environment of a worker, CLI or Flower process: the test's settings, and this folder importable."""
+    """The environment of a worker, CLI or Flower process: the test's settings, and this folder
+    importable (PYTHONPATH made absolute, for a process that runs in another folder)."""
     extra = interop["env"]
     assert isinstance(extra, dict)
-    return {**os.environ, **extra, "PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    paths = [str(HERE), *(str(Path(p).resolve()) for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+    return {**os.environ, **extra, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def module(interop: dict[str, object], kind: str) -> ModuleType:
