@@ -292,8 +292,13 @@ def test_a_revoked_countdown_task_never_runs(
     app_control = control(interop, side)
     result = module(interop, side).add.apply_async((2, 2), countdown=COUNTDOWN, queue=cluster.queues[target])
     inspect = app_control.inspect(destination=[worker.hostname], timeout=REPLY_TIMEOUT)
-    # held by the worker for its countdown: the revoke must reach a worker that holds it
-    wait_for(lambda: result.id in json.dumps(inspect.scheduled() or {}), f"{worker.hostname} holds the countdown task")
+    # taskq-amqp keeps a taskq client's countdown task in a delay queue until it is due
+    # (docs/interop.md): the revoke must reach the worker before the task does; elsewhere the
+    # worker holds the task for its countdown, and the revoke must reach a worker that holds it
+    if not (side == "taskq" and interop["broker"] == "rabbitmq"):
+        wait_for(
+            lambda: result.id in json.dumps(inspect.scheduled() or {}), f"{worker.hostname} holds the countdown task"
+        )
     replies = app_control.revoke(result.id, reply=True, timeout=ALL_TIMEOUT)
     assert revoked_reply(merged(replies)[worker.hostname], result.id)
     assert wait_done(result, COUNTDOWN + TIMEOUT) == "REVOKED"
