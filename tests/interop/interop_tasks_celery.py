@@ -10,6 +10,8 @@ app = Celery("interop", broker=os.environ["INTEROP_BROKER"], backend=os.environ[
 app.conf.task_default_queue = os.environ["INTEROP_QUEUE"]
 app.conf.broker_connection_retry_on_startup = True
 app.conf.worker_hijack_root_logger = False
+# the test's own remote control namespace: other tests' workers never answer its requests
+app.conf.control_exchange = os.environ["INTEROP_CONTROL_EXCHANGE"]
 
 
 @app.task(name="interop.add")

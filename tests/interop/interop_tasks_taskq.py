@@ -14,6 +14,8 @@ app = App(
     task_default_queue=os.environ["INTEROP_QUEUE"],
     # Celery workers share these queues: ETAs travel in the headers, not in taskq's delayed set.
     broker_transport_options={"delayed_delivery": False},
+    # the test's own remote control namespace: other tests' workers never answer its requests
+    control_exchange=os.environ["INTEROP_CONTROL_EXCHANGE"],
 )
 
 

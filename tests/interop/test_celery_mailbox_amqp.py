@@ -320,7 +320,7 @@ def test_a_celery_worker_answers_taskqs_ping(interop: dict[str, object], start_w
     start_worker("celery")
     name = f"celery-{interop['queue']}@{socket.gethostname()}"
     transport = module(interop, "taskq").app.new_transport()
-    mailbox = transport.mailbox()  # Celery's default control_exchange, celery
+    mailbox = transport.mailbox(str(interop["control_exchange"]))  # the test's, which the Celery worker uses
     collector = mailbox.collect()
     try:
         assert collector.reply_to is not None

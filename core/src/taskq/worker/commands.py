@@ -72,6 +72,10 @@ class Command:
     default_timeout: float = 1.0
 
 
+#: What ``registered`` shows of each task when asked for nothing, as Celery's worker (its
+#: ``inspect registered`` and Flower show rate limits so).
+DEFAULT_TASK_INFO_ITEMS = ("exchange", "routing_key", "rate_limit")
+
 #: The built-in commands by name (aliases included); plugins' are added per worker.
 COMMANDS: dict[str, Command] = {}
 
@@ -286,8 +290,10 @@ def revoked(state: ControlState) -> object:
 @_builtin
 @command(aliases=("dump_tasks",), variadic="taskinfoitems")
 def registered(state: ControlState, taskinfoitems: object = None) -> object:
-    """The tasks this worker knows, with the attributes asked for (e.g. rate_limit)."""
-    items = [i for i in taskinfoitems if isinstance(i, str)] if isinstance(taskinfoitems, list) else []
+    """The tasks this worker knows, with the attributes asked for (by default Celery's: rate_limit...)."""
+    asked = taskinfoitems if isinstance(taskinfoitems, list) and taskinfoitems else DEFAULT_TASK_INFO_ITEMS
+    # never a private attribute: the names come from the broker
+    items = [i for i in asked if isinstance(i, str) and not i.startswith("_")]
     names = []
     for name, task in sorted(state.worker.app.tasks.items()):
         if name.startswith("celery."):
