@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from taskq.drivers.support.connections import mask_url
 from taskq.errors import ConfigError, PoolFeatureError
+from taskq.worker.health import wall_clock
 
 if TYPE_CHECKING:
     from taskq.worker.consumer import Consumer
@@ -214,10 +215,6 @@ def _jsonable(value: object, depth: int = 0) -> object:
     return repr(value)[:200]
 
 
-def _wall_clock(monotonic: float | None) -> float | None:
-    return None if monotonic is None else time.time() - (time.monotonic() - monotonic)
-
-
 def request_info(request: Request, state: ControlState) -> dict[str, object]:
     """One task this worker holds, as Celery's ``Request.info()`` shows it."""
     delivery = request.delivery
@@ -228,7 +225,7 @@ def request_info(request: Request, state: ControlState) -> dict[str, object]:
         "kwargs": _jsonable(request.kwargs),
         "type": request.name,
         "hostname": state.hostname,
-        "time_start": _wall_clock(request.time_start),
+        "time_start": wall_clock(request.time_start),
         "acknowledged": request.acknowledged,
         "delivery_info": {
             "exchange": "",

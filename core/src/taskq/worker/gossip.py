@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from taskq.drivers.bootstep import Step
 from taskq.events.state import State
+from taskq.worker.remote import close_quietly
 
 if TYPE_CHECKING:
     from taskq.drivers.transport import EventReader, Transport
@@ -77,7 +78,7 @@ class GossipStep(Step):
                     events = reader.read(READ_TIMEOUT)
                 except Exception as exc:
                     logger.warning("gossip: reading the worker events failed (%s); again in %.0fs", exc, RETRY_DELAY)
-                    _close(reader)
+                    close_quietly(reader)
                     reader = None
                     self._stopped.wait(RETRY_DELAY)
                     continue
@@ -86,8 +87,8 @@ class GossipStep(Step):
                         self.state.event(event)
                 self._compare()
         finally:
-            _close(reader)
-            _close(transport)
+            close_quietly(reader)
+            close_quietly(transport)
 
     def _compare(self) -> None:
         """Log the peers that joined, left, or went quiet since the last look."""
@@ -116,15 +117,6 @@ def peers(worker: Worker) -> list[str] | None:
         if isinstance(step, GossipStep) and step._thread is not None:
             return step.peers()
     return None
-
-
-def _close(thing: object) -> None:
-    close = getattr(thing, "close", None)
-    if close is not None:
-        try:
-            close()
-        except Exception as exc:
-            logger.debug("gossip: closing %r failed: %s", thing, exc)
 
 
 __all__ = ["GossipStep", "peers"]

@@ -108,7 +108,7 @@ class Health:
             "queues": consumer.queues,
             "processed": consumer.processed,
             "active": [
-                {"id": request.id, "name": request.name, "started": _wall_clock(request.time_start)}
+                {"id": request.id, "name": request.name, "started": wall_clock(request.time_start)}
                 for _, request in sorted(consumer.active.items())
             ],
             "registered": sorted(name for name in self.app.tasks if not name.startswith("celery.")),
@@ -178,9 +178,9 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _wall_clock(monotonic: float | None) -> float | None:
+def wall_clock(monotonic: float | None) -> float | None:
     """The POSIX time of a moment taken with ``time.monotonic()``."""
     return None if monotonic is None else time.time() - (time.monotonic() - monotonic)
 
 
-__all__ = ["HEALTH_INTERVAL", "HEARTBEAT_TTL", "Health", "HealthStep"]
+__all__ = ["HEALTH_INTERVAL", "HEARTBEAT_TTL", "Health", "HealthStep", "wall_clock"]

@@ -184,7 +184,7 @@ class ControlStep(Step):
                 "this name only; give each worker its own name, e.g. -n w2@%%h",
                 exc,
             )
-            _close_quietly(mailbox)
+            close_quietly(mailbox)
             transport.close()
             return
         self._thread = threading.Thread(
@@ -209,7 +209,7 @@ class ControlStep(Step):
                         "remote control: the mailbox failed (%s); listening again in %.0fs", exc, RETRY_DELAY
                     )
                     if reader is not None:
-                        _close_quietly(reader)
+                        close_quietly(reader)
                     reader = None
                     self._stopped.wait(RETRY_DELAY)
                     continue
@@ -223,9 +223,9 @@ class ControlStep(Step):
                             logger.exception("remote control: handling a request failed; carrying on")
         finally:
             if reader is not None:
-                _close_quietly(reader)
-            _close_quietly(mailbox)
-            _close_quietly(transport)
+                close_quietly(reader)
+            close_quietly(mailbox)
+            close_quietly(transport)
 
     def _handle(self, mailbox: Mailbox, letter: Letter) -> None:
         state = self.state
@@ -290,9 +290,9 @@ class ControlStep(Step):
             try:
                 self._mingle(mailbox)
             finally:
-                _close_quietly(mailbox)
+                close_quietly(mailbox)
         finally:
-            _close_quietly(transport)
+            close_quietly(transport)
 
     def _mingle(self, mailbox: Mailbox) -> None:
         """Greet the peers (``hello``) and add the revoked ids they answer with."""
@@ -324,7 +324,7 @@ class ControlStep(Step):
             logger.warning("mingle: could not greet the peers: %s", exc)
             return
         finally:
-            _close_quietly(collector)
+            close_quietly(collector)
         learned = 0
         peers = []
         for node, reply in replies.items():
@@ -367,7 +367,7 @@ def _shown(arguments: Mapping[str, object]) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def _close_quietly(thing: object) -> None:
+def close_quietly(thing: object) -> None:
     close = getattr(thing, "close", None)
     if close is None:
         return
@@ -377,4 +377,4 @@ def _close_quietly(thing: object) -> None:
         logger.debug("remote control: closing %r failed: %s", thing, exc)
 
 
-__all__ = ["ControlRequest", "ControlStep", "RequestError", "check_request", "gather"]
+__all__ = ["ControlRequest", "ControlStep", "RequestError", "check_request", "close_quietly"]
