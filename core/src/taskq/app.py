@@ -185,7 +185,9 @@ class App:
             raise ConfigError(f"the transport for {_scheme(url)!r} is not a taskq.drivers.transport.Transport")
         options = cast("Mapping[str, object]", self.conf["broker_transport_options"])
         # The bindings of task_queues, for transports that declare them where Celery looks (Redis, RabbitMQ).
-        return cls(url, {**options, "declared_bindings": self.routing.bindings_of})
+        # and its broadcast queues, which a transport copies to every worker subscribed.
+        routing = self.routing
+        return cls(url, {**options, "declared_bindings": routing.bindings_of, "broadcast_queues": routing.broadcast_of})
 
     @property
     def backend_url(self) -> str | None:

@@ -54,6 +54,7 @@ _QUEUE_KEYS = frozenset(
         "exclusive",
         "auto_delete",
         "bindings",
+        "broadcast",
     }
 )
 _EXCHANGE_KEYS = frozenset({"name", "type", "exchange_type", "durable", "auto_delete", "arguments"})
@@ -98,6 +99,7 @@ class Queue:
     __slots__ = (
         "auto_delete",
         "bindings",
+        "broadcast",
         "durable",
         "exchange",
         "exclusive",
@@ -119,6 +121,7 @@ class Queue:
         exclusive: bool = False,
         auto_delete: bool = False,
         bindings: Iterable[Binding] = (),
+        broadcast: bool = False,
     ) -> None:
         if not isinstance(name, str) or not name:
             raise ConfigError(f"a queue needs a name (non-empty text), not {name!r:.60}")
@@ -141,22 +144,51 @@ class Queue:
             if not isinstance(binding, Binding):
                 raise ConfigError(f"queue {name!r}: a binding is a taskq.routing.Binding, not {binding!r:.60}")
         self.bindings: tuple[Binding, ...] = (Binding(exchange, self.routing_key), *extra)
+        #: A broadcast queue: each worker that consumes it gets a copy of every message
+        #: (see :class:`Broadcast`).
+        self.broadcast = broadcast
+        if broadcast and (exchange.type != "fanout" or extra):
+            raise ConfigError(
+                f"broadcast queue {name!r}: its exchange must be a fanout exchange and its only binding "
+                f"(it has {exchange.type} exchange {exchange.name!r}{' and more bindings' if extra else ''})"
+            )
 
     def __repr__(self) -> str:
-        return f"Queue({self.name!r}, {self.exchange!r}, routing_key={self.routing_key!r})"
+        kind = "Broadcast" if self.broadcast else "Queue"
+        return f"{kind}({self.name!r}, {self.exchange!r}, routing_key={self.routing_key!r})"
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Queue):
             return NotImplemented
-        return (self.name, self.bindings, self.queue_arguments, self.max_priority) == (
+        return (self.name, self.bindings, self.queue_arguments, self.max_priority, self.broadcast) == (
             other.name,
             other.bindings,
             other.queue_arguments,
             other.max_priority,
+            other.broadcast,
         )
 
     def __hash__(self) -> int:
         return hash((self.name, self.bindings))
+
+
+class Broadcast(Queue):
+    """A broadcast queue, as kombu's ``Broadcast``: every worker consuming ``name`` gets its
+    own copy of each message sent to it.
+
+    The queue is bound to the fanout exchange ``name`` (or ``exchange``). A send to the
+    queue or to the exchange reaches every worker consuming it at that moment (``-Q name``,
+    or by default when it is in ``task_queues``); a worker started later does not see it.
+    Each worker consumes through a queue of its own, ``bcast.<id>``, that lives as long as
+    it does (see :meth:`taskq.drivers.transport.Transport.subscribe_broadcast`).
+    """
+
+    __slots__ = ()
+
+    def __init__(self, name: str, exchange: Exchange | str | None = None, routing_key: str = "") -> None:
+        if exchange is None or isinstance(exchange, str):
+            exchange = Exchange(exchange or name, "fanout")
+        super().__init__(name, exchange, routing_key, broadcast=True)
 
 
 def worker_direct(hostname: str) -> Queue:
@@ -238,6 +270,12 @@ def as_queue(value: object, where: str, default_exchange: Exchange | None = None
         exchange_value = value.get("exchange")
         if isinstance(exchange_value, str) and value.get("exchange_type"):
             exchange_value = {"name": exchange_value, "type": value["exchange_type"]}
+        if value.get("broadcast"):
+            if value.get("bindings"):
+                raise ConfigError(f"{where}, broadcast queue {name!r}: a broadcast queue has no other bindings")
+            key = value.get("routing_key", "")
+            exchange = as_exchange(exchange_value, f"{where}, queue {name!r}") if exchange_value else None
+            return Broadcast(name, exchange, key if isinstance(key, str) else "")
         exchange = as_exchange(exchange_value, f"{where}, queue {name!r}") or default_exchange
         key = value.get("routing_key", value.get("binding_key"))
         if key is not None and not isinstance(key, str):
@@ -256,10 +294,14 @@ def as_queue(value: object, where: str, default_exchange: Exchange | None = None
     name = getattr(value, "name", None)
     if isinstance(name, str) and hasattr(value, "routing_key"):  # kombu's Queue
         if any(cls.__name__ == "Broadcast" for cls in type(value).__mro__):
-            raise ConfigError(
-                f"{where}: Broadcast queues ({name!r}) are not supported yet; each worker needs a queue of its "
-                f"own bound to the fanout exchange: declare one Queue per worker instead (see docs/routing.md)"
-            )
+            # kombu's: its name is a queue of this process's own (bcast.<uuid>); the
+            # broadcast's name is its alias, which workers select with -Q.
+            alias = getattr(value, "alias", None)
+            if not isinstance(alias, str) or not alias:
+                raise ConfigError(f"{where}: a Broadcast queue needs a name (kombu's Broadcast('name'))")
+            exchange = as_exchange(getattr(value, "exchange", None), f"{where}, broadcast {alias!r}")
+            key = getattr(value, "routing_key", "")
+            return Broadcast(alias, exchange, key if isinstance(key, str) else "")
         if not name:
             return _no_name(where)
         exchange = as_exchange(getattr(value, "exchange", None), f"{where}, queue {name!r}") or default_exchange
@@ -338,6 +380,8 @@ class Route:
     queues: tuple[str, ...]
     exchange: str
     routing_key: str
+    #: One of the queues is a broadcast queue (the transport copies it to each subscriber).
+    broadcast: bool = False
 
     @property
     def is_default(self) -> bool:
@@ -374,6 +418,8 @@ class Routing:
         self._bindings: dict[str, list[tuple[str, str]]] = {}
         self._resolved: dict[tuple[str, str], tuple[str, ...]] = {}
         self._by_name: dict[str, Route] = {}
+        # broadcast queue name -> (fanout exchange, routing key)
+        self._broadcast: dict[str, tuple[str, str]] = {}
         declared = settings.get("task_queues")
         if declared:
             if isinstance(declared, (str, Mapping)) or not isinstance(declared, Iterable):
@@ -399,6 +445,8 @@ class Routing:
             if entry not in bound:
                 bound.append(entry)
         self.queues[queue.name] = queue
+        if queue.broadcast:
+            self._broadcast[queue.name] = (queue.exchange.name, queue.routing_key)
         self._resolved.clear()
 
     def _declare_exchange(self, exchange: Exchange, where: str) -> None:
@@ -565,7 +613,7 @@ class Routing:
             return self._to_queue(as_queue(target, f"the route of task {name!r}").name, None, None)
         if self.default_exchange is not None:
             return self._through(name, self.default_exchange.name, self.default_routing_key)
-        return Route((self.default_queue,), DEFAULT_EXCHANGE, self.default_queue)
+        return self._route_to((self.default_queue,), DEFAULT_EXCHANGE, self.default_queue)
 
     def _destination(self, name: str, queue: object, exchange: object, routing_key: str | None) -> Route:
         if exchange is not None:
@@ -579,7 +627,7 @@ class Routing:
         assert routing_key is not None
         if self.default_exchange is not None:
             return self._through(name, self.default_exchange.name, routing_key)
-        return Route((routing_key,), DEFAULT_EXCHANGE, routing_key)  # the key names the queue, as it always has
+        return self._route_to((routing_key,), DEFAULT_EXCHANGE, routing_key)  # the key names the queue, as it always has
 
     def _queue_of(self, queue: object, name: str) -> Queue:
         if isinstance(queue, str):
@@ -591,8 +639,8 @@ class Routing:
         if routing_key is not None:  # a queue and a key: the key routes, through the queue's exchange
             return self._through(name or "?", declared.exchange.name, routing_key)
         if declared.exchange.name == declared.name:  # its own exchange: the default one's route, as before
-            return Route((declared.name,), DEFAULT_EXCHANGE, declared.name)
-        return Route((declared.name,), declared.exchange.name, declared.routing_key)
+            return self._route_to((declared.name,), DEFAULT_EXCHANGE, declared.name)
+        return self._route_to((declared.name,), declared.exchange.name, declared.routing_key)
 
     def _through(self, name: str, exchange: str, routing_key: str) -> Route:
         queues = self.resolve(exchange, routing_key)
@@ -601,7 +649,17 @@ class Routing:
         if not self.create_missing_queues and self.queues:
             for queue in queues:
                 self.queue_named(queue)
-        return Route(queues, exchange, routing_key)
+        return self._route_to(queues, exchange, routing_key)
+
+    def _route_to(self, queues: tuple[str, ...], exchange: str, routing_key: str) -> Route:
+        broadcast = bool(self._broadcast) and not self._broadcast.isdisjoint(queues)
+        return Route(queues, exchange, routing_key, broadcast)
+
+    def broadcast_of(self, queue: str) -> tuple[str, str] | None:
+        """The fanout exchange and routing key of ``queue`` when it is a declared broadcast
+        queue (:class:`Broadcast`), else None. Transports read it (the ``broadcast_queues``
+        option) to copy what is sent to it to every worker subscribed."""
+        return self._broadcast.get(queue)
 
     def unroutable(self, name: str, exchange: str, routing_key: str) -> str:
         """Why a send of ``name`` to ``exchange`` with ``routing_key`` reaches no queue, and what to do."""
@@ -627,6 +685,7 @@ __all__ = [
     "WORKER_DIRECT_EXCHANGE",
     "WORKER_DIRECT_QUEUE_FORMAT",
     "Binding",
+    "Broadcast",
     "Exchange",
     "Queue",
     "Route",

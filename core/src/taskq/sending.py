@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar, cast
 from taskq import _protocol as protocol
 from taskq._ids import new_id
 from taskq._running import running_context
-from taskq.errors import MessageDecodeError, SerializationError
+from taskq.errors import MessageDecodeError, RoutingError, SerializationError
 
 if TYPE_CHECKING:
     from taskq.app import App
@@ -329,6 +329,12 @@ def send(
             route.routing_key,
         )
         return app.AsyncResult(task_id, task_name=name)
+    if route.broadcast and not app.transport.capabilities.broadcast:
+        raise RoutingError(
+            f"cannot send task {name}: {', '.join(route.queues)} includes a broadcast queue, and the "
+            f"{type(app.transport).__name__} broker has no broadcast queues; use a broker that has them "
+            f"(redis, amqp, sqlite, filesystem, memory), or declare one queue per worker"
+        )
     queue = route.queues[0]
     headers = protocol.build_headers(
         name,

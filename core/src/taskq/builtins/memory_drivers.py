@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from taskq.drivers.backend import BackendCapabilities, KeyValueBackend
 from taskq.drivers.support.mailbox import MAILBOX_KEPT, LogMailbox
 from taskq.drivers.transport import (
+    BROADCAST_TTL,
     DEFAULT_LEASE_SECONDS,
     Capabilities,
     DeadLetter,
@@ -52,6 +53,8 @@ class _Broker:
     generation: int = 0  # bumped on every publish, to wake waiters
     events: _Log = field(default_factory=lambda: _Log(EVENTS_KEPT))
     mailbox: _Log = field(default_factory=lambda: _Log(MAILBOX_KEPT))
+    # broadcast subscriptions: queue -> (fanout exchange, expiry by time.time())
+    subscriptions: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 #: Most events one memory:// broker keeps for its readers (the oldest go first).
@@ -117,6 +120,7 @@ class MemoryTransport(Transport):
         counts_starts=True,
         events=True,
         control=True,
+        broadcast=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -126,11 +130,36 @@ class MemoryTransport(Transport):
 
     def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
         broker = self._broker
+        fanout = self.broadcast_of(queue)
         with broker.lock:
-            entry_id = next(broker.counter)
-            broker.entries[entry_id] = _Entry(entry_id, queue, message, time.time() + max(0.0, delay))
+            now = time.time()
+            for target in [queue] if fanout is None else self._subscribed(fanout[0], now):
+                entry_id = next(broker.counter)
+                broker.entries[entry_id] = _Entry(entry_id, target, message, now + max(0.0, delay))
             broker.generation += 1
             broker.lock.notify_all()
+
+    def _subscribed(self, exchange: str, now: float) -> list[str]:
+        """The live subscriptions to ``exchange``; lapsed ones go, with what they held (under the lock)."""
+        subscriptions = self._broker.subscriptions
+        for queue in [q for q, (_, expires) in subscriptions.items() if expires < now]:
+            del subscriptions[queue]
+            self._drop(queue)
+        return [queue for queue, (bound, _) in subscriptions.items() if bound == exchange]
+
+    def _drop(self, queue: str) -> None:
+        entries = self._broker.entries
+        for key in [k for k, e in entries.items() if e.queue == queue]:
+            del entries[key]
+
+    def subscribe_broadcast(self, exchange: str, routing_key: str, queue: str, *, ttl: float = BROADCAST_TTL) -> None:
+        with self._broker.lock:
+            self._broker.subscriptions[queue] = (exchange, time.time() + ttl)
+
+    def unsubscribe_broadcast(self, queue: str) -> None:
+        with self._broker.lock:
+            self._broker.subscriptions.pop(queue, None)
+            self._drop(queue)
 
     def send_events(self, events: Sequence[Mapping[str, object]]) -> None:
         self._broker.events.append(events)

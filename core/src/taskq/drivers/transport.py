@@ -35,6 +35,8 @@ from typing import Self
 
 # Default lease: seconds a claimed message stays with its worker without a renewal.
 DEFAULT_LEASE_SECONDS = 30.0
+#: Seconds a broadcast subscription lives without being renewed (:meth:`Transport.subscribe_broadcast`).
+BROADCAST_TTL = 60.0
 
 
 @dataclass(slots=True)
@@ -84,6 +86,7 @@ class Capabilities:
     counts_starts: bool = False  # started() is recorded: deliveries counts starts, not hand-outs
     events: bool = False  # send_events()/event_reader(): the cluster's events travel here
     control: bool = False  # mailbox(): remote control requests and replies travel here
+    broadcast: bool = False  # subscribe_broadcast(): broadcast queues, one copy per live worker
 
 
 @dataclass(slots=True)
@@ -237,6 +240,42 @@ class Transport(ABC):
             f"use a broker that can (redis, amqp, sqlite, filesystem, memory)"
         )
 
+    # ---- Broadcast queues (taskq.routing.Broadcast) --------------------------------
+
+    def broadcast_of(self, queue: str) -> tuple[str, str] | None:
+        """The fanout exchange and routing key of ``queue`` when ``task_queues`` declares it
+        a broadcast queue, else None. A transport that states :attr:`Capabilities.broadcast`
+        asks this in :meth:`publish` and :meth:`publish_many`: a message published to a
+        broadcast queue goes to every worker subscribed to its exchange
+        (:meth:`subscribe_broadcast`), not to a queue of that name. (The app passes the
+        declarations in the ``broadcast_queues`` option; the sender refuses a broadcast
+        queue on a transport that cannot.)"""
+        found = self.options.get("broadcast_queues")
+        return found(queue) if callable(found) else None  # type: ignore[no-any-return]  # the app's Routing.broadcast_of
+
+    def subscribe_broadcast(self, exchange: str, routing_key: str, queue: str, *, ttl: float = BROADCAST_TTL) -> None:
+        """Make ``queue`` (a name the worker chose, unique to it: ``bcast.<uuid>``) receive a
+        copy of every message published from now on to a broadcast queue of the fanout
+        ``exchange``; the worker then claims from ``queue`` as from any queue.
+
+        The worker calls it again well within ``ttl`` seconds for as long as it consumes:
+        a subscription not renewed within ``ttl`` (its worker died) receives nothing more,
+        and what it held is deleted, as Celery's auto-deleted broadcast queues. Messages are
+        copied to the subscriptions alive when they are published: a worker that starts
+        later misses them.
+
+        A transport that can states :attr:`Capabilities.broadcast`; the others raise
+        ``NotImplementedError`` naming what they lack.
+        """
+        raise NotImplementedError(
+            f"the {type(self).__name__} transport has no broadcast queues; use a broker that has them "
+            f"(redis, amqp, sqlite, filesystem, memory), or one queue per worker"
+        )
+
+    def unsubscribe_broadcast(self, queue: str) -> None:  # noqa: B027 - optional hook, a no-op by default
+        """End the subscription ``queue`` and delete what it still holds (the worker stops
+        consuming it). Safe to call for a subscription that has lapsed."""
+
     # ---- Remote control: the broadcast mailbox (taskq.control) ---------------------
 
     def mailbox(self, namespace: str = "celery") -> Mailbox:
@@ -350,6 +389,7 @@ class MailboxReader(ABC):
 
 
 __all__ = [
+    "BROADCAST_TTL",
     "DEFAULT_LEASE_SECONDS",
     "Capabilities",
     "DeadLetter",

@@ -31,7 +31,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from taskq.drivers.support.connections import mask_url
 from taskq.errors import ConfigError, PoolFeatureError
@@ -393,7 +393,17 @@ def queue_info(name: str) -> dict[str, object]:
 @command()
 def active_queues(state: ControlState) -> object:
     """The queues this worker consumes."""
-    return [queue_info(name) for name in list(state.consumer.queues)]
+    consumer = state.consumer
+    found = []
+    for name in list(consumer.queues):
+        broadcast = consumer.broadcasts.own.get(name)
+        info = queue_info(name)
+        if broadcast is not None:  # as kombu's Broadcast shows: its own queue, the fanout exchange, an alias
+            exchange, routing_key, _ = consumer.broadcasts.subscriptions[broadcast]
+            info["exchange"] = {**cast("dict[str, object]", info["exchange"]), "name": exchange, "type": "fanout"}
+            info.update(routing_key=routing_key, alias=broadcast, auto_delete=True)
+        found.append(info)
+    return found
 
 
 @_builtin
@@ -690,8 +700,14 @@ def add_consumer(
     if not _QUEUE_NAME.match(name):
         raise CommandError(f"{name!r:.80} is not a queue name")
     consumer = state.consumer
-    if name in consumer.queues:
+    if name in consumer.queues or name in consumer.broadcasts.subscriptions:
         return ok(f"already consuming from {name!r}")
+    if consumer.app.routing.broadcast_of(name) is not None:
+        try:
+            own = consumer.broadcasts.start(name)
+        except ConfigError as exc:
+            raise CommandError(str(exc)) from None
+        return ok(f"add consumer {name} (broadcast, through {own})")
     consumer.queues.append(name)
     consumer.wake()
     return ok(f"add consumer {name}")
@@ -703,12 +719,15 @@ def cancel_consumer(state: ControlState, queue: object = None, **options: object
     """Stop consuming from ``queue``: the messages held from it are given back."""
     name = _text(queue, "queue")
     consumer = state.consumer
-    if name not in consumer.queues:
+    broadcasts = consumer.broadcasts
+    consumed = [q for q in consumer.queues if q not in broadcasts.own] + list(broadcasts.subscriptions)
+    if name not in consumed:
         raise CommandError(f"not consuming from {name!r}")
-    if len(consumer.queues) == 1:
+    if len(consumed) == 1:
         raise CommandError(f"{name!r} is the only queue this worker consumes; stop the worker instead")
-    consumer.queues.remove(name)
-    consumer.give_back_queue(name)
+    if broadcasts.stop(name) is None:
+        consumer.queues.remove(name)
+        consumer.give_back_queue(name)
     return ok(f"no longer consuming from {name}")
 
 

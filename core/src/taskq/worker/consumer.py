@@ -52,6 +52,7 @@ from taskq.errors import (
 from taskq.worker import acks, endings
 from taskq.worker import events as task_events
 from taskq.worker.acks import Action
+from taskq.worker.broadcast import BroadcastQueues
 from taskq.worker.chores import Chores
 from taskq.worker.ratelimit import RateLimits
 from taskq.worker.request import Request
@@ -128,6 +129,10 @@ class Consumer:
         self.events: EventDispatcher | None = None
         self._rate_limits = RateLimits()
         self._chores = Chores()
+        #: The broadcast queues consumed, each through a queue of the worker's own (subscribed
+        #: from the loop: until then, ``queues`` leaves them out).
+        self.broadcasts = BroadcastQueues(self)
+        self.queues = self.broadcasts.split(self.queues)
         #: When the task running inline (solo) started, by the monotonic clock; else None.
         self.busy_since: float | None = None
         # Poison accounting (see _dispatch): on a transport that counts starts, a held
@@ -198,6 +203,7 @@ class Consumer:
                 if self.worker.cold:
                     self._give_back_unstarted()
                 self._give_back()
+                self.broadcasts.close()
 
     def _step(self) -> None:
         """One turn of the loop (see the module docstring)."""
@@ -219,7 +225,7 @@ class Consumer:
         if self.should_stop:
             return
         room = self.prefetch - (len(self.reserved) + len(self.timer) + self._running_in_window())
-        if room > 0:
+        if room > 0 and self.queues:
             claimed = self.transport.claim(self.queues, room, lease=self.lease)
             if claimed:
                 for delivery in claimed:

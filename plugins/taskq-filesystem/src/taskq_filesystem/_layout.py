@@ -12,6 +12,7 @@ alias, and ``filesystem://`` with no path takes the directory from the
     results/                  one file per result key
     events/                   the event log: one file per batch of events (see _logs.py)
     mailbox/                  remote control's requests and replies: one file per batch (see _logs.py)
+    broadcast/<exchange>/     one file per worker subscribed to a broadcast queue (see transport.py)
     tmp/                      files being written, renamed into place when complete
     wake/                     one empty file per waiting process: where to send wake-ups
 

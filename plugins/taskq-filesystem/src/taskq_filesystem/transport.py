@@ -42,6 +42,12 @@ one file per batch, that readers follow by position; remote control's **mailbox*
 (:meth:`FilesystemTransport.mailbox`: requests to the workers, their replies) to another,
 in ``mailbox/``, with its own bound and its own wake-ups: see :mod:`._logs`.
 
+**Broadcast queues**: each worker consuming one subscribes a queue of its own with a file
+``broadcast/<exchange>/<queue>`` holding the queue's name, whose mtime is when the
+subscription lapses (the worker renews it). A message published to a broadcast queue is
+written into every queue whose subscription is alive; a lapsed one is removed, with its
+queue's folders, by the next publisher that comes across it.
+
 On NFS, ``rename`` is atomic on the server but clients cache attributes and listings, and
 mtimes come from each client's clock: share a root between processes of one machine only.
 """
@@ -64,6 +70,7 @@ from taskq.drivers.support.eventlog import EVENT_LOG, MAILBOX_LOG, EventNotifier
 from taskq.drivers.support.mailbox import LogMailbox
 from taskq.drivers.support.wakeup import QueueWakeups
 from taskq.drivers.transport import (
+    BROADCAST_TTL,
     DEFAULT_LEASE_SECONDS,
     Capabilities,
     DeadLetter,
@@ -88,7 +95,8 @@ MAX_DIGITS = DUE_DIGITS
 OWNER_MARK = "~"
 
 WAITING, CLAIMED, DEAD = "waiting", "claimed", "dead"
-ROOT_FOLDERS = ("queues", "tmp", "wake", _logs.EVENTS, _logs.MAILBOX)
+BROADCAST = "broadcast"
+ROOT_FOLDERS = ("queues", "tmp", "wake", BROADCAST, _logs.EVENTS, _logs.MAILBOX)
 
 _sequence = itertools.count()
 
@@ -134,6 +142,7 @@ class FilesystemTransport(Transport):
         counts_starts=True,
         events=True,
         control=True,
+        broadcast=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -198,9 +207,10 @@ class FilesystemTransport(Transport):
         for queue, message, delay in items:
             data = envelope.encode(message, text_body=True)
             due_ns = now_ns + int(delay * 1e9) if delay > 0 else now_ns
-            name = f"{_due_prefix(due_ns)}-{_unique()}-0"
+            fanout = self.broadcast_of(queue)
             try:
-                self._write(queue, WAITING, name, data)
+                for target in [queue] if fanout is None else self._subscribed(fanout[0], now_ns):
+                    self._write(target, WAITING, f"{_due_prefix(due_ns)}-{_unique()}-0", data)
             except OSError as exc:
                 raise self._fail(exc) from exc
             published = True
@@ -217,6 +227,63 @@ class FilesystemTransport(Transport):
             os.makedirs(self._tmp, exist_ok=True)
             self._make_queue(queue)
             _layout.write_atomically(self._tmp, target, data, fsync=self.fsync)
+
+    # ---- Broadcast queues ---------------------------------------------------------
+
+    def _subscription(self, exchange: str, queue: str) -> str:
+        return os.path.join(self.root, BROADCAST, _layout.file_name(exchange), _layout.file_name(queue))
+
+    def subscribe_broadcast(self, exchange: str, routing_key: str, queue: str, *, ttl: float = BROADCAST_TTL) -> None:
+        self._ready()
+        path = self._subscription(exchange, queue)
+        expires_ns = time.time_ns() + int(ttl * 1e9)
+        try:
+            try:
+                os.utime(path, ns=(expires_ns, expires_ns))
+            except FileNotFoundError:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                _layout.write_atomically(self._tmp, path, queue.encode("utf-8"))
+                os.utime(path, ns=(expires_ns, expires_ns))
+        except OSError as exc:
+            raise self._fail(exc) from exc
+
+    def _subscribed(self, exchange: str, now_ns: int) -> list[str]:
+        """The queues subscribed to ``exchange`` and alive; lapsed ones are removed, with their messages."""
+        found = []
+        try:
+            with os.scandir(os.path.join(self.root, BROADCAST, _layout.file_name(exchange))) as entries:
+                subscriptions = [(entry.path, _mtime_ns(entry)) for entry in entries]
+        except FileNotFoundError:
+            return found
+        for path, expires_ns in subscriptions:
+            try:
+                queue = _layout.read_file(path).decode("utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue  # gone meanwhile, or not ours: never a reason to fail a send
+            if expires_ns >= now_ns:
+                found.append(queue)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(path)
+                self._drop_queue(queue)
+        return found
+
+    def _drop_queue(self, queue: str) -> None:
+        shutil.rmtree(os.path.join(self._queues_dir, _layout.file_name(queue)), ignore_errors=True)
+        self._made.discard(queue)
+        self._listing.pop(queue, None)
+
+    def unsubscribe_broadcast(self, queue: str) -> None:
+        name = _layout.file_name(queue)
+        try:
+            with os.scandir(os.path.join(self.root, BROADCAST)) as exchanges:
+                folders = [entry.path for entry in exchanges if entry.is_dir()]
+        except FileNotFoundError:
+            folders = []
+        for folder in folders:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
+        self._drop_queue(queue)
 
     # ---- Worker side ------------------------------------------------------------
 

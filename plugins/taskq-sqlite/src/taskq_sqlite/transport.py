@@ -38,6 +38,11 @@ Events (:meth:`SqliteTransport.send_events`) go to a bounded log in the table
 ``taskq_events`` that readers follow by row id; remote control's mailbox
 (:meth:`SqliteTransport.mailbox`: requests to the workers, their replies) to another, in
 the table ``taskq_mailbox``, with its own bound and its own wake-ups: see :mod:`._logs`.
+
+Broadcast queues: each worker consuming one subscribes a queue of its own in the table
+``taskq_broadcast`` (its fanout exchange and when the subscription lapses, renewed by the
+worker). A message published to a broadcast queue is copied, in one statement, into every
+subscription alive; lapsed subscriptions are deleted with what they held as it happens.
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from taskq.drivers.support.eventlog import EventNotifier, encode_event
 from taskq.drivers.support.mailbox import LogMailbox
 from taskq.drivers.support.wakeup import QueueWakeups
 from taskq.drivers.transport import (
+    BROADCAST_TTL,
     DEFAULT_LEASE_SECONDS,
     Capabilities,
     DeadLetter,
@@ -101,6 +107,12 @@ CREATE TABLE IF NOT EXISTS taskq_dead_letters (
     content_encoding TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS taskq_dead_letters_queue ON taskq_dead_letters (queue);
+CREATE TABLE IF NOT EXISTS taskq_broadcast (
+    queue TEXT PRIMARY KEY,       -- a worker's own queue (bcast.<id>)
+    exchange TEXT NOT NULL,       -- the fanout exchange it is subscribed to
+    expires REAL NOT NULL         -- it lapses then unless renewed
+);
+CREATE INDEX IF NOT EXISTS taskq_broadcast_exchange ON taskq_broadcast (exchange);
 """
 # The event log and the mailbox came later; IF NOT EXISTS gives a file made before them their
 # tables when it is opened.
@@ -148,6 +160,18 @@ _DEAD_LETTERS_OF_QUEUE = (
     "SELECT queue, reason, dead_at, body, headers, properties, content_type, content_encoding"
     " FROM taskq_dead_letters WHERE queue = ? ORDER BY id DESC LIMIT ?"
 )
+_SUBSCRIBE = "INSERT OR REPLACE INTO taskq_broadcast (queue, exchange, expires) VALUES (?, ?, ?)"
+_LAPSED_MESSAGES = (
+    "DELETE FROM taskq_messages WHERE queue IN (SELECT queue FROM taskq_broadcast WHERE expires < ?)"
+)
+_LAPSED = "DELETE FROM taskq_broadcast WHERE expires < ?"
+# one copy for each live subscription to the exchange (?8)
+_INSERT_BROADCAST = (
+    "INSERT INTO taskq_messages (queue, visible_at, due, body, headers, properties, content_type,"
+    " content_encoding) SELECT queue, ?, ?, ?, ?, ?, ?, ? FROM taskq_broadcast WHERE exchange = ?"
+)
+_UNSUBSCRIBE = "DELETE FROM taskq_broadcast WHERE queue = ?"
+_DROP_QUEUE = "DELETE FROM taskq_messages WHERE queue = ?"
 _PURGE = "DELETE FROM taskq_messages WHERE queue = ? AND (owner IS NULL OR visible_at <= ?)"
 _DEPTH = "SELECT count(*) FROM taskq_messages WHERE queue = ?"
 
@@ -190,6 +214,7 @@ class SqliteTransport(Transport):
         counts_starts=True,
         events=True,
         control=True,
+        broadcast=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -256,6 +281,9 @@ class SqliteTransport(Transport):
     # ---- Client side ------------------------------------------------------------
 
     def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
+        if self.broadcast_of(queue) is not None:
+            self.publish_many([(queue, message, delay)])
+            return
         due = time.time() + delay if delay > 0 else time.time()
         with fork_gate:
             conn = self._conn if self._pid == current_pid() else self._connection()
@@ -269,14 +297,34 @@ class SqliteTransport(Transport):
     def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
         now = time.time()
         rows = []
+        copies = []  # to broadcast queues: (due, due, *message, exchange)
         for queue, message, delay in items:
             due = now + delay if delay > 0 else now
-            rows.append((queue, due, due, *_encode(message)))
-        if not rows:
+            fanout = self.broadcast_of(queue)
+            if fanout is None:
+                rows.append((queue, due, due, *_encode(message)))
+            else:
+                copies.append((due, due, *_encode(message), fanout[0]))
+        if not rows and not copies:
             return
         with self._transaction() as conn:
             conn.executemany(_INSERT, rows)
+            if copies:
+                conn.execute(_LAPSED_MESSAGES, (now,))
+                conn.execute(_LAPSED, (now,))
+                conn.executemany(_INSERT_BROADCAST, copies)
         self._wakeups.notify()
+
+    # ---- Broadcast queues ---------------------------------------------------------
+
+    def subscribe_broadcast(self, exchange: str, routing_key: str, queue: str, *, ttl: float = BROADCAST_TTL) -> None:
+        with self._transaction() as conn:
+            conn.execute(_SUBSCRIBE, (queue, exchange, time.time() + ttl))
+
+    def unsubscribe_broadcast(self, queue: str) -> None:
+        with self._transaction() as conn:
+            conn.execute(_UNSUBSCRIBE, (queue,))
+            conn.execute(_DROP_QUEUE, (queue,))
 
     # ---- Worker side ------------------------------------------------------------
 

@@ -756,6 +756,117 @@ class TransportContract:
         with pytest.raises(NotImplementedError, match="no remote control mailbox"):
             transport.mailbox()
 
+    # ---- Broadcast queues ------------------------------------------------------------
+
+    @staticmethod
+    def broadcasting(transport: Transport, queue: str, exchange: str) -> Transport:
+        """A new instance on ``transport``'s broker to which ``queue`` is a broadcast queue of ``exchange``."""
+        declared = {queue: (exchange, "")}
+        sender = type(transport)(transport.url, {**transport.options, "broadcast_queues": declared.get})
+        sender.connect()
+        return sender
+
+    @staticmethod
+    def claim_all(transport: Transport, queue: str, count: int) -> list[Delivery]:
+        """Claim from ``queue`` until ``count`` messages came; fail after :data:`DEADLINE` seconds."""
+        found: list[Delivery] = []
+        end = time.monotonic() + DEADLINE
+        while len(found) < count and time.monotonic() < end:
+            got = transport.claim([queue], count - len(found))
+            found += got
+            if not got:
+                transport.wait([queue], 0.1)
+        return found
+
+    def test_a_broadcast_reaches_every_subscriber_once(self, transport: Transport, other: Transport, queue: str) -> None:
+        self.require(transport, "broadcast")
+        exchange = f"{queue}-fanout"
+        mine, theirs = f"bcast.{queue}-1", f"bcast.{queue}-2"
+        transport.subscribe_broadcast(exchange, "", mine)
+        other.subscribe_broadcast(exchange, "", theirs)
+        sender = self.broadcasting(transport, queue, exchange)
+        try:
+            sent = [make_message(id=f"b{i}") for i in range(3)]
+            sender.publish(queue, sent[0])
+            sender.publish_many([(queue, sent[1], 0.0), (queue, sent[2], 0.0)])
+            for consumer, own in ((transport, mine), (other, theirs)):
+                got = self.claim_all(consumer, own, 3)
+                assert sorted(task_id(d) for d in got) == ["b0", "b1", "b2"]
+                assert {d.queue for d in got} == {own}
+                consumer.ack(got)
+                assert consumer.claim([own], 10) == []
+            assert transport.depth(queue) == 0  # the broadcast queue itself holds nothing
+        finally:
+            sender.close()
+            transport.unsubscribe_broadcast(mine)
+            other.unsubscribe_broadcast(theirs)
+
+    def test_a_broadcast_is_intact_and_only_for_its_exchange(self, transport: Transport, queue: str) -> None:
+        self.require(transport, "broadcast")
+        exchange = f"{queue}-fanout"
+        mine, elsewhere = f"bcast.{queue}-1", f"bcast.{queue}-2"
+        transport.subscribe_broadcast(exchange, "", mine)
+        transport.subscribe_broadcast(f"{exchange}-other", "", elsewhere)
+        sender = self.broadcasting(transport, queue, exchange)
+        try:
+            message = make_message(id="intact")
+            sender.publish(queue, message)
+            (delivery,) = self.claim_all(transport, mine, 1)
+            assert delivery.message.body == message.body
+            assert delivery.message.headers["id"] == "intact"
+            assert delivery.message.headers["task"] == message.headers["task"]
+            transport.ack([delivery])
+            assert transport.claim([elsewhere], 10) == []
+        finally:
+            sender.close()
+            transport.unsubscribe_broadcast(mine)
+            transport.unsubscribe_broadcast(elsewhere)
+
+    def test_an_ended_subscription_gets_nothing_more(self, transport: Transport, queue: str) -> None:
+        self.require(transport, "broadcast")
+        exchange = f"{queue}-fanout"
+        mine, kept = f"bcast.{queue}-1", f"bcast.{queue}-2"
+        transport.subscribe_broadcast(exchange, "", mine)
+        transport.subscribe_broadcast(exchange, "", kept)
+        sender = self.broadcasting(transport, queue, exchange)
+        try:
+            sender.publish(queue, make_message(id="before"))
+            assert [task_id(d) for d in self.claim_all(transport, kept, 1)] == ["before"]
+            transport.unsubscribe_broadcast(mine)  # and what it held goes with it
+            sender.publish(queue, make_message(id="after"))
+            assert [task_id(d) for d in self.claim_all(transport, kept, 1)] == ["after"]
+            assert transport.claim([mine], 10) == []
+            transport.unsubscribe_broadcast(mine)  # safe twice
+        finally:
+            sender.close()
+            transport.unsubscribe_broadcast(kept)
+
+    def test_a_subscription_not_renewed_lapses(self, transport: Transport, queue: str) -> None:
+        self.require(transport, "broadcast")
+        exchange = f"{queue}-fanout"
+        lapsing, renewed = f"bcast.{queue}-1", f"bcast.{queue}-2"
+        transport.subscribe_broadcast(exchange, "", lapsing, ttl=1.0)
+        transport.subscribe_broadcast(exchange, "", renewed, ttl=1.0)
+        sender = self.broadcasting(transport, queue, exchange)
+        try:
+            end = time.monotonic() + 2.5
+            while time.monotonic() < end:  # renew one, for longer than the other's lifetime
+                transport.subscribe_broadcast(exchange, "", renewed, ttl=1.0)
+                transport.wait([renewed], 0.2)
+            sender.publish(queue, make_message(id="late"))
+            assert [task_id(d) for d in self.claim_all(transport, renewed, 1)] == ["late"]
+            assert transport.claim([lapsing], 10) == []
+        finally:
+            sender.close()
+            transport.unsubscribe_broadcast(lapsing)
+            transport.unsubscribe_broadcast(renewed)
+
+    def test_a_transport_without_broadcast_queues_says_so(self, transport: Transport, queue: str) -> None:
+        if transport.capabilities.broadcast:
+            pytest.skip(f"{type(transport).__name__} has broadcast queues")
+        with pytest.raises(NotImplementedError, match="no broadcast queues"):
+            transport.subscribe_broadcast(f"{queue}-fanout", "", f"bcast.{queue}")
+
     def test_close_is_safe_twice(self, transport: Transport) -> None:
         clone = transport.clone()
         clone.connect()
