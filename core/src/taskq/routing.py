@@ -652,7 +652,7 @@ class Routing:
         return self._route_to(queues, exchange, routing_key)
 
     def _route_to(self, queues: tuple[str, ...], exchange: str, routing_key: str) -> Route:
-        broadcast = bool(self._broadcast) and not self._broadcast.isdisjoint(queues)
+        broadcast = bool(self._broadcast) and not self._broadcast.keys().isdisjoint(queues)
         return Route(queues, exchange, routing_key, broadcast)
 
     def broadcast_of(self, queue: str) -> tuple[str, str] | None:

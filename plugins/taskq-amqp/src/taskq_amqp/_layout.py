@@ -81,6 +81,9 @@ class QueueLayout:
         #: What outlives a connection: the delays and dead-letter queues this instance used.
         self.delays: dict[str, set[int]] = {}
         self.dead_queues: set[str] = set()
+        #: This worker's broadcast subscriptions: its own queue -> (fanout exchange, key, lifetime in ms).
+        self.broadcasts: dict[str, tuple[str, str, int]] = {}
+        self._exchanges: set[str] = set()
 
     def queue_arguments(self) -> dict[str, object]:
         """The arguments every work queue is declared with (they must match Celery's)."""
@@ -93,6 +96,9 @@ class QueueLayout:
 
     def declare(self, channel: amqp.Channel, queue: str) -> None:
         """Declare the work queue ``queue`` with its exchange and binding, once per connection."""
+        if queue in self.broadcasts:  # declared each time it is consumed: that renews it too
+            self.declare_broadcast(channel, queue)
+            return
         if queue in self._declared:
             return
         channel.exchange_declare(queue, "direct", durable=True, auto_delete=False)
@@ -102,6 +108,25 @@ class QueueLayout:
             for exchange, kind, key in self._declared_bindings(queue):
                 channel.exchange_declare(exchange, kind, durable=True, auto_delete=False)
                 channel.queue_bind(queue, exchange, key)
+        self._declared.add(queue)
+
+    def declare_fanout(self, channel: amqp.Channel, exchange: str) -> None:
+        """Declare the fanout exchange of a broadcast queue, as Celery (kombu's ``Broadcast``) does."""
+        if exchange not in self._exchanges:
+            channel.exchange_declare(exchange, "fanout", durable=True, auto_delete=False)
+            self._exchanges.add(exchange)
+
+    def declare_broadcast(self, channel: amqp.Channel, queue: str) -> None:
+        """Declare (or renew) a worker's own broadcast queue, bound to its fanout exchange.
+
+        Not auto-deleted (the worker's consumer may be cancelled and started again): it
+        expires (``x-expires``) a lifetime after it was last declared or consumed, so a
+        worker that died leaves nothing behind for long. Declaring again renews it.
+        """
+        exchange, routing_key, ttl_ms = self.broadcasts[queue]
+        self.declare_fanout(channel, exchange)
+        channel.queue_declare(queue, durable=False, auto_delete=False, arguments={"x-expires": ttl_ms})
+        channel.queue_bind(queue, exchange, routing_key)
         self._declared.add(queue)
 
     def declare_delay(self, channel: amqp.Channel, queue: str, ms: int) -> str:
@@ -140,6 +165,7 @@ class QueueLayout:
         """A new connection: nothing is declared on it yet."""
         self._declared.clear()
         self._delay_declared.clear()
+        self._exchanges.clear()
 
     def forget(self, queue: str) -> None:
         """``queue`` was deleted, delay queues included."""

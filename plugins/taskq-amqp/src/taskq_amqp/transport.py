@@ -28,6 +28,9 @@ How the contract maps onto AMQP 0-9-1:
   fanout exchange ``<namespace>.pidbox`` that each worker's exclusive queue
   ``<hostname>.<namespace>.pidbox`` is bound to, replies to the direct exchange
   ``reply.<namespace>.pidbox`` routed to the client's queue; sent as events are.
+* **Broadcast queues** are Celery's: a message for one goes to its fanout exchange, and
+  RabbitMQ copies it to each worker's own queue ``bcast.<id>``, bound to the exchange and
+  expiring (``x-expires``) a lifetime after its worker last renewed or consumed it.
 * **Publisher confirms** are batched by default: publish returns at once, unconfirmed
   messages are kept (:mod:`._confirms`) and sent again after a reconnect, and everything
   is confirmed before an ack, a depth or purge, and close.
@@ -54,6 +57,7 @@ import amqp.exceptions
 from taskq.drivers.support.connections import current_pid, keep_inherited
 from taskq.drivers.support.event_messages import event_messages
 from taskq.drivers.transport import (
+    BROADCAST_TTL,
     DEFAULT_LEASE_SECONDS,
     Capabilities,
     DeadLetter,
@@ -120,7 +124,14 @@ class AmqpTransport(Reconnecting, Transport):
     """RabbitMQ through py-amqp; see the module docstring for how the contract maps."""
 
     capabilities = Capabilities(
-        delayed_delivery=True, leases=False, dead_letter=True, priority=True, wakeup=True, events=True, control=True
+        delayed_delivery=True,
+        leases=False,
+        dead_letter=True,
+        priority=True,
+        wakeup=True,
+        events=True,
+        control=True,
+        broadcast=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -264,6 +275,11 @@ class AmqpTransport(Reconnecting, Transport):
         if outgoing:
             reply_to = outgoing.pop(str(message.headers.get("id")), None)
         properties = encode_message(message, reply_to=reply_to)
+        fanout = self.broadcast_of(queue)
+        if fanout is not None:  # RabbitMQ copies it to every subscriber; an ETA waits in the worker
+            self._layout.declare_fanout(channel, fanout[0])
+            self._send(channel, fanout[0], fanout[1], properties, message.body)
+            return
         ms = delay_bucket(delay, early_ok=bool(message.headers.get("eta"))) if delay > 0 else 0
         if ms:
             exchange, routing_key = "", self._layout.declare_delay(channel, queue, ms)
@@ -636,6 +652,24 @@ class AmqpTransport(Reconnecting, Transport):
 
     def purge(self, queue: str) -> int:
         return self._each_known(queue, lambda ch, name: int(ch.queue_purge(name) or 0))
+
+    # ---- Broadcast queues -------------------------------------------------------------
+
+    def subscribe_broadcast(self, exchange: str, routing_key: str, queue: str, *, ttl: float = BROADCAST_TTL) -> None:
+        self._layout.broadcasts[queue] = (exchange, routing_key, max(1000, int(ttl * 1000)))
+        self._retrying("subscribe " + queue, lambda channel: self._layout.declare_broadcast(channel, queue))
+
+    def unsubscribe_broadcast(self, queue: str) -> None:
+        if self._layout.broadcasts.pop(queue, None) is None:
+            return
+
+        def run(_: amqp.Channel) -> None:
+            if queue in self._consumers and self._channel is not None:
+                self._channel.basic_cancel(self._consumers.pop(queue))
+            self._admin_channel().queue_delete(queue)
+            self._layout.forget(queue)
+
+        self._retrying("unsubscribe " + queue, run)
 
     def delete(self, queue: str) -> None:
         """Delete ``queue`` with its exchange, dead letters and the delay queues known here."""

@@ -74,6 +74,12 @@ a reply is LPUSHed onto the list of every queue bound, in
 queue ``<routing key>.reply.<namespace>.pidbox``, which the client binds before asking and
 deletes when done).
 
+**Broadcast queues** are kombu's on Redis too (:mod:`taskq_redis._broadcast`): a message
+for one is PUBLISHed on its fanout exchange's channel, and each worker consuming it moves
+what it reads there onto a list of its own, ``bcast.<id>``, from which it claims; Celery
+workers and taskq workers get each other's broadcasts. Pub/sub keeps nothing: a worker
+gets only what is published while it is subscribed.
+
 **Connection loss.** Every call raises :class:`~taskq.errors.BrokerUnavailableError` when
 Redis does not answer (after a few quick retries); the next call reconnects, the
 subscriber included, so a worker resumes consuming as soon as Redis is back. A restarted
@@ -94,6 +100,7 @@ from taskq.drivers.support.connections import current_pid
 from taskq.drivers.support.envelope import decode, encode_kombu, undecodable
 from taskq.drivers.support.event_messages import event_messages
 from taskq.drivers.transport import (
+    BROADCAST_TTL,
     DEFAULT_LEASE_SECONDS,
     Capabilities,
     DeadLetter,
@@ -105,8 +112,10 @@ from taskq.drivers.transport import (
 )
 from taskq.errors import BrokerUnavailableError, MessageDecodeError
 from taskq_redis import _scripts
+from taskq_redis._broadcast import Forwarder
 from taskq_redis._connection import CONNECTION_ERRORS, Endpoint, connect, unreachable
 from taskq_redis._events import EventLayout, RedisEventReader
+from taskq_redis._fanout import FanoutLayout
 from taskq_redis._layout import PRIORITY_STEPS, SEP, kombu_topic_pattern, priority_step, queue_key
 from taskq_redis._mailbox import RedisMailbox
 from taskq_redis._subscriber import Subscriber
@@ -133,6 +142,7 @@ class RedisTransport(Transport):
         counts_starts=True,
         events=True,
         control=True,
+        broadcast=True,
     )
 
     def __init__(self, url: str, options: Mapping[str, object] | None = None) -> None:
@@ -161,6 +171,8 @@ class RedisTransport(Transport):
         self._prefix = ""
         self._wake = ""
         self._event_layout: EventLayout | None = None
+        # this worker's broadcast subscriptions, by its own queue
+        self._forwarders: dict[str, Forwarder] = {}
 
     # ---- Life cycle -------------------------------------------------------------
 
@@ -236,6 +248,10 @@ class RedisTransport(Transport):
     # ---- Client side ------------------------------------------------------------
 
     def publish(self, queue: str, message: Message, *, delay: float = 0.0) -> None:
+        fanout = self.broadcast_of(queue)
+        if fanout is not None:
+            self._broadcast([(fanout, message)])
+            return
         if not self.delayed_delivery:
             delay = 0.0
         envelope = encode_kombu(message, queue)
@@ -243,7 +259,12 @@ class RedisTransport(Transport):
 
     def publish_many(self, items: Iterable[tuple[str, Message, float]]) -> None:
         args: list[object] = []
+        broadcasts = []
         for queue, message, delay in items:
+            fanout = self.broadcast_of(queue)
+            if fanout is not None:
+                broadcasts.append((fanout, message))
+                continue
             delay = delay if self.delayed_delivery else 0.0
             args += (queue, priority_step(message.properties.get("priority")), delay, encode_kombu(message, queue))
             if len(args) >= BATCH * 4:
@@ -251,6 +272,57 @@ class RedisTransport(Transport):
                 args = []
         if args:
             self._run(_scripts.PUBLISH, *args)
+        if broadcasts:
+            self._broadcast(broadcasts)
+
+    # ---- Broadcast queues (see taskq_redis._broadcast) --------------------------------
+
+    def _broadcast(self, items: list[tuple[tuple[str, str], Message]]) -> None:
+        """PUBLISH each message on its fanout exchange's channel, as kombu does; pipelined.
+
+        A broadcast cannot wait at the broker: one sent with a delay carries its ETA in its
+        headers, and the workers hold it until then.
+        """
+        endpoint = self._connection()
+        commands: list[tuple[object, ...]] = []
+        for (exchange, routing_key), message in items:
+            channel = FanoutLayout(self.options, endpoint.prefix, endpoint.db, exchange).channel(routing_key)
+            commands.append(("PUBLISH", channel, encode_kombu(message, routing_key, exchange=exchange)))
+        try:
+            endpoint.client.pipeline(commands)
+        except CONNECTION_ERRORS as exc:
+            raise BrokerUnavailableError(unreachable(endpoint, exc)) from exc
+
+    def subscribe_broadcast(self, exchange: str, routing_key: str, queue: str, *, ttl: float = BROADCAST_TTL) -> None:
+        forwarder = self._forwarders.get(queue)
+        if forwarder is None:
+            sink = RedisTransport(self.url, self.options)
+            try:
+                forwarder = Forwarder(sink, self.options, exchange, routing_key, queue)
+            except BaseException:
+                sink.close()
+                raise
+            self._forwarders[queue] = forwarder
+        forwarder.renew(ttl)
+
+    def unsubscribe_broadcast(self, queue: str) -> None:
+        forwarder = self._forwarders.pop(queue, None)
+        if forwarder is not None:
+            forwarder.close()
+        self.purge(queue)
+
+    def push_raw(self, queue: str, envelope: bytes) -> None:
+        """Push ``envelope`` onto ``queue`` as it is (a broadcast message that cannot be read,
+        for the claiming worker to dead-letter)."""
+        self._run(_scripts.PUBLISH, queue, "0", 0.0, envelope)
+
+    def expire(self, keys: Sequence[str], seconds: int) -> None:
+        """Have ``keys`` expire in ``seconds`` (a worker's own broadcast queue)."""
+        endpoint = self._connection()
+        try:
+            endpoint.client.pipeline([("EXPIRE", key, seconds) for key in keys])
+        except CONNECTION_ERRORS as exc:
+            raise BrokerUnavailableError(unreachable(endpoint, exc)) from exc
 
     # ---- Events -----------------------------------------------------------------
 
