@@ -41,6 +41,8 @@ TEST_COMPANIONS = {
     "taskq-amqp": ["plugins/taskq-solo"],
     "taskq-redis": ["plugins/taskq-solo"],
     "taskq-sqlalchemy": ["plugins/taskq-solo"],
+    # a worker started with a broadcast queue it cannot have must refuse to start
+    "taskq-sqs": ["plugins/taskq-solo"],
     # its tests run signed tasks on real workers (solo and prefork pools), on SQLite, Redis and RabbitMQ
     "taskq-security": [
         "plugins/taskq-solo",

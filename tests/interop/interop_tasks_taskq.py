@@ -80,3 +80,10 @@ def on_error(task_id: str) -> str:
 def stamps(self, *_previous: object) -> dict[str, object]:  # type: ignore[no-untyped-def]
     """The stamps of this task's message, by name (a previous step's result is ignored)."""
     return dict(self.request.stamps or {})
+
+
+@app.task(name="interop.mark", ignore_result=True)
+def mark(path: str) -> None:
+    """Append this side's name to ``path`` (a broadcast runs once on each worker)."""
+    with open(path, "a", encoding="utf-8") as file:
+        file.write("taskq\n")

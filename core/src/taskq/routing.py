@@ -274,7 +274,9 @@ def as_queue(value: object, where: str, default_exchange: Exchange | None = None
             if value.get("bindings"):
                 raise ConfigError(f"{where}, broadcast queue {name!r}: a broadcast queue has no other bindings")
             key = value.get("routing_key", "")
-            exchange = as_exchange(exchange_value, f"{where}, queue {name!r}") if exchange_value else None
+            if isinstance(exchange_value, str) or exchange_value is None:  # a name: its fanout exchange
+                return Broadcast(name, exchange_value, key if isinstance(key, str) else "")
+            exchange = as_exchange(exchange_value, f"{where}, queue {name!r}")
             return Broadcast(name, exchange, key if isinstance(key, str) else "")
         exchange = as_exchange(exchange_value, f"{where}, queue {name!r}") or default_exchange
         key = value.get("routing_key", value.get("binding_key"))
@@ -446,7 +448,9 @@ class Routing:
                 bound.append(entry)
         self.queues[queue.name] = queue
         if queue.broadcast:
-            self._broadcast[queue.name] = (queue.exchange.name, queue.routing_key)
+            # Celery gives a queue declared without a routing key task_default_routing_key
+            # (the default queue's name): on Redis the key is part of the pub/sub channel.
+            self._broadcast[queue.name] = (queue.exchange.name, queue.routing_key or self.default_routing_key)
         self._resolved.clear()
 
     def _declare_exchange(self, exchange: Exchange, where: str) -> None:
@@ -627,7 +631,9 @@ class Routing:
         assert routing_key is not None
         if self.default_exchange is not None:
             return self._through(name, self.default_exchange.name, routing_key)
-        return self._route_to((routing_key,), DEFAULT_EXCHANGE, routing_key)  # the key names the queue, as it always has
+        return self._route_to(
+            (routing_key,), DEFAULT_EXCHANGE, routing_key
+        )  # the key names the queue, as it always has
 
     def _queue_of(self, queue: object, name: str) -> Queue:
         if isinstance(queue, str):

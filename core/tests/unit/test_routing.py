@@ -58,6 +58,8 @@ class KombuLikeQueue:
 class Broadcast(KombuLikeQueue):
     """kombu's Broadcast, by class name."""
 
+    alias: str | None = None
+
 
 # ---- Declarations ---------------------------------------------------------------------------
 
@@ -102,9 +104,53 @@ def test_one_exchange_declared_with_two_types_is_a_config_error() -> None:
         routing(task_queues=[Queue("a", Exchange("jobs", "topic"), "a.#"), Queue("b", Exchange("jobs"), "b")])
 
 
-def test_a_broadcast_queue_is_refused_with_advice() -> None:
-    with pytest.raises(ConfigError, match=r"Broadcast queues .* not supported yet"):
-        routing(task_queues=[Broadcast("bcast.1", KombuLikeExchange("news", "fanout"))])
+def test_kombus_broadcast_is_read_by_its_alias_with_its_fanout_exchange() -> None:
+    kombu_style = Broadcast("bcast.4f1c", KombuLikeExchange("news", "fanout"))
+    kombu_style.alias = "news"  # kombu's Broadcast("news"): its name is this process's own queue
+    table = routing(task_queues=[kombu_style])
+    assert list(table.queues) == ["news"]
+    assert table.queues["news"].broadcast
+    assert table.broadcast_of("news") == ("news", "celery")  # Celery's key: task_default_routing_key
+    assert table.worker_queues() == ["news"]
+
+
+def test_a_broadcast_queue_is_declared_by_class_or_table() -> None:
+    from taskq.routing import Broadcast as TaskqBroadcast
+
+    declared = TaskqBroadcast("reload")
+    assert declared.exchange == Exchange("reload", "fanout")
+    assert repr(declared).startswith("Broadcast(")
+    table = routing(
+        task_queues=[declared, {"name": "news", "broadcast": True, "exchange": "wire", "routing_key": "n"}],
+        task_default_queue="jobs",
+    )
+    assert table.broadcast_of("reload") == ("reload", "jobs")
+    assert table.broadcast_of("news") == ("wire", "n")
+    assert table.broadcast_of("celery") is None
+
+
+def test_a_send_to_a_broadcast_queue_or_its_exchange_says_it_is_one() -> None:
+    from taskq.routing import Broadcast as TaskqBroadcast
+
+    table = routing(task_queues=[Queue("celery"), TaskqBroadcast("reload")])
+    assert table.route("t", queue="reload").broadcast
+    assert table.route("t", exchange="reload").broadcast
+    assert not table.route("t", queue="celery").broadcast
+    assert not table.route("t").broadcast
+
+
+def test_a_broadcast_queue_needs_a_fanout_exchange() -> None:
+    with pytest.raises(ConfigError, match="must be a fanout exchange"):
+        Queue("reload", Exchange("reload", "direct"), broadcast=True)
+    with pytest.raises(ConfigError, match="a broadcast queue has no other bindings"):
+        routing(task_queues=[{"name": "news", "broadcast": True, "bindings": [{"exchange": "x", "routing_key": ""}]}])
+
+
+def test_a_kombu_broadcast_without_a_name_is_a_config_error() -> None:
+    nameless = Broadcast("bcast.4f1c", KombuLikeExchange("news", "fanout"))
+    nameless.alias = None
+    with pytest.raises(ConfigError, match="a Broadcast queue needs a name"):
+        routing(task_queues=[nameless])
 
 
 def test_task_queues_must_be_a_list() -> None:

@@ -251,7 +251,7 @@ class Transport(ABC):
         declarations in the ``broadcast_queues`` option; the sender refuses a broadcast
         queue on a transport that cannot.)"""
         found = self.options.get("broadcast_queues")
-        return found(queue) if callable(found) else None  # type: ignore[no-any-return]  # the app's Routing.broadcast_of
+        return found(queue) if callable(found) else None
 
     def subscribe_broadcast(self, exchange: str, routing_key: str, queue: str, *, ttl: float = BROADCAST_TTL) -> None:
         """Make ``queue`` (a name the worker chose, unique to it: ``bcast.<uuid>``) receive a

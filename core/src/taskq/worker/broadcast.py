@@ -106,7 +106,7 @@ class BroadcastQueues:
         for _, _, own in self.subscriptions.values():
             try:
                 self.transport.unsubscribe_broadcast(own)
-            except Exception as exc:  # noqa: BLE001 - the subscription lapses on its own
+            except Exception as exc:
                 logger.warning("could not end the broadcast subscription %s (%s); it lapses by itself", own, exc)
         self.subscriptions.clear()
         self.own.clear()

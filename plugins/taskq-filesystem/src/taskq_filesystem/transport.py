@@ -249,7 +249,7 @@ class FilesystemTransport(Transport):
 
     def _subscribed(self, exchange: str, now_ns: int) -> list[str]:
         """The queues subscribed to ``exchange`` and alive; lapsed ones are removed, with their messages."""
-        found = []
+        found: list[str] = []
         try:
             with os.scandir(os.path.join(self.root, BROADCAST, _layout.file_name(exchange))) as entries:
                 subscriptions = [(entry.path, _mtime_ns(entry)) for entry in entries]

@@ -1,9 +1,12 @@
 """Broadcast queues on Redis, in kombu's layout: pub/sub on the fanout exchange's channel.
 
 kombu sends a message for a broadcast queue (a fanout exchange) with ``PUBLISH`` on the
-exchange's channel (:class:`~taskq_redis._fanout.FanoutLayout`), and each Celery worker
-consuming it reads the channel. taskq publishes the same way, so Celery workers and taskq
-workers on one Redis get the same broadcasts, whichever kind sent them.
+exchange's channel for the queue's routing key (:class:`~taskq_redis._fanout.FanoutLayout`;
+Celery's key is ``task_default_routing_key``), and each Celery worker consuming it reads that
+channel. taskq publishes the same way, so Celery workers get taskq's broadcasts; a taskq
+worker reads every channel of the exchange, as a fanout exchange ignores keys, so it also
+gets what a Celery client publishes without a key. (A Celery 5 client on Redis publishes a
+broadcast only when it has declared the exchange: Celery's issue #2638.)
 
 A taskq worker claims messages from lists, under leases, so a subscription of its own
 (:class:`Forwarder`) reads the channel in a thread and pushes each message onto the
@@ -52,8 +55,11 @@ class Forwarder(FanoutReader[bytes]):
     ) -> None:
         super().__init__(sink.url, options)
         endpoint = self._endpoint
-        self.channel = FanoutLayout(options, endpoint.prefix, endpoint.db, exchange).channel(routing_key)
-        self.pattern = literal(self.channel)
+        layout = FanoutLayout(options, endpoint.prefix, endpoint.db, exchange)
+        self.channel = layout.channel(routing_key)
+        # A fanout exchange ignores routing keys: every channel of the exchange, keyed or not
+        # (a Celery client that declared the exchange publishes on the one without a key).
+        self.patterns = list(dict.fromkeys([literal(layout.channel()), layout.pattern]))
         self.queue = queue
         #: The transport the thread publishes with (a connection of its own).
         self.sink = sink
@@ -72,6 +78,20 @@ class Forwarder(FanoutReader[bytes]):
 
     def _payload(self, payload: bytes) -> list[bytes]:
         return [payload]
+
+    def _attach(self) -> None:
+        pubsub = self._endpoint.client.pubsub()
+        try:
+            pubsub.psubscribe(*self.patterns)
+            confirmed = 0
+            while confirmed < len(self.patterns):  # nothing is published to us before the confirmations
+                reply = pubsub.connection.read_response()
+                if isinstance(reply, list) and reply and reply[0] == b"psubscribe":
+                    confirmed += 1
+        except BaseException:
+            pubsub.close()
+            raise
+        self._pubsub = pubsub
 
     def _run(self) -> None:
         try:

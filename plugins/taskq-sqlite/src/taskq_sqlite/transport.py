@@ -161,9 +161,7 @@ _DEAD_LETTERS_OF_QUEUE = (
     " FROM taskq_dead_letters WHERE queue = ? ORDER BY id DESC LIMIT ?"
 )
 _SUBSCRIBE = "INSERT OR REPLACE INTO taskq_broadcast (queue, exchange, expires) VALUES (?, ?, ?)"
-_LAPSED_MESSAGES = (
-    "DELETE FROM taskq_messages WHERE queue IN (SELECT queue FROM taskq_broadcast WHERE expires < ?)"
-)
+_LAPSED_MESSAGES = "DELETE FROM taskq_messages WHERE queue IN (SELECT queue FROM taskq_broadcast WHERE expires < ?)"
 _LAPSED = "DELETE FROM taskq_broadcast WHERE expires < ?"
 # one copy for each live subscription to the exchange (?8)
 _INSERT_BROADCAST = (

@@ -224,3 +224,28 @@ def test_a_group_with_a_member_too_large_for_sqs_sends_none_of_it(
         assert len(received) == len(small)
     finally:
         app.close()
+
+
+def test_a_broadcast_queue_is_refused_on_sqs_at_send_and_at_worker_start(
+    sqs_url: str, sqs_options: dict[str, object], unique_queue: str
+) -> None:
+    """SQS has no fanout: a broadcast would reach one worker, so it is refused, never sent half-right."""
+    from taskq import App
+    from taskq.errors import ConfigError, RoutingError
+    from taskq.routing import Broadcast, Queue
+
+    app = App(
+        "sqs-broadcast",
+        read_config=False,
+        broker_url=sqs_url,
+        broker_transport_options=sqs_options,
+        result_backend="memory://",
+        task_default_queue=unique_queue,
+        task_queues=[Queue(unique_queue), Broadcast(f"{unique_queue}-all")],
+    )
+    app.task(name="sqs.reload")(lambda: None)
+    with pytest.raises(RoutingError, match="has no broadcast queues"):
+        app.send_task("sqs.reload", queue=f"{unique_queue}-all")
+    with pytest.raises(ConfigError, match="has no broadcast queues"):
+        app.Worker(pool="solo").start()
+    app.close()
