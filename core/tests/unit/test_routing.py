@@ -110,7 +110,7 @@ def test_kombus_broadcast_is_read_by_its_alias_with_its_fanout_exchange() -> Non
     table = routing(task_queues=[kombu_style])
     assert list(table.queues) == ["news"]
     assert table.queues["news"].broadcast
-    assert table.broadcast_of("news") == ("news", "celery")  # Celery's key: task_default_routing_key
+    assert table.broadcast_of("news") == ("news", table.default_routing_key)  # Celery's key
     assert table.worker_queues() == ["news"]
 
 
