@@ -15,14 +15,17 @@ Where each hook fires decides where it is counted (see :mod:`taskq.worker.ending
   ``revoke(terminate=True)``): no postrun follows them, so they are counted as the task's
   end. A failure raised by the task itself is followed by its postrun, which counts it.
 
-Tasks in flight (reserved and active) are read from the consumer at scrape time: the same
-figures ``inspect reserved``/``active`` and the heartbeat give. Broker reconnects are read
+Tasks reserved are those received and not yet started, revoked or rejected, as the hooks
+tell (a task whose ETA is far enough for the consumer to hand it back to the broker is not
+held, so not counted); tasks active are read from the consumer at scrape time, as
+``inspect active`` and the heartbeat give them. Broker reconnects are read
 from the consumer's log records ("lost the broker", "answers again"), as no hook tells them.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import struct
 import threading
@@ -127,6 +130,7 @@ class WorkerMetrics:
         # In the process running tasks: when each started, by the monotonic clock.
         self._run_clock: dict[str, float] = {}
         self._current = threading.local()
+        self._horizon: float | None = None
         self._read_fd, self._write_fd = os.pipe()
         self._reader: threading.Thread | None = None
         self._log_counter = _BrokerLogCounter(self)
@@ -172,12 +176,27 @@ class WorkerMetrics:
     def received(self, request: Request) -> None:
         """``taskq_task_received`` (main process)."""
         now = time.time()
+        eta = request.eta
         with self._lock:
             self.metrics.count(self.metrics.label(request.name), "received")
+            if eta is not None and eta - now > self._handed_back_after():
+                return  # the consumer gives it back to the broker until nearly due: not held here
             waiting = self._waiting
-            waiting[request.id] = (now, request.eta)
+            waiting[request.id] = (now, eta)
             if len(waiting) > WAITING_MAX:
                 waiting.popitem(last=False)
+
+    def _handed_back_after(self) -> float:
+        """Seconds of ETA past which the consumer hands a task back to the broker (as it decides:
+        ``worker_eta_horizon``, on a transport with delayed delivery); infinity if it never does."""
+        horizon = self._horizon
+        if horizon is None:
+            horizon = math.inf
+            consumer = self.worker.consumer
+            if consumer is not None and consumer.transport.capabilities.delayed_delivery:
+                horizon = float(self.worker.app.conf["worker_eta_horizon"])  # type: ignore[arg-type]  # a float setting
+            self._horizon = horizon
+        return horizon
 
     def record_start(self, task_id: str, name: str, when: float) -> None:
         with self._lock:
@@ -232,12 +251,13 @@ class WorkerMetrics:
                 self.metrics.count(self.metrics.label(request.name), "rejected")
 
     def in_flight(self) -> tuple[int, int]:
-        """``(reserved, active)`` as the consumer holds them now."""
+        """``(reserved, active)``: tasks received and not yet started (from the hooks: an inline
+        pool's batch is held outside the consumer's queue), and those running as the consumer
+        holds them now (which includes a task whose start a child has not reported yet)."""
         consumer = self.worker.consumer
-        if consumer is None:
-            return 0, 0
-        reserved = len(getattr(consumer, "reserved", ())) + len(getattr(consumer, "timer", ()))
-        return reserved, len(getattr(consumer, "active", ()))
+        active = len(getattr(consumer, "active", ())) if consumer is not None else 0
+        with self._lock:
+            return len(self._waiting), active
 
     def start_reading(self) -> None:
         """Count, in this (main) process, what the pool's children send; from a thread."""
