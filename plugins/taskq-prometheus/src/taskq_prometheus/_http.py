@@ -21,7 +21,7 @@ Render = Callable[[], tuple[bytes, str]]
 class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         if self.path.split("?", 1)[0] not in (METRICS_PATH, METRICS_PATH + "/"):
             self.send_error(404, f"only {METRICS_PATH} is served here")
             return

@@ -343,8 +343,9 @@ class ClusterMetrics:
             except Exception as exc:
                 self.connection_errors.inc()
                 if not self._depth_failing:
-                    logger.warning("could not read the queues' depth (%s: %s); retrying at each scrape",
-                                   type(exc).__name__, exc)
+                    logger.warning(
+                        "could not read the queues' depth (%s: %s); retrying at each scrape", type(exc).__name__, exc
+                    )
                 self._depth_failing = True
                 self._close_transport()
                 return {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import click
 
@@ -101,7 +101,7 @@ def _app(ctx: click.Context) -> App:
     state = ctx.find_root().obj
     if not isinstance(state, CLIState):
         raise click.UsageError("taskq metrics runs as a subcommand of taskq")
-    return cast("App", state.app)
+    return state.app
 
 
 __all__ = ["follow_events", "metrics"]

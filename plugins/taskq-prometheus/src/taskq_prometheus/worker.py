@@ -24,6 +24,7 @@ from the consumer's log records ("lost the broker", "answers again"), as no hook
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -299,10 +300,8 @@ class WorkerMetrics:
     def close(self) -> None:
         self._log_counter.detach()
         for fd in (self._write_fd, self._read_fd):
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
 
 
 def reason_kind(reason: str) -> str:

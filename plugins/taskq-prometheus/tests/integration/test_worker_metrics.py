@@ -205,8 +205,10 @@ def test_dead_lettered_messages_are_counted_by_reason(
     text = wait_for_metric(
         f"http://127.0.0.1:{port}/metrics",
         get_metrics,
-        lambda t: metric(t, "taskq_messages_dead_lettered_total", {"reason": "undecodable"}, default=0) == 1
-        and metric(t, "taskq_messages_dead_lettered_total", {"reason": "unknown_task"}, default=0) == 1,
+        lambda t: (
+            metric(t, "taskq_messages_dead_lettered_total", {"reason": "undecodable"}, default=0) == 1
+            and metric(t, "taskq_messages_dead_lettered_total", {"reason": "unknown_task"}, default=0) == 1
+        ),
     )
     assert "taskq_messages_dead_lettered_total" in text
 

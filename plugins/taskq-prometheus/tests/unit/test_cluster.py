@@ -52,8 +52,16 @@ def text(cluster: ClusterMetrics) -> str:
     return body.decode("utf-8")
 
 
-def run_task(cluster: ClusterMetrics, uuid: str, name: str = "t.add", *, t0: float = 100.0, end: str = "succeeded",
-             host: str = "w1@h", **end_fields: object) -> None:
+def run_task(
+    cluster: ClusterMetrics,
+    uuid: str,
+    name: str = "t.add",
+    *,
+    t0: float = 100.0,
+    end: str = "succeeded",
+    host: str = "w1@h",
+    **end_fields: object,
+) -> None:
     cluster.event({"type": "task-received", "uuid": uuid, "name": name, "hostname": host, "timestamp": t0})
     cluster.event({"type": "task-started", "uuid": uuid, "hostname": host, "timestamp": t0 + 0.5})
     cluster.event({"type": f"task-{end}", "uuid": uuid, "hostname": host, "timestamp": t0 + 2.0, **end_fields})
@@ -86,8 +94,9 @@ def test_runtime_histogram_uses_the_events_runtime_or_the_start_time(metric: Val
 def test_queue_wait_runs_from_received_or_the_eta_to_started(metric: Value, cluster: ClusterMetrics) -> None:
     run_task(cluster, "a", runtime=0.1)  # waited 0.5 s
     eta = "1970-01-01T00:01:40.250000+00:00"  # 100.25: the wait starts at the ETA
-    cluster.event({"type": "task-received", "uuid": "b", "name": "t.add", "hostname": "w1@h", "timestamp": 100.0,
-                   "eta": eta})
+    cluster.event(
+        {"type": "task-received", "uuid": "b", "name": "t.add", "hostname": "w1@h", "timestamp": 100.0, "eta": eta}
+    )
     cluster.event({"type": "task-started", "uuid": "b", "hostname": "w1@h", "timestamp": 100.5})
     out = text(cluster)
     assert metric(out, "taskq_task_queue_wait_seconds_count", {"name": "t.add"}) == 2
@@ -195,7 +204,9 @@ def test_tasks_in_flight_are_bounded_and_the_forgotten_counted(metric: Value, ap
         ({"type": "worker-heartbeat", "hostname": None}, "bad_field"),
     ],
 )
-def test_a_malformed_event_is_skipped_and_counted(metric: Value, cluster: ClusterMetrics, event: object, reason: str) -> None:
+def test_a_malformed_event_is_skipped_and_counted(
+    metric: Value, cluster: ClusterMetrics, event: object, reason: str
+) -> None:
     cluster.event(event)  # type: ignore[arg-type]  # hostile on purpose
     out = text(cluster)
     assert metric(out, "taskq_events_skipped_total", {"reason": reason}) == 1

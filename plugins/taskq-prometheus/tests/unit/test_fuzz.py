@@ -38,7 +38,11 @@ scalars = st.one_of(
     st.text(min_size=250, max_size=300),
     st.binary(max_size=10),
 )
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3), max_leaves=5)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=5,
+)
 events = st.dictionaries(
     st.sampled_from(FIELDS) | st.text(max_size=8),
     st.one_of(values, st.sampled_from(TYPES), st.sampled_from(["u1", "u2", "t.add", "w1@h"])),
