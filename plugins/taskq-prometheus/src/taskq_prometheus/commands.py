@@ -33,10 +33,19 @@ RECONNECT_MAX = 30.0
     help="Queues whose depth to report (default: the queues a worker consumes by default).",
 )
 @click.option(
+    "--max-task-names",
+    type=click.IntRange(1, 100_000),
+    default=1000,
+    show_default=True,
+    help="Distinct task names labelled one by one; the rest are counted under 'other'.",
+)
+@click.option(
     "-l", "--loglevel", default="warning", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
 )
 @click.pass_context
-def metrics(ctx: click.Context, port: int, address: str, queues: str | None, loglevel: str) -> None:
+def metrics(
+    ctx: click.Context, port: int, address: str, queues: str | None, max_task_names: int, loglevel: str
+) -> None:
     """Serve the cluster's metrics for Prometheus at /metrics, from its events (workers need -E
     for task metrics) and the queues' depth, until Ctrl-C (taskq-prometheus)."""
     from taskq_prometheus._http import MetricsServer
@@ -45,7 +54,7 @@ def metrics(ctx: click.Context, port: int, address: str, queues: str | None, log
     logging.basicConfig(level=loglevel.upper(), format="[%(asctime)s: %(levelname)s] %(message)s")
     app = _app(ctx)
     names = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
-    cluster = ClusterMetrics(app, queues=names)
+    cluster = ClusterMetrics(app, queues=names, names_max=max_task_names)
     server = MetricsServer(cluster.render, address, port, setting="--port")
     stop = threading.Event()
     click.echo(f"serving the cluster's metrics at http://{address}:{server.port}/metrics", err=True)
