@@ -312,9 +312,15 @@ def reason_kind(reason: str) -> str:
         return "unknown_task"
     if "without being acknowledged" in reason:
         return "poison"
-    if reason.startswith(("unsigned", "bad signature", "replayed", "untrusted")):
+    if reason.startswith(_REFUSALS) or "signature" in reason:
         return "refused"
+    if "acks_on_failure_or_timeout is off" in reason:
+        return "failed_kept"
     return "rejected"
+
+
+# How taskq-security's refusals start (a plugin's refusal of a message before it is decoded).
+_REFUSALS = ("unsigned message", "unknown signer", "expired certificate", "certificate not yet valid", "replayed")
 
 
 class _InFlightCollector(Collector):

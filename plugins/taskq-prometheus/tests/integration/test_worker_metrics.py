@@ -4,6 +4,7 @@ solo pool and on prefork, whose children's hooks are counted in the main process
 
 from __future__ import annotations
 
+import datetime
 import signal
 import socket
 import sys
@@ -45,6 +46,11 @@ def flaky(self, fail_times):
     if self.request.retries < fail_times:
         raise self.retry(countdown=0.01)
     return self.request.retries
+
+
+@app.task(name="prom.stuck", time_limit=0.5)
+def stuck():
+    threading.Event().wait(30)
 
 
 @app.task(name="prom.nap")
@@ -183,6 +189,40 @@ def test_a_running_task_is_active_and_the_ones_behind_it_reserved(
     )
     # the second and third waited behind the first: at least a second each
     assert metric(text, "taskq_task_queue_wait_seconds_sum", {"name": "prom.nap"}) >= 1.5 + 3.0 - 0.5
+
+
+def test_tasks_the_prefork_pool_ends_from_outside_or_never_starts_are_counted_once(
+    tmp_path: Path, spawn: Callable[..., WorkerProcess], get_metrics: Callable[[str], str], metric: Value
+) -> None:
+    port = free_port()
+    worker = spawn("prefork", {"TASKQ_PROMETHEUS_PORT": str(port)}, "-c", "1")
+    worker.wait_ready()
+    app = producer(tmp_path)
+    try:
+        stuck = app.send_task("prom.stuck")
+        with pytest.raises(Exception, match="time limit"):
+            stuck.get(timeout=TIMEOUT)
+        past = datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=1)
+        app.send_task("prom.add", [1, 2], expires=past)  # expired: revoked, never run
+        assert app.send_task("prom.add", [2, 2]).get(timeout=TIMEOUT) == 4
+    finally:
+        app.close()
+    text = wait_for_metric(
+        f"http://127.0.0.1:{port}/metrics",
+        get_metrics,
+        lambda t: (
+            metric(t, "taskq_tasks_total", {"name": "prom.add", "state": "revoked"}, default=0) == 1
+            and metric(t, "taskq_tasks_total", {"name": "prom.add", "state": "succeeded"}, default=0) == 1
+        ),
+    )
+    # killed at its hard time limit in the child: counted once, from the main process, with its runtime
+    assert metric(text, "taskq_tasks_total", {"name": "prom.stuck", "state": "started"}) == 1
+    assert metric(text, "taskq_tasks_total", {"name": "prom.stuck", "state": "failed"}) == 1
+    assert metric(text, "taskq_task_runtime_seconds_sum", {"name": "prom.stuck"}) >= 0.5
+    assert metric(text, "taskq_tasks_total", {"name": "prom.add", "state": "started"}) == 1
+    host = _labels(text, "taskq_worker_up")[0]
+    assert metric(text, "taskq_worker_tasks_reserved", {"worker": host}) == 0
+    assert metric(text, "taskq_worker_tasks_active", {"worker": host}) == 0
 
 
 def test_dead_lettered_messages_are_counted_by_reason(
