@@ -50,6 +50,8 @@ logger = logging.getLogger(__name__)
 
 #: Most tasks in flight remembered (received or started, not ended); the oldest go first.
 TASKS_MAX = 100_000
+#: Most runs in flight remembered per task id (a retried task's runs may overlap); the oldest go first.
+RUNS_MAX = 4
 #: A worker is online while its last worker event is younger than its ``freq`` times this.
 HEARTBEAT_EXPIRE_WINDOW = 2.0
 #: Heartbeat interval assumed of a worker that does not say (``freq``), and the longest believed, in s.
@@ -108,7 +110,9 @@ class ClusterMetrics:
         self.registry.register(_ScrapeCollector(self))
         self._clock = clock
         self._lock = threading.Lock()
-        self._tasks: OrderedDict[str, _Task] = OrderedDict()
+        # Runs in flight by task id, oldest first: a retried task keeps its id, and its next
+        # run may be received (even started) before the end of the run that retried it.
+        self._tasks: OrderedDict[str, list[_Task]] = OrderedDict()
         self._tasks_max = tasks_max
         self._workers: dict[str, _Worker] = {}
         self._worker_names = Names(names_max)
@@ -185,20 +189,25 @@ class ClusterMetrics:
         else:
             self._skip_counts[BAD_FIELD].inc()
 
-    def _task(self, event: Mapping[str, object]) -> tuple[str, _Task | None] | None:
-        """The event's task id and what is remembered of it; None when the id is malformed."""
+    def _task(self, event: Mapping[str, object]) -> tuple[str, list[_Task] | None] | None:
+        """The event's task id and its runs in flight; None when the id is malformed."""
         uuid = event.get("uuid")
         if type(uuid) is not str or not 0 < len(uuid) <= TEXT_MAX:
             return None
         return uuid, self._tasks.get(uuid)
 
-    def _remember(self, uuid: str, task: _Task) -> None:
+    def _remember(self, uuid: str, runs: list[_Task] | None, task: _Task) -> None:
+        if runs is not None:
+            runs.append(task)
+            if len(runs) > RUNS_MAX:
+                del runs[0]
+                self._forgotten.inc()
+            return
         tasks = self._tasks
-        tasks[uuid] = task
-        tasks.move_to_end(uuid)
+        tasks[uuid] = [task]
         if len(tasks) > self._tasks_max:
-            tasks.popitem(last=False)
-            self._forgotten.inc()
+            _, forgotten = tasks.popitem(last=False)
+            self._forgotten.inc(len(forgotten))
 
     def _on_sent(self, event: Mapping[str, object]) -> bool:
         name = event.get("name")
@@ -216,7 +225,7 @@ class ClusterMetrics:
         eta = _eta(event.get("eta"))
         label = self.metrics.label(name)  # type: ignore[arg-type]  # checked by is_label
         worker = self._worker_names.label(hostname)  # type: ignore[arg-type]  # checked by is_label
-        self._remember(found[0], _Task(label, worker, received, eta))
+        self._remember(found[0], found[1], _Task(label, worker, received, eta))
         self.metrics.count(label, "received")
         return True
 
@@ -224,14 +233,16 @@ class ClusterMetrics:
         found = self._task(event)
         if found is None:
             return False
-        uuid, task = found
+        uuid, runs = found
         started = timestamp(event.get("timestamp"))
+        task = next((run for run in runs if run.started is None), None) if runs else None
         if task is None:
             hostname = event.get("hostname")
             worker = self._worker_names.label(hostname) if is_label(hostname) else UNKNOWN  # type: ignore[arg-type]
-            task = _Task(UNKNOWN, worker, None, None)
-            self._remember(uuid, task)
-        task.started = started
+            name = runs[-1].name if runs else UNKNOWN
+            task = _Task(name, worker, None, None)
+            self._remember(uuid, runs, task)
+        task.started = started if started is not None else 0.0
         self.metrics.count(task.name, "started")
         if started is not None and task.received is not None:
             since = task.received if task.eta is None else max(task.received, task.eta)
@@ -249,13 +260,19 @@ class ClusterMetrics:
             reported = seconds(event.get("runtime"))
             if reported is None:
                 return False  # a runtime that is negative, huge or not a number
-        uuid, task = found
-        if task is not None:
-            del self._tasks[uuid]
+        uuid, runs = found
+        task: _Task | None = None
+        if runs:
+            # The run that ended: the oldest started one (a revoked task: the oldest not started).
+            wanted = state != "revoked"
+            task = next((run for run in runs if (run.started is not None) is wanted), runs[0])
+            runs.remove(task)
+            if not runs:
+                del self._tasks[uuid]
         name = task.name if task is not None else UNKNOWN
         self.metrics.count(name, state)
         if runtime:
-            if reported is None and task is not None and task.started is not None:
+            if reported is None and task is not None and task.started:
                 ended = timestamp(event.get("timestamp"))
                 reported = seconds(ended - task.started) if ended is not None else None
             if reported is not None:
@@ -296,8 +313,12 @@ class ClusterMetrics:
         self._workers.pop(label, None)
         if label != OTHER:
             # What it held went back to the broker: forget it (rare, so a scan is fine).
-            for uuid in [uuid for uuid, task in self._tasks.items() if task.worker == label]:
-                del self._tasks[uuid]
+            for uuid, runs in list(self._tasks.items()):
+                kept = [run for run in runs if run.worker != label]
+                if not kept:
+                    del self._tasks[uuid]
+                elif len(kept) < len(runs):
+                    self._tasks[uuid] = kept
         return True
 
     # ---- Scraping -----------------------------------------------------------------------
@@ -321,10 +342,11 @@ class ClusterMetrics:
         online = set(self.online_workers())
         counts = {name: [0, 0] for name in online}
         with self._lock:
-            for task in self._tasks.values():
-                pair = counts.get(task.worker)
-                if pair is not None:
-                    pair[0 if task.started is None else 1] += 1
+            for runs in self._tasks.values():
+                for task in runs:
+                    pair = counts.get(task.worker)
+                    if pair is not None:
+                        pair[0 if task.started is None else 1] += 1
         return {name: (pair[0], pair[1]) for name, pair in counts.items()}
 
     def queue_names(self) -> list[str]:

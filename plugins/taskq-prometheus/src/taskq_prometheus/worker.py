@@ -33,7 +33,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -58,6 +58,8 @@ if TYPE_CHECKING:
     from taskq.worker.worker import Worker
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Most tasks remembered between received and started (for their queue wait); oldest go first.
 WAITING_MAX = 100_000
@@ -125,9 +127,9 @@ class WorkerMetrics:
         self.registry.register(_InFlightCollector(self))
         self._lock = threading.Lock()
         # Received and not yet started, by task id: (POSIX time received, ETA or None).
-        self._waiting: OrderedDict[str, tuple[float, float | None]] = OrderedDict()
+        self._waiting: _ByTask[tuple[float, float | None]] = _ByTask(WAITING_MAX)
         # Started and not yet ended, by task id: (task name label, POSIX time started).
-        self._running: dict[str, tuple[str, float]] = {}
+        self._running: _ByTask[tuple[str, float]] = _ByTask(WAITING_MAX)
         # In the process running tasks: when each started, by the monotonic clock.
         self._run_clock: dict[str, float] = {}
         self._current = threading.local()
@@ -155,7 +157,7 @@ class WorkerMetrics:
         runtime = time.monotonic() - began if began is not None else -1.0
         code = _STATE_CODES.get(state, b"?")
         if os.getpid() == self.main_pid:
-            self.record_end(request.id, code, runtime)
+            self.record_end(request.id, request.name, code, runtime)
         else:
             self._send(b"E", code, request.id, request.name, runtime)
 
@@ -182,10 +184,7 @@ class WorkerMetrics:
             self.metrics.count(self.metrics.label(request.name), "received")
             if eta is not None and eta - now > self._handed_back_after():
                 return  # the consumer gives it back to the broker until nearly due: not held here
-            waiting = self._waiting
-            waiting[request.id] = (now, eta)
-            if len(waiting) > WAITING_MAX:
-                waiting.popitem(last=False)
+            self._waiting.add(request.id, (now, eta))
 
     def _handed_back_after(self) -> float:
         """Seconds of ETA past which the consumer hands a task back to the broker (as it decides:
@@ -203,20 +202,18 @@ class WorkerMetrics:
         with self._lock:
             label = self.metrics.label(name)
             self.metrics.count(label, "started")
-            self._running[task_id] = (label, when)
-            since = self._waiting.pop(task_id, None)
+            self._running.add(task_id, (label, when))
+            since = self._waiting.take(task_id)
             if since is not None:
                 received, eta = since
                 wait = seconds(when - (received if eta is None else max(received, eta)))
                 if wait is not None:
                     self.metrics.observe_wait(label, wait)
 
-    def record_end(self, task_id: str, code: bytes, runtime: float) -> None:
+    def record_end(self, task_id: str, name: str, code: bytes, runtime: float) -> None:
         with self._lock:
-            running = self._running.pop(task_id, None)
-            if running is None:
-                return  # its start was not seen (the metrics came up while it ran)
-            label = running[0]
+            self._running.take(task_id)
+            label = self.metrics.label(name)
             state = _CODE_STATES.get(code)
             if state is not None:  # a rejected task is counted when it is dead-lettered
                 self.metrics.count(label, state)
@@ -226,7 +223,7 @@ class WorkerMetrics:
     def stopped(self, request: Request, state: str) -> None:
         """The pool ended ``request`` from outside (time limit, lost child, terminate): its end."""
         with self._lock:
-            running = self._running.pop(request.id, None)
+            running = self._running.take(request.id)
             label = running[0] if running is not None else self.metrics.label(request.name)
             self.metrics.count(label, state)
             if running is not None:
@@ -240,7 +237,7 @@ class WorkerMetrics:
             self.stopped(request, "revoked")
             return
         with self._lock:
-            self._waiting.pop(request.id, None)
+            self._waiting.take(request.id)
             self.metrics.count(self.metrics.label(request.name), "revoked")
 
     def rejected(self, request: Request | None, reason: str) -> None:
@@ -248,7 +245,7 @@ class WorkerMetrics:
         with self._lock:
             self.dead_lettered.labels(reason_kind(reason)).inc()
             if request is not None:
-                self._waiting.pop(request.id, None)
+                self._waiting.take(request.id)
                 self.metrics.count(self.metrics.label(request.name), "rejected")
 
     def in_flight(self) -> tuple[int, int]:
@@ -289,7 +286,7 @@ class WorkerMetrics:
                     if kind == b"S":
                         self.record_start(task_id, name, value)
                     else:
-                        self.record_end(task_id, code, value)
+                        self.record_end(task_id, name, code, value)
                 except Exception:
                     logger.exception("could not count a task's metrics record")
 
@@ -302,6 +299,44 @@ class WorkerMetrics:
         for fd in (self._write_fd, self._read_fd):
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+class _ByTask(Generic[T]):
+    """Values by task id, oldest first, bounded to ``limit`` values (the oldest ids go first).
+
+    An id may hold several: a retried task keeps its id, and on prefork its next run can
+    start in one child before the run that retried it has reported its end from another.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[str, list[T]] = OrderedDict()
+        self._size = 0
+
+    def add(self, task_id: str, value: T) -> None:
+        values = self._items.get(task_id)
+        if values is None:
+            self._items[task_id] = [value]
+        else:
+            values.append(value)
+        self._size += 1
+        while self._size > self.limit:
+            _, dropped = self._items.popitem(last=False)
+            self._size -= len(dropped)
+
+    def take(self, task_id: str) -> T | None:
+        """The oldest value of ``task_id``, removed; None if it has none."""
+        values = self._items.get(task_id)
+        if not values:
+            return None
+        value = values.pop(0)
+        if not values:
+            del self._items[task_id]
+        self._size -= 1
+        return value
+
+    def __len__(self) -> int:
+        return self._size
 
 
 def reason_kind(reason: str) -> str:

@@ -113,7 +113,8 @@ def test_a_worker_serves_its_own_task_metrics_without_events(
     tmp_path: Path, spawn: Callable[..., WorkerProcess], get_metrics: Callable[[str], str], metric: Value, pool: str
 ) -> None:
     port = free_port()
-    extra = ("-c", "2") if pool == "prefork" else ()
+    # children replaced after every 2 tasks: those forked later report through the same pipe
+    extra = ("-c", "2", "--max-tasks-per-child", "2") if pool == "prefork" else ()
     worker = spawn(pool, {"TASKQ_PROMETHEUS_PORT": str(port)}, *extra)
     worker.wait_for(f"serving this worker's metrics at http://127.0.0.1:{port}/metrics")
     worker.wait_ready()

@@ -218,3 +218,23 @@ def test_events_taken_in_are_counted_by_type(metric: Value, cluster: ClusterMetr
     out = text(cluster)
     assert metric(out, "taskq_events_total", {"type": "task-received"}) == 1
     assert metric(out, "taskq_events_total", {"type": "task-succeeded"}) == 1
+
+
+def test_a_retried_tasks_next_run_may_start_before_the_retry_is_reported(
+    metric: Value, cluster: ClusterMetrics
+) -> None:
+    # prefork: run 2 is received and started from one child before run 1's end comes from another
+    host = "w1@h"
+    cluster.event({"type": "task-received", "uuid": "r", "name": "t.flaky", "hostname": host, "timestamp": 10.0})
+    cluster.event({"type": "task-started", "uuid": "r", "hostname": host, "timestamp": 10.5})
+    cluster.event({"type": "task-received", "uuid": "r", "name": "t.flaky", "hostname": host, "timestamp": 11.0})
+    cluster.event({"type": "task-started", "uuid": "r", "hostname": host, "timestamp": 11.25})
+    cluster.event({"type": "task-retried", "uuid": "r", "hostname": host, "timestamp": 12.0})
+    cluster.event({"type": "task-succeeded", "uuid": "r", "hostname": host, "timestamp": 13.0, "runtime": 1.75})
+    out = text(cluster)
+    assert metric(out, "taskq_tasks_total", {"name": "t.flaky", "state": "started"}) == 2
+    assert metric(out, "taskq_tasks_total", {"name": "t.flaky", "state": "retried"}) == 1
+    assert metric(out, "taskq_tasks_total", {"name": "t.flaky", "state": "succeeded"}) == 1
+    assert metric(out, "taskq_tasks_total", {"name": "unknown", "state": "started"}, default=0) == 0
+    assert metric(out, "taskq_task_runtime_seconds_sum", {"name": "t.flaky"}) == 1.5 + 1.75
+    assert metric(out, "taskq_task_queue_wait_seconds_sum", {"name": "t.flaky"}) == 0.5 + 0.25

@@ -33,3 +33,21 @@ def test_a_port_that_is_not_one_is_refused_naming_the_setting(raw: object) -> No
 )
 def test_dead_letter_reasons_fall_in_few_kinds(reason: str, kind: str) -> None:
     assert reason_kind(reason) == kind
+
+
+def test_values_by_task_keep_a_retried_tasks_overlapping_runs_in_order() -> None:
+    from taskq_prometheus.worker import _ByTask
+
+    runs: _ByTask[int] = _ByTask(limit=3)
+    runs.add("a", 1)
+    runs.add("a", 2)
+    assert (len(runs), runs.take("a"), runs.take("a"), runs.take("a"), len(runs)) == (2, 1, 2, None, 0)
+
+
+def test_values_by_task_forget_the_oldest_ids_past_the_limit() -> None:
+    from taskq_prometheus.worker import _ByTask
+
+    runs: _ByTask[int] = _ByTask(limit=2)
+    for number, task_id in enumerate("abc"):
+        runs.add(task_id, number)
+    assert (len(runs), runs.take("a"), runs.take("c")) == (2, None, 2)
