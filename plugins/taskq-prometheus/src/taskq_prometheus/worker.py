@@ -264,6 +264,14 @@ class WorkerMetrics:
         self._log_counter.attach()
 
     def _read(self) -> None:
+        try:
+            self._read_records()
+        finally:
+            # Closed here, by its only reader, once every writer is gone (see close).
+            with contextlib.suppress(OSError):
+                os.close(self._read_fd)
+
+    def _read_records(self) -> None:
         buffer = bytearray()
         header = _RECORD.size
         while True:
@@ -272,7 +280,7 @@ class WorkerMetrics:
             except OSError:
                 return
             if not chunk:
-                return
+                return  # end of file: the main process and every child closed their write end
             buffer += chunk
             while len(buffer) >= header:
                 kind, code, id_length, name_length, value = _RECORD.unpack_from(buffer)
@@ -295,10 +303,16 @@ class WorkerMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
     def close(self) -> None:
+        """Stop counting broker losses and close this process's write end of the pipe; the
+        reading thread closes the read end when the children's ends close too (the pool stops
+        after this), since closing a descriptor another thread reads could hand its number
+        to a file opened meanwhile."""
         self._log_counter.detach()
-        for fd in (self._write_fd, self._read_fd):
+        with contextlib.suppress(OSError):
+            os.close(self._write_fd)
+        if self._reader is None:
             with contextlib.suppress(OSError):
-                os.close(fd)
+                os.close(self._read_fd)
 
 
 class _ByTask(Generic[T]):
