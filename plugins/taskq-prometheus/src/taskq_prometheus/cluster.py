@@ -1,7 +1,7 @@
 """Cluster-wide metrics from the cluster's events: :class:`ClusterMetrics`.
 
 Fed Celery-format events (``taskq metrics`` reads them with an
-:class:`~taskq.events.EventReceiver`; the dashboard feeds its own), it counts tasks by
+transport's event reader; the dashboard feeds its own), it counts tasks by
 name and state, observes runtimes and queue waits, and knows which workers are online and
 what each holds; at scrape time it adds every queue's depth, read from the app's
 transport. :meth:`ClusterMetrics.render` gives the exposition to serve.
@@ -17,7 +17,9 @@ are forgotten first, counted), and task and worker names are capped (see
 
 from __future__ import annotations
 
+import datetime
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -43,7 +45,7 @@ from taskq_prometheus._metrics import (
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from taskq.app import App
+    from taskq import App
     from taskq.drivers.transport import Transport
 
 logger = logging.getLogger(__name__)
@@ -428,14 +430,16 @@ class _ScrapeCollector(Collector):
 
 def _eta(value: object) -> float | None:
     """The POSIX time of a task-received event's ``eta`` (ISO 8601), or None if absent or unreadable."""
-    if value is None or type(value) is not str or len(value) > 64:
+    if type(value) is not str or len(value) > 64:
         return None
-    from taskq._protocol import from_iso
-
     try:
-        return from_iso(value)
-    except Exception:
+        when = datetime.datetime.fromisoformat(value)
+        if when.tzinfo is None:  # naive means UTC, as in the message protocol
+            when = when.replace(tzinfo=datetime.UTC)
+        seconds = when.timestamp()
+    except (ValueError, OverflowError, OSError):
         return None
+    return seconds if math.isfinite(seconds) else None
 
 
 __all__ = ["HEARTBEAT_EXPIRE_WINDOW", "TASKS_MAX", "ClusterMetrics"]

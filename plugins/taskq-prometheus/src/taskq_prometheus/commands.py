@@ -4,25 +4,44 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import click
 
-from taskq.cli.commands import app_option
+from taskq.errors import ConfigError
 
 if TYPE_CHECKING:
-    from taskq.app import App
+    from taskq import App
     from taskq_prometheus.cluster import ClusterMetrics
 
 logger = logging.getLogger(__name__)
 
+#: Seconds one read of events may wait for the first (then the stop flag is looked at).
+READ_WAIT = 0.5
 #: Seconds before reading events again after the broker was lost: first, and at most.
 RECONNECT_START = 1.0
 RECONNECT_MAX = 30.0
 
 
+def _set_app(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """``-A`` after the subcommand too: hand it to the ``taskq`` command's state, which loads the app."""
+    state = ctx.find_root().obj
+    if value and state is not None and hasattr(state, "app_spec"):
+        state.app_spec = value
+    return value
+
+
 @click.command()
-@app_option
+@click.option(
+    "-A",
+    "--app",
+    "app_spec",
+    metavar="MODULE[:ATTR]",
+    expose_value=False,
+    is_eager=True,
+    callback=_set_app,
+    help="Where the app is.",
+)
 @click.option("--port", type=click.IntRange(1, 65535), default=9808, show_default=True, help="Port to serve on.")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
 @click.option(
@@ -70,13 +89,16 @@ def metrics(
 def follow_events(app: App, cluster: ClusterMetrics, stop: threading.Event) -> None:
     """Feed ``cluster`` the events of ``app``'s broker until ``stop`` is set; when the broker
     goes away, count it, wait (longer each time) and read again."""
-    from taskq.events import EventReceiver
-
     failures = 0
     while not stop.is_set():
+        transport = app.new_transport()
         try:
-            receiver = EventReceiver(app, {"*": cluster.event})
+            reader = transport.event_reader()
+        except NotImplementedError as exc:
+            transport.close()
+            raise ConfigError(f"taskq metrics reads the cluster's events, but {exc}") from None
         except Exception as exc:
+            transport.close()
             failures += 1
             _lost(cluster, exc, failures, stop)
             continue
@@ -86,15 +108,17 @@ def follow_events(app: App, cluster: ClusterMetrics, stop: threading.Event) -> N
                 logger.warning("reading events again")
                 failures = 0
             while not stop.is_set():
-                receiver.capture(timeout=0.5)
+                for event in reader.read(READ_WAIT):
+                    cluster.event(event)
         except Exception as exc:
             failures += 1
             _lost(cluster, exc, failures, stop)
         finally:
-            try:
-                receiver.close()
-            except Exception:
-                logger.debug("closing the event receiver failed", exc_info=True)
+            for closing in (reader.close, transport.close):
+                try:
+                    closing()
+                except Exception:
+                    logger.debug("closing the event reader failed", exc_info=True)
 
 
 def _lost(cluster: ClusterMetrics, exc: BaseException, failures: int, stop: threading.Event) -> None:
@@ -105,12 +129,10 @@ def _lost(cluster: ClusterMetrics, exc: BaseException, failures: int, stop: thre
 
 
 def _app(ctx: click.Context) -> App:
-    from taskq.cli.state import CLIState
-
-    state = ctx.find_root().obj
-    if not isinstance(state, CLIState):
-        raise click.UsageError("taskq metrics runs as a subcommand of taskq")
-    return state.app
+    app = getattr(ctx.find_root().obj, "app", None)
+    if app is None:
+        raise click.UsageError("taskq metrics runs as a subcommand of taskq: taskq -A proj metrics")
+    return cast("App", app)
 
 
 __all__ = ["follow_events", "metrics"]

@@ -16,8 +16,7 @@ from taskq.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from taskq import App, Task
-    from taskq.worker.request import Request
-    from taskq.worker.worker import Worker
+    from taskq.drivers import Request, Worker
     from taskq_prometheus.worker import WorkerMetrics
 
 _metrics: weakref.WeakKeyDictionary[App, WorkerMetrics] = weakref.WeakKeyDictionary()

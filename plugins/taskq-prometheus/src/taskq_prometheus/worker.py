@@ -54,8 +54,7 @@ from taskq_prometheus._metrics import TaskMetrics, seconds
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from taskq.worker.request import Request
-    from taskq.worker.worker import Worker
+    from taskq.drivers import Request, Worker
 
 logger = logging.getLogger(__name__)
 
