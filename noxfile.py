@@ -51,6 +51,8 @@ TEST_COMPANIONS = {
         "plugins/taskq-redis",
         "plugins/taskq-amqp",
     ],
+    # real workers serve /metrics (solo and prefork pools, SQLite and Redis), events with -E
+    "taskq-prometheus": ["plugins/taskq-solo", "plugins/taskq-prefork", "plugins/taskq-sqlite", "plugins/taskq-redis"],
 }
 ROOT_PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 

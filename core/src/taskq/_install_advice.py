@@ -82,6 +82,7 @@ DISTRIBUTIONS: dict[str, dict[str, str]] = {
     "commands": {
         "cleanup": "taskq-sqlalchemy",
         "db": "taskq-sqlalchemy",
+        "metrics": "taskq-prometheus",
         "security": "taskq-security",
     },
 }
