@@ -49,6 +49,14 @@ TEST_COMPANIONS = {
         "plugins/taskq-redis",
         "plugins/taskq-amqp",
     ],
+    # its tests read the spans of real workers (solo, thread and prefork pools), on SQLite and Redis
+    "taskq-opentelemetry": [
+        "plugins/taskq-solo",
+        "plugins/taskq-thread",
+        "plugins/taskq-prefork",
+        "plugins/taskq-sqlite",
+        "plugins/taskq-redis",
+    ],
 }
 ROOT_PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
