@@ -135,11 +135,11 @@ class TaskTracer:
         now = time.monotonic()
         with self._lock:
             replaced = self._sends.pop(task_id, None)
+            expired = self._expired(now)
             self._sends[task_id] = _Send(span, now, batch)
             if batch is not None:
                 batch.members += 1
                 batch.in_flight += 1
-            expired = self._expired(now)
         if replaced is not None:
             expired.append(replaced)
         for send in expired:
@@ -169,12 +169,13 @@ class TaskTracer:
         return batch
 
     def _expired(self, now: float) -> list[_Send]:
-        """Pop the sends waiting too long, or too many; called with the lock held."""
+        """Pop the sends waiting too long, and the oldest when there is no room for one more;
+        called with the lock held, before a send is added."""
         found = []
         sends = self._sends
         while sends:
             oldest = next(iter(sends.values()))
-            if len(sends) <= MAX_UNCONFIRMED_SENDS and now - oldest.started < UNCONFIRMED_SEND_SECONDS:
+            if len(sends) < MAX_UNCONFIRMED_SENDS and now - oldest.started < UNCONFIRMED_SEND_SECONDS:
                 break
             found.append(sends.popitem(last=False)[1])
         return found
