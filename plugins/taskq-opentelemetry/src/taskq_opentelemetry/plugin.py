@@ -43,7 +43,7 @@ def _tracer() -> TaskTracer:
 def _started() -> TaskTracer | None:
     """The tracer if anything was traced in this process yet; None spares the import."""
     module = sys.modules.get("taskq_opentelemetry.tracing")
-    return None if module is None else module.TRACER  # type: ignore[no-any-return]  # the module's TaskTracer
+    return None if module is None else module.TRACER
 
 
 def _is_enabled(app: App) -> bool:

@@ -36,6 +36,7 @@ from taskq_opentelemetry.carrier import HEADER_GETTER, HEADER_SETTER
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from contextvars import Token
 
     from opentelemetry.context import Context
     from opentelemetry.util.types import AttributeValue
@@ -87,7 +88,7 @@ class _Run:
     """A task's process span, current in ``thread`` while the task runs."""
 
     span: Span
-    token: object  # from opentelemetry.context.attach
+    token: Token[Context]  # from opentelemetry.context.attach, to restore the context before
     thread: int
     failed: bool = False  # its exception is recorded already
     internal_error: bool = False  # no taskq_task_postrun will follow
@@ -262,7 +263,7 @@ class TaskTracer:
             run.span.end()
         finally:
             if run.thread == threading.get_ident():
-                otel_context.detach(run.token)  # type: ignore[arg-type]  # the token attach() returned
+                otel_context.detach(run.token)
 
     def runs_in_flight(self) -> int:
         """How many process spans are open in this process (for tests and diagnostics)."""

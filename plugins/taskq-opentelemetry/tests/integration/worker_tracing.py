@@ -62,4 +62,3 @@ def install(folder: str) -> None:
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(folder)))
     trace.set_tracer_provider(provider)
-

@@ -91,8 +91,8 @@ def test_a_sent_message_carries_its_send_spans_context_in_w3c_headers(app: App, 
     result = app.send_task("otel.add", [1, 2])
     [send] = named(spans, "send taskq")
     [delivery] = app.new_transport().claim([app.route("otel.add")], 1, lease=30)
-    context = send.context
-    assert delivery.message.headers["traceparent"] == f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"
+    ids = send.context
+    assert delivery.message.headers["traceparent"] == f"00-{ids.trace_id:032x}-{ids.span_id:016x}-{ids.trace_flags:02x}"
     assert (send.attributes or {})["messaging.message.id"] == result.id
 
 

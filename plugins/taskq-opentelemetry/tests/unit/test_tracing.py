@@ -90,7 +90,9 @@ def test_a_send_never_confirmed_is_ended_as_an_error_after_its_time(
     assert first.status.status_code is StatusCode.ERROR
 
 
-def test_the_members_of_a_batch_end_it_when_the_last_is_confirmed(local: tuple[TaskTracer, InMemorySpanExporter]) -> None:
+def test_the_members_of_a_batch_end_it_when_the_last_is_confirmed(
+    local: tuple[TaskTracer, InMemorySpanExporter],
+) -> None:
     tracer, exporter = local
     for number in range(2):
         tracer.message_sending("otel.add", f"member-{number}", {"group": "g1"}, "q")
