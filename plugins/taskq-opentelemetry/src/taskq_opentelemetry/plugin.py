@@ -10,7 +10,9 @@ task sends its retry, chain step or chord body); the task hooks in the thread or
 that runs the task (the worker's thread on solo, a pool thread, a prefork child), so the
 run's span is current where the task's own code runs. ``taskq_task_failure`` also fires in
 the worker's main process for a task its pool lost or stopped at its hard time limit: the
-span, where it lives in that process, is ended there.
+span, where it lives in that process, is ended there. As a worker or a pool process
+leaves, the TracerProvider is asked to export what it still holds: a prefork child runs no
+``atexit`` handler, and its batch of spans would be lost.
 """
 
 from __future__ import annotations
@@ -141,3 +143,24 @@ def taskq_task_postrun(request: Request, state: str) -> None:
             tracer.task_finished(request, state)
     except Exception:
         _failed("taskq_task_postrun")
+
+
+@hookimpl
+def taskq_worker_process_shutdown() -> None:
+    _flush("taskq_worker_process_shutdown")
+
+
+@hookimpl
+def taskq_worker_shutdown() -> None:
+    _flush("taskq_worker_shutdown")
+
+
+def _flush(hook: str) -> None:
+    """Export the spans the TracerProvider holds before this process leaves (if it traced any)."""
+    try:
+        if _started() is not None:
+            from taskq_opentelemetry.tracing import flush
+
+            flush()
+    except Exception:
+        _failed(hook)

@@ -61,6 +61,8 @@ MAX_UNCONFIRMED_SENDS = 10_000
 MAX_REMEMBERED_GROUPS = 256
 # Longest text (an exception's message, a retry's reason) put on a span, in characters.
 MAX_TEXT = 1024
+# Longest wait for the TracerProvider to export what it holds as a process leaves, in milliseconds.
+FLUSH_TIMEOUT_MILLIS = 5000
 
 
 @dataclass(slots=True)
@@ -274,6 +276,19 @@ class TaskTracer:
         return len(self._sends)
 
 
+def flush() -> bool:
+    """Have the global TracerProvider export the spans it holds (an SDK's, with a ``force_flush``).
+
+    A prefork child leaves without running ``atexit`` handlers, so the spans its batch
+    processor still holds would be lost. Returns whether there was a provider to flush.
+    """
+    force_flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    if not callable(force_flush):
+        return False
+    force_flush(FLUSH_TIMEOUT_MILLIS)
+    return True
+
+
 def _messaging(operation: str, queue: str, message_id: str | None) -> dict[str, AttributeValue]:
     attributes: dict[str, AttributeValue] = {
         "messaging.system": MESSAGING_SYSTEM,
@@ -341,4 +356,5 @@ __all__ = [
     "SCHEMA_URL",
     "TRACER",
     "TaskTracer",
+    "flush",
 ]

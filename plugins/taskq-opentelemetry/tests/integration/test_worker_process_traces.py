@@ -38,7 +38,7 @@ import os
 
 import worker_tracing
 
-worker_tracing.install(os.environ["OTEL_TEST_SPANS"])
+worker_tracing.install(os.environ["OTEL_TEST_SPANS"], batch=os.environ.get("OTEL_TEST_BATCH") == "1")
 
 from opentelemetry import trace
 
@@ -137,36 +137,30 @@ def _redis_prefix() -> Iterator[str]:
         client.close()
 
 
-@pytest.fixture(
-    scope="module",
-    params=[("sqlite", "solo"), ("sqlite", "thread"), ("sqlite", "prefork"), ("redis", "solo")],
-    ids=lambda p: "-".join(p),
-)
-def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
-    kind, pool = request.param
-    folder = tmp_path_factory.mktemp(f"otel-{kind}-{pool}")
-    spans_folder = folder / "spans"
-    spans_folder.mkdir()
+def _start(folder: Path, pool: str, broker: str, queue: str, options: dict[str, object], **env: str) -> WorkerProcess:
+    """A ``taskq worker`` for the test app in ``folder``, its spans written to ``folder``/spans."""
+    (folder / "spans").mkdir()
     (folder / "otel_app.py").write_text(APP_MODULE)
-    queue = f"otel-{uuid.uuid4().hex[:8]}"
-    prefixes = _redis_prefix() if kind == "redis" else None
-    options = {"global_keyprefix": next(prefixes)} if prefixes is not None else {}
-    broker = REDIS_URL if kind == "redis" else f"sqlite:///{folder}/broker.db"
     command = [sys.executable, "-m", "taskq", "worker", "-A", "otel_app", "-P", pool, "-Q", queue, "-l", "info"]
     if pool != "solo":
         command += ["-c", "2"]
-    worker = WorkerProcess(
+    return WorkerProcess(
         command,
         folder / "worker.log",
         env={
             "PYTHONPATH": os.pathsep.join([str(folder), str(HERE)]),
-            "OTEL_TEST_SPANS": str(spans_folder),
+            "OTEL_TEST_SPANS": str(folder / "spans"),
             "OTEL_TEST_BROKER": broker,
             "OTEL_TEST_QUEUE": queue,
             "OTEL_TEST_TRANSPORT_OPTIONS": json.dumps(options),
+            **env,
         },
         cwd=folder,
     )
+
+
+def _client(broker: str, queue: str, options: dict[str, object]) -> App:
+    """The app of this process that sends to the worker, its tasks stand-ins for the worker's."""
     client = App(
         "otel-client",
         broker=broker,
@@ -177,9 +171,26 @@ def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
     )
     for name in ("otel.add", "otel.tsum", "otel.boom", "otel.flaky", "otel.traced_inside"):
         client.task(name=name)(_runs_on_the_worker)
+    return client
+
+
+@pytest.fixture(
+    scope="module",
+    params=[("sqlite", "solo"), ("sqlite", "thread"), ("sqlite", "prefork"), ("redis", "solo")],
+    ids=lambda p: "-".join(p),
+)
+def cluster(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    kind, pool = request.param
+    folder = tmp_path_factory.mktemp(f"otel-{kind}-{pool}")
+    queue = f"otel-{uuid.uuid4().hex[:8]}"
+    prefixes = _redis_prefix() if kind == "redis" else None
+    options: dict[str, object] = {"global_keyprefix": next(prefixes)} if prefixes is not None else {}
+    broker = REDIS_URL if kind == "redis" else f"sqlite:///{folder}/broker.db"
+    worker = _start(folder, pool, broker, queue, options)
+    client = _client(broker, queue, options)
     try:
         worker.wait_for(" ready (pool=", TIMEOUT)
-        yield Cluster(worker, client, spans_folder)
+        yield Cluster(worker, client, folder / "spans")
         worker.signal(signal.SIGTERM)
         assert worker.wait(TIMEOUT) == 0, worker.log()
     finally:
@@ -295,3 +306,26 @@ def test_a_retry_is_a_second_run_in_the_same_trace(cluster: Cluster, spans: InMe
     assert [e["name"] for e in first["events"]] == ["taskq.task.retry"]  # type: ignore[attr-defined]
     assert second["attributes"]["taskq.task.retries"] == 1  # type: ignore[index]
     assert second["attributes"]["taskq.task.state"] == "SUCCESS"  # type: ignore[index]
+
+
+def test_a_prefork_child_exports_the_spans_its_batch_holds_as_it_leaves(
+    tmp_path: Path, spans: InMemorySpanExporter
+) -> None:
+    queue = f"otel-{uuid.uuid4().hex[:8]}"
+    broker = f"sqlite:///{tmp_path}/broker.db"
+    worker = _start(tmp_path, "prefork", broker, queue, {}, OTEL_TEST_BATCH="1")
+    client = _client(broker, queue, {})
+    try:
+        worker.wait_for(" ready (pool=", TIMEOUT)
+        pid = client.tasks["otel.traced_inside"].delay().get(timeout=TIMEOUT)
+        [send] = spans.get_finished_spans()
+        assert _read(tmp_path / "spans") == []  # held by the batch processors, whose timer is an hour
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(TIMEOUT) == 0, worker.log()
+    finally:
+        client.close()
+        worker.kill()
+        print(f"---- worker log ----\n{worker.log()}")
+    found = [span for span in _read(tmp_path / "spans") if span["trace_id"] == _trace(send)]
+    assert sorted(str(s["name"]) for s in found) == ["inside the task", f"process {queue}"]
+    assert {s["pid"] for s in found} == {pid}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter, SpanExportResult
 
 
 class JsonLinesExporter(SpanExporter):
@@ -57,8 +57,16 @@ def _plain(value: object) -> object:
     return list(value) if isinstance(value, tuple) else value
 
 
-def install(folder: str) -> None:
-    """Make an SDK TracerProvider writing to ``folder`` this process's global one."""
+def install(folder: str, *, batch: bool = False) -> None:
+    """Make an SDK TracerProvider writing to ``folder`` this process's global one.
+
+    ``batch``: spans are held by a batch processor that exports only when flushed (its
+    timer is longer than any test), as a process leaves.
+    """
     provider = TracerProvider()
-    provider.add_span_processor(SimpleSpanProcessor(JsonLinesExporter(folder)))
+    exporter = JsonLinesExporter(folder)
+    if batch:
+        provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=3_600_000))
+    else:
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
