@@ -94,6 +94,7 @@ class _Run:
     thread: int
     failed: bool = False  # its exception is recorded already
     internal_error: bool = False  # no taskq_task_postrun will follow
+    ended: bool = False  # ended from another thread; its context is restored if the run ever returns
 
 
 class TaskTracer:
@@ -244,8 +245,14 @@ class TaskTracer:
             return
         if not run.failed:
             _record_failure(run, exc)
-        if run.internal_error or run.thread != threading.get_ident():
+        if run.internal_error:
             self.task_finished(request, "FAILURE")
+        elif run.thread != threading.get_ident() and not run.ended:
+            # Known in the worker's main thread (a time limit): the run may never return
+            # to end its span; if it does, taskq_task_postrun still restores its context.
+            run.ended = True
+            run.span.set_attribute("taskq.task.state", "FAILURE")
+            run.span.end()
 
     def task_internal_error(self, request: Request, exc: BaseException) -> None:
         """The worker's part around the task failed: the task fails, and its span ends at the failure."""
@@ -261,8 +268,9 @@ class TaskTracer:
         if run is None:
             return
         try:
-            run.span.set_attribute("taskq.task.state", state)
-            run.span.end()
+            if not run.ended:
+                run.span.set_attribute("taskq.task.state", state)
+                run.span.end()
         finally:
             if run.thread == threading.get_ident():
                 otel_context.detach(run.token)

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import threading
+import uuid
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
 
+from taskq import App
+from taskq._protocol import decode
+from taskq.errors import TimeLimitExceeded
+from taskq.worker.request import Request
 from taskq_opentelemetry import tracing
 from taskq_opentelemetry.carrier import HEADER_GETTER, MAX_VALUE_LENGTH
 from taskq_opentelemetry.tracing import TaskTracer
@@ -109,3 +117,66 @@ def test_a_forked_child_forgets_the_spans_of_its_parent(local: tuple[TaskTracer,
     tracer.message_sent("inherited")
     assert exporter.get_finished_spans() == ()
     assert tracer.sends_in_flight() == 0
+
+
+def _real_request(headers: dict[str, object] | None = None) -> Request:
+    """A worker's request for a message really sent and claimed (memory broker)."""
+    app = App("otel-request", broker=f"memory://{uuid.uuid4().hex}", read_config=False)
+    task = app.task(name="otel.add")(lambda x, y: x + y)
+    app.send_task("otel.add", [1, 2], headers=headers)
+    [delivery] = app.new_transport().claim([app.route("otel.add")], 1, lease=30)
+    return Request(delivery, decode(app.serializers, delivery.message), task, "taskq@test")
+
+
+def test_a_failure_known_in_another_thread_ends_the_span_and_the_run_restores_its_context(
+    local: tuple[TaskTracer, InMemorySpanExporter],
+) -> None:
+    tracer, exporter = local
+    request = _real_request()
+    before = otel_context.get_current()
+    tracer.task_starting(request)
+    running = trace.get_current_span()
+    assert running.get_span_context().is_valid
+    elsewhere = threading.Thread(target=tracer.task_failed, args=(request, TimeLimitExceeded("hard limit")))
+    elsewhere.start()
+    elsewhere.join(10)
+    [span] = exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert (span.attributes or {})["taskq.task.state"] == "FAILURE"
+    assert trace.get_current_span() is running  # this thread's context is the run's until it returns
+    tracer.task_finished(request, "FAILURE")
+    assert otel_context.get_current() == before
+    assert len(exporter.get_finished_spans()) == 1
+    assert tracer.runs_in_flight() == 0
+
+
+def test_an_internal_error_ends_the_span_at_the_failure_that_follows(
+    local: tuple[TaskTracer, InMemorySpanExporter],
+) -> None:
+    tracer, exporter = local
+    request = _real_request()
+    before = otel_context.get_current()
+    tracer.task_starting(request)
+    tracer.task_internal_error(request, ConnectionError("the broker refused the next step"))
+    tracer.task_failed(request, ConnectionError("the broker refused the next step"))
+    [span] = exporter.get_finished_spans()
+    assert (span.attributes or {})["taskq.internal_error"] is True
+    assert len([e for e in span.events if e.name == "exception"]) == 1
+    assert otel_context.get_current() == before
+    assert tracer.runs_in_flight() == 0
+
+
+def test_an_exception_whose_str_raises_is_still_recorded(local: tuple[TaskTracer, InMemorySpanExporter]) -> None:
+    class UnprintableError(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no str for you")
+
+    tracer, exporter = local
+    request = _real_request()
+    tracer.task_starting(request)
+    tracer.task_failed(request, UnprintableError())
+    tracer.task_finished(request, "FAILURE")
+    [span] = exporter.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert "whose str() raised" in (span.status.description or "")
+    assert (span.attributes or {})["error.type"].endswith("UnprintableError")  # type: ignore[union-attr]
