@@ -307,7 +307,7 @@ def faults(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def interop(session: nox.Session) -> None:
     """taskq and Celery 5 on one broker (Redis, RabbitMQ), in both directions."""
-    folders = ("core", "plugins/taskq-solo", "plugins/taskq-redis", "plugins/taskq-amqp")
+    folders = ("core", "plugins/taskq-solo", "plugins/taskq-redis", "plugins/taskq-amqp", "plugins/taskq-opentelemetry")
     _install(session, *folders, groups=("test", "interop"))
     _pytest(session, "tests/interop")
 
