@@ -53,6 +53,14 @@ TEST_COMPANIONS = {
     ],
     # real workers serve /metrics (solo and prefork pools, SQLite and Redis), events with -E
     "taskq-prometheus": ["plugins/taskq-solo", "plugins/taskq-prefork", "plugins/taskq-sqlite", "plugins/taskq-redis"],
+    # its tests read the spans of real workers (solo, thread and prefork pools), on SQLite and Redis
+    "taskq-opentelemetry": [
+        "plugins/taskq-solo",
+        "plugins/taskq-thread",
+        "plugins/taskq-prefork",
+        "plugins/taskq-sqlite",
+        "plugins/taskq-redis",
+    ],
 }
 ROOT_PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
@@ -303,7 +311,7 @@ def faults(session: nox.Session) -> None:
 @nox.session(python=PYTHON)
 def interop(session: nox.Session) -> None:
     """taskq and Celery 5 on one broker (Redis, RabbitMQ), in both directions."""
-    folders = ("core", "plugins/taskq-solo", "plugins/taskq-redis", "plugins/taskq-amqp")
+    folders = ("core", "plugins/taskq-solo", "plugins/taskq-redis", "plugins/taskq-amqp", "plugins/taskq-opentelemetry")
     _install(session, *folders, groups=("test", "interop"))
     _pytest(session, "tests/interop")
 

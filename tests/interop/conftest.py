@@ -184,7 +184,8 @@ def start_worker(interop: dict[str, object], tmp_path: Path) -> Iterator[Callabl
     default on both: ``--without-mingle``, ``TASKQ_WORKER_MINGLE=false``). ``queues``:
     the queues it consumes instead of the test's. ``name``: its node name (default
     ``<kind>-<queue>@<host>``, then ``<kind>-<queue>-<n>@<host>`` for the n-th of its kind).
-    ``ready=False``: return at once; call ``wait_ready()`` before using it.
+    ``ready=False``: return at once; call ``wait_ready()`` before using it. ``app``: the
+    module given to ``-A`` instead of ``interop_tasks_<kind>``.
     """
     workers: list[Worker] = []
 
@@ -197,6 +198,7 @@ def start_worker(interop: dict[str, object], tmp_path: Path) -> Iterator[Callabl
         queues: list[str] | None = None,
         name: str | None = None,
         ready: bool = True,
+        app: str | None = None,
     ) -> Worker:
         queue = str(interop["queue"])
         consumed = ",".join(queues or [queue])
@@ -211,7 +213,7 @@ def start_worker(interop: dict[str, object], tmp_path: Path) -> Iterator[Callabl
                 "taskq",
                 "worker",
                 "-A",
-                "interop_tasks_taskq",
+                app or "interop_tasks_taskq",
                 "--pool=solo",
                 "-Q",
                 consumed,
@@ -228,7 +230,7 @@ def start_worker(interop: dict[str, object], tmp_path: Path) -> Iterator[Callabl
                 "-m",
                 "celery",
                 "-A",
-                "interop_tasks_celery",
+                app or "interop_tasks_celery",
                 "worker",
                 "--pool=solo",
                 "-c",
