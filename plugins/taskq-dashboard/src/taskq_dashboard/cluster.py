@@ -130,7 +130,7 @@ class Cluster:
         """Every worker heard of, by events or replies, sorted by name."""
         now = time.time()
         with self.ingest.lock:
-            states = {
+            states: dict[str, dict[str, object]] = {
                 name: {
                     "hostname": name,
                     "online": worker.alive(now),
@@ -148,7 +148,7 @@ class Cluster:
             answers = dict(self.answers)
         found = []
         for name in sorted(set(states) | set(answers)):
-            worker = states.get(name) or {"hostname": name, "online": True, "last_heartbeat": None}
+            worker: dict[str, object] = states.get(name) or {"hostname": name, "online": True, "last_heartbeat": None}
             reply = answers.get(name, {})
             worker["answered"] = bool(reply)
             worker.update(_stats(reply.get("stats")))
@@ -204,7 +204,7 @@ def _requests(raw: object) -> list[dict[str, object]]:
     """The tasks of an ``active`` or ``reserved`` reply, checked."""
     if not isinstance(raw, list):
         return []
-    found = []
+    found: list[dict[str, object]] = []
     for item in raw[:MAX_TASKS_SHOWN]:
         if not isinstance(item, Mapping) or not isinstance(item.get("id"), str):
             continue

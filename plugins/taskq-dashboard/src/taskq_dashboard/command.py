@@ -8,6 +8,7 @@ import click
 
 from taskq.cli.commands import app_option
 from taskq.cli.state import CLIState
+from taskq.errors import ConfigError
 from taskq_dashboard.cluster import INSPECT_INTERVAL
 
 
@@ -32,18 +33,13 @@ from taskq_dashboard.cluster import INSPECT_INTERVAL
 @click.option(
     "--db",
     "db_path",
-    envvar="TASKQ_DASHBOARD_DB",
-    default="taskq-dashboard.db",
-    show_default=True,
     type=click.Path(dir_okay=False),
-    help="The SQLite file keeping the task history across restarts.",
+    help="The SQLite file keeping the task history across restarts (setting dashboard_db; taskq-dashboard.db).",
 )
 @click.option(
     "--max-tasks",
     type=click.IntRange(min=1),
-    default=100_000,
-    show_default=True,
-    help="Most tasks kept in the history (the oldest go first).",
+    help="Most tasks kept in the history, the oldest going first (setting dashboard_max_tasks; 100000).",
 )
 @click.option(
     "--inspect-interval",
@@ -62,8 +58,8 @@ def dashboard(
     kinds: tuple[str, ...],
     token: str | None,
     basic: str | None,
-    db_path: str,
-    max_tasks: int,
+    db_path: str | None,
+    max_tasks: int | None,
     inspect_interval: float,
     loglevel: str,
 ) -> None:
@@ -71,10 +67,36 @@ def dashboard(
     from taskq_dashboard.auth import Auth, check_exposure
     from taskq_dashboard.dashboard import Dashboard, serve
 
-    auth = Auth.from_options(kinds, token, basic)
-    check_exposure(address, auth)  # before the app is even loaded
+    if not token and not basic:
+        check_exposure(address, Auth.from_options(kinds, token, basic))  # before the app is even loaded
     logging.basicConfig(level=loglevel.upper(), format="[%(asctime)s: %(levelname)s] %(message)s")
     state = ctx.find_root().obj
     assert isinstance(state, CLIState)
-    board = Dashboard(state.app, db_path, max_tasks=max_tasks, auth=auth, inspect_interval=inspect_interval)
+    app = state.app
+    conf = app.conf
+    auth = Auth.from_options(
+        kinds, token or _text(conf["dashboard_token"]), basic or _text(conf["dashboard_basic_auth"])
+    )
+    check_exposure(address, auth)
+    board = Dashboard(
+        app,
+        db_path or str(conf["dashboard_db"]),
+        max_tasks=max_tasks or _positive(conf["dashboard_max_tasks"]),
+        auth=auth,
+        inspect_interval=inspect_interval,
+    )
     serve(board, address, port, log_level=loglevel.lower())
+
+
+def _text(value: object) -> str | None:
+    return str(value) if value else None
+
+
+def _positive(value: object) -> int:
+    try:
+        number = int(str(value))
+    except ValueError:
+        number = 0
+    if number < 1:
+        raise ConfigError(f"dashboard_max_tasks must be a whole number of at least 1, not {value!r}")
+    return number

@@ -46,7 +46,7 @@ def _query(name: str, description: str, kind: str = "string") -> dict[str, objec
     return {"name": name, "in": "query", "required": False, "description": description, "schema": {"type": kind}}
 
 
-_WORKERS_PROPERTY = {
+_WORKERS_PROPERTY: dict[str, object] = {
     "workers": {
         "type": "array",
         "items": {"type": "string"},
@@ -235,7 +235,7 @@ def document() -> dict[str, object]:
                     "summary": "One task: fields, state history, result store record, children",
                     "tags": ["tasks"],
                     "parameters": [task_id],
-                    "responses": {**_ok("the task", _ref("TaskDetail")), "404": {"description": "unknown task"}},
+                    "responses": _ok("the task", _ref("TaskDetail")) | {"404": {"description": "unknown task"}},
                 }
             },
             "/api/tasks/{task_id}/workflow": {
