@@ -151,6 +151,8 @@ class Cluster:
             worker: dict[str, object] = states.get(name) or {"hostname": name, "online": True, "last_heartbeat": None}
             reply = answers.get(name, {})
             worker["answered"] = bool(reply)
+            # a worker that answered the last round is alive, heartbeat heard or not (yet)
+            worker["online"] = bool(worker.get("online")) or bool(reply)
             worker.update(_stats(reply.get("stats")))
             worker["active_tasks"] = _requests(reply.get("active"))
             worker["reserved_tasks"] = _requests(reply.get("reserved"))
