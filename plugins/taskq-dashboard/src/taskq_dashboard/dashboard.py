@@ -61,10 +61,12 @@ class Dashboard:
         self._threads = [self.ingest.start(self.app), self.cluster.start()]
 
     def stop(self) -> None:
+        """Stop both threads; the event thread writes what it holds first."""
         self.ingest.stop()
         self.cluster.stop()
         for thread in self._threads:
             thread.join(10.0)
+        logger.info("dashboard stopped; history kept in %s", self.store.path)
 
     # ---- What the API reads ---------------------------------------------------------
 
@@ -213,7 +215,7 @@ def serve(
     from taskq_dashboard.web import create_app, plugin_routes
 
     check_exposure(address, dashboard.auth)
-    application = create_app(dashboard, plugin_routes(dashboard))
+    application = create_app(dashboard, plugin_routes(dashboard), manage=True)
     config = uvicorn.Config(
         application,
         host=address,
@@ -221,12 +223,8 @@ def serve(
         log_level=log_level,
         access_log=False,
         timeout_graceful_shutdown=2,
-        lifespan="off",
+        lifespan="on",
     )
-    server = uvicorn.Server(config)
-    dashboard.start()
     logger.info("taskq dashboard on http://%s:%d/ (history: %s)", address, port, dashboard.store.path)
-    try:
-        server.run()
-    finally:
-        dashboard.stop()
+    # the app's lifespan starts the threads and, on SIGINT or SIGTERM, stops them (writing the last batch)
+    uvicorn.Server(config).run()

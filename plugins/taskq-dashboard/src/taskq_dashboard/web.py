@@ -11,15 +11,16 @@ group (a ``/metrics`` route from taskq-prometheus, say): see :func:`plugin_route
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import html
 import importlib.metadata
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -43,6 +44,8 @@ STREAM_INTERVAL = 0.5
 KEEPALIVE = 15.0
 #: The entry point group whose functions add routes: ``f(dashboard) -> list[starlette Route]``.
 ROUTES_GROUP = "taskq_dashboard.routes"
+#: Longest login form read, in bytes.
+MAX_FORM = 4096
 #: The paths of the pages (all served by the same shell; the script draws the view).
 PAGES = ("/", "/workers", "/queues", "/tasks", "/tasks/{task_id}")
 
@@ -57,8 +60,9 @@ def _error(status: int, message: str) -> JSONResponse:
     return _json({"error": message}, status)
 
 
-def create_app(dashboard: Dashboard, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The Starlette application serving ``dashboard`` (and ``extra_routes``, behind the same auth)."""
+def create_app(dashboard: Dashboard, extra_routes: Sequence[BaseRoute] = (), *, manage: bool = False) -> Starlette:
+    """The Starlette application serving ``dashboard`` (and ``extra_routes``, behind the same auth);
+    with ``manage``, its lifespan starts the dashboard's threads and stops them."""
     auth = dashboard.auth
     template = (HERE / "templates" / "index.html").read_text(encoding="utf-8")
     login_template = (HERE / "templates" / "login.html").read_text(encoding="utf-8")
@@ -103,8 +107,13 @@ def create_app(dashboard: Dashboard, extra_routes: Sequence[BaseRoute] = ()) -> 
             target = "/"  # never send the browser elsewhere
         message = ""
         if request.method == "POST":
-            form = await request.form()
-            token = form.get("token")
+            # the form is URL-encoded: read here, without Starlette's multipart parser (another dependency)
+            raw = await request.body()
+            try:
+                form = parse_qs(raw[:MAX_FORM].decode("utf-8", "replace"), max_num_fields=10)
+            except ValueError:  # more fields than a login form has
+                form = {}
+            token = (form.get("token") or [None])[0]
             if auth.token is not None and isinstance(token, str) and auth.login(token):
                 response = RedirectResponse(target, status_code=303)
                 response.set_cookie(SESSION_COOKIE, cast(str, auth.session), httponly=True, samesite="strict", path="/")
@@ -215,7 +224,18 @@ def create_app(dashboard: Dashboard, extra_routes: Sequence[BaseRoute] = ()) -> 
         if isinstance(route, Route) and endpoint is not None:
             route = Route(route.path, guarded(_as_async(endpoint)), methods=route.methods, name=route.name)
         routes.append(route)
-    return Starlette(routes=routes)
+    if not manage:
+        return Starlette(routes=routes)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await run_in_threadpool(dashboard.start)
+        try:
+            yield
+        finally:
+            await run_in_threadpool(dashboard.stop)
+
+    return Starlette(routes=routes, lifespan=lifespan)
 
 
 def _as_async(endpoint: Callable[[Request], object]) -> Handler:
