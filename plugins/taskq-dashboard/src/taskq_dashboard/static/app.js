@@ -245,7 +245,7 @@
     var kind = h("span", { class: "kind", text: node.kind || "?" });
     var label;
     if (node.kind === "task") {
-      label = h("span", { class: node.id === currentId ? "current" : "" }, kind, taskLink(node.id, (node.task || "?") + " " + String(node.id).slice(0, 8)), " ", badge(node.state || "PENDING"));
+      label = h("span", { class: node.id === currentId ? "current" : "" }, kind, taskLink(node.id, (node.task ? node.task + " " : "") + String(node.id).slice(0, 8)), " ", badge(node.state || "PENDING"));
     } else {
       label = h("span", {}, kind, node.state ? badge(node.state) : null);
     }
