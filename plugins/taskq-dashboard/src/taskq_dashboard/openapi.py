@@ -193,7 +193,7 @@ def document() -> dict[str, object]:
                     "summary": "Search the task history, most recent first, a page at a time",
                     "tags": ["tasks"],
                     "parameters": [
-                        _query("name", "task name (prefix)"),
+                        _query("name", "task name (exact; a prefix when it ends with *)"),
                         _query("state", "state (SUCCESS, FAILURE, STARTED, RECEIVED, REVOKED...)"),
                         _query("id", "task id (prefix)"),
                         _query("search", "text anywhere in the arguments"),

@@ -318,14 +318,18 @@ class Store:
         """One page of the tasks matching every filter given, the most recently first seen
         first, and how many match in all.
 
-        ``name`` and ``task_id`` match by prefix (through their indexes), ``state`` and
-        ``worker`` exactly, ``search`` anywhere in the arguments' text.
+        ``name`` matches exactly, or by prefix when it ends with ``*``; ``task_id`` by
+        prefix; ``state`` and ``worker`` exactly (all four through indexes); ``search``
+        anywhere in the arguments' text (a scan).
         """
         where: list[str] = []
         params: list[object] = []
-        if name:
+        if name and name.endswith("*"):
             where.append("name >= ? AND name < ?")
-            params += [name, name + "\U0010ffff"]
+            params += [name[:-1], name[:-1] + "\U0010ffff"]
+        elif name:
+            where.append("name = ?")  # through the index in order: no sort
+            params.append(name)
         if task_id:
             where.append("uuid >= ? AND uuid < ?")
             params += [task_id, task_id + "\U0010ffff"]

@@ -76,7 +76,8 @@ def test_search_by_name_state_id_arguments_and_worker(tmp_path: Path) -> None:
     store.write(life("bbb-2", now, name="proj.mul", args="('needle_50%', 2)"))
     store.write([event("task-received", "ccc-3", now, name="proj.add", args="(5,)")])
     assert [t["uuid"] for t in store.tasks(name="proj.add")[0]] == ["ccc-3", "aaa-1"]
-    assert [t["uuid"] for t in store.tasks(name="proj.m")[0]] == ["bbb-2"]
+    assert [t["uuid"] for t in store.tasks(name="proj.m*")[0]] == ["bbb-2"]
+    assert store.tasks(name="proj.m")[1] == 0  # without the star: the exact name
     assert [t["uuid"] for t in store.tasks(state="RECEIVED")[0]] == ["ccc-3"]
     assert [t["uuid"] for t in store.tasks(task_id="bb")[0]] == ["bbb-2"]
     assert [t["uuid"] for t in store.tasks(search="needle_50%")[0]] == ["bbb-2"]

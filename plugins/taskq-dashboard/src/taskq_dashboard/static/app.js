@@ -193,7 +193,7 @@
   function viewTasks() {
     var params = new URLSearchParams(location.search);
     var fields = {
-      name: h("input", { id: "filter-name", name: "name", list: "task-names", value: params.get("name") || "", placeholder: "proj.add" }),
+      name: h("input", { id: "filter-name", name: "name", list: "task-names", value: params.get("name") || "", placeholder: "proj.add or proj.*" }),
       state: h("select", { id: "filter-state", name: "state" }, h("option", { value: "", text: "any" }),
         STATES.map(function (s) { return h("option", { value: s, text: s, selected: params.get("state") === s }); })),
       id: h("input", { id: "filter-id", name: "id", value: params.get("id") || "", placeholder: "id prefix" }),
