@@ -113,8 +113,8 @@ def create_app(dashboard: Dashboard, extra_routes: Sequence[BaseRoute] = (), *, 
                 form = parse_qs(raw[:MAX_FORM].decode("utf-8", "replace"), max_num_fields=10)
             except ValueError:  # more fields than a login form has
                 form = {}
-            token = (form.get("token") or [None])[0]
-            if auth.token is not None and isinstance(token, str) and auth.login(token):
+            token = (form.get("token") or [""])[0]
+            if auth.token is not None and token and auth.login(token):
                 response = RedirectResponse(target, status_code=303)
                 response.set_cookie(SESSION_COOKIE, cast(str, auth.session), httponly=True, samesite="strict", path="/")
                 response.set_cookie(CSRF_COOKIE, new_csrf_token(), httponly=False, samesite="strict", path="/")
