@@ -234,3 +234,26 @@ def test_static_files_and_pages_are_served(cluster: LiveCluster, tmp_path: Path)
         assert reply.status == 200 and "taskq dashboard" in str(reply.body), path
     assert "lineChart" in str(client.get("/static/chart.js").body)
     assert "EventSource" in str(client.get("/static/app.js").body)
+
+
+def test_malformed_events_from_the_broker_are_skipped_and_counted(cluster: LiveCluster) -> None:
+    client = cluster.client()
+    before = client.get("/api/overview").json()["malformed_events"]
+    assert isinstance(before, int)
+    hostile: list[dict[str, object]] = [
+        {"type": "task-received", "timestamp": time.time()},  # no uuid
+        {"type": "task-succeeded", "uuid": ["not", "text"], "timestamp": time.time()},
+        {"type": "task-failed", "uuid": str(uuid.uuid4()), "timestamp": "yesterday"},
+        {"type": "worker-heartbeat", "timestamp": time.time(), "hostname": {"x": 1}},
+        {"type": "task-started", "uuid": "x" * 1000, "timestamp": time.time()},
+    ]  # (one without a text type never leaves the transport: its reader drops it)
+    transport = cluster.app.new_transport()
+    try:
+        transport.send_events(hostile)
+    finally:
+        transport.close()
+    wait_until(
+        lambda: client.get("/api/overview").json()["malformed_events"] == before + len(hostile),  # type: ignore[operator]
+        "the malformed events counted",
+    )
+    cluster.task(cluster.send("dash.add", 3, 4), "SUCCESS")  # and the dashboard goes on
