@@ -4,6 +4,7 @@ a ``taskq dashboard`` process on a SQLite broker), an HTTP client, and polling w
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import socket
 import sys
@@ -11,7 +12,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.cookiejar import CookieJar
 from pathlib import Path
@@ -199,3 +200,22 @@ def stop(process: WorkerProcess) -> None:
     except Exception:
         process.kill()
     print(f"---- {process.log_path.name} ----\n{process.log()[-6000:]}")
+
+
+@contextlib.contextmanager
+def served(application: object) -> Iterator[str]:
+    """``application`` (ASGI) served by uvicorn on a free loopback port from a thread; its URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(application, host="127.0.0.1", port=port, log_level="warning"))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, "the server started")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(TIMEOUT)

@@ -67,9 +67,8 @@ def create_app(dashboard: Dashboard, extra_routes: Sequence[BaseRoute] = (), *, 
     template = (HERE / "templates" / "index.html").read_text(encoding="utf-8")
     login_template = (HERE / "templates" / "login.html").read_text(encoding="utf-8")
 
-    def challenge(request: Request) -> Response:
+    def challenge(request: Request, is_page: bool) -> Response:
         """What a request without credentials gets: the login form for a page, else a 401."""
-        is_page = request.method == "GET" and not request.url.path.startswith("/api/")
         if is_page and auth.token is not None:
             return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
         headers = {"WWW-Authenticate": 'Basic realm="taskq dashboard"'} if auth.username else {}
@@ -77,13 +76,13 @@ def create_app(dashboard: Dashboard, extra_routes: Sequence[BaseRoute] = (), *, 
             headers = {"WWW-Authenticate": 'Bearer realm="taskq dashboard"'}
         return JSONResponse({"error": "authentication required"}, status_code=401, headers=headers)
 
-    def guarded(handler: Handler) -> Handler:
+    def guarded(handler: Handler, *, is_page: bool = False) -> Handler:
         """``handler`` behind authentication, and for a POST, behind the CSRF check."""
 
         async def check(request: Request) -> Response:
             authorization = request.headers.get("authorization")
             if not auth.allows(authorization, request.cookies.get(SESSION_COOKIE)):
-                return challenge(request)
+                return challenge(request, is_page)
             if request.method == "POST" and not auth.by_bearer(authorization):
                 cookie = request.cookies.get(CSRF_COOKIE)
                 header = request.headers.get(CSRF_HEADER)
@@ -210,7 +209,7 @@ def create_app(dashboard: Dashboard, extra_routes: Sequence[BaseRoute] = (), *, 
             ["POST"],
         ),
     ]
-    routes: list[BaseRoute] = [Route(path, guarded(page), methods=["GET"]) for path in PAGES]
+    routes: list[BaseRoute] = [Route(path, guarded(page, is_page=True), methods=["GET"]) for path in PAGES]
     routes += [
         Route("/login", login, methods=["GET", "POST"]),
         Route("/logout", logout, methods=["POST"]),
