@@ -28,6 +28,10 @@ class BadRequestError(ValueError):
     """A request the API refuses, with why (answered with a 400)."""
 
 
+class NotFoundError(LookupError):
+    """What a request names is not there (answered with a 404)."""
+
+
 def _body(request: Request) -> Mapping[str, object]:
     body = request.state.body
     return body if isinstance(body, Mapping) else {}
@@ -42,7 +46,7 @@ def _text(body: Mapping[str, object], name: str, *, required: bool = True) -> st
     return value
 
 
-def _destination(dashboard: Dashboard, body: Mapping[str, object]) -> list[str] | None:
+def _destination(body: Mapping[str, object]) -> list[str] | None:
     workers = body.get("workers")
     if workers is None:
         return None
@@ -72,7 +76,7 @@ def revoke(dashboard: Dashboard, request: Request, *, terminate: bool | None = N
         raise BadRequestError(f"unknown signal {signal!r}; use one of: {', '.join(sorted(_SIGNALS))}")
     replies = dashboard.app.control.revoke(
         task_id,
-        destination=_destination(dashboard, body),
+        destination=_destination(body),
         terminate=terminate,
         signal=signal,
         reply=True,
@@ -96,7 +100,7 @@ def rate_limit(dashboard: Dashboard, request: Request) -> dict[str, object]:
     if isinstance(rate, str) and len(rate) > 32:
         raise BadRequestError("'rate_limit' is too long")
     replies = dashboard.app.control.rate_limit(
-        str(task_name), rate, destination=_destination(dashboard, body), reply=True, timeout=REPLY_TIMEOUT
+        str(task_name), rate, destination=_destination(body), reply=True, timeout=REPLY_TIMEOUT
     )
     return _done(dashboard, replies)
 

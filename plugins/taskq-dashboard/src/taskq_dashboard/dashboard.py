@@ -12,7 +12,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
-from taskq_dashboard.actions import BadRequestError
+from taskq_dashboard.actions import BadRequestError, NotFoundError
 from taskq_dashboard.auth import Auth, check_exposure
 from taskq_dashboard.checks import MAX_NAME, clean_record, shown
 from taskq_dashboard.cluster import INSPECT_INTERVAL, Cluster
@@ -114,7 +114,7 @@ class Dashboard:
         record = self._record(task_id)
         if found is None:
             if record is None or record.get("status") == "PENDING":
-                raise LookupError(f"no task {task_id} in the history or the result store")
+                raise NotFoundError(f"no task {task_id} in the history or the result store")
             found = {"uuid": task_id, "state": record.get("status"), "events": [], "children": []}
         found["record"] = record
         return found

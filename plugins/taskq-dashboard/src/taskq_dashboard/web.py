@@ -147,8 +147,8 @@ def create_app(dashboard: Dashboard, extra_routes: Sequence[BaseRoute] = (), *, 
                 result = await run_in_threadpool(function, request)
             except actions.BadRequestError as exc:
                 return _error(400, str(exc))
-            except LookupError as exc:
-                return _error(404, str(exc.args[0]) if exc.args else "not found")
+            except actions.NotFoundError as exc:
+                return _error(404, str(exc))
             except Exception as exc:
                 logger.exception("%s %s failed", request.method, request.url.path)
                 return _error(502, f"{type(exc).__name__}: {exc}")
