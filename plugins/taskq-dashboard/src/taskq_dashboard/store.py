@@ -27,6 +27,8 @@ from taskq_dashboard.checks import MAX_TASK_EVENTS
 BUCKET = 10
 #: Seconds of rates kept (a week).
 RATES_KEPT = 7 * 24 * 3600
+#: Writes between two deletions of the rates older than RATES_KEPT.
+RATES_EXPIRY_EVERY = 1_000
 #: Tasks whose state the writer keeps in memory, so that a busy task needs no read back.
 CACHE_SIZE = 20_000
 #: Most ids looked up in one query (SQLite's limit on parameters is 32,766).
@@ -245,6 +247,8 @@ class Store:
                     (name, value),
                 )
             self._trim(connection)
+            if self.version % RATES_EXPIRY_EVERY == 0:
+                connection.execute("DELETE FROM rates WHERE bucket < ?", (now - RATES_KEPT,))
         for uuid, entry in changed.items():
             self._cache[uuid] = entry
             self._cache.move_to_end(uuid)
@@ -295,7 +299,6 @@ class Store:
         connection = connection or self._connection()
         connection.execute("DELETE FROM tasks WHERE seq <= ?", (cutoff,))
         connection.execute("DELETE FROM task_events WHERE task_seq <= ?", (cutoff,))
-        connection.execute("DELETE FROM rates WHERE bucket < ?", (time.time() - RATES_KEPT,))
         if own:
             connection.commit()
         self._first_seq = cutoff + 1

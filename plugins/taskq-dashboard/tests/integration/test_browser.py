@@ -130,3 +130,23 @@ def test_the_overview_workers_and_queues_pages_show_the_cluster(
     page.click("header nav >> text=Queues")  # type: ignore[attr-defined]
     page.wait_for_selector(f"#queues-table >> text={cluster.queue}")  # type: ignore[attr-defined]
     shoot(page, tmp_path, "queues")
+
+
+def test_the_workers_page_sets_a_rate_limit_and_cancels_a_consumer(
+    page: object, cluster: LiveCluster, tmp_path: Path
+) -> None:
+    page.goto(f"{cluster.url}/workers")  # type: ignore[attr-defined]
+    chip = f'button[data-cancel="{cluster.extra_queue}"]'
+    page.wait_for_selector(chip)  # type: ignore[attr-defined]
+    page.fill("#rate-task", "dash.mark")  # type: ignore[attr-defined]
+    page.fill("#rate-value", "50/s")  # type: ignore[attr-defined]
+    page.click("text=Set rate limit")  # type: ignore[attr-defined]
+    page.wait_for_selector("#notice >> text=answered: taskq@")  # type: ignore[attr-defined]
+    page.click(chip)  # type: ignore[attr-defined]
+    page.wait_for_selector(chip, state="detached")  # type: ignore[attr-defined]
+    shoot(page, tmp_path, "workers-consumer-cancelled")
+    hostname = page.get_attribute("#workers-table tr[data-worker]", "data-worker")  # type: ignore[attr-defined]
+    # put it back for the other tests, through the API
+    reply = cluster.client().post(f"/api/workers/{hostname}/consumers/add", {"queue": cluster.extra_queue})
+    assert reply.status == 200
+    page.wait_for_selector(chip)  # type: ignore[attr-defined]

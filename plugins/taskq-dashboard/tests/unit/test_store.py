@@ -118,3 +118,12 @@ def test_a_timestamp_far_from_now_is_charted_now(tmp_path: Path) -> None:
 def test_max_tasks_below_one_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Store(tmp_path / "h.db", max_tasks=0)
+
+
+def test_rates_older_than_a_week_are_forgotten(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.db")
+    now = time.time()
+    with store._connection() as connection:  # a bucket left from eight days ago
+        connection.execute("INSERT INTO rates (bucket, succeeded) VALUES (?, 5)", (int(now - 8 * 24 * 3600),))
+    store.write(life("t", now))  # the first write expires them, then every RATES_EXPIRY_EVERY writes
+    assert sum(p["succeeded"] for p in store.rates(0)) == 1

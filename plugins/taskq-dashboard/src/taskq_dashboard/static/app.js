@@ -64,8 +64,16 @@
 
   function act(path, body, done) {
     return api(path, { method: "POST", body: body }).then(function (data) {
-      var answered = (data.replies || []).map(function (r) { return Object.keys(r).join(", "); }).join("; ");
-      notice("Done" + (answered ? " (answered: " + answered + ")" : ""));
+      var replies = data.replies || [];
+      var answered = replies.map(function (r) { return Object.keys(r).join(", "); }).join("; ");
+      var refused = [];
+      replies.forEach(function (r) {
+        Object.keys(r).forEach(function (host) {
+          if (r[host] && typeof r[host] === "object" && r[host].error) refused.push(host + ": " + r[host].error);
+        });
+      });
+      if (refused.length) notice("Refused by " + refused.join("; "), true);
+      else notice("Done" + (answered ? " (answered: " + answered + ")" : ""));
       if (done) done(data);
       refresh();
     }).catch(function (error) { notice(error.message, true); });
