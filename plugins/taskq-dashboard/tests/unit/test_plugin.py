@@ -29,3 +29,11 @@ def test_the_plugin_declares_its_settings() -> None:
     from taskq.config import plugin_settings
 
     assert {"dashboard_token", "dashboard_basic_auth", "dashboard_db", "dashboard_max_tasks"} <= set(plugin_settings())
+
+
+def test_the_public_names_load_on_first_use() -> None:
+    import taskq_dashboard
+    from taskq_dashboard.dashboard import Dashboard
+
+    assert taskq_dashboard.Dashboard is Dashboard
+    assert sorted(taskq_dashboard.__all__) == ["Auth", "Dashboard", "Store", "serve"]
