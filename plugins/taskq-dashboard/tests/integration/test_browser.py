@@ -64,7 +64,7 @@ def shoot(page: object, tmp_path: Path, name: str) -> Path:
 def test_a_task_goes_from_received_to_success_on_its_page_without_a_reload(
     page: object, cluster: LiveCluster, tmp_path: Path
 ) -> None:
-    task_id = cluster.send("dash.slow", 2)
+    task_id = cluster.send("dash.slow", 3)  # long enough to be seen running on a busy machine
     page.goto(f"{cluster.url}/tasks/{task_id}")  # type: ignore[attr-defined]
     # what the state shows, sampled every 50 ms, and a mark a reload would wipe
     page.evaluate(  # type: ignore[attr-defined]
