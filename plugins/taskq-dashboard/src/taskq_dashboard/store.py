@@ -358,7 +358,8 @@ class Store:
         return [_task_dict(row, brief=True) for row in rows], int(total)
 
     def task(self, uuid: str) -> dict[str, object] | None:
-        """One task with its state history (its events, oldest first) and the tasks it sent."""
+        """One task with its state history (its events, oldest first; task-sent first of all) and
+        the tasks it sent."""
         connection = self._connection()
         row = connection.execute(f"SELECT {', '.join(_COLUMNS)} FROM tasks WHERE uuid = ?", (uuid,)).fetchone()  # noqa: S608
         if row is None:
@@ -367,7 +368,10 @@ class Store:
         found["events"] = [
             {"type": event["type"], "timestamp": event["timestamp"], "hostname": event["hostname"]}
             for event in connection.execute(
-                "SELECT type, timestamp, hostname FROM task_events WHERE task_seq = ? ORDER BY timestamp, rowid",
+                # sent comes first whatever its time says: a client stamps task-sent after publishing,
+                # and a quick worker may have received, run and finished the task by then
+                "SELECT type, timestamp, hostname FROM task_events WHERE task_seq = ? "
+                "ORDER BY type = 'task-sent' DESC, timestamp, rowid",
                 (row["seq"],),
             )
         ]

@@ -127,3 +127,18 @@ def test_rates_older_than_a_week_are_forgotten(tmp_path: Path) -> None:
         connection.execute("INSERT INTO rates (bucket, succeeded) VALUES (?, 5)", (int(now - 8 * 24 * 3600),))
     store.write(life("t", now))  # the first write expires them, then every RATES_EXPIRY_EVERY writes
     assert sum(p["succeeded"] for p in store.rates(0)) == 1
+
+
+def test_task_sent_comes_first_in_the_history_whatever_its_time(tmp_path: Path) -> None:
+    store = Store(tmp_path / "h.db")
+    now = time.time()
+    store.write([*life("quick", now), event("task-sent", "quick", now + 1, name="proj.add")])
+    task = store.task("quick")
+    assert task is not None
+    assert [e["type"] for e in task["events"]] == [  # type: ignore[union-attr]
+        "task-sent",
+        "task-received",
+        "task-started",
+        "task-succeeded",
+    ]
+    assert task["state"] == "SUCCESS"
