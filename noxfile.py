@@ -43,6 +43,8 @@ TEST_COMPANIONS = {
     "taskq-sqlalchemy": ["plugins/taskq-solo"],
     # a worker started with a broadcast queue it cannot have must refuse to start
     "taskq-sqs": ["plugins/taskq-solo"],
+    # its tests serve the dashboard of a real worker (solo pool) on a SQLite broker
+    "taskq-dashboard": ["plugins/taskq-solo", "plugins/taskq-sqlite"],
     # its tests run signed tasks on real workers (solo and prefork pools), on SQLite, Redis and RabbitMQ
     "taskq-security": [
         "plugins/taskq-solo",
@@ -75,7 +77,7 @@ REQUIREMENT_FILES = [ROOT / "docs" / "requirements.txt", ROOT / "benchmarks" / "
 ENVIRONMENT_TOOLS = frozenset({"pip", "setuptools", "wheel"})
 
 #: Programs a distribution's tests start themselves, and the Debian package of each.
-TEST_PROGRAMS = {"taskq-memcached": {"memcached": "memcached"}}
+TEST_PROGRAMS = {"taskq-memcached": {"memcached": "memcached"}, "taskq-dashboard": {"chromium": "chromium"}}
 
 
 # ---- The lock -----------------------------------------------------------------------
