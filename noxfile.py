@@ -358,6 +358,10 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-m", "benchmarks.canvas")
         # Events under load on each broker: what a reader gets of what a busy sender sends.
         session.run("python", "-m", "benchmarks.events")
+        # The dashboard's ingest rate and request times on a 100,000-task history.
+        session.run("python", "-m", "benchmarks.dashboard")
+        # How many events a second taskq-prometheus's ClusterMetrics absorbs on one core.
+        session.run("python", "-m", "benchmarks.prometheus_events")
 
 
 @nox.session(python=False, default=False)
