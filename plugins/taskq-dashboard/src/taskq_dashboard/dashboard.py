@@ -21,6 +21,7 @@ from taskq_dashboard.store import BUCKET, Store
 
 if TYPE_CHECKING:
     import threading
+    from collections.abc import Callable
 
     from starlette.requests import Request
 
@@ -59,6 +60,11 @@ class Dashboard:
     def start(self) -> None:
         """Start reading events and asking the workers."""
         self._threads = [self.ingest.start(self.app), self.cluster.start()]
+
+    def listen(self, listener: Callable[[dict[str, object]], None]) -> None:
+        """Have ``listener`` called with every event that checks out, in the event thread
+        (for plugins: taskq-prometheus keeps its metrics this way). It must be quick."""
+        self.ingest.listen(listener)
 
     def stop(self) -> None:
         """Stop both threads; the event thread writes what it holds first."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from taskq.events.state import State
@@ -47,6 +48,16 @@ class Ingest:
         self._counted = {"events": 0, "malformed": 0}
         self._stop = threading.Event()
         self._failing = False
+        #: Called with every event that checked out, in the event thread (see :meth:`listen`).
+        self.listeners: list[Callable[[dict[str, object]], None]] = []
+        self._failed_listeners: set[int] = set()
+
+    def listen(self, listener: Callable[[dict[str, object]], None]) -> None:
+        """Have ``listener`` called with each event that checks out (a plugin's metrics, say).
+
+        It runs in the event thread for every event, so it must be quick; an exception it
+        raises is logged (once per listener) and never stops the thread."""
+        self.listeners.append(listener)
 
     def take(self, raw: object) -> None:
         """Take one event as it came from the broker (anything at all)."""
@@ -55,6 +66,13 @@ class Ingest:
         if event is None:
             self.malformed += 1
             return
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                if id(listener) not in self._failed_listeners:
+                    self._failed_listeners.add(id(listener))
+                    logger.exception("an event listener of the dashboard failed; it keeps being called")
         group = str(event["type"]).split("-", 1)[0]
         if group == "task":
             self.pending.append(event)

@@ -5,7 +5,7 @@ one HTML shell and a script (``static/app.js``) that draws each view from the AP
 redraws it when the live stream (``/api/stream``, Server-Sent Events) says the cluster
 changed. Every route but the login form and the static files asks :class:`~taskq_dashboard.auth.Auth`
 first. Further routes come from plugins through the ``taskq_dashboard.routes`` entry point
-group (a ``/metrics`` route from taskq-prometheus, say): see :func:`plugin_routes`.
+group (taskq-prometheus's ``/metrics``): see :func:`plugin_routes`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import importlib.metadata
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 from urllib.parse import parse_qs, quote
@@ -250,12 +250,48 @@ def _as_async(endpoint: Callable[[Request], object]) -> Handler:
 def plugin_routes(dashboard: Dashboard) -> list[BaseRoute]:
     """The routes installed plugins add (entry points in :data:`ROUTES_GROUP`).
 
-    A plugin that fails to load is logged and left out: the dashboard serves on without it.
+    An entry point names a function that takes the :class:`~taskq_dashboard.dashboard.Dashboard`
+    and returns ``{path: handler}``: each handler is called with no argument, in a worker
+    thread, and returns ``(body, content type)``. A plugin needs no web framework of its own
+    (taskq-prometheus's ``/metrics`` is one). A plugin that fails to load, or a path that is
+    not ``/...`` or is the dashboard's own, is logged and left out: the dashboard serves on.
     """
     found: list[BaseRoute] = []
+    taken = {"/login", "/logout", *PAGES}
     for entry_point in importlib.metadata.entry_points(group=ROUTES_GROUP):
         try:
-            found.extend(entry_point.load()(dashboard))
+            handlers = entry_point.load()(dashboard)
+            if not isinstance(handlers, Mapping):
+                raise TypeError(f"it returned {type(handlers).__name__}, not a mapping of paths to handlers")
         except Exception:
             logger.exception("the dashboard routes of %s failed to load; left out", entry_point.value)
+            continue
+        for path, handler in handlers.items():
+            if (
+                not isinstance(path, str)
+                or not path.startswith("/")
+                or path in taken
+                or path.startswith(("/api", "/static"))
+            ):
+                logger.error("the dashboard route %r of %s is not a free path; left out", path, entry_point.value)
+                continue
+            if not callable(handler):
+                logger.error("the dashboard route %s of %s has no callable handler; left out", path, entry_point.value)
+                continue
+            taken.add(path)
+            found.append(Route(path, _plain(handler), methods=["GET"]))
     return found
+
+
+def _plain(handler: Callable[[], tuple[bytes, str]]) -> Handler:
+    """A plugin's handler as an endpoint: its body and content type, made in a worker thread."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            body, content_type = await run_in_threadpool(handler)
+        except Exception:
+            logger.exception("the dashboard route %s failed", request.url.path)
+            return _error(500, "this route failed; the dashboard's log says why")
+        return Response(body, media_type=content_type, headers={"Cache-Control": "no-store"})
+
+    return endpoint
