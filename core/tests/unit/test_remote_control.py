@@ -324,6 +324,7 @@ def test_stats_show_the_pool_the_totals_by_task_and_the_prefetch_window(
     assert stats["prefetch_count"] == 3
     assert isinstance(stats["uptime"], int) and stats["uptime"] >= 0
     assert stats["broker"]["transport"] == "memory"
+    assert (stats["broker"]["connection_errors"], stats["broker"]["reconnects"]) == (0, 0)
     assert int(stats["clock"]) >= 1
 
 

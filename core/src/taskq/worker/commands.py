@@ -418,7 +418,12 @@ def stats(state: ControlState) -> object:
     info = pool.info()
     hard, soft = worker.app.conf["task_time_limit"], worker.app.conf["task_soft_time_limit"]
     return {
-        "broker": {"transport": worker.broker_url.split(":", 1)[0], "url": mask_url(worker.broker_url)},
+        "broker": {
+            "transport": worker.broker_url.split(":", 1)[0],
+            "url": mask_url(worker.broker_url),
+            "connection_errors": consumer.broker_errors,
+            "reconnects": consumer.reconnects,
+        },
         "clock": str(state.clock.value),
         "pid": os.getpid(),
         "hostname": socket.gethostname(),

@@ -117,6 +117,10 @@ class Consumer:
         self.running_unacked = 0
         self.should_stop = False
         self.processed = 0
+        #: Turns of the loop the broker failed (each retry counts), and times it came back
+        #: after failing (``inspect stats``; taskq-prometheus reads them).
+        self.broker_errors = 0
+        self.reconnects = 0
         #: Tasks ended, by name (``inspect stats``' ``total``).
         self.totals: Counter[str] = Counter()
         #: The autoscaler, once --autoscale or the ``autoscale`` command attached one.
@@ -188,11 +192,13 @@ class Consumer:
                     self._step()
                 except BROKER_ERRORS as exc:
                     failures += 1
+                    self.broker_errors += 1
                     self._on_broker_error(exc, failures)
                     continue
                 if failures:
                     logger.warning("the broker at %s answers again; consuming", mask_url(self.transport.url))
                     failures = 0
+                    self.reconnects += 1
             interrupted = False
         finally:
             try:

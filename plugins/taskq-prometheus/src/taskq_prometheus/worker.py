@@ -18,8 +18,8 @@ Where each hook fires decides where it is counted (see :mod:`taskq.worker.ending
 Tasks reserved are those received and not yet started, revoked or rejected, as the hooks
 tell (a task whose ETA is far enough for the consumer to hand it back to the broker is not
 held, so not counted); tasks active are read from the consumer at scrape time, as
-``inspect active`` and the heartbeat give them. Broker reconnects are read
-from the consumer's log records ("lost the broker", "answers again"), as no hook tells them.
+``inspect active`` and the heartbeat give them. Broker errors and reconnects are the
+consumer's own counters (as ``inspect stats`` reports them), read at each scrape.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from taskq.drivers.bootstep import Step
@@ -64,10 +64,6 @@ T = TypeVar("T")
 WAITING_MAX = 100_000
 #: Longest task id or name sent through the pipe, in bytes (a record stays under PIPE_BUF).
 PIPE_TEXT_MAX = 1000
-#: The consumer's logger, and the start of its lines about losing and regaining the broker.
-CONSUMER_LOGGER = "taskq.worker.consumer"
-LOST_BROKER = "lost the broker at "
-BROKER_BACK = "the broker at "
 
 # A pipe record: kind (b"S" started, b"E" ended), state code, id length, name length,
 # a time (started: POSIX time; ended: runtime in seconds), then the id and the name.
@@ -113,14 +109,6 @@ class WorkerMetrics:
             ["reason"],
             registry=self.registry,
         )
-        self.connection_errors = Counter(
-            "taskq_broker_connection_errors", "Times this worker lost its broker.", registry=self.registry
-        )
-        self.reconnects = Counter(
-            "taskq_broker_reconnects",
-            "Times this worker's broker answered again after it lost it.",
-            registry=self.registry,
-        )
         ProcessCollector(registry=self.registry)
         PlatformCollector(registry=self.registry)
         self.registry.register(_InFlightCollector(self))
@@ -135,7 +123,6 @@ class WorkerMetrics:
         self._horizon: float | None = None
         self._read_fd, self._write_fd = os.pipe()
         self._reader: threading.Thread | None = None
-        self._log_counter = _BrokerLogCounter(self)
 
     # ---- Where the task runs (main process or a prefork child) -----------------------------
 
@@ -260,7 +247,6 @@ class WorkerMetrics:
         """Count, in this (main) process, what the pool's children send; from a thread."""
         self._reader = threading.Thread(target=self._read, name="taskq-prometheus-pipe", daemon=True)
         self._reader.start()
-        self._log_counter.attach()
 
     def _read(self) -> None:
         try:
@@ -306,7 +292,6 @@ class WorkerMetrics:
         reading thread closes the read end when the children's ends close too (the pool stops
         after this), since closing a descriptor another thread reads could hand its number
         to a file opened meanwhile."""
-        self._log_counter.detach()
         with contextlib.suppress(OSError):
             os.close(self._write_fd)
         if self._reader is None:
@@ -397,29 +382,15 @@ class _InFlightCollector(Collector):
         running = GaugeMetricFamily("taskq_worker_tasks_active", "Tasks a worker is running.", labels=["worker"])
         running.add_metric([hostname], active)
         yield running
-
-
-class _BrokerLogCounter(logging.Filter):
-    """Counts the consumer's lines about losing and regaining its broker (drops nothing)."""
-
-    def __init__(self, metrics: WorkerMetrics) -> None:
-        super().__init__()
-        self.metrics = metrics
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.msg
-        if isinstance(message, str):
-            if message.startswith(LOST_BROKER):
-                self.metrics.connection_errors.inc()
-            elif message.startswith(BROKER_BACK) and "answers again" in message:
-                self.metrics.reconnects.inc()
-        return True
-
-    def attach(self) -> None:
-        logging.getLogger(CONSUMER_LOGGER).addFilter(self)
-
-    def detach(self) -> None:
-        logging.getLogger(CONSUMER_LOGGER).removeFilter(self)
+        consumer = self.metrics.worker.consumer
+        errors = consumer.broker_errors if consumer is not None else 0
+        back = consumer.reconnects if consumer is not None else 0
+        yield CounterMetricFamily(
+            "taskq_broker_connection_errors", "Times this worker found its broker gone (each retry).", value=errors
+        )
+        yield CounterMetricFamily(
+            "taskq_broker_reconnects", "Times this worker's broker answered again after it lost it.", value=back
+        )
 
 
 class PrometheusStep(Step):
