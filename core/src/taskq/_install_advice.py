@@ -81,6 +81,7 @@ DISTRIBUTIONS: dict[str, dict[str, str]] = {
     },
     "commands": {
         "cleanup": "taskq-sqlalchemy",
+        "dashboard": "taskq-dashboard",
         "db": "taskq-sqlalchemy",
         "metrics": "taskq-prometheus",
         "security": "taskq-security",
