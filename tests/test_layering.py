@@ -4,7 +4,8 @@ Read from the sources under ``plugins/*/src`` (imports under ``TYPE_CHECKING`` c
 they are what a plugin's types depend on). What a plugin may import from core:
 
 * the user API: ``taskq`` itself, ``taskq.errors``, ``taskq.states``, ``taskq.beat``
-  (the schedules);
+  (the schedules), and the monitoring API: ``taskq.events`` (the receiver, and the cluster
+  ``State`` of ``taskq.events.state``) and ``taskq.graph`` (a workflow's tree);
 * the driver API: ``taskq.hookspecs`` (the contract) and ``taskq.drivers`` with its
   modules, ``taskq.drivers.support`` included.
 
@@ -22,7 +23,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PLUGIN_SOURCES = sorted(ROOT.glob("plugins/taskq-*/src/taskq_*"))
 #: Core modules a plugin may import, exactly.
-ALLOWED_MODULES = frozenset({"taskq", "taskq.errors", "taskq.states", "taskq.beat", "taskq.hookspecs"})
+ALLOWED_MODULES = frozenset(
+    {"taskq", "taskq.errors", "taskq.states", "taskq.beat", "taskq.hookspecs", "taskq.events", "taskq.events.state"}
+    | {"taskq.graph"}
+)
 #: Core packages a plugin may import with every module below them.
 ALLOWED_PACKAGES = ("taskq.drivers",)
 
@@ -66,7 +70,8 @@ def test_every_plugin_is_checked() -> None:
 def test_plugin_imports_only_the_public_user_and_driver_api(package: Path) -> None:
     problems = offences(package)
     advice = (
-        "Import from taskq, taskq.errors, taskq.states, taskq.beat, taskq.hookspecs or taskq.drivers.*; "
+        "Import from taskq, taskq.errors, taskq.states, taskq.beat, taskq.events, taskq.graph, taskq.hookspecs "
+        "or taskq.drivers.*; "
         "move what a plugin needs from core's machinery into taskq.drivers first."
     )
     assert not problems, "\n".join([*problems, advice])

@@ -15,6 +15,8 @@ beat scheduler      :class:`Scheduler`,                    :mod:`taskq.drivers.s
 serializer          :class:`Serializer`                    :mod:`taskq.drivers.serializer`
 worker bootstep     :class:`Step`                          :mod:`taskq.drivers.bootstep`
 control command     :class:`Command` (:func:`command`)     :mod:`taskq.worker.commands`
+CLI command         a click command (``app_option``,       :mod:`taskq.drivers.cli`
+                    ``command_app``)
 ==================  =====================================  ===============================
 
 Event hooks hand plugins two more objects, listed here as part of the contract:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from taskq_dashboard.checks import MAX_NAME, number, shown, text
 
 if TYPE_CHECKING:
-    from taskq.app import App
+    from taskq import App
     from taskq.drivers.transport import Transport
     from taskq_dashboard.ingest import Ingest
 

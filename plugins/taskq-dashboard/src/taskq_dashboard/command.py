@@ -6,8 +6,7 @@ import logging
 
 import click
 
-from taskq.cli.commands import app_option
-from taskq.cli.state import CLIState
+from taskq.drivers.cli import app_option, command_app
 from taskq.errors import ConfigError
 from taskq_dashboard.cluster import INSPECT_INTERVAL
 
@@ -70,9 +69,7 @@ def dashboard(
     if not token and not basic:
         check_exposure(address, Auth.from_options(kinds, token, basic))  # before the app is even loaded
     logging.basicConfig(level=loglevel.upper(), format="[%(asctime)s: %(levelname)s] %(message)s")
-    state = ctx.find_root().obj
-    assert isinstance(state, CLIState)
-    app = state.app
+    app = command_app(ctx)
     conf = app.conf
     auth = Auth.from_options(
         kinds, token or _text(conf["dashboard_token"]), basic or _text(conf["dashboard_basic_auth"])

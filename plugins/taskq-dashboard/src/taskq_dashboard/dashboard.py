@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from starlette.requests import Request
 
-    from taskq.app import App
+    from taskq import App
 
 logger = logging.getLogger(__name__)
 

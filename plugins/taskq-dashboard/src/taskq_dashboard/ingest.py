@@ -20,7 +20,7 @@ from taskq.events.state import State
 from taskq_dashboard.checks import clean_event
 
 if TYPE_CHECKING:
-    from taskq.app import App
+    from taskq import App
     from taskq_dashboard.store import Store
 
 logger = logging.getLogger(__name__)

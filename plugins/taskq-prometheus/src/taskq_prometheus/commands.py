@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 import click
 
+from taskq.drivers.cli import app_option, command_app
 from taskq.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -23,25 +24,8 @@ RECONNECT_START = 1.0
 RECONNECT_MAX = 30.0
 
 
-def _set_app(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    """``-A`` after the subcommand too: hand it to the ``taskq`` command's state, which loads the app."""
-    state = ctx.find_root().obj
-    if value and state is not None and hasattr(state, "app_spec"):
-        state.app_spec = value
-    return value
-
-
 @click.command()
-@click.option(
-    "-A",
-    "--app",
-    "app_spec",
-    metavar="MODULE[:ATTR]",
-    expose_value=False,
-    is_eager=True,
-    callback=_set_app,
-    help="Where the app is.",
-)
+@app_option
 @click.option("--port", type=click.IntRange(1, 65535), default=9808, show_default=True, help="Port to serve on.")
 @click.option("--address", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: all).")
 @click.option(
@@ -71,7 +55,7 @@ def metrics(
     from taskq_prometheus.cluster import ClusterMetrics
 
     logging.basicConfig(level=loglevel.upper(), format="[%(asctime)s: %(levelname)s] %(message)s")
-    app = _app(ctx)
+    app = command_app(ctx)
     names = [name.strip() for name in queues.split(",") if name.strip()] if queues else None
     cluster = ClusterMetrics(app, queues=names, names_max=max_task_names)
     server = MetricsServer(cluster.render, address, port, setting="--port")
@@ -126,13 +110,6 @@ def _lost(cluster: ClusterMetrics, exc: BaseException, failures: int, stop: thre
     delay = min(RECONNECT_MAX, RECONNECT_START * 2 ** (failures - 1))
     logger.warning("lost the broker's events (%s: %s); reading again in %.1fs", type(exc).__name__, exc, delay)
     stop.wait(delay)
-
-
-def _app(ctx: click.Context) -> App:
-    app = getattr(ctx.find_root().obj, "app", None)
-    if app is None:
-        raise click.UsageError("taskq metrics runs as a subcommand of taskq: taskq -A proj metrics")
-    return cast("App", app)
 
 
 __all__ = ["follow_events", "metrics"]

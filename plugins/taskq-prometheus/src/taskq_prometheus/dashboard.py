@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from taskq.app import App
+    from taskq import App
 
 
 class Dashboard(Protocol):
