@@ -1,7 +1,8 @@
 """taskq-opentelemetry's hooks: the publish and run hooks start and end the spans of
 :mod:`taskq_opentelemetry.tracing`.
 
-Cheap to import: OpenTelemetry is imported by the first hook that traces something. Every
+Cheap to import: OpenTelemetry is imported as a worker is built, or by the first hook
+that traces something in a client. Every
 hook here is on the per-message path and never raises: a failure of the tracing is logged
 (once per hook with its traceback, then at DEBUG) and the send or the task goes on untraced.
 
@@ -25,7 +26,7 @@ from taskq import hookimpl
 
 if TYPE_CHECKING:
     from taskq import App, Task
-    from taskq.drivers import Request
+    from taskq.drivers import Request, Worker
     from taskq_opentelemetry.tracing import TaskTracer
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,17 @@ def _failed(hook: str) -> None:
         hook,
         exc_info=True,
     )
+
+
+@hookimpl
+def taskq_worker_init(worker: Worker) -> None:
+    """Import OpenTelemetry as a worker is built (before a prefork pool forks its children,
+    which then share it), rather than in the worker's first task, which it would delay."""
+    try:
+        if _is_enabled(worker.app):
+            _tracer()
+    except Exception:
+        _failed("taskq_worker_init")
 
 
 @hookimpl
