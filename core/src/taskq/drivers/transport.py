@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -111,6 +111,9 @@ class Transport(ABC):
         self.options: dict[str, object] = dict(options or {})
         #: Identifies this instance's leases; unique per instance.
         self.owner = os.urandom(16).hex()
+        # The app's Routing.broadcast_of, read once: publish asks it for every message.
+        found = self.options.get("broadcast_queues")
+        self._broadcast_of: Callable[[str], tuple[str, str] | None] | None = found if callable(found) else None
 
     # ---- Life cycle -------------------------------------------------------------
 
@@ -250,8 +253,8 @@ class Transport(ABC):
         (:meth:`subscribe_broadcast`), not to a queue of that name. (The app passes the
         declarations in the ``broadcast_queues`` option; the sender refuses a broadcast
         queue on a transport that cannot.)"""
-        found = self.options.get("broadcast_queues")
-        return found(queue) if callable(found) else None
+        lookup = self._broadcast_of
+        return None if lookup is None else lookup(queue)
 
     def subscribe_broadcast(self, exchange: str, routing_key: str, queue: str, *, ttl: float = BROADCAST_TTL) -> None:
         """Make ``queue`` (a name the worker chose, unique to it: ``bcast.<uuid>``) receive a

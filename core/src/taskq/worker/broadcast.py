@@ -41,6 +41,7 @@ class BroadcastQueues:
         # own queue -> broadcast queue name, for active_queues
         self.own: dict[str, str] = {}
         self._subscribed: set[str] = set()
+        self._renewing = False  # the renewal chore is registered
 
     def split(self, queues: list[str]) -> list[str]:
         """Take the broadcast queues out of ``queues`` (to be subscribed from the loop)."""
@@ -49,8 +50,13 @@ class BroadcastQueues:
             if not self.add(name):
                 plain.append(name)
         if self.subscriptions:
-            self.consumer.call_every(RENEW_INTERVAL, self.renew)
+            self._renew_from_the_loop()
         return plain
+
+    def _renew_from_the_loop(self) -> None:
+        if not self._renewing:
+            self._renewing = True
+            self.consumer.call_every(RENEW_INTERVAL, self.renew)
 
     def add(self, name: str) -> bool:
         """Plan a subscription for ``name`` if it is a broadcast queue; True if it is."""
@@ -81,8 +87,7 @@ class BroadcastQueues:
 
     def start(self, name: str) -> str:
         """Subscribe to ``name`` now (``add_consumer``); returns the worker's own queue."""
-        if not self.subscriptions:
-            self.consumer.call_every(RENEW_INTERVAL, self.renew)
+        self._renew_from_the_loop()
         self.add(name)
         self.renew()
         return self.subscriptions[name][2]
