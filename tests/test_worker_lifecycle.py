@@ -10,7 +10,7 @@ import time
 import uuid
 
 import pytest
-from e2e_helpers import AMQP_URL, require_rabbitmq, runs, wait_until
+from e2e_helpers import AMQP_URL, WorkerProcess, require_rabbitmq, runs, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -219,3 +219,19 @@ def test_taskq_status_says_which_workers_are_up(spawn_worker, e2e_env):
     )
     shown = subprocess.run(command, capture_output=True, text=True, timeout=60, env=env, check=False)
     assert shown.returncode == 0 and "->  up@test: OK" in shown.stdout and "1 node online." in shown.stdout
+
+
+def test_without_l_the_worker_logs_at_warning_as_celery_prints_its_banner_and_no_line_per_task(
+    tmp_path, e2e_tasks, e2e_env
+):
+    command = [sys.executable, "-m", "taskq", "worker", "-A", "e2e_app.tasks", "--pool=solo", "-n", "quiet@test"]
+    worker = WorkerProcess(command, e2e_env, tmp_path / "quiet.log")
+    try:
+        assert e2e_tasks.record.delay(5).get(timeout=30) == 5
+        worker.signal(signal.SIGTERM)
+        assert worker.popen.wait(timeout=30) == 0
+    finally:
+        worker.kill()
+    log = worker.log()
+    assert "worker quiet@test" in log and "broker:" in log, log  # the banner
+    assert " received" not in log and " succeeded in " not in log and " ready (pool=" not in log, log

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from click.testing import CliRunner
@@ -18,9 +17,12 @@ class Recorder(Polaroid):
     """Keeps, at each shot, how many tasks the state knew; fails on its second shot."""
 
     seen: list[int]
+    #: Set at the first shot: the test sends its events only after it, whatever the machine's load.
+    first_shot = threading.Event()
 
     def on_shutter(self, state: State) -> None:
         self.seen = [*getattr(self, "seen", []), len(state.tasks)]
+        Recorder.first_shot.set()
         if len(self.seen) == 2:
             raise RuntimeError("a camera's own bug")
 
@@ -36,14 +38,17 @@ def app(memory_url: str) -> App:
 def test_a_camera_shoots_at_its_pace_goes_on_after_an_error_and_shoots_once_more_at_the_end(app: App) -> None:
     dispatcher = EventDispatcher(app, "w1@host", flush_interval=0.01)
 
+    Recorder.first_shot.clear()
+
     def send() -> None:
-        time.sleep(0.3)
+        if not Recorder.first_shot.wait(10):
+            return  # the camera never shot: the assertions below say so
         for n in range(5):
             dispatcher.send("task-received", uuid=f"t{n}", name="proj.add")
         dispatcher.close()
 
     threading.Thread(target=send, daemon=True).start()
-    camera = run_camera(app, Recorder, frequency=0.2, timeout=1.5)
+    camera = run_camera(app, Recorder, frequency=0.2, timeout=3.0)
     assert isinstance(camera, Recorder)
     assert camera.shots >= 5  # about one every 0.2 s, and the last one
     assert camera.seen[0] == 0 and camera.seen[-1] == 5
