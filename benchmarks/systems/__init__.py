@@ -40,6 +40,7 @@ SYSTEMS: dict[str, str] = {
     # With task events on, both (nox -s bench -- --suite events).
     "taskq-redis-events": "benchmarks.systems.redis_systems:TaskqRedisEvents",
     "celery-redis-events": "benchmarks.systems.redis_systems:CeleryRedisEvents",
+    "taskq-events": "benchmarks.systems.taskq_sqlite:TaskqSqliteEvents",
     # Both on the same RabbitMQ, rpc results (nox -s bench -- --suite rabbitmq).
     "taskq-amqp": "benchmarks.systems.amqp_systems:TaskqAmqp",
     "celery-amqp": "benchmarks.systems.amqp_systems:CeleryAmqp",
@@ -63,7 +64,7 @@ SUITES: dict[str, tuple[str, ...]] = {
     ),
     "redis": ("taskq-redis", "taskq-redis-prefork", "celery-redis", "celery-redis-prefork"),
     "rabbitmq": ("taskq-amqp", "celery-amqp"),
-    "events": ("taskq-redis", "taskq-redis-events", "celery-redis", "celery-redis-events"),
+    "events": ("taskq-redis", "taskq-redis-events", "celery-redis", "celery-redis-events", "taskq", "taskq-events"),
 }
 
 #: A callable that sends one no-op task; its argument is a mark path or None.

@@ -125,3 +125,15 @@ class TaskqEventlet(TaskqSqlite):
     description = "taskq on sqlite://, --pool=eventlet -c 50"
     pool = "eventlet"
     concurrency = 50
+
+
+class TaskqSqliteEvents(TaskqSqlite):
+    """taskq on the SQLite default with task events on (-E): they go to the file's event log."""
+
+    name = "taskq-events"
+    description = "taskq on sqlite://, --pool=solo, task events on (-E)"
+
+    def worker_env(self) -> dict[str, str]:
+        env = super().worker_env()
+        env["TASKQ_WORKER_SEND_TASK_EVENTS"] = "true"
+        return env

@@ -5,14 +5,18 @@ from __future__ import annotations
 import datetime
 import decimal
 import json
+import platform
 import uuid
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from taskq import App
 from taskq._serialization import SerializerRegistry
 from taskq.builtins.pickle import PICKLE
-from taskq.drivers.serializer import JSON
+from taskq.drivers import serializer
+from taskq.drivers.serializer import JSON, json_dumps, plain_json_dumps
 from taskq.errors import ContentDisallowedError, SerializationError
 
 JSON_TYPE = "application/json"
@@ -162,3 +166,42 @@ def test_value_the_serializer_cannot_carry_is_a_serialization_error_with_advice(
     registry = SerializerRegistry([JSON], ["json"])
     with pytest.raises(SerializationError, match=r"cannot serialize object with 'json'.*choose another serializer"):
         registry.dumps(object(), "json")
+
+
+# ---- plain_json_dumps: events and other values built of JSON's own types, fast ----------
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(), children, max_size=5),
+    max_leaves=30,
+)
+
+
+def test_plain_json_dumps_uses_orjson_where_taskq_core_installs_it() -> None:
+    # taskq-core asks for orjson on CPython: a test environment that lacks it is not what users get.
+    if platform.python_implementation() == "CPython":
+        assert serializer._orjson is not None
+
+
+@given(JSON_VALUES)
+@settings(max_examples=300, deadline=None)
+def test_plain_json_dumps_reads_back_as_json_dumps_does(value: object) -> None:
+    plain = plain_json_dumps(value)
+    assert json.loads(plain) == json.loads(json_dumps(value)) == value
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (2**70, 2**70),  # beyond 64 bits: orjson refuses, the standard encoder writes it
+        ({1: "a"}, {"1": "a"}),  # a key that is not text: as the standard encoder writes it
+        ((1, 2), [1, 2]),  # a tuple, as a list
+    ],
+)
+def test_plain_json_dumps_leaves_what_orjson_refuses_to_the_standard_encoder(value: object, expected: object) -> None:
+    assert json.loads(plain_json_dumps(value)) == expected
+
+
+def test_plain_json_dumps_raises_type_error_for_a_value_json_cannot_hold() -> None:
+    with pytest.raises(TypeError):
+        plain_json_dumps({"exception": object()})

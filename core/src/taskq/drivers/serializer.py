@@ -6,6 +6,10 @@ messages and results): values JSON has no type for travel as
 ``{"__type__": tag, "__value__": text}``, the layout kombu uses, so Celery reads what
 taskq writes: datetimes, dates, times, UUIDs, decimals and bytes. Drivers that store
 envelopes or records of their own use it too (``JSON.dumps`` / ``JSON.loads``).
+
+:func:`plain_json_dumps` is for values made only of JSON's own types, built by taskq
+itself (events): it takes orjson where it is installed (taskq-core asks for it on
+CPython), about fifteen times faster than the standard library's encoder.
 """
 
 from __future__ import annotations
@@ -15,6 +19,13 @@ import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
+
+_orjson: ModuleType | None
+try:
+    import orjson as _orjson
+except ImportError:  # not installed (an interpreter it has no wheel for): the standard encoder
+    _orjson = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +127,23 @@ def json_dumps(value: object) -> bytes:
     return _encoder.encode(value).encode("utf-8")
 
 
+def plain_json_dumps(value: object) -> bytes:
+    """Encode ``value``, made only of JSON's own types (text, numbers, booleans, None, lists,
+    dicts with text keys), as compact UTF-8 JSON; fast, with orjson where installed.
+
+    What orjson refuses (an int beyond 64 bits, a dict key that is not text, another
+    type) goes to :func:`json_dumps`, which decides; the one difference left is a float
+    NaN or infinity, written ``null`` by orjson (``NaN`` is not JSON in any case).
+    """
+    if _orjson is not None:
+        try:
+            encoded: bytes = _orjson.dumps(value)
+            return encoded
+        except TypeError:
+            pass
+    return json_dumps(value)
+
+
 def json_loads(data: bytes | str) -> object:
     """Decode UTF-8 JSON, restoring tagged values."""
     if isinstance(data, (bytes, bytearray, memoryview)):
@@ -127,4 +155,4 @@ def json_loads(data: bytes | str) -> object:
 JSON = Serializer("json", "application/json", "utf-8", json_dumps, json_loads)
 
 
-__all__ = ["JSON", "Serializer", "json_dumps", "json_loads"]
+__all__ = ["JSON", "Serializer", "json_dumps", "json_loads", "plain_json_dumps"]

@@ -336,7 +336,7 @@ class RedisTransport(Transport):
             layout = self._event_layout = EventLayout(self.options, self._prefix, endpoint.db)
         commands: list[tuple[object, ...]] = []
         for key, message in event_messages(events):  # a run of task events: one task.multi message
-            envelope = encode_kombu(message, key, exchange=layout.exchange)
+            envelope = encode_kombu(message, key, exchange=layout.exchange, plain=True)
             commands.append(("PUBLISH", layout.channel(key), envelope))
         wire = self._wire_here()
         try:

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 
 # the JSON serializer's tagged types (dates, UUIDs...), both ways
 from taskq._ids import new_id
-from taskq.drivers.serializer import _default, _object_hook, json_dumps, json_loads
+from taskq.drivers.serializer import _default, _object_hook, json_dumps, json_loads, plain_json_dumps
 from taskq.drivers.transport import Message
 from taskq.errors import MessageDecodeError, SerializationError
 
@@ -101,7 +101,9 @@ def encode(
         raise _unstorable(exc) from exc
 
 
-def encode_kombu(message: Message, routing_key: str, delivery_tag: str | None = None, *, exchange: str = "") -> bytes:
+def encode_kombu(
+    message: Message, routing_key: str, delivery_tag: str | None = None, *, exchange: str = "", plain: bool = False
+) -> bytes:
     """The envelope as kombu's virtual transports write it (Redis): what a Celery worker reads.
 
     The properties end with ``delivery_info`` (``exchange``, by default the default one,
@@ -110,6 +112,10 @@ def encode_kombu(message: Message, routing_key: str, delivery_tag: str | None = 
     ``priority`` (0 when the message has none), ``body_encoding`` and ``delivery_tag``
     (a new UUID unless given), in kombu's order: the tag comes last, where a claim script
     can read it off the tail. The body is always base64.
+
+    ``plain``: the headers and properties hold only JSON's own types, as taskq's events
+    do: the envelope is encoded by :func:`~taskq.drivers.serializer.plain_json_dumps`
+    (orjson where installed), for a sender of many big messages.
 
     Raises:
         SerializationError: a header or property JSON cannot hold.
@@ -132,7 +138,7 @@ def encode_kombu(message: Message, routing_key: str, delivery_tag: str | None = 
         "properties": properties,
     }
     try:
-        return json_dumps(document)
+        return plain_json_dumps(document) if plain else json_dumps(document)
     except (TypeError, ValueError) as exc:
         raise _unstorable(exc) from exc
 

@@ -24,7 +24,7 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 
-from taskq.drivers.serializer import json_dumps, json_loads
+from taskq.drivers.serializer import json_loads, plain_json_dumps
 from taskq.drivers.support.envelope import UNDECODABLE_CONTENT_TYPE, decode
 from taskq.drivers.transport import Message
 from taskq.errors import MessageDecodeError, SerializationError
@@ -77,7 +77,7 @@ def event_message(event: Mapping[str, object]) -> Message:
 
 def _message(value: object, hostname: object, kind: object) -> Message:
     try:
-        body = json_dumps(value)
+        body = plain_json_dumps(value)
     except (TypeError, ValueError) as exc:
         raise SerializationError(
             f"an event of type {kind!r} cannot be sent as JSON ({exc}); keep its values to JSON's"
@@ -105,26 +105,31 @@ def event_messages(events: Sequence[Mapping[str, object]]) -> list[tuple[str, Me
     """
     out: list[tuple[str, Message]] = []
     run: list[Mapping[str, object]] = []
+    run_host: object = None
+    keys: dict[object, str] = {}  # type -> routing key, worked out once per batch
 
     def close_run() -> None:
         if len(run) == 1:
             out.append((routing_key(run[0]), event_message(run[0])))
         elif run:
-            out.append((MULTI_ROUTING_KEY, _message(list(run), run[0].get("hostname"), "task.multi")))
+            out.append((MULTI_ROUTING_KEY, _message(list(run), run_host, "task.multi")))
         run.clear()
 
     for event in events:
-        key = routing_key(event)
-        if key.startswith("task.") and (
-            not run or (run[0].get("hostname") == event.get("hostname") and len(run) < MULTI_MAX)
-        ):
-            run.append(event)
-            continue
-        close_run()
-        if key.startswith("task."):
-            run.append(event)
-        else:
+        kind = event.get("type")
+        key = keys.get(kind) if type(kind) is str else None
+        if key is None:
+            key = keys[kind] = routing_key(event)
+        if not key.startswith("task."):
+            close_run()
             out.append((key, event_message(event)))
+            continue
+        host = event.get("hostname")
+        if run and (host != run_host or len(run) >= MULTI_MAX):
+            close_run()
+        if not run:
+            run_host = host
+        run.append(event)
     close_run()
     return out
 

@@ -47,6 +47,7 @@ from abc import abstractmethod
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
+from taskq.drivers.serializer import plain_json_dumps
 from taskq.drivers.support import wakeup
 from taskq.drivers.support.connections import current_pid, fork_gate
 from taskq.drivers.support.mailbox import MAILBOX_KEPT
@@ -78,8 +79,10 @@ MAILBOX_LOG = BoundedLog("mailbox log", MAILBOX_KEPT, wakeup.MAILBOX_KIND)
 
 
 def encode_event(event: Mapping[str, object]) -> str:
-    """``event`` as one line of compact JSON (ASCII only); a value JSON cannot hold raises ``TypeError``."""
-    return json.dumps(dict(event), separators=(",", ":"))
+    """``event`` as one line of compact JSON (text escapes its line breaks); a value JSON
+    cannot hold raises ``TypeError``. Encoded by orjson where installed: a busy worker
+    sends three events per task."""
+    return plain_json_dumps(dict(event)).decode("utf-8")
 
 
 def decode_event(raw: str | bytes) -> dict[str, object]:
