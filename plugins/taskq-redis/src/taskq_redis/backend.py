@@ -8,10 +8,12 @@ transport). Results live where Celery's ``RedisBackend`` keeps them, ``celery-ta
 Storing a result is one script that ``SET``s the record with its expiry (``PX``, so
 sub-second expiries work) and ``PUBLISH``es it on a channel named like the key, which is
 what Celery's backend does and what its clients subscribe to. It is *sent*, not waited
-for: each thread writes results on a connection of its own
-(:class:`~taskq_redis._wire.Wire`) and reads the replies later, before its next read or
-counter, on the same connection, so what that thread reads next includes what it stored
-(a chord's last member sees its own result). A refused write is logged with its key. A waiting client
+for: a writer takes a connection from a small pool for the one write
+(:class:`~taskq_redis._wire.Wire`; as many as write at once, so a green pool's thousands
+of short-lived green threads share a few), and the replies are read later, by the next
+writer on that connection or before this thread's next read or counter, so what a thread
+reads next includes what it stored (a chord's last member sees its own result). A refused write is logged with its key.
+A waiting client
 (``AsyncResult.get()``) subscribes to that channel and sleeps on the socket, so it wakes
 the moment the result is stored; no polling. Its subscription stays open between the
 core's re-checks, and a lost connection is re-established on the next wait (the core then
@@ -39,6 +41,7 @@ import math
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import cast
 
 from taskq import states
@@ -80,6 +83,14 @@ CHORD_DONE_SECONDS = 300
 CHORD_CLAIM_SECONDS = 30
 
 
+@dataclass(frozen=True, slots=True)
+class _PooledWire:
+    """A connection for result writes, and the lock its one writer at a time holds."""
+
+    wire: Wire
+    lock: threading.Lock
+
+
 class RedisBackend(KeyValueBackend):
     """Result backend on Redis in Celery's key layout, with pub/sub wake-ups."""
 
@@ -91,7 +102,8 @@ class RedisBackend(KeyValueBackend):
         self._prefix = ""
         self._local = threading.local()
         self._subscribers: list[PubSub] = []
-        self._wires: list[Wire] = []
+        self._wires: list[_PooledWire] = []  # every connection for result writes, to close them
+        self._idle: list[_PooledWire] = []  # those nobody writes through now
         self._lock = threading.Lock()
         self._lock_pid = current_pid()
 
@@ -102,7 +114,7 @@ class RedisBackend(KeyValueBackend):
             with self._lock:
                 if self._pid != current_pid():
                     self._subscribers = []
-                    self._wires = []
+                    self._wires, self._idle = [], []
                     self._local = threading.local()
                     self._endpoint = connect(self.url, self.options, retries=RETRIES, setting=self._setting())
                     self._prefix = self._endpoint.prefix
@@ -120,25 +132,40 @@ class RedisBackend(KeyValueBackend):
         assert self._endpoint is not None
         return BackendUnavailableError(unreachable(self._endpoint, exc))
 
-    def _wire(self) -> Wire:
-        """This thread's connection for result writes."""
+    def _take_wire(self) -> _PooledWire:
+        """A connection for result writes that nobody else writes through until :meth:`_give_wire`.
+
+        Pooled, not one per thread: on gevent or eventlet ``threading.local`` is per green
+        thread, and every task runs in a new one, so a connection per "thread" would be a
+        connection per task, never closed. A connection given back keeps the replies it is
+        owed; whoever takes it next reads them first (one connection answers in order).
+        """
         client = self._connection().client  # first: a forked child starts afresh
-        wire: Wire | None = getattr(self._local, "wire", None)
-        if wire is None:
-            wire = self._local.wire = Wire(client)
+        with self._lock:
+            pooled = self._idle.pop() if self._idle else None
+        if pooled is None:
+            pooled = _PooledWire(Wire(client), threading.Lock())
             with self._lock:
-                self._wires.append(wire)
-        return wire
+                self._wires.append(pooled)
+        pooled.lock.acquire()
+        return pooled
+
+    def _give_wire(self, pooled: _PooledWire) -> None:
+        pooled.lock.release()
+        with self._lock:
+            self._idle.append(pooled)
 
     def _settled(self) -> Client:
-        """The client, once this thread's deferred writes have been applied by Redis."""
+        """The client, once the writes this thread deferred have been applied by Redis."""
         client = self._connection().client
-        wire: Wire | None = getattr(self._local, "wire", None)
-        if wire is not None:
-            try:
-                wire.flush()
-            except CONNECTION_ERRORS as exc:
-                raise self._fail(exc) from exc
+        pooled: _PooledWire | None = getattr(self._local, "written", None)
+        if pooled is not None:
+            self._local.written = None
+            with pooled.lock:  # taken by another writer meanwhile: it reads those replies first anyway
+                try:
+                    pooled.wire.flush()
+                except CONNECTION_ERRORS as exc:
+                    raise self._fail(exc) from exc
         return client
 
     # ---- Storage primitives -----------------------------------------------------
@@ -163,10 +190,10 @@ class RedisBackend(KeyValueBackend):
         milliseconds = max(1, int(expires * 1000)) if expires else 0
         if key.startswith(self.task_keyprefix):
             # store and announce, on the key's own channel as Celery does: sent, not waited for
-            wire = self._wire()  # first: it learns the key prefix
+            pooled = self._take_wire()  # first: it learns the key prefix
             full_key = self._prefix + key
             try:
-                wire.script(
+                pooled.wire.script(
                     _scripts.STORE_AND_ANNOUNCE,
                     full_key,
                     value,
@@ -174,9 +201,12 @@ class RedisBackend(KeyValueBackend):
                     defer=True,
                     on_error=lambda exc: logger.error("Redis refused to store the result %s: %s", full_key, exc),
                 )
+                self._local.written = pooled
                 return
             except CONNECTION_ERRORS:
                 pass  # written again below, with the client's patient retries
+            finally:
+                self._give_wire(pooled)
         client = self._settled()
         try:
             if key.startswith(self.task_keyprefix):
@@ -458,10 +488,10 @@ class RedisBackend(KeyValueBackend):
         if self._pid == current_pid():
             with self._lock:
                 subscribers, self._subscribers = self._subscribers, []
-                wires, self._wires = self._wires, []
-            for wire in wires:
+                wires, self._wires, self._idle = self._wires, [], []
+            for pooled in wires:
                 with contextlib.suppress(Exception):  # what is owed is read if Redis still answers
-                    wire.close()
+                    pooled.wire.close()
             for pubsub in subscribers:
                 pubsub.close()
             self._endpoint.client.close()
