@@ -21,29 +21,43 @@ if __package__ in (None, ""):  # run as a script: python benchmarks/io_bound.py
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks import measures, run
-from benchmarks.systems import SUITES, SYSTEMS, load_system
+from benchmarks.systems import SUITES, SYSTEMS, System, load_system
 from benchmarks.systems.io_systems import CEILING, CONCURRENCY, COUNT
 
-#: The drains of benchmarks.run, without its session step.
-STEPS = tuple((name, step) for name, step in run.STEPS if name.startswith("drain-"))
+
+def _drain(store_results: bool) -> run.Step:
+    suffix = "stored" if store_results else "ignored"
+
+    def step(system: System, settings: measures.Settings) -> dict[str, float]:
+        return {f"{key}_{suffix}": value for key, value in measures.drain(system, settings, store_results).items()}
+
+    return step
+
+
+STEPS: tuple[tuple[str, run.Step], ...] = (("drain-ignored", _drain(False)), ("drain-stored", _drain(True)))
 
 
 @dataclass(frozen=True)
 class IoRow:
-    """One line of the table: a drain rate, or its share of the ceiling (``share``)."""
+    """One line of the table: a median, shown with ``digits`` decimals, or as a share of the ceiling."""
 
     key: str
     label: str
-    share: bool
+    higher_is_better: bool
+    digits: int = 0
+    share: bool = False  # the rate as a percentage of CEILING
 
 
 ROWS = (
-    IoRow("drain_ignored", "drain, results ignored (tasks/s)", share=False),
-    IoRow("drain_ignored", f"  share of the {CEILING:,.0f}/s ceiling (%)", share=True),
-    IoRow("drain_stored", "drain, results stored (tasks/s)", share=False),
-    IoRow("drain_stored", f"  share of the {CEILING:,.0f}/s ceiling (%)", share=True),
+    IoRow("drain_ignored", "drain, results ignored (tasks/s)", True),
+    IoRow("drain_ignored", f"  share of the {CEILING:,.0f}/s ceiling (%)", True, share=True),
+    IoRow("cpu_per_task_ignored", "  worker CPU per task (µs)", False),
+    IoRow("cpu_busy_ignored", "  worker CPU while draining (% of a core)", False),
+    IoRow("drain_stored", "drain, results stored (tasks/s)", True),
+    IoRow("drain_stored", f"  share of the {CEILING:,.0f}/s ceiling (%)", True, share=True),
+    IoRow("cpu_per_task_stored", "  worker CPU per task (µs)", False),
+    IoRow("cpu_busy_stored", "  worker CPU while draining (% of a core)", False),
 )
-RATE = run.Row("drain", "", higher_is_better=True, digits=0)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -77,16 +91,22 @@ def build_table(samples: dict[str, dict[str, list[float]]]) -> list[list[str]]:
     table = [["measure", *names, *(f"{a}/{b}" for a, b in pairs)]]
     for row in ROWS:
         medians = {name: measures.median(samples[name].get(row.key, [])) for name in names}
-        cells = [_cell(medians[name], row.share) for name in names]
-        ratios = [run.ratio(RATE, medians[a], medians[b]) for a, b in pairs]
+        cells = [_cell(medians[name], row) for name in names]
+        if row.key.startswith("cpu_busy"):  # how busy, not better or worse
+            ratios = [""] * len(pairs)
+        else:
+            ratios = [
+                run.ratio(run.Row(row.key, row.label, row.higher_is_better, 0), medians[a], medians[b])
+                for a, b in pairs
+            ]
         table.append([row.label, *cells, *ratios])
     return table
 
 
-def _cell(rate: float | None, share: bool) -> str:
-    if rate is None:
+def _cell(value: float | None, row: IoRow) -> str:
+    if value is None:
         return "n/a"
-    return f"{rate / CEILING:.0%}" if share else f"{rate:,.0f}"
+    return f"{value / CEILING:.0%}" if row.share else f"{value:,.{row.digits}f}"
 
 
 def notes(args: argparse.Namespace) -> list[str]:
@@ -94,7 +114,9 @@ def notes(args: argparse.Namespace) -> list[str]:
         f"each task waits 10 ms; one worker process, -c {CONCURRENCY}: ceiling {CEILING:,.0f} tasks/s; "
         f"N={args.count[None]:,} tasks enqueued before the worker starts, timed from the first task's "
         "start to the last task's end, inside the worker",
-        "ratios: > 1 means taskq's pool drains faster than Celery's same pool",
+        "ratios: > 1 means taskq's pool does better than Celery's same pool (faster, or less CPU per task)",
+        "worker CPU: the worker's CPU time over the drain; below 100% of a core with a busy machine means "
+        "it waited for a core (2 shared cores)",
     ]
     if args.repeat > 1:
         lines.append(f"medians of {args.repeat} rounds, systems interleaved within each measure")
