@@ -12,6 +12,7 @@ task's end), interleaved across systems in each round; see benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,17 +25,26 @@ from benchmarks import measures, run
 from benchmarks.systems import SUITES, SYSTEMS, System, load_system
 from benchmarks.systems.io_systems import CEILING, CONCURRENCY, COUNT
 
+#: Tasks per results-stored drain, at most. taskq's gevent and eventlet pools open one
+#: Redis connection per stored result and keep it (see benchmarks/README.md): 10,000 would
+#: reach the shared Redis server's ``maxclients`` (10,000) and turn other clients away.
+STORED_COUNT = 3_000
 
-def _drain(store_results: bool) -> run.Step:
+
+def _drain(store_results: bool, count: int | None = None) -> run.Step:
     suffix = "stored" if store_results else "ignored"
 
     def step(system: System, settings: measures.Settings) -> dict[str, float]:
+        if count is not None:
+            settings = dataclasses.replace(settings, count=min(settings.count, count))
         return {f"{key}_{suffix}": value for key, value in measures.drain(system, settings, store_results).items()}
 
     return step
 
 
-STEPS: tuple[tuple[str, run.Step], ...] = (("drain-ignored", _drain(False)), ("drain-stored", _drain(True)))
+def steps(stored_count: int) -> tuple[tuple[str, run.Step], ...]:
+    """The two drains, the results-stored one of at most ``stored_count`` tasks."""
+    return (("drain-ignored", _drain(False)), ("drain-stored", _drain(True, max(2, stored_count))))
 
 
 @dataclass(frozen=True)
@@ -68,6 +78,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"comma-separated, from {', '.join(SUITES['io'])} (default: all)",
     )
     parser.add_argument("--count", type=int, default=COUNT, help=f"tasks per drain (default {COUNT:,})")
+    parser.add_argument(
+        "--stored-count",
+        type=int,
+        default=STORED_COUNT,
+        help=f"tasks per results-stored drain, at most (default {STORED_COUNT:,}; see STORED_COUNT)",
+    )
     parser.add_argument("--repeat", type=int, default=1, help="rounds, systems interleaved; medians shown")
     parser.add_argument("--timeout", type=float, default=run.DEFAULT_TIMEOUT, help="seconds per wait")
     parser.add_argument("--markdown", type=Path, help="also write the table as markdown to this file")
@@ -112,7 +128,8 @@ def _cell(value: float | None, row: IoRow) -> str:
 def notes(args: argparse.Namespace) -> list[str]:
     lines = [
         f"each task waits 10 ms; one worker process, -c {CONCURRENCY}: ceiling {CEILING:,.0f} tasks/s; "
-        f"N={args.count[None]:,} tasks enqueued before the worker starts, timed from the first task's "
+        f"N={args.count[None]:,} tasks enqueued before the worker starts "
+        f"({min(args.count[None], args.stored_count):,} when results are stored), timed from the first task's "
         "start to the last task's end, inside the worker",
         "ratios: > 1 means taskq's pool does better than Celery's same pool (faster, or less CPU per task)",
         "worker CPU: the worker's CPU time over the drain; below 100% of a core with a busy machine means "
@@ -129,7 +146,7 @@ def notes(args: argparse.Namespace) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    samples, errors = run.run(args, STEPS)
+    samples, errors = run.run(args, steps(args.stored_count))
     table = build_table(samples)
     lines = notes(args)
     print(run.format_text(table, lines))
