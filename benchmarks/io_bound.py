@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -104,7 +105,7 @@ def build_table(samples: dict[str, dict[str, list[float]]]) -> list[list[str]]:
     # Like for like: taskq's pool X against Celery's pool X when both ran.
     pairs = [(name, name.replace("taskq-", "celery-", 1)) for name in names if name.startswith("taskq-")]
     pairs = [(a, b) for a, b in pairs if b in names]
-    table = [["measure", *names, *(f"{a}/{b}" for a, b in pairs)]]
+    table = [["measure", *names, *(f"{a.removeprefix('taskq-io-')}: taskq/celery" for a, _ in pairs)]]
     for row in ROWS:
         medians = {name: measures.median(samples[name].get(row.key, [])) for name in names}
         cells = [_cell(medians[name], row) for name in names]
@@ -140,7 +141,8 @@ def notes(args: argparse.Namespace) -> list[str]:
     for name in args.systems:
         cls = load_system(name)
         lines.append(f"{name}: {cls.description}; {cls.versions()}")
-    lines.append(run.notes(argparse.Namespace(repeat=1, systems=[]))[-1].split(";")[0])
+    machine = run.notes(argparse.Namespace(repeat=1, systems=[]))[-1].split(";")[0]
+    lines.append(f"{machine}; load average at the end {os.getloadavg()[0]:.1f} (other work shared the machine)")
     return lines
 
 
