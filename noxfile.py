@@ -365,6 +365,8 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-m", "benchmarks.dashboard")
         # How many events a second taskq-prometheus's ClusterMetrics absorbs on one core.
         session.run("python", "-m", "benchmarks.prometheus_events")
+        # I/O-bound tasks (10 ms waits, -c 100) on taskq's and Celery's concurrent pools.
+        session.run("python", "-m", "benchmarks.io_bound")
 
 
 @nox.session(python=False, default=False)

@@ -87,7 +87,9 @@ def drain(system: System, settings: Settings, store_results: bool) -> dict[str, 
     """Enqueue N no-op tasks with no worker running (timed: the enqueue rate), then drain.
 
     The drain rate is timed by the worker, from the first task's start to the last's, so
-    the worker's start-up is not part of it: ``(N - 1) / (t_last - t_first)``.
+    the worker's start-up is not part of it: ``(N - 1) / (t_last - t_first)``. The worker
+    process tree's CPU time between the harness seeing the two marks gives ``cpu_per_task``
+    (microseconds) and ``cpu_busy`` (percent of one core over that time).
     """
     count = settings.count
     first, last = system.directory / "first.mark", system.directory / "last.mark"
@@ -102,10 +104,19 @@ def drain(system: System, settings: Settings, store_results: bool) -> dict[str, 
     with worker:
         try:
             t_first = wait_for_mark(first, settings.timeout, worker.is_alive)
+            pids = process_tree(worker.pid)
+            cpu_first, wall_first = cpu_seconds(pids), time.monotonic()
             t_last = wait_for_mark(last, settings.timeout, worker.is_alive)
+            cpu_last, wall_last = cpu_seconds(pids), time.monotonic()
         except (TimeoutError, RuntimeError) as exc:
             raise _fail(worker, exc) from exc
-    return {"enqueue": count / enqueue_seconds, "drain": (count - 1) / (t_last - t_first)}
+    cpu = cpu_last - cpu_first
+    return {
+        "enqueue": count / enqueue_seconds,
+        "drain": (count - 1) / (t_last - t_first),
+        "cpu_per_task": cpu / (count - 1) * 1e6,
+        "cpu_busy": cpu / max(wall_last - wall_first, 1e-9) * 100,
+    }
 
 
 def session(system: System, settings: Settings) -> dict[str, float]:

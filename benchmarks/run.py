@@ -132,13 +132,15 @@ STEPS: tuple[tuple[str, Step], ...] = (
 )
 
 
-def run(args: argparse.Namespace) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
+def run(
+    args: argparse.Namespace, steps: Sequence[tuple[str, Step]] = STEPS
+) -> tuple[dict[str, dict[str, list[float]]], list[str]]:
     """Every step for every system, ``--repeat`` times; the samples per system and key."""
     classes = {name: load_system(name) for name in args.systems}
     samples: dict[str, dict[str, list[float]]] = {name: {} for name in classes}
     errors: list[str] = []
     for round_number in range(1, args.repeat + 1):
-        for step_name, step in STEPS:
+        for step_name, step in steps:
             for name, cls in classes.items():
                 label = f"round {round_number}/{args.repeat}, {step_name}, {name}"
                 print(f"... {label}", file=sys.stderr, flush=True)

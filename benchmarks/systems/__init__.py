@@ -44,6 +44,15 @@ SYSTEMS: dict[str, str] = {
     # Both on the same RabbitMQ, rpc results (nox -s bench -- --suite rabbitmq).
     "taskq-amqp": "benchmarks.systems.amqp_systems:TaskqAmqp",
     "celery-amqp": "benchmarks.systems.amqp_systems:CeleryAmqp",
+    # I/O-bound tasks, 100 at once, on Redis (python -m benchmarks.io_bound).
+    "taskq-io-gevent": "benchmarks.systems.io_systems:TaskqIoGevent",
+    "taskq-io-eventlet": "benchmarks.systems.io_systems:TaskqIoEventlet",
+    "taskq-io-asyncio": "benchmarks.systems.io_systems:TaskqIoAsyncio",
+    "taskq-io-asyncio-sync": "benchmarks.systems.io_systems:TaskqIoAsyncioSync",
+    "taskq-io-thread": "benchmarks.systems.io_systems:TaskqIo",
+    "celery-io-gevent": "benchmarks.systems.io_systems:CeleryIoGevent",
+    "celery-io-eventlet": "benchmarks.systems.io_systems:CeleryIoEventlet",
+    "celery-io-thread": "benchmarks.systems.io_systems:CeleryIo",
     # Not run by default: huey with taskq-sqlite's durability setting, to tell fsync apart.
     "huey-normal": "benchmarks.systems.huey_sqlite:HueySqliteNormalSync",
 }
@@ -65,6 +74,16 @@ SUITES: dict[str, tuple[str, ...]] = {
     "redis": ("taskq-redis", "taskq-redis-prefork", "celery-redis", "celery-redis-prefork"),
     "rabbitmq": ("taskq-amqp", "celery-amqp"),
     "events": ("taskq-redis", "taskq-redis-events", "celery-redis", "celery-redis-events", "taskq", "taskq-events"),
+    "io": (
+        "taskq-io-gevent",
+        "celery-io-gevent",
+        "taskq-io-eventlet",
+        "celery-io-eventlet",
+        "taskq-io-asyncio",
+        "taskq-io-asyncio-sync",
+        "taskq-io-thread",
+        "celery-io-thread",
+    ),
 }
 
 #: A callable that sends one no-op task; its argument is a mark path or None.
