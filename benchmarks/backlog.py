@@ -83,6 +83,10 @@ class BacklogSqlite(TaskqSqlite):
     def clear(self) -> None:
         """Nothing: the file goes with the measure's directory."""
 
+    def server_pids(self) -> list[int]:
+        """The broker server's processes, whose CPU time is read over each measure."""
+        return []  # SQLite runs in the client's and the worker's own processes
+
 
 class BacklogRedis(TaskqRedis, BacklogSqlite):
     name = "backlog-redis"
@@ -107,6 +111,9 @@ class BacklogRedis(TaskqRedis, BacklogSqlite):
                 client.delete(*keys[start : start + 500])
         finally:
             client.close()
+
+    def server_pids(self) -> list[int]:
+        return [self.server_pid()]
 
     def server_pid(self) -> int:
         import redis
@@ -144,6 +151,16 @@ class BacklogAmqp(TaskqAmqp, BacklogSqlite):
         """Delete the queue with its delay queues (known to the client that published them)."""
         self.app.transport.delete(self.queue)  # type: ignore[attr-defined]  # AmqpTransport's own
 
+    def server_pids(self) -> list[int]:
+        """RabbitMQ's Erlang VM (``beam.smp``), found by its command name."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    if (entry / "comm").read_text().strip() == "beam.smp":
+                        found.append(int(entry.name))
+        return found
+
 
 #: One broker's system: a queue of its own, and ``clear()`` to delete it.
 Broker = TypeVar("Broker", bound=BacklogSqlite)
@@ -163,7 +180,17 @@ class Drain:
     rss_start: float  # MiB, at the window's first task
     rss_max: float  # MiB
     rss_end: float  # MiB, at its last task
-    cpu_per_task: float  # worker CPU seconds per task over the window, in microseconds
+    cpu_per_task: float  # worker CPU per task over the window, in microseconds
+    broker_cpu_per_task: float  # the broker server's CPU per task (Redis, RabbitMQ), in microseconds
+
+
+@dataclass
+class Enqueue:
+    """``delay()`` of a window of tasks from one thread."""
+
+    rate: float  # tasks per second
+    cpu_per_task: float  # the client's CPU per task, in microseconds
+    broker_cpu_per_task: float  # the broker server's CPU per task (Redis, RabbitMQ), in microseconds
 
 
 @dataclass
@@ -171,9 +198,11 @@ class Results:
     """Everything measured on one broker."""
 
     baseline: list[Drain] = field(default_factory=list)
-    baseline_enqueue: list[float] = field(default_factory=list)
+    baseline_enqueue: list[Enqueue] = field(default_factory=list)
+    beside: list[Drain] = field(default_factory=list)
+    beside_enqueue: list[Enqueue] = field(default_factory=list)
     backlog: list[Drain] = field(default_factory=list)
-    backlog_enqueue: list[float] = field(default_factory=list)
+    backlog_enqueue: list[Enqueue] = field(default_factory=list)
     fill_seconds: float = 0.0
     eta_seconds: float = 0.0
     depth: int = 0
@@ -224,7 +253,7 @@ def _wait(path: Path, worker: WorkerProcess, timeout: float, tick: Callable[[], 
 
 
 def drain_window(
-    system: System, first: Path, last: Path, count: int, timeout: float, profile: Path | None = None
+    system: BacklogSqlite, first: Path, last: Path, count: int, timeout: float, profile: Path | None = None
 ) -> Drain:
     """Start a worker, time the tasks from mark ``first`` to mark ``last`` (``count`` tasks
     apart, both included), sampling its RSS; stop it. ``profile``: see :func:`_worker`."""
@@ -237,9 +266,10 @@ def drain_window(
         t_first = _wait(first, worker, timeout)
         sample()
         start_rss = samples[-1]
-        cpu_before = cpu_seconds(process_tree(worker.pid))
+        servers = system.server_pids()
+        cpu_before, broker_before = cpu_seconds(process_tree(worker.pid)), cpu_seconds(servers)
         t_last = _wait(last, worker, timeout, sample)
-        cpu_after = cpu_seconds(process_tree(worker.pid))
+        cpu_after, broker_after = cpu_seconds(process_tree(worker.pid)), cpu_seconds(servers)
         sample()
     elapsed = t_last - t_first
     return Drain(
@@ -248,18 +278,23 @@ def drain_window(
         rss_max=max(samples),
         rss_end=samples[-1],
         cpu_per_task=(cpu_after - cpu_before) / (count - 1) * 1e6,
+        broker_cpu_per_task=(broker_after - broker_before) / (count - 1) * 1e6,
     )
 
 
-def enqueue(system: System, count: int, first: str | None = None, last: str | None = None) -> float:
-    """``delay()`` ``count`` no-op tasks from one thread; tasks per second."""
+def enqueue(system: BacklogSqlite, count: int, first: str | None = None, last: str | None = None) -> Enqueue:
+    """``delay()`` ``count`` no-op tasks from one thread."""
     send = system.sender(store_results=False)
+    servers = system.server_pids()
+    broker_before, cpu_before = cpu_seconds(servers), time.process_time()
     started = time.perf_counter()
     send(first)
     for _ in range(count - 2):
         send(None)
     send(last)
-    return count / (time.perf_counter() - started)
+    elapsed = time.perf_counter() - started
+    cpu, broker_cpu = time.process_time() - cpu_before, cpu_seconds(servers) - broker_before
+    return Enqueue(count / elapsed, cpu / count * 1e6, broker_cpu / count * 1e6)
 
 
 def fill(system: TaskqSqlite, count: int, marks: dict[int, str], countdown: float | None = None) -> float:
@@ -282,11 +317,24 @@ def fill(system: TaskqSqlite, count: int, marks: dict[int, str], countdown: floa
 # ---- The measures --------------------------------------------------------------------
 
 
-def baseline(cls: type[Broker], settings: Settings, label: str, window: int, results: Results) -> None:
+def baseline(
+    cls: type[Broker],
+    settings: Settings,
+    label: str,
+    window: int,
+    results: Results,
+    beside: bool,
+    profile: Path | None = None,
+) -> None:
+    """Enqueue and drain ``window`` tasks on a queue of their own (a file of their own on SQLite);
+    ``beside``: while the backlog waits in another queue of the same server."""
+    drains, enqueues = (
+        (results.beside, results.beside_enqueue) if beside else (results.baseline, results.baseline_enqueue)
+    )
     with _fresh(cls, settings, label) as system:
         first, last = system.directory / "first.mark", system.directory / "last.mark"
-        results.baseline_enqueue.append(enqueue(system, window, str(first), str(last)))
-        results.baseline.append(drain_window(system, first, last, window, settings.timeout))
+        enqueues.append(enqueue(system, window, str(first), str(last)))
+        drains.append(drain_window(system, first, last, window, settings.timeout, profile))
 
 
 def backlog(
@@ -311,13 +359,15 @@ def backlog(
         print(f"  scheduled {eta:,} in {results.eta_seconds:.1f}s", flush=True)
         results.depth = system.app.transport.depth(system.queue)
         for number in range(rounds):
+            where = None if profile is None else profile / f"{cls.name}-beside{number}.prof"
+            baseline(cls, settings, f"beside{number}", window, results, beside=True, profile=where)  # A B A B
             first = system.directory / f"w{number}-first.mark"
             if first.exists():
                 raise RuntimeError(f"window {number} was drained before its round; raise WINDOW_GAP")
             last = system.directory / f"w{number}-last.mark"
             where = None if profile is None else profile / f"{cls.name}-w{number}.prof"
             results.backlog.append(drain_window(system, first, last, window, settings.timeout, where))
-            print(f"  window {number}: {results.backlog[-1]}", flush=True)
+            print(f"  beside {results.beside[-1]}\n  window {number}: {results.backlog[-1]}", flush=True)
             results.backlog_enqueue.append(enqueue(system, window))
 
 
@@ -325,11 +375,11 @@ def run_broker(name: str, args: argparse.Namespace, settings: Settings) -> Resul
     cls = BROKERS[name]
     results = Results()
     for number in range(args.repeat):
-        baseline(cls, settings, f"base{number}", args.window, results)
-    print(f"{name}: baseline {results.baseline}", flush=True)
+        baseline(cls, settings, f"base{number}", args.window, results, beside=False)
+    print(f"{name}: empty broker, drains {[round(d.rate) for d in results.baseline]}/s", flush=True)
     backlog(cls, settings, args.backlog, args.eta, args.window, args.repeat, results, args.profile)
     for number in range(args.repeat):
-        baseline(cls, settings, f"after{number}", args.window, results)
+        baseline(cls, settings, f"after{number}", args.window, results, beside=False)
     return results
 
 
@@ -398,20 +448,30 @@ def _median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
 
-def _drains(results: Results, with_backlog: bool) -> list[Drain]:
-    return results.backlog if with_backlog else results.baseline
+#: The three conditions of the table: an empty broker (before the backlog and after it),
+#: an empty queue beside the backlog (interleaved with its windows), the backlog.
+EMPTY, BESIDE, BACKLOG = "empty", "beside", "backlog"
 
 
-def _enqueues(results: Results, with_backlog: bool) -> list[float]:
-    return results.backlog_enqueue if with_backlog else results.baseline_enqueue
+def _drains(results: Results, condition: str) -> list[Drain]:
+    return {EMPTY: results.baseline, BESIDE: results.beside, BACKLOG: results.backlog}[condition]
+
+
+def _enqueues(results: Results, condition: str) -> list[Enqueue]:
+    return {EMPTY: results.baseline_enqueue, BESIDE: results.beside_enqueue, BACKLOG: results.backlog_enqueue}[
+        condition
+    ]
 
 
 #: The rows of the broker table: label, the figure (from a broker's results, with the
 #: backlog or without), its format.
-ROWS: list[tuple[str, Callable[[Results, bool], float], str]] = [
+ROWS: list[tuple[str, Callable[[Results, str], float], str]] = [
     ("drain (tasks/s)", lambda r, b: _median([d.rate for d in _drains(r, b)]), ",.0f"),
-    ("enqueue (tasks/s)", lambda r, b: _median(_enqueues(r, b)), ",.0f"),
     ("worker CPU per task (µs)", lambda r, b: _median([d.cpu_per_task for d in _drains(r, b)]), ",.0f"),
+    ("broker CPU per task drained (µs)", lambda r, b: _median([d.broker_cpu_per_task for d in _drains(r, b)]), ",.0f"),
+    ("enqueue (tasks/s)", lambda r, b: _median([e.rate for e in _enqueues(r, b)]), ",.0f"),
+    ("client CPU per enqueue (µs)", lambda r, b: _median([e.cpu_per_task for e in _enqueues(r, b)]), ",.0f"),
+    ("broker CPU per enqueue (µs)", lambda r, b: _median([e.broker_cpu_per_task for e in _enqueues(r, b)]), ",.0f"),
     ("worker RSS at first (MiB)", lambda r, b: _median([d.rss_start for d in _drains(r, b)]), ".1f"),
     ("worker RSS max (MiB)", lambda r, b: max([d.rss_max for d in _drains(r, b)], default=float("nan")), ".1f"),
     ("worker RSS at last (MiB)", lambda r, b: _median([d.rss_end for d in _drains(r, b)]), ".1f"),
@@ -421,13 +481,14 @@ ROWS: list[tuple[str, Callable[[Results, bool], float], str]] = [
 def broker_table(all_results: dict[str, Results]) -> list[list[str]]:
     header = ["measure"]
     for name in all_results:
-        header += [f"{name} empty", f"{name} backlog", f"{name} ratio"]
+        header += [f"{name} empty", f"{name} beside", f"{name} backlog", f"{name} ratio"]
     table = [header]
     for label, value, spec in ROWS:
         cells = [label]
         for results in all_results.values():
-            empty, full = value(results, False), value(results, True)
-            cells += [format(empty, spec), format(full, spec), f"{full / empty:.2f}" if empty else "n/a"]
+            empty, beside, full = (value(results, condition) for condition in (EMPTY, BESIDE, BACKLOG))
+            ratio = f"{full / beside:.2f}" if beside else "n/a"
+            cells += [format(empty, spec), format(beside, spec), format(full, spec), ratio]
         table.append(cells)
     return table
 
@@ -461,7 +522,10 @@ def notes(args: argparse.Namespace, all_results: dict[str, Results]) -> list[str
     lines = [
         f"backlog: {args.backlog:,} waiting + {args.eta:,} scheduled {ETA_AHEAD:.0f}s ahead; window {args.window:,} "
         f"tasks; medians of {args.repeat} backlog window(s) and {2 * args.repeat} baseline rounds (before and after)",
-        "ratio: backlog / empty (drain and enqueue: higher is better; RSS: 1.00 is flat)",
+        "empty: an empty broker, before the backlog is filled and after it is deleted; beside: an empty queue "
+        "(SQLite: a file) measured just before each backlog window, on the server that holds the backlog",
+        "ratio: backlog / beside, interleaved rounds (drain and enqueue: higher is better; CPU: lower; RSS: 1.00 "
+        "is flat)",
     ]
     for name, results in all_results.items():
         fill_rate = args.backlog / results.fill_seconds if results.fill_seconds else 0
@@ -469,7 +533,9 @@ def notes(args: argparse.Namespace, all_results: dict[str, Results]) -> list[str
         lines.append(
             f"{name}: filled {args.backlog:,} in {results.fill_seconds:.0f}s ({fill_rate:,.0f}/s), scheduled "
             f"{args.eta:,} in {results.eta_seconds:.0f}s ({eta_rate:,.0f}/s), depth after fill {results.depth:,}; "
-            f"baseline drains {', '.join(f'{d.rate:,.0f}' for d in results.baseline)}/s; "
+            f"drains: empty {', '.join(f'{d.rate:,.0f}' for d in results.baseline)}/s, beside "
+            f"{', '.join(f'{d.rate:,.0f}' for d in results.beside)}/s, backlog "
+            f"{', '.join(f'{d.rate:,.0f}' for d in results.backlog)}/s; "
             f"{BROKERS[name].versions()}"
         )
     lines.append(f"machine: {platform.platform()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
@@ -484,7 +550,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--backlog", type=int, default=1_000_000, help="tasks waiting in the queue")
     parser.add_argument("--eta", type=int, default=100_000, help="tasks scheduled an hour ahead")
     parser.add_argument("--brokers", default="redis,amqp,sqlite", help="comma-separated: " + ",".join(BROKERS))
-    parser.add_argument("--repeat", type=int, default=1, help="backlog windows (and baseline rounds before/after)")
+    parser.add_argument("--repeat", type=int, default=3, help="backlog windows (and baseline rounds before/after)")
     parser.add_argument("--window", type=int, default=10_000, help="tasks per drain and enqueue measure")
     parser.add_argument("--scale-tasks", type=int, default=40_000, help="tasks drained by 1 and by 4 workers")
     parser.add_argument("--scale-workers", type=int, default=4)
