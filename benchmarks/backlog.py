@@ -12,13 +12,18 @@ For each broker (Redis db 11, RabbitMQ, the SQLite default), one taskq worker
 * **backlog** — ``N`` tasks waiting in the queue and ``M`` scheduled an hour ahead
   (``countdown=3600``), filled in batches through ``publishing_together`` (one
   ``publish_many`` per batch: a Lua script per thousand on Redis, one transaction on
-  SQLite, pipelined frames on RabbitMQ); then a worker drains a window of ``--window``
-  tasks at the head of the queue (round ``r`` the ``r``-th window), and ``delay()`` enqueues
-  ``--window`` more on top of it all.
+  SQLite, pipelined frames on RabbitMQ); then, ``--repeat`` times, a worker drains a
+  window of ``--window`` tasks at the head of the queue (round ``r`` the ``r``-th window,
+  ``WINDOW_GAP`` tasks after the last) and ``delay()`` enqueues ``--window`` more on top;
+* **beside** — just before each window, the baseline again on an empty queue of the
+  same server (SQLite: a file of its own), so each backlog window has a control measured
+  a minute before it (A B A B): the ratios are backlog / beside.
 
 The worker's RSS is sampled every ``RSS_EVERY`` s over each drain: at the window's first
-task, its largest, at its last. Baseline rounds run before the backlog is filled and again
-after it is deleted, so drift of the shared machine shows as a gap between them.
+task, its largest, at its last; the CPU time of the worker, of the client (enqueue) and of
+the broker server (Redis, RabbitMQ's ``beam.smp``; shared with whatever else uses it) per
+task. Baseline rounds run before the backlog is filled and again after it is deleted.
+``--profile DIR`` runs the beside and backlog workers under cProfile.
 
 Then, on Redis only, **scaling**: 1 worker against 4 (each ``--pool=solo -c 1``) draining
 ``--scale-tasks``. The workers are started on an empty queue, stopped (SIGSTOP) once all
@@ -26,6 +31,9 @@ wait on it, the queue is filled, and they are let go (SIGCONT) together: the rat
 tasks over the time from SIGCONT until the queue is empty. The Redis server's CPU time
 (``/proc/<pid>/stat``) and the workers' are read over the same span; Redis runs one
 thread, so ``tasks / its CPU seconds`` is the rate its own CPU allows at most.
+
+The module stays whole past 500 lines: one benchmark, its three brokers' small adapters,
+its measures and its two tables, each used only here (the shared harness is imported).
 """
 
 from __future__ import annotations
