@@ -367,6 +367,9 @@ def bench(session: nox.Session) -> None:
         session.run("python", "-m", "benchmarks.prometheus_events")
         # I/O-bound tasks (10 ms waits, -c 100) on taskq's and Celery's concurrent pools.
         session.run("python", "-m", "benchmarks.io_bound")
+        # Drain, enqueue and worker memory with 1,000,000 waiting and 100,000 scheduled tasks
+        # on each broker, and 1 against 4 workers on Redis (about fifteen minutes).
+        session.run("python", "-m", "benchmarks.backlog")
 
 
 @nox.session(python=False, default=False)

@@ -231,6 +231,27 @@ def test_near_eta_waits_in_the_worker_timer_behind_a_later_task(app: App, start_
     assert order == ["early", "late"]
 
 
+def test_near_etas_that_fill_the_prefetch_window_do_not_hold_back_tasks_due_now(
+    app: App, start_worker: StartWorker
+) -> None:
+    """Tasks waiting in the timer for their ETA stay out of the prefetch window, as in Celery:
+    a solo worker (window 4) holding 8 ETAs 30 s away still runs the task sent after them."""
+    ran: list[str] = []
+
+    @app.task
+    def job(label: str) -> None:
+        ran.append(label)
+
+    eta = time.time() + 30
+    for number in range(8):  # as a Celery client sends them: the ETA in the headers only
+        publish_raw(app, job.name, [f"later-{number}"], eta=eta)
+    now = job.delay("now")
+    runner = start_worker(app, prefetch_multiplier=4)
+    now.get(timeout=TIMEOUT)
+    assert ran == ["now"]
+    assert len(runner.consumer.timer) == 8
+
+
 def test_far_eta_goes_back_to_the_broker_with_a_delay(memory_url: str, start_worker: StartWorker) -> None:
     app = App("tests", broker=memory_url, read_config=False, worker_eta_horizon=1.0)
     ran: list[str] = []

@@ -71,6 +71,10 @@ logger = logging.getLogger(__name__)
 IDLE_WAIT = 5.0
 # An ETA closer than this (seconds) counts as due now.
 ETA_SLACK = 0.0005
+# Tasks waiting in the timer for their ETA that the prefetch window leaves out, in messages.
+# Celery raises its prefetch by one for each ETA task it holds, without bound; counting them
+# all would let a few ETAs a minute away stop a worker with a backlog of tasks due now.
+ETA_ALLOWANCE = 1000
 # Pause after losing the broker: first and longest, in seconds (doubling in between).
 RECONNECT_START = 0.5
 RECONNECT_MAX = 15.0
@@ -231,6 +235,8 @@ class Consumer:
         if self.should_stop:
             return
         room = self.prefetch - (len(self.reserved) + len(self.timer) + self._running_in_window())
+        if self.timer:
+            room += self._waiting_for_eta()
         if room > 0 and self.queues:
             claimed = self.transport.claim(self.queues, room, lease=self.lease)
             if claimed:
@@ -251,6 +257,24 @@ class Consumer:
             # The window is full: wait for a task to finish, not for new messages; a task
             # in the timer (an ETA, or one over its rate limit) may come due first.
             self._wait_for_pool(self._until_next())
+
+    def _waiting_for_eta(self) -> int:
+        """The timer's tasks left out of the prefetch window: those waiting for their ETA, up
+        to ``ETA_ALLOWANCE``.
+
+        Only ETAs within ``worker_eta_horizon`` wait here (later ones go back to the broker),
+        but a few of them must not fill the window and leave the tasks due now in the queue:
+        RabbitMQ's delay queues hand ETA tasks over up to 1/64 of their delay early, and a
+        Celery client's ETAs come at once. Tasks over their rate limit still count.
+        """
+        now = time.time()
+        waiting = 0
+        for _, _, request in self.timer:
+            if request.eta is not None and request.eta > now:
+                waiting += 1
+                if waiting >= ETA_ALLOWANCE:
+                    break
+        return waiting
 
     def _until_next(self) -> float:
         """How long the loop may wait: until its next periodic call or the timer's first task."""
