@@ -34,7 +34,12 @@ READY_LINE = " ready (pool="
 
 class WorkerProcess:
     """A ``taskq worker`` process started from ``command``, in its own process group, its
-    output in ``log_path``; ``env`` goes over this process's environment."""
+    output in ``log_path``; ``env`` goes over this process's environment.
+
+    It starts with the default handling of ``SIGINT`` and ``SIGQUIT``, as from a terminal,
+    even when the tests run in the background (where a shell starts them ignored): a test
+    that stops the process with Ctrl-C's signal means it.
+    """
 
     def __init__(
         self,
@@ -53,6 +58,7 @@ class WorkerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_default_interrupts,  # only resets two signals before exec
             )
 
     @property
@@ -141,6 +147,12 @@ def run_worker(
             check=False,
         )
     return WorkerRun(done.returncode, done.stdout + done.stderr, time.monotonic() - started)
+
+
+def _default_interrupts() -> None:
+    """In the child, before exec: SIGINT and SIGQUIT handled as by default (not inherited as ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
 
 
 __all__ = ["WorkerProcess", "WorkerRun", "run_worker", "settings_env"]

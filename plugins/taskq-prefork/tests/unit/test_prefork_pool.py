@@ -303,11 +303,13 @@ def test_an_unpicklable_exception_keeps_its_type_name(make_pool) -> None:
 
 
 def test_children_ignore_sigint_and_reset_the_parents_handlers(make_pool) -> None:
-    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    # The parent's own handlers (a test run in the background starts with SIGQUIT ignored).
+    previous = {number: signal.signal(number, lambda *_: None) for number in (signal.SIGTERM, signal.SIGQUIT)}
     try:
         pool = make_pool(1)
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     handlers = run(pool, signal_handlers).wait().value
     assert handlers == {"SIGINT": signal.SIG_IGN, "SIGTERM": signal.SIG_DFL, "SIGQUIT": signal.SIG_DFL}
     outcome = run(pool, pid_after, 0.3)
