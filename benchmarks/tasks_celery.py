@@ -1,4 +1,4 @@
-"""The no-op tasks for Celery: ``celery -A benchmarks.tasks_celery worker`` imports ``app``.
+"""The benchmark's tasks for Celery: ``celery -A benchmarks.tasks_celery worker`` imports ``app``.
 
 Broker: kombu's SQLAlchemy transport on SQLite; results: Celery's database backend on a
 second SQLite file. Both live in the directory named by ``BENCH_DIR`` (set by the
@@ -13,9 +13,12 @@ from pathlib import Path
 from celery import Celery
 
 from benchmarks.marks import write_mark
+from benchmarks.store_io import incr
 
 NOOP = "bench.noop"
 NOOP_IGNORED = "bench.noop_ignored"
+IO = "bench.io"
+IO_IGNORED = "bench.io_ignored"
 STEP = "bench.step"
 COLLECT = "bench.collect"
 DIRECTORY_ENV = "BENCH_DIR"
@@ -62,6 +65,19 @@ def make_app(
 
     @app.task(name=NOOP_IGNORED, ignore_result=True, shared=False)
     def noop_ignored(mark: str | None = None) -> None:
+        if mark is not None:
+            write_mark(mark)
+
+    @app.task(name=IO, shared=False)
+    def io(mark: str | None = None) -> None:
+        """One round trip to a store (see :mod:`benchmarks.store_io`), as a real task makes."""
+        incr()
+        if mark is not None:
+            write_mark(mark)
+
+    @app.task(name=IO_IGNORED, ignore_result=True, shared=False)
+    def io_ignored(mark: str | None = None) -> None:
+        incr()
         if mark is not None:
             write_mark(mark)
 
