@@ -21,7 +21,6 @@ from benchmarks.systems import Sender, System, script
 from benchmarks.systems.huey_sqlite import HueySqlite
 from benchmarks.systems.redis_systems import REDIS_URL
 
-
 #: The RabbitMQ of the amqp systems, vhost ``/`` spelt as pika reads it (kombu reads ``//``).
 PIKA_URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
 
