@@ -32,7 +32,7 @@ REDIS_ENV = "BENCH_HUEY_REDIS"
 QUEUE_ENV = "BENCH_QUEUE"
 
 
-class NormalSyncStorage(SqliteStorage):
+class NormalSyncStorage(SqliteStorage):  # type: ignore[misc]  # huey has no type hints
     """huey's SQLite storage with ``synchronous=NORMAL``, as taskq-sqlite opens its file.
 
     huey leaves SQLite's default (FULL: an fsync per commit, WAL included) unless told
@@ -66,12 +66,12 @@ def make_huey(
     else:
         instance = kind(f"{queue}-noresults", results=False, **options)
 
-    @instance.task(name=NOOP)
+    @instance.task(name=NOOP)  # type: ignore[untyped-decorator]
     def noop(mark: str | None = None) -> None:
         if mark is not None:
             write_mark(mark)
 
-    @instance.task(name=IO)
+    @instance.task(name=IO)  # type: ignore[untyped-decorator]
     def io(mark: str | None = None) -> None:
         incr()
         if mark is not None:

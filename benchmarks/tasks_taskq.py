@@ -21,8 +21,9 @@ COLLECT = "bench.collect"
 
 def make_app(broker_url: str | None = None, queue: str | None = None) -> App:
     """An app with the no-op and io tasks; ``None`` takes the URL (and queue) from the environment."""
-    settings: dict[str, object] = {"task_default_queue": queue} if queue else {}
-    app = App("bench", broker=broker_url, backend=broker_url, read_config=False, set_as_current=False, **settings)
+    app = App("bench", broker=broker_url, backend=broker_url, read_config=False, set_as_current=False)
+    if queue:
+        app.conf.update(task_default_queue=queue)
 
     @app.task(name=NOOP)
     def noop(mark: str | None = None) -> None:
