@@ -335,7 +335,7 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON, default=False)
 def bench(session: nox.Session) -> None:
-    """Benchmarks side by side with Celery and huey (`-- --suite pools|redis|rabbitmq`), then backends and workflows."""
+    """Benchmarks side by side with Celery, huey, Dramatiq, taskiq (`-- --suite redis|rabbitmq|pools`), then more."""
     # Installed as users install them: built, not editable, with their bytecode compiled
     # (Celery's too). Editable sources under PYTHONDONTWRITEBYTECODE, which this machine
     # sets, would be compiled again at every worker start, and start-up would measure that.

@@ -43,9 +43,12 @@ def _drain(store_results: bool, count: int | None = None) -> run.Step:
     return step
 
 
-def steps(stored_count: int) -> tuple[tuple[str, run.Step], ...]:
+def steps(stored_count: int) -> tuple[tuple[str, tuple[str, ...], run.Step], ...]:
     """The two drains, the results-stored one of at most ``stored_count`` tasks."""
-    return (("drain-ignored", _drain(False)), ("drain-stored", _drain(True, max(2, stored_count))))
+    return (
+        ("drain-ignored", ("drain_ignored",), _drain(False)),
+        ("drain-stored", ("drain_stored",), _drain(True, max(2, stored_count))),
+    )
 
 
 @dataclass(frozen=True)

@@ -70,9 +70,9 @@ def _remove_tree(directory: Path) -> None:
     directory.rmdir()
 
 
-def _worker(system: System, store_results: bool) -> WorkerProcess:
+def _worker(system: System, store_results: bool, processes: int = 1) -> WorkerProcess:
     return WorkerProcess(
-        system.worker_command(store_results),
+        system.worker_command(store_results, processes),
         system.worker_env(),
         cwd=system.directory,
         log_path=system.directory / "worker.log",
@@ -83,24 +83,26 @@ def _fail(worker: WorkerProcess, exc: BaseException) -> RuntimeError:
     return RuntimeError(f"{exc}\n--- worker log (tail) ---\n{worker.log_tail()}")
 
 
-def drain(system: System, settings: Settings, store_results: bool) -> dict[str, float]:
-    """Enqueue N no-op tasks with no worker running (timed: the enqueue rate), then drain.
+def drain(
+    system: System, settings: Settings, store_results: bool, io: bool = False, processes: int = 1
+) -> dict[str, float]:
+    """Enqueue N tasks with no worker running (timed: the enqueue rate), then drain.
 
-    The drain rate is timed by the worker, from the first task's start to the last's, so
-    the worker's start-up is not part of it: ``(N - 1) / (t_last - t_first)``. The worker
-    process tree's CPU time between the harness seeing the two marks gives ``cpu_per_task``
-    (microseconds) and ``cpu_busy`` (percent of one core over that time).
+    The tasks are no-ops, or with ``io`` make one round trip to a store each. The drain
+    rate is timed by the worker, from the first task's start to the last's, so the
+    worker's start-up is not part of it: ``(N - 1) / (t_last - t_first)``. With two
+    processes the last task to start may not be the last to finish; over thousands of
+    tasks that is one task's time. The worker process tree's CPU time between the harness
+    seeing the two marks gives ``cpu_per_task`` (microseconds) and ``cpu_busy`` (percent
+    of one core over that time).
     """
     count = settings.count
     first, last = system.directory / "first.mark", system.directory / "last.mark"
-    send = system.sender(store_results)
+    marks: list[str | None] = [str(first), *([None] * (count - 2)), str(last)]
     started = time.perf_counter()
-    send(str(first))
-    for _ in range(count - 2):
-        send(None)
-    send(str(last))
+    system.enqueue(store_results, io, marks)
     enqueue_seconds = time.perf_counter() - started
-    worker = _worker(system, store_results)
+    worker = _worker(system, store_results, processes)
     with worker:
         try:
             t_first = wait_for_mark(first, settings.timeout, worker.is_alive)

@@ -1,4 +1,4 @@
-"""The no-op tasks for Celery: ``celery -A benchmarks.tasks_celery worker`` imports ``app``.
+"""The benchmark's tasks for Celery: ``celery -A benchmarks.tasks_celery worker`` imports ``app``.
 
 Broker: kombu's SQLAlchemy transport on SQLite; results: Celery's database backend on a
 second SQLite file. Both live in the directory named by ``BENCH_DIR`` (set by the
@@ -13,9 +13,12 @@ from pathlib import Path
 from celery import Celery
 
 from benchmarks.marks import write_mark
+from benchmarks.store_io import incr
 
 NOOP = "bench.noop"
 NOOP_IGNORED = "bench.noop_ignored"
+IO = "bench.io"
+IO_IGNORED = "bench.io_ignored"
 STEP = "bench.step"
 COLLECT = "bench.collect"
 DIRECTORY_ENV = "BENCH_DIR"
@@ -55,22 +58,35 @@ def make_app(
     app.conf.broker_connection_retry_on_startup = True
     app.conf.worker_hijack_root_logger = False
 
-    @app.task(name=NOOP, shared=False)
+    @app.task(name=NOOP, shared=False)  # type: ignore[untyped-decorator]
     def noop(mark: str | None = None) -> None:
         if mark is not None:
             write_mark(mark)
 
-    @app.task(name=NOOP_IGNORED, ignore_result=True, shared=False)
+    @app.task(name=NOOP_IGNORED, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
     def noop_ignored(mark: str | None = None) -> None:
         if mark is not None:
             write_mark(mark)
 
-    @app.task(name=STEP, shared=False)
+    @app.task(name=IO, shared=False)  # type: ignore[untyped-decorator]
+    def io(mark: str | None = None) -> None:
+        """One round trip to a store (see :mod:`benchmarks.store_io`), as a real task makes."""
+        incr()
+        if mark is not None:
+            write_mark(mark)
+
+    @app.task(name=IO_IGNORED, ignore_result=True, shared=False)  # type: ignore[untyped-decorator]
+    def io_ignored(mark: str | None = None) -> None:
+        incr()
+        if mark is not None:
+            write_mark(mark)
+
+    @app.task(name=STEP, shared=False)  # type: ignore[untyped-decorator]
     def step(x: int) -> int:
         """A step of the canvas benchmark's chain and chord header: its number, plus one."""
         return x + 1
 
-    @app.task(name=COLLECT, shared=False)
+    @app.task(name=COLLECT, shared=False)  # type: ignore[untyped-decorator]
     def collect(values: list[int]) -> int:
         """The canvas benchmark's chord body: how many results it was given."""
         return len(values)

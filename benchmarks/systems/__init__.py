@@ -13,7 +13,8 @@ import os
 import shutil
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import ClassVar
 
@@ -55,6 +56,17 @@ SYSTEMS: dict[str, str] = {
     "celery-io-thread": "benchmarks.systems.io_systems:CeleryIo",
     # Not run by default: huey with taskq-sqlite's durability setting, to tell fsync apart.
     "huey-normal": "benchmarks.systems.huey_sqlite:HueySqliteNormalSync",
+    # The other peers, each started as its docs say (--suite redis / rabbitmq).
+    "dramatiq-redis": "benchmarks.systems.peer_systems:DramatiqRedis",
+    "dramatiq-amqp": "benchmarks.systems.peer_systems:DramatiqAmqp",
+    "taskiq-redis": "benchmarks.systems.peer_systems:TaskiqRedis",
+    "huey-redis": "benchmarks.systems.peer_systems:HueyRedis",
+    # The earlier tuned start (quiet log, Celery without gossip, mingle, heartbeats), for comparison.
+    "taskq-quiet": "benchmarks.systems.taskq_sqlite:TaskqSqliteQuiet",
+    "taskq-redis-quiet": "benchmarks.systems.redis_systems:TaskqRedisQuiet",
+    "celery-redis-quiet": "benchmarks.systems.redis_systems:CeleryRedisQuiet",
+    "taskq-amqp-quiet": "benchmarks.systems.amqp_systems:TaskqAmqpQuiet",
+    "celery-amqp-quiet": "benchmarks.systems.amqp_systems:CeleryAmqpQuiet",
 }
 #: What runs when --systems is not given.
 DEFAULT_SYSTEMS = ("taskq", "celery", "huey")
@@ -71,8 +83,10 @@ SUITES: dict[str, tuple[str, ...]] = {
         "celery",
         "celery-prefork",
     ),
-    "redis": ("taskq-redis", "taskq-redis-prefork", "celery-redis", "celery-redis-prefork"),
-    "rabbitmq": ("taskq-amqp", "celery-amqp"),
+    # One column per project; the rows "two processes" start each with two processes.
+    "redis": ("taskq-redis", "celery-redis", "dramatiq-redis", "taskiq-redis", "huey-redis"),
+    "rabbitmq": ("taskq-amqp", "celery-amqp", "dramatiq-amqp"),
+    "redis-pools": ("taskq-redis", "taskq-redis-prefork", "celery-redis", "celery-redis-prefork"),
     "events": ("taskq-redis", "taskq-redis-events", "celery-redis", "celery-redis-events", "taskq", "taskq-events"),
     "io": (
         "taskq-io-gevent",
@@ -86,7 +100,7 @@ SUITES: dict[str, tuple[str, ...]] = {
     ),
 }
 
-#: A callable that sends one no-op task; its argument is a mark path or None.
+#: A callable that sends one task; its argument is a mark path or None.
 Sender = Callable[[str | None], object]
 
 
@@ -101,21 +115,29 @@ class System(ABC):
     default_count: ClassVar[int]
     #: Default number of timed delay().get() calls.
     default_roundtrips: ClassVar[int]
+    #: Rows (keys of benchmarks.run.ROWS) this system cannot do, and why.
+    unsupported: ClassVar[dict[str, str]] = {}
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
 
     @abstractmethod
-    def sender(self, store_results: bool) -> Sender:
-        """The client's ``delay`` of the no-op task (results stored or ignored)."""
+    def sender(self, store_results: bool, io: bool = False) -> Sender:
+        """The client's ``delay`` of the no-op task, or of the io task (results stored or ignored)."""
+
+    def enqueue(self, store_results: bool, io: bool, marks: list[str | None]) -> None:
+        """Send one task per mark, in order, from this thread (the timed enqueue)."""
+        send = self.sender(store_results, io)
+        for mark in marks:
+            send(mark)
 
     @abstractmethod
     def round_trip(self, timeout: float) -> None:
         """Send one no-op task and wait for its result, at most ``timeout`` seconds."""
 
     @abstractmethod
-    def worker_command(self, store_results: bool) -> list[str]:
-        """The command that starts one worker with one execution slot."""
+    def worker_command(self, store_results: bool, processes: int = 1) -> list[str]:
+        """The command that starts one worker: one execution slot, or ``processes`` processes of one."""
 
     def worker_env(self) -> dict[str, str]:
         """The worker process's whole environment."""
@@ -144,6 +166,20 @@ def script(name: str) -> str | None:
     if beside.is_file() and os.access(beside, os.X_OK):
         return str(beside)
     return shutil.which(name)
+
+
+#: taskq-opentelemetry's switch; nox -s bench turns it off (a user of taskq-core and a broker
+#: has no tracing). Set only where the plugin is installed: taskq rejects an unknown setting.
+OPENTELEMETRY_ENV = "TASKQ_OPENTELEMETRY_ENABLED"
+
+
+def switch_tracing_off(env: MutableMapping[str, str]) -> None:
+    """Set ``TASKQ_OPENTELEMETRY_ENABLED=false`` in ``env`` if taskq-opentelemetry is installed and it is unset."""
+    try:
+        version("taskq-opentelemetry")
+    except PackageNotFoundError:
+        return
+    env.setdefault(OPENTELEMETRY_ENV, "false")
 
 
 def base_env(directory: Path) -> dict[str, str]:

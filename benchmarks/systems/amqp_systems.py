@@ -70,3 +70,15 @@ class CeleryAmqp(CelerySqla):
     @classmethod
     def versions(cls) -> str:
         return f"celery {version('celery')}, kombu {version('kombu')}, amqp {version('amqp')}"
+
+
+class TaskqAmqpQuiet(TaskqAmqp):
+    name = "taskq-amqp-quiet"
+    description = "taskq on amqp://, --pool=solo, -l warning (tuned: not the default log level)"
+    quiet = True
+
+
+class CeleryAmqpQuiet(CeleryAmqp):
+    name = "celery-amqp-quiet"
+    description = "Celery 5 on pyamqp://, --pool=solo, -l WARNING --without-gossip/mingle/heartbeat (tuned)"
+    quiet = True

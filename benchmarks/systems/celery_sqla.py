@@ -15,6 +15,8 @@ class CelerySqla(System):
     description = "Celery 5, broker sqla+sqlite://, backend db+sqlite://, --pool=solo"
     pool = "solo"
     concurrency = 1
+    #: True: started without gossip, mingle and heartbeats (the earlier, tuned start).
+    quiet = False
     default_count = 2000  # slow: ~500 tasks/s
     default_roundtrips = 30  # ~1 s each: the worker and get() both poll
 
@@ -22,31 +24,35 @@ class CelerySqla(System):
         super().__init__(directory)
         self.app = tasks_celery.make_app(directory)
 
-    def sender(self, store_results: bool) -> Sender:
-        name = tasks_celery.NOOP if store_results else tasks_celery.NOOP_IGNORED
+    def sender(self, store_results: bool, io: bool = False) -> Sender:
+        if io:
+            name = tasks_celery.IO if store_results else tasks_celery.IO_IGNORED
+        else:
+            name = tasks_celery.NOOP if store_results else tasks_celery.NOOP_IGNORED
         return self.app.tasks[name].delay  # type: ignore[no-any-return]
 
     def round_trip(self, timeout: float) -> None:
         self.app.tasks[tasks_celery.NOOP].delay(None).get(timeout=timeout)
 
-    def worker_command(self, store_results: bool) -> list[str]:
+    def worker_command(self, store_results: bool, processes: int = 1) -> list[str]:
         celery = script("celery")
         prefix = [celery] if celery else [sys.executable, "-m", "celery"]
-        return [
+        pool, concurrency = (self.pool, self.concurrency) if processes == 1 else ("prefork", processes)
+        command = [
             *prefix,
             "-A",
             "benchmarks.tasks_celery",
             "worker",
-            f"--pool={self.pool}",
+            f"--pool={pool}",
             "-c",
-            str(self.concurrency),
-            "--loglevel=WARNING",
-            # A name of its own: another Celery worker on the broker must not clash with it.
+            str(concurrency),
+            # A name of its own, so that another Celery worker on the broker is not its twin;
+            # otherwise as Celery's docs start a worker (its default log level is WARNING).
             f"--hostname=bench-{self.directory.name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
         ]
+        if self.quiet:
+            command += ["--loglevel=WARNING", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        return command
 
     def close(self) -> None:
         self.app.close()

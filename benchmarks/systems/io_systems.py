@@ -66,11 +66,11 @@ class TaskqIo(TaskqRedis):
         self.app = tasks_io_taskq.make_app(self.url, queue=self.queue)
         self.app.conf.update(result_expires=600.0)
 
-    def sender(self, store_results: bool) -> Sender:
+    def sender(self, store_results: bool, io: bool = False) -> Sender:
         stored, ignored = self.tasks
         return _marking(self.app.tasks[stored if store_results else ignored].delay)
 
-    def worker_command(self, store_results: bool) -> list[str]:
+    def worker_command(self, store_results: bool, processes: int = 1) -> list[str]:
         cli = taskq_cli()
         prefix = [cli] if cli else [sys.executable, "-m", "taskq"]
         return [
@@ -124,7 +124,7 @@ class CeleryIo(CeleryRedis):
         self.queue = _queue(directory)
         self.app = tasks_io_celery.make_app(directory, redis_url=REDIS_URL, queue=self.queue)
 
-    def sender(self, store_results: bool) -> Sender:
+    def sender(self, store_results: bool, io: bool = False) -> Sender:
         name = tasks_io_celery.IO_WAIT_TASK if store_results else tasks_io_celery.IO_WAIT_IGNORED
         return _marking(self.app.tasks[name].delay)
 
@@ -136,7 +136,7 @@ class CeleryIo(CeleryRedis):
         env[tasks_celery.REDIS_ENV] = REDIS_URL
         return env
 
-    def worker_command(self, store_results: bool) -> list[str]:
+    def worker_command(self, store_results: bool, processes: int = 1) -> list[str]:
         celery = script("celery")
         prefix = [celery] if celery else [sys.executable, "-m", "celery"]
         return [

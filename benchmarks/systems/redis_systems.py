@@ -102,6 +102,17 @@ class CeleryRedisEvents(CeleryRedis):
     name = "celery-redis-events"
     description = "Celery 5, broker and backend redis://, --pool=solo, -E"
 
-    def worker_command(self, store_results: bool) -> list[str]:
-        command = [arg for arg in super().worker_command(store_results) if arg != "--without-heartbeat"]
-        return [*command, "-E"]
+    def worker_command(self, store_results: bool, processes: int = 1) -> list[str]:
+        return [*super().worker_command(store_results, processes), "-E"]
+
+
+class TaskqRedisQuiet(TaskqRedis):
+    name = "taskq-redis-quiet"
+    description = "taskq on redis://, --pool=solo, -l warning (tuned: not the default log level)"
+    quiet = True
+
+
+class CeleryRedisQuiet(CeleryRedis):
+    name = "celery-redis-quiet"
+    description = "Celery 5 on redis://, --pool=solo, -l WARNING --without-gossip/mingle/heartbeat (tuned)"
+    quiet = True

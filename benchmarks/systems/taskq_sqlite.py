@@ -9,7 +9,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from benchmarks import tasks_taskq
-from benchmarks.systems import Sender, System, base_env, script
+from benchmarks.systems import Sender, System, base_env, script, switch_tracing_off
 
 # Seconds allowed for ``taskq --help`` when checking that the CLI works.
 CLI_CHECK_TIMEOUT = 60.0
@@ -41,37 +41,36 @@ class TaskqSqlite(System):
     #: The pool and concurrency the worker runs with.
     pool = "solo"
     concurrency = 1
+    #: True: started with ``-l warning`` (the earlier, tuned start), not taskq's default level.
+    quiet = False
 
     def __init__(self, directory: Path) -> None:
         super().__init__(directory)
         self.url = f"sqlite:///{directory / 'taskq.db'}"
         self.app = tasks_taskq.make_app(self.url)
 
-    def sender(self, store_results: bool) -> Sender:
-        name = tasks_taskq.NOOP if store_results else tasks_taskq.NOOP_IGNORED
+    def sender(self, store_results: bool, io: bool = False) -> Sender:
+        if io:
+            name = tasks_taskq.IO if store_results else tasks_taskq.IO_IGNORED
+        else:
+            name = tasks_taskq.NOOP if store_results else tasks_taskq.NOOP_IGNORED
         return self.app.tasks[name].delay
 
     def round_trip(self, timeout: float) -> None:
         self.app.tasks[tasks_taskq.NOOP].delay(None).get(timeout=timeout)
 
-    def worker_command(self, store_results: bool) -> list[str]:
+    def worker_command(self, store_results: bool, processes: int = 1) -> list[str]:
         cli = taskq_cli()
         if cli is None:
             return [sys.executable, "-c", FALLBACK_WORKER]
-        return [
-            cli,
-            "worker",
-            "-A",
-            "benchmarks.tasks_taskq",
-            f"--pool={self.pool}",
-            "-c",
-            str(self.concurrency),
-            "-l",
-            "warning",
-        ]
+        pool, concurrency = (self.pool, self.concurrency) if processes == 1 else ("prefork", processes)
+        # As taskq's docs start a worker: no -l (the default level), only the pool fixed.
+        command = [cli, "worker", "-A", "benchmarks.tasks_taskq", f"--pool={pool}", "-c", str(concurrency)]
+        return [*command, "-l", "warning"] if self.quiet else command
 
     def worker_env(self) -> dict[str, str]:
         env = base_env(self.directory)
+        switch_tracing_off(env)  # as nox -s bench runs
         env["TASKQ_BROKER_URL"] = self.url
         env["TASKQ_RESULT_BACKEND"] = self.url
         return env
@@ -90,6 +89,12 @@ class TaskqSqlite(System):
                 found.append(f"{name} (not installed)")
         worker = "taskq CLI" if taskq_cli() else "python -c (the taskq CLI does not work yet)"
         return ", ".join(found) + f"; worker started with {worker}"
+
+
+class TaskqSqliteQuiet(TaskqSqlite):
+    name = "taskq-quiet"
+    description = "taskq on sqlite://, --pool=solo, -l warning (tuned: not the default log level)"
+    quiet = True
 
 
 class TaskqPrefork(TaskqSqlite):
