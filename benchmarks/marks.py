@@ -47,3 +47,17 @@ def wait_for_mark(path: Path, timeout: float, alive: object = None) -> float:
             raise TimeoutError(f"no {path.name} after {timeout:.0f}s; is the worker consuming?")
         time.sleep(POLL_INTERVAL)
     return read_mark(path)
+
+
+#: Seconds each I/O-bound task waits (benchmarks.io_bound), for taskq's tasks and Celery's.
+IO_WAIT = 0.01
+
+
+def wait_between_marks(start_mark: str | None = None, end_mark: str | None = None) -> None:
+    """The I/O-bound task's body: write ``start_mark``, wait :data:`IO_WAIT` with ``time.sleep``
+    (cooperative once gevent or eventlet patched it), write ``end_mark``."""
+    if start_mark is not None:
+        write_mark(start_mark)
+    time.sleep(IO_WAIT)
+    if end_mark is not None:
+        write_mark(end_mark)

@@ -1,6 +1,6 @@
 """The I/O-bound tasks for Celery: ``celery -A benchmarks.tasks_io_celery worker`` imports ``app``.
 
-Each task waits :data:`benchmarks.tasks_io_taskq.IO_WAIT` seconds with ``time.sleep``
+Each task waits :data:`benchmarks.marks.IO_WAIT` seconds with ``time.sleep``
 (cooperative under ``-P gevent`` and ``-P eventlet``, which patch at start-up) and returns
 nothing. The app is :func:`benchmarks.tasks_celery.make_app`'s, with these tasks added.
 """
@@ -8,17 +8,13 @@ nothing. The app is :func:`benchmarks.tasks_celery.make_app`'s, with these tasks
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
 
 from celery import Celery
 
-from benchmarks.marks import write_mark
+from benchmarks.marks import wait_between_marks
 from benchmarks.tasks_celery import DIRECTORY_ENV
 from benchmarks.tasks_celery import make_app as make_noop_app
-
-#: Seconds each task waits (the same as taskq's; not imported from there, which imports taskq).
-IO_WAIT = 0.01
 
 IO_WAIT_TASK = "bench.io_wait"
 IO_WAIT_IGNORED = "bench.io_wait_ignored"
@@ -29,11 +25,7 @@ def make_app(directory: Path, redis_url: str | None = None, queue: str | None = 
     app = make_noop_app(directory, redis_url=redis_url, queue=queue)
 
     def io_wait(start_mark: str | None = None, end_mark: str | None = None) -> None:
-        if start_mark is not None:
-            write_mark(start_mark)
-        time.sleep(IO_WAIT)
-        if end_mark is not None:
-            write_mark(end_mark)
+        wait_between_marks(start_mark, end_mark)
 
     app.task(name=IO_WAIT_TASK, shared=False)(io_wait)
     app.task(name=IO_WAIT_IGNORED, ignore_result=True, shared=False)(io_wait)

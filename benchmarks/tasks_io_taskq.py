@@ -9,14 +9,12 @@ tasks added; see :mod:`benchmarks.io_bound`.
 from __future__ import annotations
 
 import asyncio
-import time
 
-from benchmarks.marks import write_mark
+from benchmarks.marks import IO_WAIT, wait_between_marks, write_mark
 from benchmarks.tasks_taskq import make_app as make_noop_app
 from taskq import App
 
 #: Seconds each task waits.
-IO_WAIT = 0.01
 
 IO_WAIT_TASK = "bench.io_wait"
 IO_WAIT_IGNORED = "bench.io_wait_ignored"
@@ -32,11 +30,7 @@ def make_app(broker_url: str | None = None, queue: str | None = None) -> App:
     app = make_noop_app(broker_url, queue)
 
     def io_wait(start_mark: str | None = None, end_mark: str | None = None) -> None:
-        if start_mark is not None:
-            write_mark(start_mark)
-        time.sleep(IO_WAIT)
-        if end_mark is not None:
-            write_mark(end_mark)
+        wait_between_marks(start_mark, end_mark)
 
     async def io_wait_async(start_mark: str | None = None, end_mark: str | None = None) -> None:
         if start_mark is not None:

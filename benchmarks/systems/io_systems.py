@@ -16,6 +16,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from benchmarks import tasks_celery, tasks_io_celery, tasks_io_taskq
+from benchmarks.marks import IO_WAIT
 from benchmarks.systems import Sender, script
 from benchmarks.systems.redis_systems import CeleryRedis, TaskqRedis, _queue
 from benchmarks.systems.taskq_sqlite import taskq_cli
@@ -24,7 +25,7 @@ REDIS_URL = "redis://127.0.0.1:6379/12"
 #: Tasks at once in the one worker process.
 CONCURRENCY = 100
 #: Tasks/s if every slot always waited and nothing else took time.
-CEILING = CONCURRENCY / tasks_io_taskq.IO_WAIT
+CEILING = CONCURRENCY / IO_WAIT
 #: Tasks per drain, enqueued before the worker starts.
 COUNT = 10_000
 

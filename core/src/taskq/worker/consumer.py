@@ -9,7 +9,8 @@ The loop, in the worker's main thread:
    a held message that started before and was never settled runs alone);
 4. claim up to the prefetch window under a lease, and sort what came: undecodable,
    unknown or poison messages are dead-lettered, expired ones recorded as REVOKED, ETAs
-   beyond the horizon go back to the broker, near ones wait in the timer;
+   beyond the horizon go back to the broker, near ones wait in the timer (outside the
+   window, up to :data:`ETA_ALLOWANCE` of them);
 5. with nothing to do, block in the transport's ``wait`` (a wake-up, not a poll).
 
 Between turns the loop makes the calls other parts of the worker asked for: periodic ones
@@ -20,6 +21,12 @@ message is decided by :mod:`taskq.worker.acks`.
 
 Everything claimed and not yet acknowledged is *held*: the lease keeper renews it from
 its own thread, and shutdown gives it back to the broker.
+
+The module stays whole past 700 lines: it is the loop above, and every method keeps the
+loop's one state consistent (what is held, reserved, in the timer, running), in the
+order the loop runs them; what is an idea of its own lives beside it (the settling of
+messages in :mod:`~taskq.worker.acks`, endings, chores, rate limits, revocations,
+broadcast queues).
 """
 
 from __future__ import annotations

@@ -12,10 +12,10 @@ for: a writer takes a connection from a small pool for the one write
 (:class:`~taskq_redis._wire.Wire`; as many as write at once, so a green pool's thousands
 of short-lived green threads share a few), and the replies are read later, by the next
 writer on that connection or before this thread's next read or counter, so what a thread
-reads next includes what it stored (a chord's last member sees its own result). A refused write is logged with its key.
-A waiting client
-(``AsyncResult.get()``) subscribes to that channel and sleeps on the socket, so it wakes
-the moment the result is stored; no polling. Its subscription stays open between the
+reads next includes what it stored (a chord's last member sees its own result). A
+refused write is logged with its key. A waiting client (``AsyncResult.get()``)
+subscribes to that channel and sleeps on the socket, so it wakes the moment the result
+is stored; no polling. Its subscription stays open between the
 core's re-checks, and a lost connection is re-established on the next wait (the core then
 reads the record again, so a result stored while the client was cut off is not missed).
 Reads retry a lost connection for about :data:`RETRY_SECONDS` seconds, so a client waiting
